@@ -1,0 +1,288 @@
+"""The framework model (指标体系) and its structural and linkage (衔接) checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+LEVELS = ("province", "city", "county", "township")
+CODE_LENGTHS = {"province": 2, "city": 4, "county": 6, "township": 9}
+DIRECTIONS = ("higher", "lower")
+METHODS = ("completion_ratio",)
+ROLLUP_RULES = ("sum", "mean", "min", "max")
+ROOT_WEIGHT = Decimal(100)
+
+
+@dataclass(frozen=True)
+class Unit:
+    code: str
+    name: str
+    unit_class: str = ""
+
+
+@dataclass(frozen=True)
+class Link:
+    parent_framework_digest: str
+    parent_indicator: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class Indicator:
+    code: str
+    name: str
+    weight: Decimal
+    parent_code: str = ""
+    leaf: bool = False
+    measure_unit: str = ""
+    direction: str = "higher"
+    target: Decimal | None = None
+    unit_targets: Mapping[str, Decimal] = field(default_factory=dict)
+    method: str = "completion_ratio"
+    cap: Decimal = Decimal("1.2")
+    must_cascade: bool = False
+    link: Link | None = None
+    rollup: str = "sum"
+
+    def target_for(self, unit: str) -> Decimal | None:
+        return self.unit_targets.get(unit, self.target)
+
+
+@dataclass(frozen=True)
+class FrameworkRef:
+    issuer: str
+    cycle: str
+    unit_class: str
+    version: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class Framework:
+    issuer: str
+    issuer_name: str
+    cycle: str
+    unit_class: str
+    version: int
+    title: str
+    issued_at: int
+    expires_at: int
+    units: tuple[Unit, ...]
+    indicators: tuple[Indicator, ...]
+    parent: FrameworkRef | None = None
+
+    def leaves(self) -> list[Indicator]:
+        return [i for i in self.indicators if i.leaf]
+
+    def indicator(self, code: str) -> Indicator | None:
+        return next((i for i in self.indicators if i.code == code), None)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a framework, named by indicator code (or '' for the whole)."""
+
+    indicator: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.indicator}] {self.message}" if self.indicator else self.message
+
+
+def check_structure(fw: Framework) -> list[Problem]:
+    """Codes unique, tree without cycles, weights adding up, leaves measurable."""
+    problems: list[Problem] = []
+    by_code: dict[str, Indicator] = {}
+    for ind in fw.indicators:
+        if ind.code in by_code:
+            problems.append(Problem(ind.code, "指标编码重复 (duplicate indicator code)"))
+        by_code[ind.code] = ind
+    unit_codes = [u.code for u in fw.units]
+    if len(set(unit_codes)) != len(unit_codes):
+        problems.append(Problem("", "被考评单位重复 (duplicate unit codes)"))
+    if not fw.units:
+        problems.append(Problem("", "没有被考评单位 (the framework names no units)"))
+    for ind in fw.indicators:
+        if ind.parent_code and ind.parent_code not in by_code:
+            problems.append(Problem(ind.code, f"上级指标 {ind.parent_code} 不存在 (parent indicator does not exist)"))
+        seen = {ind.code}
+        cur = ind
+        while cur.parent_code and cur.parent_code in by_code:
+            if cur.parent_code in seen:
+                problems.append(Problem(ind.code, "指标层级存在循环 (cycle in the indicator tree)"))
+                break
+            seen.add(cur.parent_code)
+            cur = by_code[cur.parent_code]
+        if ind.weight < 0:
+            problems.append(Problem(ind.code, "权重不能为负 (weight must not be negative)"))
+        if ind.leaf:
+            problems.extend(_check_leaf(ind, unit_codes))
+    children: dict[str, list[Indicator]] = {}
+    for ind in fw.indicators:
+        children.setdefault(ind.parent_code, []).append(ind)
+        if ind.leaf and any(o.parent_code == ind.code for o in fw.indicators):
+            problems.append(Problem(ind.code, "末级指标不能有下级指标 (a leaf cannot have children)"))
+    top = children.get("", [])
+    total = sum((i.weight for i in top), Decimal(0))
+    if top and total != ROOT_WEIGHT:
+        problems.append(Problem("", f"一级指标权重之和为 {total}，应为 100 (level-1 weights must add up to 100)"))
+    for code, kids in children.items():
+        if code and code in by_code and not by_code[code].leaf:
+            s = sum((k.weight for k in kids), Decimal(0))
+            if s != by_code[code].weight:
+                problems.append(
+                    Problem(code, f"下级指标权重之和为 {s}，应等于本指标权重 {by_code[code].weight} "
+                                  "(children's weights must add up to the group's weight)")
+                )
+    for ind in fw.indicators:
+        if not ind.leaf and ind.code not in children:
+            problems.append(Problem(ind.code, "分组指标没有下级指标 (a group indicator has no children)"))
+    return problems
+
+
+def _check_leaf(ind: Indicator, unit_codes: list[str]) -> list[Problem]:
+    out: list[Problem] = []
+    if ind.direction not in DIRECTIONS:
+        out.append(Problem(ind.code, f"方向 {ind.direction!r} 无效，应为 higher 或 lower (direction)"))
+    if ind.method not in METHODS:
+        out.append(Problem(ind.code, f"评分方法 {ind.method!r} 未知，可用：{', '.join(METHODS)} (unknown method)"))
+    if ind.rollup not in ROLLUP_RULES:
+        out.append(Problem(ind.code, f"汇总规则 {ind.rollup!r} 未知，可用：{', '.join(ROLLUP_RULES)} (unknown roll-up)"))
+    if ind.link and ind.link.rule not in ROLLUP_RULES:
+        out.append(Problem(ind.code, f"衔接规则 {ind.link.rule!r} 未知 (unknown link rule)"))
+    for unit in unit_codes:
+        if ind.target_for(unit) is None:
+            out.append(Problem(ind.code, f"单位 {unit} 没有目标值 (target missing for unit)"))
+    for unit in ind.unit_targets:
+        if unit not in unit_codes:
+            out.append(Problem(ind.code, f"目标值所指单位 {unit} 不在被考评单位中 (target for an unknown unit)"))
+    if ind.cap < 1:
+        out.append(Problem(ind.code, "封顶系数应不小于 1 (cap must be at least 1)"))
+    return out
+
+
+def check_links(parent: Framework, parent_digest: str, child: Framework, child_targets_unit: str) -> list[Problem]:
+    """The linkage checks of DESIGN.md section 4 for a child framework derived from ``parent``.
+
+    ``child_targets_unit`` is the unit (in the parent framework) whose target the child's
+    decomposed targets must cover: the child framework's issuer.
+    """
+    problems: list[Problem] = []
+    if child.parent is None or child.parent.digest != parent_digest:
+        problems.append(Problem("", "子指标体系未钉住所依据的上级指标体系 (child framework does not pin its parent)"))
+    elif (child.parent.issuer, child.parent.cycle, child.parent.unit_class, child.parent.version) != (
+        parent.issuer, parent.cycle, parent.unit_class, parent.version,
+    ):
+        problems.append(Problem("", "钉住的上级指标体系信息与摘要不符 (parent pin does not match the parent framework)"))
+    linked: dict[str, list[Indicator]] = {}
+    for ind in child.leaves():
+        if ind.link is None:
+            continue
+        if ind.link.parent_framework_digest != parent_digest:
+            problems.append(Problem(ind.code, "衔接引用的上级指标体系不是现行版本 (link cites another framework)"))
+            continue
+        p = parent.indicator(ind.link.parent_indicator)
+        if p is None or not p.leaf:
+            problems.append(
+                Problem(ind.code, f"衔接的上级指标 {ind.link.parent_indicator} 在上级指标体系中不存在 "
+                                  "(linked parent indicator does not exist)")
+            )
+            continue
+        linked.setdefault(p.code, []).append(ind)
+        if p.measure_unit != ind.measure_unit:
+            problems.append(
+                Problem(ind.code, f"计量单位 {ind.measure_unit!r} 与上级指标 {p.code} 的 {p.measure_unit!r} 不一致 "
+                                  "(unit of measure differs from the parent's)")
+            )
+        if p.direction != ind.direction:
+            problems.append(Problem(ind.code, f"方向与上级指标 {p.code} 不一致 (direction differs from the parent's)"))
+        problems.extend(_check_coverage(p, ind, child, child_targets_unit))
+    for p in parent.leaves():
+        if p.must_cascade and p.code not in linked:
+            problems.append(Problem(p.code, "上级必须分解的指标没有下级指标衔接 (must-cascade indicator is not linked)"))
+    return problems
+
+
+def _check_coverage(p: Indicator, ind: Indicator, child: Framework, unit: str) -> list[Problem]:
+    parent_target = p.target_for(unit)
+    assert ind.link is not None
+    targets = [ind.target_for(u.code) for u in child.units]
+    if parent_target is None or any(t is None for t in targets) or not targets:
+        return []
+    known = [t for t in targets if t is not None]
+    composed = compose(ind.link.rule, known)
+    ok = composed >= parent_target if p.direction == "higher" else composed <= parent_target
+    if ok:
+        return []
+    return [
+        Problem(ind.code, f"分解目标按 {ind.link.rule} 合成为 {composed}，未覆盖上级指标 {p.code} 的目标 {parent_target} "
+                          "(decomposed targets do not cover the parent's target)")
+    ]
+
+
+def compose(rule: str, values: Iterable[Decimal]) -> Decimal:
+    vals = list(values)
+    if not vals:
+        raise ValueError("compose() of no values")
+    if rule == "sum":
+        return sum(vals, Decimal(0))
+    if rule == "mean":
+        return sum(vals, Decimal(0)) / len(vals)
+    if rule == "min":
+        return min(vals)
+    if rule == "max":
+        return max(vals)
+    raise ValueError(f"unknown roll-up rule {rule!r}")
+
+
+def derive_child_framework(
+    parent: Framework,
+    parent_digest: str,
+    issuer_name: str,
+    issuer: str,
+    units: Iterable[Unit],
+    *,
+    unit_class: str,
+    issued_at: int,
+    expires_at: int,
+    version: int = 1,
+) -> Framework:
+    """Decompose ``parent`` for ``issuer``'s own units (层层分解), linking every leaf to its parent leaf.
+
+    Each leaf keeps its code, unit of measure and direction and links to the parent leaf with
+    the parent's roll-up rule. For ``sum`` the issuer's own target is split evenly and rounded
+    (up, or down when lower is better) at the target's precision, so the decomposed targets always cover it; for the other rules
+    every unit receives the issuer's target.
+    """
+    unit_list = tuple(units)
+    indicators: list[Indicator] = []
+    for ind in parent.indicators:
+        if not ind.leaf:
+            indicators.append(replace(ind, unit_targets={}, link=None))
+            continue
+        own = ind.target_for(issuer)
+        target = own
+        if own is not None and ind.rollup == "sum" and unit_list:
+            exp = own.as_tuple().exponent
+            quantum = Decimal(1).scaleb(exp if isinstance(exp, int) and exp < 0 else 0)
+            # Round toward covering the parent's target: up when more is better, down when less is.
+            rounding = ROUND_CEILING if ind.direction == "higher" else ROUND_FLOOR
+            target = (own / len(unit_list)).quantize(quantum, rounding=rounding)
+        indicators.append(
+            replace(ind, target=target, unit_targets={},
+                    link=Link(parent_digest, ind.code, ind.rollup))
+        )
+    return Framework(
+        issuer=issuer,
+        issuer_name=issuer_name,
+        cycle=parent.cycle,
+        unit_class=unit_class,
+        version=version,
+        title=f"{issuer_name}{parent.cycle}年度绩效考评指标体系（分解自{parent.issuer_name}）",
+        issued_at=issued_at,
+        expires_at=min(expires_at, parent.expires_at),
+        units=unit_list,
+        indicators=tuple(indicators),
+        parent=FrameworkRef(parent.issuer, parent.cycle, parent.unit_class, parent.version, parent_digest),
+    )

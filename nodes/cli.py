@@ -1,0 +1,204 @@
+"""The `appraise` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+
+from nodes.yamlfile import FileError
+
+app = typer.Typer(help="fedappraisal：联邦式多层级政府绩效考评 (federated government performance appraisal)",
+                  no_args_is_help=True, add_completion=False)
+node_app = typer.Typer(help="运行节点 (run a node)", no_args_is_help=True)
+keys_app = typer.Typer(help="密钥与证书 (keys and node certificates)", no_args_is_help=True)
+fw_app = typer.Typer(help="指标体系 (frameworks)", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+app.add_typer(keys_app, name="keys")
+app.add_typer(fw_app, name="framework")
+err = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[red]错误 (error):[/] {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+@node_app.command("run")
+def node_run(config: Annotated[Path, typer.Option("--config", "-c", help="节点配置文件 (node.yaml)")]) -> None:
+    """启动一个节点：存储、gRPC、NATS、HTTP 网关 (start one node)."""
+    from nodes.config import load_config
+    from nodes.service import run_node
+
+    try:
+        cfg = load_config(config)
+    except FileError as exc:
+        raise fail(f"节点未启动 (node not started):\n{exc}") from None
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {cfg.code} %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_node(cfg))
+
+
+@keys_app.command("generate")
+def keys_generate(out: Annotated[Path, typer.Option("--out", help="私钥文件 (private key file, PEM)")]) -> None:
+    """生成 Ed25519 密钥 (generate a key); prints the public key."""
+    from sync import keys
+
+    if out.exists():
+        raise fail(f"{out} 已存在，不覆盖 (exists; not overwritten)")
+    key = keys.generate()
+    keys.save_private(key, out)
+    typer.echo(keys.public_hex(key.public_key()))
+
+
+@keys_app.command("show")
+def keys_show(key: Annotated[Path, typer.Option("--key")]) -> None:
+    """显示私钥对应的公钥 (print the public key of a key file)."""
+    from sync import keys
+
+    try:
+        typer.echo(keys.public_hex(keys.load_private(key).public_key()))
+    except keys.KeyFileError as exc:
+        raise fail(str(exc)) from None
+
+
+@keys_app.command("certify")
+def keys_certify(
+    issuer_key: Annotated[Path, typer.Option(help="上级节点私钥 (the parent's key)")],
+    issuer_code: Annotated[str, typer.Option(help="上级节点代码")],
+    code: Annotated[str, typer.Option(help="下级节点代码")],
+    name: Annotated[str, typer.Option(help="下级节点名称")],
+    level: Annotated[str, typer.Option(help="city | county | township")],
+    public_key: Annotated[str, typer.Option(help="下级节点公钥（十六进制）")],
+    out: Annotated[Path, typer.Option(help="输出的证书链文件 (certificate chain to give the child)")],
+    issuer_chain: Annotated[Path | None, typer.Option(help="上级自己的证书链（省级不需要）")] = None,
+    days: int = 730,
+    serial: int = 1,
+) -> None:
+    """上级为下级签发节点证书 (a parent certifies a child's key)."""
+    from proto.appraisal.v1 import appraisal_pb2 as pb
+    from sync import keys
+    from sync.trust import issue_certificate, valid_code
+
+    if not valid_code(code, level) or not code.startswith(issuer_code):
+        raise fail(f"{code} 不是 {issuer_code} 的{level}级下级 (not a child of the issuer)")
+    try:
+        parent_key = keys.load_private(issuer_key)
+        child_key = keys.public_from_hex(public_key, "--public-key")
+    except keys.KeyFileError as exc:
+        raise fail(str(exc)) from None
+    chain: list[bytes] = []
+    if issuer_chain is not None:
+        chain = list(pb.CertificateChain.FromString(issuer_chain.read_bytes()).certificates)
+    now = int(time.time())
+    cert = issue_certificate(parent_key, issuer_code, code=code, name=name, level=level, public_key=child_key,
+                             serial=serial, not_before=now - 60, not_after=now + days * 86400)
+    out.write_bytes(pb.CertificateChain(certificates=[*chain, cert]).SerializeToString())
+    typer.echo(f"已签发 {name}（{code}）的证书，写入 {out}")
+
+
+@fw_app.command("validate")
+def fw_validate(file: Path) -> None:
+    """检查指标体系文件 (check a framework file); exit 1 on any problem."""
+    from nodes.framework_file import load_framework
+
+    try:
+        fw = load_framework(file, now=int(time.time()))
+    except FileError as exc:
+        err.print(str(exc), highlight=False)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"{file}: 通过 (ok): {len(fw.indicators)} 个指标，{len(fw.leaves())} 个末级指标")
+
+
+@fw_app.command("publish")
+def fw_publish(
+    file: Path,
+    gateway: Annotated[str, typer.Option(help="本节点网关地址，如 http://127.0.0.1:8001")],
+    token_file: Annotated[Path, typer.Option(help="管理令牌文件 (admin.token)")],
+) -> None:
+    """由本节点发布指标体系并逐级下发 (publish a framework from this node)."""
+    r = httpx.post(gateway.rstrip("/") + "/api/v1/admin/frameworks",
+                   json={"yaml": file.read_text(encoding="utf-8"), "filename": file.name},
+                   headers={"Authorization": "Bearer " + token_file.read_text(encoding="utf-8").strip()}, timeout=30)
+    if r.status_code >= 400:
+        raise fail(f"{r.status_code}: {r.json().get('detail', r.text)}")
+    typer.echo(f"已发布 (published): {r.json()['digest']}")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="演示数据目录 (demo data directory)")] = Path(".demo"),
+    check: Annotated[bool, typer.Option("--check", help="无人值守运行并核验 (run unattended and verify)")] = False,
+) -> None:
+    """启动演示联邦：四川省→2市→4县→8乡镇，共15个节点 (start the demo federation)."""
+    from nodes.demo import Demo
+    from nodes.launcher import DATA
+
+    console = Console()
+    workdir = directory.resolve()
+    d = Demo(workdir, console)
+
+    async def flow() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        steps = asyncio.create_task(_steps(d, DATA / "sample-framework.yaml", check))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({steps, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper.done():
+                steps.cancel()
+                console.print("\n收到中断，正在停止所有节点 (stopping)…")
+                return 130
+            exc = steps.exception()
+            if exc is not None:
+                console.print(f"[red]演示失败 (demo failed):[/] {exc}")
+                d.summary.problems.append(str(exc).splitlines()[0])
+                return 1
+            if check:
+                return 0 if d.summary.ok else 1
+            prov = d.fed.province
+            console.print(f"\n[bold]省级网关 (province gateway):[/] {prov.url}/")
+            console.print(f"OpenAPI: {prov.url}/schema/openapi.json · 数据目录 (data): {workdir}")
+            console.print("按 Ctrl-C 停止 (press Ctrl-C to stop)")
+            await stop.wait()
+            return 0
+        finally:
+            stopper.cancel()
+            with contextlib.suppress(BaseException):
+                await steps
+            await d.close()
+            console.print("所有进程已停止 (all processes stopped)")
+
+    code = asyncio.run(flow())
+    if check:
+        print(d.summary.as_json())
+    sys.exit(code)
+
+
+async def _steps(d: object, framework: Path, check: bool) -> None:
+    from nodes.demo import Demo
+
+    assert isinstance(d, Demo)
+    await d.start()
+    await d.cascade(framework)
+    await d.report()
+    await d.show()
+    await d.check()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Node configuration: loaded, checked completely, or refused with the file, the place and the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf.message import DecodeError
+
+from aggregator.framework import LEVELS
+from nodes.store import StoreError, check_url
+from nodes.yamlfile import FileError, Located, Where, load
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.envelope import EnvelopeError
+from sync.keys import KeyFileError, load_private, public_from_hex, public_raw
+from sync.trust import Identity, root_identity, valid_code, verify_chain
+
+
+@dataclass(frozen=True)
+class Peer:
+    code: str
+    name: str
+    grpc: str = ""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    path: Path
+    code: str
+    name: str
+    level: str
+    parent: Peer | None
+    parent_grpc: str
+    children: tuple[Peer, ...]
+    child_class: str
+    root: Identity
+    key: Ed25519PrivateKey
+    chain: tuple[bytes, ...]
+    store_url: str
+    nats_url: str
+    grpc_listen: str
+    http_listen: str
+    admin_token: str
+    node_path: tuple[str, ...]
+
+
+def _get(doc: Located, where: Where, kind: type | tuple[type, ...], fix: str) -> Any:
+    cur: Any = doc.data
+    for part in where:
+        if isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+            cur = cur[part]
+        elif isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        else:
+            raise doc.error(where, f"缺少必填项；{fix} (missing required setting)")
+    if isinstance(cur, bool) or not isinstance(cur, kind):
+        raise doc.error(where, f"类型不对，实为 {cur!r}；{fix} (wrong type)")
+    return cur
+
+
+def _addr(doc: Located, where: Where, fix: str) -> str:
+    text = str(_get(doc, where, (str,), fix))
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise doc.error(where, f"地址应为 主机:端口，实为 {text!r}；{fix} (expected host:port)")
+    return text
+
+
+def load_config(path: Path) -> NodeConfig:
+    doc = load(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error((), "配置应为键值映射 (configuration must be a mapping); 参见 deploy/README.md")
+    base = path.parent
+    code = str(_get(doc, ("node", "code"), (str,), '请写节点区划代码，如 code: "5101"'))
+    name = str(_get(doc, ("node", "name"), (str,), "请写节点名称，如 name: 成都市"))
+    level = str(_get(doc, ("node", "level"), (str,), "层级为 province/city/county/township 之一"))
+    if level not in LEVELS:
+        raise doc.error(("node", "level"), f"层级 {level!r} 无效；应为 {'/'.join(LEVELS)} 之一 (unknown level)")
+    if not valid_code(code, level):
+        raise doc.error(("node", "code"), f"区划代码 {code!r} 与层级 {level} 不符（{level} 应为 "
+                        f"{ {'province': 2, 'city': 4, 'county': 6, 'township': 9}[level]} 位数字） (code does not fit level)")
+    parent: Peer | None = None
+    parent_grpc = ""
+    if level != "province":
+        pcode = str(_get(doc, ("parent", "code"), (str,), "非省级节点须写上级节点，如 parent: {code: \"51\", ...}"))
+        plevel = LEVELS[LEVELS.index(level) - 1]
+        if not valid_code(pcode, plevel) or not code.startswith(pcode):
+            raise doc.error(("parent", "code"), f"上级节点 {pcode!r} 未知：{name}（{code}）的上级应为以其代码开头的"
+                            f"{plevel}级代码，如 {code[: {'city': 2, 'county': 4, 'township': 6}[level]]!r} (unknown parent)")
+        parent = Peer(pcode, str(doc.data["parent"].get("name", pcode)))
+        parent_grpc = _addr(doc, ("parent", "grpc"), "上级节点的 gRPC 地址，如 127.0.0.1:7001")
+    elif "parent" in doc.data:
+        raise doc.error(("parent",), "省级节点是信任根，不能有上级节点 (the province has no parent); 请删除 parent")
+    children: list[Peer] = []
+    raw_children = doc.data.get("children") or []
+    if not isinstance(raw_children, list):
+        raise doc.error(("children",), "应为下级节点列表 (expected a list)")
+    if level != "township":
+        clevel = LEVELS[LEVELS.index(level) + 1]
+        for i, c in enumerate(raw_children):
+            ccode = str(_get(doc, ("children", i, "code"), (str,), "下级节点区划代码"))
+            if not valid_code(ccode, clevel) or not ccode.startswith(code):
+                raise doc.error(("children", i, "code"), f"下级节点 {ccode!r} 不是 {code} 的{clevel}级下级 "
+                                "(not a child of this node)")
+            cgrpc = _addr(doc, ("children", i, "grpc"), "下级节点的 gRPC 地址（用于联邦查询）") if "grpc" in c else ""
+            children.append(Peer(ccode, str(_get(doc, ("children", i, "name"), (str,), "下级节点名称")), cgrpc))
+    elif raw_children:
+        raise doc.error(("children",), "乡镇节点没有下级节点 (a township has no children)")
+
+    root_code = str(_get(doc, ("trust_root", "code"), (str,), '信任根（省）代码，如 code: "51"'))
+    root_hex = str(_get(doc, ("trust_root", "public_key"), (str,), "省级公钥（64位十六进制），由 appraise keys show 给出"))
+    try:
+        root_key = public_from_hex(root_hex, "trust_root.public_key")
+    except KeyFileError as exc:
+        raise doc.error(("trust_root", "public_key"), str(exc)) from None
+    if not code.startswith(root_code):
+        raise doc.error(("trust_root", "code"), f"信任根 {root_code} 不是本节点的上级 (trust root is not an ancestor)")
+    root = root_identity(root_code, str(doc.data["trust_root"].get("name", root_code)), root_key)
+
+    key_path = base / str(_get(doc, ("keys", "private_key"), (str,), "私钥文件路径，由 appraise keys generate 生成"))
+    try:
+        key = load_private(key_path)
+    except KeyFileError as exc:
+        raise doc.error(("keys", "private_key"), f"{exc}；请用 appraise keys generate 生成") from None
+    chain: tuple[bytes, ...] = ()
+    if level != "province":
+        chain_path = base / str(_get(doc, ("keys", "certificate_chain"), (str,),
+                                     "证书链文件路径，由上级用 appraise keys certify 签发"))
+        chain = _load_chain(doc, chain_path)
+        try:
+            ident = verify_chain(chain, root, _now())
+        except EnvelopeError as exc:
+            raise doc.error(("keys", "certificate_chain"), f"证书链验证失败：{exc}") from None
+        if ident.code != code or public_raw(ident.public_key) != public_raw(key.public_key()):
+            raise doc.error(("keys", "certificate_chain"), f"证书链证明的是 {ident.code} 的另一把密钥，与本节点私钥不符 "
+                            "(certificate does not match this node's key); 请上级重新签发")
+        node_path = ident.path
+    else:
+        if code != root_code or public_raw(key.public_key()) != public_raw(root_key):
+            raise doc.error(("keys", "private_key"), "省级节点的私钥必须对应 trust_root.public_key (province key must be the root)")
+        node_path = (code,)
+    store_url = str(_get(doc, ("store",), (str,), "如 store: sqlite+aiosqlite:///node.db"))
+    if store_url.startswith("sqlite+aiosqlite:///") and not store_url.startswith("sqlite+aiosqlite:////"):
+        store_url = "sqlite+aiosqlite:///" + str((base / store_url.removeprefix("sqlite+aiosqlite:///")).resolve())
+    try:
+        check_url(store_url)
+    except StoreError as exc:
+        raise doc.error(("store",), str(exc)) from None
+    nats_url = str(_get(doc, ("nats",), (str,), "如 nats: nats://127.0.0.1:4222"))
+    if not nats_url.startswith(("nats://", "tls://")):
+        raise doc.error(("nats",), f"NATS 地址应以 nats:// 或 tls:// 开头，实为 {nats_url!r}")
+    token_file = base / str(_get(doc, ("admin_token_file",), (str,), "管理令牌文件路径"))
+    try:
+        token = token_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        raise doc.error(("admin_token_file",), f"无法读取管理令牌文件 {token_file} (cannot read admin token)") from None
+    return NodeConfig(
+        path=path, code=code, name=name, level=level, parent=parent, parent_grpc=parent_grpc,
+        children=tuple(children), child_class=str(doc.data.get("child_class", "")), root=root, key=key,
+        chain=chain, store_url=store_url, nats_url=nats_url,
+        grpc_listen=_addr(doc, ("listen", "grpc"), "如 grpc: 127.0.0.1:7001"),
+        http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
+        admin_token=token, node_path=node_path,
+    )
+
+
+def _load_chain(doc: Located, path: Path) -> tuple[bytes, ...]:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise doc.error(("keys", "certificate_chain"), f"无法读取证书链文件 {path} (cannot read certificate chain)") from None
+    msg = pb.CertificateChain()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError:
+        raise doc.error(("keys", "certificate_chain"), f"{path} 不是证书链文件 (not a certificate chain)") from None
+    return tuple(msg.certificates)
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time())
+
+
+__all__ = ["FileError", "NodeConfig", "Peer", "load_config"]

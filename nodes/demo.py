@@ -1,0 +1,274 @@
+"""`appraise demo`: a 15-node 四川 federation on this machine, end to end, with progress."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from aggregator.framework import compose
+from aggregator.numbers import round_value
+from nodes.launcher import Federation, NodeSpec, load_topology
+from sync.cascade_receiver import verify_framework_chain
+from sync.envelope import EnvelopeError
+from sync.keys import public_from_hex
+from sync.trust import root_identity
+
+CYCLE = "2026"
+PERIOD = "2026-Y"
+LEVEL_ZH = {"province": "省", "city": "市", "county": "县", "township": "乡镇"}
+INTEGER_UNITS = {"人", "个", "起"}
+
+
+@dataclass
+class Summary:
+    nodes: int = 0
+    nodes_up_seconds: float = 0.0
+    cascade_seconds: float = 0.0
+    rollup_seconds: float = 0.0
+    values: int = 0
+    signatures_verified: int = 0
+    max_node_rss_mb: float = 0.0
+    mean_node_rss_mb: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> str:
+        return json.dumps({
+            "nodes": self.nodes, "nodes_up_seconds": round(self.nodes_up_seconds, 3),
+            "cascade_seconds": round(self.cascade_seconds, 3), "rollup_seconds": round(self.rollup_seconds, 3),
+            "values": self.values, "signatures_verified": self.signatures_verified,
+            "max_node_rss_mb": round(self.max_node_rss_mb, 1), "mean_node_rss_mb": round(self.mean_node_rss_mb, 1),
+            "problems": self.problems[:20], "ok": self.ok,
+        }, ensure_ascii=False)
+
+
+def sample_value(township: str, indicator: str, target: Decimal, unit: str) -> Decimal:
+    """A reproducible value around the target (80 %–125 %), as a data provider would enter it."""
+    h = int.from_bytes(hashlib.sha256(f"{township}/{indicator}".encode()).digest()[:4], "big")
+    factor = Decimal(80 + h % 46) / 100
+    quantum = Decimal(1) if unit in INTEGER_UNITS else Decimal("0.01")
+    return (target * factor).quantize(quantum, rounding=ROUND_HALF_UP)
+
+
+class Demo:
+    def __init__(self, workdir: Path, console: Console, specs: list[NodeSpec] | None = None,
+                 store_url_for: Any = None) -> None:
+        self.console = console
+        self.fed = Federation(workdir, specs or load_topology(), store_url_for)
+        self.http = httpx.AsyncClient(timeout=10)
+        self.summary = Summary(nodes=len(self.fed.specs))
+        self.entered: dict[str, dict[str, Decimal]] = {}
+
+    def name(self, code: str) -> str:
+        s = self.fed.by_code[code]
+        return f"{s.name}（{code}）"
+
+    async def get(self, code: str, path: str, **params: Any) -> Any:
+        r = await self.http.get(self.fed.by_code[code].url + path, params=params)
+        r.raise_for_status()
+        return r.json()
+
+    async def post(self, code: str, path: str, body: dict[str, Any]) -> Any:
+        r = await self.http.post(self.fed.by_code[code].url + path, json=body,
+                                 headers={"Authorization": f"Bearer {self.fed.tokens[code]}"})
+        if r.status_code >= 400:
+            raise RuntimeError(f"{self.name(code)} {path}: HTTP {r.status_code} {r.text}")
+        return r.json()
+
+    # ---------------------------------------------------------------- steps
+    async def start(self) -> None:
+        c = self.console
+        c.print(f"[bold]数据目录[/] (data directory): {self.fed.workdir}")
+        await asyncio.to_thread(self.fed.prepare)
+        c.print(f"已为 {len(self.fed.specs)} 个节点生成密钥与证书 (keys and certificates issued)")
+        await asyncio.to_thread(self.fed.start_nats)
+        c.print(f"NATS JetStream 已启动 (nats-server up): {self.fed.nats.url}")
+        t0 = time.monotonic()
+        for s in self.fed.specs:
+            self.fed.start_node(s.code)
+        pending = {s.code for s in self.fed.specs}
+        with c.status("节点启动中 (starting nodes)…") as status:
+            while pending:
+                exited = self.fed.exited()
+                if exited:
+                    code = next(iter(exited))
+                    raise RuntimeError(f"节点 {self.name(code)} 启动失败 (node failed to start):\n"
+                                       f"{self.fed.log_tail(code)}")
+                for code in list(pending):
+                    try:
+                        await self.get(code, "/health")
+                    except httpx.HTTPError:
+                        continue
+                    pending.discard(code)
+                    s = self.fed.by_code[code]
+                    c.print(f"  [green]✓[/] {LEVEL_ZH[s.level]:>2} {self.name(code)} 已上线 "
+                            f"(up) http://127.0.0.1:{s.http_port}")
+                status.update(f"节点启动中：{len(self.fed.specs) - len(pending)}/{len(self.fed.specs)}")
+                if time.monotonic() - t0 > 90:
+                    raise TimeoutError("节点未能在90秒内全部上线 (nodes did not come up in 90 s): "
+                                       + ", ".join(sorted(pending)))
+                await asyncio.sleep(0.1)
+        self.summary.nodes_up_seconds = time.monotonic() - t0
+
+    def expected_frameworks(self, s: NodeSpec) -> int:
+        return (1 if s.parent else 0) + (1 if s.children else 0)
+
+    async def cascade(self, framework_file: Path) -> None:
+        c = self.console
+        prov = self.fed.province
+        c.print(f"\n[bold]{prov.name}发布指标体系[/] (province publishes the framework): {framework_file.name}")
+        t0 = time.monotonic()
+        await self.post(prov.code, "/api/v1/admin/frameworks",
+                        {"yaml": framework_file.read_text(encoding="utf-8"), "filename": framework_file.name})
+        done: set[str] = set()
+        levels_done: set[str] = set()
+        while len(done) < len(self.fed.specs):
+            for s in self.fed.specs:
+                if s.code in done:
+                    continue
+                try:
+                    st = await self.get(s.code, "/api/v1/status")
+                except httpx.HTTPError:
+                    continue
+                if len(st["frameworks"]) >= self.expected_frameworks(s):
+                    done.add(s.code)
+            for level in ("city", "county", "township"):
+                members = [s.code for s in self.fed.specs if s.level == level]
+                if level not in levels_done and all(m in done for m in members):
+                    levels_done.add(level)
+                    c.print(f"  [green]✓[/] 下发至{LEVEL_ZH[level]}级：{len(members)} 个节点已验证、存储"
+                            f"{'、分解并签发' if level != 'township' else ''} ({time.monotonic() - t0:.2f}s)")
+            if time.monotonic() - t0 > 60:
+                missing = [self.name(s.code) for s in self.fed.specs if s.code not in done]
+                raise TimeoutError("指标体系未下发至 (framework did not reach): " + ", ".join(missing))
+            await asyncio.sleep(0.02)
+        self.summary.cascade_seconds = time.monotonic() - t0
+        c.print(f"指标体系逐级下发完成 (cascade complete): {self.summary.cascade_seconds:.2f} 秒")
+
+    async def report(self) -> None:
+        c = self.console
+        c.print("\n[bold]乡镇报送数据[/] (townships report values)")
+        townships = [s for s in self.fed.specs if s.level == "township"]
+        t0 = time.monotonic()
+
+        async def one(s: NodeSpec) -> None:
+            fws = await self.get(s.code, "/api/v1/frameworks", cycle=CYCLE)
+            fw = next(f for f in fws if f["role"] == "received")
+            vals = {i["code"]: sample_value(s.code, i["code"], Decimal(i["target"]), i["unit"])
+                    for i in fw["indicators"] if i["leaf"]}
+            self.entered[s.code] = vals
+            await self.post(s.code, "/api/v1/admin/values",
+                            {"cycle": CYCLE, "period": PERIOD, "values": {k: str(v) for k, v in vals.items()}})
+
+        await asyncio.gather(*(one(s) for s in townships))
+        self.summary.values = sum(len(v) for v in self.entered.values())
+        c.print(f"  {len(townships)} 个乡镇报送 {self.summary.values} 个数值 (values entered, signed, sent up)")
+        prov = self.fed.province
+        leaves = len(next(iter(self.entered.values())))
+        reported: set[str] = set()
+        while True:
+            for s in self.fed.specs:
+                if s.level in ("township",) or s.code in reported:
+                    continue
+                vals = await self.get(s.code, "/api/v1/values", cycle=CYCLE)
+                if sum(1 for v in vals if v["source"] == "rolled_up" and v["period"] == PERIOD) >= leaves:
+                    reported.add(s.code)
+                    c.print(f"  [green]✓[/] {LEVEL_ZH[s.level]:>2} {self.name(s.code)} 汇总完成 (rolled up) "
+                            f"({time.monotonic() - t0:.2f}s)")
+            if prov.code in reported:
+                break
+            if time.monotonic() - t0 > 60:
+                raise TimeoutError("汇总未到达省级 (roll-up did not reach the province)")
+            await asyncio.sleep(0.02)
+        self.summary.rollup_seconds = time.monotonic() - t0
+        c.print(f"结果逐级汇总至省 (roll-up complete): {self.summary.rollup_seconds:.2f} 秒")
+
+    # ---------------------------------------------------------------- check
+    def expected_rollup(self, code: str, rules: dict[str, str]) -> dict[str, Decimal]:
+        s = self.fed.by_code[code]
+        if s.level == "township":
+            return self.entered[code]
+        kids = [self.expected_rollup(k, rules) for k in s.children]
+        return {ind: round_value(compose(rule, [k[ind] for k in kids])) for ind, rule in rules.items()}
+
+    async def check(self) -> None:
+        c = self.console
+        s = self.summary
+        root = root_identity(self.fed.province.code, self.fed.province.name, public_from_hex(self.fed.root_public, "root"))
+        now = int(time.time())
+        for spec in self.fed.specs:
+            st = await self.get(spec.code, "/api/v1/status")
+            if len(st["frameworks"]) < self.expected_frameworks(spec):
+                s.problems.append(f"{spec.code}: 缺少指标体系 (missing frameworks)")
+            if st["counts"]["rejected"]:
+                s.problems.append(f"{spec.code}: 有 {st['counts']['rejected']} 条被拒绝的消息 (rejected messages)")
+            audit = await self.get(spec.code, "/api/v1/audit", limit=1)
+            if not audit["intact"]:
+                s.problems.append(f"{spec.code}: 审计日志不完整 (audit log broken): {audit['first_break']}")
+            for fw in await self.get(spec.code, "/api/v1/frameworks", envelopes=True):
+                try:
+                    _, digest, msg = verify_framework_chain(base64.b64decode(fw["cascade"]), root, now)
+                except EnvelopeError as exc:
+                    s.problems.append(f"{spec.code}: 指标体系 {fw['digest'][:12]} 验证失败: {exc}")
+                    continue
+                if digest != fw["digest"]:
+                    s.problems.append(f"{spec.code}: 指标体系摘要不符 (digest mismatch)")
+                s.signatures_verified += len(msg.frameworks) + len(msg.certificate_chain)
+        prov_fw = (await self.get(self.fed.province.code, "/api/v1/frameworks"))[0]
+        rules = {i["code"]: i["rollup"] for i in prov_fw["indicators"] if i["leaf"]}
+        expected = self.expected_rollup(self.fed.province.code, rules)
+        got = {v["indicator"]: Decimal(v["value"]) for v in
+               await self.get(self.fed.province.code, "/api/v1/values", cycle=CYCLE)
+               if v["source"] == "rolled_up" and v["period"] == PERIOD}
+        for ind, value in expected.items():
+            if got.get(ind) != value:
+                s.problems.append(f"省级 {ind} 汇总值 {got.get(ind)} ≠ 乡镇数据按规则合成 {value} (province value mismatch)")
+        rss = []
+        for p in self.fed.procs.values():
+            try:
+                rss.append(psutil.Process(p.pid).memory_info().rss / 2**20)
+            except psutil.Error:
+                continue
+        if rss:
+            s.max_node_rss_mb, s.mean_node_rss_mb = max(rss), sum(rss) / len(rss)
+        verdict = "[green]通过[/] (passed)" if s.ok else "[red]未通过[/] (failed)"
+        c.print(f"\n[bold]核验[/] (check): 省级汇总值与乡镇报送数据一致、全部签名验证 {s.signatures_verified} 次 … {verdict}")
+        for problem in s.problems:
+            c.print(f"  [red]✗[/] {problem}")
+
+    async def show(self) -> None:
+        prov = self.fed.province
+        table = Table(title=f"{prov.name} {CYCLE} 年度市（州）绩效考评排名 (rankings)")
+        for col in ("名次", "单位", "得分"):
+            table.add_column(col)
+        for r in await self.get(prov.code, "/api/v1/rankings", cycle=CYCLE, period=PERIOD):
+            table.add_row(str(r["rank"]), f"{r['name']}（{r['unit']}）", r["score"])
+        self.console.print(table)
+        drill = await self.get(prov.code, "/api/v1/drilldown", cycle=CYCLE, period=PERIOD, indicator="A1", depth=3)
+        t = Table(title="指标下钻 A1 地区生产总值（亿元）(drill-down to townships)")
+        for col in ("层级", "单位", "数值", "来源"):
+            t.add_column(col)
+        for r in sorted(drill["rows"], key=lambda r: r["unit"]):
+            t.add_row(LEVEL_ZH.get(r["level"], r["level"]), f"{'  ' * (len(r['unit']) // 3)}{r['name']}（{r['unit']}）",
+                      r["value"], r["source"])
+        self.console.print(t)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await asyncio.to_thread(self.fed.stop_all)
+

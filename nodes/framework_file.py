@@ -1,0 +1,138 @@
+"""Framework files people write (YAML) → :class:`aggregator.framework.Framework`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aggregator.framework import Framework, Indicator, Unit, check_structure
+from aggregator.numbers import NumberError, parse_decimal
+from nodes.yamlfile import FileError, Located, Where, load
+
+DAY = 86400
+
+
+def _num(doc: Located, where: Where, value: Any, fix: str) -> Decimal:
+    try:
+        return parse_decimal(value, ".".join(map(str, where)))
+    except NumberError:
+        raise doc.error(where, f"应为数字，实为 {value!r}；{fix} (expected a number)") from None
+
+
+def _text(doc: Located, where: Where, value: Any, required: bool = True) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str | int) or isinstance(value, bool) or (required and str(value).strip() == ""):
+        raise doc.error(where, f"应为非空文字，实为 {value!r} (expected text)")
+    return str(value)
+
+
+def load_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> Framework:
+    """Load and check a framework file; every problem names the file and line.
+
+    ``units`` fills in the evaluated units when the file leaves them to the issuing node.
+    """
+    doc = load(path)
+    data = doc.data
+    if not isinstance(data, dict):
+        raise doc.error((), "应为键值映射，包含 issuer、cycle、class、indicators 等 (expected a mapping)")
+    for key in ("issuer", "cycle", "class", "indicators"):
+        if key not in data:
+            raise doc.error((), f"缺少必填项 {key!r} (missing required key)")
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise doc.error(("version",), f"版本应为正整数，实为 {version!r} (version must be a positive integer)")
+    valid_days = data.get("valid_days", 400)
+    if not isinstance(valid_days, int) or valid_days < 1:
+        raise doc.error(("valid_days",), "有效天数应为正整数 (valid_days must be a positive integer)")
+    file_units = []
+    for i, u in enumerate(data.get("units") or []):
+        if not isinstance(u, dict):
+            raise doc.error(("units", i), "应为 {code, name} (expected a mapping with code and name)")
+        file_units.append(Unit(_text(doc, ("units", i, "code"), u.get("code")),
+                               _text(doc, ("units", i, "name"), u.get("name")),
+                               str(u.get("class", data["class"]))))
+    indicators: list[Indicator] = []
+    if not isinstance(data["indicators"], list) or not data["indicators"]:
+        raise doc.error(("indicators",), "应为非空的指标列表 (expected a non-empty list of indicators)")
+    for i, node in enumerate(data["indicators"]):
+        _walk(doc, ("indicators", i), node, "", indicators)
+    fw = Framework(
+        issuer=_text(doc, ("issuer",), data["issuer"]),
+        issuer_name=_text(doc, ("issuer_name",), data.get("issuer_name"), required=False),
+        cycle=_text(doc, ("cycle",), data["cycle"]),
+        unit_class=_text(doc, ("class",), data["class"]),
+        version=version,
+        title=_text(doc, ("title",), data.get("title"), required=False),
+        issued_at=now,
+        expires_at=now + valid_days * DAY,
+        units=tuple(file_units) or units,
+        indicators=tuple(indicators),
+    )
+    problems = check_structure(fw)
+    if problems:
+        lines = []
+        for p in problems:
+            where = _find(doc, p.indicator)
+            lines.append(f"{doc.at(where)}: {p}")
+        raise FileError("\n".join(lines))
+    return fw
+
+
+def _find(doc: Located, code: str) -> Where:
+    def walk(node: Any, where: Where) -> Where | None:
+        if isinstance(node, dict):
+            if str(node.get("code")) == code and code:
+                return where
+            for k, v in node.items():
+                found = walk(v, (*where, k))
+                if found is not None:
+                    return found
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                found = walk(v, (*where, i))
+                if found is not None:
+                    return found
+        return None
+    return walk(doc.data, ()) or ()
+
+
+def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicator]) -> None:
+    if not isinstance(node, dict):
+        raise doc.error(where, "每个指标应为键值映射 (each indicator must be a mapping)")
+    code = _text(doc, (*where, "code"), node.get("code"))
+    if "weight" not in node:
+        raise doc.error(where, f"指标 {code} 缺少权重 weight (missing weight)")
+    weight = _num(doc, (*where, "weight"), node["weight"], "请填写权重分值，如 weight: 20")
+    children = node.get("children")
+    targets: dict[str, Decimal] = {}
+    raw_targets = node.get("targets") or {}
+    if not isinstance(raw_targets, dict):
+        raise doc.error((*where, "targets"), "应为 单位编码: 目标值 的映射 (expected unit code: target)")
+    for unit, t in raw_targets.items():
+        targets[str(unit)] = _num(doc, (*where, "targets", unit), t, "请填写该单位的目标值")
+    ind = Indicator(
+        code=code,
+        name=_text(doc, (*where, "name"), node.get("name")),
+        weight=weight,
+        parent_code=parent,
+        leaf=children is None,
+        measure_unit=str(node.get("unit", "")),
+        direction=str(node.get("direction", "higher")),
+        target=_num(doc, (*where, "target"), node["target"], "请填写目标值") if node.get("target") is not None else None,
+        unit_targets=targets,
+        method=str(node.get("method", "completion_ratio")),
+        cap=_num(doc, (*where, "cap"), node.get("cap", "1.2"), "封顶系数如 cap: 1.2"),
+        must_cascade=bool(node.get("must_cascade", False)),
+        rollup=str(node.get("rollup", "sum")),
+    )
+    out.append(ind)
+    if children is not None:
+        if not isinstance(children, list) or not children:
+            raise doc.error((*where, "children"), "应为非空的下级指标列表 (expected a non-empty list)")
+        for i, child in enumerate(children):
+            _walk(doc, (*where, "children", i), child, code, out)
+
+
+__all__ = ["FileError", "load_framework"]

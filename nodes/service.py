@@ -1,0 +1,343 @@
+"""The node process: store + keys + NATS + gRPC + HTTP gateway in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from aggregator.framework import Framework, FrameworkRef, Unit, check_links, derive_child_framework
+from aggregator.numbers import parse_decimal, to_text
+from aggregator.rollup import RollupIncompleteError, roll_up
+from aggregator.scoring import score_units
+from nodes.config import NodeConfig
+from nodes.framework_file import load_framework
+from nodes.store import Store, Tx
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.cascade_receiver import receive_cascade
+from sync.cascade_sender import issue_framework
+from sync.codec import Bundle, decode_bundle, decode_framework
+from sync.envelope import PAYLOAD_FRAMEWORK, PAYLOAD_RESULTS, open_envelope
+from sync.identity import Me, Outcome
+from sync.results_receiver import receive_results
+from sync.results_sender import send_bundle
+from sync.transport.grpc import FederationClient, FederationServicer, start_server
+from sync.transport.nats import STREAM_CASCADE, STREAM_RESULTS, NatsTransport
+
+log = logging.getLogger("fedappraisal.node")
+
+
+class NodeError(ValueError):
+    """A request the node refuses; the message is for the person who made it."""
+
+
+def framework_of(row: Any) -> Framework:
+    return decode_framework(open_envelope(row.envelope, PAYLOAD_FRAMEWORK).payload)
+
+
+def bundle_of(message: bytes) -> Bundle:
+    """Our own stored bundle (already trusted) back to its fields."""
+    return decode_bundle(open_envelope(pb.ResultMessage.FromString(message).bundle, PAYLOAD_RESULTS).payload)
+
+
+class Node:
+    def __init__(self, cfg: NodeConfig, store: Store) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.me = Me(
+            code=cfg.code, name=cfg.name, level=cfg.level, path=cfg.node_path, key=cfg.key, chain=cfg.chain,
+            root=cfg.root, parent=cfg.parent.code if cfg.parent else None,
+            children={c.code: c.name for c in cfg.children},
+        )
+        self.nats: NatsTransport | None = None
+        self.grpc_server: Any = None
+        self.grpc_port = 0
+        self.http: uvicorn.Server | None = None
+        self._outbox_wakeup = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started_at = time.time()
+        self.last_error = ""
+
+    @staticmethod
+    def now() -> int:
+        return int(time.time())
+
+    # ----------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        from gateway.app import create_app
+
+        self.nats = await NatsTransport.connect(self.cfg.nats_url, f"fedappraisal-{self.me.code}")
+        await self.nats.ensure_streams()
+        servicer = FederationServicer(self.frameworks_for_child, self.submit_results, self.query)
+        self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, servicer)
+        if self.me.parent is not None:
+            self.nats.consume(STREAM_CASCADE, f"casc-{self.me.code}", self.me.parent_cascade_subject(), self.on_cascade)
+        if self.me.children:
+            self.nats.consume(STREAM_RESULTS, f"res-{self.me.code}", self.me.children_results_filter(), self.on_results)
+        self._tasks.append(asyncio.create_task(self._relay(), name="outbox-relay"))
+        if self.me.parent is not None:
+            self._tasks.append(asyncio.create_task(self._catch_up(), name="catch-up"))
+        host, _, port = self.cfg.http_listen.rpartition(":")
+        config = uvicorn.Config(create_app(self), host=host, port=int(port), log_level="warning",
+                                lifespan="on", access_log=False)
+        self.http = uvicorn.Server(config)
+        self.http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._tasks.append(asyncio.create_task(self.http.serve(), name="http"))
+        self._outbox_wakeup.set()
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self._stop.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            self.http.should_exit = True
+        for t in self._tasks:
+            if t.get_name() != "http":
+                t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.nats is not None:
+            await self.nats.close()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=1)
+        await self.store.close()
+
+    # ------------------------------------------------------------- outbox
+    async def _relay(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._outbox_wakeup.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+            self._outbox_wakeup.clear()
+            try:
+                async with self.store.read() as r:
+                    rows = await r.pending_outbox()
+                for row in rows:
+                    assert self.nats is not None
+                    await self.nats.publish(row.subject, row.payload, row.msg_id)
+                    async with self.store.tx() as tx:
+                        await tx.mark_sent(row.id, self.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep the row pending, retry on the next tick
+                self.last_error = f"outbox: {exc}"
+                log.warning("outbox relay: %s", exc)
+                await asyncio.sleep(0.5)
+
+    async def _catch_up(self) -> None:
+        """Ask the parent over gRPC for frameworks we may have missed while down."""
+        client = FederationClient(self.cfg.parent_grpc)
+        try:
+            for attempt in range(20):
+                try:
+                    messages = await client.fetch_frameworks(self.me.code, timeout=3)
+                    break
+                except Exception as exc:  # noqa: BLE001 - the parent may be down; JetStream still delivers later
+                    self.last_error = f"catch-up from {self.cfg.parent_grpc}: {exc}"
+                    await asyncio.sleep(min(0.5 * (attempt + 1), 5))
+            else:
+                return
+            for data in messages:
+                await self.on_cascade(None, data)
+        finally:
+            await client.close()
+
+    # ------------------------------------------------------------ cascade
+    async def on_cascade(self, subject: str | None, data: bytes) -> None:
+        outcome = await receive_cascade(self.store, self.me, data, self.now(), self._after_framework, subject)
+        self._log_outcome("framework", outcome)
+
+    def _log_outcome(self, what: str, outcome: Outcome) -> None:
+        if outcome.accepted and not outcome.duplicate:
+            self._outbox_wakeup.set()  # after the commit, so the relay sees the new outbox rows
+        if not outcome.accepted:
+            log.warning("rejected %s: %s", what, outcome.reason)
+        elif not outcome.duplicate:
+            log.info("accepted %s %s from %s", what, outcome.msg_id[:12], outcome.origin)
+
+    async def _after_framework(self, tx: Tx, fw: Framework, fw_digest: str, msg: pb.CascadeMessage) -> None:
+        if not self.me.children:
+            return
+        units = tuple(Unit(c.code, c.name, self.cfg.child_class) for c in self.cfg.children)
+        latest = await tx.latest_framework(self.me.code, fw.cycle, self.cfg.child_class or fw.unit_class)
+        now = self.now()
+        child = derive_child_framework(
+            fw, fw_digest, self.me.name, self.me.code, units, unit_class=self.cfg.child_class or fw.unit_class,
+            issued_at=now, expires_at=fw.expires_at, version=(latest.version + 1) if latest is not None else 1,
+        )
+        await issue_framework(tx, self.me, child, list(msg.frameworks), now)
+
+    async def publish_framework_text(self, path: Path) -> str:
+        """Publish a framework file for this node's children (the province's starting move)."""
+        units = tuple(Unit(c.code, c.name, self.cfg.child_class) for c in self.cfg.children)
+        fw = load_framework(path, units=units, now=self.now())
+        if fw.issuer != self.me.code:
+            raise NodeError(f"{path}: issuer 为 {fw.issuer}，本节点是 {self.me.code} (a node publishes only its own frameworks)")
+        unknown = [u.code for u in fw.units if u.code not in self.me.children]
+        if unknown:
+            raise NodeError(f"{path}: 单位 {', '.join(unknown)} 不是本节点的下级 (units outside this node's children)")
+        async with self.store.tx() as tx:
+            latest = await tx.latest_framework(fw.issuer, fw.cycle, fw.unit_class)
+            if latest is not None and latest.version >= fw.version:
+                raise NodeError(f"{path}: 版本 {fw.version} 不高于已发布的 v{latest.version}；请提高 version "
+                                "(versions only go forward)")
+            upstream: list[bytes] = []
+            if self.me.parent is not None:
+                received = [r for r in await tx.frameworks(role="received", cycle=fw.cycle)]
+                if not received:
+                    raise NodeError(f"{path}: 尚未收到上级 {fw.cycle} 年度指标体系，无法衔接 (no parent framework yet)")
+                parent_row = received[-1]
+                parent_fw = framework_of(parent_row)
+                fw = replace(fw, parent=FrameworkRef(parent_fw.issuer, parent_fw.cycle, parent_fw.unit_class,
+                                                     parent_fw.version, parent_row.digest))
+                problems = check_links(parent_fw, parent_row.digest, fw, self.me.code)
+                if problems:
+                    raise NodeError("\n".join(f"{path}: {p}" for p in problems))
+                upstream = list(pb.CascadeMessage.FromString(parent_row.cascade).frameworks)
+            digest = await issue_framework(tx, self.me, fw, upstream, self.now())
+        self._outbox_wakeup.set()
+        return digest
+
+    async def frameworks_for_child(self, requester: str, cycle: str) -> list[bytes]:
+        if requester not in self.me.children:
+            return []
+        async with self.store.read() as r:
+            rows = await r.frameworks(role="issued", cycle=cycle or None)
+        return [row.cascade for row in rows if requester in {u.code for u in framework_of(row).units}]
+
+    # ------------------------------------------------------------ results
+    async def on_results(self, subject: str | None, data: bytes) -> None:
+        outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, subject)
+        self._log_outcome("results", outcome)
+
+    async def submit_results(self, data: bytes) -> tuple[bool, str]:
+        outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, None)
+        self._log_outcome("results", outcome)
+        return outcome.accepted, outcome.reason
+
+    async def _after_results(self, tx: Tx, bundle: Bundle) -> None:
+        await self.recompute(tx, bundle.cycle, bundle.period, bundle.framework_digest)
+
+    async def recompute(self, tx: Tx, cycle: str, period: str, fw_digest: str) -> None:
+        """Score and rank the units of one issued framework, roll up, and report upwards if complete."""
+        row = await tx.framework(fw_digest)
+        if row is None:
+            return
+        fw = framework_of(row)
+        now = self.now()
+        raw = await tx.values(cycle, period, fw_digest, nodes=[u.code for u in fw.units])
+        values = {unit: {k: parse_decimal(v, k) for k, v in vals.items()} for unit, vals in raw.items()}
+        scored = score_units(fw, values, datetime.fromtimestamp(now, UTC))
+        await tx.put_scores([
+            {"unit": s.unit, "cycle": cycle, "period": period, "framework_digest": fw_digest,
+             "score": to_text(s.score), "rank": s.rank,
+             "explanation": json.dumps(s.explain(), ensure_ascii=False)} for s in scored])
+        try:
+            rolled = roll_up(fw, values)
+        except RollupIncompleteError:
+            return
+        own = {r.parent_indicator: r.value for r in rolled}
+        target_digest = fw.parent.digest if fw.parent is not None else fw_digest
+        await tx.put_values(node=self.me.code, cycle=cycle, period=period, framework_digest=target_digest,
+                            values={k: to_text(v) for k, v in own.items()}, source="rolled_up", bundle_id="", now=now)
+        await tx.audit(self.me.code, "rollup", target_digest, {"cycle": cycle, "period": period,
+                                                                 "values": {k: to_text(v) for k, v in own.items()}}, now)
+        if self.me.parent is None:
+            return
+        last = await tx.last_bundle(self.me.code)
+        if last is not None:
+            prev = bundle_of(last.message)
+            if (prev.cycle, prev.period, prev.framework_digest, prev.values) == (cycle, period, target_digest, own):
+                return
+        await send_bundle(tx, self.me, cycle=cycle, period=period, framework_digest=target_digest, values=own,
+                          child_scores=tuple((s.unit, s.score, s.rank) for s in scored), now=now)
+
+    async def enter_values(self, cycle: str, period: str, raw: dict[str, object], actor: str) -> str:
+        """Values entered (and approved) at this node for the framework it received; signed and sent up."""
+        async with self.store.tx() as tx:
+            received = await tx.frameworks(role="received", cycle=cycle)
+            if not received:
+                raise NodeError(f"尚未收到 {cycle} 年度的指标体系，无法报送 (no framework received for this cycle)")
+            row = received[-1]
+            fw = framework_of(row)
+            leaves = {i.code for i in fw.leaves()}
+            values: dict[str, Decimal] = {}
+            for code, v in raw.items():
+                if code not in leaves:
+                    raise NodeError(f"指标 {code} 不在 {fw.issuer} v{fw.version} 指标体系的末级指标中 (unknown indicator)")
+                try:
+                    values[code] = parse_decimal(v, f"指标 {code}")  # type: ignore[arg-type]
+                except ValueError as exc:
+                    raise NodeError(str(exc)) from None
+            now = self.now()
+            await tx.put_values(node=self.me.code, cycle=cycle, period=period, framework_digest=row.digest,
+                                values={k: to_text(v) for k, v in values.items()}, source="entered", bundle_id="",
+                                now=now)
+            await tx.audit(actor, "enter.values", row.digest,
+                           {"cycle": cycle, "period": period, "values": {k: to_text(v) for k, v in values.items()}},
+                           now)
+            bundle_id = await send_bundle(tx, self.me, cycle=cycle, period=period, framework_digest=row.digest,
+                                          values=values, child_scores=(), now=now)
+        self._outbox_wakeup.set()
+        return bundle_id
+
+    # -------------------------------------------------------------- query
+    async def query(self, req: pb.QueryRequest) -> pb.QueryReply:
+        reply = pb.QueryReply()
+        async with self.store.read() as r:
+            rows = await r.values_for_indicator(req.cycle, req.period, req.indicator)
+        latest: dict[str, Any] = {}
+        for row in rows:
+            if (row.node == self.me.code or row.node in self.me.children) and (
+                    row.node not in latest or row.updated_at >= latest[row.node].updated_at):
+                latest[row.node] = row
+        child_level = {"province": "city", "city": "county", "county": "township"}.get(self.me.level, "")
+        for code, row in sorted(latest.items()):
+            own = code == self.me.code
+            reply.rows.add(unit=code, name=self.me.name if own else self.me.children[code],
+                           parent=(self.me.parent or "") if own else self.me.code,
+                           level=self.me.level if own else child_level, indicator=req.indicator, value=row.value,
+                           source=row.source)
+        if req.depth > 0:
+            sub = pb.QueryRequest(cycle=req.cycle, period=req.period, indicator=req.indicator, depth=req.depth - 1)
+
+            async def ask(peer_code: str, target: str) -> tuple[str, pb.QueryReply | None]:
+                client = FederationClient(target)
+                try:
+                    return peer_code, await client.query(sub, timeout=3)
+                except Exception:  # noqa: BLE001 - an unreachable child is reported as partial, not fatal
+                    return peer_code, None
+                finally:
+                    await client.close()
+
+            answers = await asyncio.gather(*(ask(c.code, c.grpc) for c in self.cfg.children if c.grpc))
+            for code, answer in answers:
+                if answer is None:
+                    reply.partial.append(code)
+                    continue
+                reply.rows.extend(row for row in answer.rows if row.unit != code)
+                reply.partial.extend(answer.partial)
+            reply.partial.extend(c.code for c in self.cfg.children if not c.grpc)
+        return reply
+
+
+async def run_node(cfg: NodeConfig) -> None:
+    store = await Store.open(cfg.store_url)
+    node = Node(cfg, store)
+    await node.start()
+    log.info("node %s (%s) up: grpc %s http %s", cfg.code, cfg.name, cfg.grpc_listen, cfg.http_listen)
+    await node.run_until_stopped()

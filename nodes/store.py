@@ -1,0 +1,267 @@
+"""The node's store: one interface over SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+Every write happens in a :class:`Tx`, so a business row, its inbox row, its outbox row and its
+audit entry commit together or not at all. Writes inside one node process are serialised by
+a lock, which also keeps the audit hash chain linear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Row, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from nodes.tables import audit_log, bundles, frameworks, inbox, outbox, results, scores
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+GENESIS = "0" * 64
+
+
+class StoreError(ValueError):
+    pass
+
+
+def check_url(url: str) -> str:
+    """Refuse store URLs we cannot drive, with the fix spelled out."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"存储地址无法解析：{url!r}；示例 sqlite+aiosqlite:///node.db 或 "
+                         "postgresql+asyncpg://user@host/db (cannot parse store URL)") from None
+    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise StoreError(f"不支持的存储驱动 {parsed.drivername!r}；请使用 sqlite+aiosqlite 或 postgresql+asyncpg "
+                         "(unsupported driver)")
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def _upgrade(conn: Connection) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
+
+
+def _entry_hash(prev: str, seq: int, at: int, actor: str, action: str, subject: str, detail: str) -> str:
+    canon = json.dumps([prev, seq, at, actor, action, subject, detail], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditBreak:
+    seq: int
+    reason: str
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        check_url(url)
+        engine = create_async_engine(url, pool_pre_ping=False)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        async with self._write, self.engine.begin() as conn:
+            yield Tx(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        async with self.engine.connect() as conn:
+            yield Tx(conn)
+
+
+class Tx:
+    """Operations inside one transaction (or one read-only connection)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    # ------------------------------------------------------------ helpers
+    async def _upsert(self, table: Any, rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
+                      update_cols: Sequence[str]) -> None:
+        if not rows:
+            return
+        mod: Any = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        stmt = mod.insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys),
+                                          set_={c: getattr(stmt.excluded, c) for c in update_cols})
+        await self.conn.execute(stmt, list(rows))
+
+    # -------------------------------------------------------------- inbox
+    async def seen(self, origin: str, msg_id: str) -> bool:
+        row = await self.conn.execute(
+            select(inbox.c.origin).where(inbox.c.origin == origin, inbox.c.msg_id == msg_id))
+        return row.first() is not None
+
+    async def remember(self, origin: str, msg_id: str, now: int) -> None:
+        await self.conn.execute(insert(inbox).values(origin=origin, msg_id=msg_id, received_at=now))
+
+    # ------------------------------------------------------------- outbox
+    async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None:
+        await self.conn.execute(insert(outbox).values(subject=subject, msg_id=msg_id, payload=payload, created_at=now))
+
+    async def pending_outbox(self, limit: int = 100) -> list[Row[Any]]:
+        res = await self.conn.execute(
+            select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(limit))
+        return list(res)
+
+    async def mark_sent(self, row_id: int, now: int) -> None:
+        await self.conn.execute(update(outbox).where(outbox.c.id == row_id).values(sent_at=now))
+
+    # -------------------------------------------------------------- audit
+    async def audit(self, actor: str, action: str, subject: str, detail: Mapping[str, Any], now: int) -> None:
+        last = (await self.conn.execute(
+            select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))).first()
+        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        text = json.dumps(dict(detail), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        h = _entry_hash(prev, seq, now, actor, action, subject, text)
+        await self.conn.execute(insert(audit_log).values(
+            seq=seq, at=now, actor=actor, action=action, subject=subject, detail=text, prev_hash=prev, hash=h))
+
+    async def audit_entries(self, limit: int | None = None, action: str | None = None) -> list[Row[Any]]:
+        q = select(audit_log).order_by(audit_log.c.seq)
+        if action is not None:
+            q = q.where(audit_log.c.action == action)
+        if limit is not None:
+            q = q.limit(limit)
+        return list(await self.conn.execute(q))
+
+    async def verify_audit(self) -> AuditBreak | None:
+        prev = GENESIS
+        expected = 1
+        for r in await self.audit_entries():
+            if r.seq != expected:
+                return AuditBreak(r.seq, f"序号不连续，应为 {expected} (sequence gap)")
+            if r.prev_hash != prev:
+                return AuditBreak(r.seq, "前序哈希不符 (previous hash does not match)")
+            if _entry_hash(prev, r.seq, r.at, r.actor, r.action, r.subject, r.detail) != r.hash:
+                return AuditBreak(r.seq, "条目内容与哈希不符 (entry altered)")
+            prev = r.hash
+            expected += 1
+        return None
+
+    # --------------------------------------------------------- frameworks
+    async def put_framework(self, *, digest: str, issuer: str, cycle: str, unit_class: str, version: int,
+                            role: str, envelope: bytes, cascade: bytes, now: int) -> None:
+        await self.conn.execute(insert(frameworks).values(
+            digest=digest, issuer=issuer, cycle=cycle, unit_class=unit_class, version=version, role=role,
+            envelope=envelope, cascade=cascade, received_at=now))
+
+    async def latest_framework(self, issuer: str, cycle: str, unit_class: str) -> Row[Any] | None:
+        res = await self.conn.execute(
+            select(frameworks).where(frameworks.c.issuer == issuer, frameworks.c.cycle == cycle,
+                                     frameworks.c.unit_class == unit_class)
+            .order_by(frameworks.c.version.desc()).limit(1))
+        return res.first()
+
+    async def framework(self, digest: str) -> Row[Any] | None:
+        return (await self.conn.execute(select(frameworks).where(frameworks.c.digest == digest))).first()
+
+    async def frameworks(self, role: str | None = None, cycle: str | None = None) -> list[Row[Any]]:
+        q = select(frameworks).order_by(frameworks.c.received_at, frameworks.c.issuer, frameworks.c.version)
+        if role is not None:
+            q = q.where(frameworks.c.role == role)
+        if cycle is not None:
+            q = q.where(frameworks.c.cycle == cycle)
+        return list(await self.conn.execute(q))
+
+    # ------------------------------------------------------------ results
+    async def put_values(self, *, node: str, cycle: str, period: str, framework_digest: str,
+                         values: Mapping[str, str], source: str, bundle_id: str, now: int) -> None:
+        rows = [dict(node=node, cycle=cycle, period=period, framework_digest=framework_digest, indicator=k,
+                     value=v, source=source, bundle_id=bundle_id, updated_at=now) for k, v in values.items()]
+        await self._upsert(results, rows, ["node", "cycle", "period", "framework_digest", "indicator"],
+                           ["value", "source", "bundle_id", "updated_at"])
+
+    async def values(self, cycle: str, period: str, framework_digest: str,
+                     nodes: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
+        q = select(results.c.node, results.c.indicator, results.c.value).where(
+            results.c.cycle == cycle, results.c.period == period, results.c.framework_digest == framework_digest)
+        if nodes is not None:
+            q = q.where(results.c.node.in_(list(nodes)))
+        out: dict[str, dict[str, str]] = {}
+        for node, ind, val in await self.conn.execute(q):
+            out.setdefault(node, {})[ind] = val
+        return out
+
+    async def values_of(self, node: str, cycle: str | None = None) -> list[Row[Any]]:
+        q = select(results).where(results.c.node == node).order_by(results.c.cycle, results.c.period,
+                                                                   results.c.indicator)
+        if cycle is not None:
+            q = q.where(results.c.cycle == cycle)
+        return list(await self.conn.execute(q))
+
+    async def values_for_indicator(self, cycle: str, period: str, indicator: str) -> list[Row[Any]]:
+        q = select(results).where(results.c.cycle == cycle, results.c.period == period,
+                                  results.c.indicator == indicator).order_by(results.c.node)
+        return list(await self.conn.execute(q))
+
+    # ------------------------------------------------------------ bundles
+    async def last_bundle(self, node: str) -> Row[Any] | None:
+        res = await self.conn.execute(
+            select(bundles).where(bundles.c.node == node).order_by(bundles.c.seq.desc()).limit(1))
+        return res.first()
+
+    async def bundle(self, bundle_id: str) -> Row[Any] | None:
+        return (await self.conn.execute(select(bundles).where(bundles.c.id == bundle_id))).first()
+
+    async def put_bundle(self, *, bundle_id: str, node: str, cycle: str, period: str, seq: int, prev_hash: str,
+                         framework_digest: str, message: bytes, now: int) -> None:
+        await self.conn.execute(insert(bundles).values(
+            id=bundle_id, node=node, cycle=cycle, period=period, seq=seq, prev_hash=prev_hash,
+            framework_digest=framework_digest, message=message, received_at=now))
+
+    # ------------------------------------------------------------- scores
+    async def put_scores(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        await self._upsert(scores, rows, ["unit", "cycle", "period", "framework_digest"],
+                           ["score", "rank", "explanation"])
+
+    async def scores(self, cycle: str, period: str | None = None) -> list[Row[Any]]:
+        q = select(scores).where(scores.c.cycle == cycle).order_by(scores.c.period, scores.c.rank, scores.c.unit)
+        if period is not None:
+            q = q.where(scores.c.period == period)
+        return list(await self.conn.execute(q))
+
+    # ------------------------------------------------------------- status
+    async def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name, table in (("frameworks", frameworks), ("results", results), ("bundles", bundles),
+                            ("scores", scores), ("audit", audit_log)):
+            out[name] = int((await self.conn.execute(select(func.count()).select_from(table))).scalar_one())
+        out["outbox_pending"] = int((await self.conn.execute(
+            select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None)))).scalar_one())
+        out["rejected"] = int((await self.conn.execute(
+            select(func.count()).select_from(audit_log).where(audit_log.c.action.like("reject%")))).scalar_one())
+        return out

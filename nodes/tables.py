@@ -1,0 +1,102 @@
+"""Table definitions shared by the store and the Alembic migrations."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+frameworks = Table(
+    "frameworks", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("issuer", String(12), nullable=False),
+    Column("cycle", String(16), nullable=False),
+    Column("unit_class", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("role", String(8), nullable=False),  # received | issued
+    Column("envelope", LargeBinary, nullable=False),
+    Column("cascade", LargeBinary, nullable=False),  # the CascadeMessage that carried / will carry it
+    Column("received_at", BigInteger, nullable=False),
+    UniqueConstraint("issuer", "cycle", "unit_class", "version", name="uq_framework_version"),
+)
+
+results = Table(
+    "results", metadata,
+    Column("node", String(12), nullable=False),
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("framework_digest", String(64), nullable=False),
+    Column("indicator", String(64), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("source", String(16), nullable=False),  # entered | reported | rolled_up
+    Column("bundle_id", String(64), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("node", "cycle", "period", "framework_digest", "indicator", name="pk_results"),
+)
+
+bundles = Table(
+    "bundles", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("node", String(12), nullable=False),
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("framework_digest", String(64), nullable=False),
+    Column("message", LargeBinary, nullable=False),  # the ResultMessage as received / sent
+    Column("received_at", BigInteger, nullable=False),
+    UniqueConstraint("node", "seq", name="uq_bundle_seq"),
+)
+
+scores = Table(
+    "scores", metadata,
+    Column("unit", String(12), nullable=False),
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("framework_digest", String(64), nullable=False),
+    Column("score", String(32), nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("explanation", Text, nullable=False),
+    PrimaryKeyConstraint("unit", "cycle", "period", "framework_digest", name="pk_scores"),
+)
+
+inbox = Table(
+    "inbox", metadata,
+    Column("origin", String(12), nullable=False),
+    Column("msg_id", String(128), nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("origin", "msg_id", name="pk_inbox"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject", String(255), nullable=False),
+    Column("msg_id", String(128), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("sent_at", BigInteger, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)

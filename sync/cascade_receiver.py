@@ -1,0 +1,136 @@
+"""Cascade receiver: verify a framework chain down to this node, then hand it to the node.
+
+Checks, in order (each failure is a clear reason; nothing is written but the audit entry):
+the message parses; every framework in the chain is signed by the node its certificate chain
+says issued it; each framework pins its predecessor and passes the linkage checks; the last
+one is issued by this node's parent, names this node among its units and only units in the
+issuer's scope; it has not expired; and its version moves forward (rollback, replay and
+equal-version-different-bytes are rejected). An exact repeat is answered from the inbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from google.protobuf.message import DecodeError
+
+from aggregator.framework import Framework, check_links
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.codec import decode_framework
+from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError
+from sync.envelope import digest as sha
+from sync.identity import Me, Outcome
+from sync.trust import Identity, valid_code, verify_chain, verify_signed_by
+
+MAX_UNITS = 10_000
+
+
+class CascadeTx(Protocol):
+    async def seen(self, origin: str, msg_id: str) -> bool: ...
+    async def remember(self, origin: str, msg_id: str, now: int) -> None: ...
+    async def latest_framework(self, issuer: str, cycle: str, unit_class: str) -> Any: ...
+    async def framework(self, digest: str) -> Any: ...
+    async def put_framework(self, *, digest: str, issuer: str, cycle: str, unit_class: str, version: int,
+                            role: str, envelope: bytes, cascade: bytes, now: int) -> None: ...
+    async def audit(self, actor: str, action: str, subject: str, detail: dict[str, object], now: int) -> None: ...
+
+
+class CascadeStore(Protocol):
+    def tx(self) -> Any: ...
+
+
+Accepted = Callable[[Any, Framework, str, pb.CascadeMessage], Awaitable[None]]
+
+
+def verify_cascade(me: Me, data: bytes, now: int) -> tuple[Framework, str, pb.CascadeMessage]:
+    """Pure verification of a cascade message addressed to ``me``; raises EnvelopeError."""
+    fw, fw_digest, msg = verify_framework_chain(data, me.root, now)
+    if fw.issuer != me.parent:
+        raise EnvelopeError(f"指标体系由 {fw.issuer} 发布，不是本节点的上级 {me.parent} (not issued by this node's parent)")
+    if me.code not in {u.code for u in fw.units}:
+        raise EnvelopeError(f"指标体系未将本节点 {me.code} 列为被考评单位 (framework does not address this node)")
+    return fw, fw_digest, msg
+
+
+def verify_framework_chain(data: bytes, root: Identity, now: int) -> tuple[Framework, str, pb.CascadeMessage]:
+    """Verify every framework of a cascade message up to ``root``; return the last one."""
+    msg = pb.CascadeMessage()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError:
+        raise EnvelopeError("下发消息无法解析 (malformed cascade message)") from None
+    if not msg.frameworks or len(msg.frameworks) > 3:
+        raise EnvelopeError(f"下发消息应含1至3个指标体系，实含 {len(msg.frameworks)} 个 (bad framework chain length)")
+    if len(msg.certificate_chain) != len(msg.frameworks) - 1:
+        raise EnvelopeError("证书链与指标体系链长度不符 (certificate chain does not match framework chain)")
+    prev: tuple[Framework, str] | None = None
+    for depth, env in enumerate(msg.frameworks):
+        chain = list(msg.certificate_chain[:depth])
+        signer, payload = verify_signed_by(env, PAYLOAD_FRAMEWORK, chain, root, now)
+        fw = decode_framework(payload)
+        fw_digest = sha(payload)
+        if fw.issuer != signer.code:
+            raise EnvelopeError(f"指标体系发布者 {fw.issuer} 与签名者 {signer.code} 不符 (issuer is not the signer)")
+        if len(fw.units) > MAX_UNITS:
+            raise EnvelopeError("被考评单位过多 (too many units)")
+        child_level = {"province": "city", "city": "county", "county": "township"}.get(signer.level, "")
+        for u in fw.units:
+            if not valid_code(u.code, child_level) or not u.code.startswith(signer.code):
+                raise EnvelopeError(f"指标体系的单位 {u.code} 超出发布者 {signer.code} 的管辖范围 (unit outside the issuer's scope)")
+        if fw.expires_at < now:
+            raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)")
+        if prev is None:
+            if fw.parent is not None:
+                raise EnvelopeError("根指标体系不应钉住上级 (root framework pins a parent)")
+        else:
+            pfw, pdigest = prev
+            problems = check_links(pfw, pdigest, fw, fw.issuer)
+            if problems:
+                raise EnvelopeError("衔接检查未通过 (linkage check failed): " + "; ".join(map(str, problems[:5])))
+        prev = (fw, fw_digest)
+    assert prev is not None
+    return prev[0], prev[1], msg
+
+
+async def receive_cascade(store: CascadeStore, me: Me, data: bytes, now: int, on_accept: Accepted,
+                          transport_subject: str | None = None) -> Outcome:
+    try:
+        if transport_subject is not None and transport_subject != me.parent_cascade_subject():
+            raise EnvelopeError(f"主题 {transport_subject} 不属于本节点的上级 (subject is not the parent's)")
+        fw, fw_digest, msg = verify_cascade(me, data, now)
+    except EnvelopeError as exc:
+        await _reject(store, me, str(exc), data, now)
+        return Outcome(False, False, str(exc))
+    async with store.tx() as tx:
+        if await tx.seen(fw.issuer, fw_digest) or await tx.framework(fw_digest) is not None:
+            return Outcome(True, True, "重复消息，已接收过 (duplicate)", fw.issuer, fw_digest)
+        latest = await tx.latest_framework(fw.issuer, fw.cycle, fw.unit_class)
+        if latest is not None and latest.version >= fw.version:
+            reason = (f"版本相同但内容不同，疑似伪造 (equal version v{fw.version} with different bytes)"
+                      if latest.version == fw.version else
+                      f"版本回退：已有 v{latest.version}，收到 v{fw.version} (rollback or replay of an older version)")
+            # Rejections are recorded in a transaction of their own, below; this one writes nothing.
+            rejected = reason
+        else:
+            rejected = ""
+            await tx.put_framework(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
+                                   version=fw.version, role="received", envelope=bytes(msg.frameworks[-1]),
+                                   cascade=data, now=now)
+            await tx.remember(fw.issuer, fw_digest, now)
+            await tx.audit(me.code, "accept.framework", fw_digest,
+                           {"issuer": fw.issuer, "cycle": fw.cycle, "class": fw.unit_class, "version": fw.version}, now)
+            await on_accept(tx, fw, fw_digest, msg)
+    if rejected:
+        await _reject(store, me, rejected, data, now, fw_digest)
+        return Outcome(False, False, rejected, fw.issuer, fw_digest)
+    return Outcome(True, False, "", fw.issuer, fw_digest)
+
+
+async def _reject(store: CascadeStore, me: Me, reason: str, data: bytes, now: int, subject: str = "") -> None:
+    async with store.tx() as tx:
+        await tx.audit(me.code, "reject.framework", subject or sha(data),
+                       {"reason": reason, "bytes": len(data)}, now)
+
+
+__all__ = ["receive_cascade", "verify_cascade", "verify_chain", "verify_framework_chain"]

@@ -1,0 +1,39 @@
+"""Cascade sender: sign a framework, store it as issued, and queue it for the children.
+
+The framework row and the outbox row commit in one transaction; the relay publishes later
+and marks the row sent only after JetStream acknowledges it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aggregator.framework import Framework
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.codec import encode_framework
+from sync.envelope import PAYLOAD_FRAMEWORK, digest, sign
+from sync.identity import Me
+
+
+class IssueStore(Protocol):
+    async def put_framework(self, *, digest: str, issuer: str, cycle: str, unit_class: str, version: int,
+                            role: str, envelope: bytes, cascade: bytes, now: int) -> None: ...
+
+    async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None: ...
+
+    async def audit(self, actor: str, action: str, subject: str, detail: dict[str, object], now: int) -> None: ...
+
+
+async def issue_framework(tx: IssueStore, me: Me, fw: Framework, upstream: list[bytes], now: int) -> str:
+    """Sign ``fw`` as ``me``; ``upstream`` are the framework envelopes it decomposes, root first."""
+    payload = encode_framework(fw)
+    envelope = sign(PAYLOAD_FRAMEWORK, payload, me.key)
+    fw_digest = digest(payload)
+    cascade = pb.CascadeMessage(frameworks=[*upstream, envelope], certificate_chain=list(me.chain)).SerializeToString()
+    await tx.put_framework(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
+                           version=fw.version, role="issued", envelope=envelope, cascade=cascade, now=now)
+    await tx.enqueue(me.cascade_subject(), fw_digest, cascade, now)
+    await tx.audit(me.code, "issue.framework", fw_digest,
+                   {"cycle": fw.cycle, "class": fw.unit_class, "version": fw.version,
+                    "units": [u.code for u in fw.units]}, now)
+    return fw_digest

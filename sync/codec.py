@@ -1,0 +1,120 @@
+"""Protobuf <-> domain conversion. The only place that knows both shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from google.protobuf.message import DecodeError
+
+from aggregator.framework import Framework, FrameworkRef, Indicator, Link, Unit
+from aggregator.numbers import NumberError, parse_decimal, to_text
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.envelope import EnvelopeError
+
+
+def _dec(text: str, what: str) -> Decimal:
+    try:
+        return parse_decimal(text, what)
+    except NumberError as exc:
+        raise EnvelopeError(str(exc)) from None
+
+
+def framework_to_pb(fw: Framework) -> pb.Framework:
+    msg = pb.Framework(
+        issuer=fw.issuer, issuer_name=fw.issuer_name, cycle=fw.cycle, unit_class=fw.unit_class,
+        version=fw.version, title=fw.title, issued_at=fw.issued_at, expires_at=fw.expires_at,
+    )
+    if fw.parent is not None:
+        p = fw.parent
+        msg.parent.CopyFrom(pb.FrameworkRef(issuer=p.issuer, cycle=p.cycle, unit_class=p.unit_class,
+                                            version=p.version, digest=p.digest))
+    for u in fw.units:
+        msg.units.add(code=u.code, name=u.name, unit_class=u.unit_class)
+    for ind in fw.indicators:
+        m = msg.indicators.add(
+            code=ind.code, name=ind.name, parent_code=ind.parent_code, weight=to_text(ind.weight), leaf=ind.leaf,
+            measure_unit=ind.measure_unit, direction=ind.direction,
+            target="" if ind.target is None else to_text(ind.target), method=ind.method,
+            cap=to_text(ind.cap), must_cascade=ind.must_cascade, rollup=ind.rollup,
+        )
+        for unit, t in sorted(ind.unit_targets.items()):
+            m.unit_targets.add(unit=unit, target=to_text(t))
+        if ind.link is not None:
+            m.link.CopyFrom(pb.Link(parent_framework_digest=ind.link.parent_framework_digest,
+                                    parent_indicator=ind.link.parent_indicator, rule=ind.link.rule))
+    return msg
+
+
+def encode_framework(fw: Framework) -> bytes:
+    return framework_to_pb(fw).SerializeToString(deterministic=True)
+
+
+def decode_framework(payload: bytes) -> Framework:
+    msg = pb.Framework()
+    try:
+        msg.ParseFromString(payload)
+    except DecodeError as exc:
+        raise EnvelopeError(f"指标体系载荷无法解析 (malformed framework payload): {exc}") from None
+    parent = None
+    if msg.HasField("parent"):
+        p = msg.parent
+        parent = FrameworkRef(p.issuer, p.cycle, p.unit_class, p.version, p.digest)
+    inds = []
+    for m in msg.indicators:
+        where = f"指标 {m.code}"
+        link = None
+        if m.HasField("link"):
+            link = Link(m.link.parent_framework_digest, m.link.parent_indicator, m.link.rule)
+        inds.append(Indicator(
+            code=m.code, name=m.name, weight=_dec(m.weight, where + " weight"), parent_code=m.parent_code,
+            leaf=m.leaf, measure_unit=m.measure_unit, direction=m.direction,
+            target=_dec(m.target, where + " target") if m.target else None,
+            unit_targets={t.unit: _dec(t.target, where + " target") for t in m.unit_targets},
+            method=m.method, cap=_dec(m.cap, where + " cap") if m.cap else Decimal("1.2"),
+            must_cascade=m.must_cascade, link=link, rollup=m.rollup or "sum",
+        ))
+    return Framework(
+        issuer=msg.issuer, issuer_name=msg.issuer_name, cycle=msg.cycle, unit_class=msg.unit_class,
+        version=msg.version, title=msg.title, issued_at=msg.issued_at, expires_at=msg.expires_at,
+        units=tuple(Unit(u.code, u.name, u.unit_class) for u in msg.units), indicators=tuple(inds), parent=parent,
+    )
+
+
+@dataclass(frozen=True)
+class Bundle:
+    node: str
+    cycle: str
+    period: str
+    framework_digest: str
+    seq: int
+    prev_hash: str
+    values: dict[str, Decimal]
+    child_scores: tuple[tuple[str, Decimal, int], ...]
+    created_at: int
+
+
+def encode_bundle(b: Bundle) -> bytes:
+    msg = pb.ResultBundle(node=b.node, cycle=b.cycle, period=b.period, framework_digest=b.framework_digest,
+                          seq=b.seq, prev_hash=b.prev_hash, created_at=b.created_at)
+    for code, v in sorted(b.values.items()):
+        msg.values.add(indicator=code, value=to_text(v))
+    for unit, score, rank in b.child_scores:
+        msg.child_scores.add(unit=unit, score=to_text(score), rank=rank)
+    return msg.SerializeToString(deterministic=True)
+
+
+def decode_bundle(payload: bytes) -> Bundle:
+    msg = pb.ResultBundle()
+    try:
+        msg.ParseFromString(payload)
+    except DecodeError as exc:
+        raise EnvelopeError(f"结果包载荷无法解析 (malformed result bundle): {exc}") from None
+    values: dict[str, Decimal] = {}
+    for v in msg.values:
+        if v.indicator in values:
+            raise EnvelopeError(f"结果包中指标 {v.indicator} 重复 (duplicate indicator in bundle)")
+        values[v.indicator] = _dec(v.value, f"指标 {v.indicator} value")
+    scores = tuple((s.unit, _dec(s.score, f"单位 {s.unit} score"), s.rank) for s in msg.child_scores)
+    return Bundle(msg.node, msg.cycle, msg.period, msg.framework_digest, msg.seq, msg.prev_hash, values, scores,
+                  msg.created_at)

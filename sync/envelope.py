@@ -1,0 +1,89 @@
+"""DSSE-style envelopes: payload type + exact payload bytes + signatures."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from google.protobuf.message import DecodeError
+
+from proto.appraisal.v1 import appraisal_pb2 as pb
+
+PAYLOAD_CERTIFICATE = "application/vnd.fedappraisal.node-certificate.v1+protobuf"
+PAYLOAD_FRAMEWORK = "application/vnd.fedappraisal.framework.v1+protobuf"
+PAYLOAD_RESULTS = "application/vnd.fedappraisal.result-bundle.v1+protobuf"
+
+MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
+
+
+class EnvelopeError(ValueError):
+    """An envelope that must be rejected; the message says why (zh-CN first)."""
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE pre-authentication encoding: what is actually signed."""
+    t = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def keyid(public_key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return hashlib.sha256(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()
+
+
+def digest(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def sign(payload_type: str, payload: bytes, key: Ed25519PrivateKey) -> bytes:
+    """Serialise a signed envelope around ``payload`` (which the caller encoded once)."""
+    env = pb.Envelope(payload_type=payload_type, payload=payload)
+    env.signatures.add(keyid=keyid(key.public_key()), sig=key.sign(pae(payload_type, payload)))
+    return env.SerializeToString()
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An envelope parsed but not yet trusted."""
+
+    payload_type: str
+    payload: bytes
+    signatures: tuple[tuple[str, bytes], ...]
+
+    @property
+    def digest(self) -> str:
+        return digest(self.payload)
+
+
+def open_envelope(data: bytes, expected_type: str) -> Opened:
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise EnvelopeError(f"信封过大：{len(data)} 字节 (envelope too large)")
+    env = pb.Envelope()
+    try:
+        env.ParseFromString(data)
+    except DecodeError as exc:
+        raise EnvelopeError(f"信封无法解析 (malformed envelope): {exc}") from None
+    if env.payload_type != expected_type:
+        raise EnvelopeError(f"载荷类型为 {env.payload_type!r}，应为 {expected_type!r} (unexpected payload type)")
+    if not env.signatures:
+        raise EnvelopeError("信封未签名 (envelope is unsigned)")
+    ids = [s.keyid for s in env.signatures]
+    if len(set(ids)) != len(ids):
+        raise EnvelopeError("同一密钥的签名重复 (duplicate signatures by one key)")
+    return Opened(env.payload_type, env.payload, tuple((s.keyid, s.sig) for s in env.signatures))
+
+
+def verify_signature(opened: Opened, public_key: Ed25519PublicKey) -> None:
+    """Raise unless ``public_key`` signed exactly ``opened.payload``."""
+    kid = keyid(public_key)
+    for sid, sig in opened.signatures:
+        if sid == kid:
+            try:
+                public_key.verify(sig, pae(opened.payload_type, opened.payload))
+            except InvalidSignature:
+                raise EnvelopeError("签名无效：内容被篡改或签名不符 (signature does not verify: bytes were altered)") from None
+            return
+    raise EnvelopeError(f"信封不是由预期密钥 {kid[:16]}… 签名 (not signed by the expected key)")

@@ -1,0 +1,45 @@
+"""Who this node is, as the protocol roles need it (no store, no transport)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sync.trust import Identity
+
+
+@dataclass(frozen=True)
+class Me:
+    code: str
+    name: str
+    level: str
+    path: tuple[str, ...]
+    key: Ed25519PrivateKey
+    chain: tuple[bytes, ...]
+    root: Identity
+    parent: str | None
+    children: dict[str, str]  # code -> name
+
+    def cascade_subject(self) -> str:
+        return "casc." + ".".join(self.path)
+
+    def parent_cascade_subject(self) -> str:
+        return "casc." + ".".join(self.path[:-1])
+
+    def results_subject(self) -> str:
+        return "res." + ".".join(self.path)
+
+    def children_results_filter(self) -> str:
+        return "res." + ".".join(self.path) + ".*"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one received message."""
+
+    accepted: bool
+    duplicate: bool
+    reason: str
+    origin: str = ""
+    msg_id: str = ""

@@ -1,0 +1,98 @@
+"""Results receiver: verify a child's signed bundle, store its values exactly once.
+
+The signer must be a direct child of this node (its certificate chain says so), must own the
+subject the bundle arrived on, and must be the bundle's node; the bundle must answer a
+framework this node issued to that child; its sequence must extend the child's chain
+(seq + 1 and the previous bundle's id). A gap or a fork is rejected and reported, never merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from google.protobuf.message import DecodeError
+
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.codec import Bundle, decode_bundle, decode_framework
+from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope
+from sync.identity import Me, Outcome
+from sync.results_sender import GENESIS
+from sync.trust import verify_signed_by
+
+Accepted = Callable[[Any, Bundle], Awaitable[None]]
+
+
+class ResultsStore(Protocol):
+    def tx(self) -> Any: ...
+
+
+async def receive_results(store: ResultsStore, me: Me, data: bytes, now: int, on_accept: Accepted,
+                          transport_subject: str | None = None) -> Outcome:
+    try:
+        msg = pb.ResultMessage()
+        try:
+            msg.ParseFromString(data)
+        except DecodeError:
+            raise EnvelopeError("结果消息无法解析 (malformed result message)") from None
+        signer, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, list(msg.certificate_chain), me.root, now)
+        if signer.path[:-1] != me.path or signer.code not in me.children:
+            raise EnvelopeError(f"签名者 {signer.code} 不是本节点的下级 (signer is not a child of this node)")
+        if transport_subject is not None and transport_subject != "res." + ".".join(signer.path):
+            raise EnvelopeError(f"签名者 {signer.code} 不拥有主题 {transport_subject} (signer does not own the subject)")
+        bundle = decode_bundle(payload)
+        if bundle.node != signer.code:
+            raise EnvelopeError(f"结果包属于 {bundle.node}，却由 {signer.code} 签名 (bundle node is not the signer)")
+        bundle_id = digest(payload)
+    except EnvelopeError as exc:
+        await _reject(store, me, str(exc), data, now, "")
+        return Outcome(False, False, str(exc))
+    reason = ""
+    async with store.tx() as tx:
+        if await tx.seen(bundle.node, bundle_id) or await tx.bundle(bundle_id) is not None:
+            return Outcome(True, True, "重复结果包，已接收过 (duplicate)", bundle.node, bundle_id)
+        reason = await _check_chain_and_framework(tx, bundle)
+        if not reason:
+            await tx.put_bundle(bundle_id=bundle_id, node=bundle.node, cycle=bundle.cycle, period=bundle.period,
+                                seq=bundle.seq, prev_hash=bundle.prev_hash, framework_digest=bundle.framework_digest,
+                                message=data, now=now)
+            await tx.put_values(node=bundle.node, cycle=bundle.cycle, period=bundle.period,
+                                framework_digest=bundle.framework_digest,
+                                values={k: format(v, "f") for k, v in bundle.values.items()},
+                                source="reported", bundle_id=bundle_id, now=now)
+            await tx.remember(bundle.node, bundle_id, now)
+            await tx.audit(me.code, "accept.results", bundle_id,
+                           {"node": bundle.node, "seq": bundle.seq, "cycle": bundle.cycle, "period": bundle.period,
+                            "values": len(bundle.values)}, now)
+            await on_accept(tx, bundle)
+    if reason:
+        await _reject(store, me, reason, data, now, bundle_id)
+        return Outcome(False, False, reason, bundle.node, bundle_id)
+    return Outcome(True, False, "", bundle.node, bundle_id)
+
+
+async def _check_chain_and_framework(tx: Any, bundle: Bundle) -> str:
+    fw_row = await tx.framework(bundle.framework_digest)
+    if fw_row is None or fw_row.role != "issued":
+        return f"结果包引用的指标体系 {bundle.framework_digest[:12]}… 不是本节点发布的 (unknown framework)"
+    fw = decode_framework(open_envelope(fw_row.envelope, "application/vnd.fedappraisal.framework.v1+protobuf").payload)
+    if bundle.node not in {u.code for u in fw.units}:
+        return f"{bundle.node} 不是该指标体系的被考评单位 (not a unit of that framework)"
+    leaves = {i.code for i in fw.leaves()}
+    unknown = sorted(set(bundle.values) - leaves)
+    if unknown:
+        return f"结果包含该指标体系中不存在的指标 {', '.join(unknown[:5])} (unknown indicators)"
+    last = await tx.last_bundle(bundle.node)
+    if last is None:
+        if bundle.seq != 1 or bundle.prev_hash != GENESIS:
+            return f"缺少 {bundle.node} 此前的结果包（收到序号 {bundle.seq}） (gap in the bundle chain)"
+    elif bundle.seq <= last.seq:
+        return f"{bundle.node} 的结果包链分叉：序号 {bundle.seq} 已有不同内容 (forked bundle chain)"
+    elif bundle.seq != last.seq + 1 or bundle.prev_hash != last.id:
+        return f"{bundle.node} 的结果包链不连续：已有序号 {last.seq}，收到 {bundle.seq} (gap or broken chain)"
+    return ""
+
+
+async def _reject(store: ResultsStore, me: Me, reason: str, data: bytes, now: int, subject: str) -> None:
+    async with store.tx() as tx:
+        await tx.audit(me.code, "reject.results", subject or digest(data), {"reason": reason, "bytes": len(data)}, now)

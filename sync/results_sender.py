@@ -1,0 +1,43 @@
+"""Results sender: sign this node's result bundle, chain it to the previous one, queue it up.
+
+Each bundle carries its sequence number and the id (payload hash) of this node's previous
+bundle, so the parent can detect gaps and forks (DESIGN.md rule 9).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Protocol
+
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.codec import Bundle, encode_bundle
+from sync.envelope import PAYLOAD_RESULTS, digest, sign
+from sync.identity import Me
+
+GENESIS = "0" * 64
+
+
+class SendTx(Protocol):
+    async def last_bundle(self, node: str) -> Any: ...
+    async def put_bundle(self, *, bundle_id: str, node: str, cycle: str, period: str, seq: int, prev_hash: str,
+                         framework_digest: str, message: bytes, now: int) -> None: ...
+    async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None: ...
+    async def audit(self, actor: str, action: str, subject: str, detail: dict[str, object], now: int) -> None: ...
+
+
+async def send_bundle(tx: SendTx, me: Me, *, cycle: str, period: str, framework_digest: str,
+                      values: dict[str, Decimal], child_scores: tuple[tuple[str, Decimal, int], ...],
+                      now: int) -> str:
+    last = await tx.last_bundle(me.code)
+    seq, prev = (last.seq + 1, last.id) if last is not None else (1, GENESIS)
+    payload = encode_bundle(Bundle(me.code, cycle, period, framework_digest, seq, prev, values, child_scores, now))
+    bundle_id = digest(payload)
+    message = pb.ResultMessage(bundle=sign(PAYLOAD_RESULTS, payload, me.key),
+                               certificate_chain=list(me.chain)).SerializeToString()
+    await tx.put_bundle(bundle_id=bundle_id, node=me.code, cycle=cycle, period=period, seq=seq, prev_hash=prev,
+                        framework_digest=framework_digest, message=message, now=now)
+    if me.parent is not None:
+        await tx.enqueue(me.results_subject(), bundle_id, message, now)
+    await tx.audit(me.code, "send.results", bundle_id,
+                   {"cycle": cycle, "period": period, "seq": seq, "values": len(values)}, now)
+    return bundle_id

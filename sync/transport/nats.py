@@ -1,0 +1,92 @@
+"""NATS JetStream transport: streams, publishing with message ids, durable pull consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, FetchTimeoutError
+
+log = logging.getLogger(__name__)
+
+STREAM_CASCADE = "FA_CASCADE"
+STREAM_RESULTS = "FA_RESULTS"
+STREAMS = {STREAM_CASCADE: "casc.>", STREAM_RESULTS: "res.>"}
+
+Handler = Callable[[str, bytes], Awaitable[None]]
+
+
+class NatsTransport:
+    def __init__(self, nc: Client, name: str) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.name = name
+        self._tasks: list[asyncio.Task[None]] = []
+        self.last_error = ""
+
+    @classmethod
+    async def connect(cls, url: str, name: str) -> NatsTransport:
+        nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                connect_timeout=5, allow_reconnect=True)
+        return cls(nc, name)
+
+    async def ensure_streams(self) -> None:
+        for stream, subject in STREAMS.items():
+            cfg = StreamConfig(name=stream, subjects=[subject], storage=StorageType.FILE, duplicate_window=120.0)
+            try:
+                await self.js.add_stream(cfg)
+            except BadRequestError:
+                # Another node created it first with the same subjects; that is the shared stream.
+                await self.js.stream_info(stream)
+
+    async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+        """Publish and wait for JetStream's acknowledgement; raises if not acknowledged."""
+        await self.js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": msg_id})
+
+    def consume(self, stream: str, durable: str, filter_subject: str, handler: Handler) -> None:
+        self._tasks.append(asyncio.create_task(self._consume(stream, durable, filter_subject, handler),
+                                               name=f"consume:{durable}"))
+
+    async def _consume(self, stream: str, durable: str, filter_subject: str, handler: Handler) -> None:
+        config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=30,
+                                filter_subject=filter_subject, max_deliver=-1)
+        while True:
+            try:
+                sub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=stream, config=config)
+                break
+            except Exception as exc:  # noqa: BLE001 - the server may still be starting; retry until it answers
+                self.last_error = f"subscribe {durable}: {exc}"
+                await asyncio.sleep(0.5)
+        while True:
+            try:
+                msgs = await sub.fetch(batch=1, timeout=5)
+            except (NatsTimeoutError, FetchTimeoutError, asyncio.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - connection trouble: keep the consumer alive
+                self.last_error = f"fetch {durable}: {exc}"
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                try:
+                    await handler(msg.subject, msg.data)
+                except Exception as exc:
+                    # The effect did not commit: let JetStream redeliver after a pause.
+                    self.last_error = f"handle {msg.subject}: {exc}"
+                    log.exception("handling %s failed; will be redelivered", msg.subject)
+                    await msg.nak(delay=1)
+                else:
+                    await msg.ack()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not self.nc.is_closed:
+            await self.nc.drain()
