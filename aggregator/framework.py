@@ -90,8 +90,11 @@ class Problem:
         return f"[{self.indicator}] {self.message}" if self.indicator else self.message
 
 
-def check_structure(fw: Framework) -> list[Problem]:
-    """Codes unique, tree without cycles, weights adding up, leaves measurable."""
+def check_structure(fw: Framework, *, units_known: bool = True) -> list[Problem]:
+    """Codes unique, tree without cycles, weights adding up, leaves measurable.
+
+    ``units_known=False`` checks a file whose units the issuing node fills in at publish time.
+    """
     problems: list[Problem] = []
     by_code: dict[str, Indicator] = {}
     for ind in fw.indicators:
@@ -101,7 +104,7 @@ def check_structure(fw: Framework) -> list[Problem]:
     unit_codes = [u.code for u in fw.units]
     if len(set(unit_codes)) != len(unit_codes):
         problems.append(Problem("", "被考评单位重复 (duplicate unit codes)"))
-    if not fw.units:
+    if units_known and not fw.units:
         problems.append(Problem("", "没有被考评单位 (the framework names no units)"))
     for ind in fw.indicators:
         if ind.parent_code and ind.parent_code not in by_code:
@@ -117,7 +120,7 @@ def check_structure(fw: Framework) -> list[Problem]:
         if ind.weight < 0:
             problems.append(Problem(ind.code, "权重不能为负 (weight must not be negative)"))
         if ind.leaf:
-            problems.extend(_check_leaf(ind, unit_codes))
+            problems.extend(_check_leaf(ind, unit_codes if units_known else None))
     children: dict[str, list[Indicator]] = {}
     for ind in fw.indicators:
         children.setdefault(ind.parent_code, []).append(ind)
@@ -141,7 +144,7 @@ def check_structure(fw: Framework) -> list[Problem]:
     return problems
 
 
-def _check_leaf(ind: Indicator, unit_codes: list[str]) -> list[Problem]:
+def _check_leaf(ind: Indicator, unit_codes: list[str] | None) -> list[Problem]:
     out: list[Problem] = []
     if ind.direction not in DIRECTIONS:
         out.append(Problem(ind.code, f"方向 {ind.direction!r} 无效，应为 higher 或 lower (direction)"))
@@ -151,6 +154,10 @@ def _check_leaf(ind: Indicator, unit_codes: list[str]) -> list[Problem]:
         out.append(Problem(ind.code, f"汇总规则 {ind.rollup!r} 未知，可用：{', '.join(ROLLUP_RULES)} (unknown roll-up)"))
     if ind.link and ind.link.rule not in ROLLUP_RULES:
         out.append(Problem(ind.code, f"衔接规则 {ind.link.rule!r} 未知 (unknown link rule)"))
+    if unit_codes is None:
+        if ind.target is None and not ind.unit_targets:
+            out.append(Problem(ind.code, "没有目标值 (target missing)"))
+        return out + ([Problem(ind.code, "封顶系数应不小于 1 (cap must be at least 1)")] if ind.cap < 1 else [])
     for unit in unit_codes:
         if ind.target_for(unit) is None:
             out.append(Problem(ind.code, f"单位 {unit} 没有目标值 (target missing for unit)"))

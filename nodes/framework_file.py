@@ -70,7 +70,7 @@ def load_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> Fra
         units=tuple(file_units) or units,
         indicators=tuple(indicators),
     )
-    problems = check_structure(fw)
+    problems = check_structure(fw, units_known=bool(fw.units))
     if problems:
         lines = []
         for p in problems:

@@ -92,9 +92,9 @@ class NatsServer:
         conf.write_text(
             f'listen: "127.0.0.1:{self.port}"\nserver_name: "fedappraisal-demo"\n'
             f'jetstream {{\n  store_dir: "{store}"\n  sync_interval: always\n}}\n', encoding="utf-8")
-        log = (self.workdir / "nats" / "nats-server.log").open("ab")
-        self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
-                                     start_new_session=True)
+        with (self.workdir / "nats" / "nats-server.log").open("ab") as log:
+            self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
+                                         start_new_session=True)
         wait_port(self.port, 15, self.proc)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -206,11 +206,11 @@ class Federation:
 
     def start_node(self, code: str) -> None:
         d = self.node_dir(code)
-        log = (d / "node.log").open("ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.procs[code] = subprocess.Popen(
-            [sys.executable, "-m", "nodes.cli", "node", "run", "--config", str(d / "node.yaml")],
-            stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(d))
+        with (d / "node.log").open("ab") as log:
+            self.procs[code] = subprocess.Popen(
+                [sys.executable, "-m", "nodes.cli", "node", "run", "--config", str(d / "node.yaml")],
+                stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(d))
 
     def stop_node(self, code: str, sig: int = signal.SIGTERM) -> None:
         stop_process(self.procs.pop(code, None), sig)

@@ -1,0 +1,106 @@
+"""Bad configuration and framework files are refused at start, naming file, place and fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nodes.config import load_config
+from nodes.framework_file import load_framework
+from nodes.launcher import Federation, load_topology
+from nodes.yamlfile import FileError
+from tests.helpers import sample_path
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> Federation:
+    fed = Federation(tmp_path / "fed", load_topology())
+    fed.prepare()
+    return fed
+
+
+def edit(path: Path, change: object) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)  # type: ignore[operator]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def test_good_config_loads(configs: Federation) -> None:
+    cfg = load_config(configs.node_dir("510104") / "node.yaml")
+    assert cfg.node_path == ("51", "5101", "510104")
+    assert [c.code for c in cfg.children] == ["510104017", "510104018"]
+
+
+def test_unknown_parent(configs: Federation) -> None:
+    path = configs.node_dir("510104") / "node.yaml"
+    edit(path, lambda d: d["parent"].update(code="5107"))
+    with pytest.raises(FileError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert str(path) in msg and "parent.code" in msg and "unknown parent" in msg and "'5101'" in msg
+
+
+def test_missing_key_file(configs: Federation) -> None:
+    path = configs.node_dir("5101") / "node.yaml"
+    (configs.node_dir("5101") / "key.pem").unlink()
+    with pytest.raises(FileError) as e:
+        load_config(path)
+    assert "keys.private_key" in str(e.value) and "appraise keys generate" in str(e.value)
+
+
+def test_key_not_matching_certificate(configs: Federation) -> None:
+    path = configs.node_dir("5101") / "node.yaml"
+    (configs.node_dir("5107") / "key.pem").replace(configs.node_dir("5101") / "key.pem")
+    with pytest.raises(FileError, match="does not match this node's key"):
+        load_config(path)
+
+
+def test_malformed_yaml_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "node.yaml"
+    path.write_text("node:\n  code: \"5101\"\n  name: [成都市\n", encoding="utf-8")
+    with pytest.raises(FileError) as e:
+        load_config(path)
+    assert f"{path}:" in str(e.value) and "malformed YAML" in str(e.value)
+
+
+def test_weight_not_a_number(tmp_path: Path) -> None:
+    text = sample_path().read_text(encoding="utf-8").replace("weight: 20\n", "weight: 二十\n", 1)
+    path = tmp_path / "fw.yaml"
+    path.write_text(text, encoding="utf-8")
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "二十" in ln)
+    with pytest.raises(FileError) as e:
+        load_framework(path, now=0)
+    assert f"{path}:{line}" in str(e.value) and "weight" in str(e.value) and "expected a number" in str(e.value)
+
+
+def test_weights_not_adding_up(tmp_path: Path) -> None:
+    text = sample_path().read_text(encoding="utf-8").replace("weight: 40\n", "weight: 45\n", 1)
+    path = tmp_path / "fw.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(FileError, match="must add up"):
+        load_framework(path, now=0)
+
+
+def test_node_refuses_to_start_half_configured(configs: Federation) -> None:
+    path = configs.node_dir("5101") / "node.yaml"
+    edit(path, lambda d: d["listen"].update(grpc="127.0.0.1:notaport"))
+    proc = subprocess.run([sys.executable, "-m", "nodes.cli", "node", "run", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert "listen.grpc" in proc.stderr and "host:port" in proc.stderr
+    assert not (configs.node_dir("5101") / "node.db").exists()
+
+
+def test_framework_validate_cli(tmp_path: Path) -> None:
+    ok = subprocess.run([sys.executable, "-m", "nodes.cli", "framework", "validate", str(sample_path())],
+                        capture_output=True, text=True, timeout=60, check=False)
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(sample_path().read_text(encoding="utf-8").replace("code: A2", "code: A1"), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "nodes.cli", "framework", "validate", str(bad)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1 and "[A1]" in proc.stderr and "duplicate" in proc.stderr

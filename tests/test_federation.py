@@ -1,0 +1,206 @@
+"""End to end: real node processes, a real nats-server, PostgreSQL stores, real signatures.
+
+One federation (15 nodes) serves the module: a county is down while the province publishes and
+catches up after restart; townships report; the province's roll-up is checked against the
+townships' own reports; forged traffic injected straight into NATS is refused and audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+
+from aggregator.framework import compose
+from aggregator.numbers import round_value
+from nodes.launcher import DATA, Federation, load_topology
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync import keys
+from sync.envelope import PAYLOAD_RESULTS, sign
+from tests.conftest import PgDatabases
+
+pytestmark = pytest.mark.slow
+CYCLE, PERIOD = "2026", "2026-Y"
+DOWN = "510105"  # 青羊区, stopped during the cascade
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Client:
+    def __init__(self, fed: Federation) -> None:
+        self.fed = fed
+        self.http = httpx.Client(timeout=10)
+
+    def get(self, code: str, path: str, **params: Any) -> Any:
+        r = self.http.get(self.fed.by_code[code].url + path, params=params)
+        r.raise_for_status()
+        return r.json()
+
+    def post(self, code: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        return self.http.post(self.fed.by_code[code].url + path, json=body,
+                              headers={"Authorization": f"Bearer {self.fed.tokens[code]}"})
+
+    def frameworks(self, code: str) -> list[dict[str, Any]]:
+        return list(self.get(code, "/api/v1/frameworks", envelopes=True))
+
+    def holds(self, code: str) -> bool:
+        s = self.fed.by_code[code]
+        want = (1 if s.parent else 0) + (1 if s.children else 0)
+        return len(self.frameworks(code)) >= want
+
+
+@pytest.fixture(scope="module")
+def pg_urls(pg_admin_dsn: str) -> Iterator[dict[str, str]]:
+    dbs = PgDatabases(pg_admin_dsn)
+    urls = {s.code: asyncio.run(dbs.create()) for s in load_topology()}
+    yield urls
+    asyncio.run(dbs.drop_all())
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory, pg_urls: dict[str, str]) -> Iterator[tuple[Federation, Client]]:
+    fed = Federation(tmp_path_factory.mktemp("fed") / "demo", load_topology(), store_url_for=pg_urls.__getitem__)
+    fed.prepare()
+    fed.start_nats()
+    client = Client(fed)
+    try:
+        for s in fed.specs:
+            fed.start_node(s.code)
+        for s in fed.specs:
+            wait_until(f"{s.code} healthy", lambda s=s: client.get(s.code, "/health")["code"] == s.code, 90)
+        yield fed, client
+    finally:
+        client.http.close()
+        fed.stop_all()
+
+
+def test_cascade_with_a_county_down_then_caught_up(running: tuple[Federation, Client]) -> None:
+    fed, client = running
+    fed.stop_node(DOWN)
+    r = client.post("51", "/api/v1/admin/frameworks",
+                    {"yaml": (DATA / "sample-framework.yaml").read_text(encoding="utf-8")})
+    assert r.status_code == 201, r.text
+    others = [s.code for s in fed.specs if s.code != DOWN and not s.code.startswith(DOWN)]
+    for code in others:
+        wait_until(f"framework at {code}", lambda code=code: client.holds(code))
+    time.sleep(0.5)
+    fed.start_node(DOWN)
+    for code in [DOWN, *fed.by_code[DOWN].children]:
+        wait_until(f"framework at {code} after restart", lambda code=code: client.holds(code), 60)
+    # Every township's framework links to its county's, which links to its city's, up to the province.
+    town = client.frameworks("510105002")[0]
+    assert town["issuer"] == DOWN and all(i["link"] for i in town["indicators"] if i["leaf"])
+
+
+def test_results_roll_up_to_the_province(running: tuple[Federation, Client]) -> None:
+    fed, client = running
+    townships = [s for s in fed.specs if s.level == "township"]
+    entered: dict[str, dict[str, Decimal]] = {}
+    for n, s in enumerate(townships):
+        fw = client.frameworks(s.code)[0]
+        vals = {i["code"]: Decimal(i["target"]) * Decimal(100 + n) / 100 for i in fw["indicators"] if i["leaf"]}
+        r = client.post(s.code, "/api/v1/admin/values",
+                        {"cycle": CYCLE, "period": PERIOD, "values": {k: str(v) for k, v in vals.items()}})
+        assert r.status_code == 201, r.text
+
+    def province_values() -> dict[str, Decimal]:
+        return {v["indicator"]: Decimal(v["value"]) for v in client.get("51", "/api/v1/values", cycle=CYCLE)
+                if v["source"] == "rolled_up"}
+
+    wait_until("province roll-up", lambda: len(province_values()) == 8)
+    # What the townships themselves hold as their reports, read from their own gateways.
+    for s in townships:
+        entered[s.code] = {v["indicator"]: Decimal(v["value"])
+                           for v in client.get(s.code, "/api/v1/values", cycle=CYCLE) if v["source"] == "entered"}
+    rules = {i["code"]: i["rollup"] for i in client.frameworks("51")[0]["indicators"] if i["leaf"]}
+
+    def expected(code: str) -> dict[str, Decimal]:
+        spec = fed.by_code[code]
+        if spec.level == "township":
+            return entered[code]
+        kids = [expected(c) for c in spec.children]
+        return {ind: round_value(compose(rule, [k[ind] for k in kids])) for ind, rule in rules.items()}
+
+    wait_until("province equals townships", lambda: province_values() == expected("51"))
+    ranks = client.get("51", "/api/v1/rankings", cycle=CYCLE, period=PERIOD)
+    assert sorted(r["unit"] for r in ranks) == ["5101", "5107"] and {r["rank"] for r in ranks} <= {1, 2}
+    drill = client.get("51", "/api/v1/drilldown", cycle=CYCLE, period=PERIOD, indicator="A1", depth=3)
+    assert drill["complete"] and {r["unit"] for r in drill["rows"]} == set(fed.by_code)
+    a1 = {r["unit"]: Decimal(r["value"]) for r in drill["rows"]}
+    assert a1["51"] == sum((entered[s.code]["A1"] for s in townships), Decimal(0))
+    for s in fed.specs:
+        audit = client.get(s.code, "/api/v1/audit", limit=1)
+        assert audit["intact"], s.code
+    openapi = client.get("51", "/schema/openapi.json")
+    assert "/api/v1/drilldown" in openapi["paths"]
+
+
+def test_forged_traffic_injected_into_nats_is_refused(running: tuple[Federation, Client]) -> None:
+    fed, client = running
+    before = {c: client.frameworks(c) for c in ("5101", "5107")}
+    cascade = base64.b64decode(client.frameworks("51")[0]["cascade"])
+    msg = pb.CascadeMessage.FromString(cascade)
+    env = pb.Envelope.FromString(msg.frameworks[0])
+    payload = bytearray(env.payload)
+    payload[-3] ^= 0x01  # one byte changed
+    env.payload = bytes(payload)
+    msg.frameworks[0] = env.SerializeToString()
+    rogue = keys.generate()
+    bundle = pb.ResultBundle(node="5101", cycle=CYCLE, period=PERIOD, framework_digest="0" * 64, seq=1,
+                             prev_hash="0" * 64)
+    forged_results = pb.ResultMessage(bundle=sign(PAYLOAD_RESULTS, bundle.SerializeToString(), rogue),
+                                      certificate_chain=[]).SerializeToString()
+
+    async def inject() -> None:
+        nc = await nats.connect(fed.nats.url)
+        js = nc.jetstream()
+        await js.publish("casc.51", msg.SerializeToString(), headers={"Nats-Msg-Id": "forged-1"})
+        await js.publish("res.51.5101", forged_results, headers={"Nats-Msg-Id": "forged-2"})
+        await nc.close()
+
+    asyncio.run(inject())
+
+    def rejected(code: str, action: str) -> list[dict[str, Any]]:
+        return list(client.get(code, "/api/v1/audit", action=action)["entries"])
+
+    wait_until("cities reject the tampered framework",
+               lambda: all(rejected(c, "reject.framework") for c in ("5101", "5107")))
+    wait_until("province rejects the forged bundle", lambda: bool(rejected("51", "reject.results")))
+    reason = rejected("5101", "reject.framework")[0]["detail"]["reason"]
+    assert "altered" in reason or "does not verify" in reason
+    assert "expected key" in rejected("51", "reject.results")[0]["detail"]["reason"]
+    assert {c: client.frameworks(c) for c in ("5101", "5107")} == before
+
+
+def test_demo_check_command(tmp_path: Path) -> None:
+    """The README's demo command, unattended: exits 0 and ends with the JSON summary."""
+    proc = subprocess.run([sys.executable, "-m", "nodes.cli", "demo", "--check", "--dir", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["ok"] is True and summary["nodes"] == 15 and summary["values"] == 64
+    for key in ("cascade_seconds", "rollup_seconds"):
+        assert summary[key] > 0
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, check=False)
+    assert leftovers.stdout == b"", "processes left behind after the demo"

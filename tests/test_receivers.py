@@ -1,0 +1,216 @@
+"""Cascade and results receivers on a real store (SQLite and PostgreSQL): what is accepted,
+what is rejected with which reason, and that a rejection changes nothing but the audit log."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from aggregator.framework import Framework
+from nodes.store import Store
+from nodes.tables import metadata
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync import keys
+from sync.cascade_receiver import receive_cascade
+from sync.codec import encode_framework
+from sync.envelope import PAYLOAD_FRAMEWORK, sign
+from sync.identity import Me
+from sync.results_receiver import receive_results
+from sync.results_sender import send_bundle
+from tests.helpers import NOW, Hierarchy
+
+
+@pytest.fixture(scope="module")
+def h() -> Hierarchy:
+    return Hierarchy.build()
+
+
+async def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    async with store.read() as r:
+        for name, table in metadata.tables.items():
+            if name != "audit_log":
+                out[name] = sorted(tuple(row) for row in await r.conn.execute(select(table)))
+    return out
+
+
+async def rejections(store: Store) -> list[str]:
+    async with store.read() as r:
+        import json
+
+        return [json.loads(e.detail)["reason"] for e in await r.audit_entries(action="reject.framework")]
+
+
+async def no_follow_up(tx: Any, *args: Any) -> None:
+    return None
+
+
+async def accept_city(store: Store, me: Me, data: bytes) -> None:
+    outcome = await receive_cascade(store, me, data, NOW, no_follow_up)
+    assert outcome.accepted and not outcome.duplicate, outcome.reason
+
+
+async def test_accepts_then_ignores_exact_repeat(store: Store, h: Hierarchy) -> None:
+    me = h.me("5101")
+    data, digest = h.cascade_to_city()
+    await accept_city(store, me, data)
+    before = await snapshot(store)
+    again = await receive_cascade(store, me, data, NOW, no_follow_up)
+    assert again.accepted and again.duplicate
+    assert await snapshot(store) == before
+    async with store.read() as r:
+        row = await r.framework(digest)
+    assert row is not None and row.cascade == data  # stored exactly as received
+
+
+async def test_county_accepts_linked_chain(store: Store, h: Hierarchy) -> None:
+    outcome = await receive_cascade(store, h.me("510104"), h.cascade_to_county(), NOW, no_follow_up)
+    assert outcome.accepted, outcome.reason
+
+
+@pytest.mark.parametrize("position", ["payload", "signature"])
+async def test_tampered_byte_rejected_and_nothing_changes(store: Store, h: Hierarchy, position: str) -> None:
+    me = h.me("5101")
+    await accept_city(store, me, h.cascade_to_city(1)[0])
+    before = await snapshot(store)
+    data, _ = h.cascade_to_city(2)
+    msg = pb.CascadeMessage.FromString(data)
+    env = pb.Envelope.FromString(msg.frameworks[0])
+    if position == "payload":
+        p = bytearray(env.payload)
+        p[len(p) // 2] ^= 0x01
+        env.payload = bytes(p)
+    else:
+        s = bytearray(env.signatures[0].sig)
+        s[0] ^= 0x01
+        env.signatures[0].sig = bytes(s)
+    msg.frameworks[0] = env.SerializeToString()
+    outcome = await receive_cascade(store, me, msg.SerializeToString(), NOW, no_follow_up)
+    assert not outcome.accepted
+    assert await snapshot(store) == before
+    assert [r for r in await rejections(store) if "altered" in r or "does not verify" in r]
+
+
+async def test_signer_never_certified_rejected(store: Store, h: Hierarchy) -> None:
+    me = h.me("510104")
+    before = await snapshot(store)
+    # A city framework signed by a key 四川省 never certified, with a chain that claims to be 成都市.
+    rogue = keys.generate()
+    good = pb.CascadeMessage.FromString(h.cascade_to_county())
+    city_env = pb.Envelope.FromString(good.frameworks[1])
+    forged = sign(PAYLOAD_FRAMEWORK, city_env.payload, rogue)
+    msg = pb.CascadeMessage(frameworks=[good.frameworks[0], forged], certificate_chain=good.certificate_chain)
+    outcome = await receive_cascade(store, me, msg.SerializeToString(), NOW, no_follow_up)
+    assert not outcome.accepted and "expected key" in outcome.reason
+    # And a chain whose certificate was issued by the wrong parent.
+    bad_chain = [h.certify("5107", "5101", rogue)]
+    msg2 = pb.CascadeMessage(frameworks=[good.frameworks[0], forged], certificate_chain=bad_chain)
+    outcome2 = await receive_cascade(store, me, msg2.SerializeToString(), NOW, no_follow_up)
+    assert not outcome2.accepted and "not issued by its parent" in outcome2.reason
+    assert await snapshot(store) == before
+    assert len(await rejections(store)) == 2
+
+
+async def test_replayed_older_version_rejected(store: Store, h: Hierarchy) -> None:
+    me = h.me("5101")
+    v1, _ = h.cascade_to_city(1)
+    v2, _ = h.cascade_to_city(2)
+    await accept_city(store, me, v1)
+    await accept_city(store, me, v2)
+    before = await snapshot(store)
+    # v1 again is an exact repeat (answered from the store); an older version with other bytes is a rollback.
+    old_other, _ = h.cascade_to_city(1, title="另一份 v1")
+    outcome = await receive_cascade(store, me, old_other, NOW, no_follow_up)
+    assert not outcome.accepted and "rollback" in outcome.reason
+    same_version, _ = h.cascade_to_city(2, title="另一份 v2")
+    outcome = await receive_cascade(store, me, same_version, NOW, no_follow_up)
+    assert not outcome.accepted and "equal version" in outcome.reason
+    assert await snapshot(store) == before
+
+
+async def test_framework_for_another_node_rejected(store: Store, h: Hierarchy) -> None:
+    outcome = await receive_cascade(store, h.me("5107"), h.cascade_to_county(), NOW, no_follow_up)
+    assert not outcome.accepted and "parent" in outcome.reason
+
+
+async def _county_with_framework(store: Store, h: Hierarchy) -> tuple[Me, Framework, str]:
+    """The county issues its framework for its townships (as the node would)."""
+    from aggregator.framework import Unit, derive_child_framework
+    from sync.cascade_sender import issue_framework
+
+    county = h.me("510104")
+    outcome = await receive_cascade(store, county, h.cascade_to_county(), NOW, no_follow_up)
+    assert outcome.accepted
+    async with store.read() as r:
+        row = (await r.frameworks(role="received"))[0]
+    from nodes.service import framework_of
+
+    cfw = framework_of(row)
+    tfw = derive_child_framework(cfw, row.digest, "锦江区", "510104",
+                                 [Unit("510104017", "锦官驿街道"), Unit("510104018", "东湖街道")],
+                                 unit_class="乡镇街道", issued_at=NOW, expires_at=NOW + 86400)
+    async with store.tx() as tx:
+        digest = await issue_framework(tx, county, tfw, list(pb.CascadeMessage.FromString(row.cascade).frameworks), NOW)
+    return county, tfw, digest
+
+
+class Memory:
+    """A township's sending side, kept in memory (only its outputs matter here)."""
+
+    def __init__(self) -> None:
+        self.bundles: list[Any] = []
+        self.queued: list[bytes] = []
+
+    async def last_bundle(self, node: str) -> Any:
+        return self.bundles[-1] if self.bundles else None
+
+    async def put_bundle(self, **kw: Any) -> None:
+        from types import SimpleNamespace
+
+        self.bundles.append(SimpleNamespace(id=kw["bundle_id"], seq=kw["seq"], message=kw["message"]))
+
+    async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None:
+        self.queued.append(payload)
+
+    async def audit(self, *args: Any) -> None:
+        return None
+
+
+async def test_results_chain_accept_duplicate_fork_and_gap(store: Store, h: Hierarchy) -> None:
+    county, tfw, digest = await _county_with_framework(store, h)
+    town = h.me("510104017")
+    mem = Memory()
+    vals = {i.code: Decimal(10) for i in tfw.leaves()}
+    for n in range(3):
+        await send_bundle(mem, town, cycle="2026", period="2026-Y", framework_digest=digest,
+                          values={**vals, "A1": Decimal(n)}, child_scores=(), now=NOW)
+    first, second, third = mem.queued
+    seen: list[Any] = []
+
+    async def on_accept(tx: Any, bundle: Any) -> None:
+        seen.append(bundle)
+
+    ok = await receive_results(store, county, first, NOW, on_accept, "res.51.5101.510104.510104017")
+    assert ok.accepted, ok.reason
+    dup = await receive_results(store, county, first, NOW, on_accept)
+    assert dup.duplicate
+    gap = await receive_results(store, county, third, NOW, on_accept)
+    assert not gap.accepted and "gap" in gap.reason
+    wrong_subject = await receive_results(store, county, second, NOW, on_accept, "res.51.5101.510104.510104018")
+    assert not wrong_subject.accepted and "does not own the subject" in wrong_subject.reason
+    ok2 = await receive_results(store, county, second, NOW, on_accept)
+    assert ok2.accepted
+    # A fork: a different bundle claiming seq 2.
+    fork_mem = Memory()
+    fork_mem.bundles = [mem.bundles[0]]
+    await send_bundle(fork_mem, town, cycle="2026", period="2026-Y", framework_digest=digest,
+                      values={**vals, "A1": Decimal(99)}, child_scores=(), now=NOW)
+    fork = await receive_results(store, county, fork_mem.queued[0], NOW, on_accept)
+    assert not fork.accepted and "forked" in fork.reason
+    assert len(seen) == 2
+    async with store.read() as r:
+        values = await r.values("2026", "2026-Y", digest)
+    assert values["510104017"]["A1"] == "1"
