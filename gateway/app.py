@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 LEVEL_ZH = {"province": "省", "city": "市", "county": "县", "township": "乡镇"}
 
 
-def create_app(node: "Node") -> Litestar:  # noqa: C901 - one closure per route keeps the node in scope
+def create_app(node: "Node") -> Litestar:
     from nodes.service import NodeError, framework_of
 
     def require_admin(request: Request[Any, Any, Any]) -> str:
@@ -175,7 +175,8 @@ async def _dashboard(node: "Node", cycle: str, period: str) -> str:
         for c, n in leaves)
     return f"""<!doctype html><html lang="zh-CN"><meta charset="utf-8">
 <title>{esc(node.me.name)} · 绩效考评</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}</style>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 10px}}</style>
 <h1>{esc(node.me.name)}（{esc(node.me.code)}，{LEVEL_ZH.get(node.me.level, node.me.level)}级）绩效考评</h1>
 <h2>{esc(cycle)} 年度排名 · {esc(period)}</h2>
 <table><tr><th>名次</th><th>被考评单位</th><th>得分</th></tr>{rank_rows or '<tr><td colspan=3>暂无结果</td></tr>'}</table>

@@ -49,12 +49,10 @@ class NodeConfig:
 def _get(doc: Located, where: Where, kind: type | tuple[type, ...], fix: str) -> Any:
     cur: Any = doc.data
     for part in where:
-        if isinstance(cur, list) and isinstance(part, int) and part < len(cur):
-            cur = cur[part]
-        elif isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        else:
+        in_list = type(cur) is list and type(part) is int and part < len(cur)
+        if not (in_list or (type(cur) is dict and part in cur)):
             raise doc.error(where, f"缺少必填项；{fix} (missing required setting)")
+        cur = cur[part]
     if isinstance(cur, bool) or not isinstance(cur, kind):
         raise doc.error(where, f"类型不对，实为 {cur!r}；{fix} (wrong type)")
     return cur
@@ -139,7 +137,8 @@ def load_config(path: Path) -> NodeConfig:
         node_path = ident.path
     else:
         if code != root_code or public_raw(key.public_key()) != public_raw(root_key):
-            raise doc.error(("keys", "private_key"), "省级节点的私钥必须对应 trust_root.public_key (province key must be the root)")
+            raise doc.error(("keys", "private_key"),
+                            "省级节点的私钥必须对应 trust_root.public_key (province key must be the root)")
         node_path = (code,)
     store_url = str(_get(doc, ("store",), (str,), "如 store: sqlite+aiosqlite:///node.db"))
     if store_url.startswith("sqlite+aiosqlite:///") and not store_url.startswith("sqlite+aiosqlite:////"):

@@ -132,9 +132,9 @@ class Demo:
         c = self.console
         prov = self.fed.province
         c.print(f"\n[bold]{prov.name}发布指标体系[/] (province publishes the framework): {framework_file.name}")
+        text = await asyncio.to_thread(framework_file.read_text, encoding="utf-8")
         t0 = time.monotonic()
-        await self.post(prov.code, "/api/v1/admin/frameworks",
-                        {"yaml": framework_file.read_text(encoding="utf-8"), "filename": framework_file.name})
+        await self.post(prov.code, "/api/v1/admin/frameworks", {"yaml": text, "filename": framework_file.name})
         done: set[str] = set()
         levels_done: set[str] = set()
         while len(done) < len(self.fed.specs):

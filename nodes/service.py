@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,6 +36,14 @@ from sync.transport.grpc import FederationClient, FederationServicer, start_serv
 from sync.transport.nats import STREAM_CASCADE, STREAM_RESULTS, NatsTransport
 
 log = logging.getLogger("fedappraisal.node")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn inside the node: the node, not uvicorn, owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class NodeError(ValueError):
@@ -90,8 +100,7 @@ class Node:
         host, _, port = self.cfg.http_listen.rpartition(":")
         config = uvicorn.Config(create_app(self), host=host, port=int(port), log_level="warning",
                                 lifespan="on", access_log=False)
-        self.http = uvicorn.Server(config)
-        self.http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.http = _QuietServer(config)
         self._tasks.append(asyncio.create_task(self.http.serve(), name="http"))
         self._outbox_wakeup.set()
 
@@ -118,10 +127,8 @@ class Node:
     # ------------------------------------------------------------- outbox
     async def _relay(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wakeup.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
             self._outbox_wakeup.clear()
             try:
                 async with self.store.read() as r:
@@ -133,7 +140,7 @@ class Node:
                         await tx.mark_sent(row.id, self.now())
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep the row pending, retry on the next tick
+            except Exception as exc:
                 self.last_error = f"outbox: {exc}"
                 log.warning("outbox relay: %s", exc)
                 await asyncio.sleep(0.5)
@@ -146,7 +153,7 @@ class Node:
                 try:
                     messages = await client.fetch_frameworks(self.me.code, timeout=3)
                     break
-                except Exception as exc:  # noqa: BLE001 - the parent may be down; JetStream still delivers later
+                except Exception as exc:
                     self.last_error = f"catch-up from {self.cfg.parent_grpc}: {exc}"
                     await asyncio.sleep(min(0.5 * (attempt + 1), 5))
             else:
@@ -197,7 +204,7 @@ class Node:
                                 "(versions only go forward)")
             upstream: list[bytes] = []
             if self.me.parent is not None:
-                received = [r for r in await tx.frameworks(role="received", cycle=fw.cycle)]
+                received = list(await tx.frameworks(role="received", cycle=fw.cycle))
                 if not received:
                     raise NodeError(f"{path}: 尚未收到上级 {fw.cycle} 年度指标体系，无法衔接 (no parent framework yet)")
                 parent_row = received[-1]
@@ -319,7 +326,7 @@ class Node:
                 client = FederationClient(target)
                 try:
                     return peer_code, await client.query(sub, timeout=3)
-                except Exception:  # noqa: BLE001 - an unreachable child is reported as partial, not fatal
+                except Exception:
                     return peer_code, None
                 finally:
                     await client.close()

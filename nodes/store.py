@@ -200,8 +200,8 @@ class Tx:
     # ------------------------------------------------------------ results
     async def put_values(self, *, node: str, cycle: str, period: str, framework_digest: str,
                          values: Mapping[str, str], source: str, bundle_id: str, now: int) -> None:
-        rows = [dict(node=node, cycle=cycle, period=period, framework_digest=framework_digest, indicator=k,
-                     value=v, source=source, bundle_id=bundle_id, updated_at=now) for k, v in values.items()]
+        rows = [{"node": node, "cycle": cycle, "period": period, "framework_digest": framework_digest, "indicator": k,
+                     "value": v, "source": source, "bundle_id": bundle_id, "updated_at": now} for k, v in values.items()]
         await self._upsert(results, rows, ["node", "cycle", "period", "framework_digest", "indicator"],
                            ["value", "source", "bundle_id", "updated_at"])
 

@@ -77,7 +77,8 @@ def verify_framework_chain(data: bytes, root: Identity, now: int) -> tuple[Frame
         child_level = {"province": "city", "city": "county", "county": "township"}.get(signer.level, "")
         for u in fw.units:
             if not valid_code(u.code, child_level) or not u.code.startswith(signer.code):
-                raise EnvelopeError(f"指标体系的单位 {u.code} 超出发布者 {signer.code} 的管辖范围 (unit outside the issuer's scope)")
+                raise EnvelopeError(f"指标体系的单位 {u.code} 超出发布者 {signer.code} 的管辖范围 "
+                                    "(unit outside the issuer's scope)")
         if fw.expires_at < now:
             raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)")
         if prev is None:

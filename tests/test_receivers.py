@@ -15,7 +15,6 @@ from nodes.tables import metadata
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
 from sync.cascade_receiver import receive_cascade
-from sync.codec import encode_framework
 from sync.envelope import PAYLOAD_FRAMEWORK, sign
 from sync.identity import Me
 from sync.results_receiver import receive_results

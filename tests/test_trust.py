@@ -54,7 +54,7 @@ def test_uncertified_key_is_rejected(h: Hierarchy) -> None:
     with pytest.raises(EnvelopeError, match="not signed by the expected key"):
         verify_signed_by(data, PAYLOAD_FRAMEWORK, h.chains["5101"], h.root, NOW)
     # A certificate issued by a key the province never certified.
-    forged = h.chains["5101"][:0] + [h.certify("5107", "5101", rogue)]
+    forged = [*h.chains["5101"][:0], h.certify("5107", "5101", rogue)]
     with pytest.raises(TrustError, match="not issued by its parent"):
         verify_chain(forged, h.root, NOW)
 

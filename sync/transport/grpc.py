@@ -43,7 +43,7 @@ class FederationServicer(pb_grpc.FederationServicer):
 async def start_server(listen: str, servicer: FederationServicer) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                       ("grpc.max_send_message_length", MAX_MESSAGE)])
-    pb_grpc.add_FederationServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_FederationServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(listen)
@@ -56,7 +56,7 @@ async def start_server(listen: str, servicer: FederationServicer) -> tuple[grpc.
 class FederationClient:
     def __init__(self, target: str) -> None:
         self.channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
-        self.stub = pb_grpc.FederationStub(self.channel)  # type: ignore[no-untyped-call]
+        self.stub = pb_grpc.FederationStub(self.channel)
 
     async def fetch_frameworks(self, requester: str, cycle: str = "", timeout: float = 5) -> list[bytes]:
         reply = await self.stub.FetchFrameworks(pb.FetchFrameworksRequest(requester=requester, cycle=cycle),

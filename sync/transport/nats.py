@@ -59,17 +59,17 @@ class NatsTransport:
             try:
                 sub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=stream, config=config)
                 break
-            except Exception as exc:  # noqa: BLE001 - the server may still be starting; retry until it answers
+            except Exception as exc:
                 self.last_error = f"subscribe {durable}: {exc}"
                 await asyncio.sleep(0.5)
         while True:
             try:
                 msgs = await sub.fetch(batch=1, timeout=5)
-            except (NatsTimeoutError, FetchTimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, NatsTimeoutError, FetchTimeoutError):
                 continue
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - connection trouble: keep the consumer alive
+            except Exception as exc:
                 self.last_error = f"fetch {durable}: {exc}"
                 await asyncio.sleep(0.5)
                 continue
