@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 import time
@@ -36,15 +35,11 @@ def fail(message: str) -> typer.Exit:
 @node_app.command("run")
 def node_run(config: Annotated[Path, typer.Option("--config", "-c", help="节点配置文件 (node.yaml)")]) -> None:
     """启动一个节点：存储、gRPC、NATS、HTTP 网关 (start one node)."""
-    from nodes.config import load_config
-    from nodes.service import run_node
+    from nodes.__main__ import main as node_main
 
-    try:
-        cfg = load_config(config)
-    except FileError as exc:
-        raise fail(f"节点未启动 (node not started):\n{exc}") from None
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {cfg.code} %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_node(cfg))
+    code = node_main(["--config", str(config)])
+    if code:
+        raise typer.Exit(code=code)
 
 
 @keys_app.command("generate")

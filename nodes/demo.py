@@ -41,6 +41,7 @@ class Summary:
     signatures_verified: int = 0
     max_node_rss_mb: float = 0.0
     mean_node_rss_mb: float = 0.0
+    max_node_uss_mb: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -53,6 +54,7 @@ class Summary:
             "cascade_seconds": round(self.cascade_seconds, 3), "rollup_seconds": round(self.rollup_seconds, 3),
             "values": self.values, "signatures_verified": self.signatures_verified,
             "max_node_rss_mb": round(self.max_node_rss_mb, 1), "mean_node_rss_mb": round(self.mean_node_rss_mb, 1),
+            "max_node_uss_mb": round(self.max_node_uss_mb, 1),
             "problems": self.problems[:20], "ok": self.ok,
         }, ensure_ascii=False)
 
@@ -238,14 +240,16 @@ class Demo:
         for ind, value in expected.items():
             if got.get(ind) != value:
                 s.problems.append(f"省级 {ind} 汇总值 {got.get(ind)} ≠ 乡镇数据按规则合成 {value} (province value mismatch)")
-        rss = []
+        rss, uss = [], []
         for p in self.fed.procs.values():
             try:
-                rss.append(psutil.Process(p.pid).memory_info().rss / 2**20)
+                info = psutil.Process(p.pid).memory_full_info()
             except psutil.Error:
                 continue
+            rss.append(info.rss / 2**20)
+            uss.append(info.uss / 2**20)  # what the process alone costs; RSS counts shared libraries too
         if rss:
-            s.max_node_rss_mb, s.mean_node_rss_mb = max(rss), sum(rss) / len(rss)
+            s.max_node_rss_mb, s.mean_node_rss_mb, s.max_node_uss_mb = max(rss), sum(rss) / len(rss), max(uss)
         verdict = "[green]通过[/] (passed)" if s.ok else "[red]未通过[/] (failed)"
         c.print(f"\n[bold]核验[/] (check): 省级汇总值与乡镇报送数据一致、全部签名验证 {s.signatures_verified} 次 … {verdict}")
         for problem in s.problems:

@@ -209,7 +209,7 @@ class Federation:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with (d / "node.log").open("ab") as log:
             self.procs[code] = subprocess.Popen(
-                [sys.executable, "-m", "nodes.cli", "node", "run", "--config", str(d / "node.yaml")],
+                [sys.executable, "-m", "nodes", "--config", str(d / "node.yaml")],
                 stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(d))
 
     def stop_node(self, code: str, sig: int = signal.SIGTERM) -> None:

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Row, event, func, insert, select, update
+from sqlalchemy import Connection, Row, event, func, insert, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -55,7 +53,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _schema_head() -> str:
+    heads = sorted(p.stem.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*.py"))
+    return heads[-1]
+
+
 def _upgrade(conn: Connection) -> None:
+    # Loading alembic costs memory in every node process; skip it when the schema is current.
+    if inspect(conn).has_table("alembic_version"):
+        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        if current == _schema_head():
+            return
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn

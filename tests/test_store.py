@@ -96,3 +96,22 @@ async def test_bundles_and_scores(store: Store) -> None:
         scores = await r.scores("2026")
     assert last is not None and last.id == "b2"
     assert [(s.score, s.rank) for s in scores] == [("98", 2)]
+
+
+async def test_reopen_skips_current_migrations(store: Store) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from nodes.store import MIGRATIONS, _schema_head
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == _schema_head()
+    async with store.tx() as tx:
+        await tx.remember("51", "kept", 1)
+    again = await Store.open(str(store.engine.url.render_as_string(hide_password=False)))
+    try:
+        async with again.read() as r:
+            assert await r.seen("51", "kept")
+    finally:
+        await again.close()

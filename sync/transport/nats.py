@@ -88,5 +88,7 @@ class NatsTransport:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # close, not drain: unacknowledged messages are redelivered to the durable consumer
+        # after a restart, and a drain waits on the pull requests still parked at the server.
         if not self.nc.is_closed:
-            await self.nc.drain()
+            await self.nc.close()

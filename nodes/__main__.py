@@ -1,0 +1,37 @@
+"""`python -m nodes --config FILE`: the node process entry point.
+
+Kept apart from the `appraise` CLI so a node process does not load typer and rich.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Litestar loads its pydantic plugin whenever pydantic is importable (typer's dependency
+    # installs it), ~8 MB per node process; the gateway uses msgspec only, so keep it out.
+    sys.modules.setdefault("pydantic", None)  # type: ignore[arg-type]
+    parser = argparse.ArgumentParser(prog="python -m nodes", description="运行一个节点 (run one node)")
+    parser.add_argument("--config", "-c", type=Path, required=True, help="节点配置文件 (node.yaml)")
+    args = parser.parse_args(argv)
+    from nodes.config import load_config
+    from nodes.service import run_node
+    from nodes.yamlfile import FileError
+
+    try:
+        cfg = load_config(args.config)
+    except FileError as exc:
+        print(f"错误 (error): 节点未启动 (node not started):\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {cfg.code} %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_node(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
