@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import select
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,9 +21,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import nats
 import pytest
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aggregator.framework import compose
 from aggregator.numbers import round_value
@@ -28,6 +34,7 @@ from nodes.launcher import DATA, Federation, load_topology
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
 from sync.envelope import PAYLOAD_RESULTS, sign
+from sync.transport.grpc import FederationClient
 from tests.conftest import PgDatabases
 
 pytestmark = pytest.mark.slow
@@ -104,10 +111,19 @@ def test_cascade_with_a_county_down_then_caught_up(running: tuple[Federation, Cl
     others = [s.code for s in fed.specs if s.code != DOWN and not s.code.startswith(DOWN)]
     for code in others:
         wait_until(f"framework at {code}", lambda code=code: client.holds(code))
-    time.sleep(0.5)
+
+    async def purge() -> None:
+        # Lose what JetStream held for the stopped county: only gRPC catch-up can bring it back.
+        nc = await nats.connect(fed.nats.url)
+        await nc.jetstream().purge_stream("FA_CASCADE")
+        await nc.close()
+
+    asyncio.run(purge())
     fed.start_node(DOWN)
     for code in [DOWN, *fed.by_code[DOWN].children]:
         wait_until(f"framework at {code} after restart", lambda code=code: client.holds(code), 60)
+    accepted = client.get(DOWN, "/api/v1/audit", action="accept.framework")["entries"]
+    assert [e["detail"]["issuer"] for e in accepted] == ["5101"]
     # Every township's framework links to its county's, which links to its city's, up to the province.
     town = client.frameworks("510105002")[0]
     assert town["issuer"] == DOWN and all(i["link"] for i in town["indicators"] if i["leaf"])
@@ -184,6 +200,20 @@ def test_forged_traffic_injected_into_nats_is_refused(running: tuple[Federation,
     def rejected(code: str, action: str) -> list[dict[str, Any]]:
         return list(client.get(code, "/api/v1/audit", action=action)["entries"])
 
+    async def over_grpc() -> tuple[tuple[bool, str], int]:
+        target = f"127.0.0.1:{fed.by_code['51'].grpc_port}"
+        client_ = FederationClient(target)
+        try:
+            answer = await client_.submit(forged_results)
+        finally:
+            await client_.close()
+        async with grpc.aio.insecure_channel(target) as channel:
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+        return answer, health.status
+
+    (accepted, reason), health_status = asyncio.run(over_grpc())
+    assert not accepted and "expected key" in reason
+    assert health_status == health_pb2.HealthCheckResponse.SERVING
     wait_until("cities reject the tampered framework",
                lambda: all(rejected(c, "reject.framework") for c in ("5101", "5107")))
     wait_until("province rejects the forged bundle", lambda: bool(rejected("51", "reject.results")))
@@ -193,14 +223,57 @@ def test_forged_traffic_injected_into_nats_is_refused(running: tuple[Federation,
     assert {c: client.frameworks(c) for c in ("5101", "5107")} == before
 
 
-def test_demo_check_command(tmp_path: Path) -> None:
-    """The README's demo command, unattended: exits 0 and ends with the JSON summary."""
-    proc = subprocess.run([sys.executable, "-m", "nodes.cli", "demo", "--check", "--dir", str(tmp_path / "demo")],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+def _ports_of(workdir: Path) -> list[int]:
+    ports = []
+    for cfg in workdir.glob("nodes/*/node.yaml"):
+        listen = yaml.safe_load(cfg.read_text(encoding="utf-8"))["listen"]
+        ports += [int(listen["grpc"].rsplit(":", 1)[1]), int(listen["http"].rsplit(":", 1)[1])]
+    return ports
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_demo_runs_until_ctrl_c_then_check_reruns_cleanly(tmp_path: Path) -> None:
+    """The README's demo command: interactive run stopped by Ctrl-C, then the unattended check in the same place."""
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "nodes.cli", "demo", "--dir", str(workdir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1)
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if "Ctrl-C" in line:
+                break
+    output = "".join(seen)
+    assert "省级网关 (province gateway)" in output and "成都市（5101）" in output, output[-3000:]
+    assert "锦官驿街道" in output  # progress names the real units
+    ports = _ports_of(workdir)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert "所有进程已停止" in rest
+    assert proc.returncode in (0, 130)
+    leftovers = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, check=False)
+    assert leftovers.stdout == b"", "processes left behind after Ctrl-C"
+    assert all(_bindable(p) for p in ports), "ports still held after Ctrl-C"
+
+    again = subprocess.run([sys.executable, "-m", "nodes.cli", "demo", "--check", "--dir", str(workdir)],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
     assert summary["ok"] is True and summary["nodes"] == 15 and summary["values"] == 64
     for key in ("cascade_seconds", "rollup_seconds"):
         assert summary[key] > 0
-    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, check=False)
-    assert leftovers.stdout == b"", "processes left behind after the demo"
+    assert subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, check=False).stdout == b""

@@ -1,0 +1,49 @@
+"""`appraise keys`: a parent certifies a child's key, and the chain verifies to the province."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.keys import load_private, public_from_hex, public_hex
+from sync.trust import root_identity, verify_chain
+
+
+def appraise(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nodes.cli", *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_key_ceremony(tmp_path: Path) -> None:
+    prov = appraise("keys", "generate", "--out", str(tmp_path / "51.pem"))
+    city = appraise("keys", "generate", "--out", str(tmp_path / "5101.pem"))
+    county = appraise("keys", "generate", "--out", str(tmp_path / "510104.pem"))
+    assert prov.returncode == city.returncode == county.returncode == 0
+    assert public_hex(load_private(tmp_path / "5101.pem").public_key()) == city.stdout.strip()
+    assert appraise("keys", "show", "--key", str(tmp_path / "51.pem")).stdout.strip() == prov.stdout.strip()
+    r = appraise("keys", "certify", "--issuer-key", str(tmp_path / "51.pem"), "--issuer-code", "51",
+                 "--code", "5101", "--name", "成都市", "--level", "city", "--public-key", city.stdout.strip(),
+                 "--out", str(tmp_path / "5101.chain"))
+    assert r.returncode == 0, r.stderr
+    r = appraise("keys", "certify", "--issuer-key", str(tmp_path / "5101.pem"), "--issuer-code", "5101",
+                 "--issuer-chain", str(tmp_path / "5101.chain"), "--code", "510104", "--name", "锦江区",
+                 "--level", "county", "--public-key", county.stdout.strip(), "--out", str(tmp_path / "510104.chain"))
+    assert r.returncode == 0, r.stderr
+    chain = list(pb.CertificateChain.FromString((tmp_path / "510104.chain").read_bytes()).certificates)
+    root = root_identity("51", "四川省", public_from_hex(prov.stdout.strip(), "root"))
+    ident = verify_chain(chain, root, int(time.time()))
+    assert ident.path == ("51", "5101", "510104")
+
+
+def test_refusals(tmp_path: Path) -> None:
+    assert appraise("keys", "generate", "--out", str(tmp_path / "k.pem")).returncode == 0
+    again = appraise("keys", "generate", "--out", str(tmp_path / "k.pem"))
+    assert again.returncode == 2 and "not overwritten" in again.stderr
+    outside = appraise("keys", "certify", "--issuer-key", str(tmp_path / "k.pem"), "--issuer-code", "5101",
+                       "--code", "510703", "--name", "涪城区", "--level", "county", "--public-key", "00" * 32,
+                       "--out", str(tmp_path / "x.chain"))
+    assert outside.returncode == 2 and "not a child of the issuer" in outside.stderr
+    assert not (tmp_path / "x.chain").exists()
