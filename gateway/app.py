@@ -145,8 +145,11 @@ def create_app(node: "Node") -> Litestar:
         return {"bundle_id": bundle_id}
 
     @get("/", media_type=MediaType.HTML, include_in_schema=False)
-    async def dashboard(cycle: str = "2026", period: str = "2026-Y") -> Response[str]:
-        return Response(await _dashboard(node, cycle, period), media_type=MediaType.HTML)
+    async def dashboard(cycle: str = "2026", period: str = "2026-Y", indicator: str | None = None) -> Response[str]:
+        drill = None
+        if indicator:
+            drill = await node.query(pb.QueryRequest(cycle=cycle, period=period, indicator=indicator, depth=3))
+        return Response(await _dashboard(node, cycle, period, indicator, drill), media_type=MediaType.HTML)
 
     return Litestar(
         route_handlers=[health, status, frameworks, rankings, values, drilldown, audit, publish, enter, dashboard],
@@ -156,7 +159,8 @@ def create_app(node: "Node") -> Litestar:
     )
 
 
-async def _dashboard(node: "Node", cycle: str, period: str) -> str:
+async def _dashboard(node: "Node", cycle: str, period: str, indicator: str | None,
+                     drill: pb.QueryReply | None) -> str:
     from nodes.service import framework_of
 
     esc = html.escape
@@ -171,8 +175,18 @@ async def _dashboard(node: "Node", cycle: str, period: str) -> str:
         f"<tr><td>{s.rank}</td><td>{esc(names.get(s.unit, s.unit))}（{esc(s.unit)}）</td><td>{esc(s.score)}</td></tr>"
         for s in scores)
     drill_links = " · ".join(
-        f'<a href="/api/v1/drilldown?cycle={esc(cycle)}&period={esc(period)}&indicator={esc(c)}">{esc(n)}</a>'
-        for c, n in leaves)
+        f'<a href="/?cycle={esc(cycle)}&period={esc(period)}&indicator={esc(c)}">{esc(n)}</a>' for c, n in leaves)
+    drill_table = ""
+    if drill is not None and indicator:
+        rows = sorted(drill.rows, key=lambda r: r.unit)
+        body = "".join(
+            f"<tr><td>{LEVEL_ZH.get(r.level, r.level)}</td><td style='padding-left:{len(r.unit) * 6}px'>"
+            f"{esc(r.name)}（{esc(r.unit)}）</td><td>{esc(r.value)}</td><td>{esc(r.source)}</td></tr>" for r in rows)
+        partial = f"<p>未能到达 (unreachable): {esc(', '.join(drill.partial))}</p>" if drill.partial else ""
+        drill_table = (f"<h3>{esc(dict(leaves).get(indicator, indicator))}（{esc(indicator)}）</h3>"
+                       f"<table><tr><th>层级</th><th>单位</th><th>数值</th><th>来源</th></tr>{body}</table>{partial}"
+                       f'<p><a href="/api/v1/drilldown?cycle={esc(cycle)}&period={esc(period)}'
+                       f'&indicator={esc(indicator)}">JSON</a></p>')
     return f"""<!doctype html><html lang="zh-CN"><meta charset="utf-8">
 <title>{esc(node.me.name)} · 绩效考评</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
@@ -180,6 +194,6 @@ td,th{{border:1px solid #ccc;padding:4px 10px}}</style>
 <h1>{esc(node.me.name)}（{esc(node.me.code)}，{LEVEL_ZH.get(node.me.level, node.me.level)}级）绩效考评</h1>
 <h2>{esc(cycle)} 年度排名 · {esc(period)}</h2>
 <table><tr><th>名次</th><th>被考评单位</th><th>得分</th></tr>{rank_rows or '<tr><td colspan=3>暂无结果</td></tr>'}</table>
-<h2>指标下钻</h2><p>{drill_links or '暂无指标体系'}</p>
+<h2>指标下钻 (drill-down)</h2><p>{drill_links or '暂无指标体系'}</p>{drill_table}
 <p><a href="/api/v1/status">节点状态</a> · <a href="/api/v1/frameworks">指标体系</a> ·
 <a href="/api/v1/audit">审计日志</a> · <a href="/schema/openapi.json">OpenAPI</a></p></html>"""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -32,11 +33,38 @@ CHILD_CLASS = {"province": "市州", "city": "县市区", "county": "乡镇街�
 YEAR = 365 * 86400
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A free listening port below the ephemeral range.
+
+    Ports from the ephemeral range (what binding port 0 gives) can be taken by any outgoing
+    connection between our check and the node's bind; ports below it cannot.
+    """
+    low = max(_ephemeral_low(), 12000)
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        fallback: int = s.getsockname()[1]
+        return fallback
 
 
 def nats_server_binary() -> str:

@@ -13,9 +13,10 @@ from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
 
+from aggregator.numbers import to_text
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import Bundle, decode_bundle, decode_framework
-from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope
+from sync.envelope import PAYLOAD_FRAMEWORK, PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope
 from sync.identity import Me, Outcome
 from sync.results_sender import GENESIS
 from sync.trust import verify_signed_by
@@ -58,7 +59,7 @@ async def receive_results(store: ResultsStore, me: Me, data: bytes, now: int, on
                                 message=data, now=now)
             await tx.put_values(node=bundle.node, cycle=bundle.cycle, period=bundle.period,
                                 framework_digest=bundle.framework_digest,
-                                values={k: format(v, "f") for k, v in bundle.values.items()},
+                                values={k: to_text(v) for k, v in bundle.values.items()},
                                 source="reported", bundle_id=bundle_id, now=now)
             await tx.remember(bundle.node, bundle_id, now)
             await tx.audit(me.code, "accept.results", bundle_id,
@@ -75,7 +76,7 @@ async def _check_chain_and_framework(tx: Any, bundle: Bundle) -> str:
     fw_row = await tx.framework(bundle.framework_digest)
     if fw_row is None or fw_row.role != "issued":
         return f"结果包引用的指标体系 {bundle.framework_digest[:12]}… 不是本节点发布的 (unknown framework)"
-    fw = decode_framework(open_envelope(fw_row.envelope, "application/vnd.fedappraisal.framework.v1+protobuf").payload)
+    fw = decode_framework(open_envelope(fw_row.envelope, PAYLOAD_FRAMEWORK).payload)
     if bundle.node not in {u.code for u in fw.units}:
         return f"{bundle.node} 不是该指标体系的被考评单位 (not a unit of that framework)"
     leaves = {i.code for i in fw.leaves()}

@@ -95,7 +95,12 @@ def running(tmp_path_factory: pytest.TempPathFactory, pg_urls: dict[str, str]) -
         for s in fed.specs:
             fed.start_node(s.code)
         for s in fed.specs:
-            wait_until(f"{s.code} healthy", lambda s=s: client.get(s.code, "/health")["code"] == s.code, 90)
+            def healthy(s: Any = s) -> bool:
+                if s.code in fed.exited():
+                    raise AssertionError(f"node {s.code} exited:\n{fed.log_tail(s.code)}")
+                return bool(client.get(s.code, "/health")["code"] == s.code)
+
+            wait_until(f"{s.code} healthy", healthy, 90)
         yield fed, client
     finally:
         client.http.close()
@@ -105,6 +110,10 @@ def running(tmp_path_factory: pytest.TempPathFactory, pg_urls: dict[str, str]) -
 def test_cascade_with_a_county_down_then_caught_up(running: tuple[Federation, Client]) -> None:
     fed, client = running
     fed.stop_node(DOWN)
+    bad = (DATA / "sample-framework.yaml").read_text(encoding="utf-8").replace("weight: 20\n", "weight: abc\n", 1)
+    r = client.post("51", "/api/v1/admin/frameworks", {"yaml": bad, "filename": "bad.yaml"})
+    assert r.status_code == 422 and "bad.yaml:" in r.text and "expected a number" in r.text
+    assert client.frameworks("51") == []
     r = client.post("51", "/api/v1/admin/frameworks",
                     {"yaml": (DATA / "sample-framework.yaml").read_text(encoding="utf-8")})
     assert r.status_code == 201, r.text
@@ -168,6 +177,8 @@ def test_results_roll_up_to_the_province(running: tuple[Federation, Client]) -> 
     for s in fed.specs:
         audit = client.get(s.code, "/api/v1/audit", limit=1)
         assert audit["intact"], s.code
+    page = client.http.get(fed.by_code["51"].url + "/", params={"indicator": "A1"}).text
+    assert "绵阳市（5107）" in page and "锦官驿街道（510104017）" in page
     openapi = client.get("51", "/schema/openapi.json")
     assert "/api/v1/drilldown" in openapi["paths"]
 
