@@ -24,6 +24,8 @@ fw_app = typer.Typer(help="指标体系 (frameworks)", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
 app.add_typer(fw_app, name="framework")
+weights_app = typer.Typer(help="权重方法：层次分析法、熵权法 (weighting methods: AHP, entropy)", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
 err = Console(stderr=True)
 
 
@@ -126,6 +128,67 @@ def fw_publish(
     if r.status_code >= 400:
         raise fail(f"{r.status_code}: {r.json().get('detail', r.text)}")
     typer.echo(f"已发布 (published): {r.json()['digest']}")
+
+
+def _read_json(file: Path) -> dict[str, object]:
+    import json
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise fail(f"{file}: 文件不存在 (file not found)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"{file}: 无法读取 (cannot read): {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise fail(f"{file}:{exc.lineno}:{exc.colno}: JSON 格式错误 (malformed JSON): {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise fail(f"{file}: 应为 JSON 对象 (expected a JSON object)")
+    return data
+
+
+@weights_app.command("ahp")
+def weights_ahp(file: Path) -> None:
+    """层次分析法：读 {"criteria": [...], "matrix": [[...]]}，输出权重、λmax、CI、CR (AHP weights)."""
+    import json
+
+    from aggregator.weights import WeightsError, ahp
+
+    data = _read_json(file)
+    criteria, matrix = data.get("criteria"), data.get("matrix")
+    if not isinstance(criteria, list) or not all(isinstance(c, str) for c in criteria):
+        raise fail(f"{file}: criteria 应为准则名称列表 (criteria must be a list of names)")
+    if not isinstance(matrix, list):
+        raise fail(f"{file}: matrix 应为判断矩阵（列表的列表） (matrix must be a list of lists)")
+    try:
+        result = ahp(criteria, matrix)
+    except WeightsError as exc:
+        raise fail(f"{file}: {exc}") from None
+    typer.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+
+
+@weights_app.command("entropy")
+def weights_entropy(file: Path) -> None:
+    """熵权法：读 {"criteria": [...], "values": [[每个单位一行]], "directions": [...]}，输出权重 (entropy weights)."""
+    import json
+
+    from aggregator.weights import WeightsError, entropy_weights
+
+    data = _read_json(file)
+    criteria, values, directions = data.get("criteria"), data.get("values"), data.get("directions")
+    if not isinstance(criteria, list) or not all(isinstance(c, str) for c in criteria):
+        raise fail(f"{file}: criteria 应为指标名称列表 (criteria must be a list of names)")
+    if not isinstance(values, list):
+        raise fail(f"{file}: values 应为数据表（每个单位一行） (values must be a list of rows)")
+    if directions is not None and not isinstance(directions, list):
+        raise fail(f"{file}: directions 应为列表 (directions must be a list)")
+    try:
+        result = entropy_weights(criteria, values, directions)
+    except WeightsError as exc:
+        raise fail(f"{file}: {exc}") from None
+    out = result.as_dict()
+    if isinstance(data.get("units"), list):
+        out["units"] = data["units"]
+    typer.echo(json.dumps(out, ensure_ascii=False))
 
 
 @app.command()
