@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
+
+from aggregator.numbers import WORK
 
 LEVELS = ("province", "city", "county", "township")
 CODE_LENGTHS = {"province": 2, "city": 4, "county": 6, "township": 9}
@@ -12,6 +15,24 @@ DIRECTIONS = ("higher", "lower")
 METHODS = ("completion_ratio",)
 ROLLUP_RULES = ("sum", "mean", "min", "max")
 ROOT_WEIGHT = Decimal(100)
+_CYCLE = re.compile(r"^[0-9]{4}$")
+_PERIOD = re.compile(r"^([0-9]{4})-(Y|H[12]|Q[1-4]|M(0[1-9]|1[0-2]))$")
+_INDICATOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+
+def valid_cycle(cycle: str) -> bool:
+    """An appraisal year: four digits."""
+    return bool(_CYCLE.match(cycle))
+
+
+def valid_period(period: str, cycle: str) -> bool:
+    """A reporting period of ``cycle``: 2026-Y, 2026-H1, 2026-Q3, 2026-M07."""
+    m = _PERIOD.match(period)
+    return bool(m) and m is not None and m.group(1) == cycle
+
+
+def valid_indicator_code(code: str) -> bool:
+    return bool(_INDICATOR.match(code))
 
 
 @dataclass(frozen=True)
@@ -96,8 +117,12 @@ def check_structure(fw: Framework, *, units_known: bool = True) -> list[Problem]
     ``units_known=False`` checks a file whose units the issuing node fills in at publish time.
     """
     problems: list[Problem] = []
+    if not valid_cycle(fw.cycle):
+        problems.append(Problem("", f"考评年度 {fw.cycle!r} 应为四位数字，如 2026 (cycle must be a year)"))
     by_code: dict[str, Indicator] = {}
     for ind in fw.indicators:
+        if not valid_indicator_code(ind.code):
+            problems.append(Problem(ind.code, "指标编码只能含字母、数字、点、横线、下划线，至多32位 (invalid indicator code)"))
         if ind.code in by_code:
             problems.append(Problem(ind.code, "指标编码重复 (duplicate indicator code)"))
         by_code[ind.code] = ind
@@ -146,7 +171,7 @@ def check_structure(fw: Framework, *, units_known: bool = True) -> list[Problem]
 
 def _check_leaf(ind: Indicator, unit_codes: list[str] | None) -> list[Problem]:
     out: list[Problem] = []
-    if ind.direction not in DIRECTIONS:
+    if ind.direction not in DIRECTIONS:  # anything else must not silently score as lower-is-better
         out.append(Problem(ind.code, f"方向 {ind.direction!r} 无效，应为 higher 或 lower (direction)"))
     if ind.method not in METHODS:
         out.append(Problem(ind.code, f"评分方法 {ind.method!r} 未知，可用：{', '.join(METHODS)} (unknown method)"))
@@ -157,7 +182,8 @@ def _check_leaf(ind: Indicator, unit_codes: list[str] | None) -> list[Problem]:
     if unit_codes is None:
         if ind.target is None and not ind.unit_targets:
             out.append(Problem(ind.code, "没有目标值 (target missing)"))
-        return out + ([Problem(ind.code, "封顶系数应不小于 1 (cap must be at least 1)")] if ind.cap < 1 else [])
+        cap = [Problem(ind.code, "封顶系数应不小于 1 (cap must be at least 1)")] if ind.cap < 1 else []
+        return out + cap + _check_targets(ind)
     for unit in unit_codes:
         if ind.target_for(unit) is None:
             out.append(Problem(ind.code, f"单位 {unit} 没有目标值 (target missing for unit)"))
@@ -166,7 +192,17 @@ def _check_leaf(ind: Indicator, unit_codes: list[str] | None) -> list[Problem]:
             out.append(Problem(ind.code, f"目标值所指单位 {unit} 不在被考评单位中 (target for an unknown unit)"))
     if ind.cap < 1:
         out.append(Problem(ind.code, "封顶系数应不小于 1 (cap must be at least 1)"))
-    return out
+    return out + _check_targets(ind)
+
+
+def _check_targets(ind: Indicator) -> list[Problem]:
+    """Completion ratio needs a positive target (higher is better) or a non-negative one (lower)."""
+    targets = ([ind.target] if ind.target is not None else []) + list(ind.unit_targets.values())
+    if ind.direction == "higher" and any(t <= 0 for t in targets):
+        return [Problem(ind.code, "完成率法的目标值应为正数 (completion-ratio targets must be positive)")]
+    if ind.direction == "lower" and any(t < 0 for t in targets):
+        return [Problem(ind.code, "目标值不能为负 (targets must not be negative)")]
+    return []
 
 
 def check_links(parent: Framework, parent_digest: str, child: Framework, child_targets_unit: str) -> list[Problem]:
@@ -196,6 +232,9 @@ def check_links(parent: Framework, parent_digest: str, child: Framework, child_t
                                   "(linked parent indicator does not exist)")
             )
             continue
+        if p.code in linked:
+            problems.append(Problem(ind.code, f"上级指标 {p.code} 已由 {linked[p.code][0].code} 衔接；一对多分解须注明份额 "
+                                              "(parent indicator already linked by another leaf)"))
         linked.setdefault(p.code, []).append(ind)
         if p.measure_unit != ind.measure_unit:
             problems.append(
@@ -215,8 +254,10 @@ def _check_coverage(p: Indicator, ind: Indicator, child: Framework, unit: str) -
     parent_target = p.target_for(unit)
     assert ind.link is not None
     targets = [ind.target_for(u.code) for u in child.units]
-    if parent_target is None or any(t is None for t in targets) or not targets:
-        return []
+    if parent_target is None:
+        return [Problem(ind.code, f"上级指标 {p.code} 没有给 {unit} 下达目标值 (parent target missing)")]
+    if not targets or any(t is None for t in targets):
+        return [Problem(ind.code, "分解目标缺失，无法核对衔接 (decomposed targets missing)")]
     known = [t for t in targets if t is not None]
     composed = compose(ind.link.rule, known)
     ok = composed >= parent_target if p.direction == "higher" else composed <= parent_target
@@ -232,6 +273,11 @@ def compose(rule: str, values: Iterable[Decimal]) -> Decimal:
     vals = list(values)
     if not vals:
         raise ValueError("compose() of no values")
+    with localcontext(WORK):
+        return _compose(rule, vals)
+
+
+def _compose(rule: str, vals: list[Decimal]) -> Decimal:
     if rule == "sum":
         return sum(vals, Decimal(0))
     if rule == "mean":

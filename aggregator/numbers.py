@@ -1,43 +1,65 @@
-"""Decimal parsing and the one rounding rule for published numbers."""
+"""Decimal parsing, bounds, and the one rounding rule for published numbers.
+
+Inputs are bounded (fewer than 18 integer digits, at most 10 decimal places) so that every
+computation in the core fits the working context below exactly or rounds predictably, and no
+input can make the arithmetic overflow.
+"""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 
 SCORE_QUANTUM = Decimal("0.01")
 VALUE_QUANTUM = Decimal("0.0001")
+MAX_MAGNITUDE = Decimal(10) ** 18
+MAX_PLACES = 10
+# The working context of the core: 40 significant digits is exact for sums of millions of
+# bounded inputs; division results are rounded half-even at the 40th digit before publication
+# rounding applies.
+WORK = Context(prec=40, rounding=ROUND_HALF_EVEN, Emin=-999, Emax=999)
 
 
 class NumberError(ValueError):
-    """A value that should be a decimal number is not one."""
+    """A value that should be a decimal number is not one (or is out of range)."""
 
 
 def parse_decimal(text: str | int | float | Decimal, what: str) -> Decimal:
-    """Parse a decimal from its text; floats go through ``repr`` so 0.1 stays 0.1."""
+    """Parse a bounded decimal from its text; floats go through ``repr`` so 0.1 stays 0.1."""
     if isinstance(text, bool):
         raise NumberError(f"{what}: 应为数字，实为布尔值 {text!r} (expected a number, got a boolean)")
     if isinstance(text, float):
         text = repr(text)
+    if isinstance(text, str) and len(text) > 64:
+        raise NumberError(f"{what}: 数字过长 (number too long)")
     try:
         value = Decimal(text)
     except (InvalidOperation, TypeError, ValueError):
         raise NumberError(f"{what}: 应为数字，实为 {text!r} (expected a number)") from None
     if not value.is_finite():
         raise NumberError(f"{what}: 应为有限数字，实为 {text!r} (expected a finite number)")
+    with localcontext(WORK):
+        if abs(value) >= MAX_MAGNITUDE:
+            raise NumberError(f"{what}: 数值超出范围（绝对值应小于 10^18），实为 {text!r} (number out of range)")
+        exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+        raise NumberError(f"{what}: 小数位过多（至多 {MAX_PLACES} 位），实为 {text!r} (too many decimal places)")
     return value
 
 
 def round_score(value: Decimal) -> Decimal:
     """Published scores: two decimals, half up."""
-    return value.quantize(SCORE_QUANTUM, rounding=ROUND_HALF_UP)
+    with localcontext(WORK):
+        return value.quantize(SCORE_QUANTUM, rounding=ROUND_HALF_UP)
 
 
 def round_value(value: Decimal) -> Decimal:
     """Rolled-up values: four decimals, half up (sums of exact inputs stay exact)."""
-    return value.quantize(VALUE_QUANTUM, rounding=ROUND_HALF_UP)
+    with localcontext(WORK):
+        return value.quantize(VALUE_QUANTUM, rounding=ROUND_HALF_UP)
 
 
 def to_text(value: Decimal) -> str:
-    """Canonical decimal text for signed payloads (no exponent, no trailing zeros)."""
-    text = format(value.normalize(), "f")
+    """Canonical decimal text for signed payloads (no exponent, no trailing zeros, no rounding)."""
+    with localcontext(WORK):
+        text = format(value.normalize(), "f")
     return "0" if text in ("-0", "") else text

@@ -25,15 +25,22 @@ class RollupIncompleteError(ValueError):
 def roll_up(fw: Framework, values: Mapping[str, Mapping[str, Decimal]]) -> list[RolledUp]:
     """For each leaf of ``fw``, compose the units' values into this node's own value.
 
-    A linked leaf composes by its link's rule into the parent indicator it decomposes; an
-    unlinked leaf (the province's own framework) composes by its ``rollup`` rule into itself.
+    In a framework that decomposes a parent (``fw.parent`` set), each linked leaf composes by its
+    link's rule into the parent indicator; unlinked leaves are local indicators (scored here, not
+    reported up). In a root framework (the province's own) each leaf composes by its ``rollup``
+    rule into itself.
     Every unit of ``fw`` must have reported every linked leaf; otherwise nothing is rolled up
     (a partial sum reported upwards would be indistinguishable from a real one).
     """
     out: list[RolledUp] = []
     missing: list[str] = []
     for ind in fw.leaves():
-        rule, target = (ind.link.rule, ind.link.parent_indicator) if ind.link else (ind.rollup, ind.code)
+        if ind.link is not None:
+            rule, target = ind.link.rule, ind.link.parent_indicator
+        elif fw.parent is None:
+            rule, target = ind.rollup, ind.code
+        else:
+            continue
         inputs: dict[str, Decimal] = {}
         for unit in fw.units:
             v = values.get(unit.code, {}).get(ind.code)

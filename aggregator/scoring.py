@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from aggregator.framework import Framework, Indicator
-from aggregator.numbers import round_score, to_text
+from aggregator.numbers import WORK, round_score, to_text
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,22 @@ class UnitScore:
 def completion_ratio(ind: Indicator, value: Decimal | None, target: Decimal | None) -> IndicatorScore:
     """完成率: value/target (higher is better) or target/value (lower is better), capped at ``ind.cap``.
 
-    Missing value → 0 and flagged. A zero target for higher-is-better counts as met (ratio 1);
-    a zero value for lower-is-better (nothing bad happened) earns the cap.
+    Missing value → 0 and flagged. Targets are positive for higher-is-better and non-negative
+    for lower-is-better (``check_structure`` enforces it). For lower-is-better a value of zero
+    or less (nothing bad happened) earns the cap.
     """
     if value is None or target is None:
         return IndicatorScore(ind.code, value, target, Decimal(0), False, ind.weight, Decimal(0),
                               "缺少数据，按0分计 (missing data scored as zero)")
-    if ind.direction == "higher":
-        ratio = Decimal(1) if target == 0 else value / target
-    else:
-        ratio = ind.cap if value == 0 else target / value
-    ratio = max(ratio, Decimal(0))
+    with localcontext(WORK):
+        if ind.direction == "higher":
+            ratio = value / target if target > 0 else Decimal(0)
+        else:
+            ratio = ind.cap if value <= 0 else target / value
+        return _capped(ind, value, target, max(ratio, Decimal(0)))
+
+
+def _capped(ind: Indicator, value: Decimal, target: Decimal, ratio: Decimal) -> IndicatorScore:
     capped = ratio > ind.cap
     ratio = min(ratio, ind.cap)
     return IndicatorScore(ind.code, value, target, ratio, capped, ind.weight, ratio * ind.weight,

@@ -1,5 +1,6 @@
 """Litestar application factory for a node's gateway."""
 
+import asyncio
 import base64
 import hmac
 import html
@@ -110,6 +111,8 @@ def create_app(node: "Node") -> Litestar:
 
     @get("/api/v1/audit", summary="The node's audit log (hash-chained)", tags=["audit"])
     async def audit(action: str | None = None, limit: int = 200) -> dict[str, Any]:
+        if not 0 <= limit <= 10_000:
+            raise HTTPException(status_code=400, detail="limit 应在 0 到 10000 之间 (limit must be 0..10000)")
         async with node.store.read() as r:
             rows = await r.audit_entries(limit=limit, action=action)
             broken = await r.verify_audit()
@@ -122,13 +125,15 @@ def create_app(node: "Node") -> Litestar:
           tags=["admin"], status_code=201)
     async def publish(request: Request[Any, Any, Any], data: dict[str, str]) -> dict[str, Any]:
         require_admin(request)
+        # The client's file name only labels messages; the file itself always has a fixed name.
+        label = Path(str(data.get("filename") or "framework.yaml")).name or "framework.yaml"
         with TemporaryDirectory() as tmp:
-            path = Path(tmp) / (data.get("filename") or "framework.yaml")
-            path.write_text(data.get("yaml", ""), encoding="utf-8")
+            path = Path(tmp) / "framework.yaml"
+            await asyncio.to_thread(path.write_text, str(data.get("yaml", "")), encoding="utf-8")
             try:
                 digest = await node.publish_framework_text(path)
             except (FileError, NodeError, EnvelopeError) as exc:
-                raise HTTPException(status_code=422, detail=str(exc).replace(str(path.parent) + "/", "")) from None
+                raise HTTPException(status_code=422, detail=str(exc).replace(str(path), label)) from None
         return {"digest": digest}
 
     @post("/api/v1/admin/values", summary="Enter approved values for this node and report them up",

@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from aggregator.framework import Framework, Indicator, Unit, check_structure
+from aggregator.framework import Framework, Indicator, Link, Unit, check_structure
 from aggregator.numbers import NumberError, parse_decimal
 from nodes.yamlfile import FileError, Located, Where, load
 
@@ -15,9 +15,9 @@ DAY = 86400
 
 def _num(doc: Located, where: Where, value: Any, fix: str) -> Decimal:
     try:
-        return parse_decimal(value, ".".join(map(str, where)))
-    except NumberError:
-        raise doc.error(where, f"应为数字，实为 {value!r}；{fix} (expected a number)") from None
+        return parse_decimal(value, "")
+    except NumberError as exc:
+        raise doc.error(where, f"{str(exc).removeprefix(': ')}；{fix}") from None
 
 
 def _text(doc: Located, where: Where, value: Any, required: bool = True) -> str:
@@ -112,8 +112,17 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
         raise doc.error((*where, "targets"), "应为 单位编码: 目标值 的映射 (expected unit code: target)")
     for unit, t in raw_targets.items():
         targets[str(unit)] = _num(doc, (*where, "targets", unit), t, "请填写该单位的目标值")
+    link = None
+    if node.get("link") is not None:
+        raw_link = node["link"]
+        if not isinstance(raw_link, dict) or "indicator" not in raw_link:
+            raise doc.error((*where, "link"), "应为 {indicator: 上级指标编码, rule: sum} (link names the parent indicator)")
+        # The parent framework's digest is pinned by the publishing node: the one in force.
+        link = Link("", _text(doc, (*where, "link", "indicator"), raw_link["indicator"]),
+                    str(raw_link.get("rule", node.get("rollup", "sum"))))
     ind = Indicator(
         code=code,
+        link=link,
         name=_text(doc, (*where, "name"), node.get("name")),
         weight=weight,
         parent_code=parent,

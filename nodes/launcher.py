@@ -118,7 +118,7 @@ class NatsServer:
         conf = self.workdir / "nats" / "nats-server.conf"
         # sync_interval: always — acknowledged writes must survive a crash (DESIGN.md rule 14).
         conf.write_text(
-            f'listen: "127.0.0.1:{self.port}"\nserver_name: "fedappraisal-demo"\n'
+            f'listen: "127.0.0.1:{self.port}"\nserver_name: "fedappraisal-demo"\nmax_payload: 8MB\n'
             f'jetstream {{\n  store_dir: "{store}"\n  sync_interval: always\n}}\n', encoding="utf-8")
         with (self.workdir / "nats" / "nats-server.log").open("ab") as log:
             self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,

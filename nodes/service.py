@@ -17,7 +17,15 @@ from typing import Any
 
 import uvicorn
 
-from aggregator.framework import Framework, FrameworkRef, Unit, check_links, derive_child_framework
+from aggregator.framework import (
+    Framework,
+    FrameworkRef,
+    Unit,
+    check_links,
+    derive_child_framework,
+    valid_cycle,
+    valid_period,
+)
 from aggregator.numbers import parse_decimal, to_text
 from aggregator.rollup import RollupIncompleteError, roll_up
 from aggregator.scoring import score_units
@@ -91,9 +99,11 @@ class Node:
         servicer = FederationServicer(self.frameworks_for_child, self.submit_results, self.query)
         self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, servicer)
         if self.me.parent is not None:
-            self.nats.consume(STREAM_CASCADE, f"casc-{self.me.code}", self.me.parent_cascade_subject(), self.on_cascade)
+            self.nats.consume(STREAM_CASCADE, f"casc-{self.me.code}", self.me.parent_cascade_subject(),
+                              self.on_cascade, self.gave_up)
         if self.me.children:
-            self.nats.consume(STREAM_RESULTS, f"res-{self.me.code}", self.me.children_results_filter(), self.on_results)
+            self.nats.consume(STREAM_RESULTS, f"res-{self.me.code}", self.me.children_results_filter(),
+                              self.on_results, self.gave_up)
         self._tasks.append(asyncio.create_task(self._relay(), name="outbox-relay"))
         if self.me.parent is not None:
             self._tasks.append(asyncio.create_task(self._catch_up(), name="catch-up"))
@@ -133,16 +143,25 @@ class Node:
             try:
                 async with self.store.read() as r:
                     rows = await r.pending_outbox()
-                for row in rows:
+            except Exception as exc:  # store briefly unavailable: try again on the next tick
+                self.last_error = f"outbox: {exc}"
+                continue
+            stalled: set[str] = set()  # keep per-subject order: after a failure, that subject waits
+            for row in rows:
+                if row.subject in stalled:
+                    continue
+                try:
                     assert self.nats is not None
                     await self.nats.publish(row.subject, row.payload, row.msg_id)
                     async with self.store.tx() as tx:
                         await tx.mark_sent(row.id, self.now())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.last_error = f"outbox: {exc}"
-                log.warning("outbox relay: %s", exc)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the row stays pending and is retried
+                    stalled.add(row.subject)
+                    self.last_error = f"outbox {row.subject}: {exc}"
+                    log.warning("outbox relay: %s: %s", row.subject, exc)
+            if stalled:
                 await asyncio.sleep(0.5)
 
     async def _catch_up(self) -> None:
@@ -163,15 +182,23 @@ class Node:
         finally:
             await client.close()
 
+    async def gave_up(self, subject: str, data: bytes, reason: str) -> None:
+        async with self.store.tx() as tx:
+            await tx.audit(self.me.code, "reject.undeliverable", subject, {"reason": reason, "bytes": len(data)},
+                           self.now())
+
     # ------------------------------------------------------------ cascade
-    async def on_cascade(self, subject: str | None, data: bytes) -> None:
+    async def on_cascade(self, subject: str | None, data: bytes) -> bool:
         outcome = await receive_cascade(self.store, self.me, data, self.now(), self._after_framework, subject)
         self._log_outcome("framework", outcome)
+        return not outcome.retry
 
     def _log_outcome(self, what: str, outcome: Outcome) -> None:
         if outcome.accepted and not outcome.duplicate:
             self._outbox_wakeup.set()  # after the commit, so the relay sees the new outbox rows
-        if not outcome.accepted:
+        if outcome.retry:
+            log.info("%s not yet: %s", what, outcome.reason)
+        elif not outcome.accepted:
             log.warning("rejected %s: %s", what, outcome.reason)
         elif not outcome.duplicate:
             log.info("accepted %s %s from %s", what, outcome.msg_id[:12], outcome.origin)
@@ -209,8 +236,11 @@ class Node:
                     raise NodeError(f"{path}: 尚未收到上级 {fw.cycle} 年度指标体系，无法衔接 (no parent framework yet)")
                 parent_row = received[-1]
                 parent_fw = framework_of(parent_row)
-                fw = replace(fw, parent=FrameworkRef(parent_fw.issuer, parent_fw.cycle, parent_fw.unit_class,
-                                                     parent_fw.version, parent_row.digest))
+                fw = replace(
+                    fw, parent=FrameworkRef(parent_fw.issuer, parent_fw.cycle, parent_fw.unit_class,
+                                            parent_fw.version, parent_row.digest),
+                    indicators=tuple(replace(i, link=replace(i.link, parent_framework_digest=parent_row.digest))
+                                     if i.link is not None else i for i in fw.indicators))
                 problems = check_links(parent_fw, parent_row.digest, fw, self.me.code)
                 if problems:
                     raise NodeError("\n".join(f"{path}: {p}" for p in problems))
@@ -227,9 +257,10 @@ class Node:
         return [row.cascade for row in rows if requester in {u.code for u in framework_of(row).units}]
 
     # ------------------------------------------------------------ results
-    async def on_results(self, subject: str | None, data: bytes) -> None:
+    async def on_results(self, subject: str | None, data: bytes) -> bool:
         outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, subject)
         self._log_outcome("results", outcome)
+        return not outcome.retry
 
     async def submit_results(self, data: bytes) -> tuple[bool, str]:
         outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, None)
@@ -275,6 +306,9 @@ class Node:
 
     async def enter_values(self, cycle: str, period: str, raw: dict[str, object], actor: str) -> str:
         """Values entered (and approved) at this node for the framework it received; signed and sent up."""
+        if not valid_cycle(cycle) or not valid_period(period, cycle):
+            raise NodeError(f"年度 {cycle[:16]!r} 或报告期 {period[:16]!r} 无效；报告期如 {cycle[:4]}-Y、-Q1、-M03 "
+                            "(invalid cycle or period)")
         async with self.store.tx() as tx:
             received = await tx.frameworks(role="received", cycle=cycle)
             if not received:
@@ -336,8 +370,10 @@ class Node:
                 if answer is None:
                     reply.partial.append(code)
                     continue
-                reply.rows.extend(row for row in answer.rows if row.unit != code)
-                reply.partial.extend(answer.partial)
+                # A child answers only for its own subtree; anything else it sends is dropped.
+                reply.rows.extend(row for row in answer.rows if row.unit != code and row.unit.startswith(code))
+                reply.partial.extend(p for p in answer.partial if p.startswith(code))
+                continue
             reply.partial.extend(c.code for c in self.cfg.children if not c.grpc)
         return reply
 

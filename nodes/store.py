@@ -163,6 +163,8 @@ class Tx:
 
     async def audit_entries(self, limit: int | None = None, action: str | None = None) -> list[Row[Any]]:
         q = select(audit_log).order_by(audit_log.c.seq)
+        if limit is not None and limit < 0:
+            raise StoreError("limit 不能为负 (limit must not be negative)")
         if action is not None:
             q = q.where(audit_log.c.action == action)
         if limit is not None:
@@ -249,10 +251,11 @@ class Tx:
         return (await self.conn.execute(select(bundles).where(bundles.c.id == bundle_id))).first()
 
     async def put_bundle(self, *, bundle_id: str, node: str, cycle: str, period: str, seq: int, prev_hash: str,
-                         framework_digest: str, message: bytes, now: int) -> None:
+                         framework_digest: str, message: bytes, now: int, status: str = "accepted",
+                         reason: str = "") -> None:
         await self.conn.execute(insert(bundles).values(
             id=bundle_id, node=node, cycle=cycle, period=period, seq=seq, prev_hash=prev_hash,
-            framework_digest=framework_digest, message=message, received_at=now))
+            framework_digest=framework_digest, message=message, received_at=now, status=status, reason=reason))
 
     # ------------------------------------------------------------- scores
     async def put_scores(self, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -56,6 +56,8 @@ bundles = Table(
     Column("framework_digest", String(64), nullable=False),
     Column("message", LargeBinary, nullable=False),  # the ResultMessage as received / sent
     Column("received_at", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, server_default="accepted"),  # accepted | rejected (content)
+    Column("reason", Text, nullable=False, server_default=""),
     UniqueConstraint("node", "seq", name="uq_bundle_seq"),
 )
 

@@ -59,7 +59,14 @@ def load(path: Path) -> Located:
     return located
 
 
-def _convert(loader: yaml.SafeLoader, node: Node, where: Where, lines: dict[Where, int]) -> Any:
+def _convert(loader: yaml.SafeLoader, node: Node, where: Where, lines: dict[Where, int],
+             seen: set[int] | None = None) -> Any:
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        # Anchors/aliases would let a small file expand without bound (or refer to itself).
+        raise yaml.MarkedYAMLError(problem="不支持 YAML 锚点与别名 (&/*)，请展开书写 (anchors and aliases are not supported)",
+                                   problem_mark=node.start_mark)
+    seen.add(id(node))
     lines[where] = node.start_mark.line + 1
     if isinstance(node, MappingNode):
         out: dict[Any, Any] = {}
@@ -70,8 +77,8 @@ def _convert(loader: yaml.SafeLoader, node: Node, where: Where, lines: dict[Wher
             key = str(key)
             if key in out:
                 raise yaml.MarkedYAMLError(problem=f"键 {key!r} 重复 (duplicate key)", problem_mark=key_node.start_mark)
-            out[key] = _convert(loader, value_node, (*where, key), lines)
+            out[key] = _convert(loader, value_node, (*where, key), lines, seen)
         return out
     if isinstance(node, SequenceNode):
-        return [_convert(loader, item, (*where, i), lines) for i, item in enumerate(node.value)]
+        return [_convert(loader, item, (*where, i), lines, seen) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
 
-from aggregator.framework import Framework, check_links
+from aggregator.framework import Framework, check_links, check_structure
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import decode_framework
 from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError
@@ -79,6 +79,10 @@ def verify_framework_chain(data: bytes, root: Identity, now: int) -> tuple[Frame
             if not valid_code(u.code, child_level) or not u.code.startswith(signer.code):
                 raise EnvelopeError(f"指标体系的单位 {u.code} 超出发布者 {signer.code} 的管辖范围 "
                                     "(unit outside the issuer's scope)")
+        structure = check_structure(fw)
+        if structure:
+            raise EnvelopeError(f"指标体系 {fw.issuer} v{fw.version} 结构检查未通过 (structure check failed): "
+                                + "; ".join(map(str, structure[:5])))
         if fw.expires_at < now:
             raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)")
         if prev is None:
@@ -86,6 +90,8 @@ def verify_framework_chain(data: bytes, root: Identity, now: int) -> tuple[Frame
                 raise EnvelopeError("根指标体系不应钉住上级 (root framework pins a parent)")
         else:
             pfw, pdigest = prev
+            if fw.issuer not in {u.code for u in pfw.units}:
+                raise EnvelopeError(f"{fw.issuer} 不是上级指标体系的被考评单位 (issuer is not a unit of the parent framework)")
             problems = check_links(pfw, pdigest, fw, fw.issuer)
             if problems:
                 raise EnvelopeError("衔接检查未通过 (linkage check failed): " + "; ".join(map(str, problems[:5])))
@@ -100,7 +106,7 @@ async def receive_cascade(store: CascadeStore, me: Me, data: bytes, now: int, on
         if transport_subject is not None and transport_subject != me.parent_cascade_subject():
             raise EnvelopeError(f"主题 {transport_subject} 不属于本节点的上级 (subject is not the parent's)")
         fw, fw_digest, msg = verify_cascade(me, data, now)
-    except EnvelopeError as exc:
+    except (EnvelopeError, ArithmeticError) as exc:
         await _reject(store, me, str(exc), data, now)
         return Outcome(False, False, str(exc))
     async with store.tx() as tx:

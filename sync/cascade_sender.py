@@ -11,7 +11,7 @@ from typing import Protocol
 from aggregator.framework import Framework
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import encode_framework
-from sync.envelope import PAYLOAD_FRAMEWORK, digest, sign
+from sync.envelope import MAX_MESSAGE_BYTES, PAYLOAD_FRAMEWORK, EnvelopeError, digest, sign
 from sync.identity import Me
 
 
@@ -30,6 +30,8 @@ async def issue_framework(tx: IssueStore, me: Me, fw: Framework, upstream: list[
     envelope = sign(PAYLOAD_FRAMEWORK, payload, me.key)
     fw_digest = digest(payload)
     cascade = pb.CascadeMessage(frameworks=[*upstream, envelope], certificate_chain=list(me.chain)).SerializeToString()
+    if len(cascade) > MAX_MESSAGE_BYTES:
+        raise EnvelopeError(f"下发消息 {len(cascade)} 字节，超过上限 {MAX_MESSAGE_BYTES} (cascade message too large)")
     await tx.put_framework(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
                            version=fw.version, role="issued", envelope=envelope, cascade=cascade, now=now)
     await tx.enqueue(me.cascade_subject(), fw_digest, cascade, now)

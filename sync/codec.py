@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
 from google.protobuf.message import DecodeError
 
-from aggregator.framework import Framework, FrameworkRef, Indicator, Link, Unit
+from aggregator.framework import (
+    Framework,
+    FrameworkRef,
+    Indicator,
+    Link,
+    Unit,
+    valid_cycle,
+    valid_indicator_code,
+)
 from aggregator.numbers import NumberError, parse_decimal, to_text
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.envelope import EnvelopeError
+
+MAX_INDICATORS = 2000
+MAX_VALUES = 5000
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _dec(text: str, what: str) -> Decimal:
@@ -56,6 +69,8 @@ def decode_framework(payload: bytes) -> Framework:
         msg.ParseFromString(payload)
     except DecodeError as exc:
         raise EnvelopeError(f"指标体系载荷无法解析 (malformed framework payload): {exc}") from None
+    if not valid_cycle(msg.cycle) or len(msg.unit_class) > 64 or len(msg.indicators) > MAX_INDICATORS:
+        raise EnvelopeError("指标体系的年度、类别或指标数超出允许范围 (framework cycle, class or size out of range)")
     parent = None
     if msg.HasField("parent"):
         p = msg.parent
@@ -110,11 +125,21 @@ def decode_bundle(payload: bytes) -> Bundle:
         msg.ParseFromString(payload)
     except DecodeError as exc:
         raise EnvelopeError(f"结果包载荷无法解析 (malformed result bundle): {exc}") from None
+    if not valid_cycle(msg.cycle) or len(msg.period) > 16:
+        raise EnvelopeError(f"结果包年度 {msg.cycle[:16]!r} 或报告期无效 (invalid cycle or period)")
+    if not _HEX64.match(msg.framework_digest) or not _HEX64.match(msg.prev_hash) or msg.seq < 1:
+        raise EnvelopeError("结果包的指标体系摘要、前序哈希或序号无效 (invalid digest, previous hash or seq)")
+    if len(msg.values) > MAX_VALUES:
+        raise EnvelopeError(f"结果包数值过多：{len(msg.values)} (too many values)")
     values: dict[str, Decimal] = {}
     for v in msg.values:
+        if not valid_indicator_code(v.indicator):
+            raise EnvelopeError(f"结果包中指标编码 {v.indicator[:40]!r} 无效 (invalid indicator code)")
         if v.indicator in values:
             raise EnvelopeError(f"结果包中指标 {v.indicator} 重复 (duplicate indicator in bundle)")
         values[v.indicator] = _dec(v.value, f"指标 {v.indicator} value")
-    scores = tuple((s.unit, _dec(s.score, f"单位 {s.unit} score"), s.rank) for s in msg.child_scores)
+    if len(msg.child_scores) > MAX_VALUES:
+        raise EnvelopeError("结果包得分过多 (too many child scores)")
+    scores = tuple((s.unit[:12], _dec(s.score, f"单位 {s.unit[:12]} score"), s.rank) for s in msg.child_scores)
     return Bundle(msg.node, msg.cycle, msg.period, msg.framework_digest, msg.seq, msg.prev_hash, values, scores,
                   msg.created_at)

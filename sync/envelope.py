@@ -15,7 +15,10 @@ PAYLOAD_CERTIFICATE = "application/vnd.fedappraisal.node-certificate.v1+protobuf
 PAYLOAD_FRAMEWORK = "application/vnd.fedappraisal.framework.v1+protobuf"
 PAYLOAD_RESULTS = "application/vnd.fedappraisal.result-bundle.v1+protobuf"
 
-MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
+MAX_ENVELOPE_BYTES = 2 * 1024 * 1024
+# What one NATS message may carry (the servers run with max_payload 8MB): a cascade holds up to
+# three framework envelopes plus certificates.
+MAX_MESSAGE_BYTES = 7 * 1024 * 1024
 
 
 class EnvelopeError(ValueError):

@@ -43,3 +43,4 @@ class Outcome:
     reason: str
     origin: str = ""
     msg_id: str = ""
+    retry: bool = False  # not decided yet (e.g. a gap): the transport should deliver it again later

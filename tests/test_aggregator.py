@@ -130,3 +130,23 @@ def test_sum_rollup_equals_sum(values: list[Decimal]) -> None:
 def test_round_score_half_up() -> None:
     assert round_score(Decimal("1.005")) == Decimal("1.01")
     assert round_score(Decimal("1.004")) == Decimal("1.00")
+
+
+def test_targets_must_suit_the_method() -> None:
+    problems = [str(p) for p in check_structure(framework(leaf("A", "100", "-5")))]
+    assert any("must be positive" in p for p in problems)
+    s = completion_ratio(leaf("D", "10", "5", "lower"), Decimal(-1), Decimal(5))
+    assert s.ratio == Decimal("1.2")  # nothing bad happened: full credit up to the cap
+    s = completion_ratio(leaf("A", "10", "5"), Decimal(-3), Decimal(5))
+    assert s.score == 0  # a negative result earns nothing, never a negative score
+
+
+@given(st.text(max_size=80))
+def test_parse_decimal_never_crashes(text: str) -> None:
+    from aggregator.numbers import NumberError, parse_decimal
+
+    try:
+        v = parse_decimal(text, "x")
+    except NumberError:
+        return
+    assert abs(v) < Decimal(10) ** 18

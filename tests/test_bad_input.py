@@ -104,3 +104,18 @@ def test_framework_validate_cli(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "nodes.cli", "framework", "validate", str(bad)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1 and "[A1]" in proc.stderr and "duplicate" in proc.stderr
+
+
+def test_yaml_aliases_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text("a: &x [1, 2]\nb: [*x, *x]\nc: &y [*y]\n", encoding="utf-8")
+    with pytest.raises(FileError, match="aliases are not supported"):
+        load_framework(path, now=0)
+
+
+def test_numbers_out_of_range(tmp_path: Path) -> None:
+    text = sample_path().read_text(encoding="utf-8").replace("target: 3000\n", "target: 1e30\n", 1)
+    path = tmp_path / "fw.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(FileError, match="out of range"):
+        load_framework(path, now=0)

@@ -111,8 +111,9 @@ def test_cascade_with_a_county_down_then_caught_up(running: tuple[Federation, Cl
     fed, client = running
     fed.stop_node(DOWN)
     bad = (DATA / "sample-framework.yaml").read_text(encoding="utf-8").replace("weight: 20\n", "weight: abc\n", 1)
-    r = client.post("51", "/api/v1/admin/frameworks", {"yaml": bad, "filename": "bad.yaml"})
+    r = client.post("51", "/api/v1/admin/frameworks", {"yaml": bad, "filename": "../../bad.yaml"})
     assert r.status_code == 422 and "bad.yaml:" in r.text and "expected a number" in r.text
+    assert "../" not in r.text and not (fed.workdir.parent / "bad.yaml").exists()
     assert client.frameworks("51") == []
     r = client.post("51", "/api/v1/admin/frameworks",
                     {"yaml": (DATA / "sample-framework.yaml").read_text(encoding="utf-8")})

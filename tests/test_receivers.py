@@ -15,7 +15,7 @@ from nodes.tables import metadata
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
 from sync.cascade_receiver import receive_cascade
-from sync.envelope import PAYLOAD_FRAMEWORK, sign
+from sync.envelope import PAYLOAD_FRAMEWORK, PAYLOAD_RESULTS, sign
 from sync.identity import Me
 from sync.results_receiver import receive_results
 from sync.results_sender import send_bundle
@@ -197,7 +197,7 @@ async def test_results_chain_accept_duplicate_fork_and_gap(store: Store, h: Hier
     dup = await receive_results(store, county, first, NOW, on_accept)
     assert dup.duplicate
     gap = await receive_results(store, county, third, NOW, on_accept)
-    assert not gap.accepted and "gap" in gap.reason
+    assert not gap.accepted and gap.retry and "gap" in gap.reason
     wrong_subject = await receive_results(store, county, second, NOW, on_accept, "res.51.5101.510104.510104018")
     assert not wrong_subject.accepted and "does not own the subject" in wrong_subject.reason
     ok2 = await receive_results(store, county, second, NOW, on_accept)
@@ -210,6 +210,57 @@ async def test_results_chain_accept_duplicate_fork_and_gap(store: Store, h: Hier
     fork = await receive_results(store, county, fork_mem.queued[0], NOW, on_accept)
     assert not fork.accepted and "forked" in fork.reason
     assert len(seen) == 2
+    # The bundle that came too early is taken once its predecessor is there.
+    late = await receive_results(store, county, third, NOW, on_accept)
+    assert late.accepted, late.reason
     async with store.read() as r:
         values = await r.values("2026", "2026-Y", digest)
-    assert values["510104017"]["A1"] == "1"
+        gaps = [e for e in await r.audit_entries(action="reject.results") if "gap" in e.detail]
+    assert values["510104017"]["A1"] == "2"
+    assert gaps == []  # a gap is not a rejection
+
+
+async def test_rejected_content_does_not_block_the_chain(store: Store, h: Hierarchy) -> None:
+    county, tfw, digest = await _county_with_framework(store, h)
+    town = h.me("510104017")
+    mem = Memory()
+    vals = {i.code: Decimal(10) for i in tfw.leaves()}
+    await send_bundle(mem, town, cycle="2026", period="2026-Y", framework_digest=digest,
+                      values={**vals, "ZZ9": Decimal(1)}, child_scores=(), now=NOW)
+    await send_bundle(mem, town, cycle="2026", period="2026-Q5", framework_digest=digest,
+                      values=vals, child_scores=(), now=NOW)
+    await send_bundle(mem, town, cycle="2026", period="2026-Y", framework_digest=digest,
+                      values=vals, child_scores=(), now=NOW)
+    outcomes = [await receive_results(store, county, m, NOW, no_follow_up) for m in mem.queued]
+    assert not outcomes[0].accepted and "unknown indicators" in outcomes[0].reason
+    assert not outcomes[1].accepted and "invalid period" in outcomes[1].reason
+    assert outcomes[2].accepted, outcomes[2].reason
+    async with store.read() as r:
+        last = await r.last_bundle("510104017")
+        values = await r.values("2026", "2026-Y", digest)
+    assert last is not None and last.seq == 3
+    assert set(values["510104017"]) == set(vals)
+
+
+async def test_absurd_numbers_are_rejected_not_crashing(store: Store, h: Hierarchy) -> None:
+    county, _, digest = await _county_with_framework(store, h)
+    town = h.me("510104017")
+    bundle = pb.ResultBundle(node="510104017", cycle="2026", period="2026-Y", framework_digest=digest, seq=1,
+                             prev_hash="0" * 64)
+    bundle.values.add(indicator="A1", value="1e30")
+    message = pb.ResultMessage(bundle=sign(PAYLOAD_RESULTS, bundle.SerializeToString(), town.key),
+                               certificate_chain=list(town.chain)).SerializeToString()
+    outcome = await receive_results(store, county, message, NOW, no_follow_up)
+    assert not outcome.accepted and "out of range" in outcome.reason
+
+
+async def test_badly_structured_framework_is_rejected(store: Store, h: Hierarchy) -> None:
+    from dataclasses import replace as dc_replace
+
+    fw = h.province_framework()
+    broken = dc_replace(fw, indicators=tuple(dc_replace(i, direction="up") if i.code == "A1" else i
+                                             for i in fw.indicators))
+    env, _ = h.signed("51", broken)
+    outcome = await receive_cascade(store, h.me("5101"), pb.CascadeMessage(frameworks=[env]).SerializeToString(),
+                                    NOW, no_follow_up)
+    assert not outcome.accepted and "structure check failed" in outcome.reason and "direction" in outcome.reason

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, FetchTimeoutError
@@ -18,7 +19,13 @@ STREAM_CASCADE = "FA_CASCADE"
 STREAM_RESULTS = "FA_RESULTS"
 STREAMS = {STREAM_CASCADE: "casc.>", STREAM_RESULTS: "res.>"}
 
-Handler = Callable[[str, bytes], Awaitable[None]]
+# A handler returns True when the message is settled (accepted, duplicate or rejected) and
+# False when it should come again later (e.g. a bundle that arrived before its predecessor).
+# An exception means the effect did not commit (a store outage): redeliver after a pause.
+Handler = Callable[[str, bytes], Awaitable[bool]]
+GiveUp = Callable[[str, bytes, str], Awaitable[None]]
+MAX_ATTEMPTS = 30
+RETRY_DELAY = 2.0
 
 
 class NatsTransport:
@@ -48,11 +55,12 @@ class NatsTransport:
         """Publish and wait for JetStream's acknowledgement; raises if not acknowledged."""
         await self.js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": msg_id})
 
-    def consume(self, stream: str, durable: str, filter_subject: str, handler: Handler) -> None:
-        self._tasks.append(asyncio.create_task(self._consume(stream, durable, filter_subject, handler),
+    def consume(self, stream: str, durable: str, filter_subject: str, handler: Handler, give_up: GiveUp) -> None:
+        self._tasks.append(asyncio.create_task(self._consume(stream, durable, filter_subject, handler, give_up),
                                                name=f"consume:{durable}"))
 
-    async def _consume(self, stream: str, durable: str, filter_subject: str, handler: Handler) -> None:
+    async def _consume(self, stream: str, durable: str, filter_subject: str, handler: Handler,
+                       give_up: GiveUp) -> None:
         config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=30,
                                 filter_subject=filter_subject, max_deliver=-1)
         while True:
@@ -75,14 +83,29 @@ class NatsTransport:
                 continue
             for msg in msgs:
                 try:
-                    await handler(msg.subject, msg.data)
+                    await self._settle(msg, handler, give_up)
+                except asyncio.CancelledError:
+                    raise
                 except Exception as exc:
-                    # The effect did not commit: let JetStream redeliver after a pause.
-                    self.last_error = f"handle {msg.subject}: {exc}"
-                    log.exception("handling %s failed; will be redelivered", msg.subject)
-                    await msg.nak(delay=1)
-                else:
-                    await msg.ack()
+                    self.last_error = f"ack {msg.subject}: {exc}"
+
+    async def _settle(self, msg: Msg, handler: Handler, give_up: GiveUp) -> None:
+        attempt = msg.metadata.num_delivered or 1
+        try:
+            done = await handler(msg.subject, msg.data)
+            error = "" if done else "稍后重试仍未满足条件 (still waiting for an earlier message)"
+        except Exception as exc:
+            self.last_error = f"handle {msg.subject}: {exc}"
+            log.exception("handling %s failed (attempt %d)", msg.subject, attempt)
+            done, error = False, f"{type(exc).__name__}: {exc}"
+        if done:
+            await msg.ack()
+        elif attempt >= MAX_ATTEMPTS:
+            # A message that can never be settled must not be retried forever: record and drop it.
+            await give_up(msg.subject, msg.data, f"{MAX_ATTEMPTS} 次投递后放弃 (gave up after {MAX_ATTEMPTS} attempts): {error}")
+            await msg.term()
+        else:
+            await msg.nak(delay=RETRY_DELAY)
 
     async def close(self) -> None:
         for t in self._tasks:
