@@ -7,12 +7,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
+from aggregator.grading import DEFAULT_GRADES, GRADE_ORDER, GradeRule
 from aggregator.numbers import WORK
 
 LEVELS = ("province", "city", "county", "township")
 CODE_LENGTHS = {"province": 2, "city": 4, "county": 6, "township": 9}
 DIRECTIONS = ("higher", "lower")
-METHODS = ("completion_ratio",)
+METHODS = ("completion_ratio", "threshold", "efficacy", "minmax", "zscore", "rank", "growth", "versus_peers",
+           "task_list", "negative_list", "raters", "survey")
+REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {"threshold": ("baseline", "challenge"), "growth": ("target_growth",)}
+NEEDS_TARGET = frozenset({"completion_ratio", "threshold"})
+MISSING_POLICIES = ("zero", "renormalise")
+ADJUSTMENT_KINDS = ("bonus", "deduction", "veto")
 ROLLUP_RULES = ("sum", "mean", "min", "max")
 ROOT_WEIGHT = Decimal(100)
 _CYCLE = re.compile(r"^[0-9]{4}$")
@@ -65,9 +71,24 @@ class Indicator:
     must_cascade: bool = False
     link: Link | None = None
     rollup: str = "sum"
+    params: Mapping[str, str] = field(default_factory=dict)
 
     def target_for(self, unit: str) -> Decimal | None:
         return self.unit_targets.get(unit, self.target)
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """A bonus (加分), deduction (减分) or veto (一票否决) item outside the 100 points.
+
+    ``max_points`` caps one unit's points from this item; a veto caps the grade at ``grade_cap``.
+    """
+
+    code: str
+    name: str
+    kind: str
+    max_points: Decimal | None = None
+    grade_cap: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,11 @@ class Framework:
     units: tuple[Unit, ...]
     indicators: tuple[Indicator, ...]
     parent: FrameworkRef | None = None
+    adjustments: tuple[Adjustment, ...] = ()
+    bonus_cap: Decimal | None = None
+    deduction_cap: Decimal | None = None
+    grades: tuple[GradeRule, ...] = DEFAULT_GRADES
+    missing_policy: str = "zero"
 
     def leaves(self) -> list[Indicator]:
         return [i for i in self.indicators if i.leaf]
@@ -166,6 +192,32 @@ def check_structure(fw: Framework, *, units_known: bool = True) -> list[Problem]
     for ind in fw.indicators:
         if not ind.leaf and ind.code not in children:
             problems.append(Problem(ind.code, "分组指标没有下级指标 (a group indicator has no children)"))
+    return problems + _check_outcomes(fw, set(by_code))
+
+
+def _check_outcomes(fw: Framework, indicator_codes: set[str]) -> list[Problem]:
+    """Adjustment items, grade rules and the missing-data policy."""
+    problems: list[Problem] = []
+    if fw.missing_policy not in MISSING_POLICIES:
+        problems.append(Problem("", f"缺失数据处理 {fw.missing_policy!r} 未知，可用：{', '.join(MISSING_POLICIES)} "
+                                    "(unknown missing-data policy)"))
+    seen: set[str] = set()
+    for adj in fw.adjustments:
+        if adj.code in seen or adj.code in indicator_codes:
+            problems.append(Problem(adj.code, "加减分项编码重复 (duplicate item code)"))
+        seen.add(adj.code)
+        if adj.kind not in ADJUSTMENT_KINDS:
+            problems.append(Problem(adj.code, f"加减分项类型 {adj.kind!r} 未知，可用：bonus/deduction/veto (unknown kind)"))
+        if adj.kind == "veto" and adj.grade_cap not in GRADE_ORDER:
+            problems.append(Problem(adj.code, f"一票否决须指明等次上限，如 一般 (veto needs a grade cap among {GRADE_ORDER})"))
+        if adj.max_points is not None and adj.max_points < 0:
+            problems.append(Problem(adj.code, "单项分值上限不能为负 (max_points must not be negative)"))
+    names = [g.name for g in fw.grades]
+    if len(set(names)) != len(names) or not fw.grades:
+        problems.append(Problem("", "等次规则为空或重复 (grade rules empty or duplicated)"))
+    for g in fw.grades:
+        if g.quota is not None and not 0 <= g.quota <= 1:
+            problems.append(Problem("", f"等次 {g.name} 的名额比例应在 0 与 1 之间 (quota must be a share)"))
     return problems
 
 
@@ -180,11 +232,11 @@ def _check_leaf(ind: Indicator, unit_codes: list[str] | None) -> list[Problem]:
     if ind.link and ind.link.rule not in ROLLUP_RULES:
         out.append(Problem(ind.code, f"衔接规则 {ind.link.rule!r} 未知 (unknown link rule)"))
     if unit_codes is None:
-        if ind.target is None and not ind.unit_targets:
+        if ind.method in NEEDS_TARGET and ind.target is None and not ind.unit_targets:
             out.append(Problem(ind.code, "没有目标值 (target missing)"))
         cap = [Problem(ind.code, "封顶系数应不小于 1 (cap must be at least 1)")] if ind.cap < 1 else []
         return out + cap + _check_targets(ind)
-    for unit in unit_codes:
+    for unit in unit_codes if ind.method in NEEDS_TARGET else []:
         if ind.target_for(unit) is None:
             out.append(Problem(ind.code, f"单位 {unit} 没有目标值 (target missing for unit)"))
     for unit in ind.unit_targets:
@@ -192,11 +244,16 @@ def _check_leaf(ind: Indicator, unit_codes: list[str] | None) -> list[Problem]:
             out.append(Problem(ind.code, f"目标值所指单位 {unit} 不在被考评单位中 (target for an unknown unit)"))
     if ind.cap < 1:
         out.append(Problem(ind.code, "封顶系数应不小于 1 (cap must be at least 1)"))
+    for name in REQUIRED_PARAMS.get(ind.method, ()):
+        if name not in ind.params:
+            out.append(Problem(ind.code, f"评分方法 {ind.method} 缺少参数 {name} (missing parameter)"))
     return out + _check_targets(ind)
 
 
 def _check_targets(ind: Indicator) -> list[Problem]:
     """Completion ratio needs a positive target (higher is better) or a non-negative one (lower)."""
+    if ind.method != "completion_ratio":
+        return []
     targets = ([ind.target] if ind.target is not None else []) + list(ind.unit_targets.values())
     if ind.direction == "higher" and any(t <= 0 for t in targets):
         return [Problem(ind.code, "完成率法的目标值应为正数 (completion-ratio targets must be positive)")]

@@ -1,103 +1,182 @@
-"""Scoring units against a framework: completion ratio × weight, capped; ranks with ties."""
+"""The appraisal engine: leaf scores by method, the missing-data policy, bonus/deduction/veto
+items, ranks and grades within each class — every number with its derivation (评价有理由).
+
+One rounding rule: everything is computed in the working context and only a unit's total is
+rounded, ROUND_HALF_UP to 0.01. Leaf scores are shown unrounded in the explanation.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, localcontext
 
 from aggregator.framework import Framework, Indicator
+from aggregator.grading import assign_grades
+from aggregator.inputs import UnitInputs
+from aggregator.methods import Earned, MissingInput, Peers, earn, peer_values
 from aggregator.numbers import WORK, round_score, to_text
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
 
 
 @dataclass(frozen=True)
 class IndicatorScore:
     indicator: str
-    value: Decimal | None
-    target: Decimal | None
-    ratio: Decimal
-    capped: bool
+    method: str
     weight: Decimal
+    earned: Earned | None  # None: missing input
     score: Decimal
     note: str
 
-    def explain(self) -> dict[str, str | bool | None]:
-        return {
-            "indicator": self.indicator,
-            "value": None if self.value is None else to_text(self.value),
-            "target": None if self.target is None else to_text(self.target),
-            "ratio": to_text(self.ratio),
-            "capped": self.capped,
-            "weight": to_text(self.weight),
-            "score": to_text(self.score),
-            "note": self.note,
-        }
+    @property
+    def missing(self) -> bool:
+        return self.earned is None
+
+    def explain(self) -> dict[str, object]:
+        out: dict[str, object] = {"indicator": self.indicator, "method": self.method, "weight": to_text(self.weight),
+                                  "score": to_text(self.score), "note": self.note}
+        if self.earned is not None:
+            out.update(share=to_text(self.earned.fraction), capped=self.earned.capped, steps=dict(self.earned.steps))
+        return out
+
+
+@dataclass(frozen=True)
+class AdjustmentScore:
+    item: str
+    kind: str
+    points: Decimal
+    note: str
 
 
 @dataclass(frozen=True)
 class UnitScore:
     unit: str
+    unit_class: str
+    base: Decimal
+    bonus: Decimal
+    deduction: Decimal
     score: Decimal
     rank: int
+    grade: str
+    grade_reason: str
     parts: tuple[IndicatorScore, ...]
+    adjustments: tuple[AdjustmentScore, ...]
     as_of: datetime
 
     def explain(self) -> dict[str, object]:
         return {
-            "unit": self.unit,
-            "score": to_text(self.score),
-            "rank": self.rank,
+            "unit": self.unit, "class": self.unit_class, "score": to_text(self.score), "rank": self.rank,
+            "grade": self.grade, "grade_reason": self.grade_reason,
+            "base": to_text(self.base), "bonus": to_text(self.bonus), "deduction": to_text(self.deduction),
             "as_of": self.as_of.isoformat(),
-            "rounding": "ROUND_HALF_UP to 0.01 on the unit's total",
+            "rounding": "ROUND_HALF_UP to 0.01 on the unit's total only",
             "parts": [p.explain() for p in self.parts],
+            "adjustments": [{"item": a.item, "kind": a.kind, "points": to_text(a.points), "note": a.note}
+                            for a in self.adjustments],
         }
 
 
-def completion_ratio(ind: Indicator, value: Decimal | None, target: Decimal | None) -> IndicatorScore:
-    """完成率: value/target (higher is better) or target/value (lower is better), capped at ``ind.cap``.
+def _leaf_score(ind: Indicator, unit: str, inputs: UnitInputs, peers: Peers, day: date) -> IndicatorScore:
+    try:
+        earned = earn(ind, unit, inputs, peers, day)
+    except MissingInput as exc:
+        return IndicatorScore(ind.code, ind.method, ind.weight, None, ZERO, f"缺少 {exc.what} (missing input)")
+    return IndicatorScore(ind.code, ind.method, ind.weight, earned, earned.fraction * ind.weight, earned.note)
 
-    Missing value → 0 and flagged. Targets are positive for higher-is-better and non-negative
-    for lower-is-better (``check_structure`` enforces it). For lower-is-better a value of zero
-    or less (nothing bad happened) earns the cap.
-    """
-    if value is None or target is None:
-        return IndicatorScore(ind.code, value, target, Decimal(0), False, ind.weight, Decimal(0),
-                              "缺少数据，按0分计 (missing data scored as zero)")
-    with localcontext(WORK):
-        if ind.direction == "higher":
-            ratio = value / target if target > 0 else Decimal(0)
+
+def _base(fw: Framework, parts: tuple[IndicatorScore, ...]) -> tuple[Decimal, str]:
+    earned = sum((p.score for p in parts), ZERO)
+    if fw.missing_policy == "renormalise":
+        present = sum((p.weight for p in parts if not p.missing), ZERO)
+        total = sum((p.weight for p in parts), ZERO)
+        if present == 0:
+            return ZERO, "全部指标缺少数据 (no data at all)"
+        if present != total:
+            return earned * total / present, f"缺失指标不计，其余权重按 {to_text(total)}/{to_text(present)} 放大 (re-normalised)"
+        return earned, ""
+    missing = [p.indicator for p in parts if p.missing]
+    return earned, (f"缺失指标按0分计：{', '.join(missing)} (missing scored as zero)" if missing else "")
+
+
+def _adjust(fw: Framework, inputs: UnitInputs) -> tuple[Decimal, Decimal, str, tuple[AdjustmentScore, ...]]:
+    items = {a.code: a for a in fw.adjustments}
+    bonus = deduction = ZERO
+    cap_grade = ""
+    out: list[AdjustmentScore] = []
+    for code, adj in items.items():
+        events = [e for e in inputs.events if e.item == code]
+        if not events:
+            continue
+        raw = sum((e.points for e in events), ZERO)
+        pts = min(raw, adj.max_points) if adj.max_points is not None else raw
+        note = "; ".join(e.note for e in events if e.note)
+        if pts != raw:
+            note = f"{note}；单项封顶 {to_text(adj.max_points or ZERO)} (item cap)".lstrip("；")
+        if adj.kind == "bonus":
+            bonus += pts
+        elif adj.kind == "deduction":
+            deduction += pts
         else:
-            ratio = ind.cap if value <= 0 else target / value
-        return _capped(ind, value, target, max(ratio, Decimal(0)))
+            cap_grade = _worse(cap_grade, adj.grade_cap, fw)
+        out.append(AdjustmentScore(code, adj.kind, pts, note))
+    if fw.bonus_cap is not None and bonus > fw.bonus_cap:
+        out.append(AdjustmentScore("", "bonus", fw.bonus_cap - bonus, f"加分总额封顶 {to_text(fw.bonus_cap)} (total cap)"))
+        bonus = fw.bonus_cap
+    if fw.deduction_cap is not None and deduction > fw.deduction_cap:
+        out.append(AdjustmentScore("", "deduction", fw.deduction_cap - deduction,
+                                   f"减分总额封顶 {to_text(fw.deduction_cap)} (total cap)"))
+        deduction = fw.deduction_cap
+    return bonus, deduction, cap_grade, tuple(out)
 
 
-def _capped(ind: Indicator, value: Decimal, target: Decimal, ratio: Decimal) -> IndicatorScore:
-    capped = ratio > ind.cap
-    ratio = min(ratio, ind.cap)
-    return IndicatorScore(ind.code, value, target, ratio, capped, ind.weight, ratio * ind.weight,
-                          "完成率封顶 (ratio capped)" if capped else "")
+def _worse(a: str, b: str, fw: Framework) -> str:
+    order = [g.name for g in sorted(fw.grades, key=lambda g: -g.min_score)]
+    if not a:
+        return b
+    return a if order.index(a) >= order.index(b) else b
 
 
-def score_units(
-    fw: Framework,
-    values: Mapping[str, Mapping[str, Decimal]],
-    as_of: datetime,
-) -> list[UnitScore]:
-    """Score every unit of ``fw`` from ``values[unit][indicator]`` and rank them (1, 2, 2, 4)."""
-    totals: list[tuple[str, Decimal, tuple[IndicatorScore, ...]]] = []
-    for unit in fw.units:
-        unit_values = values.get(unit.code, {})
-        parts = tuple(
-            completion_ratio(ind, unit_values.get(ind.code), ind.target_for(unit.code)) for ind in fw.leaves()
-        )
-        totals.append((unit.code, round_score(sum((p.score for p in parts), Decimal(0))), parts))
-    ranks = competition_ranks({code: total for code, total, _ in totals})
-    return [UnitScore(code, total, ranks[code], parts, as_of) for code, total, parts in totals]
+def appraise(fw: Framework, inputs: Mapping[str, UnitInputs], as_of: datetime) -> list[UnitScore]:
+    """Score, rank and grade every unit of ``fw``; ranks and grades are within each class."""
+    day = as_of.date()
+    classes: dict[str, list[str]] = {}
+    for u in fw.units:
+        classes.setdefault(u.unit_class, []).append(u.code)
+    leaves = fw.leaves()
+    results: list[UnitScore] = []
+    with localcontext(WORK):
+        for cls, members in classes.items():
+            peers = {ind.code: peer_values(ind, members, inputs) for ind in leaves}
+            rows = []
+            for unit in members:
+                ui = inputs.get(unit, UnitInputs())
+                parts = tuple(_leaf_score(ind, unit, ui, peers[ind.code], day) for ind in leaves)
+                base, base_note = _base(fw, parts)
+                bonus, deduction, cap, adjustments = _adjust(fw, ui)
+                if base_note:
+                    adjustments = (AdjustmentScore("", "note", ZERO, base_note), *adjustments)
+                total = round_score(base + bonus - deduction)
+                rows.append((unit, base, bonus, deduction, total, cap, parts, adjustments))
+            totals = {r[0]: r[4] for r in rows}
+            ranks = competition_ranks(totals)
+            grades = assign_grades(totals, fw.grades, {r[0]: r[5] for r in rows if r[5]})
+            for unit, base, bonus, deduction, total, _, parts, adjustments in rows:
+                g = grades[unit]
+                results.append(UnitScore(unit, cls, base, bonus, deduction, total, ranks[unit], g.grade, g.reason,
+                                         parts, adjustments, as_of))
+    return results
+
+
+def score_units(fw: Framework, values: Mapping[str, Mapping[str, Decimal]], as_of: datetime) -> list[UnitScore]:
+    """Appraise from measured values alone (what result bundles carry today)."""
+    return appraise(fw, {u: UnitInputs(values=v) for u, v in values.items()}, as_of)
 
 
 def competition_ranks(scores: Mapping[str, Decimal]) -> dict[str, int]:
-    """Standard competition ranking: equal scores share a rank, the next rank skips."""
+    """Standard competition ranking: equal scores share a rank, the next rank skips (1, 2, 2, 4)."""
     ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
     ranks: dict[str, int] = {}
     prev: Decimal | None = None
@@ -108,3 +187,4 @@ def competition_ranks(scores: Mapping[str, Decimal]) -> dict[str, int]:
             prev = score
         ranks[code] = prev_rank
     return ranks
+

@@ -11,11 +11,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.framework import Framework, Indicator, Link, Unit, check_links, check_structure, derive_child_framework
+from aggregator.inputs import UnitInputs
+from aggregator.methods import Earned, Peers
+from aggregator.methods import completion_ratio as completion_method
 from aggregator.numbers import round_score
 from aggregator.rollup import RollupIncompleteError, roll_up
-from aggregator.scoring import competition_ranks, completion_ratio, score_units
+from aggregator.scoring import competition_ranks, score_units
 
 AS_OF = datetime(2026, 12, 31, tzinfo=UTC)
+
+
+def completion_ratio(ind: Indicator, value: Decimal, target: Decimal) -> Earned:
+    ind = replace(ind, target=target)
+    return completion_method(ind, "u", UnitInputs(values={ind.code: value}), Peers({}), AS_OF.date())
 
 
 def leaf(code: str, weight: str, target: str, direction: str = "higher", rollup: str = "sum", **kw: object) -> Indicator:
@@ -33,16 +41,17 @@ def framework(*leaves: Indicator, units: tuple[str, ...] = ("5101", "5107")) -> 
 def test_completion_ratio_worked_example() -> None:
     # 95 of a target of 100 with weight 20 earns 0.95 × 20 = 19 points.
     s = completion_ratio(leaf("A", "20", "100"), Decimal(95), Decimal(100))
-    assert (s.ratio, s.score, s.capped) == (Decimal("0.95"), Decimal("19.00"), False)
+    assert (s.fraction, s.fraction * 20, s.capped) == (Decimal("0.95"), Decimal("19.00"), False)
     # 150 of 100 is capped at 1.2: 24 points, flagged.
     s = completion_ratio(leaf("A", "20", "100"), Decimal(150), Decimal(100))
-    assert (s.ratio, s.score, s.capped) == (Decimal("1.2"), Decimal("24.0"), True)
+    assert (s.fraction, s.capped) == (Decimal("1.2"), True)
     # lower is better: 40 accidents against a ceiling of 50 → 50/40 = 1.25, capped at 1.2.
     s = completion_ratio(leaf("D", "10", "50", "lower"), Decimal(40), Decimal(50))
-    assert s.score == Decimal("12.0")
+    assert s.fraction * 10 == Decimal("12.0")
     # missing data scores zero and says so.
-    s = completion_ratio(leaf("A", "20", "100"), None, Decimal(100))
-    assert s.score == 0 and "missing" in s.note
+    fw = framework(leaf("A", "100", "100"), units=("5101",))
+    part = score_units(fw, {"5101": {}}, AS_OF)[0].parts[0]
+    assert part.score == 0 and part.missing and "missing" in part.note
 
 
 def test_score_units_ranks_with_ties_and_explains() -> None:
@@ -55,7 +64,7 @@ def test_score_units_ranks_with_ties_and_explains() -> None:
     assert scores["5107"].rank == 1
     assert scores["5108"].score == Decimal("50.00") and scores["5108"].rank == 3
     explained = scores["5108"].explain()
-    assert explained["parts"][0]["ratio"] == "0.5"  # type: ignore[index]
+    assert explained["parts"][0]["share"] == "0.5"  # type: ignore[index]
 
 
 def test_rollup_sum_mean_and_incomplete() -> None:
@@ -101,8 +110,8 @@ values_st = st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False,
 def test_better_value_never_lowers_score(value: Decimal, better: Decimal, target: Decimal) -> None:
     ind = leaf("A", "20", str(target))
     lo, hi = sorted([value, better])
-    assert completion_ratio(ind, hi, target).score >= completion_ratio(ind, lo, target).score
-    assert completion_ratio(ind, hi, target).score <= ind.weight * ind.cap
+    assert completion_ratio(ind, hi, target).fraction >= completion_ratio(ind, lo, target).fraction
+    assert completion_ratio(ind, hi, target).fraction <= ind.cap
 
 
 @given(st.dictionaries(st.text("0123456789", min_size=4, max_size=4),
@@ -136,9 +145,9 @@ def test_targets_must_suit_the_method() -> None:
     problems = [str(p) for p in check_structure(framework(leaf("A", "100", "-5")))]
     assert any("must be positive" in p for p in problems)
     s = completion_ratio(leaf("D", "10", "5", "lower"), Decimal(-1), Decimal(5))
-    assert s.ratio == Decimal("1.2")  # nothing bad happened: full credit up to the cap
+    assert s.fraction == Decimal("1.2")  # nothing bad happened: full credit up to the cap
     s = completion_ratio(leaf("A", "10", "5"), Decimal(-3), Decimal(5))
-    assert s.score == 0  # a negative result earns nothing, never a negative score
+    assert s.fraction == 0  # a negative result earns nothing, never a negative score
 
 
 @given(st.text(max_size=80))

@@ -1,0 +1,37 @@
+"""What a unit brings to scoring besides its measured values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """One milestone of a qualitative task list (任务清单)."""
+
+    code: str
+    due: date
+    done: date | None = None
+    quality: Decimal = Decimal(1)  # assessed quality of the delivery, 0..1
+
+
+@dataclass(frozen=True)
+class Event:
+    """An occurrence that adds or deducts points: a bonus, a deduction, a negative-list entry, a veto."""
+
+    item: str
+    points: Decimal = Decimal(0)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class UnitInputs:
+    values: Mapping[str, Decimal] = field(default_factory=dict)
+    previous: Mapping[str, Decimal] = field(default_factory=dict)  # last cycle's value (纵向比较)
+    ratings: Mapping[str, Sequence[Decimal]] = field(default_factory=dict)  # rater scores 0..100 (定性评价)
+    surveys: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)  # group → score 0..100 (满意度)
+    milestones: Mapping[str, Sequence[Milestone]] = field(default_factory=dict)
+    events: Sequence[Event] = ()
