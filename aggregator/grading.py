@@ -46,8 +46,8 @@ def assign_grades(scores: Mapping[str, Decimal], rules: Sequence[GradeRule] = DE
 
     Units go best score first. A unit gets the best grade whose threshold it reaches, whose
     quota still has a seat, and that its veto cap (``caps[unit]``, e.g. 一般) allows. Units tied
-    at a quota's boundary are all moved down: a quota is never exceeded and equal scores are
-    never split.
+    at a quota's boundary all move down and that grade closes: a quota is never exceeded, equal
+    scores are never split, and a lower score never gets a better grade than a higher one.
     """
     caps = caps or {}
     ordered = sorted(rules, key=lambda r: -r.min_score)
@@ -67,7 +67,8 @@ def assign_grades(scores: Mapping[str, Decimal], rules: Sequence[GradeRule] = DE
                 continue
             free = seats[rule.name]
             if free is not None and len(eligible) > free:
-                continue  # the whole tied group moves down
+                seats[rule.name] = 0  # the whole tied group moves down, and nobody below may pass it
+                continue
             for u in eligible:
                 out[u] = Graded(u, rule.name, _why(rule, caps.get(u), names))
             if free is not None:
