@@ -19,7 +19,22 @@ REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {"threshold": ("baseline", "challe
 NEEDS_TARGET = frozenset({"completion_ratio", "threshold"})
 MISSING_POLICIES = ("zero", "renormalise")
 ADJUSTMENT_KINDS = ("bonus", "deduction", "veto")
-ROLLUP_RULES = ("sum", "mean", "min", "max")
+# Roll-up rules; weighted_mean names the weight, e.g. "weighted_mean:POP" (each unit's reported POP).
+ROLLUP_RULES = ("sum", "mean", "min", "max", "weighted_mean", "ratio_of_sums", "all", "latest")
+# Rules whose decomposed targets can be checked against the parent's target.
+COVERAGE_RULES = ("sum", "mean", "min", "max", "all")
+
+
+def rule_name(rule: str) -> str:
+    """``weighted_mean:POP`` → ``weighted_mean``."""
+    return rule.split(":", 1)[0]
+
+
+def valid_rule(rule: str) -> bool:
+    name, _, by = rule.partition(":")
+    if name == "weighted_mean":
+        return bool(by) and valid_indicator_code(by)
+    return name in ROLLUP_RULES and not by
 ROOT_WEIGHT = Decimal(100)
 _CYCLE = re.compile(r"^[0-9]{4}$")
 _PERIOD = re.compile(r"^([0-9]{4})-(Y|H[12]|Q[1-4]|M(0[1-9]|1[0-2]))$")
@@ -137,6 +152,20 @@ class Problem:
         return f"[{self.indicator}] {self.message}" if self.indicator else self.message
 
 
+def reportable_keys(fw: Framework) -> set[str]:
+    """What a unit may report against ``fw``: its leaves, plus the numerator and denominator of
+    ratio-of-sums leaves and the weights named by weighted means (own rules and links alike)."""
+    keys = {i.code for i in fw.leaves()}
+    for i in fw.leaves():
+        for rule in (i.rollup, i.link.rule if i.link else ""):
+            name, _, by = rule.partition(":")
+            if name == "ratio_of_sums":
+                keys |= {i.code + ".num", i.code + ".den"}
+            elif name == "weighted_mean" and by:
+                keys.add(by)
+    return keys
+
+
 def check_structure(fw: Framework, *, units_known: bool = True) -> list[Problem]:
     """Codes unique, tree without cycles, weights adding up, leaves measurable.
 
@@ -227,9 +256,10 @@ def _check_leaf(ind: Indicator, unit_codes: list[str] | None) -> list[Problem]:
         out.append(Problem(ind.code, f"方向 {ind.direction!r} 无效，应为 higher 或 lower (direction)"))
     if ind.method not in METHODS:
         out.append(Problem(ind.code, f"评分方法 {ind.method!r} 未知，可用：{', '.join(METHODS)} (unknown method)"))
-    if ind.rollup not in ROLLUP_RULES:
-        out.append(Problem(ind.code, f"汇总规则 {ind.rollup!r} 未知，可用：{', '.join(ROLLUP_RULES)} (unknown roll-up)"))
-    if ind.link and ind.link.rule not in ROLLUP_RULES:
+    if not valid_rule(ind.rollup):
+        out.append(Problem(ind.code, f"汇总规则 {ind.rollup!r} 未知，可用：{', '.join(ROLLUP_RULES)}；"
+                                     "加权平均写作 weighted_mean:权重指标 (unknown roll-up)"))
+    if ind.link and not valid_rule(ind.link.rule):
         out.append(Problem(ind.code, f"衔接规则 {ind.link.rule!r} 未知 (unknown link rule)"))
     if unit_codes is None:
         if ind.method in NEEDS_TARGET and ind.target is None and not ind.unit_targets:
@@ -316,7 +346,12 @@ def _check_coverage(p: Indicator, ind: Indicator, child: Framework, unit: str) -
     if not targets or any(t is None for t in targets):
         return [Problem(ind.code, "分解目标缺失，无法核对衔接 (decomposed targets missing)")]
     known = [t for t in targets if t is not None]
-    composed = compose(ind.link.rule, known)
+    rule = rule_name(ind.link.rule)
+    if rule not in COVERAGE_RULES:
+        return []  # weights, denominators and dates are only known from reported data
+    if rule == "all":  # every unit must itself meet the parent's target
+        rule = "min" if p.direction == "higher" else "max"
+    composed = compose(rule, known)
     ok = composed >= parent_target if p.direction == "higher" else composed <= parent_target
     if ok:
         return []
@@ -373,7 +408,7 @@ def derive_child_framework(
             continue
         own = ind.target_for(issuer)
         target = own
-        if own is not None and ind.rollup == "sum" and unit_list:
+        if own is not None and rule_name(ind.rollup) == "sum" and unit_list:
             exp = own.as_tuple().exponent
             quantum = Decimal(1).scaleb(exp if isinstance(exp, int) and exp < 0 else 0)
             # Round toward covering the parent's target: up when more is better, down when less is.

@@ -1,13 +1,21 @@
-"""Roll-ups (汇总): a node's own value of a parent indicator from its children's values."""
+"""Roll-ups (汇总): a node's own value of a parent indicator from its children's values.
+
+Rules: sum, mean, min, max; ``weighted_mean:KEY`` (each unit's value weighted by its reported
+KEY, e.g. population); ``ratio_of_sums`` (Σ numerators / Σ denominators, reported by each unit as
+``CODE.num`` and ``CODE.den``, and passed up the same way); ``all`` (1 when every unit meets its
+own target, else 0); ``latest`` (the most recently reported value).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
-from aggregator.framework import Framework, compose
-from aggregator.numbers import round_value
+from aggregator.framework import Framework, Indicator, compose, rule_name
+from aggregator.numbers import WORK, round_value, to_text
+
+NUM, DEN = ".num", ".den"
 
 
 @dataclass(frozen=True)
@@ -16,40 +24,88 @@ class RolledUp:
     rule: str
     value: Decimal
     inputs: Mapping[str, Decimal]
+    extra: Mapping[str, Decimal]  # further values reported up with it (ratio_of_sums: .num/.den)
+    note: str = ""
 
 
 class RollupIncompleteError(ValueError):
     """Some unit has not reported a linked indicator yet."""
 
 
-def roll_up(fw: Framework, values: Mapping[str, Mapping[str, Decimal]]) -> list[RolledUp]:
+def roll_up(fw: Framework, values: Mapping[str, Mapping[str, Decimal]],
+            stamps: Mapping[str, Mapping[str, int]] | None = None) -> list[RolledUp]:
     """For each leaf of ``fw``, compose the units' values into this node's own value.
 
     In a framework that decomposes a parent (``fw.parent`` set), each linked leaf composes by its
     link's rule into the parent indicator; unlinked leaves are local indicators (scored here, not
     reported up). In a root framework (the province's own) each leaf composes by its ``rollup``
-    rule into itself.
-    Every unit of ``fw`` must have reported every linked leaf; otherwise nothing is rolled up
-    (a partial sum reported upwards would be indistinguishable from a real one).
+    rule into itself. Every unit must have reported what the rule needs; otherwise nothing is
+    rolled up (a partial sum reported upwards would be indistinguishable from a real one).
+    ``stamps[unit][code]`` orders reports for ``latest``.
     """
     out: list[RolledUp] = []
     missing: list[str] = []
-    for ind in fw.leaves():
-        if ind.link is not None:
-            rule, target = ind.link.rule, ind.link.parent_indicator
-        elif fw.parent is None:
-            rule, target = ind.rollup, ind.code
-        else:
-            continue
-        inputs: dict[str, Decimal] = {}
-        for unit in fw.units:
-            v = values.get(unit.code, {}).get(ind.code)
-            if v is None:
-                missing.append(f"{unit.code}/{ind.code}")
+    with localcontext(WORK):
+        for ind in fw.leaves():
+            if ind.link is not None:
+                rule, target = ind.link.rule, ind.link.parent_indicator
+            elif fw.parent is None:
+                rule, target = ind.rollup, ind.code
             else:
-                inputs[unit.code] = v
-        if inputs and len(inputs) == len(fw.units):
-            out.append(RolledUp(target, rule, round_value(compose(rule, inputs.values())), inputs))
+                continue
+            needed = _needed(ind.code, rule)
+            gaps = [f"{u.code}/{k}" for u in fw.units for k in needed if k not in values.get(u.code, {})]
+            if gaps:
+                missing.extend(gaps)
+                continue
+            out.append(_compose(fw, ind, rule, target, values, stamps or {}))
     if missing:
         raise RollupIncompleteError("尚未报送 (not reported yet): " + ", ".join(missing[:10]))
     return out
+
+
+def _needed(code: str, rule: str) -> list[str]:
+    name, _, by = rule.partition(":")
+    if name == "ratio_of_sums":
+        return [code + NUM, code + DEN]
+    if name == "weighted_mean":
+        return [code, by]
+    return [code]
+
+
+def _compose(fw: Framework, ind: Indicator, rule: str, target: str, values: Mapping[str, Mapping[str, Decimal]],
+             stamps: Mapping[str, Mapping[str, int]]) -> RolledUp:
+    units = [u.code for u in fw.units]
+    own = {u: values[u][ind.code] for u in units if ind.code in values[u]}
+    name, _, by = rule.partition(":")
+    if name == "ratio_of_sums":
+        num = sum((values[u][ind.code + NUM] for u in units), Decimal(0))
+        den = sum((values[u][ind.code + DEN] for u in units), Decimal(0))
+        if den == 0:
+            raise RollupIncompleteError(f"{ind.code}: 分母合计为 0 (denominators sum to zero)")
+        return RolledUp(target, rule, round_value(num / den), own, {target + NUM: num, target + DEN: den},
+                        f"Σ分子 {to_text(num)} / Σ分母 {to_text(den)}")
+    if name == "weighted_mean":
+        weights = {u: values[u][by] for u in units}
+        total = sum(weights.values(), Decimal(0))
+        if total <= 0:
+            raise RollupIncompleteError(f"{ind.code}: 权重 {by} 合计不为正 (weights must sum to a positive number)")
+        value = sum((own[u] * weights[u] for u in units), Decimal(0)) / total
+        # The weight (e.g. population) is additive: report its total so the level above can weight too.
+        return RolledUp(target, rule, round_value(value), own, {by: total}, f"按 {by} 加权 (weighted by {by})")
+    if name == "all":
+        failed = [u for u in units if not _meets(ind, u, own[u])]
+        note = "全部达标 (all met)" if not failed else f"未达标：{', '.join(failed)} (not met)"
+        return RolledUp(target, rule, Decimal(0 if failed else 1), own, {}, note)
+    if name == "latest":
+        stamp = {u: stamps.get(u, {}).get(ind.code, 0) for u in units}
+        newest = max(units, key=lambda u: (stamp[u], u))
+        return RolledUp(target, rule, own[newest], own, {}, f"取最新报送：{newest} (latest report)")
+    return RolledUp(target, rule, round_value(compose(rule_name(rule), own.values())), own, {})
+
+
+def _meets(ind: Indicator, unit: str, value: Decimal) -> bool:
+    t = ind.target_for(unit)
+    if t is None:
+        return False
+    return value >= t if ind.direction == "higher" else value <= t

@@ -23,6 +23,7 @@ from aggregator.framework import (
     Unit,
     check_links,
     derive_child_framework,
+    reportable_keys,
     valid_cycle,
     valid_period,
 )
@@ -288,7 +289,10 @@ class Node:
             rolled = roll_up(fw, values)
         except RollupIncompleteError:
             return
-        own = {r.parent_indicator: r.value for r in rolled}
+        own: dict[str, Decimal] = {}
+        for r in rolled:
+            own[r.parent_indicator] = r.value
+            own.update(r.extra)
         target_digest = fw.parent.digest if fw.parent is not None else fw_digest
         await tx.put_values(node=self.me.code, cycle=cycle, period=period, framework_digest=target_digest,
                             values={k: to_text(v) for k, v in own.items()}, source="rolled_up", bundle_id="", now=now)
@@ -315,7 +319,7 @@ class Node:
                 raise NodeError(f"尚未收到 {cycle} 年度的指标体系，无法报送 (no framework received for this cycle)")
             row = received[-1]
             fw = framework_of(row)
-            leaves = {i.code for i in fw.leaves()}
+            leaves = reportable_keys(fw)
             values: dict[str, Decimal] = {}
             for code, v in raw.items():
                 if code not in leaves:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
 
-from aggregator.framework import valid_period
+from aggregator.framework import reportable_keys, valid_period
 from aggregator.numbers import to_text
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import Bundle, decode_bundle, decode_framework
@@ -117,7 +117,7 @@ async def _check_content(tx: Any, bundle: Bundle) -> str:
         return f"结果包年度 {bundle.cycle} 与指标体系年度 {fw.cycle} 不符 (cycle does not match the framework)"
     if not valid_period(bundle.period, fw.cycle):
         return f"报告期 {bundle.period!r} 无效，应如 {fw.cycle}-Y、{fw.cycle}-Q1、{fw.cycle}-M03 (invalid period)"
-    unknown = sorted(set(bundle.values) - {i.code for i in fw.leaves()})
+    unknown = sorted(set(bundle.values) - reportable_keys(fw))
     if unknown:
         return f"结果包含该指标体系中不存在的指标 {', '.join(unknown[:5])} (unknown indicators)"
     return ""

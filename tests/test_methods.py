@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.framework import METHODS as METHOD_NAMES
-from aggregator.framework import Adjustment, Framework, Indicator, Unit, check_structure
+from aggregator.framework import Adjustment, Framework, FrameworkRef, Indicator, Unit, check_structure
 from aggregator.grading import GradeRule, assign_grades, quota_seats, repeated_grade_flags
 from aggregator.inputs import Event, Milestone, UnitInputs
 from aggregator.methods import METHODS, Peers, earn
@@ -213,3 +213,40 @@ def test_ranks_and_grades_are_per_class() -> None:
               "5108": UnitInputs(values={"A": D(50), "B": D(50)})}
     res = {r.unit: r for r in appraise(fw, inputs, AS_OF)}
     assert (res["5101"].rank, res["5107"].rank, res["5108"].rank) == (1, 2, 1)
+
+
+def test_rollup_rules() -> None:
+    from aggregator.framework import Link, reportable_keys
+    from aggregator.rollup import RollupIncompleteError, roll_up
+
+    def linked(code: str, rule: str, target: str = "10") -> Indicator:
+        return replace(ind("completion_ratio", target=target), code=code, name=code, link=Link("p", code, rule))
+
+    fw = fw_with(linked("W", "weighted_mean:POP"), linked("R", "ratio_of_sums"), linked("A", "all"),
+                 linked("L", "latest"), units=(("510104", "k"), ("510105", "k")))
+    fw = replace(fw, parent=FrameworkRef("5101", "2026", "k", 1, "p"))
+    values = {
+        "510104": {"W": D(10), "POP": D(300), "R.num": D(30), "R.den": D(40), "A": D(12), "L": D(1)},
+        "510105": {"W": D(20), "POP": D(100), "R.num": D(10), "R.den": D(60), "A": D(9), "L": D(2)},
+    }
+    got = {r.parent_indicator: r for r in roll_up(fw, values, {"510104": {"L": 5}, "510105": {"L": 3}})}
+    assert got["W"].value == D("12.5") and got["W"].extra == {"POP": D(400)}  # (10×300 + 20×100)/400
+    assert got["R"].value == D("0.4") and got["R"].extra == {"R.num": D(40), "R.den": D(100)}
+    assert got["A"].value == 0 and "510105" in got["A"].note  # 9 < 10
+    assert got["L"].value == 1  # 510104 reported last
+    assert {"R.num", "R.den", "POP"} <= reportable_keys(fw)
+    with pytest.raises(RollupIncompleteError, match="POP"):
+        roll_up(fw, {**values, "510105": {k: v for k, v in values["510105"].items() if k != "POP"}})
+
+
+def test_progress_warnings() -> None:
+    from aggregator.progress import elapsed_share, warn
+
+    assert elapsed_share("2026-M03") == D("0.25") and elapsed_share("2026-Q2") == D("0.5")
+    i = ind("completion_ratio", target="1200")
+    assert warn(i, "u", D(290), "2026-M03").level == "green"  # expected 300, at 96.7 %
+    assert warn(i, "u", D(250), "2026-M03").level == "yellow"  # 83 %
+    assert warn(i, "u", D(200), "2026-M03").level == "red"  # 67 %
+    lower = ind("completion_ratio", "lower", target="40")
+    assert warn(lower, "u", D(0), "2026-Q1").level == "green"
+    assert warn(lower, "u", D(20), "2026-Q1").level == "red"  # 20 events against 10 expected
