@@ -87,9 +87,13 @@ class Indicator:
     link: Link | None = None
     rollup: str = "sum"
     params: Mapping[str, str] = field(default_factory=dict)
+    class_targets: Mapping[str, Decimal] = field(default_factory=dict)  # 分类考评: per class of units
 
-    def target_for(self, unit: str) -> Decimal | None:
-        return self.unit_targets.get(unit, self.target)
+    def target_for(self, unit: str, unit_class: str = "") -> Decimal | None:
+        """差异化目标: a unit's own target, else its class's, else the indicator's."""
+        if unit in self.unit_targets:
+            return self.unit_targets[unit]
+        return self.class_targets.get(unit_class, self.target)
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,9 @@ class Framework:
 
     def indicator(self, code: str) -> Indicator | None:
         return next((i for i in self.indicators if i.code == code), None)
+
+    def unit_class_of(self, code: str) -> str:
+        return next((u.unit_class for u in self.units if u.code == code), "")
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,7 @@ def check_structure(fw: Framework, *, units_known: bool = True) -> list[Problem]
         if ind.weight < 0:
             problems.append(Problem(ind.code, "权重不能为负 (weight must not be negative)"))
         if ind.leaf:
-            problems.extend(_check_leaf(ind, unit_codes if units_known else None))
+            problems.extend(_check_leaf(ind, list(fw.units) if units_known else None))
     children: dict[str, list[Indicator]] = {}
     for ind in fw.indicators:
         children.setdefault(ind.parent_code, []).append(ind)
@@ -250,7 +257,7 @@ def _check_outcomes(fw: Framework, indicator_codes: set[str]) -> list[Problem]:
     return problems
 
 
-def _check_leaf(ind: Indicator, unit_codes: list[str] | None) -> list[Problem]:
+def _check_leaf(ind: Indicator, units: list[Unit] | None) -> list[Problem]:
     out: list[Problem] = []
     if ind.direction not in DIRECTIONS:  # anything else must not silently score as lower-is-better
         out.append(Problem(ind.code, f"方向 {ind.direction!r} 无效，应为 higher 或 lower (direction)"))
@@ -261,14 +268,15 @@ def _check_leaf(ind: Indicator, unit_codes: list[str] | None) -> list[Problem]:
                                      "加权平均写作 weighted_mean:权重指标 (unknown roll-up)"))
     if ind.link and not valid_rule(ind.link.rule):
         out.append(Problem(ind.code, f"衔接规则 {ind.link.rule!r} 未知 (unknown link rule)"))
-    if unit_codes is None:
-        if ind.method in NEEDS_TARGET and ind.target is None and not ind.unit_targets:
+    if units is None:
+        if ind.method in NEEDS_TARGET and ind.target is None and not ind.unit_targets and not ind.class_targets:
             out.append(Problem(ind.code, "没有目标值 (target missing)"))
         cap = [Problem(ind.code, "封顶系数应不小于 1 (cap must be at least 1)")] if ind.cap < 1 else []
         return out + cap + _check_targets(ind)
-    for unit in unit_codes if ind.method in NEEDS_TARGET else []:
-        if ind.target_for(unit) is None:
-            out.append(Problem(ind.code, f"单位 {unit} 没有目标值 (target missing for unit)"))
+    for u in units if ind.method in NEEDS_TARGET else []:
+        if ind.target_for(u.code, u.unit_class) is None:
+            out.append(Problem(ind.code, f"单位 {u.code} 没有目标值 (target missing for unit)"))
+    unit_codes = {u.code for u in units}
     for unit in ind.unit_targets:
         if unit not in unit_codes:
             out.append(Problem(ind.code, f"目标值所指单位 {unit} 不在被考评单位中 (target for an unknown unit)"))
@@ -284,7 +292,8 @@ def _check_targets(ind: Indicator) -> list[Problem]:
     """Completion ratio needs a positive target (higher is better) or a non-negative one (lower)."""
     if ind.method != "completion_ratio":
         return []
-    targets = ([ind.target] if ind.target is not None else []) + list(ind.unit_targets.values())
+    targets = ([ind.target] if ind.target is not None else []) + [*ind.unit_targets.values(),
+                                                                   *ind.class_targets.values()]
     if ind.direction == "higher" and any(t <= 0 for t in targets):
         return [Problem(ind.code, "完成率法的目标值应为正数 (completion-ratio targets must be positive)")]
     if ind.direction == "lower" and any(t < 0 for t in targets):
@@ -330,17 +339,17 @@ def check_links(parent: Framework, parent_digest: str, child: Framework, child_t
             )
         if p.direction != ind.direction:
             problems.append(Problem(ind.code, f"方向与上级指标 {p.code} 不一致 (direction differs from the parent's)"))
-        problems.extend(_check_coverage(p, ind, child, child_targets_unit))
+        problems.extend(_check_coverage(p, ind, child, child_targets_unit, parent.unit_class_of(child_targets_unit)))
     for p in parent.leaves():
         if p.must_cascade and p.code not in linked:
             problems.append(Problem(p.code, "上级必须分解的指标没有下级指标衔接 (must-cascade indicator is not linked)"))
     return problems
 
 
-def _check_coverage(p: Indicator, ind: Indicator, child: Framework, unit: str) -> list[Problem]:
-    parent_target = p.target_for(unit)
+def _check_coverage(p: Indicator, ind: Indicator, child: Framework, unit: str, parent_class: str) -> list[Problem]:
+    parent_target = p.target_for(unit, parent_class)
     assert ind.link is not None
-    targets = [ind.target_for(u.code) for u in child.units]
+    targets = [ind.target_for(u.code, u.unit_class) for u in child.units]
     if parent_target is None:
         return [Problem(ind.code, f"上级指标 {p.code} 没有给 {unit} 下达目标值 (parent target missing)")]
     if not targets or any(t is None for t in targets):
@@ -404,9 +413,9 @@ def derive_child_framework(
     indicators: list[Indicator] = []
     for ind in parent.indicators:
         if not ind.leaf:
-            indicators.append(replace(ind, unit_targets={}, link=None))
+            indicators.append(replace(ind, unit_targets={}, class_targets={}, link=None))
             continue
-        own = ind.target_for(issuer)
+        own = ind.target_for(issuer, parent.unit_class_of(issuer))
         target = own
         if own is not None and rule_name(ind.rollup) == "sum" and unit_list:
             exp = own.as_tuple().exponent
@@ -415,7 +424,7 @@ def derive_child_framework(
             rounding = ROUND_CEILING if ind.direction == "higher" else ROUND_FLOOR
             target = (own / len(unit_list)).quantize(quantum, rounding=rounding)
         indicators.append(
-            replace(ind, target=target, unit_targets={},
+            replace(ind, target=target, unit_targets={}, class_targets={},
                     link=Link(parent_digest, ind.code, ind.rollup))
         )
     return Framework(

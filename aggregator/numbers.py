@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 
 SCORE_QUANTUM = Decimal("0.01")
+LEAF_QUANTUM = Decimal("0.000001")
 VALUE_QUANTUM = Decimal("0.0001")
 MAX_MAGNITUDE = Decimal(10) ** 18
 MAX_PLACES = 10
@@ -50,6 +51,12 @@ def round_score(value: Decimal) -> Decimal:
     """Published scores: two decimals, half up."""
     with localcontext(WORK):
         return value.quantize(SCORE_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def round_leaf(value: Decimal) -> Decimal:
+    """A leaf's points (weight × share earned): six decimals, half up, before they are added."""
+    with localcontext(WORK):
+        return value.quantize(LEAF_QUANTUM, rounding=ROUND_HALF_UP)
 
 
 def round_value(value: Decimal) -> Decimal:

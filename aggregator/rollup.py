@@ -94,7 +94,7 @@ def _compose(fw: Framework, ind: Indicator, rule: str, target: str, values: Mapp
         # The weight (e.g. population) is additive: report its total so the level above can weight too.
         return RolledUp(target, rule, round_value(value), own, {by: total}, f"按 {by} 加权 (weighted by {by})")
     if name == "all":
-        failed = [u for u in units if not _meets(ind, u, own[u])]
+        failed = [u for u in units if not _meets(ind, u, fw.unit_class_of(u), own[u])]
         note = "全部达标 (all met)" if not failed else f"未达标：{', '.join(failed)} (not met)"
         return RolledUp(target, rule, Decimal(0 if failed else 1), own, {}, note)
     if name == "latest":
@@ -104,8 +104,8 @@ def _compose(fw: Framework, ind: Indicator, rule: str, target: str, values: Mapp
     return RolledUp(target, rule, round_value(compose(rule_name(rule), own.values())), own, {})
 
 
-def _meets(ind: Indicator, unit: str, value: Decimal) -> bool:
-    t = ind.target_for(unit)
+def _meets(ind: Indicator, unit: str, unit_class: str, value: Decimal) -> bool:
+    t = ind.target_for(unit, unit_class)
     if t is None:
         return False
     return value >= t if ind.direction == "higher" else value <= t

@@ -1,14 +1,16 @@
 """The appraisal engine: leaf scores by method, the missing-data policy, bonus/deduction/veto
 items, ranks and grades within each class — every number with its derivation (评价有理由).
 
-One rounding rule: everything is computed in the working context and only a unit's total is
-rounded, ROUND_HALF_UP to 0.01. Leaf scores are shown unrounded in the explanation.
+The rounding rule, in full: each leaf's points (weight × share earned) are rounded half up to
+0.000001; bonus and deduction points are exact; the unit's total (Σ leaf points + bonus −
+deduction, re-normalised first if the policy says so) is rounded half up to 0.01. Everything
+else is computed in the 40-digit working context.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal, localcontext
 
@@ -16,7 +18,7 @@ from aggregator.framework import Framework, Indicator
 from aggregator.grading import assign_grades
 from aggregator.inputs import UnitInputs
 from aggregator.methods import Earned, MissingInput, Peers, earn, peer_values
-from aggregator.numbers import WORK, round_score, to_text
+from aggregator.numbers import WORK, round_leaf, round_score, to_text
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -72,7 +74,7 @@ class UnitScore:
             "grade": self.grade, "grade_reason": self.grade_reason,
             "base": to_text(self.base), "bonus": to_text(self.bonus), "deduction": to_text(self.deduction),
             "as_of": self.as_of.isoformat(),
-            "rounding": "ROUND_HALF_UP to 0.01 on the unit's total only",
+            "rounding": "leaf points ROUND_HALF_UP to 0.000001; total ROUND_HALF_UP to 0.01",
             "parts": [p.explain() for p in self.parts],
             "adjustments": [{"item": a.item, "kind": a.kind, "points": to_text(a.points), "note": a.note}
                             for a in self.adjustments],
@@ -84,7 +86,8 @@ def _leaf_score(ind: Indicator, unit: str, inputs: UnitInputs, peers: Peers, day
         earned = earn(ind, unit, inputs, peers, day)
     except MissingInput as exc:
         return IndicatorScore(ind.code, ind.method, ind.weight, None, ZERO, f"缺少 {exc.what} (missing input)")
-    return IndicatorScore(ind.code, ind.method, ind.weight, earned, earned.fraction * ind.weight, earned.note)
+    return IndicatorScore(ind.code, ind.method, ind.weight, earned, round_leaf(earned.fraction * ind.weight),
+                          earned.note)
 
 
 def _base(fw: Framework, parts: tuple[IndicatorScore, ...]) -> tuple[Decimal, str]:
@@ -145,10 +148,11 @@ def appraise(fw: Framework, inputs: Mapping[str, UnitInputs], as_of: datetime) -
     classes: dict[str, list[str]] = {}
     for u in fw.units:
         classes.setdefault(u.unit_class, []).append(u.code)
-    leaves = fw.leaves()
     results: list[UnitScore] = []
     with localcontext(WORK):
         for cls, members in classes.items():
+            # 分类考评: a class's own targets replace the default target for its members.
+            leaves = [replace(i, target=i.class_targets[cls]) if cls in i.class_targets else i for i in fw.leaves()]
             peers = {ind.code: peer_values(ind, members, inputs) for ind in leaves}
             rows = []
             for unit in members:
