@@ -6,7 +6,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from aggregator.framework import Framework, Indicator, Link, Unit, check_structure
+from aggregator.framework import Adjustment, Framework, Indicator, Link, Unit, check_structure
+from aggregator.grading import DEFAULT_GRADES, GradeRule
 from aggregator.numbers import NumberError, parse_decimal
 from nodes.yamlfile import FileError, Located, Where, load
 
@@ -59,6 +60,13 @@ def load_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> Fra
     for i, node in enumerate(data["indicators"]):
         _walk(doc, ("indicators", i), node, "", indicators)
     fw = Framework(
+        adjustments=_adjustments(doc, data.get("adjustments")),
+        grades=_grades(doc, data.get("grades")),
+        missing_policy=str(data.get("missing_policy", "zero")),
+        bonus_cap=_num(doc, ("bonus_cap",), data["bonus_cap"], "加分总额上限，如 bonus_cap: 5")
+        if data.get("bonus_cap") is not None else None,
+        deduction_cap=_num(doc, ("deduction_cap",), data["deduction_cap"], "减分总额上限，如 deduction_cap: 10")
+        if data.get("deduction_cap") is not None else None,
         issuer=_text(doc, ("issuer",), data["issuer"]),
         issuer_name=_text(doc, ("issuer_name",), data.get("issuer_name"), required=False),
         cycle=_text(doc, ("cycle",), data["cycle"]),
@@ -98,6 +106,54 @@ def _find(doc: Located, code: str) -> Where:
     return walk(doc.data, ()) or ()
 
 
+def _adjustments(doc: Located, raw: Any) -> tuple[Adjustment, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise doc.error(("adjustments",), "应为加减分项列表 (expected a list of bonus/deduction/veto items)")
+    out = []
+    for i, item in enumerate(raw):
+        where: Where = ("adjustments", i)
+        if not isinstance(item, dict):
+            raise doc.error(where, "应为 {code, name, kind, max_points} (expected a mapping)")
+        out.append(Adjustment(
+            code=_text(doc, (*where, "code"), item.get("code")),
+            name=_text(doc, (*where, "name"), item.get("name")),
+            kind=_text(doc, (*where, "kind"), item.get("kind")),
+            max_points=_num(doc, (*where, "max_points"), item["max_points"], "单项分值上限")
+            if item.get("max_points") is not None else None,
+            grade_cap=str(item.get("grade_cap", "")),
+        ))
+    return tuple(out)
+
+
+def _grades(doc: Located, raw: Any) -> tuple[GradeRule, ...]:
+    if raw is None:
+        return DEFAULT_GRADES
+    if not isinstance(raw, list) or not raw:
+        raise doc.error(("grades",), "应为等次规则列表，如 [{name: 优秀, min_score: 90, quota: 0.2}, …] (expected a list)")
+    out = []
+    for i, g in enumerate(raw):
+        where: Where = ("grades", i)
+        if not isinstance(g, dict):
+            raise doc.error(where, "应为 {name, min_score, quota} (expected a mapping)")
+        out.append(GradeRule(
+            name=_text(doc, (*where, "name"), g.get("name")),
+            min_score=_num(doc, (*where, "min_score"), g.get("min_score"), "等次最低分，如 min_score: 90"),
+            quota=_num(doc, (*where, "quota"), g["quota"], "名额比例，如 quota: 0.2") if g.get("quota") is not None
+            else None,
+        ))
+    return tuple(out)
+
+
+def _mapping(doc: Located, where: Where, raw: Any, what: str) -> dict[str, Decimal]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise doc.error(where, f"应为 {what}: 目标值 的映射 (expected {what}: target)")
+    return {str(k): _num(doc, (*where, k), v, "请填写目标值") for k, v in raw.items()}
+
+
 def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicator]) -> None:
     if not isinstance(node, dict):
         raise doc.error(where, "每个指标应为键值映射 (each indicator must be a mapping)")
@@ -106,12 +162,12 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
         raise doc.error(where, f"指标 {code} 缺少权重 weight (missing weight)")
     weight = _num(doc, (*where, "weight"), node["weight"], "请填写权重分值，如 weight: 20")
     children = node.get("children")
-    targets: dict[str, Decimal] = {}
-    raw_targets = node.get("targets") or {}
-    if not isinstance(raw_targets, dict):
-        raise doc.error((*where, "targets"), "应为 单位编码: 目标值 的映射 (expected unit code: target)")
-    for unit, t in raw_targets.items():
-        targets[str(unit)] = _num(doc, (*where, "targets", unit), t, "请填写该单位的目标值")
+    targets = _mapping(doc, (*where, "targets"), node.get("targets"), "单位编码")
+    class_targets = _mapping(doc, (*where, "class_targets"), node.get("class_targets"), "类别")
+    raw_params = node.get("params") or {}
+    if not isinstance(raw_params, dict):
+        raise doc.error((*where, "params"), "应为 参数名: 值 的映射 (expected name: value)")
+    params = {str(k): str(v) for k, v in raw_params.items()}
     link = None
     if node.get("link") is not None:
         raw_link = node["link"]
@@ -135,6 +191,8 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
         cap=_num(doc, (*where, "cap"), node.get("cap", "1.2"), "封顶系数如 cap: 1.2"),
         must_cascade=bool(node.get("must_cascade", False)),
         rollup=str(node.get("rollup", "sum")),
+        params=params,
+        class_targets=class_targets,
     )
     out.append(ind)
     if children is not None:

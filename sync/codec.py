@@ -9,6 +9,7 @@ from decimal import Decimal
 from google.protobuf.message import DecodeError
 
 from aggregator.framework import (
+    Adjustment,
     Framework,
     FrameworkRef,
     Indicator,
@@ -17,6 +18,7 @@ from aggregator.framework import (
     valid_cycle,
     valid_indicator_code,
 )
+from aggregator.grading import DEFAULT_GRADES, GradeRule
 from aggregator.numbers import NumberError, parse_decimal, to_text
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.envelope import EnvelopeError
@@ -44,6 +46,15 @@ def framework_to_pb(fw: Framework) -> pb.Framework:
                                             version=p.version, digest=p.digest))
     for u in fw.units:
         msg.units.add(code=u.code, name=u.name, unit_class=u.unit_class)
+    for a in fw.adjustments:
+        msg.adjustments.add(code=a.code, name=a.name, kind=a.kind, grade_cap=a.grade_cap,
+                            max_points="" if a.max_points is None else to_text(a.max_points))
+    if fw.grades != DEFAULT_GRADES:
+        for g in fw.grades:
+            msg.grades.add(name=g.name, min_score=to_text(g.min_score), quota="" if g.quota is None else to_text(g.quota))
+    msg.bonus_cap = "" if fw.bonus_cap is None else to_text(fw.bonus_cap)
+    msg.deduction_cap = "" if fw.deduction_cap is None else to_text(fw.deduction_cap)
+    msg.missing_policy = "" if fw.missing_policy == "zero" else fw.missing_policy
     for ind in fw.indicators:
         m = msg.indicators.add(
             code=ind.code, name=ind.name, parent_code=ind.parent_code, weight=to_text(ind.weight), leaf=ind.leaf,
@@ -53,6 +64,9 @@ def framework_to_pb(fw: Framework) -> pb.Framework:
         )
         for unit, t in sorted(ind.unit_targets.items()):
             m.unit_targets.add(unit=unit, target=to_text(t))
+        for cls, t in sorted(ind.class_targets.items()):
+            m.class_targets.add(unit=cls, target=to_text(t))
+        m.params.update(ind.params)
         if ind.link is not None:
             m.link.CopyFrom(pb.Link(parent_framework_digest=ind.link.parent_framework_digest,
                                     parent_indicator=ind.link.parent_indicator, rule=ind.link.rule))
@@ -88,11 +102,21 @@ def decode_framework(payload: bytes) -> Framework:
             unit_targets={t.unit: _dec(t.target, where + " target") for t in m.unit_targets},
             method=m.method, cap=_dec(m.cap, where + " cap") if m.cap else Decimal("1.2"),
             must_cascade=m.must_cascade, link=link, rollup=m.rollup or "sum",
+            params=dict(m.params), class_targets={t.unit: _dec(t.target, where + " target") for t in m.class_targets},
         ))
+    if len(msg.adjustments) > MAX_INDICATORS or len(msg.grades) > 10:
+        raise EnvelopeError("加减分项或等次规则过多 (too many adjustment items or grades)")
+    adjustments = tuple(Adjustment(a.code, a.name, a.kind, _dec(a.max_points, f"{a.code} max_points") if a.max_points
+                                   else None, a.grade_cap) for a in msg.adjustments)
+    grades = tuple(GradeRule(g.name, _dec(g.min_score, f"等次 {g.name}"), _dec(g.quota, f"等次 {g.name} quota")
+                             if g.quota else None) for g in msg.grades) or DEFAULT_GRADES
     return Framework(
         issuer=msg.issuer, issuer_name=msg.issuer_name, cycle=msg.cycle, unit_class=msg.unit_class,
         version=msg.version, title=msg.title, issued_at=msg.issued_at, expires_at=msg.expires_at,
         units=tuple(Unit(u.code, u.name, u.unit_class) for u in msg.units), indicators=tuple(inds), parent=parent,
+        adjustments=adjustments, grades=grades, missing_policy=msg.missing_policy or "zero",
+        bonus_cap=_dec(msg.bonus_cap, "bonus_cap") if msg.bonus_cap else None,
+        deduction_cap=_dec(msg.deduction_cap, "deduction_cap") if msg.deduction_cap else None,
     )
 
 

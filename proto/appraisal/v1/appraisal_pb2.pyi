@@ -250,6 +250,26 @@ Global___UnitTarget: _TypeAlias = UnitTarget  # noqa: Y015
 class Indicator(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class ParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     CODE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     PARENT_CODE_FIELD_NUMBER: _builtins.int
@@ -264,6 +284,8 @@ class Indicator(_message.Message):
     MUST_CASCADE_FIELD_NUMBER: _builtins.int
     LINK_FIELD_NUMBER: _builtins.int
     ROLLUP_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    CLASS_TARGETS_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     name: _builtins.str
     parent_code: _builtins.str
@@ -288,6 +310,14 @@ class Indicator(_message.Message):
     def unit_targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitTarget]: ...
     @_builtins.property
     def link(self) -> Global___Link: ...
+    @_builtins.property
+    def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """scoring-method parameters, decimal strings or names"""
+
+    @_builtins.property
+    def class_targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitTarget]:
+        """per class of units (UnitTarget.unit holds the class)"""
+
     def __init__(
         self,
         *,
@@ -305,14 +335,80 @@ class Indicator(_message.Message):
         must_cascade: _builtins.bool = ...,
         link: Global___Link | None = ...,
         rollup: _builtins.str = ...,
+        params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        class_targets: _abc.Iterable[Global___UnitTarget] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["link", b"link"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap", b"cap", "code", b"code", "direction", b"direction", "leaf", b"leaf", "link", b"link", "measure_unit", b"measure_unit", "method", b"method", "must_cascade", b"must_cascade", "name", b"name", "parent_code", b"parent_code", "rollup", b"rollup", "target", b"target", "unit_targets", b"unit_targets", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap", b"cap", "class_targets", b"class_targets", "code", b"code", "direction", b"direction", "leaf", b"leaf", "link", b"link", "measure_unit", b"measure_unit", "method", b"method", "must_cascade", b"must_cascade", "name", b"name", "params", b"params", "parent_code", b"parent_code", "rollup", b"rollup", "target", b"target", "unit_targets", b"unit_targets", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Indicator: _TypeAlias = Indicator  # noqa: Y015
+
+@_typing.final
+class Adjustment(_message.Message):
+    """A bonus (加分), deduction (减分) or veto (一票否决) item outside the 100 points."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_FIELD_NUMBER: _builtins.int
+    GRADE_CAP_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    name: _builtins.str
+    kind: _builtins.str
+    """bonus | deduction | veto"""
+    max_points: _builtins.str
+    """decimal string; empty: no per-item cap"""
+    grade_cap: _builtins.str
+    """veto: the best grade a vetoed unit may get"""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        max_points: _builtins.str = ...,
+        grade_cap: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "grade_cap", b"grade_cap", "kind", b"kind", "max_points", b"max_points", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Adjustment: _TypeAlias = Adjustment  # noqa: Y015
+
+@_typing.final
+class GradeRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MIN_SCORE_FIELD_NUMBER: _builtins.int
+    QUOTA_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """优秀 / 良好 / 一般 / 差"""
+    min_score: _builtins.str
+    """decimal string"""
+    quota: _builtins.str
+    """share of the class, decimal string; empty: no quota"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        min_score: _builtins.str = ...,
+        quota: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_score", b"min_score", "name", b"name", "quota", b"quota"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GradeRule: _TypeAlias = GradeRule  # noqa: Y015
 
 @_typing.final
 class FrameworkRef(_message.Message):
@@ -360,6 +456,11 @@ class Framework(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     UNITS_FIELD_NUMBER: _builtins.int
     INDICATORS_FIELD_NUMBER: _builtins.int
+    ADJUSTMENTS_FIELD_NUMBER: _builtins.int
+    BONUS_CAP_FIELD_NUMBER: _builtins.int
+    DEDUCTION_CAP_FIELD_NUMBER: _builtins.int
+    GRADES_FIELD_NUMBER: _builtins.int
+    MISSING_POLICY_FIELD_NUMBER: _builtins.int
     issuer: _builtins.str
     issuer_name: _builtins.str
     cycle: _builtins.str
@@ -368,6 +469,10 @@ class Framework(_message.Message):
     title: _builtins.str
     issued_at: _builtins.int
     expires_at: _builtins.int
+    bonus_cap: _builtins.str
+    deduction_cap: _builtins.str
+    missing_policy: _builtins.str
+    """zero | renormalise; empty: zero"""
     @_builtins.property
     def parent(self) -> Global___FrameworkRef:
         """pin of the framework this one decomposes"""
@@ -376,6 +481,12 @@ class Framework(_message.Message):
     def units(self) -> _containers.RepeatedCompositeFieldContainer[Global___Unit]: ...
     @_builtins.property
     def indicators(self) -> _containers.RepeatedCompositeFieldContainer[Global___Indicator]: ...
+    @_builtins.property
+    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Adjustment]: ...
+    @_builtins.property
+    def grades(self) -> _containers.RepeatedCompositeFieldContainer[Global___GradeRule]:
+        """empty: the default grades"""
+
     def __init__(
         self,
         *,
@@ -390,10 +501,15 @@ class Framework(_message.Message):
         parent: Global___FrameworkRef | None = ...,
         units: _abc.Iterable[Global___Unit] | None = ...,
         indicators: _abc.Iterable[Global___Indicator] | None = ...,
+        adjustments: _abc.Iterable[Global___Adjustment] | None = ...,
+        bonus_cap: _builtins.str = ...,
+        deduction_cap: _builtins.str = ...,
+        grades: _abc.Iterable[Global___GradeRule] | None = ...,
+        missing_policy: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycle", b"cycle", "expires_at", b"expires_at", "indicators", b"indicators", "issued_at", b"issued_at", "issuer", b"issuer", "issuer_name", b"issuer_name", "parent", b"parent", "title", b"title", "unit_class", b"unit_class", "units", b"units", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustments", b"adjustments", "bonus_cap", b"bonus_cap", "cycle", b"cycle", "deduction_cap", b"deduction_cap", "expires_at", b"expires_at", "grades", b"grades", "indicators", b"indicators", "issued_at", b"issued_at", "issuer", b"issuer", "issuer_name", b"issuer_name", "missing_policy", b"missing_policy", "parent", b"parent", "title", b"title", "unit_class", b"unit_class", "units", b"units", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
