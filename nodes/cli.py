@@ -26,7 +26,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(fw_app, name="framework")
 weights_app = typer.Typer(help="权重方法：层次分析法、熵权法 (weighting methods: AHP, entropy)", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)  # messages carry file:line; never re-wrap them
 
 
 def fail(message: str) -> typer.Exit:
@@ -103,16 +103,24 @@ def keys_certify(
 
 
 @fw_app.command("validate")
-def fw_validate(file: Path) -> None:
-    """检查指标体系文件 (check a framework file); exit 1 on any problem."""
-    from nodes.framework_file import load_framework
+def fw_validate(
+    file: Path,
+    parent: Annotated[Path | None, typer.Option("--parent", help="上级指标体系文件：同时检查衔接 (also check links)")] = None,
+) -> None:
+    """检查指标体系文件 (check a framework file); every problem with file:line; exit 1 on any."""
+    from nodes.framework_file import load_framework, validate_against_parent
 
     try:
         fw = load_framework(file, now=int(time.time()))
+        problems = validate_against_parent(file, parent, now=int(time.time())) if parent is not None else []
     except FileError as exc:
         err.print(str(exc), highlight=False)
         raise typer.Exit(code=1) from None
-    typer.echo(f"{file}: 通过 (ok): {len(fw.indicators)} 个指标，{len(fw.leaves())} 个末级指标")
+    if problems:
+        err.print("\n".join(problems), highlight=False)
+        raise typer.Exit(code=1)
+    linked = f"，与 {parent} 衔接无误 (links ok)" if parent is not None else ""
+    typer.echo(f"{file}: 通过 (ok): {len(fw.indicators)} 个指标，{len(fw.leaves())} 个末级指标{linked}")
 
 
 @fw_app.command("publish")

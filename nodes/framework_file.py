@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from aggregator.framework import Adjustment, Framework, Indicator, Link, Unit, check_structure
+from aggregator.framework import (
+    Adjustment,
+    Framework,
+    FrameworkRef,
+    Indicator,
+    Link,
+    Unit,
+    check_links,
+    check_structure,
+)
 from aggregator.grading import DEFAULT_GRADES, GradeRule
 from aggregator.numbers import NumberError, parse_decimal
 from nodes.yamlfile import FileError, Located, Where, load
+from sync.codec import encode_framework
 
 DAY = 86400
 
@@ -202,4 +214,30 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
             _walk(doc, (*where, "children", i), child, code, out)
 
 
-__all__ = ["FileError", "load_framework"]
+def pin_to_parent(fw: Framework, parent: Framework, parent_digest: str) -> Framework:
+    """What a publishing node does: pin the parent framework in force and cite it in every link."""
+    return replace(
+        fw, parent=FrameworkRef(parent.issuer, parent.cycle, parent.unit_class, parent.version, parent_digest),
+        indicators=tuple(replace(i, link=replace(i.link, parent_framework_digest=parent_digest))
+                         if i.link is not None else i for i in fw.indicators))
+
+
+def validate_against_parent(path: Path, parent_path: Path, *, now: int) -> list[str]:
+    """Every linkage problem of the framework at ``path`` against the one at ``parent_path``,
+    each as ``file:line: [indicator] problem``."""
+    parent = load_framework(parent_path, now=now)
+    child = load_framework(path, now=now)
+    digest = hashlib.sha256(encode_framework(parent)).hexdigest()
+    doc, parent_doc = load(path), load(parent_path)
+    out: list[str] = []
+    if child.issuer not in {u.code for u in parent.units} and parent.units:
+        out.append(f"{doc.at(('issuer',))}: 发布者 {child.issuer} 不是上级指标体系的被考评单位 "
+                   "(issuer is not a unit of the parent framework)")
+    for p in check_links(parent, digest, pin_to_parent(child, parent, digest), child.issuer):
+        in_child = _find(doc, p.indicator) if child.indicator(p.indicator) else None
+        where = doc.at(in_child) if in_child is not None else parent_doc.at(_find(parent_doc, p.indicator))
+        out.append(f"{where}: {p}")
+    return out
+
+
+__all__ = ["FileError", "load_framework", "validate_against_parent"]

@@ -9,7 +9,6 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +18,6 @@ import uvicorn
 
 from aggregator.framework import (
     Framework,
-    FrameworkRef,
     Unit,
     check_links,
     derive_child_framework,
@@ -31,7 +29,7 @@ from aggregator.numbers import parse_decimal, to_text
 from aggregator.rollup import RollupIncompleteError, roll_up
 from aggregator.scoring import score_units
 from nodes.config import NodeConfig
-from nodes.framework_file import load_framework
+from nodes.framework_file import load_framework, pin_to_parent
 from nodes.store import Store, Tx
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.cascade_receiver import receive_cascade
@@ -237,11 +235,7 @@ class Node:
                     raise NodeError(f"{path}: 尚未收到上级 {fw.cycle} 年度指标体系，无法衔接 (no parent framework yet)")
                 parent_row = received[-1]
                 parent_fw = framework_of(parent_row)
-                fw = replace(
-                    fw, parent=FrameworkRef(parent_fw.issuer, parent_fw.cycle, parent_fw.unit_class,
-                                            parent_fw.version, parent_row.digest),
-                    indicators=tuple(replace(i, link=replace(i.link, parent_framework_digest=parent_row.digest))
-                                     if i.link is not None else i for i in fw.indicators))
+                fw = pin_to_parent(fw, parent_fw, parent_row.digest)
                 problems = check_links(parent_fw, parent_row.digest, fw, self.me.code)
                 if problems:
                     raise NodeError("\n".join(f"{path}: {p}" for p in problems))
