@@ -111,7 +111,8 @@ class FastHierarchy:
 
     def score_all(self) -> None:
         units = np.flatnonzero(self.parent >= 0)
-        self.points[units] = self._points(units)
+        for block in np.array_split(units, max(1, len(units) // 256)):  # bounded temporaries
+            self.points[block] = self._points(block)
         micro = self.points[units].sum(axis=1)
         self.totals[units] = (micro + CENT_IN_MICRO // 2) // CENT_IN_MICRO
         self._rank_all(units)
