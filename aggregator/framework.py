@@ -18,6 +18,7 @@ METHODS = ("completion_ratio", "threshold", "efficacy", "minmax", "zscore", "ran
 REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {"threshold": ("baseline", "challenge"), "growth": ("target_growth",)}
 NEEDS_TARGET = frozenset({"completion_ratio", "threshold"})
 MISSING_POLICIES = ("zero", "renormalise")
+FREQUENCIES = ("", "M", "Q", "H", "Y")
 ADJUSTMENT_KINDS = ("bonus", "deduction", "veto")
 # Roll-up rules; weighted_mean names the weight, e.g. "weighted_mean:POP" (each unit's reported POP).
 ROLLUP_RULES = ("sum", "mean", "min", "max", "weighted_mean", "ratio_of_sums", "all", "latest")
@@ -88,6 +89,8 @@ class Indicator:
     rollup: str = "sum"
     params: Mapping[str, str] = field(default_factory=dict)
     class_targets: Mapping[str, Decimal] = field(default_factory=dict)  # 分类考评: per class of units
+    provider: str = ""  # 数据提供单位, e.g. 市统计局
+    frequency: str = ""  # 报送频次: M (monthly), Q, H, Y
 
     def target_for(self, unit: str, unit_class: str = "") -> Decimal | None:
         """差异化目标: a unit's own target, else its class's, else the indicator's."""
@@ -282,6 +285,8 @@ def _check_leaf(ind: Indicator, units: list[Unit] | None) -> list[Problem]:
             out.append(Problem(ind.code, f"目标值所指单位 {unit} 不在被考评单位中 (target for an unknown unit)"))
     if ind.cap < 1:
         out.append(Problem(ind.code, "封顶系数应不小于 1 (cap must be at least 1)"))
+    if ind.frequency not in FREQUENCIES:
+        out.append(Problem(ind.code, f"报送频次 {ind.frequency!r} 未知，可用：M/Q/H/Y (unknown reporting frequency)"))
     for name in REQUIRED_PARAMS.get(ind.method, ()):
         if name not in ind.params:
             out.append(Problem(ind.code, f"评分方法 {ind.method} 缺少参数 {name} (missing parameter)"))

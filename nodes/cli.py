@@ -123,6 +123,37 @@ def fw_validate(
     typer.echo(f"{file}: 通过 (ok): {len(fw.indicators)} 个指标，{len(fw.leaves())} 个末级指标{linked}")
 
 
+@fw_app.command("export")
+def fw_export(
+    file: Path,
+    out: Annotated[Path, typer.Option("--out", help="输出文件：.xlsx（Excel 模板格式）或 .yaml")],
+) -> None:
+    """在 YAML 与 Excel 模板之间转换指标体系 (convert a framework between YAML and the Excel template)."""
+    from nodes.framework_file import load_framework, save_framework
+
+    try:
+        fw = load_framework(file, now=int(time.time()))
+    except FileError as exc:
+        err.print(str(exc))
+        raise typer.Exit(code=1) from None
+    if out.exists():
+        raise fail(f"{out} 已存在，不覆盖 (exists; not overwritten)")
+    save_framework(fw, out)
+    typer.echo(f"已导出 (exported): {out}")
+
+
+@fw_app.command("template")
+def fw_template(out: Annotated[Path, typer.Option("--out", help="输出的 Excel 模板 (.xlsx)")]) -> None:
+    """生成 Excel 模板：含全部评分方法的完整示例 (write the Excel template, filled with the complete example)."""
+    from nodes.framework_file import load_framework, save_framework
+    from nodes.launcher import DATA
+
+    if out.exists():
+        raise fail(f"{out} 已存在，不覆盖 (exists; not overwritten)")
+    save_framework(load_framework(DATA / "example-full-framework.yaml", now=int(time.time())), out)
+    typer.echo(f"已生成模板 (template written): {out}")
+
+
 @fw_app.command("publish")
 def fw_publish(
     file: Path,

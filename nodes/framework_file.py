@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from aggregator.framework import (
     Adjustment,
     Framework,
@@ -19,11 +21,20 @@ from aggregator.framework import (
     check_structure,
 )
 from aggregator.grading import DEFAULT_GRADES, GradeRule
-from aggregator.numbers import NumberError, parse_decimal
+from aggregator.numbers import NumberError, parse_decimal, to_text
 from nodes.yamlfile import FileError, Located, Where, load
 from sync.codec import encode_framework
 
 DAY = 86400
+
+
+def load_document(path: Path) -> Located:
+    """A framework document from YAML or from the Excel template (.xlsx), in one shape."""
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        from nodes.framework_excel import read_workbook
+
+        return read_workbook(path)
+    return load(path)
 
 
 def _num(doc: Located, where: Where, value: Any, fix: str) -> Decimal:
@@ -46,7 +57,7 @@ def load_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> Fra
 
     ``units`` fills in the evaluated units when the file leaves them to the issuing node.
     """
-    doc = load(path)
+    doc = load_document(path)
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), "应为键值映射，包含 issuer、cycle、class、indicators 等 (expected a mapping)")
@@ -205,6 +216,8 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
         rollup=str(node.get("rollup", "sum")),
         params=params,
         class_targets=class_targets,
+        provider=str(node.get("provider", "")),
+        frequency=str(node.get("frequency", "")),
     )
     out.append(ind)
     if children is not None:
@@ -212,6 +225,78 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
             raise doc.error((*where, "children"), "应为非空的下级指标列表 (expected a non-empty list)")
         for i, child in enumerate(children):
             _walk(doc, (*where, "children", i), child, code, out)
+
+
+def to_document(fw: Framework) -> dict[str, Any]:
+    """The framework as the YAML document a person would write (what ``load_framework`` reads)."""
+    kids: dict[str, list[Indicator]] = {}
+    for i in fw.indicators:
+        kids.setdefault(i.parent_code, []).append(i)
+
+    def node(i: Indicator) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": i.code, "name": i.name, "weight": _plain(i.weight)}
+        if not i.leaf:
+            out["children"] = [node(c) for c in kids.get(i.code, [])]
+            return out
+        out.update({"unit": i.measure_unit, "direction": i.direction, "method": i.method})
+        if i.target is not None:
+            out["target"] = _plain(i.target)
+        if i.unit_targets:
+            out["targets"] = {k: _plain(v) for k, v in sorted(i.unit_targets.items())}
+        if i.class_targets:
+            out["class_targets"] = {k: _plain(v) for k, v in sorted(i.class_targets.items())}
+        if i.params:
+            out["params"] = dict(sorted(i.params.items()))
+        out["cap"] = _plain(i.cap)
+        out["rollup"] = i.rollup
+        if i.must_cascade:
+            out["must_cascade"] = True
+        if i.link is not None:
+            out["link"] = {"indicator": i.link.parent_indicator, "rule": i.link.rule}
+        if i.provider:
+            out["provider"] = i.provider
+        if i.frequency:
+            out["frequency"] = i.frequency
+        return out
+
+    doc: dict[str, Any] = {"issuer": fw.issuer, "issuer_name": fw.issuer_name, "cycle": fw.cycle,
+                           "class": fw.unit_class, "version": fw.version, "title": fw.title,
+                           "valid_days": max(1, (fw.expires_at - fw.issued_at) // DAY) if fw.expires_at > fw.issued_at
+                           else 400, "missing_policy": fw.missing_policy}
+    if fw.units:
+        doc["units"] = [{"code": u.code, "name": u.name, "class": u.unit_class} for u in fw.units]
+    if fw.grades != DEFAULT_GRADES:
+        doc["grades"] = [{"name": g.name, "min_score": _plain(g.min_score),
+                          **({"quota": _plain(g.quota)} if g.quota is not None else {})} for g in fw.grades]
+    for key, cap in (("bonus_cap", fw.bonus_cap), ("deduction_cap", fw.deduction_cap)):
+        if cap is not None:
+            doc[key] = _plain(cap)
+    if fw.adjustments:
+        doc["adjustments"] = [{"code": a.code, "name": a.name, "kind": a.kind,
+                               **({"max_points": _plain(a.max_points)} if a.max_points is not None else {}),
+                               **({"grade_cap": a.grade_cap} if a.grade_cap else {})} for a in fw.adjustments]
+    doc["indicators"] = [node(i) for i in kids.get("", [])]
+    return doc
+
+
+def _plain(d: Decimal) -> int | str:
+    """Whole numbers as YAML integers, everything else as exact decimal text."""
+    text = to_text(d)
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def dump_yaml(fw: Framework) -> str:
+    return yaml.safe_dump(to_document(fw), allow_unicode=True, sort_keys=False, width=120)
+
+
+def save_framework(fw: Framework, path: Path) -> None:
+    """Write ``fw`` as YAML or as the Excel template, by the file's suffix."""
+    if path.suffix.lower() == ".xlsx":
+        from nodes.framework_excel import write_workbook
+
+        write_workbook(fw, path)
+    else:
+        path.write_text(dump_yaml(fw), encoding="utf-8")
 
 
 def pin_to_parent(fw: Framework, parent: Framework, parent_digest: str) -> Framework:
@@ -228,7 +313,7 @@ def validate_against_parent(path: Path, parent_path: Path, *, now: int) -> list[
     parent = load_framework(parent_path, now=now)
     child = load_framework(path, now=now)
     digest = hashlib.sha256(encode_framework(parent)).hexdigest()
-    doc, parent_doc = load(path), load(parent_path)
+    doc, parent_doc = load_document(path), load_document(parent_path)
     out: list[str] = []
     if child.issuer not in {u.code for u in parent.units} and parent.units:
         out.append(f"{doc.at(('issuer',))}: 发布者 {child.issuer} 不是上级指标体系的被考评单位 "

@@ -20,14 +20,16 @@ class FileError(ValueError):
 class Located:
     path: Path
     data: Any
-    lines: dict[Where, int] = field(default_factory=dict)
+    lines: dict[Where, int | str] = field(default_factory=dict)  # a line number, or a place such as 指标体系!G5
 
     def at(self, where: Where) -> str:
-        """``file:line`` of the closest known place at or above ``where``."""
+        """``file:line`` (or ``file sheet!cell``) of the closest known place at or above ``where``."""
         w = where
         while w and w not in self.lines:
             w = w[:-1]
         line = self.lines.get(w)
+        if isinstance(line, str):
+            return f"{self.path} {line}"
         return f"{self.path}:{line}" if line else str(self.path)
 
     def error(self, where: Where, message: str) -> FileError:
@@ -59,7 +61,7 @@ def load(path: Path) -> Located:
     return located
 
 
-def _convert(loader: yaml.SafeLoader, node: Node, where: Where, lines: dict[Where, int],
+def _convert(loader: yaml.SafeLoader, node: Node, where: Where, lines: dict[Where, int | str],
              seen: set[int] | None = None) -> Any:
     seen = set() if seen is None else seen
     if id(node) in seen:

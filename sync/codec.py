@@ -61,6 +61,7 @@ def framework_to_pb(fw: Framework) -> pb.Framework:
             measure_unit=ind.measure_unit, direction=ind.direction,
             target="" if ind.target is None else to_text(ind.target), method=ind.method,
             cap=to_text(ind.cap), must_cascade=ind.must_cascade, rollup=ind.rollup,
+            provider=ind.provider, frequency=ind.frequency,
         )
         for unit, t in sorted(ind.unit_targets.items()):
             m.unit_targets.add(unit=unit, target=to_text(t))
@@ -102,6 +103,7 @@ def decode_framework(payload: bytes) -> Framework:
             unit_targets={t.unit: _dec(t.target, where + " target") for t in m.unit_targets},
             method=m.method, cap=_dec(m.cap, where + " cap") if m.cap else Decimal("1.2"),
             must_cascade=m.must_cascade, link=link, rollup=m.rollup or "sum",
+            provider=m.provider, frequency=m.frequency,
             params=dict(m.params), class_targets={t.unit: _dec(t.target, where + " target") for t in m.class_targets},
         ))
     if len(msg.adjustments) > MAX_INDICATORS or len(msg.grades) > 10:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,3 +75,68 @@ def test_wire_round_trip(leaves: list[tuple[str, Decimal, dict[str, str]]], clas
     fw = Framework("51", "四川省", "2026", "市州", 1, "t", 0, 1, (Unit("5101", "成都市", "甲类"),),
                    (Indicator(code="G", name="G", weight=D(len(leaves))), *inds))
     assert decode_framework(encode_framework(fw)) == fw
+
+
+def _same(a: object, b: object) -> None:
+    from dataclasses import replace
+
+    assert replace(a, issued_at=0, expires_at=0) == replace(b, issued_at=0, expires_at=0)  # type: ignore[type-var]
+
+
+def test_yaml_and_excel_export_round_trip(tmp_path: Path) -> None:
+    from nodes.framework_file import save_framework
+
+    fw = load_framework(EXAMPLE, now=0)
+    xlsx, yml = tmp_path / "fw.xlsx", tmp_path / "fw.yaml"
+    save_framework(fw, xlsx)
+    save_framework(fw, yml)
+    _same(load_framework(xlsx, now=0), fw)
+    _same(load_framework(yml, now=0), fw)
+    sample = load_framework(DATA / "sample-framework.yaml", now=0)
+    save_framework(sample, tmp_path / "sample.xlsx")
+    _same(load_framework(tmp_path / "sample.xlsx", now=0), sample)
+
+
+def test_excel_problems_name_sheet_and_cell(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    from nodes.framework_file import save_framework
+    from nodes.yamlfile import FileError
+
+    xlsx = tmp_path / "fw.xlsx"
+    save_framework(load_framework(EXAMPLE, now=0), xlsx)
+    wb = load_workbook(xlsx)
+    ws = wb["指标体系"]
+    a1_row = next(r[0].row for r in ws.iter_rows(min_row=2) if r[3].value == "A1")
+    ws[f"G{a1_row}"] = "十"  # weight not a number
+    wb.save(xlsx)
+    with pytest.raises(FileError, match=rf"指标体系!G{a1_row}: .*expected a number"):
+        load_framework(xlsx, now=0)
+    ws[f"G{a1_row}"] = 10
+    ws[f"L{a1_row}"] = "floor"  # params without a value
+    wb.save(xlsx)
+    with pytest.raises(FileError, match=rf"指标体系!L{a1_row}: .*name=value"):
+        load_framework(xlsx, now=0)
+    ws[f"L{a1_row}"] = "floor=0.6"
+    ws[f"D{a1_row}"] = "A2"  # duplicate code
+    wb.save(xlsx)
+    with pytest.raises(FileError, match=r"指标体系!A\d+: \[A2\] .*duplicate"):
+        load_framework(xlsx, now=0)
+
+
+def test_cli_template_and_export(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    t = tmp_path / "模板.xlsx"
+    r = subprocess.run([sys.executable, "-m", "nodes.cli", "framework", "template", "--out", str(t)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "nodes.cli", "framework", "validate", str(t)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0 and "通过" in r.stdout, r.stderr
+    back = tmp_path / "back.yaml"
+    r = subprocess.run([sys.executable, "-m", "nodes.cli", "framework", "export", str(t), "--out", str(back)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    _same(load_framework(back, now=0), load_framework(EXAMPLE, now=0))

@@ -286,6 +286,8 @@ class Indicator(_message.Message):
     ROLLUP_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     CLASS_TARGETS_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    FREQUENCY_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     name: _builtins.str
     parent_code: _builtins.str
@@ -306,6 +308,10 @@ class Indicator(_message.Message):
     must_cascade: _builtins.bool
     rollup: _builtins.str
     """how children's values compose into this node's own value"""
+    provider: _builtins.str
+    """data-providing unit (数据提供单位)"""
+    frequency: _builtins.str
+    """reporting frequency: M | Q | H | Y"""
     @_builtins.property
     def unit_targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitTarget]: ...
     @_builtins.property
@@ -337,10 +343,12 @@ class Indicator(_message.Message):
         rollup: _builtins.str = ...,
         params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         class_targets: _abc.Iterable[Global___UnitTarget] | None = ...,
+        provider: _builtins.str = ...,
+        frequency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["link", b"link"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap", b"cap", "class_targets", b"class_targets", "code", b"code", "direction", b"direction", "leaf", b"leaf", "link", b"link", "measure_unit", b"measure_unit", "method", b"method", "must_cascade", b"must_cascade", "name", b"name", "params", b"params", "parent_code", b"parent_code", "rollup", b"rollup", "target", b"target", "unit_targets", b"unit_targets", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap", b"cap", "class_targets", b"class_targets", "code", b"code", "direction", b"direction", "frequency", b"frequency", "leaf", b"leaf", "link", b"link", "measure_unit", b"measure_unit", "method", b"method", "must_cascade", b"must_cascade", "name", b"name", "params", b"params", "parent_code", b"parent_code", "provider", b"provider", "rollup", b"rollup", "target", b"target", "unit_targets", b"unit_targets", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
