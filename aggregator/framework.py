@@ -66,9 +66,16 @@ class Unit:
 
 @dataclass(frozen=True)
 class Link:
+    """衔接: this leaf decomposes ``parent_indicator``; ``share`` of its value counts toward it.
+
+    A leaf may feed several parent indicators (shares such as 0.6 and 0.4), and several leaves
+    may feed one parent indicator (their shares add up per unit) — many-to-many.
+    """
+
     parent_framework_digest: str
     parent_indicator: str
     rule: str
+    share: Decimal = Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class Indicator:
     method: str = "completion_ratio"
     cap: Decimal = Decimal("1.2")
     must_cascade: bool = False
-    link: Link | None = None
+    links: tuple[Link, ...] = ()
     rollup: str = "sum"
     params: Mapping[str, str] = field(default_factory=dict)
     class_targets: Mapping[str, Decimal] = field(default_factory=dict)  # 分类考评: per class of units
@@ -167,7 +174,7 @@ def reportable_keys(fw: Framework) -> set[str]:
     ratio-of-sums leaves and the weights named by weighted means (own rules and links alike)."""
     keys = {i.code for i in fw.leaves()}
     for i in fw.leaves():
-        for rule in (i.rollup, i.link.rule if i.link else ""):
+        for rule in (i.rollup, *(link.rule for link in i.links)):
             name, _, by = rule.partition(":")
             if name == "ratio_of_sums":
                 keys |= {i.code + ".num", i.code + ".den"}
@@ -269,8 +276,13 @@ def _check_leaf(ind: Indicator, units: list[Unit] | None) -> list[Problem]:
     if not valid_rule(ind.rollup):
         out.append(Problem(ind.code, f"汇总规则 {ind.rollup!r} 未知，可用：{', '.join(ROLLUP_RULES)}；"
                                      "加权平均写作 weighted_mean:权重指标 (unknown roll-up)"))
-    if ind.link and not valid_rule(ind.link.rule):
-        out.append(Problem(ind.code, f"衔接规则 {ind.link.rule!r} 未知 (unknown link rule)"))
+    for link in ind.links:
+        if not valid_rule(link.rule):
+            out.append(Problem(ind.code, f"衔接规则 {link.rule!r} 未知 (unknown link rule)"))
+        if link.share <= 0:
+            out.append(Problem(ind.code, f"衔接份额应为正数，实为 {link.share} (link share must be positive)"))
+    if len({link.parent_indicator for link in ind.links}) != len(ind.links):
+        out.append(Problem(ind.code, "同一上级指标衔接了多次 (the same parent indicator is linked twice)"))
     if units is None:
         if ind.method in NEEDS_TARGET and ind.target is None and not ind.unit_targets and not ind.class_targets:
             out.append(Problem(ind.code, "没有目标值 (target missing)"))
@@ -319,60 +331,70 @@ def check_links(parent: Framework, parent_digest: str, child: Framework, child_t
         parent.issuer, parent.cycle, parent.unit_class, parent.version,
     ):
         problems.append(Problem("", "钉住的上级指标体系信息与摘要不符 (parent pin does not match the parent framework)"))
-    linked: dict[str, list[Indicator]] = {}
+    linked: dict[str, list[tuple[Indicator, Link]]] = {}
     for ind in child.leaves():
-        if ind.link is None:
-            continue
-        if ind.link.parent_framework_digest != parent_digest:
-            problems.append(Problem(ind.code, "衔接引用的上级指标体系不是现行版本 (link cites another framework)"))
-            continue
-        p = parent.indicator(ind.link.parent_indicator)
-        if p is None or not p.leaf:
-            problems.append(
-                Problem(ind.code, f"衔接的上级指标 {ind.link.parent_indicator} 在上级指标体系中不存在 "
-                                  "(linked parent indicator does not exist)")
-            )
-            continue
-        if p.code in linked:
-            problems.append(Problem(ind.code, f"上级指标 {p.code} 已由 {linked[p.code][0].code} 衔接；一对多分解须注明份额 "
-                                              "(parent indicator already linked by another leaf)"))
-        linked.setdefault(p.code, []).append(ind)
-        if p.measure_unit != ind.measure_unit:
-            problems.append(
-                Problem(ind.code, f"计量单位 {ind.measure_unit!r} 与上级指标 {p.code} 的 {p.measure_unit!r} 不一致 "
-                                  "(unit of measure differs from the parent's)")
-            )
-        if p.direction != ind.direction:
-            problems.append(Problem(ind.code, f"方向与上级指标 {p.code} 不一致 (direction differs from the parent's)"))
-        problems.extend(_check_coverage(p, ind, child, child_targets_unit, parent.unit_class_of(child_targets_unit)))
+        for link in ind.links:
+            if link.parent_framework_digest != parent_digest:
+                problems.append(Problem(ind.code, "衔接引用的上级指标体系不是现行版本 (link cites another framework)"))
+                continue
+            p = parent.indicator(link.parent_indicator)
+            if p is None or not p.leaf:
+                problems.append(Problem(ind.code, f"衔接的上级指标 {link.parent_indicator} 在上级指标体系中不存在 "
+                                                  "(linked parent indicator does not exist)"))
+                continue
+            linked.setdefault(p.code, []).append((ind, link))
+            if p.measure_unit != ind.measure_unit:
+                problems.append(
+                    Problem(ind.code, f"计量单位 {ind.measure_unit!r} 与上级指标 {p.code} 的 {p.measure_unit!r} 不一致 "
+                                      "(unit of measure differs from the parent's)"))
+            if p.direction != ind.direction:
+                problems.append(Problem(ind.code, f"方向与上级指标 {p.code} 不一致 (direction differs from the parent's)"))
+    for code, contributions in linked.items():
+        p = parent.indicator(code)
+        assert p is not None
+        problems.extend(_check_contributions(p, contributions, child, child_targets_unit,
+                                             parent.unit_class_of(child_targets_unit)))
     for p in parent.leaves():
         if p.must_cascade and p.code not in linked:
             problems.append(Problem(p.code, "上级必须分解的指标没有下级指标衔接 (must-cascade indicator is not linked)"))
     return problems
 
 
-def _check_coverage(p: Indicator, ind: Indicator, child: Framework, unit: str, parent_class: str) -> list[Problem]:
+SINGLE_LINK_RULES = ("weighted_mean", "ratio_of_sums", "all", "latest")
+
+
+def _check_contributions(p: Indicator, contributions: list[tuple[Indicator, Link]], child: Framework, unit: str,
+                         parent_class: str) -> list[Problem]:
+    """The leaves feeding one parent indicator: one rule, and targets that cover the parent's."""
+    first = contributions[0][0].code
+    rules = {link.rule for _, link in contributions}
+    if len(rules) > 1:
+        return [Problem(first, f"衔接上级指标 {p.code} 的规则不一致：{', '.join(sorted(rules))} (links disagree on the rule)")]
+    rule = rules.pop()
+    simple = len(contributions) == 1 and contributions[0][1].share == 1
+    if rule_name(rule) in SINGLE_LINK_RULES and not simple:
+        return [Problem(first, f"规则 {rule} 只能由一个末级指标按全额衔接 {p.code} (this rule takes one leaf at share 1)")]
     parent_target = p.target_for(unit, parent_class)
-    assert ind.link is not None
-    targets = [ind.target_for(u.code, u.unit_class) for u in child.units]
     if parent_target is None:
-        return [Problem(ind.code, f"上级指标 {p.code} 没有给 {unit} 下达目标值 (parent target missing)")]
-    if not targets or any(t is None for t in targets):
-        return [Problem(ind.code, "分解目标缺失，无法核对衔接 (decomposed targets missing)")]
-    known = [t for t in targets if t is not None]
-    rule = rule_name(ind.link.rule)
-    if rule not in COVERAGE_RULES:
+        return [Problem(first, f"上级指标 {p.code} 没有给 {unit} 下达目标值 (parent target missing)")]
+    per_unit: list[Decimal] = []
+    for u in child.units:
+        parts = [(ind.target_for(u.code, u.unit_class), link.share) for ind, link in contributions]
+        if any(t is None for t, _ in parts):
+            return [Problem(first, "分解目标缺失，无法核对衔接 (decomposed targets missing)")]
+        with localcontext(WORK):
+            per_unit.append(sum((t * share for t, share in parts if t is not None), Decimal(0)))
+    name = rule_name(rule)
+    if name not in COVERAGE_RULES or not per_unit:
         return []  # weights, denominators and dates are only known from reported data
-    if rule == "all":  # every unit must itself meet the parent's target
-        rule = "min" if p.direction == "higher" else "max"
-    composed = compose(rule, known)
-    ok = composed >= parent_target if p.direction == "higher" else composed <= parent_target
-    if ok:
+    if name == "all":  # every unit must itself meet the parent's target
+        name = "min" if p.direction == "higher" else "max"
+    composed = compose(name, per_unit)
+    if (composed >= parent_target) if p.direction == "higher" else (composed <= parent_target):
         return []
-    return [
-        Problem(ind.code, f"分解目标按 {ind.link.rule} 合成为 {composed}，未覆盖上级指标 {p.code} 的目标 {parent_target} "
-                          "(decomposed targets do not cover the parent's target)")
-    ]
+    feeding = "+".join(f"{ind.code}×{link.share}" if link.share != 1 else ind.code for ind, link in contributions)
+    return [Problem(first, f"分解目标（{feeding}）按 {rule} 合成为 {composed}，未覆盖上级指标 {p.code} 的目标 "
+                           f"{parent_target} (decomposed targets do not cover the parent's target)")]
 
 
 def compose(rule: str, values: Iterable[Decimal]) -> Decimal:
@@ -418,7 +440,7 @@ def derive_child_framework(
     indicators: list[Indicator] = []
     for ind in parent.indicators:
         if not ind.leaf:
-            indicators.append(replace(ind, unit_targets={}, class_targets={}, link=None))
+            indicators.append(replace(ind, unit_targets={}, class_targets={}, links=()))
             continue
         own = ind.target_for(issuer, parent.unit_class_of(issuer))
         target = own
@@ -430,7 +452,7 @@ def derive_child_framework(
             target = (own / len(unit_list)).quantize(quantum, rounding=rounding)
         indicators.append(
             replace(ind, target=target, unit_targets={}, class_targets={},
-                    link=Link(parent_digest, ind.code, ind.rollup))
+                    links=(Link(parent_digest, ind.code, ind.rollup),))
         )
     return Framework(
         issuer=issuer,

@@ -36,8 +36,9 @@ def roll_up(fw: Framework, values: Mapping[str, Mapping[str, Decimal]],
             stamps: Mapping[str, Mapping[str, int]] | None = None) -> list[RolledUp]:
     """For each leaf of ``fw``, compose the units' values into this node's own value.
 
-    In a framework that decomposes a parent (``fw.parent`` set), each linked leaf composes by its
-    link's rule into the parent indicator; unlinked leaves are local indicators (scored here, not
+    In a framework that decomposes a parent (``fw.parent`` set), the leaves linked to a parent
+    indicator compose by the links' rule into it — per unit Σ share × value first when several
+    leaves or partial shares feed it; unlinked leaves are local indicators (scored here, not
     reported up). In a root framework (the province's own) each leaf composes by its ``rollup``
     rule into itself. Every unit must have reported what the rule needs; otherwise nothing is
     rolled up (a partial sum reported upwards would be indistinguishable from a real one).
@@ -46,22 +47,40 @@ def roll_up(fw: Framework, values: Mapping[str, Mapping[str, Decimal]],
     out: list[RolledUp] = []
     missing: list[str] = []
     with localcontext(WORK):
-        for ind in fw.leaves():
-            if ind.link is not None:
-                rule, target = ind.link.rule, ind.link.parent_indicator
-            elif fw.parent is None:
-                rule, target = ind.rollup, ind.code
-            else:
-                continue
-            needed = _needed(ind.code, rule)
+        for target, (rule, feeds) in _groups(fw).items():
+            needed = [k for ind, _ in feeds for k in _needed(ind.code, rule)]
             gaps = [f"{u.code}/{k}" for u in fw.units for k in needed if k not in values.get(u.code, {})]
             if gaps:
                 missing.extend(gaps)
                 continue
-            out.append(_compose(fw, ind, rule, target, values, stamps or {}))
+            if len(feeds) == 1 and feeds[0][1] == 1:
+                out.append(_compose(fw, feeds[0][0], rule, target, values, stamps or {}))
+            else:
+                out.append(_compose_shares(fw, feeds, rule, target, values))
     if missing:
         raise RollupIncompleteError("尚未报送 (not reported yet): " + ", ".join(missing[:10]))
     return out
+
+
+def _groups(fw: Framework) -> dict[str, tuple[str, list[tuple[Indicator, Decimal]]]]:
+    """Parent indicator → (rule, the leaves feeding it with their shares)."""
+    groups: dict[str, tuple[str, list[tuple[Indicator, Decimal]]]] = {}
+    for ind in fw.leaves():
+        if fw.parent is None:
+            groups[ind.code] = (ind.rollup, [(ind, Decimal(1))])
+            continue
+        for link in ind.links:  # unlinked leaves are local indicators: scored here, not reported up
+            groups.setdefault(link.parent_indicator, (link.rule, []))[1].append((ind, link.share))
+    return groups
+
+
+def _compose_shares(fw: Framework, feeds: list[tuple[Indicator, Decimal]], rule: str, target: str,
+                    values: Mapping[str, Mapping[str, Decimal]]) -> RolledUp:
+    """Many-to-many: per unit Σ share × value over the feeding leaves, then the rule across units."""
+    per_unit = {u.code: sum((values[u.code][ind.code] * share for ind, share in feeds), Decimal(0)) for u in fw.units}
+    note = " + ".join(f"{ind.code}×{to_text(share)}" for ind, share in feeds)
+    return RolledUp(target, rule, round_value(compose(rule_name(rule), per_unit.values())), per_unit, {},
+                    f"按份额合成 (by shares): {note}")
 
 
 def _needed(code: str, rule: str) -> list[str]:

@@ -73,9 +73,8 @@ def create_app(node: "Node") -> Litestar:
                     "code": i.code, "name": i.name, "parent_code": i.parent_code, "weight": str(i.weight),
                     "leaf": i.leaf, "unit": i.measure_unit, "direction": i.direction, "rollup": i.rollup,
                     "target": None if i.target is None else str(i.target),
-                    "link": None if i.link is None else {"parent_indicator": i.link.parent_indicator,
-                                                         "rule": i.link.rule,
-                                                         "parent_framework_digest": i.link.parent_framework_digest},
+                    "links": [{"parent_indicator": lk.parent_indicator, "rule": lk.rule, "share": str(lk.share),
+                               "parent_framework_digest": lk.parent_framework_digest} for lk in i.links],
                 } for i in fw.indicators],
             }
             if envelopes:

@@ -158,9 +158,12 @@ def _indicators(path: Path, ws: Any, doc: Located) -> list[dict[str, Any]]:
             node.setdefault("_cells", {})[key] = place
         link_to, link_rule = values.get("衔接上级指标"), values.get("衔接规则")
         if link_to is not None and str(link_to).strip():
-            node["link"] = {"indicator": str(link_to).strip()}
-            if link_rule is not None and str(link_rule).strip():
-                node["link"]["rule"] = str(link_rule).strip()
+            # "A1", or with shares "A1=0.6; A2=0.4" (one leaf feeding several parent indicators)
+            text = str(link_to).strip()
+            place = f"{path} {ws.title}!{get_column_letter(col['衔接上级指标'] + 1)}{r}"
+            shares = _pairs(text, place) if "=" in text or "＝" in text else {text: "1"}
+            rule = {"rule": str(link_rule).strip()} if link_rule is not None and str(link_rule).strip() else {}
+            node["links"] = [{"indicator": k, "share": v, **rule} for k, v in shares.items()]
         while stack and stack[-1][0] >= level:
             stack.pop()
         if level > 1 and (not stack or stack[-1][0] != level - 1):
@@ -253,6 +256,14 @@ def _tree_order(fw: Framework) -> list[Indicator]:
     return out
 
 
+def _links(i: Indicator) -> str | None:
+    if not i.links:
+        return None
+    if len(i.links) == 1 and i.links[0].share == 1:
+        return i.links[0].parent_indicator
+    return "; ".join(f"{lk.parent_indicator}={to_text(lk.share)}" for lk in i.links)
+
+
 def _row(i: Indicator) -> list[Any]:
     def pairs(m: Any) -> str | None:
         return "; ".join(f"{k}={to_text(v) if not isinstance(v, str) else v}" for k, v in sorted(m.items())) or None
@@ -263,5 +274,5 @@ def _row(i: Indicator) -> list[Any]:
         i.code, i.measure_unit or None, "越高越好" if i.direction == "higher" else "越低越好", to_text(i.weight),
         None if i.target is None else to_text(i.target), pairs(i.unit_targets), pairs(i.class_targets), i.method,
         pairs(i.params), to_text(i.cap), i.provider or None, i.frequency or None, "是" if i.must_cascade else "否",
-        i.link.parent_indicator if i.link else None, i.link.rule if i.link else None, i.rollup,
+        _links(i), i.links[0].rule if i.links else None, i.rollup,
     ]

@@ -191,17 +191,25 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
     if not isinstance(raw_params, dict):
         raise doc.error((*where, "params"), "应为 参数名: 值 的映射 (expected name: value)")
     params = {str(k): str(v) for k, v in raw_params.items()}
-    link = None
+    raw_links: list[tuple[Where, Any]] = []
     if node.get("link") is not None:
-        raw_link = node["link"]
+        raw_links.append(((*where, "link"), node["link"]))
+    if node.get("links") is not None:
+        if not isinstance(node["links"], list):
+            raise doc.error((*where, "links"), "应为衔接列表 [{indicator, rule, share}, …] (expected a list of links)")
+        raw_links += [((*where, "links", k), item) for k, item in enumerate(node["links"])]
+    links = []
+    for lw, raw_link in raw_links:
         if not isinstance(raw_link, dict) or "indicator" not in raw_link:
-            raise doc.error((*where, "link"), "应为 {indicator: 上级指标编码, rule: sum} (link names the parent indicator)")
+            raise doc.error(lw, "应为 {indicator: 上级指标编码, rule: sum, share: 1} (link names the parent indicator)")
         # The parent framework's digest is pinned by the publishing node: the one in force.
-        link = Link("", _text(doc, (*where, "link", "indicator"), raw_link["indicator"]),
-                    str(raw_link.get("rule", node.get("rollup", "sum"))))
+        links.append(Link("", _text(doc, (*lw, "indicator"), raw_link["indicator"]),
+                          str(raw_link.get("rule", node.get("rollup", "sum"))),
+                          _num(doc, (*lw, "share"), raw_link["share"], "衔接份额，如 share: 0.6")
+                          if raw_link.get("share") is not None else Decimal(1)))
     ind = Indicator(
         code=code,
-        link=link,
+        links=tuple(links),
         name=_text(doc, (*where, "name"), node.get("name")),
         weight=weight,
         parent_code=parent,
@@ -251,8 +259,11 @@ def to_document(fw: Framework) -> dict[str, Any]:
         out["rollup"] = i.rollup
         if i.must_cascade:
             out["must_cascade"] = True
-        if i.link is not None:
-            out["link"] = {"indicator": i.link.parent_indicator, "rule": i.link.rule}
+        if len(i.links) == 1 and i.links[0].share == 1:
+            out["link"] = {"indicator": i.links[0].parent_indicator, "rule": i.links[0].rule}
+        elif i.links:
+            out["links"] = [{"indicator": lk.parent_indicator, "rule": lk.rule, "share": _plain(lk.share)}
+                            for lk in i.links]
         if i.provider:
             out["provider"] = i.provider
         if i.frequency:
@@ -303,8 +314,8 @@ def pin_to_parent(fw: Framework, parent: Framework, parent_digest: str) -> Frame
     """What a publishing node does: pin the parent framework in force and cite it in every link."""
     return replace(
         fw, parent=FrameworkRef(parent.issuer, parent.cycle, parent.unit_class, parent.version, parent_digest),
-        indicators=tuple(replace(i, link=replace(i.link, parent_framework_digest=parent_digest))
-                         if i.link is not None else i for i in fw.indicators))
+        indicators=tuple(replace(i, links=tuple(replace(lk, parent_framework_digest=parent_digest) for lk in i.links))
+                         for i in fw.indicators))
 
 
 def validate_against_parent(path: Path, parent_path: Path, *, now: int) -> list[str]:

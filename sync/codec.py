@@ -68,9 +68,9 @@ def framework_to_pb(fw: Framework) -> pb.Framework:
         for cls, t in sorted(ind.class_targets.items()):
             m.class_targets.add(unit=cls, target=to_text(t))
         m.params.update(ind.params)
-        if ind.link is not None:
-            m.link.CopyFrom(pb.Link(parent_framework_digest=ind.link.parent_framework_digest,
-                                    parent_indicator=ind.link.parent_indicator, rule=ind.link.rule))
+        for link in ind.links:
+            m.links.add(parent_framework_digest=link.parent_framework_digest, parent_indicator=link.parent_indicator,
+                        rule=link.rule, share="" if link.share == 1 else to_text(link.share))
     return msg
 
 
@@ -93,16 +93,15 @@ def decode_framework(payload: bytes) -> Framework:
     inds = []
     for m in msg.indicators:
         where = f"指标 {m.code}"
-        link = None
-        if m.HasField("link"):
-            link = Link(m.link.parent_framework_digest, m.link.parent_indicator, m.link.rule)
+        links = tuple(Link(lk.parent_framework_digest, lk.parent_indicator, lk.rule,
+                           _dec(lk.share, where + " share") if lk.share else Decimal(1)) for lk in m.links)
         inds.append(Indicator(
             code=m.code, name=m.name, weight=_dec(m.weight, where + " weight"), parent_code=m.parent_code,
             leaf=m.leaf, measure_unit=m.measure_unit, direction=m.direction,
             target=_dec(m.target, where + " target") if m.target else None,
             unit_targets={t.unit: _dec(t.target, where + " target") for t in m.unit_targets},
             method=m.method, cap=_dec(m.cap, where + " cap") if m.cap else Decimal("1.2"),
-            must_cascade=m.must_cascade, link=link, rollup=m.rollup or "sum",
+            must_cascade=m.must_cascade, links=links, rollup=m.rollup or "sum",
             provider=m.provider, frequency=m.frequency,
             params=dict(m.params), class_targets={t.unit: _dec(t.target, where + " target") for t in m.class_targets},
         ))

@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.framework import Framework, Indicator, Link, Unit, check_links, check_structure, derive_child_framework
+from aggregator.framework import (
+    Framework,
+    FrameworkRef,
+    Indicator,
+    Link,
+    Unit,
+    check_links,
+    check_structure,
+    derive_child_framework,
+)
 from aggregator.inputs import UnitInputs
 from aggregator.methods import Earned, Peers
 from aggregator.methods import completion_ratio as completion_method
@@ -19,6 +28,7 @@ from aggregator.rollup import RollupIncompleteError, roll_up
 from aggregator.scoring import competition_ranks, score_units
 
 AS_OF = datetime(2026, 12, 31, tzinfo=UTC)
+PARENT_REF = FrameworkRef("5101", "2026", "县市区", 1, "d")
 
 
 def completion_ratio(ind: Indicator, value: Decimal, target: Decimal) -> Earned:
@@ -68,7 +78,8 @@ def test_score_units_ranks_with_ties_and_explains() -> None:
 
 
 def test_rollup_sum_mean_and_incomplete() -> None:
-    fw = framework(leaf("A", "50", "1", link=Link("d", "PA", "sum")), leaf("C", "50", "1", link=Link("d", "PC", "mean")))
+    fw = replace(framework(leaf("A", "50", "1", links=(Link("d", "PA", "sum"),)),
+                           leaf("C", "50", "1", links=(Link("d", "PC", "mean"),))), parent=PARENT_REF)
     values = {"5101": {"A": Decimal("1.5"), "C": Decimal(30)}, "5107": {"A": Decimal("2.25"), "C": Decimal(35)}}
     got = {r.parent_indicator: r.value for r in roll_up(fw, values)}
     assert got == {"PA": Decimal("3.75"), "PC": Decimal("32.5")}
@@ -95,7 +106,7 @@ def test_derived_framework_passes_linkage_and_tampering_is_caught() -> None:
     short = replace(child, indicators=tuple(replace(i, target=Decimal(50)) if i.code == "A" else i
                                             for i in child.indicators))
     assert any("do not cover" in str(p) for p in check_links(parent, "pd", short, "5101"))
-    unlinked = replace(child, indicators=tuple(replace(i, link=None) if i.code == "A" else i
+    unlinked = replace(child, indicators=tuple(replace(i, links=()) if i.code == "A" else i
                                                for i in child.indicators))
     assert any("must-cascade" in str(p) for p in check_links(parent, "pd", unlinked, "5101"))
     wrong_unit = replace(child, indicators=tuple(replace(i, measure_unit="元") if i.code == "D" else i
@@ -131,7 +142,7 @@ def test_ranks_do_not_depend_on_input_order(scores: dict[str, Decimal]) -> None:
 @given(st.lists(values_st, min_size=1, max_size=20))
 def test_sum_rollup_equals_sum(values: list[Decimal]) -> None:
     units = tuple(f"51{i:02d}" for i in range(len(values)))
-    fw = framework(leaf("A", "100", "1", link=Link("d", "A", "sum")), units=units)
+    fw = replace(framework(leaf("A", "100", "1", links=(Link("d", "A", "sum"),)), units=units), parent=PARENT_REF)
     rolled = roll_up(fw, {u: {"A": v} for u, v in zip(units, values, strict=True)})
     assert rolled[0].value == sum(values, Decimal(0))
 

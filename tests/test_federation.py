@@ -136,7 +136,7 @@ def test_cascade_with_a_county_down_then_caught_up(running: tuple[Federation, Cl
     assert [e["detail"]["issuer"] for e in accepted] == ["5101"]
     # Every township's framework links to its county's, which links to its city's, up to the province.
     town = client.frameworks("510105002")[0]
-    assert town["issuer"] == DOWN and all(i["link"] for i in town["indicators"] if i["leaf"])
+    assert town["issuer"] == DOWN and all(i["links"] for i in town["indicators"] if i["leaf"])
 
 
 def test_results_roll_up_to_the_province(running: tuple[Federation, Client]) -> None:

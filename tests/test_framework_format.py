@@ -140,3 +140,31 @@ def test_cli_template_and_export(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     _same(load_framework(back, now=0), load_framework(EXAMPLE, now=0))
+
+
+def test_links_with_shares_in_yaml_and_excel(tmp_path: Path) -> None:
+    from nodes.framework_file import save_framework
+
+    src = tmp_path / "links.yaml"
+    src.write_text("""\
+issuer: "5101"
+cycle: "2026"
+class: 县市区
+indicators:
+  - code: A
+    name: 经济
+    weight: 100
+    children:
+      - {code: X1, name: 工业增加值, weight: 50, target: 10, link: {indicator: A1}}
+      - code: Y
+        name: 招商引资到位资金
+        weight: 50
+        target: 4
+        links: [{indicator: A1, share: 0.6}, {indicator: A3, share: 0.4}]
+""", encoding="utf-8")
+    fw = load_framework(src, now=0)
+    y = fw.indicator("Y")
+    assert y is not None and [(lk.parent_indicator, lk.share) for lk in y.links] == [("A1", D("0.6")), ("A3", D("0.4"))]
+    for out in (tmp_path / "links.xlsx", tmp_path / "back.yaml"):
+        save_framework(fw, out)
+        _same(load_framework(out, now=0), fw)

@@ -220,7 +220,7 @@ def test_rollup_rules() -> None:
     from aggregator.rollup import RollupIncompleteError, roll_up
 
     def linked(code: str, rule: str, target: str = "10") -> Indicator:
-        return replace(ind("completion_ratio", target=target), code=code, name=code, link=Link("p", code, rule))
+        return replace(ind("completion_ratio", target=target), code=code, name=code, links=(Link("p", code, rule),))
 
     fw = fw_with(linked("W", "weighted_mean:POP"), linked("R", "ratio_of_sums"), linked("A", "all"),
                  linked("L", "latest"), units=(("510104", "k"), ("510105", "k")))
@@ -250,3 +250,32 @@ def test_progress_warnings() -> None:
     lower = ind("completion_ratio", "lower", target="40")
     assert warn(lower, "u", D(0), "2026-Q1").level == "green"
     assert warn(lower, "u", D(20), "2026-Q1").level == "red"  # 20 events against 10 expected
+
+
+def test_many_to_many_links_with_shares() -> None:
+    from aggregator.framework import Link, check_links
+    from aggregator.rollup import roll_up
+
+    def leaf(code: str, target: str, weight: str = "10") -> Indicator:
+        return replace(ind("completion_ratio", target=target, weight=weight), code=code, name=code, parent_code="G")
+
+    parent = fw_with(leaf("P1", "100", "50"), leaf("P2", "60", "50"), units=(("5101", "k"),))
+    ref = FrameworkRef("51", "2026", "市州", 1, "pd")
+    # 成都市 decomposes P1 into X1 + X2 (one-to-many) and lets Y feed P1 and P2 at 0.5 each (many-to-many).
+    x1 = replace(leaf("X1", "20"), links=(Link("pd", "P1", "sum"),))
+    x2 = replace(leaf("X2", "15"), links=(Link("pd", "P1", "sum"),))
+    y = replace(leaf("Y", "40"), links=(Link("pd", "P1", "sum", D("0.5")), Link("pd", "P2", "sum", D("0.5"))))
+    child = replace(fw_with(x1, x2, y, units=(("510104", "k"), ("510105", "k"))), parent=ref, issuer="5101")
+    # P1 covered by 2 × (20 + 15 + 0.5 × 40) = 110 ≥ 100; P2 by 2 × 0.5 × 40 = 40 < 60.
+    problems = [str(p) for p in check_links(parent, "pd", child, "5101")]
+    assert len(problems) == 1 and "[Y]" in problems[0] and "P2" in problems[0] and "do not cover" in problems[0]
+    values = {"510104": {"X1": D(10), "X2": D(5), "Y": D(30)}, "510105": {"X1": D(12), "X2": D(6), "Y": D(50)}}
+    got = {r.parent_indicator: r.value for r in roll_up(child, values)}
+    assert got == {"P1": D(73), "P2": D(40)}  # (10 + 5 + 15) + (12 + 6 + 25); 15 + 25
+    mixed = replace(child, indicators=tuple(replace(i, links=(Link("pd", "P1", "mean"),)) if i.code == "X2" else i
+                                            for i in child.indicators))
+    assert any("disagree on the rule" in str(p) for p in check_links(parent, "pd", mixed, "5101"))
+    ratio = replace(child, indicators=tuple(
+        replace(i, links=(Link("pd", "P1", "ratio_of_sums", D("0.5")),) if i.code in ("X1", "X2") else ())
+        for i in child.indicators))
+    assert any("one leaf at share 1" in str(p) for p in check_links(parent, "pd", ratio, "5101"))

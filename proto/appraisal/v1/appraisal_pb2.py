@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"proto/appraisal/v1/appraisal.proto\x12\x0c\x61ppraisal.v1\"\'\n\tSignature\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03sig\x18\x02 \x01(\x0c\"^\n\x08\x45nvelope\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12+\n\nsignatures\x18\x03 \x03(\x0b\x32\x17.appraisal.v1.Signature\"\xb1\x01\n\x0fNodeCertificate\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x05level\x18\x03 \x01(\x0e\x32\x13.appraisal.v1.Level\x12\x13\n\x0bissuer_code\x18\x04 \x01(\t\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\x12\x0e\n\x06serial\x18\x06 \x01(\x04\x12\x12\n\nnot_before\x18\x07 \x01(\x03\x12\x11\n\tnot_after\x18\x08 \x01(\x03\"(\n\x10\x43\x65rtificateChain\x12\x14\n\x0c\x63\x65rtificates\x18\x01 \x03(\x0c\"6\n\x04Unit\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nunit_class\x18\x03 \x01(\t\"O\n\x04Link\x12\x1f\n\x17parent_framework_digest\x18\x01 \x01(\t\x12\x18\n\x10parent_indicator\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\"*\n\nUnitTarget\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"\xe2\x03\n\tIndicator\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bparent_code\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\t\x12\x0c\n\x04leaf\x18\x05 \x01(\x08\x12\x14\n\x0cmeasure_unit\x18\x06 \x01(\t\x12\x11\n\tdirection\x18\x07 \x01(\t\x12\x0e\n\x06target\x18\x08 \x01(\t\x12.\n\x0cunit_targets\x18\t \x03(\x0b\x32\x18.appraisal.v1.UnitTarget\x12\x0e\n\x06method\x18\n \x01(\t\x12\x0b\n\x03\x63\x61p\x18\x0b \x01(\t\x12\x14\n\x0cmust_cascade\x18\x0c \x01(\x08\x12 \n\x04link\x18\r \x01(\x0b\x32\x12.appraisal.v1.Link\x12\x0e\n\x06rollup\x18\x0e \x01(\t\x12\x33\n\x06params\x18\x0f \x03(\x0b\x32#.appraisal.v1.Indicator.ParamsEntry\x12/\n\rclass_targets\x18\x10 \x03(\x0b\x32\x18.appraisal.v1.UnitTarget\x12\x10\n\x08provider\x18\x11 \x01(\t\x12\x11\n\tfrequency\x18\x12 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\nAdjustment\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\nmax_points\x18\x04 \x01(\t\x12\x11\n\tgrade_cap\x18\x05 \x01(\t\";\n\tGradeRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tmin_score\x18\x02 \x01(\t\x12\r\n\x05quota\x18\x03 \x01(\t\"b\n\x0c\x46rameworkRef\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\t\x12\x12\n\nunit_class\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\"\xb0\x03\n\tFramework\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x13\n\x0bissuer_name\x18\x02 \x01(\t\x12\r\n\x05\x63ycle\x18\x03 \x01(\t\x12\x12\n\nunit_class\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12\r\n\x05title\x18\x06 \x01(\t\x12\x11\n\tissued_at\x18\x07 \x01(\x03\x12\x12\n\nexpires_at\x18\x08 \x01(\x03\x12*\n\x06parent\x18\t \x01(\x0b\x32\x1a.appraisal.v1.FrameworkRef\x12!\n\x05units\x18\n \x03(\x0b\x32\x12.appraisal.v1.Unit\x12+\n\nindicators\x18\x0b \x03(\x0b\x32\x17.appraisal.v1.Indicator\x12-\n\x0b\x61\x64justments\x18\x0c \x03(\x0b\x32\x18.appraisal.v1.Adjustment\x12\x11\n\tbonus_cap\x18\r \x01(\t\x12\x15\n\rdeduction_cap\x18\x0e \x01(\t\x12\'\n\x06grades\x18\x0f \x03(\x0b\x32\x17.appraisal.v1.GradeRule\x12\x16\n\x0emissing_policy\x18\x10 \x01(\t\"?\n\x0e\x43\x61scadeMessage\x12\x12\n\nframeworks\x18\x01 \x03(\x0c\x12\x19\n\x11\x63\x65rtificate_chain\x18\x02 \x03(\x0c\"2\n\x0eIndicatorValue\x12\x11\n\tindicator\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"6\n\tUnitScore\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\r\"\xe6\x01\n\x0cResultBundle\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\t\x12\x0e\n\x06period\x18\x03 \x01(\t\x12\x18\n\x10\x66ramework_digest\x18\x04 \x01(\t\x12\x0b\n\x03seq\x18\x05 \x01(\x04\x12\x11\n\tprev_hash\x18\x06 \x01(\t\x12,\n\x06values\x18\x07 \x03(\x0b\x32\x1c.appraisal.v1.IndicatorValue\x12-\n\x0c\x63hild_scores\x18\x08 \x03(\x0b\x32\x17.appraisal.v1.UnitScore\x12\x12\n\ncreated_at\x18\t \x01(\x03\":\n\rResultMessage\x12\x0e\n\x06\x62undle\x18\x01 \x01(\x0c\x12\x19\n\x11\x63\x65rtificate_chain\x18\x02 \x03(\x0c\":\n\x16\x46\x65tchFrameworksRequest\x12\x11\n\trequester\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\t\"(\n\x14\x46\x65tchFrameworksReply\x12\x10\n\x08messages\x18\x01 \x03(\x0c\"\'\n\x14SubmitResultsRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\"6\n\x12SubmitResultsReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"O\n\x0cQueryRequest\x12\r\n\x05\x63ycle\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x11\n\tindicator\x18\x03 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x04 \x01(\r\"w\n\x08QueryRow\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12\r\n\x05level\x18\x04 \x01(\t\x12\x11\n\tindicator\x18\x05 \x01(\t\x12\r\n\x05value\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\"C\n\nQueryReply\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.appraisal.v1.QueryRow\x12\x0f\n\x07partial\x18\x02 \x03(\t*h\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eLEVEL_PROVINCE\x10\x01\x12\x0e\n\nLEVEL_CITY\x10\x02\x12\x10\n\x0cLEVEL_COUNTY\x10\x03\x12\x12\n\x0eLEVEL_TOWNSHIP\x10\x04\x32\xff\x01\n\nFederation\x12[\n\x0f\x46\x65tchFrameworks\x12$.appraisal.v1.FetchFrameworksRequest\x1a\".appraisal.v1.FetchFrameworksReply\x12U\n\rSubmitResults\x12\".appraisal.v1.SubmitResultsRequest\x1a .appraisal.v1.SubmitResultsReply\x12=\n\x05Query\x12\x1a.appraisal.v1.QueryRequest\x1a\x18.appraisal.v1.QueryReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"proto/appraisal/v1/appraisal.proto\x12\x0c\x61ppraisal.v1\"\'\n\tSignature\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03sig\x18\x02 \x01(\x0c\"^\n\x08\x45nvelope\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12+\n\nsignatures\x18\x03 \x03(\x0b\x32\x17.appraisal.v1.Signature\"\xb1\x01\n\x0fNodeCertificate\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x05level\x18\x03 \x01(\x0e\x32\x13.appraisal.v1.Level\x12\x13\n\x0bissuer_code\x18\x04 \x01(\t\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\x12\x0e\n\x06serial\x18\x06 \x01(\x04\x12\x12\n\nnot_before\x18\x07 \x01(\x03\x12\x11\n\tnot_after\x18\x08 \x01(\x03\"(\n\x10\x43\x65rtificateChain\x12\x14\n\x0c\x63\x65rtificates\x18\x01 \x03(\x0c\"6\n\x04Unit\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nunit_class\x18\x03 \x01(\t\"^\n\x04Link\x12\x1f\n\x17parent_framework_digest\x18\x01 \x01(\t\x12\x18\n\x10parent_indicator\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\r\n\x05share\x18\x04 \x01(\t\"*\n\nUnitTarget\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"\xe3\x03\n\tIndicator\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bparent_code\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\t\x12\x0c\n\x04leaf\x18\x05 \x01(\x08\x12\x14\n\x0cmeasure_unit\x18\x06 \x01(\t\x12\x11\n\tdirection\x18\x07 \x01(\t\x12\x0e\n\x06target\x18\x08 \x01(\t\x12.\n\x0cunit_targets\x18\t \x03(\x0b\x32\x18.appraisal.v1.UnitTarget\x12\x0e\n\x06method\x18\n \x01(\t\x12\x0b\n\x03\x63\x61p\x18\x0b \x01(\t\x12\x14\n\x0cmust_cascade\x18\x0c \x01(\x08\x12!\n\x05links\x18\r \x03(\x0b\x32\x12.appraisal.v1.Link\x12\x0e\n\x06rollup\x18\x0e \x01(\t\x12\x33\n\x06params\x18\x0f \x03(\x0b\x32#.appraisal.v1.Indicator.ParamsEntry\x12/\n\rclass_targets\x18\x10 \x03(\x0b\x32\x18.appraisal.v1.UnitTarget\x12\x10\n\x08provider\x18\x11 \x01(\t\x12\x11\n\tfrequency\x18\x12 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\nAdjustment\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\nmax_points\x18\x04 \x01(\t\x12\x11\n\tgrade_cap\x18\x05 \x01(\t\";\n\tGradeRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tmin_score\x18\x02 \x01(\t\x12\r\n\x05quota\x18\x03 \x01(\t\"b\n\x0c\x46rameworkRef\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\t\x12\x12\n\nunit_class\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\"\xb0\x03\n\tFramework\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x13\n\x0bissuer_name\x18\x02 \x01(\t\x12\r\n\x05\x63ycle\x18\x03 \x01(\t\x12\x12\n\nunit_class\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12\r\n\x05title\x18\x06 \x01(\t\x12\x11\n\tissued_at\x18\x07 \x01(\x03\x12\x12\n\nexpires_at\x18\x08 \x01(\x03\x12*\n\x06parent\x18\t \x01(\x0b\x32\x1a.appraisal.v1.FrameworkRef\x12!\n\x05units\x18\n \x03(\x0b\x32\x12.appraisal.v1.Unit\x12+\n\nindicators\x18\x0b \x03(\x0b\x32\x17.appraisal.v1.Indicator\x12-\n\x0b\x61\x64justments\x18\x0c \x03(\x0b\x32\x18.appraisal.v1.Adjustment\x12\x11\n\tbonus_cap\x18\r \x01(\t\x12\x15\n\rdeduction_cap\x18\x0e \x01(\t\x12\'\n\x06grades\x18\x0f \x03(\x0b\x32\x17.appraisal.v1.GradeRule\x12\x16\n\x0emissing_policy\x18\x10 \x01(\t\"?\n\x0e\x43\x61scadeMessage\x12\x12\n\nframeworks\x18\x01 \x03(\x0c\x12\x19\n\x11\x63\x65rtificate_chain\x18\x02 \x03(\x0c\"2\n\x0eIndicatorValue\x12\x11\n\tindicator\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"6\n\tUnitScore\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\r\"\xe6\x01\n\x0cResultBundle\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\t\x12\x0e\n\x06period\x18\x03 \x01(\t\x12\x18\n\x10\x66ramework_digest\x18\x04 \x01(\t\x12\x0b\n\x03seq\x18\x05 \x01(\x04\x12\x11\n\tprev_hash\x18\x06 \x01(\t\x12,\n\x06values\x18\x07 \x03(\x0b\x32\x1c.appraisal.v1.IndicatorValue\x12-\n\x0c\x63hild_scores\x18\x08 \x03(\x0b\x32\x17.appraisal.v1.UnitScore\x12\x12\n\ncreated_at\x18\t \x01(\x03\":\n\rResultMessage\x12\x0e\n\x06\x62undle\x18\x01 \x01(\x0c\x12\x19\n\x11\x63\x65rtificate_chain\x18\x02 \x03(\x0c\":\n\x16\x46\x65tchFrameworksRequest\x12\x11\n\trequester\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\t\"(\n\x14\x46\x65tchFrameworksReply\x12\x10\n\x08messages\x18\x01 \x03(\x0c\"\'\n\x14SubmitResultsRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\"6\n\x12SubmitResultsReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"O\n\x0cQueryRequest\x12\r\n\x05\x63ycle\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x11\n\tindicator\x18\x03 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x04 \x01(\r\"w\n\x08QueryRow\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12\r\n\x05level\x18\x04 \x01(\t\x12\x11\n\tindicator\x18\x05 \x01(\t\x12\r\n\x05value\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\"C\n\nQueryReply\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.appraisal.v1.QueryRow\x12\x0f\n\x07partial\x18\x02 \x03(\t*h\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eLEVEL_PROVINCE\x10\x01\x12\x0e\n\nLEVEL_CITY\x10\x02\x12\x10\n\x0cLEVEL_COUNTY\x10\x03\x12\x12\n\x0eLEVEL_TOWNSHIP\x10\x04\x32\xff\x01\n\nFederation\x12[\n\x0f\x46\x65tchFrameworks\x12$.appraisal.v1.FetchFrameworksRequest\x1a\".appraisal.v1.FetchFrameworksReply\x12U\n\rSubmitResults\x12\".appraisal.v1.SubmitResultsRequest\x1a .appraisal.v1.SubmitResultsReply\x12=\n\x05Query\x12\x1a.appraisal.v1.QueryRequest\x1a\x18.appraisal.v1.QueryReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INDICATOR_PARAMSENTRY']._loaded_options = None
   _globals['_INDICATOR_PARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_LEVEL']._serialized_start=2704
-  _globals['_LEVEL']._serialized_end=2808
+  _globals['_LEVEL']._serialized_start=2720
+  _globals['_LEVEL']._serialized_end=2824
   _globals['_SIGNATURE']._serialized_start=52
   _globals['_SIGNATURE']._serialized_end=91
   _globals['_ENVELOPE']._serialized_start=93
@@ -46,45 +46,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UNIT']._serialized_start=411
   _globals['_UNIT']._serialized_end=465
   _globals['_LINK']._serialized_start=467
-  _globals['_LINK']._serialized_end=546
-  _globals['_UNITTARGET']._serialized_start=548
-  _globals['_UNITTARGET']._serialized_end=590
-  _globals['_INDICATOR']._serialized_start=593
-  _globals['_INDICATOR']._serialized_end=1075
-  _globals['_INDICATOR_PARAMSENTRY']._serialized_start=1030
-  _globals['_INDICATOR_PARAMSENTRY']._serialized_end=1075
-  _globals['_ADJUSTMENT']._serialized_start=1077
-  _globals['_ADJUSTMENT']._serialized_end=1170
-  _globals['_GRADERULE']._serialized_start=1172
-  _globals['_GRADERULE']._serialized_end=1231
-  _globals['_FRAMEWORKREF']._serialized_start=1233
-  _globals['_FRAMEWORKREF']._serialized_end=1331
-  _globals['_FRAMEWORK']._serialized_start=1334
-  _globals['_FRAMEWORK']._serialized_end=1766
-  _globals['_CASCADEMESSAGE']._serialized_start=1768
-  _globals['_CASCADEMESSAGE']._serialized_end=1831
-  _globals['_INDICATORVALUE']._serialized_start=1833
-  _globals['_INDICATORVALUE']._serialized_end=1883
-  _globals['_UNITSCORE']._serialized_start=1885
-  _globals['_UNITSCORE']._serialized_end=1939
-  _globals['_RESULTBUNDLE']._serialized_start=1942
-  _globals['_RESULTBUNDLE']._serialized_end=2172
-  _globals['_RESULTMESSAGE']._serialized_start=2174
-  _globals['_RESULTMESSAGE']._serialized_end=2232
-  _globals['_FETCHFRAMEWORKSREQUEST']._serialized_start=2234
-  _globals['_FETCHFRAMEWORKSREQUEST']._serialized_end=2292
-  _globals['_FETCHFRAMEWORKSREPLY']._serialized_start=2294
-  _globals['_FETCHFRAMEWORKSREPLY']._serialized_end=2334
-  _globals['_SUBMITRESULTSREQUEST']._serialized_start=2336
-  _globals['_SUBMITRESULTSREQUEST']._serialized_end=2375
-  _globals['_SUBMITRESULTSREPLY']._serialized_start=2377
-  _globals['_SUBMITRESULTSREPLY']._serialized_end=2431
-  _globals['_QUERYREQUEST']._serialized_start=2433
-  _globals['_QUERYREQUEST']._serialized_end=2512
-  _globals['_QUERYROW']._serialized_start=2514
-  _globals['_QUERYROW']._serialized_end=2633
-  _globals['_QUERYREPLY']._serialized_start=2635
-  _globals['_QUERYREPLY']._serialized_end=2702
-  _globals['_FEDERATION']._serialized_start=2811
-  _globals['_FEDERATION']._serialized_end=3066
+  _globals['_LINK']._serialized_end=561
+  _globals['_UNITTARGET']._serialized_start=563
+  _globals['_UNITTARGET']._serialized_end=605
+  _globals['_INDICATOR']._serialized_start=608
+  _globals['_INDICATOR']._serialized_end=1091
+  _globals['_INDICATOR_PARAMSENTRY']._serialized_start=1046
+  _globals['_INDICATOR_PARAMSENTRY']._serialized_end=1091
+  _globals['_ADJUSTMENT']._serialized_start=1093
+  _globals['_ADJUSTMENT']._serialized_end=1186
+  _globals['_GRADERULE']._serialized_start=1188
+  _globals['_GRADERULE']._serialized_end=1247
+  _globals['_FRAMEWORKREF']._serialized_start=1249
+  _globals['_FRAMEWORKREF']._serialized_end=1347
+  _globals['_FRAMEWORK']._serialized_start=1350
+  _globals['_FRAMEWORK']._serialized_end=1782
+  _globals['_CASCADEMESSAGE']._serialized_start=1784
+  _globals['_CASCADEMESSAGE']._serialized_end=1847
+  _globals['_INDICATORVALUE']._serialized_start=1849
+  _globals['_INDICATORVALUE']._serialized_end=1899
+  _globals['_UNITSCORE']._serialized_start=1901
+  _globals['_UNITSCORE']._serialized_end=1955
+  _globals['_RESULTBUNDLE']._serialized_start=1958
+  _globals['_RESULTBUNDLE']._serialized_end=2188
+  _globals['_RESULTMESSAGE']._serialized_start=2190
+  _globals['_RESULTMESSAGE']._serialized_end=2248
+  _globals['_FETCHFRAMEWORKSREQUEST']._serialized_start=2250
+  _globals['_FETCHFRAMEWORKSREQUEST']._serialized_end=2308
+  _globals['_FETCHFRAMEWORKSREPLY']._serialized_start=2310
+  _globals['_FETCHFRAMEWORKSREPLY']._serialized_end=2350
+  _globals['_SUBMITRESULTSREQUEST']._serialized_start=2352
+  _globals['_SUBMITRESULTSREQUEST']._serialized_end=2391
+  _globals['_SUBMITRESULTSREPLY']._serialized_start=2393
+  _globals['_SUBMITRESULTSREPLY']._serialized_end=2447
+  _globals['_QUERYREQUEST']._serialized_start=2449
+  _globals['_QUERYREQUEST']._serialized_end=2528
+  _globals['_QUERYROW']._serialized_start=2530
+  _globals['_QUERYROW']._serialized_end=2649
+  _globals['_QUERYREPLY']._serialized_start=2651
+  _globals['_QUERYREPLY']._serialized_end=2718
+  _globals['_FEDERATION']._serialized_start=2827
+  _globals['_FEDERATION']._serialized_end=3082
 # @@protoc_insertion_point(module_scope)

@@ -203,21 +203,25 @@ class Link(_message.Message):
     PARENT_FRAMEWORK_DIGEST_FIELD_NUMBER: _builtins.int
     PARENT_INDICATOR_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
     parent_framework_digest: _builtins.str
     """hex sha256 of the parent framework payload"""
     parent_indicator: _builtins.str
     rule: _builtins.str
-    """sum | mean | min | max"""
+    """sum | mean | min | max | weighted_mean:KEY | ratio_of_sums | all | latest"""
+    share: _builtins.str
+    """decimal string; empty: 1 (the whole value)"""
     def __init__(
         self,
         *,
         parent_framework_digest: _builtins.str = ...,
         parent_indicator: _builtins.str = ...,
         rule: _builtins.str = ...,
+        share: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent_framework_digest", b"parent_framework_digest", "parent_indicator", b"parent_indicator", "rule", b"rule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent_framework_digest", b"parent_framework_digest", "parent_indicator", b"parent_indicator", "rule", b"rule", "share", b"share"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -282,7 +286,7 @@ class Indicator(_message.Message):
     METHOD_FIELD_NUMBER: _builtins.int
     CAP_FIELD_NUMBER: _builtins.int
     MUST_CASCADE_FIELD_NUMBER: _builtins.int
-    LINK_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
     ROLLUP_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     CLASS_TARGETS_FIELD_NUMBER: _builtins.int
@@ -315,7 +319,9 @@ class Indicator(_message.Message):
     @_builtins.property
     def unit_targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitTarget]: ...
     @_builtins.property
-    def link(self) -> Global___Link: ...
+    def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___Link]:
+        """many-to-many: each with its share"""
+
     @_builtins.property
     def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """scoring-method parameters, decimal strings or names"""
@@ -339,16 +345,16 @@ class Indicator(_message.Message):
         method: _builtins.str = ...,
         cap: _builtins.str = ...,
         must_cascade: _builtins.bool = ...,
-        link: Global___Link | None = ...,
+        links: _abc.Iterable[Global___Link] | None = ...,
         rollup: _builtins.str = ...,
         params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         class_targets: _abc.Iterable[Global___UnitTarget] | None = ...,
         provider: _builtins.str = ...,
         frequency: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["link", b"link"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap", b"cap", "class_targets", b"class_targets", "code", b"code", "direction", b"direction", "frequency", b"frequency", "leaf", b"leaf", "link", b"link", "measure_unit", b"measure_unit", "method", b"method", "must_cascade", b"must_cascade", "name", b"name", "params", b"params", "parent_code", b"parent_code", "provider", b"provider", "rollup", b"rollup", "target", b"target", "unit_targets", b"unit_targets", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap", b"cap", "class_targets", b"class_targets", "code", b"code", "direction", b"direction", "frequency", b"frequency", "leaf", b"leaf", "links", b"links", "measure_unit", b"measure_unit", "method", b"method", "must_cascade", b"must_cascade", "name", b"name", "params", b"params", "parent_code", b"parent_code", "provider", b"provider", "rollup", b"rollup", "target", b"target", "unit_targets", b"unit_targets", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
