@@ -87,9 +87,13 @@ def create_app(node: "Node") -> Litestar:
         async with node.store.read() as r:
             rows = await r.scores(cycle, period)
         names = {c.code: c.name for c in node.cfg.children}
-        return [{"unit": s.unit, "name": names.get(s.unit, s.unit), "period": s.period, "score": s.score,
-                 "rank": s.rank, "framework_digest": s.framework_digest,
-                 "explanation": json.loads(s.explanation)} for s in rows]
+        out = []
+        for s in rows:
+            explanation = json.loads(s.explanation)
+            out.append({"unit": s.unit, "name": names.get(s.unit, s.unit), "period": s.period, "score": s.score,
+                        "rank": s.rank, "grade": explanation.get("grade"), "framework_digest": s.framework_digest,
+                        "explanation": explanation})
+        return out
 
     @get("/api/v1/values", summary="Values held for a cycle: this node's own and its children's", tags=["results"])
     async def values(cycle: str, node_code: str | None = None) -> list[dict[str, Any]]:
@@ -176,8 +180,8 @@ async def _dashboard(node: "Node", cycle: str, period: str, indicator: str | Non
     for row in fws:
         leaves = [(i.code, i.name) for i in framework_of(row).leaves()]
     rank_rows = "".join(
-        f"<tr><td>{s.rank}</td><td>{esc(names.get(s.unit, s.unit))}（{esc(s.unit)}）</td><td>{esc(s.score)}</td></tr>"
-        for s in scores)
+        f"<tr><td>{s.rank}</td><td>{esc(names.get(s.unit, s.unit))}（{esc(s.unit)}）</td><td>{esc(s.score)}</td>"
+        f"<td>{esc(str(json.loads(s.explanation).get('grade', '')))}</td></tr>" for s in scores)
     drill_links = " · ".join(
         f'<a href="/?cycle={esc(cycle)}&period={esc(period)}&indicator={esc(c)}">{esc(n)}</a>' for c, n in leaves)
     drill_table = ""
@@ -197,7 +201,8 @@ async def _dashboard(node: "Node", cycle: str, period: str, indicator: str | Non
 td,th{{border:1px solid #ccc;padding:4px 10px}}</style>
 <h1>{esc(node.me.name)}（{esc(node.me.code)}，{LEVEL_ZH.get(node.me.level, node.me.level)}级）绩效考评</h1>
 <h2>{esc(cycle)} 年度排名 · {esc(period)}</h2>
-<table><tr><th>名次</th><th>被考评单位</th><th>得分</th></tr>{rank_rows or '<tr><td colspan=3>暂无结果</td></tr>'}</table>
+<table><tr><th>名次</th><th>被考评单位</th><th>得分</th><th>等次</th></tr>
+{rank_rows or '<tr><td colspan=4>暂无结果</td></tr>'}</table>
 <h2>指标下钻 (drill-down)</h2><p>{drill_links or '暂无指标体系'}</p>{drill_table}
 <p><a href="/api/v1/status">节点状态</a> · <a href="/api/v1/frameworks">指标体系</a> ·
 <a href="/api/v1/audit">审计日志</a> · <a href="/schema/openapi.json">OpenAPI</a></p></html>"""

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import select
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -258,23 +259,27 @@ def test_demo_runs_until_ctrl_c_then_check_reruns_cleanly(tmp_path: Path) -> Non
     proc = subprocess.Popen([sys.executable, "-m", "nodes.cli", "demo", "--dir", str(workdir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    # A reader thread, not select(): buffered lines would be invisible to select on the descriptor.
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
     seen: list[str] = []
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1)
-        if ready:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if "Ctrl-C" in line:
+    while time.monotonic() < deadline and not any("Ctrl-C" in ln for ln in seen):
+        try:
+            seen.append(lines.get(timeout=1))
+        except queue.Empty:
+            if proc.poll() is not None:
                 break
     output = "".join(seen)
     assert "省级网关 (province gateway)" in output and "成都市（5101）" in output, output[-3000:]
     assert "锦官驿街道" in output  # progress names the real units
     ports = _ports_of(workdir)
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    reader.join(timeout=10)  # the pipe closes when the demo exits
+    proc.stdout.close()
+    rest = "".join(lines.get_nowait() for _ in range(lines.qsize()))
     assert "所有进程已停止" in rest
     assert proc.returncode in (0, 130)
     leftovers = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, check=False)
