@@ -41,7 +41,9 @@ def _num(doc: Located, where: Where, value: Any, fix: str) -> Decimal:
     try:
         return parse_decimal(value, "")
     except NumberError as exc:
-        raise doc.error(where, f"{str(exc).removeprefix(': ')}；{fix}") from None
+        # Keep reading: every bad number in the file is reported in one pass.
+        doc.problems.append(str(doc.error(where, f"{str(exc).removeprefix(': ')}；{fix}")))
+        return Decimal(1)
 
 
 def _text(doc: Located, where: Where, value: Any, required: bool = True) -> str:
@@ -101,6 +103,8 @@ def load_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> Fra
         units=tuple(file_units) or units,
         indicators=tuple(indicators),
     )
+    if doc.problems:  # structure checks would only echo these (e.g. weights that cannot add up)
+        raise FileError("\n".join(doc.problems))
     problems = check_structure(fw, units_known=bool(fw.units))
     if problems:
         lines = []

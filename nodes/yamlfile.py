@@ -21,6 +21,7 @@ class Located:
     path: Path
     data: Any
     lines: dict[Where, int | str] = field(default_factory=dict)  # a line number, or a place such as 指标体系!G5
+    problems: list[str] = field(default_factory=list)  # collected so that one pass reports them all
 
     def at(self, where: Where) -> str:
         """``file:line`` (or ``file sheet!cell``) of the closest known place at or above ``where``."""

@@ -177,3 +177,16 @@ def test_validate_against_parent(tmp_path: Path) -> None:
     assert any(f"{bad}:{line_a1}" in ln and "[A1]" in ln and "do not cover" in ln for ln in lines), proc.stderr
     assert any("[C1]" in ln and "unit of measure" in ln for ln in lines), proc.stderr
     assert any("[B1]" in ln and "must-cascade" in ln for ln in lines), proc.stderr
+
+
+def test_every_bad_number_is_reported_in_one_pass(tmp_path: Path) -> None:
+    text = (sample_path().read_text(encoding="utf-8").replace("weight: 20\n", "weight: 二十\n", 1)
+            .replace("target: 200\n", "target: 两百\n", 1).replace("target: 35\n", "target: 1e40\n", 1))
+    path = tmp_path / "fw.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(FileError) as e:
+        load_framework(path, now=0)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 3
+    assert all(ln.startswith(f"{path}:") for ln in lines)
+    assert "二十" in lines[0] and "两百" in lines[1] and "out of range" in lines[2]
