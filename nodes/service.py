@@ -208,6 +208,14 @@ class Node:
         units = tuple(Unit(c.code, c.name, self.cfg.child_class) for c in self.cfg.children)
         latest = await tx.latest_framework(self.me.code, fw.cycle, self.cfg.child_class or fw.unit_class)
         now = self.now()
+        if latest is not None and latest.authored:
+            # The office decomposed the parent's framework itself: never overwrite that automatically.
+            # Say whether it still fits the new parent; the office publishes a new version when ready.
+            problems = check_links(fw, fw_digest, pin_to_parent(framework_of(latest), fw, fw_digest), self.me.code)
+            await tx.audit(self.me.code, "needs.redecomposition", latest.digest,
+                           {"parent": fw_digest, "parent_version": fw.version, "still_fits": not problems,
+                            "problems": [str(p) for p in problems[:20]]}, now)
+            return
         child = derive_child_framework(
             fw, fw_digest, self.me.name, self.me.code, units, unit_class=self.cfg.child_class or fw.unit_class,
             issued_at=now, expires_at=fw.expires_at, version=(latest.version + 1) if latest is not None else 1,
@@ -240,7 +248,7 @@ class Node:
                 if problems:
                     raise NodeError("\n".join(f"{path}: {p}" for p in problems))
                 upstream = list(pb.CascadeMessage.FromString(parent_row.cascade).frameworks)
-            digest = await issue_framework(tx, self.me, fw, upstream, self.now())
+            digest = await issue_framework(tx, self.me, fw, upstream, self.now(), authored=True)
         self._outbox_wakeup.set()
         return digest
 

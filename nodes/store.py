@@ -187,10 +187,10 @@ class Tx:
 
     # --------------------------------------------------------- frameworks
     async def put_framework(self, *, digest: str, issuer: str, cycle: str, unit_class: str, version: int,
-                            role: str, envelope: bytes, cascade: bytes, now: int) -> None:
+                            role: str, envelope: bytes, cascade: bytes, now: int, authored: bool = False) -> None:
         await self.conn.execute(insert(frameworks).values(
             digest=digest, issuer=issuer, cycle=cycle, unit_class=unit_class, version=version, role=role,
-            envelope=envelope, cascade=cascade, received_at=now))
+            envelope=envelope, cascade=cascade, received_at=now, authored=authored))
 
     async def latest_framework(self, issuer: str, cycle: str, unit_class: str) -> Row[Any] | None:
         res = await self.conn.execute(

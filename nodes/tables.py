@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Integer,
     LargeBinary,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -28,6 +30,8 @@ frameworks = Table(
     Column("envelope", LargeBinary, nullable=False),
     Column("cascade", LargeBinary, nullable=False),  # the CascadeMessage that carried / will carry it
     Column("received_at", BigInteger, nullable=False),
+    # issued by this node from a file its office wrote (not derived automatically from the parent's)
+    Column("authored", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("issuer", "cycle", "unit_class", "version", name="uq_framework_version"),
 )
 

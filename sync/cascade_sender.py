@@ -17,15 +17,18 @@ from sync.identity import Me
 
 class IssueStore(Protocol):
     async def put_framework(self, *, digest: str, issuer: str, cycle: str, unit_class: str, version: int,
-                            role: str, envelope: bytes, cascade: bytes, now: int) -> None: ...
+                            role: str, envelope: bytes, cascade: bytes, now: int, authored: bool = False) -> None: ...
 
     async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None: ...
 
     async def audit(self, actor: str, action: str, subject: str, detail: dict[str, object], now: int) -> None: ...
 
 
-async def issue_framework(tx: IssueStore, me: Me, fw: Framework, upstream: list[bytes], now: int) -> str:
-    """Sign ``fw`` as ``me``; ``upstream`` are the framework envelopes it decomposes, root first."""
+async def issue_framework(tx: IssueStore, me: Me, fw: Framework, upstream: list[bytes], now: int, *,
+                          authored: bool = False) -> str:
+    """Sign ``fw`` as ``me``; ``upstream`` are the framework envelopes it decomposes, root first.
+
+    ``authored``: the office wrote it (rather than the node deriving it from the parent's)."""
     payload = encode_framework(fw)
     envelope = sign(PAYLOAD_FRAMEWORK, payload, me.key)
     fw_digest = digest(payload)
@@ -33,7 +36,8 @@ async def issue_framework(tx: IssueStore, me: Me, fw: Framework, upstream: list[
     if len(cascade) > MAX_MESSAGE_BYTES:
         raise EnvelopeError(f"下发消息 {len(cascade)} 字节，超过上限 {MAX_MESSAGE_BYTES} (cascade message too large)")
     await tx.put_framework(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
-                           version=fw.version, role="issued", envelope=envelope, cascade=cascade, now=now)
+                           version=fw.version, role="issued", envelope=envelope, cascade=cascade, now=now,
+                           authored=authored)
     await tx.enqueue(me.cascade_subject(), fw_digest, cascade, now)
     await tx.audit(me.code, "issue.framework", fw_digest,
                    {"cycle": fw.cycle, "class": fw.unit_class, "version": fw.version,

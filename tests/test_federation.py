@@ -294,3 +294,26 @@ def test_demo_runs_until_ctrl_c_then_check_reruns_cleanly(tmp_path: Path) -> Non
     for key in ("cascade_seconds", "rollup_seconds"):
         assert summary[key] > 0
     assert subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, check=False).stdout == b""
+
+
+def test_an_authored_decomposition_is_never_overwritten(running: tuple[Federation, Client]) -> None:
+    """成都市 writes its own decomposition; when the province issues v2, the node flags it, not replaces it."""
+    from tests.test_bad_input import CITY
+
+    fed, client = running
+    r = client.post("5101", "/api/v1/admin/frameworks", {"yaml": CITY.replace('class: 县市区', 'class: 县市区\nversion: 2'),
+                                                         "filename": "chengdu.yaml"})
+    assert r.status_code == 201, r.text
+    authored = r.json()["digest"]
+    wait_until("counties receive 成都市's own framework",
+               lambda: all(any(f["digest"] == authored for f in client.frameworks(c)) for c in ("510104", "510105")))
+    v2 = (DATA / "sample-framework.yaml").read_text(encoding="utf-8").replace("version: 1", "version: 2")
+    assert client.post("51", "/api/v1/admin/frameworks", {"yaml": v2}).status_code == 201
+    wait_until("绵阳市 derives from v2", lambda: any(f["role"] == "issued" and f["parent"]["version"] == 2
+                                                    for f in client.frameworks("5107")))
+    wait_until("成都市 flags its own framework",
+               lambda: bool(client.get("5101", "/api/v1/audit", action="needs.redecomposition")["entries"]))
+    issued = [f for f in client.frameworks("5101") if f["role"] == "issued"]
+    assert issued[-1]["digest"] == authored  # not replaced
+    flag = client.get("5101", "/api/v1/audit", action="needs.redecomposition")["entries"][0]["detail"]
+    assert flag["still_fits"] is True and flag["parent_version"] == 2
