@@ -300,7 +300,7 @@ def test_an_authored_decomposition_is_never_overwritten(running: tuple[Federatio
     """成都市 writes its own decomposition; when the province issues v2, the node flags it, not replaces it."""
     from tests.test_bad_input import CITY
 
-    fed, client = running
+    _, client = running
     r = client.post("5101", "/api/v1/admin/frameworks", {"yaml": CITY.replace('class: 县市区', 'class: 县市区\nversion: 2'),
                                                          "filename": "chengdu.yaml"})
     assert r.status_code == 201, r.text
