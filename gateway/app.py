@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from nodes.service import Node
 
 LEVEL_ZH = {"province": "省", "city": "市", "county": "县", "township": "乡镇"}
+SOURCE_ZH = {"rolled_up": "逐级汇总", "reported": "下级报送", "entered": "本级填报"}
 
 
 def create_app(node: "Node") -> Litestar:
@@ -189,7 +190,8 @@ async def _dashboard(node: "Node", cycle: str, period: str, indicator: str | Non
         rows = sorted(drill.rows, key=lambda r: r.unit)
         body = "".join(
             f"<tr><td>{LEVEL_ZH.get(r.level, r.level)}</td><td style='padding-left:{len(r.unit) * 6}px'>"
-            f"{esc(r.name)}（{esc(r.unit)}）</td><td>{esc(r.value)}</td><td>{esc(r.source)}</td></tr>" for r in rows)
+            f"{esc(r.name)}（{esc(r.unit)}）</td><td>{esc(r.value)}</td><td>{esc(SOURCE_ZH.get(r.source, r.source))}</td></tr>"
+            for r in rows)
         partial = f"<p>未能到达 (unreachable): {esc(', '.join(drill.partial))}</p>" if drill.partial else ""
         drill_table = (f"<h3>{esc(dict(leaves).get(indicator, indicator))}（{esc(indicator)}）</h3>"
                        f"<table><tr><th>层级</th><th>单位</th><th>数值</th><th>来源</th></tr>{body}</table>{partial}"

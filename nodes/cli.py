@@ -239,7 +239,7 @@ def demo(
     from nodes.demo import Demo
     from nodes.launcher import DATA
 
-    console = Console()
+    console = Console(soft_wrap=True)  # long paths and URLs stay on one line, piped or not
     workdir = directory.resolve()
     d = Demo(workdir, console)
 
