@@ -17,6 +17,7 @@ METHODS = ("completion_ratio", "threshold", "efficacy", "minmax", "zscore", "ran
            "task_list", "negative_list", "raters", "survey")
 REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {"threshold": ("baseline", "challenge"), "growth": ("target_growth",)}
 NEEDS_TARGET = frozenset({"completion_ratio", "threshold"})
+ASSESSED_METHODS = frozenset({"task_list", "negative_list", "raters", "survey"})  # no reported value
 MISSING_POLICIES = ("zero", "renormalise")
 FREQUENCIES = ("", "M", "Q", "H", "Y")
 ADJUSTMENT_KINDS = ("bonus", "deduction", "veto")
@@ -450,10 +451,10 @@ def derive_child_framework(
             # Round toward covering the parent's target: up when more is better, down when less is.
             rounding = ROUND_CEILING if ind.direction == "higher" else ROUND_FLOOR
             target = (own / len(unit_list)).quantize(quantum, rounding=rounding)
-        indicators.append(
-            replace(ind, target=target, unit_targets={}, class_targets={},
-                    links=(Link(parent_digest, ind.code, ind.rollup),))
-        )
+        # Assessed indicators (ratings, surveys, task lists, negative lists) are judged at each level;
+        # there is no value to roll up, so they stay local rather than linked.
+        links = () if ind.method in ASSESSED_METHODS else (Link(parent_digest, ind.code, ind.rollup),)
+        indicators.append(replace(ind, target=target, unit_targets={}, class_targets={}, links=links))
     return Framework(
         issuer=issuer,
         issuer_name=issuer_name,
@@ -466,4 +467,7 @@ def derive_child_framework(
         units=unit_list,
         indicators=tuple(indicators),
         parent=FrameworkRef(parent.issuer, parent.cycle, parent.unit_class, parent.version, parent_digest),
+        # The level below is scored by the same rules unless its office writes its own framework.
+        adjustments=parent.adjustments, bonus_cap=parent.bonus_cap, deduction_cap=parent.deduction_cap,
+        grades=parent.grades, missing_policy=parent.missing_policy,
     )

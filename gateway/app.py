@@ -153,6 +153,18 @@ def create_app(node: "Node") -> Litestar:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return {"bundle_id": bundle_id}
 
+    @post("/api/v1/admin/assessments", summary="Record ratings, surveys, milestones, events or last year's values "
+          "for one unit, and re-score", tags=["admin"], status_code=201)
+    async def assess(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
+        actor = require_admin(request)
+        body = {k: v for k, v in data.items() if k not in ("cycle", "period", "unit")}
+        try:
+            await node.enter_assessment(str(data.get("cycle", "")), str(data.get("period", "")),
+                                        str(data.get("unit", "")), body, actor)
+        except NodeError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return {"unit": data.get("unit"), "recorded": sorted(body)}
+
     @get("/", media_type=MediaType.HTML, include_in_schema=False)
     async def dashboard(cycle: str = "2026", period: str = "2026-Y", indicator: str | None = None) -> Response[str]:
         drill = None
@@ -161,7 +173,8 @@ def create_app(node: "Node") -> Litestar:
         return Response(await _dashboard(node, cycle, period, indicator, drill), media_type=MediaType.HTML)
 
     return Litestar(
-        route_handlers=[health, status, frameworks, rankings, values, drilldown, audit, publish, enter, dashboard],
+        route_handlers=[health, status, frameworks, rankings, values, drilldown, audit, publish, enter, assess,
+                        dashboard],
         openapi_config=OpenAPIConfig(title=f"fedappraisal gateway · {node.me.name}", version="1.0.0",
                                      path="/schema", render_plugins=[JsonRenderPlugin()]),
         debug=False,

@@ -27,7 +27,8 @@ from aggregator.framework import (
 )
 from aggregator.numbers import parse_decimal, to_text
 from aggregator.rollup import RollupIncompleteError, roll_up
-from aggregator.scoring import score_units
+from aggregator.scoring import appraise
+from nodes.assessments import AssessmentError, merge, normalise, to_inputs
 from nodes.config import NodeConfig
 from nodes.framework_file import load_framework, pin_to_parent
 from nodes.store import Store, Tx
@@ -282,7 +283,9 @@ class Node:
         now = self.now()
         raw = await tx.values(cycle, period, fw_digest, nodes=[u.code for u in fw.units])
         values = {unit: {k: parse_decimal(v, k) for k, v in vals.items()} for unit, vals in raw.items()}
-        scored = score_units(fw, values, datetime.fromtimestamp(now, UTC))
+        recorded = await tx.assessments(cycle, period)
+        inputs = {u.code: to_inputs(values.get(u.code, {}), recorded.get(u.code)) for u in fw.units}
+        scored = appraise(fw, inputs, datetime.fromtimestamp(now, UTC))
         await tx.put_scores([
             {"unit": s.unit, "cycle": cycle, "period": period, "framework_digest": fw_digest,
              "score": to_text(s.score), "rank": s.rank,
@@ -341,6 +344,27 @@ class Node:
                                           values=values, child_scores=(), now=now)
         self._outbox_wakeup.set()
         return bundle_id
+
+    async def enter_assessment(self, cycle: str, period: str, unit: str, body: dict[str, Any], actor: str) -> None:
+        """Record ratings, surveys, milestones, events or last year's values for one of this node's units,
+        then re-score that cycle and period."""
+        if not valid_cycle(cycle) or not valid_period(period, cycle):
+            raise NodeError(f"年度 {cycle[:16]!r} 或报告期 {period[:16]!r} 无效 (invalid cycle or period)")
+        if unit not in self.me.children:
+            raise NodeError(f"{unit[:12]} 不是本节点的被考评单位 (not a unit of this node)")
+        try:
+            entered = normalise(body)
+        except AssessmentError as exc:
+            raise NodeError(str(exc)) from None
+        now = self.now()
+        async with self.store.tx() as tx:
+            issued = list(await tx.frameworks(role="issued", cycle=cycle))
+            if not issued:
+                raise NodeError(f"本节点尚未发布 {cycle} 年度指标体系 (no framework issued for this cycle)")
+            await tx.put_assessment(unit, cycle, period, merge(await tx.assessment(unit, cycle, period), entered), now)
+            await tx.audit(actor, "enter.assessment", unit, {"cycle": cycle, "period": period, **entered}, now)
+            await self.recompute(tx, cycle, period, issued[-1].digest)
+        self._outbox_wakeup.set()
 
     # -------------------------------------------------------------- query
     async def query(self, req: pb.QueryRequest) -> pb.QueryReply:

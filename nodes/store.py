@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from nodes.tables import audit_log, bundles, frameworks, inbox, outbox, results, scores
+from nodes.tables import assessments, audit_log, bundles, frameworks, inbox, outbox, results, scores
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 GENESIS = "0" * 64
@@ -256,6 +256,21 @@ class Tx:
         await self.conn.execute(insert(bundles).values(
             id=bundle_id, node=node, cycle=cycle, period=period, seq=seq, prev_hash=prev_hash,
             framework_digest=framework_digest, message=message, received_at=now, status=status, reason=reason))
+
+    # -------------------------------------------------------- assessments
+    async def assessment(self, unit: str, cycle: str, period: str) -> str | None:
+        row = (await self.conn.execute(select(assessments.c.document).where(
+            assessments.c.unit == unit, assessments.c.cycle == cycle, assessments.c.period == period))).first()
+        return None if row is None else str(row[0])
+
+    async def put_assessment(self, unit: str, cycle: str, period: str, document: str, now: int) -> None:
+        await self._upsert(assessments, [{"unit": unit, "cycle": cycle, "period": period, "document": document,
+                                          "updated_at": now}], ["unit", "cycle", "period"], ["document", "updated_at"])
+
+    async def assessments(self, cycle: str, period: str) -> dict[str, str]:
+        rows = await self.conn.execute(select(assessments.c.unit, assessments.c.document).where(
+            assessments.c.cycle == cycle, assessments.c.period == period))
+        return {str(unit): str(doc) for unit, doc in rows}
 
     # ------------------------------------------------------------- scores
     async def put_scores(self, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -77,6 +77,16 @@ scores = Table(
     PrimaryKeyConstraint("unit", "cycle", "period", "framework_digest", name="pk_scores"),
 )
 
+assessments = Table(
+    "assessments", metadata,
+    Column("unit", String(12), nullable=False),
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("document", Text, nullable=False),  # canonical JSON: ratings, surveys, milestones, events, previous
+    Column("updated_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("unit", "cycle", "period", name="pk_assessments"),
+)
+
 inbox = Table(
     "inbox", metadata,
     Column("origin", String(12), nullable=False),

@@ -1,0 +1,131 @@
+"""Assessments (考评录入): what an evaluating node records about its units besides reported values —
+rater scores, survey results, task-list milestones, bonus/deduction/negative-list/veto events and
+last cycle's values. Parsed strictly here; turned into :class:`aggregator.inputs.UnitInputs`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from aggregator.framework import valid_indicator_code
+from aggregator.inputs import Event, Milestone, UnitInputs
+from aggregator.numbers import NumberError, parse_decimal, to_text
+
+KINDS = ("ratings", "surveys", "milestones", "events", "previous")
+MAX_ITEMS = 500
+
+
+class AssessmentError(ValueError):
+    """Names the field and what is wrong (zh-CN first)."""
+
+
+def _num(value: Any, where: str) -> Decimal:
+    try:
+        return parse_decimal(value, where)
+    except NumberError as exc:
+        raise AssessmentError(str(exc)) from None
+
+
+def _code(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not valid_indicator_code(value):
+        raise AssessmentError(f"{where}: 编码无效 {value!r} (invalid code)")
+    return value
+
+
+def _day(value: Any, where: str) -> date:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise AssessmentError(f"{where}: 日期应为 YYYY-MM-DD，实为 {value!r} (expected a date)") from None
+
+
+def _mapping(data: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(data, dict) or len(data) > MAX_ITEMS:
+        raise AssessmentError(f"{where}: 应为 指标编码: 内容 的映射 (expected indicator: content)")
+    return data
+
+
+def normalise(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate an assessment document and return it in canonical JSON-ready form."""
+    unknown = sorted(set(body) - set(KINDS))
+    if unknown:
+        raise AssessmentError(f"未知的录入项 {', '.join(unknown)}；可用：{', '.join(KINDS)} (unknown fields)")
+    out: dict[str, Any] = {}
+    if "ratings" in body:
+        out["ratings"] = {}
+        for k, scores in _mapping(body["ratings"], "ratings").items():
+            if not isinstance(scores, list) or not scores or len(scores) > MAX_ITEMS:
+                raise AssessmentError(f"ratings.{k}: 应为评分列表 (expected a list of scores)")
+            vals = [_num(s, f"ratings.{k}[{i}]") for i, s in enumerate(scores)]
+            if any(not 0 <= v <= 100 for v in vals):
+                raise AssessmentError(f"ratings.{k}: 评分应在 0 到 100 之间 (scores are 0..100)")
+            out["ratings"][_code(k, "ratings")] = [to_text(v) for v in vals]
+    if "surveys" in body:
+        out["surveys"] = {}
+        for k, groups in _mapping(body["surveys"], "surveys").items():
+            g = _mapping(groups, f"surveys.{k}")
+            scores = {str(name): _num(v, f"surveys.{k}.{name}") for name, v in g.items()}
+            if any(not 0 <= v <= 100 for v in scores.values()):
+                raise AssessmentError(f"surveys.{k}: 满意度应在 0 到 100 之间 (scores are 0..100)")
+            out["surveys"][_code(k, "surveys")] = {n: to_text(v) for n, v in scores.items()}
+    if "milestones" in body:
+        out["milestones"] = {}
+        for k, items in _mapping(body["milestones"], "milestones").items():
+            if not isinstance(items, list) or len(items) > MAX_ITEMS:
+                raise AssessmentError(f"milestones.{k}: 应为节点列表 (expected a list)")
+            ms = []
+            for i, m in enumerate(items):
+                where = f"milestones.{k}[{i}]"
+                if not isinstance(m, dict):
+                    raise AssessmentError(f"{where}: 应为 {{code, due, done, quality}} (expected a mapping)")
+                quality = _num(m.get("quality", 1), f"{where}.quality")
+                if not 0 <= quality <= 1:
+                    raise AssessmentError(f"{where}.quality: 质量应在 0 到 1 之间 (quality is 0..1)")
+                ms.append({"code": _code(m.get("code"), f"{where}.code"),
+                           "due": _day(m.get("due"), f"{where}.due").isoformat(),
+                           "done": _day(m["done"], f"{where}.done").isoformat() if m.get("done") else None,
+                           "quality": to_text(quality)})
+            out["milestones"][_code(k, "milestones")] = ms
+    if "events" in body:
+        events = body["events"]
+        if not isinstance(events, list) or len(events) > MAX_ITEMS:
+            raise AssessmentError("events: 应为事件列表 [{item, points, note}] (expected a list)")
+        out["events"] = []
+        for i, e in enumerate(events):
+            if not isinstance(e, dict):
+                raise AssessmentError(f"events[{i}]: 应为 {{item, points, note}} (expected a mapping)")
+            points = _num(e.get("points", 0), f"events[{i}].points")
+            if points < 0:
+                raise AssessmentError(f"events[{i}].points: 分值不能为负 (points must not be negative)")
+            out["events"].append({"item": _code(e.get("item"), f"events[{i}].item"), "points": to_text(points),
+                                  "note": str(e.get("note", ""))[:500]})
+    if "previous" in body:
+        out["previous"] = {_code(k, "previous"): to_text(_num(v, f"previous.{k}"))
+                           for k, v in _mapping(body["previous"], "previous").items()}
+    return out
+
+
+def merge(old: str | None, new: Mapping[str, Any]) -> str:
+    """Each kind entered replaces that kind; the others stay."""
+    doc = json.loads(old) if old else {}
+    doc.update(new)
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True)
+
+
+def to_inputs(values: Mapping[str, Decimal], document: str | None) -> UnitInputs:
+    if not document:
+        return UnitInputs(values=values)
+    doc = json.loads(document)
+    return UnitInputs(
+        values=values,
+        previous={k: Decimal(v) for k, v in doc.get("previous", {}).items()},
+        ratings={k: [Decimal(x) for x in v] for k, v in doc.get("ratings", {}).items()},
+        surveys={k: {g: Decimal(x) for g, x in v.items()} for k, v in doc.get("surveys", {}).items()},
+        milestones={k: [Milestone(m["code"], date.fromisoformat(m["due"]),
+                                  date.fromisoformat(m["done"]) if m.get("done") else None, Decimal(m["quality"]))
+                        for m in v] for k, v in doc.get("milestones", {}).items()},
+        events=tuple(Event(e["item"], Decimal(e["points"]), e.get("note", "")) for e in doc.get("events", [])),
+    )

@@ -1,0 +1,105 @@
+"""A county node records assessments about its townships and scores with them: real node code,
+real SQLite store, real signed cascade (no NATS needed: the receiving path is called directly)."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from aggregator.framework import Unit, derive_child_framework
+from nodes.config import load_config
+from nodes.framework_file import load_framework
+from nodes.launcher import Federation, load_topology
+from nodes.service import Node, NodeError
+from nodes.store import Store
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync import keys
+from sync.codec import encode_framework
+from sync.envelope import PAYLOAD_FRAMEWORK, digest, sign
+
+PROVINCE = """\
+issuer: "51"
+issuer_name: 四川省
+cycle: "2026"
+class: 市州
+bonus_cap: 5
+adjustments:
+  - {code: J1, name: 获国家级表彰, kind: bonus, max_points: 2}
+  - {code: V1, name: 重大安全生产责任事故, kind: veto, grade_cap: 一般}
+indicators:
+  - code: A
+    name: 经济发展
+    weight: 60
+    children:
+      - {code: A1, name: 地区生产总值, weight: 60, unit: 亿元, target: 1000, targets: {"5101": 2000}}
+  - code: B
+    name: 治理
+    weight: 40
+    children:
+      - {code: B3, name: 营商环境评价, weight: 40, method: raters, params: {trim: 1}}
+"""
+
+
+@pytest.fixture
+async def county(tmp_path: Path) -> Node:
+    fed = Federation(tmp_path / "fed", load_topology())
+    fed.prepare()
+    node = Node(load_config(fed.node_dir("510104") / "node.yaml"),
+                await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
+    now = int(time.time())
+    src = tmp_path / "province.yaml"
+    src.write_text(PROVINCE, encoding="utf-8")
+    prov_fw = load_framework(src, units=(Unit("5101", "成都市", "市州"), Unit("5107", "绵阳市", "市州")), now=now)
+    prov_payload = encode_framework(prov_fw)
+    prov_env = sign(PAYLOAD_FRAMEWORK, prov_payload, keys.load_private(fed.node_dir("51") / "key.pem"))
+    city_fw = derive_child_framework(prov_fw, digest(prov_payload), "成都市", "5101",
+                                     [Unit("510104", "锦江区"), Unit("510105", "青羊区")], unit_class="县市区",
+                                     issued_at=now, expires_at=now + 86400)
+    city_env = sign(PAYLOAD_FRAMEWORK, encode_framework(city_fw), keys.load_private(fed.node_dir("5101") / "key.pem"))
+    chain = pb.CertificateChain.FromString((fed.node_dir("5101") / "chain.pb").read_bytes()).certificates
+    await node.on_cascade(None, pb.CascadeMessage(frameworks=[prov_env, city_env],
+                                                  certificate_chain=chain).SerializeToString())
+    yield node
+    await node.store.close()
+
+
+async def test_assessments_feed_the_scores(county: Node) -> None:
+    async with county.store.read() as r:
+        issued = await r.frameworks(role="issued")
+    assert len(issued) == 1  # the county derived its townships' framework from the signed chain
+    await county.enter_assessment("2026", "2026-Y", "510104017",
+                                  {"ratings": {"B3": [60, 80, 85, 90, 100]}, "events": [{"item": "J1", "points": 3}]},
+                                  "市统计局")
+    await county.enter_assessment("2026", "2026-Y", "510104018", {"ratings": {"B3": [70, 70, 70]},
+                                                                 "events": [{"item": "V1", "note": "12·3 事故"}]},
+                                  "区应急局")
+    async with county.store.read() as r:
+        scores = {s.unit: json.loads(s.explanation) for s in await r.scores("2026", "2026-Y")}
+        audit = await r.audit_entries(action="enter.assessment")
+    town = scores["510104017"]
+    b3 = next(p for p in town["parts"] if p["indicator"] == "B3")
+    assert b3["share"] == "0.85" and Decimal(b3["score"]) == Decimal(34)  # 40 × mean(80, 85, 90)/100
+    assert Decimal(town["bonus"]) == 2  # J1 capped at 2 per item
+    assert Decimal(town["score"]) == 36  # A1 not reported yet: 0 (flagged) + 34 + 2
+    other = scores["510104018"]
+    assert Decimal(other["score"]) == 28 and other["grade"] == "差"  # 40 × 0.7; the veto is recorded too
+    assert {"item": "V1", "kind": "veto", "points": "0", "note": "12·3 事故"} in other["adjustments"]
+    assert [e.actor for e in audit] == ["市统计局", "区应急局"]
+
+
+async def test_assessments_are_checked(county: Node) -> None:
+    with pytest.raises(NodeError, match=r"0\.\.100"):
+        await county.enter_assessment("2026", "2026-Y", "510104017", {"ratings": {"B3": [120]}}, "x")
+    with pytest.raises(NodeError, match="not a unit of this node"):
+        await county.enter_assessment("2026", "2026-Y", "510703001", {"ratings": {"B3": [80]}}, "x")
+    with pytest.raises(NodeError, match="unknown fields"):
+        await county.enter_assessment("2026", "2026-Y", "510104017", {"gossip": {}}, "x")
+    with pytest.raises(NodeError, match="expected a date"):
+        await county.enter_assessment("2026", "2026-Y", "510104017",
+                                      {"milestones": {"B3": [{"code": "m1", "due": "soon"}]}}, "x")
+    async with county.store.read() as r:
+        assert await r.audit_entries(action="enter.assessment") == []
