@@ -103,6 +103,21 @@ def create_app(node: "Node") -> Litestar:
         return [{"node": v.node, "period": v.period, "indicator": v.indicator, "value": v.value,
                  "source": v.source, "framework_digest": v.framework_digest} for v in rows]
 
+    @get("/api/v1/warnings", summary="预警: units behind the time-proportional target in a period", tags=["results"])
+    async def warnings(cycle: str, period: str, level: str | None = None) -> list[dict[str, str]]:
+        try:
+            found = await node.warnings(cycle, period)
+        except NodeError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return [w for w in found if level is None or w["level"] == level]
+
+    @get("/api/v1/flags", summary="Units with the same grade several years running (e.g. 一般 two years)",
+         tags=["results"])
+    async def flags(grade: str = "一般", years: int = 2) -> dict[str, Any]:
+        if not 2 <= years <= 10:
+            raise HTTPException(status_code=400, detail="years 应在 2 到 10 之间 (years must be 2..10)")
+        return {"grade": grade, "years": years, "units": await node.repeated_grades(grade, years)}
+
     @get("/api/v1/drilldown", summary="One indicator over this node's subtree (federated over gRPC)",
          tags=["results"])
     async def drilldown(cycle: str, period: str, indicator: str, depth: int = 3) -> dict[str, Any]:
@@ -173,8 +188,8 @@ def create_app(node: "Node") -> Litestar:
         return Response(await _dashboard(node, cycle, period, indicator, drill), media_type=MediaType.HTML)
 
     return Litestar(
-        route_handlers=[health, status, frameworks, rankings, values, drilldown, audit, publish, enter, assess,
-                        dashboard],
+        route_handlers=[health, status, frameworks, rankings, values, warnings, flags, drilldown, audit, publish,
+                        enter, assess, dashboard],
         openapi_config=OpenAPIConfig(title=f"fedappraisal gateway · {node.me.name}", version="1.0.0",
                                      path="/schema", render_plugins=[JsonRenderPlugin()]),
         debug=False,

@@ -25,7 +25,9 @@ from aggregator.framework import (
     valid_cycle,
     valid_period,
 )
+from aggregator.grading import repeated_grade_flags
 from aggregator.numbers import parse_decimal, to_text
+from aggregator.progress import warn
 from aggregator.rollup import RollupIncompleteError, roll_up
 from aggregator.scoring import appraise
 from nodes.assessments import AssessmentError, merge, normalise, to_inputs
@@ -365,6 +367,34 @@ class Node:
             await tx.audit(actor, "enter.assessment", unit, {"cycle": cycle, "period": period, **entered}, now)
             await self.recompute(tx, cycle, period, issued[-1].digest)
         self._outbox_wakeup.set()
+
+    async def warnings(self, cycle: str, period: str) -> list[dict[str, str]]:
+        """预警: each unit's reported (cumulative) value for ``period`` against target × elapsed share."""
+        if not valid_cycle(cycle) or not valid_period(period, cycle):
+            raise NodeError(f"年度 {cycle[:16]!r} 或报告期 {period[:16]!r} 无效 (invalid cycle or period)")
+        async with self.store.read() as r:
+            issued = await r.frameworks(role="issued", cycle=cycle)
+            if not issued:
+                return []
+            fw = framework_of(issued[-1])
+            raw = await r.values(cycle, period, issued[-1].digest)
+        out = []
+        for unit in fw.units:
+            for ind in fw.leaves():
+                value = raw.get(unit.code, {}).get(ind.code)
+                if value is None or ind.target_for(unit.code, unit.unit_class) is None:
+                    continue
+                w = warn(ind, unit.code, parse_decimal(value, ind.code), period)
+                out.append({**w.explain(), "name": self.me.children.get(unit.code, unit.code)})
+        return out
+
+    async def repeated_grades(self, grade: str, years: int) -> list[str]:
+        async with self.store.read() as r:
+            rows = await r.annual_scores()
+        history: dict[str, list[str]] = {}
+        for row in rows:
+            history.setdefault(row.unit, []).append(str(json.loads(row.explanation).get("grade", "")))
+        return repeated_grade_flags(history, grade, years)
 
     # -------------------------------------------------------------- query
     async def query(self, req: pb.QueryRequest) -> pb.QueryReply:

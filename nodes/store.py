@@ -277,6 +277,11 @@ class Tx:
         await self._upsert(scores, rows, ["unit", "cycle", "period", "framework_digest"],
                            ["score", "rank", "explanation"])
 
+    async def annual_scores(self) -> list[Row[Any]]:
+        """Every unit's score for each cycle's whole-year period, oldest cycle first."""
+        q = select(scores).where(scores.c.period == scores.c.cycle + "-Y").order_by(scores.c.cycle, scores.c.unit)
+        return list(await self.conn.execute(q))
+
     async def scores(self, cycle: str, period: str | None = None) -> list[Row[Any]]:
         q = select(scores).where(scores.c.cycle == cycle).order_by(scores.c.period, scores.c.rank, scores.c.unit)
         if period is not None:

@@ -103,3 +103,22 @@ async def test_assessments_are_checked(county: Node) -> None:
                                       {"milestones": {"B3": [{"code": "m1", "due": "soon"}]}}, "x")
     async with county.store.read() as r:
         assert await r.audit_entries(action="enter.assessment") == []
+
+
+async def test_progress_warnings_and_repeated_grades(county: Node) -> None:
+    async with county.store.tx() as tx:
+        digest_ = (await tx.frameworks(role="issued"))[0].digest
+        for town, value in (("510104017", "120"), ("510104018", "80")):
+            await tx.put_values(node=town, cycle="2026", period="2026-M03", framework_digest=digest_,
+                                values={"A1": value}, source="reported", bundle_id="b", now=1)
+        for cycle, grades in (("2025", ("一般", "良好")), ("2026", ("一般", "一般"))):
+            await tx.put_scores([{"unit": u, "cycle": cycle, "period": f"{cycle}-Y", "framework_digest": "d",
+                                  "score": "70", "rank": 1, "explanation": json.dumps({"grade": g})}
+                                 for u, g in zip(("510104017", "510104018"), grades, strict=True)])
+    found = {w["unit"]: w for w in await county.warnings("2026", "2026-M03")}
+    # township target 500 (2000 split by the city, then by the county); a quarter of it is expected by March
+    assert found["510104017"]["expected"] == "125" and found["510104017"]["level"] == "green"
+    assert found["510104018"]["level"] == "red" and found["510104018"]["name"] == "东湖街道"
+    assert await county.repeated_grades("一般", 2) == ["510104017"]
+    with pytest.raises(NodeError, match="invalid cycle or period"):
+        await county.warnings("2026", "2026-M13")

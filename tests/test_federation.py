@@ -179,6 +179,12 @@ def test_results_roll_up_to_the_province(running: tuple[Federation, Client]) -> 
     for s in fed.specs:
         audit = client.get(s.code, "/api/v1/audit", limit=1)
         assert audit["intact"], s.code
+    warnings = client.get("51", "/api/v1/warnings", cycle=CYCLE, period=PERIOD)
+    assert {w["unit"] for w in warnings} == {"5101", "5107"} and {w["level"] for w in warnings} <= {"green", "yellow",
+                                                                                                     "red"}
+    assert client.get("51", "/api/v1/flags")["units"] == []  # one cycle only: nothing can repeat yet
+    assert client.http.get(fed.by_code["51"].url + "/api/v1/warnings",
+                           params={"cycle": CYCLE, "period": "2026-Q9"}).status_code == 422
     page = client.http.get(fed.by_code["51"].url + "/", params={"indicator": "A1"}).text
     assert "绵阳市（5107）" in page and "锦官驿街道（510104017）" in page
     openapi = client.get("51", "/schema/openapi.json")
