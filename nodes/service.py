@@ -226,7 +226,8 @@ class Node:
         await issue_framework(tx, self.me, child, list(msg.frameworks), now)
 
     async def publish_framework_text(self, path: Path) -> str:
-        """Publish a framework file for this node's children (the province's starting move)."""
+        """Publish a framework file for this node's children: the province's starting move, or an
+        office's own decomposition of its parent's framework (pinned to the one in force, links checked)."""
         units = tuple(Unit(c.code, c.name, self.cfg.child_class) for c in self.cfg.children)
         fw = load_framework(path, units=units, now=self.now())
         if fw.issuer != self.me.code:
