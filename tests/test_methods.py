@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.framework import METHODS as METHOD_NAMES
@@ -279,3 +279,36 @@ def test_many_to_many_links_with_shares() -> None:
         replace(i, links=(Link("pd", "P1", "ratio_of_sums", D("0.5")),) if i.code in ("X1", "X2") else ())
         for i in child.indicators))
     assert any("one leaf at share 1" in str(p) for p in check_links(parent, "pd", ratio, "5101"))
+
+
+VALUE_METHODS = {
+    "completion_ratio": {},
+    "threshold": {"baseline": "50", "challenge": "150"},
+    "efficacy": {},
+    "minmax": {},
+    "zscore": {},
+    "rank": {},
+    "growth": {"target_growth": "0.05"},
+    "versus_peers": {},
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(VALUE_METHODS)), st.sampled_from(["higher", "lower"]),
+       st.lists(st.decimals(min_value=1, max_value=1000, places=2), min_size=0, max_size=6),
+       st.decimals(min_value=1, max_value=1000, places=2), st.decimals(min_value=1, max_value=1000, places=2))
+def test_a_better_value_never_lowers_the_share(method: str, direction: str, others: list[Decimal], a: Decimal,
+                                               b: Decimal) -> None:
+    """For every value-based method, in both directions, whatever the rest of the class reports."""
+    i = ind(method, direction, **VALUE_METHODS[method])
+    if method == "threshold" and direction == "lower":
+        i = replace(i, params={"baseline": "150", "challenge": "50"})
+    worse, better = (min(a, b), max(a, b)) if direction == "higher" else (max(a, b), min(a, b))
+
+    def share_of(x: Decimal) -> Decimal:
+        peers = {f"p{k}": v for k, v in enumerate(others)} | {"u": x}
+        ui = UnitInputs(values={"X": x}, previous={"X": D(100)})
+        return earn(i, "u", ui, Peers(peers), DAY).fraction
+
+    assert share_of(better) >= share_of(worse)
+    assert 0 <= share_of(better) <= i.cap
