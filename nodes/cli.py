@@ -108,11 +108,12 @@ def fw_validate(
     parent: Annotated[Path | None, typer.Option("--parent", help="上级指标体系文件：同时检查衔接 (also check links)")] = None,
 ) -> None:
     """检查指标体系文件 (check a framework file); every problem with file:line; exit 1 on any."""
-    from nodes.framework_file import load_framework, validate_against_parent
+    from nodes.framework_file import read_framework, validate_against_parent
 
     try:
-        fw = load_framework(file, now=int(time.time()))
-        problems = validate_against_parent(file, parent, now=int(time.time())) if parent is not None else []
+        fw, problems = read_framework(file, now=int(time.time()))
+        if parent is not None:  # structural and linkage problems together: every problem in one run
+            problems += validate_against_parent(file, parent, now=int(time.time()))
     except FileError as exc:
         err.print(str(exc), highlight=False)
         raise typer.Exit(code=1) from None

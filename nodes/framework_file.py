@@ -59,6 +59,17 @@ def load_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> Fra
 
     ``units`` fills in the evaluated units when the file leaves them to the issuing node.
     """
+    fw, problems = read_framework(path, units=units, now=now)
+    if problems:
+        raise FileError("\n".join(problems))
+    return fw
+
+
+def read_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> tuple[Framework, list[str]]:
+    """The framework in a file and its structural problems (each ``file:line: [code] problem``).
+
+    Raises only when the file cannot be read into a framework at all (syntax, shapes, numbers).
+    """
     doc = load_document(path)
     data = doc.data
     if not isinstance(data, dict):
@@ -105,14 +116,7 @@ def load_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> Fra
     )
     if doc.problems:  # structure checks would only echo these (e.g. weights that cannot add up)
         raise FileError("\n".join(doc.problems))
-    problems = check_structure(fw, units_known=bool(fw.units))
-    if problems:
-        lines = []
-        for p in problems:
-            where = _find(doc, p.indicator)
-            lines.append(f"{doc.at(where)}: {p}")
-        raise FileError("\n".join(lines))
-    return fw
+    return fw, [f"{doc.at(_find(doc, p.indicator))}: {p}" for p in check_structure(fw, units_known=bool(fw.units))]
 
 
 def _find(doc: Located, code: str) -> Where:
@@ -326,7 +330,7 @@ def validate_against_parent(path: Path, parent_path: Path, *, now: int) -> list[
     """Every linkage problem of the framework at ``path`` against the one at ``parent_path``,
     each as ``file:line: [indicator] problem``."""
     parent = load_framework(parent_path, now=now)
-    child = load_framework(path, now=now)
+    child, _ = read_framework(path, now=now)  # its own structural problems are reported by the caller
     digest = hashlib.sha256(encode_framework(parent)).hexdigest()
     doc, parent_doc = load_document(path), load_document(parent_path)
     out: list[str] = []

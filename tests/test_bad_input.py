@@ -190,3 +190,24 @@ def test_every_bad_number_is_reported_in_one_pass(tmp_path: Path) -> None:
     assert len(lines) == 3
     assert all(ln.startswith(f"{path}:") for ln in lines)
     assert "二十" in lines[0] and "两百" in lines[1] and "out of range" in lines[2]
+
+
+def test_validate_reports_structure_and_linkage_together(tmp_path: Path) -> None:
+    bad = tmp_path / "city.yaml"
+    bad.write_text(CITY.replace("target: 11500", "target: 11000").replace("weight: 40\n", "weight: 45\n", 1),
+                   encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "nodes.cli", "framework", "validate", str(bad), "--parent",
+                           str(sample_path())], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    assert "must add up to 100" in proc.stderr and "do not cover" in proc.stderr
+
+
+def test_cycles_in_the_tree_are_found() -> None:
+    from decimal import Decimal
+
+    from aggregator.framework import Framework, Indicator, Unit, check_structure
+
+    looped = (Indicator(code="A", name="A", weight=Decimal(100), parent_code="B"),
+              Indicator(code="B", name="B", weight=Decimal(100), parent_code="A"))
+    fw = Framework("51", "四川省", "2026", "市州", 1, "t", 0, 1, (Unit("5101", "成都市"),), looped)
+    assert any("cycle" in str(p) for p in check_structure(fw))
