@@ -24,6 +24,8 @@ fw_app = typer.Typer(help="指标体系 (frameworks)", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
 app.add_typer(fw_app, name="framework")
+audit_app = typer.Typer(help="审计日志 (the hash-chained audit log)", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 weights_app = typer.Typer(help="权重方法：层次分析法、熵权法 (weighting methods: AHP, entropy)", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 err = Console(stderr=True, soft_wrap=True, highlight=False)  # messages carry file:line; never re-wrap them
@@ -168,6 +170,67 @@ def fw_publish(
     if r.status_code >= 400:
         raise fail(f"{r.status_code}: {r.json().get('detail', r.text)}")
     typer.echo(f"已发布 (published): {r.json()['digest']}")
+
+
+async def _audit_rows(config: Path) -> list[dict[str, object]]:
+    from nodes.audit import FIELDS
+    from nodes.config import load_config
+    from nodes.store import Store
+
+    cfg = load_config(config)
+    store = await Store.open(cfg.store_url)
+    try:
+        async with store.read() as r:
+            return [{f: getattr(e, f) for f in FIELDS} for e in await r.audit_entries()]
+    finally:
+        await store.close()
+
+
+@audit_app.command("verify")
+def audit_verify(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="节点配置：核验该节点的审计日志")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="或核验 appraise audit export 导出的文件")] = None,
+) -> None:
+    """核验审计日志的哈希链 (verify the audit chain); exit 1 naming the first bad entry."""
+    import json
+
+    from nodes.audit import verify_entries
+
+    if (config is None) == (file is None):
+        raise fail("请给出 --config 或 --file 之一 (give either --config or --file)")
+    try:
+        if config is not None:
+            entries = asyncio.run(_audit_rows(config))
+        else:
+            assert file is not None
+            entries = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileError as exc:
+        raise fail(str(exc)) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise fail(f"{file}: 无法读取导出文件 (cannot read the export): {exc}") from None
+    count, broken = verify_entries(entries)
+    if broken is not None:
+        err.print(f"审计日志在第 {broken.seq} 条断裂 (audit chain broken at entry {broken.seq}): {broken.reason}")
+        raise typer.Exit(code=1)
+    typer.echo(f"审计日志完整 (audit log intact): {count} 条 (entries)")
+
+
+@audit_app.command("export")
+def audit_export(
+    config: Annotated[Path, typer.Option("--config", "-c", help="节点配置 (node.yaml)")],
+    out: Annotated[Path, typer.Option("--out", help="导出文件 (JSON Lines)，供外部核验")],
+) -> None:
+    """导出审计日志供外部核验 (export the audit log for an external verifier; see nodes/audit.py)."""
+    import json
+
+    if out.exists():
+        raise fail(f"{out} 已存在，不覆盖 (exists; not overwritten)")
+    try:
+        entries = asyncio.run(_audit_rows(config))
+    except FileError as exc:
+        raise fail(str(exc)) from None
+    out.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
+    typer.echo(f"已导出 {len(entries)} 条 (entries exported): {out}")
 
 
 def _read_json(file: Path) -> dict[str, object]:

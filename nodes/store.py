@@ -8,11 +8,9 @@ a lock, which also keeps the audit hash chain linear.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +20,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from nodes.audit import FIELDS as AUDIT_FIELDS
+from nodes.audit import GENESIS, AuditBreak, entry_hash, verify_entries
 from nodes.tables import assessments, audit_log, bundles, frameworks, inbox, outbox, results, scores
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-GENESIS = "0" * 64
 
 
 class StoreError(ValueError):
@@ -72,16 +71,6 @@ def _upgrade(conn: Connection) -> None:
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")
 
-
-def _entry_hash(prev: str, seq: int, at: int, actor: str, action: str, subject: str, detail: str) -> str:
-    canon = json.dumps([prev, seq, at, actor, action, subject, detail], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class AuditBreak:
-    seq: int
-    reason: str
 
 
 class Store:
@@ -157,7 +146,7 @@ class Tx:
             select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))).first()
         seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
         text = json.dumps(dict(detail), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        h = _entry_hash(prev, seq, now, actor, action, subject, text)
+        h = entry_hash(prev, seq, now, actor, action, subject, text)
         await self.conn.execute(insert(audit_log).values(
             seq=seq, at=now, actor=actor, action=action, subject=subject, detail=text, prev_hash=prev, hash=h))
 
@@ -172,18 +161,8 @@ class Tx:
         return list(await self.conn.execute(q))
 
     async def verify_audit(self) -> AuditBreak | None:
-        prev = GENESIS
-        expected = 1
-        for r in await self.audit_entries():
-            if r.seq != expected:
-                return AuditBreak(r.seq, f"序号不连续，应为 {expected} (sequence gap)")
-            if r.prev_hash != prev:
-                return AuditBreak(r.seq, "前序哈希不符 (previous hash does not match)")
-            if _entry_hash(prev, r.seq, r.at, r.actor, r.action, r.subject, r.detail) != r.hash:
-                return AuditBreak(r.seq, "条目内容与哈希不符 (entry altered)")
-            prev = r.hash
-            expected += 1
-        return None
+        _, broken = verify_entries({f: getattr(r, f) for f in AUDIT_FIELDS} for r in await self.audit_entries())
+        return broken
 
     # --------------------------------------------------------- frameworks
     async def put_framework(self, *, digest: str, issuer: str, cycle: str, unit_class: str, version: int,
