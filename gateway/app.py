@@ -103,6 +103,11 @@ def create_app(node: "Node") -> Litestar:
         return [{"node": v.node, "period": v.period, "indicator": v.indicator, "value": v.value,
                  "source": v.source, "framework_digest": v.framework_digest} for v in rows]
 
+    @get("/api/v1/sync", summary="Honest sync status: sent, acknowledged, pending, last error, per direction",
+         tags=["node"])
+    async def sync() -> dict[str, Any]:
+        return await node.sync_status()
+
     @get("/api/v1/warnings", summary="预警: units behind the time-proportional target in a period", tags=["results"])
     async def warnings(cycle: str, period: str, level: str | None = None) -> list[dict[str, str]]:
         try:
@@ -188,8 +193,8 @@ def create_app(node: "Node") -> Litestar:
         return Response(await _dashboard(node, cycle, period, indicator, drill), media_type=MediaType.HTML)
 
     return Litestar(
-        route_handlers=[health, status, frameworks, rankings, values, warnings, flags, drilldown, audit, publish,
-                        enter, assess, dashboard],
+        route_handlers=[health, status, sync, frameworks, rankings, values, warnings, flags, drilldown, audit,
+                        publish, enter, assess, dashboard],
         openapi_config=OpenAPIConfig(title=f"fedappraisal gateway · {node.me.name}", version="1.0.0",
                                      path="/schema", render_plugins=[JsonRenderPlugin()]),
         debug=False,

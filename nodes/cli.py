@@ -295,6 +295,49 @@ def weights_entropy(file: Path) -> None:
 
 
 @app.command()
+def status(gateway: Annotated[str, typer.Option(help="节点网关地址，如 http://127.0.0.1:8001")]) -> None:
+    """同步状态：已发送、已确认、待发送、最近错误 (honest sync status of one node)."""
+    from datetime import datetime
+
+    from rich.table import Table
+
+    try:
+        r = httpx.get(gateway.rstrip("/") + "/api/v1/sync", timeout=10)
+        r.raise_for_status()
+        info = httpx.get(gateway.rstrip("/") + "/health", timeout=10).json()
+    except httpx.HTTPError as exc:
+        raise fail(f"{gateway}: 无法取得状态 (cannot reach the gateway): {exc}") from None
+    s = r.json()
+    console = Console(soft_wrap=True)
+
+    def when(t: int) -> str:
+        return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "—"
+
+    link = "已连接 (connected)" if s["nats_connected"] else "[red]未连接 (disconnected)[/]"
+    console.print(f"[bold]{info['name']}（{info['code']}）[/] NATS {link}")
+    table = Table(title="发送 (outgoing)")
+    for col in ("方向", "主题", "已确认", "待发送", "最近发送", "最近错误"):
+        table.add_column(col)
+    for label, d in (("上报上级 (results up)", s["results_to_parent"]), ("下发下级 (cascade down)", s["cascade_to_children"])):
+        if d:
+            table.add_row(label, d["subject"], str(d["acknowledged"]), str(d["pending"]), when(d["last_sent_at"]),
+                          f"[red]{d['last_error']}[/] ({when(d['last_error_at'])})" if d["last_error"] else "—")
+    console.print(table)
+    if s["from_children"]:
+        kids = Table(title="接收自下级 (from children)")
+        for col in ("单位", "结果包", "最新序号", "最近接收", "内容被拒"):
+            kids.add_column(col)
+        for c in s["from_children"]:
+            kids.add_row(f"{c['name']}（{c['code']}）", str(c["bundles"]), str(c["last_seq"]), when(c["last_at"]),
+                         str(c["rejected"]))
+        console.print(kids)
+    if s["transport_last_error"]:
+        console.print(f"传输层最近错误 (transport): {s['transport_last_error']}")
+    bad = any(d and (d["pending"] or d["last_error"]) for d in (s["results_to_parent"], s["cascade_to_children"]))
+    raise typer.Exit(code=1 if bad or not s["nats_connected"] else 0)
+
+
+@app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="演示数据目录 (demo data directory)")] = Path(".demo"),
     check: Annotated[bool, typer.Option("--check", help="无人值守运行并核验 (run unattended and verify)")] = False,

@@ -87,6 +87,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.time()
         self.last_error = ""
+        self.send_errors: dict[str, tuple[int, str]] = {}  # subject → (when, error) until a send succeeds
 
     @staticmethod
     def now() -> int:
@@ -157,10 +158,12 @@ class Node:
                     await self.nats.publish(row.subject, row.payload, row.msg_id)
                     async with self.store.tx() as tx:
                         await tx.mark_sent(row.id, self.now())
+                    self.send_errors.pop(row.subject, None)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the row stays pending and is retried
                     stalled.add(row.subject)
+                    self.send_errors[row.subject] = (self.now(), f"{type(exc).__name__}: {exc}"[:300])
                     self.last_error = f"outbox {row.subject}: {exc}"
                     log.warning("outbox relay: %s: %s", row.subject, exc)
             if stalled:
@@ -368,6 +371,30 @@ class Node:
             await tx.audit(actor, "enter.assessment", unit, {"cycle": cycle, "period": period, **entered}, now)
             await self.recompute(tx, cycle, period, issued[-1].digest)
         self._outbox_wakeup.set()
+
+    async def sync_status(self) -> dict[str, Any]:
+        """What was sent, what JetStream acknowledged, what waits, and the last error — per direction.
+
+        "acknowledged" means the stream stored it (durable), not that the receiver accepted it; the
+        receiver's verdict is in its own audit log and in its status, per child."""
+        async with self.store.read() as r:
+            out_rows = await r.outbox_summary()
+            children = await r.bundle_summary()
+
+        def direction(subject: str) -> dict[str, Any]:
+            counts = out_rows.get(subject, {"acknowledged": 0, "pending": 0, "last_sent_at": 0})
+            when, error = self.send_errors.get(subject, (0, ""))
+            return {"subject": subject, **counts, "last_error": error, "last_error_at": when}
+
+        up = None if self.me.parent is None else {"parent": self.me.parent, **direction(self.me.results_subject())}
+        down = None if not self.me.children else direction(self.me.cascade_subject())
+        kids = [{"code": c.code, "name": c.name,
+                 **children.get(c.code, {"bundles": 0, "last_seq": 0, "last_at": 0, "rejected": 0})}
+                for c in self.cfg.children]
+        transport = self.nats.last_error if self.nats is not None else ""
+        connected = bool(self.nats is not None and self.nats.nc.is_connected)
+        return {"results_to_parent": up, "cascade_to_children": down, "from_children": kids,
+                "nats_connected": connected, "transport_last_error": transport}
 
     async def warnings(self, cycle: str, period: str) -> list[dict[str, str]]:
         """预警: each unit's reported (cumulative) value for ``period`` against target × elapsed share."""

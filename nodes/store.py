@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Row, event, func, insert, inspect, select, text, update
+from sqlalchemy import Connection, Row, case, event, func, insert, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -136,6 +136,24 @@ class Tx:
         res = await self.conn.execute(
             select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(limit))
         return list(res)
+
+    async def outbox_summary(self) -> dict[str, dict[str, int]]:
+        """Per subject: how many messages JetStream acknowledged, how many wait, and when the last went."""
+        rows = await self.conn.execute(
+            select(outbox.c.subject, func.count(outbox.c.sent_at), func.count(), func.max(outbox.c.sent_at))
+            .group_by(outbox.c.subject))
+        return {subject: {"acknowledged": int(sent), "pending": int(total) - int(sent), "last_sent_at": int(last or 0)}
+                for subject, sent, total, last in rows}
+
+    async def bundle_summary(self) -> dict[str, dict[str, int]]:
+        """Per child: bundles taken into its chain, the last sequence number, when it arrived, and how
+        many of them had their content rejected."""
+        rows = await self.conn.execute(
+            select(bundles.c.node, func.count(), func.max(bundles.c.seq), func.max(bundles.c.received_at),
+                   func.sum(case((bundles.c.status == "rejected", 1), else_=0)))
+            .group_by(bundles.c.node))
+        return {node: {"bundles": int(n), "last_seq": int(seq), "last_at": int(at), "rejected": int(rej or 0)}
+                for node, n, seq, at, rej in rows}
 
     async def mark_sent(self, row_id: int, now: int) -> None:
         await self.conn.execute(update(outbox).where(outbox.c.id == row_id).values(sent_at=now))

@@ -251,7 +251,9 @@ def _ports_of(workdir: Path) -> list[int]:
 
 
 def _bindable(port: int) -> bool:
+    """As the next run's servers would bind (SO_REUSEADDR: TIME_WAIT from closed connections is no obstacle)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -302,6 +304,51 @@ def test_demo_runs_until_ctrl_c_then_check_reruns_cleanly(tmp_path: Path) -> Non
     assert subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, check=False).stdout == b""
 
 
+def test_nats_killed_then_restarted_nothing_lost_and_status_is_honest(running: tuple[Federation, Client]) -> None:
+    """SIGKILL the nats-server, report a changed value meanwhile, restart it: the status says what is
+    pending and why while it is down, and afterwards the province's total moves by exactly the change."""
+    fed, client = running
+    town, county = "510704003", "510704"
+    before_total = Decimal(next(v["value"] for v in client.get("51", "/api/v1/values", cycle=CYCLE)
+                                if v["indicator"] == "A1" and v["source"] == "rolled_up" and v["period"] == PERIOD))
+    before_town = Decimal(next(v["value"] for v in client.get(town, "/api/v1/values", cycle=CYCLE)
+                               if v["indicator"] == "A1" and v["source"] == "entered" and v["period"] == PERIOD))
+    fw = client.frameworks(town)[-1]
+    vals = {i["code"]: i["target"] for i in fw["indicators"] if i["leaf"]}
+    old = {v["indicator"]: v["value"] for v in client.get(town, "/api/v1/values", cycle=CYCLE)
+           if v["source"] == "entered" and v["period"] == PERIOD}
+    vals.update(old)
+    vals["A1"] = str(before_town + 1000)
+
+    fed.nats.stop(signal.SIGKILL)
+    r = client.post(town, "/api/v1/admin/values", {"cycle": CYCLE, "period": PERIOD, "values": vals})
+    assert r.status_code == 201, r.text
+
+    def waiting() -> bool:
+        up = client.get(town, "/api/v1/sync")["results_to_parent"]
+        return bool(up["pending"] >= 1 and up["last_error"])
+
+    wait_until("the township admits its bundle is not delivered", waiting, 30)
+    status = subprocess.run([sys.executable, "-m", "nodes.cli", "status", "--gateway", fed.by_code[town].url],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert status.returncode == 1 and "未连接 (disconnected)" in status.stdout, status.stdout
+
+    fed.nats.start()
+    wait_until("the outbox drains after the restart",
+               lambda: client.get(town, "/api/v1/sync")["results_to_parent"]["pending"] == 0, 60)
+
+    def province_total() -> Decimal:
+        return Decimal(next(v["value"] for v in client.get("51", "/api/v1/values", cycle=CYCLE)
+                            if v["indicator"] == "A1" and v["source"] == "rolled_up" and v["period"] == PERIOD))
+
+    wait_until("the change reaches the province", lambda: province_total() == before_total + 1000, 60)
+    kids = {c["code"]: c for c in client.get(county, "/api/v1/sync")["from_children"]}
+    assert kids[town]["last_seq"] == 2 and kids[town]["rejected"] == 0  # exactly one more bundle, not two
+    ok = subprocess.run([sys.executable, "-m", "nodes.cli", "status", "--gateway", fed.by_code[town].url],
+                        capture_output=True, text=True, timeout=60, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
 def test_an_authored_decomposition_is_never_overwritten(running: tuple[Federation, Client]) -> None:
     """成都市 writes its own decomposition; when the province issues v2, the node flags it, not replaces it."""
     from tests.test_bad_input import CITY
@@ -323,3 +370,4 @@ def test_an_authored_decomposition_is_never_overwritten(running: tuple[Federatio
     assert issued[-1]["digest"] == authored  # not replaced
     flag = client.get("5101", "/api/v1/audit", action="needs.redecomposition")["entries"][0]["detail"]
     assert flag["still_fits"] is True and flag["parent_version"] == 2
+
