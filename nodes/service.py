@@ -88,6 +88,7 @@ class Node:
         self.started_at = time.time()
         self.last_error = ""
         self.send_errors: dict[str, tuple[int, str]] = {}  # subject → (when, error) until a send succeeds
+        self._pulling: set[str] = set()  # children whose missing bundles are being pulled
 
     @staticmethod
     def now() -> int:
@@ -99,7 +100,7 @@ class Node:
 
         self.nats = await NatsTransport.connect(self.cfg.nats_url, f"fedappraisal-{self.me.code}")
         await self.nats.ensure_streams()
-        servicer = FederationServicer(self.frameworks_for_child, self.submit_results, self.query)
+        servicer = FederationServicer(self.frameworks_for_child, self.submit_results, self.query, self.own_bundles)
         self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, servicer)
         if self.me.parent is not None:
             self.nats.consume(STREAM_CASCADE, f"casc-{self.me.code}", self.me.parent_cascade_subject(),
@@ -270,7 +271,42 @@ class Node:
     async def on_results(self, subject: str | None, data: bytes) -> bool:
         outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, subject)
         self._log_outcome("results", outcome)
+        if outcome.retry and outcome.origin in self.me.children and outcome.origin not in self._pulling:
+            # A gap: pull what is missing from the child directly, while the live stream goes on.
+            self._pulling.add(outcome.origin)
+            task = asyncio.create_task(self._pull_gap(outcome.origin), name=f"gap:{outcome.origin}")
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
         return not outcome.retry
+
+    async def _pull_gap(self, child: str) -> None:
+        peer = next((c for c in self.cfg.children if c.code == child), None)
+        client = FederationClient(peer.grpc) if peer is not None and peer.grpc else None
+        try:
+            if client is None:
+                return
+            async with self.store.read() as r:
+                last = await r.last_bundle(child)
+            messages = await client.fetch_bundles(self.me.code, last.seq if last is not None else 0)
+            for data in messages:  # verified like any other bundle: the child's signature, chain and content
+                outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, None)
+                self._log_outcome("results (pulled)", outcome)
+                if outcome.retry or (not outcome.accepted and not outcome.duplicate):
+                    break
+        except Exception as exc:  # the live stream's redelivery will ask again
+            self.last_error = f"gap pull from {child}: {exc}"
+            log.warning("pulling missing bundles from %s: %s", child, exc)
+        finally:
+            self._pulling.discard(child)
+            if client is not None:
+                await client.close()
+
+    async def own_bundles(self, requester: str, after_seq: int) -> list[bytes]:
+        """This node's bundles after ``after_seq``, exactly as signed, for its parent only."""
+        if requester != self.me.parent:
+            return []
+        async with self.store.read() as r:
+            return [row.message for row in await r.bundles_after(self.me.code, after_seq)]
 
     async def submit_results(self, data: bytes) -> tuple[bool, str]:
         outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, None)

@@ -244,6 +244,11 @@ class Tx:
             select(bundles).where(bundles.c.node == node).order_by(bundles.c.seq.desc()).limit(1))
         return res.first()
 
+    async def bundles_after(self, node: str, after_seq: int, limit: int = 1000) -> list[Row[Any]]:
+        res = await self.conn.execute(select(bundles).where(bundles.c.node == node, bundles.c.seq > after_seq)
+                                      .order_by(bundles.c.seq).limit(limit))
+        return list(res)
+
     async def bundle(self, bundle_id: str) -> Row[Any] | None:
         return (await self.conn.execute(select(bundles).where(bundles.c.id == bundle_id))).first()
 

@@ -83,7 +83,8 @@ async def receive_results(store: ResultsStore, me: Me, data: bytes, now: int, on
                                     source="reported", bundle_id=bundle_id, now=now)
                 await tx.audit(me.code, "accept.results", bundle_id,
                                {"node": bundle.node, "seq": bundle.seq, "cycle": bundle.cycle,
-                                "period": bundle.period, "values": len(bundle.values)}, now)
+                                "period": bundle.period, "values": len(bundle.values),
+                                "via": transport_subject or "grpc"}, now)
                 await on_accept(tx, bundle)
     if rejected:
         await _reject(store, me, rejected, data, now, bundle_id)

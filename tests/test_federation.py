@@ -349,6 +349,49 @@ def test_nats_killed_then_restarted_nothing_lost_and_status_is_honest(running: t
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
+
+def test_a_gap_is_pulled_from_the_child_over_grpc(running: tuple[Federation, Client]) -> None:
+    """涪城区 is down while 城厢街道 reports twice; the stream loses the first of the two. On restart the
+    county sees the gap, pulls the missing bundle from the township over gRPC, and nothing is counted twice."""
+    fed, client = running
+    county, town, other = "510703", "510703001", "510703003"
+    fw = client.frameworks(town)[-1]
+    entered = {v["indicator"]: v["value"] for v in client.get(town, "/api/v1/values", cycle=CYCLE)
+               if v["source"] == "entered" and v["period"] == PERIOD}
+    seq_before = {c["code"]: c for c in client.get(county, "/api/v1/sync")["from_children"]}[town]["last_seq"]
+    fed.stop_node(county)
+    for bump in (1, 2):
+        vals = {**{i["code"]: i["target"] for i in fw["indicators"] if i["leaf"]}, **entered}
+        vals["A1"] = str(Decimal(entered["A1"]) + bump)
+        assert client.post(town, "/api/v1/admin/values", {"cycle": CYCLE, "period": PERIOD, "values": vals}).status_code == 201
+    wait_until("both bundles are in the stream",
+               lambda: client.get(town, "/api/v1/sync")["results_to_parent"]["pending"] == 0)
+
+    async def lose_the_first() -> None:
+        nc = await nats.connect(fed.nats.url)
+        await nc.jetstream().purge_stream("FA_RESULTS", subject=f"res.51.5107.{county}.{town}", keep=1)
+        await nc.close()
+
+    asyncio.run(lose_the_first())
+    fed.start_node(county)
+    wait_until("the county has both bundles",
+               lambda: {c["code"]: c for c in client.get(county, "/api/v1/sync")["from_children"]}[town]["last_seq"]
+               == seq_before + 2, 60)
+    kids = {c["code"]: c for c in client.get(county, "/api/v1/sync")["from_children"]}
+    assert kids[town]["bundles"] == seq_before + 2 and kids[town]["rejected"] == 0
+    accepted = [e["detail"] for e in client.get(county, "/api/v1/audit", action="accept.results", limit=1000)["entries"]
+                if e["detail"]["node"] == town]
+    assert {"seq": seq_before + 1, "via": "grpc"}.items() <= next(d for d in accepted if d["seq"] == seq_before + 1).items()
+
+    def county_a1() -> Decimal:
+        return Decimal(next(v["value"] for v in client.get(county, "/api/v1/values", cycle=CYCLE)
+                            if v["indicator"] == "A1" and v["source"] == "rolled_up" and v["period"] == PERIOD))
+
+    other_a1 = Decimal(next(v["value"] for v in client.get(other, "/api/v1/values", cycle=CYCLE)
+                            if v["indicator"] == "A1" and v["source"] == "entered" and v["period"] == PERIOD))
+    wait_until("the county rolls up the latest report once", lambda: county_a1() == Decimal(entered["A1"]) + 2 + other_a1)
+
+
 def test_an_authored_decomposition_is_never_overwritten(running: tuple[Federation, Client]) -> None:
     """成都市 writes its own decomposition; when the province issues v2, the node flags it, not replaces it."""
     from tests.test_bad_input import CITY

@@ -13,14 +13,16 @@ from proto.appraisal.v1 import appraisal_pb2_grpc as pb_grpc
 FetchFn = Callable[[str, str], Awaitable[list[bytes]]]
 SubmitFn = Callable[[bytes], Awaitable[tuple[bool, str]]]
 QueryFn = Callable[[pb.QueryRequest], Awaitable[pb.QueryReply]]
+BundlesFn = Callable[[str, int], Awaitable[list[bytes]]]
 MAX_MESSAGE = 8 * 1024 * 1024
 
 
 class FederationServicer(pb_grpc.FederationServicer):
-    def __init__(self, fetch: FetchFn, submit: SubmitFn, query: QueryFn) -> None:
+    def __init__(self, fetch: FetchFn, submit: SubmitFn, query: QueryFn, bundles: BundlesFn) -> None:
         self._fetch = fetch
         self._submit = submit
         self._query = query
+        self._bundles = bundles
 
     async def FetchFrameworks(  # noqa: N802 - name fixed by the generated base class
         self, request: pb.FetchFrameworksRequest, context: grpc.aio.ServicerContext[object, object]
@@ -38,6 +40,11 @@ class FederationServicer(pb_grpc.FederationServicer):
         self, request: pb.QueryRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.QueryReply:
         return await self._query(request)
+
+    async def FetchBundles(  # noqa: N802
+        self, request: pb.FetchBundlesRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.FetchBundlesReply:
+        return pb.FetchBundlesReply(messages=await self._bundles(request.requester, request.after_seq))
 
 
 async def start_server(listen: str, servicer: FederationServicer) -> tuple[grpc.aio.Server, int]:
@@ -66,6 +73,11 @@ class FederationClient:
     async def submit(self, message: bytes, timeout: float = 5) -> tuple[bool, str]:
         reply = await self.stub.SubmitResults(pb.SubmitResultsRequest(message=message), timeout=timeout)
         return reply.accepted, reply.reason
+
+    async def fetch_bundles(self, requester: str, after_seq: int, timeout: float = 10) -> list[bytes]:
+        reply = await self.stub.FetchBundles(pb.FetchBundlesRequest(requester=requester, after_seq=after_seq),
+                                             timeout=timeout)
+        return list(reply.messages)
 
     async def query(self, request: pb.QueryRequest, timeout: float = 5) -> pb.QueryReply:
         reply: pb.QueryReply = await self.stub.Query(request, timeout=timeout)

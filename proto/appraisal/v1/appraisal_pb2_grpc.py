@@ -49,6 +49,11 @@ class FederationStub:
                 request_serializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.QueryRequest.SerializeToString,
                 response_deserializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.QueryReply.FromString,
                 _registered_method=True)
+        self.FetchBundles = channel.unary_unary(
+                '/appraisal.v1.Federation/FetchBundles',
+                request_serializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesRequest.SerializeToString,
+                response_deserializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesReply.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -75,6 +80,13 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchBundles(self, request, context):
+        """A parent that sees a gap in a child's bundle chain pulls the missing bundles from the child.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +104,11 @@ def add_FederationServicer_to_server(servicer, server):
                     servicer.Query,
                     request_deserializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.QueryRequest.FromString,
                     response_serializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.QueryReply.SerializeToString,
+            ),
+            'FetchBundles': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchBundles,
+                    request_deserializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesRequest.FromString,
+                    response_serializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +192,33 @@ class Federation:
             '/appraisal.v1.Federation/Query',
             proto_dot_appraisal_dot_v1_dot_appraisal__pb2.QueryRequest.SerializeToString,
             proto_dot_appraisal_dot_v1_dot_appraisal__pb2.QueryReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchBundles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appraisal.v1.Federation/FetchBundles',
+            proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesRequest.SerializeToString,
+            proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesReply.FromString,
             options,
             channel_credentials,
             insecure,

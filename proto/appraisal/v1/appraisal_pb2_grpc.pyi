@@ -42,6 +42,8 @@ class FederationStub:
     """A child hands a result bundle to its parent directly."""
     Query: _grpc.UnaryUnaryMultiCallable[_appraisal_pb2.QueryRequest, _appraisal_pb2.QueryReply]
     """Values of one indicator over the answering node's subtree."""
+    FetchBundles: _grpc.UnaryUnaryMultiCallable[_appraisal_pb2.FetchBundlesRequest, _appraisal_pb2.FetchBundlesReply]
+    """A parent that sees a gap in a child's bundle chain pulls the missing bundles from the child."""
 
 @_typing.type_check_only
 class FederationAsyncStub(FederationStub):
@@ -52,6 +54,8 @@ class FederationAsyncStub(FederationStub):
     """A child hands a result bundle to its parent directly."""
     Query: _aio.UnaryUnaryMultiCallable[_appraisal_pb2.QueryRequest, _appraisal_pb2.QueryReply]  # type: ignore[assignment]
     """Values of one indicator over the answering node's subtree."""
+    FetchBundles: _aio.UnaryUnaryMultiCallable[_appraisal_pb2.FetchBundlesRequest, _appraisal_pb2.FetchBundlesReply]  # type: ignore[assignment]
+    """A parent that sees a gap in a child's bundle chain pulls the missing bundles from the child."""
 
 class FederationServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -77,5 +81,13 @@ class FederationServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_appraisal_pb2.QueryReply, _abc.Awaitable[_appraisal_pb2.QueryReply]]:
         """Values of one indicator over the answering node's subtree."""
+
+    @_abc_1.abstractmethod
+    def FetchBundles(
+        self,
+        request: _appraisal_pb2.FetchBundlesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_appraisal_pb2.FetchBundlesReply, _abc.Awaitable[_appraisal_pb2.FetchBundlesReply]]:
+        """A parent that sees a gap in a child's bundle chain pulls the missing bundles from the child."""
 
 def add_FederationServicer_to_server(servicer: FederationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
