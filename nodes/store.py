@@ -8,6 +8,7 @@ a lock, which also keeps the audit hash chain linear.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Row, case, event, func, insert, inspect, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -113,8 +113,9 @@ class Tx:
                       update_cols: Sequence[str]) -> None:
         if not rows:
             return
-        mod: Any = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-        stmt = mod.insert(table)
+        # Import only the dialect in use: a SQLite node need not carry PostgreSQL's (~3 MB per process).
+        dialect: Any = importlib.import_module(f"sqlalchemy.dialects.{self.conn.dialect.name}")
+        stmt = dialect.insert(table)
         stmt = stmt.on_conflict_do_update(index_elements=list(keys),
                                           set_={c: getattr(stmt.excluded, c) for c in update_cols})
         await self.conn.execute(stmt, list(rows))
