@@ -24,6 +24,8 @@ fw_app = typer.Typer(help="指标体系 (frameworks)", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
 app.add_typer(fw_app, name="framework")
+deploy_app = typer.Typer(help="部署 (deployment helpers)", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
 audit_app = typer.Typer(help="审计日志 (the hash-chained audit log)", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 weights_app = typer.Typer(help="权重方法：层次分析法、熵权法 (weighting methods: AHP, entropy)", no_args_is_help=True)
@@ -170,6 +172,45 @@ def fw_publish(
     if r.status_code >= 400:
         raise fail(f"{r.status_code}: {r.json().get('detail', r.text)}")
     typer.echo(f"已发布 (published): {r.json()['digest']}")
+
+
+@deploy_app.command("nats-config")
+def deploy_nats_config(
+    out: Annotated[Path, typer.Option("--out", help="nats-server 配置文件")],
+    credentials: Annotated[Path, typer.Option("--credentials", help="各节点连接地址（含口令），分发给各节点")],
+    topology: Annotated[Path | None, typer.Option(help="拓扑 JSON（默认：演示拓扑）")] = None,
+    host: Annotated[str, typer.Option(help="节点连接 NATS 所用的主机名")] = "nats.example",
+    port: int = 4222,
+    store_dir: str = "/var/lib/nats/jetstream",
+) -> None:
+    """生成 NATS 服务器配置：每个节点一个用户，只能发布自己的主题、只能用自己的消费者
+    (server config with one user per node, allowed only its own subjects and consumers)."""
+    import json
+    import os
+    import secrets
+
+    from nodes.launcher import load_topology
+    from nodes.natsconf import NodeAccess, render
+
+    for path in (out, credentials):
+        if path.exists():
+            raise fail(f"{path} 已存在，不覆盖 (exists; not overwritten)")
+    specs = load_topology(topology)
+    by = {s.code: s for s in specs}
+
+    def node_path(code: str) -> tuple[str, ...]:
+        parent = by[code].parent
+        return (*node_path(parent), code) if parent else (code,)
+
+    access = [NodeAccess(s.code, node_path(s.code), s.parent is not None, bool(s.children)) for s in specs]
+    passwords = {a.code: secrets.token_urlsafe(18) for a in access}
+    out.write_text(render(access, passwords, secrets.token_urlsafe(18), listen=f"0.0.0.0:{port}",
+                          store_dir=store_dir), encoding="utf-8")
+    creds = {code: f"nats://node-{code}:{pw}@{host}:{port}" for code, pw in passwords.items()}
+    credentials.write_text(json.dumps(creds, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    for path in (out, credentials):
+        os.chmod(path, 0o600)
+    typer.echo(f"已生成 {len(access)} 个节点的 NATS 配置 (config for {len(access)} nodes): {out}; 各节点地址: {credentials}")
 
 
 async def _audit_rows(config: Path) -> list[dict[str, object]]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from nodes.natsconf import NodeAccess, render
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
 from sync.trust import issue_certificate
@@ -103,23 +104,37 @@ def load_topology(path: Path | None = None) -> list[NodeSpec]:
 
 
 class NatsServer:
+    """An embedded nats-server whose users are the federation's nodes (see :mod:`nodes.natsconf`)."""
+
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.access: list[NodeAccess] = []
+        self.passwords: dict[str, str] = {}
+        self.operator_password = secrets.token_urlsafe(18)
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        """The operator's URL (unrestricted): for tools and tests, never given to a node."""
+        return f"nats://operator:{self.operator_password}@127.0.0.1:{self.port}"
+
+    def url_for(self, code: str) -> str:
+        """What node ``code`` connects with: its own user, allowed only its own subjects."""
+        return f"nats://node-{code}:{self.passwords[code]}@127.0.0.1:{self.port}"
+
+    def add_nodes(self, access: list[NodeAccess]) -> None:
+        self.access = access
+        self.passwords = {a.code: secrets.token_urlsafe(18) for a in access}
 
     def start(self) -> None:
         store = self.workdir / "nats" / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "nats" / "nats-server.conf"
-        # sync_interval: always — acknowledged writes must survive a crash (DESIGN.md rule 14).
-        conf.write_text(
-            f'listen: "127.0.0.1:{self.port}"\nserver_name: "fedappraisal-demo"\nmax_payload: 8MB\n'
-            f'jetstream {{\n  store_dir: "{store}"\n  sync_interval: always\n}}\n', encoding="utf-8")
+        conf.write_text(render(self.access, self.passwords, self.operator_password,
+                               listen=f"127.0.0.1:{self.port}", store_dir=str(store),
+                               server_name="fedappraisal-demo"), encoding="utf-8")
+        os.chmod(conf, 0o600)
         with (self.workdir / "nats" / "nats-server.log").open("ab") as log:
             self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
                                          start_new_session=True)
@@ -204,8 +219,14 @@ class Federation:
             os.chmod(d / "admin.token", 0o600)
         prov = self.province
         self.root_public = keys.public_hex(private[prov.code].public_key())
+        self.nats.add_nodes([NodeAccess(s.code, self.path(s.code), s.parent is not None, bool(s.children))
+                             for s in self.specs])
         for s in self.specs:
             self._write_config(s, prov)
+
+    def path(self, code: str) -> tuple[str, ...]:
+        spec = self.by_code[code]
+        return (*self.path(spec.parent), code) if spec.parent else (code,)
 
     def _write_config(self, s: NodeSpec, prov: NodeSpec) -> None:
         d = self.node_dir(s.code)
@@ -215,7 +236,7 @@ class Federation:
             "trust_root": {"code": prov.code, "name": prov.name, "public_key": self.root_public},
             "keys": {"private_key": "key.pem"},
             "store": store,
-            "nats": self.nats.url,
+            "nats": self.nats.url_for(s.code),
             "listen": {"grpc": f"127.0.0.1:{s.grpc_port}", "http": f"127.0.0.1:{s.http_port}"},
             "admin_token_file": "admin.token",
         }

@@ -47,3 +47,21 @@ def test_refusals(tmp_path: Path) -> None:
                        "--out", str(tmp_path / "x.chain"))
     assert outside.returncode == 2 and "not a child of the issuer" in outside.stderr
     assert not (tmp_path / "x.chain").exists()
+
+
+def test_deploy_nats_config_is_accepted_by_nats_server(tmp_path: Path) -> None:
+    import json
+
+    from nodes.launcher import nats_server_binary
+
+    conf, creds = tmp_path / "nats.conf", tmp_path / "creds.json"
+    r = appraise("deploy", "nats-config", "--out", str(conf), "--credentials", str(creds),
+                 "--store-dir", str(tmp_path / "js"))
+    assert r.returncode == 0, r.stderr
+    urls = json.loads(creds.read_text(encoding="utf-8"))
+    assert len(urls) == 15 and urls["5101"].startswith("nats://node-5101:")
+    text = conf.read_text(encoding="utf-8")
+    assert '"res.51.5101"' in text and '"casc.51.5101"' in text
+    checked = subprocess.run([nats_server_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

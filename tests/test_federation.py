@@ -261,6 +261,39 @@ def _bindable(port: int) -> bool:
         return True
 
 
+
+def test_the_nats_server_refuses_a_node_publishing_as_another(running: tuple[Federation, Client]) -> None:
+    """成都市's own NATS user may publish only under its own path: a publish into 绵阳市's results or
+    the province's cascade is refused by the server itself (DESIGN.md rule 12), before any node sees it."""
+    fed, _ = running
+
+    async def attempt() -> tuple[list[bool], bytes, list[str]]:
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        nc = await nats.connect(fed.nats.url_for("5101"), error_cb=on_error, allow_reconnect=False)
+        js = nc.jetstream()
+        refused = []
+        for subject in ("res.51.5107", "casc.51"):
+            try:
+                await js.publish(subject, b"forged", timeout=2, headers={"Nats-Msg-Id": f"forged-{subject}"})
+                refused.append(False)
+            except Exception:
+                refused.append(True)
+        await nc.close()
+        operator = await nats.connect(fed.nats.url)
+        last = await operator.jetstream().get_last_msg("FA_RESULTS", "res.51.5107")
+        await operator.close()
+        return refused, last.data or b"", errors
+
+    refused, last, errors = asyncio.run(attempt())
+    assert refused == [True, True]
+    assert last != b"forged"  # 绵阳市's subject holds only what 绵阳市 sent
+    assert any("permissions violation" in e.lower() and "res.51.5107" in e for e in errors), errors
+
+
 def test_demo_runs_until_ctrl_c_then_check_reruns_cleanly(tmp_path: Path) -> None:
     """The README's demo command: interactive run stopped by Ctrl-C, then the unattended check in the same place."""
     workdir = tmp_path / "demo"
