@@ -71,7 +71,10 @@ async def receive_results(store: ResultsStore, me: Me, data: bytes, now: int, on
         if chain:
             rejected = chain
         else:
-            rejected = await _check_content(tx, bundle)
+            try:
+                rejected = await _check_content(tx, bundle)
+            except (EnvelopeError, ArithmeticError, ValueError) as exc:  # never an exception that retries forever
+                rejected = f"结果包无法核对 (bundle cannot be checked): {exc}"
             await tx.put_bundle(bundle_id=bundle_id, node=bundle.node, cycle=bundle.cycle, period=bundle.period,
                                 seq=bundle.seq, prev_hash=bundle.prev_hash, framework_digest=bundle.framework_digest,
                                 message=data, now=now, status="rejected" if rejected else "accepted", reason=rejected)
