@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
 
-from aggregator.framework import reportable_keys, valid_period
+from aggregator.framework import Framework, reportable_keys, valid_period
 from aggregator.numbers import to_text
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import Bundle, decode_bundle, decode_framework
@@ -110,11 +110,24 @@ async def _check_chain(tx: Any, bundle: Bundle) -> str:
     return ""
 
 
+# Frameworks are immutable under their digest: decode each once.
+_FRAMEWORKS: dict[str, Framework] = {}
+
+
+def _framework(digest_: str, envelope: bytes) -> Framework:
+    fw = _FRAMEWORKS.get(digest_)
+    if fw is None:
+        if len(_FRAMEWORKS) >= 256:
+            _FRAMEWORKS.clear()
+        fw = _FRAMEWORKS[digest_] = decode_framework(open_envelope(envelope, PAYLOAD_FRAMEWORK).payload)
+    return fw
+
+
 async def _check_content(tx: Any, bundle: Bundle) -> str:
     fw_row = await tx.framework(bundle.framework_digest)
     if fw_row is None or fw_row.role != "issued":
         return f"结果包引用的指标体系 {bundle.framework_digest[:12]}… 不是本节点发布的 (unknown framework)"
-    fw = decode_framework(open_envelope(fw_row.envelope, PAYLOAD_FRAMEWORK).payload)
+    fw = _framework(fw_row.digest, fw_row.envelope)
     if bundle.node not in {u.code for u in fw.units}:
         return f"{bundle.node} 不是该指标体系的被考评单位 (not a unit of that framework)"
     if bundle.cycle != fw.cycle:

@@ -71,11 +71,30 @@ def issue_certificate(
     return sign(PAYLOAD_CERTIFICATE, cert.SerializeToString(), issuer_key)
 
 
+# Chains verified before, keyed by the exact certificate bytes and the root key: the same child
+# sends the same chain with every bundle. Validity is re-checked against ``now`` on every use.
+_VERIFIED: dict[tuple[bytes, tuple[bytes, ...]], tuple[Identity, int]] = {}
+_VERIFIED_MAX = 4096
+
+
 def verify_chain(chain: Sequence[bytes], root: Identity, now: int) -> Identity:
     """Walk ``chain`` from ``root``; return the identity the last certificate speaks for."""
+    key = (public_raw(root.public_key), tuple(chain))
+    hit = _VERIFIED.get(key)
+    if hit is not None and hit[1] <= now <= hit[0].not_after:
+        return hit[0]
+    identity, not_before = _verify_chain(chain, root, now)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[key] = (identity, not_before)
+    return identity
+
+
+def _verify_chain(chain: Sequence[bytes], root: Identity, now: int) -> tuple[Identity, int]:
     if len(chain) > MAX_CHAIN:
         raise TrustError(f"证书链过长：{len(chain)} (certificate chain too long)")
     current = root
+    latest_start = 0
     for i, data in enumerate(chain):
         opened = open_envelope(data, PAYLOAD_CERTIFICATE)
         try:
@@ -94,6 +113,7 @@ def verify_chain(chain: Sequence[bytes], root: Identity, now: int) -> Identity:
             raise TrustError(f"证书 {cert.code} 的签发者或层级不符 (certificate issuer or level mismatch)")
         if not valid_code(cert.code, level) or not cert.code.startswith(current.code):
             raise TrustError(f"证书 {cert.code} 超出签发者 {current.code} 的管辖范围 (certificate outside its issuer's scope)")
+        latest_start = max(latest_start, cert.not_before)
         if not cert.not_before <= now <= cert.not_after:
             raise TrustError(f"节点 {cert.code} 的证书不在有效期内 (certificate expired or not yet valid)")
         if len(cert.public_key) != 32:
@@ -102,7 +122,7 @@ def verify_chain(chain: Sequence[bytes], root: Identity, now: int) -> Identity:
             cert.code, cert.name, level, Ed25519PublicKey.from_public_bytes(cert.public_key),
             (*current.path, cert.code), min(current.not_after, cert.not_after),
         )
-    return current
+    return current, latest_start
 
 
 def verify_signed_by(data: bytes, payload_type: str, chain: Sequence[bytes], root: Identity, now: int) -> tuple[Identity, bytes]:

@@ -70,3 +70,15 @@ def test_expired_certificate_rejected(h: Hierarchy) -> None:
     chain = [h.certify("51", "5101", h.keys["5101"], not_after=NOW - 1)]
     with pytest.raises(TrustError, match="expired"):
         verify_chain(chain, h.root, NOW)
+
+
+def test_a_remembered_chain_is_still_checked_for_expiry(h: Hierarchy) -> None:
+    chain = [h.certify("51", "5101", h.keys["5101"], not_after=NOW + 100)]
+    assert verify_chain(chain, h.root, NOW).code == "5101"  # verified and remembered
+    with pytest.raises(TrustError, match="expired"):
+        verify_chain(chain, h.root, NOW + 101)
+    other_root = keys.generate()
+    from sync.trust import root_identity
+
+    with pytest.raises(TrustError, match="not issued by its parent"):  # remembered per root key, not globally
+        verify_chain(chain, root_identity("51", "四川省", other_root.public_key()), NOW)
