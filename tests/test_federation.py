@@ -425,6 +425,39 @@ def test_a_gap_is_pulled_from_the_child_over_grpc(running: tuple[Federation, Cli
     wait_until("the county rolls up the latest report once", lambda: county_a1() == Decimal(entered["A1"]) + 2 + other_a1)
 
 
+
+def test_a_county_killed_mid_ingest_loses_nothing_and_counts_nothing_twice(running: tuple[Federation, Client]) -> None:
+    """Both townships of 锦江区 report while the county is SIGKILLed mid-way; after its restart the
+    county's roll-up equals the townships' latest reports, each taken exactly once."""
+    fed, client = running
+    county, towns = "510104", ("510104017", "510104018")
+    seq_before = {c["code"]: c["last_seq"] for c in client.get(county, "/api/v1/sync")["from_children"]}
+    for step in range(3):
+        for town in towns:
+            fw = client.frameworks(town)[-1]
+            vals = {i["code"]: str(Decimal(i["target"]) + step) for i in fw["indicators"] if i["leaf"]}
+            assert client.post(town, "/api/v1/admin/values",
+                               {"cycle": CYCLE, "period": PERIOD, "values": vals}).status_code == 201
+        if step == 1:
+            fed.stop_node(county, signal.SIGKILL)
+    fed.start_node(county)
+
+    def caught_up() -> bool:
+        seqs = {c["code"]: c["last_seq"] for c in client.get(county, "/api/v1/sync")["from_children"]}
+        return all(seqs[t] == seq_before[t] + 3 for t in towns)
+
+    wait_until("the county has every bundle once", caught_up, 60)
+    latest = {t: Decimal(next(v["value"] for v in client.get(t, "/api/v1/values", cycle=CYCLE)
+                              if v["indicator"] == "A1" and v["source"] == "entered" and v["period"] == PERIOD))
+              for t in towns}
+    wait_until("the county rolls up the latest reports", lambda: Decimal(next(
+        v["value"] for v in client.get(county, "/api/v1/values", cycle=CYCLE)
+        if v["indicator"] == "A1" and v["source"] == "rolled_up" and v["period"] == PERIOD)) == sum(latest.values()))
+    kids = {c["code"]: c for c in client.get(county, "/api/v1/sync")["from_children"]}
+    assert all(kids[t]["bundles"] == seq_before[t] + 3 and kids[t]["rejected"] == 0 for t in towns)
+    assert client.get(county, "/api/v1/audit", limit=1)["intact"]
+
+
 def test_an_authored_decomposition_is_never_overwritten(running: tuple[Federation, Client]) -> None:
     """成都市 writes its own decomposition; when the province issues v2, the node flags it, not replaces it."""
     from tests.test_bad_input import CITY
