@@ -85,8 +85,9 @@ def keys_certify(
     serial: int = 1,
 ) -> None:
     """上级为下级签发节点证书 (a parent certifies a child's key)."""
-    from proto.appraisal.v1 import appraisal_pb2 as pb
     from sync import keys
+    from sync.codec import read_chain, write_chain
+    from sync.envelope import EnvelopeError
     from sync.trust import issue_certificate, valid_code
 
     if not valid_code(code, level) or not code.startswith(issuer_code):
@@ -98,11 +99,14 @@ def keys_certify(
         raise fail(str(exc)) from None
     chain: list[bytes] = []
     if issuer_chain is not None:
-        chain = list(pb.CertificateChain.FromString(issuer_chain.read_bytes()).certificates)
+        try:
+            chain = list(read_chain(issuer_chain.read_bytes()))
+        except (OSError, EnvelopeError) as exc:
+            raise fail(f"{issuer_chain}: {exc}") from None
     now = int(time.time())
     cert = issue_certificate(parent_key, issuer_code, code=code, name=name, level=level, public_key=child_key,
                              serial=serial, not_before=now - 60, not_after=now + days * 86400)
-    out.write_bytes(pb.CertificateChain(certificates=[*chain, cert]).SerializeToString())
+    out.write_bytes(write_chain([*chain, cert]))
     typer.echo(f"已签发 {name}（{code}）的证书，写入 {out}")
 
 

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.protobuf.message import DecodeError
 
 from aggregator.framework import LEVELS
 from nodes.store import StoreError, check_url
 from nodes.yamlfile import FileError, Located, Where, load
-from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.codec import read_chain
 from sync.envelope import EnvelopeError
 from sync.keys import KeyFileError, load_private, public_from_hex, public_raw
 from sync.trust import Identity, root_identity, valid_code, verify_chain
@@ -167,16 +166,11 @@ def load_config(path: Path) -> NodeConfig:
 
 def _load_chain(doc: Located, path: Path) -> tuple[bytes, ...]:
     try:
-        data = path.read_bytes()
+        return read_chain(path.read_bytes())
     except OSError:
         raise doc.error(("keys", "certificate_chain"), f"无法读取证书链文件 {path} (cannot read certificate chain)") from None
-    msg = pb.CertificateChain()
-    try:
-        msg.ParseFromString(data)
-    except DecodeError:
+    except EnvelopeError:
         raise doc.error(("keys", "certificate_chain"), f"{path} 不是证书链文件 (not a certificate chain)") from None
-    return tuple(msg.certificates)
-
 
 def _now() -> int:
     import time

@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from nodes.natsconf import NodeAccess, render
-from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
+from sync.codec import write_chain
 from sync.trust import issue_certificate
 
 MARKER = ".fedappraisal-demo"
@@ -212,7 +212,7 @@ class Federation:
                                          public_key=private[s.code].public_key(), serial=1,
                                          not_before=now - 60, not_after=now + 2 * YEAR)
                 chains[s.code] = [*chains[s.parent], cert]
-                (d / "chain.pb").write_bytes(pb.CertificateChain(certificates=chains[s.code]).SerializeToString())
+                (d / "chain.pb").write_bytes(write_chain(chains[s.code]))
             token = secrets.token_urlsafe(24)
             self.tokens[s.code] = token
             (d / "admin.token").write_text(token + "\n", encoding="utf-8")

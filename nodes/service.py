@@ -37,8 +37,7 @@ from nodes.store import Store, Tx
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.cascade_receiver import receive_cascade
 from sync.cascade_sender import issue_framework
-from sync.codec import Bundle, decode_bundle, decode_framework
-from sync.envelope import PAYLOAD_FRAMEWORK, PAYLOAD_RESULTS, open_envelope
+from sync.codec import Bundle, bundle_from_message, cascade_envelopes, framework_from_envelope
 from sync.identity import Me, Outcome
 from sync.results_receiver import receive_results
 from sync.results_sender import send_bundle
@@ -61,12 +60,12 @@ class NodeError(ValueError):
 
 
 def framework_of(row: Any) -> Framework:
-    return decode_framework(open_envelope(row.envelope, PAYLOAD_FRAMEWORK).payload)
+    return framework_from_envelope(row.envelope)
 
 
 def bundle_of(message: bytes) -> Bundle:
     """Our own stored bundle (already trusted) back to its fields."""
-    return decode_bundle(open_envelope(pb.ResultMessage.FromString(message).bundle, PAYLOAD_RESULTS).payload)
+    return bundle_from_message(message)
 
 
 class Node:
@@ -209,7 +208,7 @@ class Node:
         elif not outcome.duplicate:
             log.info("accepted %s %s from %s", what, outcome.msg_id[:12], outcome.origin)
 
-    async def _after_framework(self, tx: Tx, fw: Framework, fw_digest: str, msg: pb.CascadeMessage) -> None:
+    async def _after_framework(self, tx: Tx, fw: Framework, fw_digest: str, upstream: list[bytes]) -> None:
         if not self.me.children:
             return
         units = tuple(Unit(c.code, c.name, self.cfg.child_class) for c in self.cfg.children)
@@ -227,7 +226,7 @@ class Node:
             fw, fw_digest, self.me.name, self.me.code, units, unit_class=self.cfg.child_class or fw.unit_class,
             issued_at=now, expires_at=fw.expires_at, version=(latest.version + 1) if latest is not None else 1,
         )
-        await issue_framework(tx, self.me, child, list(msg.frameworks), now)
+        await issue_framework(tx, self.me, child, upstream, now)
 
     async def publish_framework_text(self, path: Path) -> str:
         """Publish a framework file for this node's children: the province's starting move, or an
@@ -255,7 +254,7 @@ class Node:
                 problems = check_links(parent_fw, parent_row.digest, fw, self.me.code)
                 if problems:
                     raise NodeError("\n".join(f"{path}: {p}" for p in problems))
-                upstream = list(pb.CascadeMessage.FromString(parent_row.cascade).frameworks)
+                upstream = cascade_envelopes(parent_row.cascade)
             digest = await issue_framework(tx, self.me, fw, upstream, self.now(), authored=True)
         self._outbox_wakeup.set()
         return digest

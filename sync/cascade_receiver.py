@@ -40,7 +40,8 @@ class CascadeStore(Protocol):
     def tx(self) -> Any: ...
 
 
-Accepted = Callable[[Any, Framework, str, pb.CascadeMessage], Awaitable[None]]
+# on_accept(tx, framework, digest, upstream): upstream are the envelopes from the root down to it.
+Accepted = Callable[[Any, Framework, str, list[bytes]], Awaitable[None]]
 
 
 def verify_cascade(me: Me, data: bytes, now: int) -> tuple[Framework, str, pb.CascadeMessage]:
@@ -127,7 +128,7 @@ async def receive_cascade(store: CascadeStore, me: Me, data: bytes, now: int, on
             await tx.remember(fw.issuer, fw_digest, now)
             await tx.audit(me.code, "accept.framework", fw_digest,
                            {"issuer": fw.issuer, "cycle": fw.cycle, "class": fw.unit_class, "version": fw.version}, now)
-            await on_accept(tx, fw, fw_digest, msg)
+            await on_accept(tx, fw, fw_digest, list(msg.frameworks))
     if rejected:
         await _reject(store, me, rejected, data, now, fw_digest)
         return Outcome(False, False, rejected, fw.issuer, fw_digest)

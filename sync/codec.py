@@ -21,7 +21,7 @@ from aggregator.framework import (
 from aggregator.grading import DEFAULT_GRADES, GradeRule
 from aggregator.numbers import NumberError, parse_decimal, to_text
 from proto.appraisal.v1 import appraisal_pb2 as pb
-from sync.envelope import EnvelopeError
+from sync.envelope import PAYLOAD_FRAMEWORK, PAYLOAD_RESULTS, EnvelopeError, open_envelope
 
 MAX_INDICATORS = 2000
 MAX_VALUES = 5000
@@ -168,3 +168,34 @@ def decode_bundle(payload: bytes) -> Bundle:
     scores = tuple((s.unit[:12], _dec(s.score, f"单位 {s.unit[:12]} score"), s.rank) for s in msg.child_scores)
     return Bundle(msg.node, msg.cycle, msg.period, msg.framework_digest, msg.seq, msg.prev_hash, values, scores,
                   msg.created_at)
+
+
+# ----------------------------------------------------------- stored messages
+# The node keeps envelopes exactly as signed; these read them back (already trusted) so that
+# nothing outside sync/ needs to know their wire shape.
+
+def framework_from_envelope(envelope: bytes) -> Framework:
+    return decode_framework(open_envelope(envelope, PAYLOAD_FRAMEWORK).payload)
+
+
+def bundle_from_message(message: bytes) -> Bundle:
+    return decode_bundle(open_envelope(pb.ResultMessage.FromString(message).bundle, PAYLOAD_RESULTS).payload)
+
+
+def cascade_envelopes(cascade: bytes) -> list[bytes]:
+    """The framework envelopes a stored cascade message carries, root first."""
+    return list(pb.CascadeMessage.FromString(cascade).frameworks)
+
+
+def read_chain(data: bytes) -> tuple[bytes, ...]:
+    """A certificate-chain file (what ``appraise keys certify`` writes)."""
+    msg = pb.CertificateChain()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError:
+        raise EnvelopeError("不是证书链文件 (not a certificate chain)") from None
+    return tuple(msg.certificates)
+
+
+def write_chain(certificates: list[bytes] | tuple[bytes, ...]) -> bytes:
+    return pb.CertificateChain(certificates=list(certificates)).SerializeToString()

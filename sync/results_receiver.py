@@ -23,8 +23,8 @@ from google.protobuf.message import DecodeError
 from aggregator.framework import Framework, reportable_keys, valid_period
 from aggregator.numbers import to_text
 from proto.appraisal.v1 import appraisal_pb2 as pb
-from sync.codec import Bundle, decode_bundle, decode_framework
-from sync.envelope import PAYLOAD_FRAMEWORK, PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope
+from sync.codec import Bundle, decode_bundle, framework_from_envelope
+from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest
 from sync.identity import Me, Outcome
 from sync.results_sender import GENESIS
 from sync.trust import verify_signed_by
@@ -119,7 +119,7 @@ def _framework(digest_: str, envelope: bytes) -> Framework:
     if fw is None:
         if len(_FRAMEWORKS) >= 256:
             _FRAMEWORKS.clear()
-        fw = _FRAMEWORKS[digest_] = decode_framework(open_envelope(envelope, PAYLOAD_FRAMEWORK).payload)
+        fw = _FRAMEWORKS[digest_] = framework_from_envelope(envelope)
     return fw
 
 
