@@ -11,6 +11,7 @@ from aggregator.grading import DEFAULT_GRADES, GRADE_ORDER, GradeRule
 from aggregator.numbers import WORK
 
 LEVELS = ("province", "city", "county", "township")
+LEVEL_ZH = {"province": "省", "city": "市", "county": "县", "township": "乡镇"}
 CODE_LENGTHS = {"province": 2, "city": 4, "county": 6, "township": 9}
 DIRECTIONS = ("higher", "lower")
 METHODS = ("completion_ratio", "threshold", "efficacy", "minmax", "zscore", "rank", "growth", "versus_peers",

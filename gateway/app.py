@@ -14,6 +14,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from aggregator.framework import LEVEL_ZH
 from nodes.yamlfile import FileError
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.envelope import EnvelopeError
@@ -21,7 +22,6 @@ from sync.envelope import EnvelopeError
 if TYPE_CHECKING:
     from nodes.service import Node
 
-LEVEL_ZH = {"province": "省", "city": "市", "county": "县", "township": "乡镇"}
 SOURCE_ZH = {"rolled_up": "逐级汇总", "reported": "下级报送", "entered": "本级填报"}
 
 

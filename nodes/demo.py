@@ -17,7 +17,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from aggregator.framework import compose
+from aggregator.framework import LEVEL_ZH, compose
 from aggregator.numbers import round_value
 from nodes.launcher import Federation, NodeSpec, load_topology
 from sync.cascade_receiver import verify_framework_chain
@@ -27,7 +27,6 @@ from sync.trust import root_identity
 
 CYCLE = "2026"
 PERIOD = "2026-Y"
-LEVEL_ZH = {"province": "省", "city": "市", "county": "县", "township": "乡镇"}
 INTEGER_UNITS = {"人", "个", "起"}
 
 
