@@ -185,6 +185,19 @@ def create_app(node: "Node") -> Litestar:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return {"unit": data.get("unit"), "recorded": sorted(body)}
 
+    @post("/api/v1/admin/revocations", summary="Revoke a certificate this node issued to one of its children",
+          tags=["admin"], status_code=201)
+    async def revoke(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
+        actor = require_admin(request)
+        serial = data.get("serial")
+        if isinstance(serial, bool) or not isinstance(serial, int):
+            raise HTTPException(status_code=422, detail="serial 应为证书序号（整数） (serial must be an integer)")
+        try:
+            version = await node.revoke(str(data.get("code", "")), serial, str(data.get("reason", "")), actor)
+        except NodeError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return {"code": data.get("code"), "serial": serial, "list_version": version}
+
     @get("/", media_type=MediaType.HTML, include_in_schema=False)
     async def dashboard(cycle: str = "2026", period: str = "2026-Y", indicator: str | None = None) -> Response[str]:
         drill = None
@@ -194,7 +207,7 @@ def create_app(node: "Node") -> Litestar:
 
     return Litestar(
         route_handlers=[health, status, sync, frameworks, rankings, values, warnings, flags, drilldown, audit,
-                        publish, enter, assess, dashboard],
+                        publish, enter, assess, revoke, dashboard],
         openapi_config=OpenAPIConfig(title=f"fedappraisal gateway · {node.me.name}", version="1.0.0",
                                      path="/schema", render_plugins=[JsonRenderPlugin()]),
         debug=False,

@@ -378,8 +378,18 @@ def status(gateway: Annotated[str, typer.Option(help="节点网关地址，如 h
         console.print(kids)
     if s["transport_last_error"]:
         console.print(f"传输层最近错误 (transport): {s['transport_last_error']}")
+    hb = s.get("parent_heartbeat")
+    if hb:
+        state = "正常 (fresh)" if hb["fresh"] else "[red]已过期或未收到：可能被冻结在旧数据上 (stale: possibly frozen)[/]"
+        console.print(f"上级心跳 (parent heartbeat): {state}，签发于 {when(hb['issued_at'])}，有效至 {when(hb['expires_at'])}")
+        if hb["missing_frameworks"]:
+            missing = ", ".join(hb["missing_frameworks"])
+            console.print(f"[red]上级已发布但本节点未收到的指标体系 (missing frameworks): {missing}[/]")
+        if hb["last_error"]:
+            console.print(f"[red]最近被拒的心跳 (last rejected heartbeat): {hb['last_error']}[/]")
     bad = any(d and (d["pending"] or d["last_error"]) for d in (s["results_to_parent"], s["cascade_to_children"]))
-    raise typer.Exit(code=1 if bad or not s["nats_connected"] else 0)
+    frozen = bool(hb and (not hb["fresh"] or hb["missing_frameworks"]))
+    raise typer.Exit(code=1 if bad or frozen or not s["nats_connected"] else 0)
 
 
 @app.command()

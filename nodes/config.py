@@ -43,6 +43,7 @@ class NodeConfig:
     http_listen: str
     admin_token: str
     node_path: tuple[str, ...]
+    heartbeat_seconds: int = 10  # a parent's heartbeat period; a child counts it frozen after 3 missed
 
 
 def _get(doc: Located, where: Where, kind: type | tuple[type, ...], fix: str) -> Any:
@@ -154,13 +155,17 @@ def load_config(path: Path) -> NodeConfig:
         token = token_file.read_text(encoding="utf-8").strip()
     except OSError:
         raise doc.error(("admin_token_file",), f"无法读取管理令牌文件 {token_file} (cannot read admin token)") from None
+    heartbeat = doc.data.get("heartbeat_seconds", 10)
+    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or not 1 <= heartbeat <= 3600:
+        raise doc.error(("heartbeat_seconds",), f"heartbeat_seconds 应为 1 至 3600 的整数，实为 {heartbeat!r} "
+                        "(heartbeat period in seconds)")
     return NodeConfig(
         path=path, code=code, name=name, level=level, parent=parent, parent_grpc=parent_grpc,
         children=tuple(children), child_class=str(doc.data.get("child_class", "")), root=root, key=key,
         chain=chain, store_url=store_url, nats_url=nats_url,
         grpc_listen=_addr(doc, ("listen", "grpc"), "如 grpc: 127.0.0.1:7001"),
         http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
-        admin_token=token, node_path=node_path,
+        admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat,
     )
 
 

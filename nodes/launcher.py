@@ -181,6 +181,7 @@ class Federation:
         self.root_public = ""
         self.store_url_for = store_url_for
         self.tokens: dict[str, str] = {}
+        self.heartbeat_seconds = 10
 
     @property
     def province(self) -> NodeSpec:
@@ -239,6 +240,7 @@ class Federation:
             "nats": self.nats.url_for(s.code),
             "listen": {"grpc": f"127.0.0.1:{s.grpc_port}", "http": f"127.0.0.1:{s.http_port}"},
             "admin_token_file": "admin.token",
+            "heartbeat_seconds": self.heartbeat_seconds,
         }
         if s.parent is not None:
             p = self.by_code[s.parent]

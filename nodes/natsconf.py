@@ -25,14 +25,16 @@ def permissions(n: NodeAccess) -> dict[str, dict[str, list[str]]]:
     p = ".".join(n.path)
     pub = [f"$JS.API.STREAM.INFO.{s}" for s in STREAMS] + [f"$JS.API.STREAM.CREATE.{s}" for s in STREAMS]
     pub.append("$JS.API.INFO")
-    if n.has_parent:  # its results go up; it reads what its parent cascades
+    sub = ["_INBOX.>"]
+    if n.has_parent:  # its results go up; it reads what its parent cascades and its parent's heartbeat
         parent = ".".join(n.path[:-1])
         pub.append(f"res.{p}")
         pub += _consumer("FA_CASCADE", f"casc-{n.code}", f"casc.{parent}")
-    if n.has_children:  # its frameworks go down; it reads what its children report
-        pub.append(f"casc.{p}")
+        sub.append(f"hb.{parent}")
+    if n.has_children:  # its frameworks and heartbeats go down; it reads what its children report
+        pub += [f"casc.{p}", f"hb.{p}"]
         pub += _consumer("FA_RESULTS", f"res-{n.code}", f"res.{p}.*")
-    return {"publish": {"allow": pub}, "subscribe": {"allow": ["_INBOX.>"]}}
+    return {"publish": {"allow": pub}, "subscribe": {"allow": sub}}
 
 
 def _consumer(stream: str, durable: str, filter_subject: str) -> list[str]:

@@ -43,6 +43,8 @@ from sync.results_receiver import receive_results
 from sync.results_sender import send_bundle
 from sync.transport.grpc import FederationClient, FederationServicer, start_server
 from sync.transport.nats import STREAM_CASCADE, STREAM_RESULTS, NatsTransport
+from sync.trust import TrustError
+from sync.trust_updates import Pulse, heartbeat_update, receive_trust_update, revoke
 
 log = logging.getLogger("fedappraisal.node")
 
@@ -88,6 +90,11 @@ class Node:
         self.last_error = ""
         self.send_errors: dict[str, tuple[int, str]] = {}  # subject → (when, error) until a send succeeds
         self._pulling: set[str] = set()  # children whose missing bundles are being pulled
+        self.pulse: Pulse | None = None  # the parent's last good heartbeat
+        self.pulse_error = ""
+        self._heartbeat_wakeup = asyncio.Event()
+        self._catching_up = False
+        self._asked: set[str] = set()  # frameworks a heartbeat named that we asked the parent for
 
     @staticmethod
     def now() -> int:
@@ -97,6 +104,9 @@ class Node:
     async def start(self) -> None:
         from gateway.app import create_app
 
+        async with self.store.read() as r:
+            self.me.trust.load([row.envelope for row in await r.revocation_lists()],
+                               [(row.code, row.serial, row.keyid) for row in await r.known_keys()])
         self.nats = await NatsTransport.connect(self.cfg.nats_url, f"fedappraisal-{self.me.code}")
         await self.nats.ensure_streams()
         servicer = FederationServicer(self.frameworks_for_child, self.submit_results, self.query, self.own_bundles)
@@ -109,7 +119,10 @@ class Node:
                               self.on_results, self.gave_up)
         self._tasks.append(asyncio.create_task(self._relay(), name="outbox-relay"))
         if self.me.parent is not None:
+            await self.nats.listen("hb." + ".".join(self.me.path[:-1]), self.on_heartbeat)
             self._tasks.append(asyncio.create_task(self._catch_up(), name="catch-up"))
+        if self.me.children:
+            self._tasks.append(asyncio.create_task(self._heartbeats(), name="heartbeat"))
         host, _, port = self.cfg.http_listen.rpartition(":")
         config = uvicorn.Config(create_app(self), host=host, port=int(port), log_level="warning",
                                 lifespan="on", access_log=False)
@@ -170,22 +183,96 @@ class Node:
                 await asyncio.sleep(0.5)
 
     async def _catch_up(self) -> None:
-        """Ask the parent over gRPC for frameworks we may have missed while down."""
+        """Ask the parent over gRPC for frameworks we may have missed, and for its trust update."""
+        if self._catching_up:
+            return
+        self._catching_up = True
         client = FederationClient(self.cfg.parent_grpc)
         try:
             for attempt in range(20):
                 try:
-                    messages = await client.fetch_frameworks(self.me.code, timeout=3)
+                    messages, trust = await client.fetch_frameworks(self.me.code, timeout=3)
                     break
                 except Exception as exc:
                     self.last_error = f"catch-up from {self.cfg.parent_grpc}: {exc}"
                     await asyncio.sleep(min(0.5 * (attempt + 1), 5))
             else:
                 return
+            if trust:
+                await self.on_heartbeat(trust, catch_up=False)
             for data in messages:
                 await self.on_cascade(None, data)
         finally:
+            self._catching_up = False
             await client.close()
+
+    # ---------------------------------------------------------- heartbeat
+    async def _issued_refs(self) -> list[tuple[str, str, int, str]]:
+        async with self.store.read() as r:
+            rows = await r.frameworks(role="issued")
+        latest: dict[tuple[str, str], Any] = {}
+        for row in rows:
+            key = (row.cycle, row.unit_class)
+            if key not in latest or row.version > latest[key].version:
+                latest[key] = row
+        return [(row.cycle, row.unit_class, row.version, row.digest) for row in latest.values()]
+
+    def trust_update(self, refs: list[tuple[str, str, int, str]]) -> bytes:
+        return heartbeat_update(self.me, refs, self.now(), ttl=3 * self.cfg.heartbeat_seconds)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            try:
+                assert self.nats is not None
+                await self.nats.announce("hb." + ".".join(self.me.path), self.trust_update(await self._issued_refs()))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # children notice the silence; say why here
+                self.last_error = f"heartbeat: {exc}"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heartbeat_wakeup.wait(), timeout=self.cfg.heartbeat_seconds)
+            self._heartbeat_wakeup.clear()
+
+    async def on_heartbeat(self, data: bytes, catch_up: bool = True) -> None:
+        """``catch_up`` False: the update came with a gRPC catch-up reply and may be older than
+        the last one from NATS; that is not a replay, so keep whichever is newer."""
+        try:
+            pulse, installed = await receive_trust_update(self.store, self.me, data, self.now(),
+                                                          self.pulse if catch_up else None)
+        except ValueError as exc:
+            self.pulse_error = str(exc)[:300]
+            log.warning("rejected heartbeat: %s", exc)
+            return
+        if self.pulse is None or pulse.issued_at >= self.pulse.issued_at:
+            self.pulse = pulse
+        self.pulse_error = ""
+        if installed:
+            self._heartbeat_wakeup.set()  # pass newer revocation lists on to our children at once
+        missing = set(await self.missing_frameworks()) - self._asked
+        if catch_up and missing:
+            # Ask once per framework: one issued to a sibling class is named but never addressed to us.
+            self._asked |= missing
+            task = asyncio.create_task(self._catch_up(), name="catch-up")
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
+
+    async def missing_frameworks(self) -> list[str]:
+        """Frameworks the parent's last heartbeat names that this node does not hold."""
+        if self.pulse is None:
+            return []
+        async with self.store.read() as r:
+            return [d for *_, d in self.pulse.frameworks if await r.framework(d) is None]
+
+    async def revoke(self, code: str, serial: int, reason: str, actor: str) -> int:
+        """Revoke a child's certificate; the new list goes out with the next heartbeat, at once."""
+        async with self.store.tx() as tx:
+            try:
+                crl = await revoke(tx, self.me, code, serial, reason, self.now())
+            except TrustError as exc:
+                raise NodeError(str(exc)) from None
+            await tx.audit(actor, "admin.revoke", code, {"serial": serial}, self.now())
+        self._heartbeat_wakeup.set()
+        return crl.version
 
     async def gave_up(self, subject: str, data: bytes, reason: str) -> None:
         async with self.store.tx() as tx:
@@ -259,12 +346,13 @@ class Node:
         self._outbox_wakeup.set()
         return digest
 
-    async def frameworks_for_child(self, requester: str, cycle: str) -> list[bytes]:
+    async def frameworks_for_child(self, requester: str, cycle: str) -> tuple[list[bytes], bytes]:
         if requester not in self.me.children:
-            return []
+            return [], b""
         async with self.store.read() as r:
             rows = await r.frameworks(role="issued", cycle=cycle or None)
-        return [row.cascade for row in rows if requester in {u.code for u in framework_of(row).units}]
+        messages = [row.cascade for row in rows if requester in {u.code for u in framework_of(row).units}]
+        return messages, self.trust_update(await self._issued_refs())
 
     # ------------------------------------------------------------ results
     async def on_results(self, subject: str | None, data: bytes) -> bool:
@@ -429,7 +517,18 @@ class Node:
         transport = self.nats.last_error if self.nats is not None else ""
         connected = bool(self.nats is not None and self.nats.nc.is_connected)
         return {"results_to_parent": up, "cascade_to_children": down, "from_children": kids,
-                "nats_connected": connected, "transport_last_error": transport}
+                "nats_connected": connected, "transport_last_error": transport,
+                "parent_heartbeat": await self.heartbeat_status(),
+                "revocation_lists": {code: crl.version for code, crl in sorted(self.me.trust.lists.items())}}
+
+    async def heartbeat_status(self) -> dict[str, Any] | None:
+        """Whether the parent's signed heartbeat is current: if not, this node may be frozen on old data."""
+        if self.me.parent is None:
+            return None
+        p = self.pulse
+        return {"parent": self.me.parent, "issued_at": p.issued_at if p else 0, "expires_at": p.expires_at if p else 0,
+                "fresh": bool(p and p.fresh(self.now())), "missing_frameworks": await self.missing_frameworks(),
+                "last_error": self.pulse_error}
 
     async def warnings(self, cycle: str, period: str) -> list[dict[str, str]]:
         """预警: each unit's reported (cumulative) value for ``period`` against target × elapsed share."""

@@ -22,7 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from nodes.audit import FIELDS as AUDIT_FIELDS
 from nodes.audit import GENESIS, AuditBreak, entry_hash, verify_entries
-from nodes.tables import assessments, audit_log, bundles, frameworks, inbox, outbox, results, scores
+from nodes.tables import (
+    assessments,
+    audit_log,
+    bundles,
+    frameworks,
+    inbox,
+    node_keys,
+    outbox,
+    results,
+    revocation_lists,
+    scores,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -290,6 +301,26 @@ class Tx:
         if period is not None:
             q = q.where(scores.c.period == period)
         return list(await self.conn.execute(q))
+
+    # -------------------------------------------------------- trust state
+    async def put_revocations(self, issuer: str, version: int, envelope: bytes, now: int) -> None:
+        await self._upsert(revocation_lists, [{"issuer": issuer, "version": version, "envelope": envelope,
+                                               "received_at": now}], ["issuer"], ["version", "envelope", "received_at"])
+
+    async def revocation_lists(self) -> list[Row[Any]]:
+        return list(await self.conn.execute(select(revocation_lists).order_by(revocation_lists.c.issuer)))
+
+    async def put_keys(self, infos: Sequence[Any], now: int) -> None:
+        """Remember (node, serial) → key; the first one seen stays (a different key later is a fork)."""
+        if not infos:
+            return
+        dialect: Any = importlib.import_module(f"sqlalchemy.dialects.{self.conn.dialect.name}")
+        stmt = dialect.insert(node_keys).on_conflict_do_nothing(index_elements=["code", "serial"])
+        await self.conn.execute(stmt, [{"code": i.code, "serial": i.serial, "keyid": i.keyid, "issuer": i.issuer,
+                                        "previous_keyid": i.previous_keyid, "seen_at": now} for i in infos])
+
+    async def known_keys(self) -> list[Row[Any]]:
+        return list(await self.conn.execute(select(node_keys).order_by(node_keys.c.code, node_keys.c.serial)))
 
     # ------------------------------------------------------------- status
     async def counts(self) -> dict[str, int]:

@@ -116,3 +116,22 @@ audit_log = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+revocation_lists = Table(
+    "revocation_lists", metadata,
+    Column("issuer", String(12), primary_key=True),  # the latest list in force per issuer
+    Column("version", BigInteger, nullable=False),
+    Column("envelope", LargeBinary, nullable=False),  # exactly as signed, to forward
+    Column("received_at", BigInteger, nullable=False),
+)
+
+node_keys = Table(
+    "node_keys", metadata,
+    Column("code", String(12), nullable=False),
+    Column("serial", BigInteger, nullable=False),
+    Column("keyid", String(64), nullable=False),
+    Column("issuer", String(12), nullable=False),
+    Column("previous_keyid", String(64), nullable=False),
+    Column("seen_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("code", "serial", name="pk_node_keys"),
+)

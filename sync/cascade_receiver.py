@@ -1,11 +1,14 @@
 """Cascade receiver: verify a framework chain down to this node, then hand it to the node.
 
-Checks, in order (each failure is a clear reason; nothing is written but the audit entry):
-the message parses; every framework in the chain is signed by the node its certificate chain
-says issued it; each framework pins its predecessor and passes the linkage checks; the last
-one is issued by this node's parent, names this node among its units and only units in the
-issuer's scope; it has not expired; and its version moves forward (rollback, replay and
-equal-version-different-bytes are rejected). An exact repeat is answered from the inbox.
+Checks, in order (each failure is a clear reason; nothing is written but the audit entry and
+the revocation lists): the message parses; the revocation lists it carries are verified and the
+newer ones installed (each list is signed on its own, so this stands even if the framework is then
+refused); every certificate on the way is unrevoked and agrees with the keys seen before; every
+framework in the chain is signed by the node its certificate chain says issued it; each
+framework pins its predecessor and passes the linkage checks; the last one is issued by this
+node's parent, names this node among its units and only units in the issuer's scope; it has not
+expired; and its version moves forward (rollback, replay and equal-version-different-bytes are
+rejected). An exact repeat is answered from the inbox.
 """
 
 from __future__ import annotations
@@ -21,7 +24,17 @@ from sync.codec import decode_framework
 from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError
 from sync.envelope import digest as sha
 from sync.identity import Me, Outcome
-from sync.trust import Identity, valid_code, verify_chain, verify_signed_by
+from sync.trust import (
+    Identity,
+    RevocationList,
+    TrustState,
+    accept_revocations,
+    chain_identities,
+    valid_code,
+    verify_chain,
+    verify_signed_by,
+)
+from sync.trust_updates import save_trust
 
 MAX_UNITS = 10_000
 
@@ -34,6 +47,7 @@ class CascadeTx(Protocol):
     async def put_framework(self, *, digest: str, issuer: str, cycle: str, unit_class: str, version: int,
                             role: str, envelope: bytes, cascade: bytes, now: int) -> None: ...
     async def audit(self, actor: str, action: str, subject: str, detail: dict[str, object], now: int) -> None: ...
+    async def put_revocations(self, issuer: str, version: int, envelope: bytes, now: int) -> None: ...
 
 
 class CascadeStore(Protocol):
@@ -46,7 +60,7 @@ Accepted = Callable[[Any, Framework, str, list[bytes]], Awaitable[None]]
 
 def verify_cascade(me: Me, data: bytes, now: int) -> tuple[Framework, str, pb.CascadeMessage]:
     """Pure verification of a cascade message addressed to ``me``; raises EnvelopeError."""
-    fw, fw_digest, msg = verify_framework_chain(data, me.root, now)
+    fw, fw_digest, msg = verify_framework_chain(data, me.root, now, me.trust)
     if fw.issuer != me.parent:
         raise EnvelopeError(f"指标体系由 {fw.issuer} 发布，不是本节点的上级 {me.parent} (not issued by this node's parent)")
     if me.code not in {u.code for u in fw.units}:
@@ -54,13 +68,19 @@ def verify_cascade(me: Me, data: bytes, now: int) -> tuple[Framework, str, pb.Ca
     return fw, fw_digest, msg
 
 
-def verify_framework_chain(data: bytes, root: Identity, now: int) -> tuple[Framework, str, pb.CascadeMessage]:
-    """Verify every framework of a cascade message up to ``root``; return the last one."""
+def parse_cascade(data: bytes) -> pb.CascadeMessage:
     msg = pb.CascadeMessage()
     try:
         msg.ParseFromString(data)
     except DecodeError:
         raise EnvelopeError("下发消息无法解析 (malformed cascade message)") from None
+    return msg
+
+
+def verify_framework_chain(data: bytes, root: Identity, now: int,
+                           state: TrustState | None = None) -> tuple[Framework, str, pb.CascadeMessage]:
+    """Verify every framework of a cascade message up to ``root``; return the last one."""
+    msg = parse_cascade(data)
     if not msg.frameworks or len(msg.frameworks) > 3:
         raise EnvelopeError(f"下发消息应含1至3个指标体系，实含 {len(msg.frameworks)} 个 (bad framework chain length)")
     if len(msg.certificate_chain) != len(msg.frameworks) - 1:
@@ -68,7 +88,7 @@ def verify_framework_chain(data: bytes, root: Identity, now: int) -> tuple[Frame
     prev: tuple[Framework, str] | None = None
     for depth, env in enumerate(msg.frameworks):
         chain = list(msg.certificate_chain[:depth])
-        signer, payload = verify_signed_by(env, PAYLOAD_FRAMEWORK, chain, root, now)
+        signer, payload = verify_signed_by(env, PAYLOAD_FRAMEWORK, chain, root, now, state)
         fw = decode_framework(payload)
         fw_digest = sha(payload)
         if fw.issuer != signer.code:
@@ -103,12 +123,14 @@ def verify_framework_chain(data: bytes, root: Identity, now: int) -> tuple[Frame
 
 async def receive_cascade(store: CascadeStore, me: Me, data: bytes, now: int, on_accept: Accepted,
                           transport_subject: str | None = None) -> Outcome:
+    installed: list[RevocationList] = []
     try:
         if transport_subject is not None and transport_subject != me.parent_cascade_subject():
             raise EnvelopeError(f"主题 {transport_subject} 不属于本节点的上级 (subject is not the parent's)")
+        installed = _revocations(me, data, now)
         fw, fw_digest, msg = verify_cascade(me, data, now)
     except (EnvelopeError, ArithmeticError) as exc:
-        await _reject(store, me, str(exc), data, now)
+        await _reject(store, me, str(exc), data, now, "", installed)
         return Outcome(False, False, str(exc))
     async with store.tx() as tx:
         if await tx.seen(fw.issuer, fw_digest) or await tx.framework(fw_digest) is not None:
@@ -126,17 +148,35 @@ async def receive_cascade(store: CascadeStore, me: Me, data: bytes, now: int, on
                                    version=fw.version, role="received", envelope=bytes(msg.frameworks[-1]),
                                    cascade=data, now=now)
             await tx.remember(fw.issuer, fw_digest, now)
+            await save_trust(tx, me, installed, now)
+            installed = []
             await tx.audit(me.code, "accept.framework", fw_digest,
                            {"issuer": fw.issuer, "cycle": fw.cycle, "class": fw.unit_class, "version": fw.version}, now)
             await on_accept(tx, fw, fw_digest, list(msg.frameworks))
     if rejected:
-        await _reject(store, me, rejected, data, now, fw_digest)
+        await _reject(store, me, rejected, data, now, fw_digest, installed)
         return Outcome(False, False, rejected, fw.issuer, fw_digest)
+    if installed:  # a repeat that brought newer revocation lists
+        async with store.tx() as tx:
+            await save_trust(tx, me, installed, now)
     return Outcome(True, False, "", fw.issuer, fw_digest)
 
 
-async def _reject(store: CascadeStore, me: Me, reason: str, data: bytes, now: int, subject: str = "") -> None:
+def _revocations(me: Me, data: bytes, now: int) -> list[RevocationList]:
+    """Install the lists the message carries, signed by nodes on its certificate chain."""
+    msg = parse_cascade(data)
+    if not msg.revocations:
+        return []
+    if len(msg.certificate_chain) > 3:
+        raise EnvelopeError("证书链过长 (certificate chain too long)")
+    signers = chain_identities(list(msg.certificate_chain), me.root, now, me.trust)
+    return accept_revocations(me.trust, list(msg.revocations), signers, now)
+
+
+async def _reject(store: CascadeStore, me: Me, reason: str, data: bytes, now: int, subject: str,
+                  installed: list[RevocationList]) -> None:
     async with store.tx() as tx:
+        await save_trust(tx, me, installed, now, keys=False)  # lists signed on their own stand even if the framework falls
         await tx.audit(me.code, "reject.framework", subject or sha(data),
                        {"reason": reason, "bytes": len(data)}, now)
 

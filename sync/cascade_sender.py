@@ -32,7 +32,8 @@ async def issue_framework(tx: IssueStore, me: Me, fw: Framework, upstream: list[
     payload = encode_framework(fw)
     envelope = sign(PAYLOAD_FRAMEWORK, payload, me.key)
     fw_digest = digest(payload)
-    cascade = pb.CascadeMessage(frameworks=[*upstream, envelope], certificate_chain=list(me.chain)).SerializeToString()
+    cascade = pb.CascadeMessage(frameworks=[*upstream, envelope], certificate_chain=list(me.chain),
+                                revocations=me.trust.envelopes(me.path)).SerializeToString()
     if len(cascade) > MAX_MESSAGE_BYTES:
         raise EnvelopeError(f"下发消息 {len(cascade)} 字节，超过上限 {MAX_MESSAGE_BYTES} (cascade message too large)")
     await tx.put_framework(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,

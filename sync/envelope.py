@@ -14,6 +14,8 @@ from proto.appraisal.v1 import appraisal_pb2 as pb
 PAYLOAD_CERTIFICATE = "application/vnd.fedappraisal.node-certificate.v1+protobuf"
 PAYLOAD_FRAMEWORK = "application/vnd.fedappraisal.framework.v1+protobuf"
 PAYLOAD_RESULTS = "application/vnd.fedappraisal.result-bundle.v1+protobuf"
+PAYLOAD_REVOCATIONS = "application/vnd.fedappraisal.revocation-list.v1+protobuf"
+PAYLOAD_HEARTBEAT = "application/vnd.fedappraisal.heartbeat.v1+protobuf"
 
 MAX_ENVELOPE_BYTES = 2 * 1024 * 1024
 # What one NATS message may carry (the servers run with max_payload 8MB): a cascade holds up to
@@ -45,6 +47,17 @@ def sign(payload_type: str, payload: bytes, key: Ed25519PrivateKey) -> bytes:
     """Serialise a signed envelope around ``payload`` (which the caller encoded once)."""
     env = pb.Envelope(payload_type=payload_type, payload=payload)
     env.signatures.add(keyid=keyid(key.public_key()), sig=key.sign(pae(payload_type, payload)))
+    return env.SerializeToString()
+
+
+def cosign(data: bytes, key: Ed25519PrivateKey) -> bytes:
+    """Add ``key``'s signature to an envelope over its exact payload (a key rotation needs three)."""
+    env = pb.Envelope()
+    env.ParseFromString(data)
+    kid = keyid(key.public_key())
+    if any(s.keyid == kid for s in env.signatures):
+        return data
+    env.signatures.add(keyid=kid, sig=key.sign(pae(env.payload_type, env.payload)))
     return env.SerializeToString()
 
 

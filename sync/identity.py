@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sync.trust import Identity
+from sync.trust import Identity, TrustState
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class Me:
     root: Identity
     parent: str | None
     children: dict[str, str]  # code -> name
+    # Revocation lists in force and keys seen: shared, mutable, loaded from and saved to the store by the node.
+    trust: TrustState = field(default_factory=TrustState, compare=False)
 
     def cascade_subject(self) -> str:
         return "casc." + ".".join(self.path)

@@ -43,7 +43,7 @@ def verify_result_message(me: Me, data: bytes, now: int, transport_subject: str 
         msg.ParseFromString(data)
     except DecodeError:
         raise EnvelopeError("结果消息无法解析 (malformed result message)") from None
-    signer, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, list(msg.certificate_chain), me.root, now)
+    signer, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, list(msg.certificate_chain), me.root, now, me.trust)
     if signer.path[:-1] != me.path or signer.code not in me.children:
         raise EnvelopeError(f"签名者 {signer.code} 不是本节点的下级 (signer is not a child of this node)")
     if transport_subject is not None and transport_subject != "res." + ".".join(signer.path):
@@ -79,6 +79,8 @@ async def receive_results(store: ResultsStore, me: Me, data: bytes, now: int, on
                                 seq=bundle.seq, prev_hash=bundle.prev_hash, framework_digest=bundle.framework_digest,
                                 message=data, now=now, status="rejected" if rejected else "accepted", reason=rejected)
             await tx.remember(bundle.node, bundle_id, now)
+            if me.trust.has_new_keys():
+                await tx.put_keys(me.trust.take_new(), now)
             if not rejected:
                 await tx.put_values(node=bundle.node, cycle=bundle.cycle, period=bundle.period,
                                     framework_digest=bundle.framework_digest,

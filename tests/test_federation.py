@@ -89,6 +89,7 @@ def pg_urls(pg_admin_dsn: str) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, pg_urls: dict[str, str]) -> Iterator[tuple[Federation, Client]]:
     fed = Federation(tmp_path_factory.mktemp("fed") / "demo", load_topology(), store_url_for=pg_urls.__getitem__)
+    fed.heartbeat_seconds = 1  # a frozen parent is noticed after 3 s
     fed.prepare()
     fed.start_nats()
     client = Client(fed)
@@ -456,6 +457,58 @@ def test_a_county_killed_mid_ingest_loses_nothing_and_counts_nothing_twice(runni
     kids = {c["code"]: c for c in client.get(county, "/api/v1/sync")["from_children"]}
     assert all(kids[t]["bundles"] == seq_before[t] + 3 and kids[t]["rejected"] == 0 for t in towns)
     assert client.get(county, "/api/v1/audit", limit=1)["intact"]
+
+
+def test_every_child_hears_its_parent_and_a_frozen_parent_is_noticed(running: tuple[Federation, Client]) -> None:
+    """Rule 7: each parent's signed heartbeat keeps its children fresh; a parent frozen with SIGSTOP
+    (its process alive, its port open, its output gone) turns its townships' status stale, and
+    `appraise status` says so with exit code 1, until it resumes."""
+    fed, client = running
+    children = [s.code for s in fed.specs if s.parent is not None]
+    wait_until("every child has a fresh heartbeat",
+               lambda: all(client.get(c, "/api/v1/sync")["parent_heartbeat"]["fresh"] for c in children), 30)
+    county, town = "510105", "510105002"
+
+    def cli_status(code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nodes.cli", "status", "--gateway", fed.by_code[code].url],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    assert cli_status(town).returncode == 0
+    fed.procs[county].send_signal(signal.SIGSTOP)
+    try:
+        wait_until("the township notices its county is silent",
+                   lambda: not client.get(town, "/api/v1/sync")["parent_heartbeat"]["fresh"], 15)
+        stale = cli_status(town)
+        assert stale.returncode == 1 and "possibly frozen" in stale.stdout, stale.stdout
+    finally:
+        fed.procs[county].send_signal(signal.SIGCONT)
+    wait_until("fresh again once the county resumes",
+               lambda: client.get(town, "/api/v1/sync")["parent_heartbeat"]["fresh"], 15)
+
+
+def test_a_revoked_township_is_refused_and_the_list_reaches_it(running: tuple[Federation, Client]) -> None:
+    """青羊区 revokes 草市街道's certificate: the signed list reaches the township with the next heartbeat,
+    and the county refuses what the township signs from then on, saying why, in its audit log."""
+    _, client = running
+    county, town = "510105", "510105003"
+    bad = client.post(county, "/api/v1/admin/revocations", {"code": "510104017", "serial": 1})
+    assert bad.status_code == 422 and "only its children" in bad.text
+    r = client.post(county, "/api/v1/admin/revocations", {"code": town, "serial": 1, "reason": "密钥泄露演练"})
+    assert r.status_code == 201 and r.json()["list_version"] == 1, r.text
+    wait_until("the township holds its county's list",
+               lambda: client.get(town, "/api/v1/sync")["revocation_lists"].get(county) == 1, 15)
+    fw = client.frameworks(town)[-1]
+    vals = {i["code"]: i["target"] for i in fw["indicators"] if i["leaf"]}
+    assert client.post(town, "/api/v1/admin/values", {"cycle": CYCLE, "period": PERIOD, "values": vals}).status_code == 201
+
+    def refused() -> list[dict[str, Any]]:
+        return [e for e in client.get(county, "/api/v1/audit", action="reject.results", limit=1000)["entries"]
+                if "revoked" in e["detail"]["reason"]]
+
+    wait_until("the county refuses the revoked township's bundle", lambda: bool(refused()), 15)
+    assert "密钥泄露演练" in refused()[0]["detail"]["reason"]
+    revoked = client.get(county, "/api/v1/audit", action="revoke.certificate")["entries"]
+    assert revoked[0]["subject"] == town and revoked[0]["detail"]["serial"] == 1
 
 
 def test_an_authored_decomposition_is_never_overwritten(running: tuple[Federation, Client]) -> None:

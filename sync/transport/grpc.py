@@ -10,7 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from proto.appraisal.v1 import appraisal_pb2_grpc as pb_grpc
 
-FetchFn = Callable[[str, str], Awaitable[list[bytes]]]
+FetchFn = Callable[[str, str], Awaitable[tuple[list[bytes], bytes]]]  # cascade messages, trust update
 SubmitFn = Callable[[bytes], Awaitable[tuple[bool, str]]]
 QueryFn = Callable[[pb.QueryRequest], Awaitable[pb.QueryReply]]
 BundlesFn = Callable[[str, int], Awaitable[list[bytes]]]
@@ -27,8 +27,8 @@ class FederationServicer(pb_grpc.FederationServicer):
     async def FetchFrameworks(  # noqa: N802 - name fixed by the generated base class
         self, request: pb.FetchFrameworksRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.FetchFrameworksReply:
-        messages = await self._fetch(request.requester, request.cycle)
-        return pb.FetchFrameworksReply(messages=messages)
+        messages, trust = await self._fetch(request.requester, request.cycle)
+        return pb.FetchFrameworksReply(messages=messages, trust=trust)
 
     async def SubmitResults(  # noqa: N802
         self, request: pb.SubmitResultsRequest, context: grpc.aio.ServicerContext[object, object]
@@ -65,10 +65,10 @@ class FederationClient:
         self.channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
         self.stub = pb_grpc.FederationStub(self.channel)
 
-    async def fetch_frameworks(self, requester: str, cycle: str = "", timeout: float = 5) -> list[bytes]:
+    async def fetch_frameworks(self, requester: str, cycle: str = "", timeout: float = 5) -> tuple[list[bytes], bytes]:
         reply = await self.stub.FetchFrameworks(pb.FetchFrameworksRequest(requester=requester, cycle=cycle),
                                                 timeout=timeout)
-        return list(reply.messages)
+        return list(reply.messages), reply.trust
 
     async def submit(self, message: bytes, timeout: float = 5) -> tuple[bool, str]:
         reply = await self.stub.SubmitResults(pb.SubmitResultsRequest(message=message), timeout=timeout)

@@ -55,6 +55,21 @@ class NatsTransport:
         """Publish and wait for JetStream's acknowledgement; raises if not acknowledged."""
         await self.js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": msg_id})
 
+    async def announce(self, subject: str, payload: bytes) -> None:
+        """Core NATS, fire and forget: for heartbeats, which are worthless once expired."""
+        await self.nc.publish(subject, payload)
+        await self.nc.flush(timeout=5)
+
+    async def listen(self, subject: str, handler: Callable[[bytes], Awaitable[None]]) -> None:
+        async def on_message(msg: Msg) -> None:
+            try:
+                await handler(msg.data)
+            except Exception as exc:  # one bad announcement must not end the subscription
+                self.last_error = f"handle {msg.subject}: {exc}"
+                log.warning("handling %s: %s", msg.subject, exc)
+
+        await self.nc.subscribe(subject, cb=on_message)
+
     def consume(self, stream: str, durable: str, filter_subject: str, handler: Handler, give_up: GiveUp) -> None:
         self._tasks.append(asyncio.create_task(self._consume(stream, durable, filter_subject, handler, give_up),
                                                name=f"consume:{durable}"))

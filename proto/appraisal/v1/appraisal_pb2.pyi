@@ -112,6 +112,7 @@ class NodeCertificate(_message.Message):
     SERIAL_FIELD_NUMBER: _builtins.int
     NOT_BEFORE_FIELD_NUMBER: _builtins.int
     NOT_AFTER_FIELD_NUMBER: _builtins.int
+    PREVIOUS_KEY_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """GB/T 2260 division code of the node"""
     name: _builtins.str
@@ -125,6 +126,10 @@ class NodeCertificate(_message.Message):
     """unix seconds"""
     not_after: _builtins.int
     """unix seconds"""
+    previous_key: _builtins.bytes
+    """Key rotation: the key certified by serial - 1. A rotated certificate (serial > 1) is signed
+    by the issuer, by this previous key (continuity) and by the new key (possession).
+    """
     def __init__(
         self,
         *,
@@ -136,14 +141,152 @@ class NodeCertificate(_message.Message):
         serial: _builtins.int = ...,
         not_before: _builtins.int = ...,
         not_after: _builtins.int = ...,
+        previous_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "issuer_code", b"issuer_code", "level", b"level", "name", b"name", "not_after", b"not_after", "not_before", b"not_before", "public_key", b"public_key", "serial", b"serial"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "issuer_code", b"issuer_code", "level", b"level", "name", b"name", "not_after", b"not_after", "not_before", b"not_before", "previous_key", b"previous_key", "public_key", b"public_key", "serial", b"serial"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeCertificate: _TypeAlias = NodeCertificate  # noqa: Y015
+
+@_typing.final
+class Revocation(_message.Message):
+    """An issuer's signed list of the certificates it has revoked. Versions only go up; a node keeps
+    the latest list of every issuer above it and its own, and forwards them with frameworks and
+    heartbeats.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """the node whose certificate is revoked"""
+    serial: _builtins.int
+    revoked_at: _builtins.int
+    """unix seconds"""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        serial: _builtins.int = ...,
+        revoked_at: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "reason", b"reason", "revoked_at", b"revoked_at", "serial", b"serial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Revocation: _TypeAlias = Revocation  # noqa: Y015
+
+@_typing.final
+class RevocationList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_CODE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_FIELD_NUMBER: _builtins.int
+    issuer_code: _builtins.str
+    version: _builtins.int
+    issued_at: _builtins.int
+    @_builtins.property
+    def revoked(self) -> _containers.RepeatedCompositeFieldContainer[Global___Revocation]: ...
+    def __init__(
+        self,
+        *,
+        issuer_code: _builtins.str = ...,
+        version: _builtins.int = ...,
+        issued_at: _builtins.int = ...,
+        revoked: _abc.Iterable[Global___Revocation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at", "issuer_code", b"issuer_code", "revoked", b"revoked", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevocationList: _TypeAlias = RevocationList  # noqa: Y015
+
+@_typing.final
+class Heartbeat(_message.Message):
+    """A parent's short-lived statement that it is alive and what it has issued, so that a child
+    can tell that it is being frozen on old data (DESIGN.md rule 7).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_CODE_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    FRAMEWORKS_FIELD_NUMBER: _builtins.int
+    REVOCATIONS_VERSION_FIELD_NUMBER: _builtins.int
+    issuer_code: _builtins.str
+    issued_at: _builtins.int
+    expires_at: _builtins.int
+    revocations_version: _builtins.int
+    """the issuer's own revocation list in force"""
+    @_builtins.property
+    def frameworks(self) -> _containers.RepeatedCompositeFieldContainer[Global___FrameworkRef]:
+        """the latest framework issued per (cycle, class)"""
+
+    def __init__(
+        self,
+        *,
+        issuer_code: _builtins.str = ...,
+        issued_at: _builtins.int = ...,
+        expires_at: _builtins.int = ...,
+        frameworks: _abc.Iterable[Global___FrameworkRef] | None = ...,
+        revocations_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "frameworks", b"frameworks", "issued_at", b"issued_at", "issuer_code", b"issuer_code", "revocations_version", b"revocations_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class TrustUpdate(_message.Message):
+    """What a parent sends between frameworks: its heartbeat and the revocation lists it holds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    REVOCATIONS_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_CHAIN_FIELD_NUMBER: _builtins.int
+    heartbeat: _builtins.bytes
+    """Envelope(Heartbeat), signed by the sender"""
+    @_builtins.property
+    def revocations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Envelope(RevocationList) of the sender's ancestors and its own"""
+
+    @_builtins.property
+    def certificate_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """the sender's certificates"""
+
+    def __init__(
+        self,
+        *,
+        heartbeat: _builtins.bytes = ...,
+        revocations: _abc.Iterable[_builtins.bytes] | None = ...,
+        certificate_chain: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_chain", b"certificate_chain", "heartbeat", b"heartbeat", "revocations", b"revocations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrustUpdate: _TypeAlias = TrustUpdate  # noqa: Y015
 
 @_typing.final
 class CertificateChain(_message.Message):
@@ -539,21 +682,27 @@ class CascadeMessage(_message.Message):
 
     FRAMEWORKS_FIELD_NUMBER: _builtins.int
     CERTIFICATE_CHAIN_FIELD_NUMBER: _builtins.int
+    REVOCATIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def frameworks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     @_builtins.property
     def certificate_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """certificates of the last framework's signer"""
 
+    @_builtins.property
+    def revocations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Envelope(RevocationList) of issuers on the chain"""
+
     def __init__(
         self,
         *,
         frameworks: _abc.Iterable[_builtins.bytes] | None = ...,
         certificate_chain: _abc.Iterable[_builtins.bytes] | None = ...,
+        revocations: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_chain", b"certificate_chain", "frameworks", b"frameworks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_chain", b"certificate_chain", "frameworks", b"frameworks", "revocations", b"revocations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -711,6 +860,9 @@ class FetchFrameworksReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGES_FIELD_NUMBER: _builtins.int
+    TRUST_FIELD_NUMBER: _builtins.int
+    trust: _builtins.bytes
+    """serialized TrustUpdate: the parent's heartbeat and revocation lists"""
     @_builtins.property
     def messages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """serialized CascadeMessage, exactly as stored"""
@@ -719,10 +871,11 @@ class FetchFrameworksReply(_message.Message):
         self,
         *,
         messages: _abc.Iterable[_builtins.bytes] | None = ...,
+        trust: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "trust", b"trust"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,166 @@
+"""Trust updates: the parent's signed heartbeat and the revocation lists (sender and receiver).
+
+Sender: every few seconds a parent signs a short-lived Heartbeat naming the latest framework it
+issued per (cycle, class) and the version of its own revocation list, and sends it with the
+revocation lists it holds (its ancestors' and its own) and its certificate chain. Heartbeats go
+over core NATS (``hb.<path>``), not a stream: an expired heartbeat is worth nothing, and a stream
+would only fill up with them. The same update answers a child's catch-up over gRPC.
+
+Receiver: the chain must prove the sender is this node's parent; newer revocation lists are
+installed, persisted and audited even if the heartbeat itself is bad (each list is signed on its
+own); the heartbeat must verify, be newer than the last one (a replay is refused) and unexpired.
+A child whose last heartbeat has expired says it may be frozen on old data (rule 7); one whose
+heartbeat names a framework it does not hold asks its parent for it.
+
+Revoking: an issuer revokes only certificates it issued (its direct children). Its new list
+repeats every earlier entry; versions go up by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from google.protobuf.message import DecodeError
+
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.envelope import PAYLOAD_HEARTBEAT, EnvelopeError, open_envelope, sign, verify_signature
+from sync.identity import Me
+from sync.trust import (
+    CLOCK_SKEW,
+    CertInfo,
+    RevocationList,
+    TrustError,
+    accept_revocations,
+    chain_identities,
+    decode_revocations,
+    sign_revocations,
+)
+
+MAX_TRUST_UPDATE = 8 * 1024 * 1024
+MAX_HEARTBEAT_TTL = 24 * 3600
+
+
+class TrustTx(Protocol):
+    async def put_revocations(self, issuer: str, version: int, envelope: bytes, now: int) -> None: ...
+    async def put_keys(self, infos: list[CertInfo], now: int) -> None: ...
+    async def audit(self, actor: str, action: str, subject: str, detail: dict[str, object], now: int) -> None: ...
+
+
+class TrustStore(Protocol):
+    def tx(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Pulse:
+    """The last good heartbeat from the parent."""
+
+    issued_at: int
+    expires_at: int
+    frameworks: tuple[tuple[str, str, int, str], ...]  # (cycle, class, version, digest)
+    revocations_version: int
+
+    def fresh(self, now: int) -> bool:
+        return now <= self.expires_at
+
+
+# ------------------------------------------------------------------ sender
+
+def heartbeat_update(me: Me, issued: list[tuple[str, str, int, str]], now: int, ttl: int) -> bytes:
+    """A signed heartbeat plus the revocation lists in force, as one TrustUpdate."""
+    own = me.trust.lists.get(me.code)
+    hb = pb.Heartbeat(issuer_code=me.code, issued_at=now, expires_at=now + ttl,
+                      revocations_version=own.version if own is not None else 0)
+    for cycle, unit_class, version, digest in issued:
+        hb.frameworks.add(issuer=me.code, cycle=cycle, unit_class=unit_class, version=version, digest=digest)
+    return pb.TrustUpdate(heartbeat=sign(PAYLOAD_HEARTBEAT, hb.SerializeToString(), me.key),
+                          revocations=me.trust.envelopes(me.path),
+                          certificate_chain=list(me.chain)).SerializeToString()
+
+
+async def revoke(tx: TrustTx, me: Me, code: str, serial: int, reason: str, now: int) -> RevocationList:
+    """Revoke certificate ``serial`` of child ``code``: sign the next version of this node's list."""
+    if code not in me.children:
+        raise TrustError(f"{code[:12]} 不是本节点签发证书的下级，无法吊销 (a node revokes only its children's certificates)")
+    if serial < 1:
+        raise TrustError("证书序号应为正整数 (serial must be a positive integer)")
+    current = me.trust.lists.get(me.code)
+    entries = dict(current.revoked) if current is not None else {}
+    if (code, serial) in entries:
+        return current  # type: ignore[return-value]  # already revoked: nothing to sign
+    entries[(code, serial)] = (now, reason[:200])
+    version = (current.version + 1) if current is not None else 1
+    data = sign_revocations(me.key, me.code, version, now, entries)
+    crl = decode_revocations(data, chain_identities(me.chain, me.root, now)[-1], now)
+    me.trust.offer(crl)
+    await tx.put_revocations(me.code, version, data, now)
+    await tx.audit(me.code, "revoke.certificate", code, {"serial": serial, "reason": reason[:200], "list_version": version},
+                   now)
+    return crl
+
+
+# ---------------------------------------------------------------- receiver
+
+async def save_trust(tx: TrustTx, me: Me, installed: list[RevocationList], now: int, *, keys: bool = True) -> None:
+    """Persist newly installed lists (audited) and newly seen certificate keys.
+
+    ``keys`` False (a rejected message): the keys stay remembered in memory and are saved with
+    the next accepted message, so a rejection leaves the store as it was but for its lists."""
+    for crl in installed:
+        await tx.put_revocations(crl.issuer, crl.version, crl.envelope, now)
+        await tx.audit(me.code, "accept.revocations", crl.issuer,
+                       {"version": crl.version, "revoked": [f"{c}#{s}" for c, s in sorted(crl.revoked)][:50]}, now)
+    new_keys = me.trust.take_new() if keys else []
+    if new_keys:
+        await tx.put_keys(new_keys, now)
+
+
+async def receive_trust_update(store: TrustStore, me: Me, data: bytes, now: int,
+                               last: Pulse | None) -> tuple[Pulse, int]:
+    """Verify a parent's TrustUpdate; return the new pulse and how many newer revocation lists it
+    brought. Raises EnvelopeError (audited) if refused."""
+    installed: list[RevocationList] = []
+    try:
+        if len(data) > MAX_TRUST_UPDATE:
+            raise EnvelopeError("信任更新过大 (trust update too large)")
+        msg = pb.TrustUpdate()
+        try:
+            msg.ParseFromString(data)
+        except DecodeError:
+            raise EnvelopeError("信任更新无法解析 (malformed trust update)") from None
+        signers = chain_identities(list(msg.certificate_chain), me.root, now, me.trust)
+        sender = signers[-1]
+        if sender.code != me.parent:
+            raise EnvelopeError(f"信任更新由 {sender.code} 签发，不是本节点的上级 (not from this node's parent)")
+        installed = accept_revocations(me.trust, list(msg.revocations), signers, now)
+        pulse = _verify_heartbeat(msg.heartbeat, sender.public_key, sender.code, now, last)
+        me.trust.check(sender)  # a list just installed may revoke the sender itself
+    except (EnvelopeError, ArithmeticError) as exc:
+        async with store.tx() as tx:
+            await save_trust(tx, me, installed, now, keys=False)
+            await tx.audit(me.code, "reject.heartbeat", me.parent or "", {"reason": str(exc), "bytes": len(data)}, now)
+        raise EnvelopeError(str(exc)) from None
+    if installed or me.trust.has_new_keys():
+        async with store.tx() as tx:
+            await save_trust(tx, me, installed, now)
+    return pulse, len(installed)
+
+
+def _verify_heartbeat(data: bytes, key: Any, sender: str, now: int, last: Pulse | None) -> Pulse:
+    opened = open_envelope(data, PAYLOAD_HEARTBEAT)
+    verify_signature(opened, key)
+    hb = pb.Heartbeat()
+    try:
+        hb.ParseFromString(opened.payload)
+    except DecodeError:
+        raise EnvelopeError("心跳无法解析 (malformed heartbeat)") from None
+    if hb.issuer_code != sender:
+        raise EnvelopeError(f"心跳声明的签发者 {hb.issuer_code[:12]} 不是签名者 {sender} (issuer is not the signer)")
+    if hb.issued_at > now + CLOCK_SKEW or not hb.issued_at < hb.expires_at <= hb.issued_at + MAX_HEARTBEAT_TTL:
+        raise EnvelopeError("心跳的时间无效 (heartbeat times are invalid)")
+    if hb.expires_at < now:
+        raise EnvelopeError(f"心跳已于 {hb.expires_at} 过期 (stale heartbeat: expired)")
+    if last is not None and hb.issued_at < last.issued_at:  # equal: one second can carry several
+        raise EnvelopeError(f"心跳早于已收到的心跳 (heartbeat replayed or out of date: {hb.issued_at} < {last.issued_at})")
+    refs = tuple((f.cycle, f.unit_class, f.version, f.digest) for f in hb.frameworks[:1000])
+    return Pulse(hb.issued_at, hb.expires_at, refs, hb.revocations_version)

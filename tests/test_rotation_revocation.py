@@ -1,0 +1,259 @@
+"""Key rotation, revocation lists and the parent's heartbeat (DESIGN.md §5 rules 3, 7, 10).
+
+Pure checks first (trust.py verifies bytes it is given), then the receivers on a real store
+(SQLite and PostgreSQL): what is refused, with which reason, what is audited and what is kept."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from nodes.store import Store
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync import keys
+from sync.cascade_receiver import receive_cascade
+from sync.envelope import EnvelopeError
+from sync.results_receiver import receive_results
+from sync.results_sender import send_bundle
+from sync.trust import (
+    TrustError,
+    TrustState,
+    accept_revocations,
+    chain_identities,
+    countersign,
+    decode_revocations,
+    issue_certificate,
+    sign_revocations,
+    verify_chain,
+)
+from sync.trust_updates import heartbeat_update, receive_trust_update, revoke
+from tests.helpers import NAMES, NOW, Hierarchy
+from tests.test_receivers import Memory, _county_with_framework, no_follow_up, snapshot
+
+
+@pytest.fixture
+def h() -> Hierarchy:
+    return Hierarchy.build()
+
+
+def rotated(h: Hierarchy, code: str, issuer: str, new: Any, *, serial: int = 2, old: Any = None,
+            sign_old: bool = True, sign_new: bool = True) -> bytes:
+    old = old or h.keys[code]
+    cert = issue_certificate(h.keys[issuer], issuer, code=code, name=NAMES[code], level="city", public_key=new.public_key(),
+                             serial=serial, not_before=NOW - 60, not_after=NOW + 86400, previous_key=old.public_key())
+    signers = ([old] if sign_old else []) + ([new] if sign_new else [])
+    return countersign(cert, *signers)
+
+
+# ---------------------------------------------------------------- rotation (rule 3)
+
+def test_rotation_signed_by_issuer_old_and_new_key_is_accepted(h: Hierarchy) -> None:
+    new = keys.generate()
+    ident = verify_chain([rotated(h, "5101", "51", new)], h.root, NOW)
+    assert ident.code == "5101" and keys.public_raw(ident.public_key) == keys.public_raw(new.public_key())
+    assert ident.certs[0].serial == 2 and ident.certs[0].previous_keyid
+
+
+@pytest.mark.parametrize(("sign_old", "sign_new"), [(False, True), (True, False), (False, False)])
+def test_rotation_without_both_subject_signatures_is_refused(h: Hierarchy, sign_old: bool, sign_new: bool) -> None:
+    cert = rotated(h, "5101", "51", keys.generate(), sign_old=sign_old, sign_new=sign_new)
+    with pytest.raises(TrustError, match="signed by the old and the new key"):
+        verify_chain([cert], h.root, NOW)
+
+
+def test_rotation_must_name_its_previous_key_and_first_certificate_must_not(h: Hierarchy) -> None:
+    new = keys.generate()
+    bare = issue_certificate(h.keys["51"], "51", code="5101", name="成都市", level="city", public_key=new.public_key(),
+                             serial=2, not_before=NOW - 60, not_after=NOW + 86400)
+    with pytest.raises(TrustError, match="lacks previous_key"):
+        verify_chain([countersign(bare, new)], h.root, NOW)
+    first = issue_certificate(h.keys["51"], "51", code="5101", name="成都市", level="city", public_key=new.public_key(),
+                              serial=1, not_before=NOW - 60, not_after=NOW + 86400,
+                              previous_key=h.keys["5101"].public_key())
+    with pytest.raises(TrustError, match="names a previous key"):
+        verify_chain([first], h.root, NOW)
+
+
+def test_key_history_refuses_two_keys_under_one_serial_and_a_broken_rotation(h: Hierarchy) -> None:
+    state = TrustState()
+    verify_chain(h.chains["5101"], h.root, NOW, state)  # serial 1 with the real key, remembered
+    impostor = issue_certificate(h.keys["51"], "51", code="5101", name="成都市", level="city",
+                                 public_key=keys.generate().public_key(), serial=1, not_before=NOW - 60,
+                                 not_after=NOW + 86400)
+    with pytest.raises(TrustError, match="two keys under one serial"):
+        verify_chain([impostor], h.root, NOW, state)
+    stranger = keys.generate()  # a "rotation" from a key that never was serial 1
+    with pytest.raises(TrustError, match="does not continue"):
+        verify_chain([rotated(h, "5101", "51", keys.generate(), old=stranger)], h.root, NOW, state)
+    ok = verify_chain([rotated(h, "5101", "51", keys.generate())], h.root, NOW, state)
+    assert ok.certs[0].serial == 2
+    assert {(c.code, c.serial) for c in state.take_new()} == {("5101", 1), ("5101", 2)}
+
+
+def test_old_certificate_still_verifies_after_rotation_until_it_expires(h: Hierarchy) -> None:
+    """Rule 10: bundles signed before a rotation still verify (the old certificate is kept)."""
+    state = TrustState()
+    verify_chain([rotated(h, "5101", "51", keys.generate())], h.root, NOW, state)
+    assert verify_chain(h.chains["5101"], h.root, NOW, state).code == "5101"
+
+
+# ---------------------------------------------------------------- revocation lists
+
+def crl(h: Hierarchy, issuer: str, version: int, entries: dict[tuple[str, int], tuple[int, str]]) -> bytes:
+    return sign_revocations(h.keys[issuer], issuer, version, NOW, entries)
+
+
+def test_revoked_certificate_is_refused_anywhere_in_the_chain(h: Hierarchy) -> None:
+    state = TrustState()
+    signers = chain_identities(h.chains["5101"], h.root, NOW)
+    installed = accept_revocations(state, [crl(h, "5101", 1, {("510104", 1): (NOW, "密钥泄露")})], signers, NOW)
+    assert [c.version for c in installed] == [1]
+    assert verify_chain(h.chains["5101"], h.root, NOW, state).code == "5101"
+    for code in ("510104", "510104017"):  # the county, and the township below it
+        with pytest.raises(TrustError, match="revoked") as err:
+            verify_chain(h.chains[code], h.root, NOW, state)
+        assert "510104" in str(err.value) and "密钥泄露" in str(err.value)
+
+
+def test_revocation_lists_only_go_forward_and_never_drop_an_entry(h: Hierarchy) -> None:
+    state = TrustState()
+    signers = chain_identities(h.chains["5101"], h.root, NOW)
+    v1 = crl(h, "5101", 1, {("510104", 1): (NOW, "")})
+    v2 = crl(h, "5101", 2, {("510104", 1): (NOW, ""), ("510104", 2): (NOW, "")})
+    accept_revocations(state, [v1, v2], signers, NOW)
+    with pytest.raises(TrustError, match="rollback"):
+        accept_revocations(state, [v1], signers, NOW)
+    with pytest.raises(TrustError, match="equal version with different bytes"):
+        accept_revocations(state, [crl(h, "5101", 2, {("510104", 2): (NOW, "")})], signers, NOW)
+    with pytest.raises(TrustError, match="cannot be withdrawn"):
+        accept_revocations(state, [crl(h, "5101", 3, {("510104", 2): (NOW, "")})], signers, NOW)
+    assert accept_revocations(state, [v2], signers, NOW) == []  # the list in force, again: nothing new
+    assert state.lists["5101"].version == 2
+
+
+def test_revocation_list_from_outside_the_chain_or_scope_or_wrong_key_is_refused(h: Hierarchy) -> None:
+    state = TrustState()
+    signers = chain_identities(h.chains["5101"], h.root, NOW)
+    with pytest.raises(TrustError, match="outside the chain"):
+        accept_revocations(state, [crl(h, "5107", 1, {})], signers, NOW)
+    with pytest.raises(TrustError, match="outside the issuer's scope"):
+        accept_revocations(state, [crl(h, "5101", 1, {("510703", 1): (NOW, "")})], signers, NOW)
+    forged = sign_revocations(h.keys["5107"], "5101", 1, NOW, {("510104", 1): (NOW, "")})
+    with pytest.raises(EnvelopeError, match="not signed by the expected key"):
+        accept_revocations(state, [forged], signers, NOW)
+    assert state.lists == {}
+
+
+# ------------------------------------------------------------ receivers on a store
+
+async def test_results_signed_under_a_revoked_certificate_are_refused(store: Store, h: Hierarchy) -> None:
+    county, tfw, digest = await _county_with_framework(store, h)
+    mem = Memory()
+    await send_bundle(mem, h.me("510104017"), cycle="2026", period="2026-Y", framework_digest=digest,
+                      values={i.code: Decimal(1) for i in tfw.leaves()}, child_scores=(), now=NOW)
+    async with store.tx() as tx:
+        listed = await revoke(tx, county, "510104017", 1, "乡镇密钥泄露", NOW)
+    assert listed.version == 1
+    before = await snapshot(store)
+    outcome = await receive_results(store, county, mem.queued[0], NOW, no_follow_up)
+    assert not outcome.accepted and "revoked" in outcome.reason and "乡镇密钥泄露" in outcome.reason
+    assert await snapshot(store) == before
+    async with store.read() as r:
+        audits = [e.action for e in await r.audit_entries()]
+        lists = await r.revocation_lists()
+    assert "revoke.certificate" in audits and audits[-1] == "reject.results"
+    assert [(row.issuer, row.version) for row in lists] == [("510104", 1)]
+
+
+async def test_revoking_needs_a_child_of_this_node(store: Store, h: Hierarchy) -> None:
+    county = h.me("510104")
+    async with store.tx() as tx:
+        with pytest.raises(TrustError, match="only its children"):
+            await revoke(tx, county, "510105001", 1, "", NOW)
+
+
+async def test_a_cascade_carries_revocations_down_and_they_take_effect(store: Store, h: Hierarchy) -> None:
+    """The city revokes 锦江区's key: a township refuses the county's framework from then on."""
+    city_list = crl(h, "5101", 1, {("510104", 1): (NOW, "区级密钥泄露")})
+    data = pb.CascadeMessage.FromString(h.cascade_to_county())
+    town = h.me("510104017")
+    # A township-bound message: the county's framework chain with the city's list riding along.
+    from aggregator.framework import Unit, derive_child_framework
+    from sync.codec import decode_framework
+    from sync.envelope import PAYLOAD_FRAMEWORK, digest, open_envelope
+
+    cpayload = open_envelope(data.frameworks[1], PAYLOAD_FRAMEWORK).payload
+    tfw = derive_child_framework(decode_framework(cpayload), digest(cpayload), "锦江区", "510104",
+                                 [Unit("510104017", "锦官驿街道")], unit_class="乡镇街道", issued_at=NOW,
+                                 expires_at=NOW + 86400)
+    tenv, _ = h.signed("510104", tfw)
+    message = pb.CascadeMessage(frameworks=[*data.frameworks, tenv], certificate_chain=h.chains["510104"],
+                                revocations=[city_list]).SerializeToString()
+    outcome = await receive_cascade(store, town, message, NOW, no_follow_up)
+    assert not outcome.accepted and "revoked" in outcome.reason and "区级密钥泄露" in outcome.reason
+    async with store.read() as r:
+        kept = await r.revocation_lists()
+        actions = [e.action for e in await r.audit_entries()]
+        held = await r.frameworks()
+    assert [(row.issuer, row.version) for row in kept] == [("5101", 1)]  # the list stands on its own
+    assert actions == ["accept.revocations", "reject.framework"] and held == []
+    # After a restart the node loads the list and still refuses.
+    fresh = h.me("510104017")
+    fresh.trust.load([row.envelope for row in kept], [])
+    again = await receive_cascade(store, fresh, pb.CascadeMessage(
+        frameworks=[*data.frameworks, tenv], certificate_chain=h.chains["510104"]).SerializeToString(), NOW,
+        no_follow_up)
+    assert not again.accepted and "revoked" in again.reason
+
+
+# ---------------------------------------------------------------- heartbeat (rule 7)
+
+async def test_heartbeat_is_verified_installs_lists_and_refuses_replays(store: Store, h: Hierarchy) -> None:
+    county = h.me("510104")
+    async with store.tx() as tx:
+        await revoke(tx, county, "510104018", 1, "", NOW)
+    town = h.me("510104017")
+    ref = [("2026", "乡镇街道", 3, "ab" * 32)]
+    first = heartbeat_update(county, ref, NOW, ttl=30)
+    pulse, installed = await receive_trust_update(store, town, first, NOW, None)
+    assert installed == 1 and pulse.fresh(NOW) and not pulse.fresh(NOW + 31)
+    assert pulse.frameworks == (("2026", "乡镇街道", 3, "ab" * 32),) and pulse.revocations_version == 1
+    assert town.trust.lists["510104"].version == 1
+    later = heartbeat_update(county, ref, NOW + 5, ttl=30)
+    newer, _ = await receive_trust_update(store, town, later, NOW + 5, pulse)
+    with pytest.raises(EnvelopeError, match="replayed or out of date"):
+        await receive_trust_update(store, town, first, NOW + 6, newer)
+    with pytest.raises(EnvelopeError, match="expired"):
+        await receive_trust_update(store, town, later, NOW + 40, None)
+    async with store.read() as r:
+        reasons = [json.loads(e.detail)["reason"] for e in await r.audit_entries(action="reject.heartbeat")]
+    assert len(reasons) == 2
+
+
+async def test_heartbeat_from_anyone_but_the_parent_is_refused(store: Store, h: Hierarchy) -> None:
+    town = h.me("510104017")
+    city = h.me("5101")
+    with pytest.raises(EnvelopeError, match="not from this node's parent"):
+        await receive_trust_update(store, town, heartbeat_update(city, [], NOW, ttl=30), NOW, None)
+    # The county's chain but a heartbeat signed by another key.
+    forged_me = replace(h.me("510104"), key=keys.generate())
+    with pytest.raises(EnvelopeError, match="not signed by the expected key"):
+        await receive_trust_update(store, town, heartbeat_update(forged_me, [], NOW, ttl=30), NOW, None)
+    with pytest.raises(EnvelopeError, match="malformed"):
+        await receive_trust_update(store, town, b"\xff\x00garbage", NOW, None)
+
+
+async def test_a_heartbeat_whose_list_revokes_the_sender_is_refused(store: Store, h: Hierarchy) -> None:
+    """The city's list rides in the county's heartbeat: once installed, the county is not believed."""
+    county = h.me("510104")
+    city_list = crl(h, "5101", 1, {("510104", 1): (NOW, "")})
+    city_state = decode_revocations(city_list, chain_identities(h.chains["5101"], h.root, NOW)[-1], NOW)
+    county.trust.offer(city_state)
+    town = h.me("510104017")
+    with pytest.raises(EnvelopeError, match="revoked"):
+        await receive_trust_update(store, town, heartbeat_update(county, [], NOW, ttl=30), NOW, None)
+    assert town.trust.lists["5101"].version == 1  # the list itself stands
