@@ -83,8 +83,13 @@ def keys_certify(
     issuer_chain: Annotated[Path | None, typer.Option(help="上级自己的证书链（省级不需要）")] = None,
     days: int = 730,
     serial: int = 1,
+    previous_public_key: Annotated[str | None, typer.Option(
+        help="密钥轮换：被替换的旧公钥（十六进制），序号须大于1 (rotation: the key being replaced)")] = None,
 ) -> None:
-    """上级为下级签发节点证书 (a parent certifies a child's key)."""
+    """上级为下级签发节点证书 (a parent certifies a child's key).
+
+    轮换密钥时（--serial N+1 --previous-public-key 旧公钥），下级还须用旧密钥和新密钥执行
+    `appraise keys countersign` (a rotation also needs the child's old and new key)."""
     from sync import keys
     from sync.codec import read_chain, write_chain
     from sync.envelope import EnvelopeError
@@ -92,9 +97,13 @@ def keys_certify(
 
     if not valid_code(code, level) or not code.startswith(issuer_code):
         raise fail(f"{code} 不是 {issuer_code} 的{level}级下级 (not a child of the issuer)")
+    if (serial > 1) != (previous_public_key is not None) or serial < 1:
+        raise fail("序号为1时不得给出 --previous-public-key；轮换（序号大于1）时必须给出 "
+                   "(serial 1 has no previous key; a rotation, serial > 1, names it)")
     try:
         parent_key = keys.load_private(issuer_key)
         child_key = keys.public_from_hex(public_key, "--public-key")
+        previous = keys.public_from_hex(previous_public_key, "--previous-public-key") if previous_public_key else None
     except keys.KeyFileError as exc:
         raise fail(str(exc)) from None
     chain: list[bytes] = []
@@ -105,9 +114,39 @@ def keys_certify(
             raise fail(f"{issuer_chain}: {exc}") from None
     now = int(time.time())
     cert = issue_certificate(parent_key, issuer_code, code=code, name=name, level=level, public_key=child_key,
-                             serial=serial, not_before=now - 60, not_after=now + days * 86400)
+                             serial=serial, not_before=now - 60, not_after=now + days * 86400, previous_key=previous)
     out.write_bytes(write_chain([*chain, cert]))
     typer.echo(f"已签发 {name}（{code}）的证书，写入 {out}")
+    if previous is not None:
+        typer.echo("请下级用旧密钥和新密钥执行 appraise keys countersign (the child must countersign with both keys)")
+
+
+@keys_app.command("countersign")
+def keys_countersign(
+    chain: Annotated[Path, typer.Option(help="上级签发的新证书链文件（原地更新） (the new chain; updated in place)")],
+    old_key: Annotated[Path, typer.Option(help="被替换的旧私钥 (the key being replaced)")],
+    new_key: Annotated[Path, typer.Option(help="新私钥 (the new key)")],
+) -> None:
+    """密钥轮换：下级用旧密钥和新密钥加签自己的新证书 (a child countersigns its rotated certificate)."""
+    from proto.appraisal.v1 import appraisal_pb2 as pb
+    from sync import keys
+    from sync.codec import read_chain, write_chain
+    from sync.envelope import PAYLOAD_CERTIFICATE, EnvelopeError, open_envelope
+    from sync.trust import countersign
+
+    try:
+        certs = list(read_chain(chain.read_bytes()))
+        old, new = keys.load_private(old_key), keys.load_private(new_key)
+        cert = pb.NodeCertificate.FromString(open_envelope(certs[-1], PAYLOAD_CERTIFICATE).payload)
+    except (OSError, IndexError, EnvelopeError, keys.KeyFileError) as exc:
+        raise fail(f"{chain}: {exc}") from None
+    if cert.previous_key != keys.public_raw(old.public_key()):
+        raise fail(f"{old_key}: 不是证书声明的旧密钥 (not the previous key the certificate names)")
+    if cert.public_key != keys.public_raw(new.public_key()):
+        raise fail(f"{new_key}: 不是证书所认证的新密钥 (not the key the certificate certifies)")
+    certs[-1] = countersign(certs[-1], old, new)
+    chain.write_bytes(write_chain(certs))
+    typer.echo(f"已加签 {cert.name}（{cert.code}）序号 {cert.serial} 的轮换证书 (countersigned)")
 
 
 @fw_app.command("validate")

@@ -7,9 +7,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.keys import load_private, public_from_hex, public_hex
-from sync.trust import root_identity, verify_chain
+from sync.trust import TrustError, root_identity, verify_chain
 
 
 def appraise(*args: str) -> subprocess.CompletedProcess[str]:
@@ -61,7 +63,36 @@ def test_deploy_nats_config_is_accepted_by_nats_server(tmp_path: Path) -> None:
     urls = json.loads(creds.read_text(encoding="utf-8"))
     assert len(urls) == 15 and urls["5101"].startswith("nats://node-5101:")
     text = conf.read_text(encoding="utf-8")
-    assert '"res.51.5101"' in text and '"casc.51.5101"' in text
+    assert '"res.51.5101"' in text and '"casc.51.5101"' in text and '"hb.51.5101"' in text
     checked = subprocess.run([nats_server_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,
                              timeout=60, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_key_rotation_ceremony(tmp_path: Path) -> None:
+    """成都市 rotates its key: the province certifies serial 2 naming the old key, the city countersigns
+    with old and new key, and the chain verifies; without the countersignature it does not."""
+    prov = appraise("keys", "generate", "--out", str(tmp_path / "51.pem")).stdout.strip()
+    old = appraise("keys", "generate", "--out", str(tmp_path / "old.pem")).stdout.strip()
+    new = appraise("keys", "generate", "--out", str(tmp_path / "new.pem")).stdout.strip()
+    base = ["keys", "certify", "--issuer-key", str(tmp_path / "51.pem"), "--issuer-code", "51", "--code", "5101",
+            "--name", "成都市", "--level", "city", "--public-key", new, "--out", str(tmp_path / "5101.chain")]
+    missing = appraise(*base, "--serial", "2")
+    assert missing.returncode == 2 and "a rotation, serial > 1, names it" in missing.stderr
+    r = appraise(*base, "--serial", "2", "--previous-public-key", old)
+    assert r.returncode == 0 and "countersign" in r.stdout, r.stderr
+    root = root_identity("51", "四川省", public_from_hex(prov, "root"))
+
+    def chain() -> list[bytes]:
+        return list(pb.CertificateChain.FromString((tmp_path / "5101.chain").read_bytes()).certificates)
+
+    with pytest.raises(TrustError, match="old and the new key"):
+        verify_chain(chain(), root, int(time.time()))
+    wrong = appraise("keys", "countersign", "--chain", str(tmp_path / "5101.chain"), "--old-key",
+                     str(tmp_path / "new.pem"), "--new-key", str(tmp_path / "new.pem"))
+    assert wrong.returncode == 2 and "not the previous key" in wrong.stderr
+    ok = appraise("keys", "countersign", "--chain", str(tmp_path / "5101.chain"), "--old-key", str(tmp_path / "old.pem"),
+                  "--new-key", str(tmp_path / "new.pem"))
+    assert ok.returncode == 0, ok.stderr
+    ident = verify_chain(chain(), root, int(time.time()))
+    assert public_hex(ident.public_key) == new and ident.certs[-1].serial == 2
