@@ -39,10 +39,10 @@ from sync.cascade_receiver import receive_cascade
 from sync.cascade_sender import issue_framework
 from sync.codec import Bundle, bundle_from_message, cascade_envelopes, framework_from_envelope
 from sync.identity import Me, Outcome
-from sync.results_receiver import receive_results
+from sync.results_receiver import receive_results, receive_results_batch
 from sync.results_sender import send_bundle
 from sync.transport.grpc import FederationClient, FederationServicer, start_server
-from sync.transport.nats import STREAM_CASCADE, STREAM_RESULTS, NatsTransport
+from sync.transport.nats import BATCH, STREAM_CASCADE, STREAM_RESULTS, NatsTransport
 from sync.trust import TrustError
 from sync.trust_updates import Pulse, heartbeat_update, receive_trust_update, revoke
 
@@ -113,10 +113,10 @@ class Node:
         self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, servicer)
         if self.me.parent is not None:
             self.nats.consume(STREAM_CASCADE, f"casc-{self.me.code}", self.me.parent_cascade_subject(),
-                              self.on_cascade, self.gave_up)
+                              self.on_cascade_batch, self.gave_up)
         if self.me.children:
             self.nats.consume(STREAM_RESULTS, f"res-{self.me.code}", self.me.children_results_filter(),
-                              self.on_results, self.gave_up)
+                              self.on_results_batch, self.gave_up, batch=BATCH)
         self._tasks.append(asyncio.create_task(self._relay(), name="outbox-relay"))
         if self.me.parent is not None:
             await self.nats.listen("hb." + ".".join(self.me.path[:-1]), self.on_heartbeat)
@@ -280,6 +280,9 @@ class Node:
                            self.now())
 
     # ------------------------------------------------------------ cascade
+    async def on_cascade_batch(self, msgs: list[tuple[str, bytes]]) -> list[bool]:
+        return [await self.on_cascade(subject, data) for subject, data in msgs]
+
     async def on_cascade(self, subject: str | None, data: bytes) -> bool:
         outcome = await receive_cascade(self.store, self.me, data, self.now(), self._after_framework, subject)
         self._log_outcome("framework", outcome)
@@ -355,16 +358,19 @@ class Node:
         return messages, self.trust_update(await self._issued_refs())
 
     # ------------------------------------------------------------ results
-    async def on_results(self, subject: str | None, data: bytes) -> bool:
-        outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, subject)
-        self._log_outcome("results", outcome)
-        if outcome.retry and outcome.origin in self.me.children and outcome.origin not in self._pulling:
-            # A gap: pull what is missing from the child directly, while the live stream goes on.
-            self._pulling.add(outcome.origin)
-            task = asyncio.create_task(self._pull_gap(outcome.origin), name=f"gap:{outcome.origin}")
-            self._tasks.append(task)
-            task.add_done_callback(self._tasks.remove)
-        return not outcome.retry
+    async def on_results_batch(self, msgs: list[tuple[str, bytes]]) -> list[bool]:
+        """A fetched batch of children's bundles, taken in one transaction."""
+        outcomes = await receive_results_batch(self.store, self.me, [(d, s) for s, d in msgs], self.now(),
+                                               self._after_results)
+        for outcome in outcomes:
+            self._log_outcome("results", outcome)
+            if outcome.retry and outcome.origin in self.me.children and outcome.origin not in self._pulling:
+                # A gap: pull what is missing from the child directly, while the live stream goes on.
+                self._pulling.add(outcome.origin)
+                task = asyncio.create_task(self._pull_gap(outcome.origin), name=f"gap:{outcome.origin}")
+                self._tasks.append(task)
+                task.add_done_callback(self._tasks.remove)
+        return [not o.retry for o in outcomes]
 
     async def _pull_gap(self, child: str) -> None:
         peer = next((c for c in self.cfg.children if c.code == child), None)
@@ -375,10 +381,13 @@ class Node:
             async with self.store.read() as r:
                 last = await r.last_bundle(child)
             messages = await client.fetch_bundles(self.me.code, last.seq if last is not None else 0)
-            for data in messages:  # verified like any other bundle: the child's signature, chain and content
-                outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, None)
-                self._log_outcome("results (pulled)", outcome)
-                if outcome.retry or (not outcome.accepted and not outcome.duplicate):
+            for start in range(0, len(messages), BATCH):  # verified like any other bundle, a batch at a time
+                outcomes = await receive_results_batch(self.store, self.me, [(d, None) for d in
+                                                                             messages[start:start + BATCH]],
+                                                       self.now(), self._after_results)
+                for outcome in outcomes:
+                    self._log_outcome("results (pulled)", outcome)
+                if any(o.retry for o in outcomes):
                     break
         except Exception as exc:  # the live stream's redelivery will ask again
             self.last_error = f"gap pull from {child}: {exc}"
@@ -400,8 +409,9 @@ class Node:
         self._log_outcome("results", outcome)
         return outcome.accepted, outcome.reason
 
-    async def _after_results(self, tx: Tx, bundle: Bundle) -> None:
-        await self.recompute(tx, bundle.cycle, bundle.period, bundle.framework_digest)
+    async def _after_results(self, tx: Tx, accepted: list[Bundle]) -> None:
+        for cycle, period, fw_digest in dict.fromkeys((b.cycle, b.period, b.framework_digest) for b in accepted):
+            await self.recompute(tx, cycle, period, fw_digest)
 
     async def recompute(self, tx: Tx, cycle: str, period: str, fw_digest: str) -> None:
         """Score and rank the units of one issued framework, roll up, and report upwards if complete."""

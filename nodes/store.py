@@ -140,6 +140,23 @@ class Tx:
     async def remember(self, origin: str, msg_id: str, now: int) -> None:
         await self.conn.execute(insert(inbox).values(origin=origin, msg_id=msg_id, received_at=now))
 
+    async def remember_many(self, pairs: Sequence[tuple[str, str]], now: int) -> None:
+        if pairs:
+            await self.conn.execute(insert(inbox), [{"origin": o, "msg_id": m, "received_at": now} for o, m in pairs])
+
+    async def known_bundles(self, pairs: Sequence[tuple[str, str]]) -> set[str]:
+        """Of these (origin, bundle id) pairs, the ids already taken (in the inbox or the chain)."""
+        ids = sorted({m for _, m in pairs})
+        if not ids:
+            return set()
+        wanted = set(pairs)
+        origins = sorted({o for o, _ in pairs})
+        found = {str(m) for o, m in await self.conn.execute(
+            select(inbox.c.origin, inbox.c.msg_id).where(inbox.c.msg_id.in_(ids), inbox.c.origin.in_(origins)))
+            if (o, m) in wanted}
+        found |= {str(i) for (i,) in await self.conn.execute(select(bundles.c.id).where(bundles.c.id.in_(ids)))}
+        return found
+
     # ------------------------------------------------------------- outbox
     async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None:
         await self.conn.execute(insert(outbox).values(subject=subject, msg_id=msg_id, payload=payload, created_at=now))
@@ -179,6 +196,23 @@ class Tx:
         h = entry_hash(prev, seq, now, actor, action, subject, text)
         await self.conn.execute(insert(audit_log).values(
             seq=seq, at=now, actor=actor, action=action, subject=subject, detail=text, prev_hash=prev, hash=h))
+
+    async def audit_many(self, entries: Sequence[tuple[str, str, str, Mapping[str, Any]]], now: int) -> None:
+        """Append (actor, action, subject, detail) entries in order, chained, in one statement."""
+        if not entries:
+            return
+        last = (await self.conn.execute(
+            select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))).first()
+        seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+        rows = []
+        for actor, action, subject, detail in entries:
+            seq += 1
+            text = json.dumps(dict(detail), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            h = entry_hash(prev, seq, now, actor, action, subject, text)
+            rows.append({"seq": seq, "at": now, "actor": actor, "action": action, "subject": subject, "detail": text,
+                         "prev_hash": prev, "hash": h})
+            prev = h
+        await self.conn.execute(insert(audit_log), rows)
 
     async def audit_entries(self, limit: int | None = None, action: str | None = None) -> list[Row[Any]]:
         q = select(audit_log).order_by(audit_log.c.seq)
@@ -227,6 +261,16 @@ class Tx:
         await self._upsert(results, rows, ["node", "cycle", "period", "framework_digest", "indicator"],
                            ["value", "source", "bundle_id", "updated_at"])
 
+    async def put_reported_values(self, values: Mapping[tuple[str, str, str, str, str], Mapping[str, str]],
+                                  now: int) -> None:
+        """Values of many bundles at once: (node, cycle, period, framework digest, indicator) →
+        {value, bundle_id}; each key at most once, so one statement upserts them all."""
+        rows = [{"node": n, "cycle": c, "period": p, "framework_digest": f, "indicator": i, "value": v["value"],
+                 "source": "reported", "bundle_id": v["bundle_id"], "updated_at": now}
+                for (n, c, p, f, i), v in values.items()]
+        await self._upsert(results, rows, ["node", "cycle", "period", "framework_digest", "indicator"],
+                           ["value", "source", "bundle_id", "updated_at"])
+
     async def values(self, cycle: str, period: str, framework_digest: str,
                      nodes: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
         q = select(results.c.node, results.c.indicator, results.c.value).where(
@@ -263,6 +307,12 @@ class Tx:
 
     async def bundle(self, bundle_id: str) -> Row[Any] | None:
         return (await self.conn.execute(select(bundles).where(bundles.c.id == bundle_id))).first()
+
+    async def put_bundles(self, rows: Sequence[Mapping[str, Any]], now: int) -> None:
+        if rows:
+            await self.conn.execute(insert(bundles), [
+                {"id": r["bundle_id"], "received_at": now, **{k: v for k, v in r.items() if k != "bundle_id"}}
+                for r in rows])
 
     async def put_bundle(self, *, bundle_id: str, node: str, cycle: str, period: str, seq: int, prev_hash: str,
                          framework_digest: str, message: bytes, now: int, status: str = "accepted",

@@ -15,7 +15,7 @@ Three layers of checks, with three different consequences:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
@@ -29,7 +29,7 @@ from sync.identity import Me, Outcome
 from sync.results_sender import GENESIS
 from sync.trust import verify_signed_by
 
-Accepted = Callable[[Any, Bundle], Awaitable[None]]
+Accepted = Callable[[Any, list[Bundle]], Awaitable[None]]
 
 
 class ResultsStore(Protocol):
@@ -56,58 +56,102 @@ def verify_result_message(me: Me, data: bytes, now: int, transport_subject: str 
 
 async def receive_results(store: ResultsStore, me: Me, data: bytes, now: int, on_accept: Accepted,
                           transport_subject: str | None = None) -> Outcome:
-    try:
-        bundle, bundle_id = verify_result_message(me, data, now, transport_subject)
-    except (EnvelopeError, ArithmeticError) as exc:
-        await _reject(store, me, str(exc), data, now, "")
-        return Outcome(False, False, str(exc))
+    return (await receive_results_batch(store, me, [(data, transport_subject)], now, on_accept))[0]
+
+
+async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tuple[bytes, str | None]], now: int,
+                                on_accept: Accepted) -> list[Outcome]:
+    """Take a batch of messages (data, transport subject) in one transaction; one outcome each, in order.
+
+    Verification (CPU) happens first, outside the transaction. Inside it, each child's bundles are
+    taken in sequence order, so a batch that arrived out of order is not mistaken for a gap.
+    ``on_accept`` runs once per batch with the bundles accepted (the node re-scores each affected
+    cycle, period and framework once, not once per bundle)."""
+    outcomes: list[Outcome | None] = [None] * len(items)
+    verified: list[tuple[int, Bundle, str, bytes, str | None]] = []
+    rejections: list[tuple[str, str, bytes]] = []  # (reason, subject, data) audited in the same transaction
+    for i, (data, subject) in enumerate(items):
+        try:
+            bundle, bundle_id = verify_result_message(me, data, now, subject)
+        except (EnvelopeError, ArithmeticError) as exc:
+            outcomes[i] = Outcome(False, False, str(exc))
+            rejections.append((str(exc), "", data))
+            continue
+        verified.append((i, bundle, bundle_id, data, subject))
+    verified.sort(key=lambda v: (v[1].node, v[1].seq))
     async with store.tx() as tx:
-        if await tx.seen(bundle.node, bundle_id) or await tx.bundle(bundle_id) is not None:
-            return Outcome(True, True, "重复结果包，已接收过 (duplicate)", bundle.node, bundle_id)
-        chain = await _check_chain(tx, bundle)
-        if chain == "gap":
-            return Outcome(False, False, f"缺少 {bundle.node} 序号 {bundle.seq} 之前的结果包，稍后重试 "
-                                         "(gap in the bundle chain; retry later)", bundle.node, bundle_id, retry=True)
-        if chain:
-            rejected = chain
-        else:
-            try:
-                rejected = await _check_content(tx, bundle)
-            except (EnvelopeError, ArithmeticError, ValueError) as exc:  # never an exception that retries forever
-                rejected = f"结果包无法核对 (bundle cannot be checked): {exc}"
-            await tx.put_bundle(bundle_id=bundle_id, node=bundle.node, cycle=bundle.cycle, period=bundle.period,
-                                seq=bundle.seq, prev_hash=bundle.prev_hash, framework_digest=bundle.framework_digest,
-                                message=data, now=now, status="rejected" if rejected else "accepted", reason=rejected)
-            await tx.remember(bundle.node, bundle_id, now)
+        accepted: list[Bundle] = []
+        if verified:
+            known = await tx.known_bundles([(v[1].node, v[2]) for v in verified])
+            last = {node: await tx.last_bundle(node) for node in {v[1].node for v in verified}}
+            tips: dict[str, tuple[int, str]] = {n: (row.seq, row.id) for n, row in last.items() if row is not None}
+            bundle_rows: list[dict[str, Any]] = []
+            values: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+            audits: list[tuple[str, str, str, dict[str, object]]] = []
+            fw_rows: dict[str, Any] = {}
+            for i, bundle, bundle_id, data, subject in verified:
+                if bundle_id in known:
+                    outcomes[i] = Outcome(True, True, "重复结果包，已接收过 (duplicate)", bundle.node, bundle_id)
+                    continue
+                chain = _check_chain(tips.get(bundle.node), bundle)
+                if chain == "gap":
+                    outcomes[i] = Outcome(False, False, f"缺少 {bundle.node} 序号 {bundle.seq} 之前的结果包，稍后重试 "
+                                                        "(gap in the bundle chain; retry later)", bundle.node, bundle_id,
+                                          retry=True)
+                    continue
+                rejected = chain
+                if not rejected:
+                    try:
+                        rejected = await _check_content(tx, bundle, fw_rows)
+                    except (EnvelopeError, ArithmeticError, ValueError) as exc:  # never one that retries forever
+                        rejected = f"结果包无法核对 (bundle cannot be checked): {exc}"
+                if chain:  # a fork: not part of the chain, reported
+                    outcomes[i] = Outcome(False, False, rejected, bundle.node, bundle_id)
+                    rejections.append((rejected, bundle_id, data))
+                    continue
+                known.add(bundle_id)
+                tips[bundle.node] = (bundle.seq, bundle_id)
+                bundle_rows.append({"bundle_id": bundle_id, "node": bundle.node, "cycle": bundle.cycle,
+                                    "period": bundle.period, "seq": bundle.seq, "prev_hash": bundle.prev_hash,
+                                    "framework_digest": bundle.framework_digest, "message": data,
+                                    "status": "rejected" if rejected else "accepted", "reason": rejected})
+                if rejected:
+                    outcomes[i] = Outcome(False, False, rejected, bundle.node, bundle_id)
+                    rejections.append((rejected, bundle_id, data))
+                    continue
+                for k, v in bundle.values.items():  # a later bundle of the batch overwrites an earlier one
+                    values[(bundle.node, bundle.cycle, bundle.period, bundle.framework_digest, k)] = {
+                        "value": to_text(v), "bundle_id": bundle_id}
+                audits.append((me.code, "accept.results", bundle_id,
+                               {"node": bundle.node, "seq": bundle.seq, "cycle": bundle.cycle, "period": bundle.period,
+                                "values": len(bundle.values), "via": subject or "grpc"}))
+                accepted.append(bundle)
+                outcomes[i] = Outcome(True, False, "", bundle.node, bundle_id)
+            await tx.put_bundles(bundle_rows, now)
+            await tx.remember_many([(r["node"], r["bundle_id"]) for r in bundle_rows], now)
+            await tx.put_reported_values(values, now)
             if me.trust.has_new_keys():
                 await tx.put_keys(me.trust.take_new(), now)
-            if not rejected:
-                await tx.put_values(node=bundle.node, cycle=bundle.cycle, period=bundle.period,
-                                    framework_digest=bundle.framework_digest,
-                                    values={k: to_text(v) for k, v in bundle.values.items()},
-                                    source="reported", bundle_id=bundle_id, now=now)
-                await tx.audit(me.code, "accept.results", bundle_id,
-                               {"node": bundle.node, "seq": bundle.seq, "cycle": bundle.cycle,
-                                "period": bundle.period, "values": len(bundle.values),
-                                "via": transport_subject or "grpc"}, now)
-                await on_accept(tx, bundle)
-    if rejected:
-        await _reject(store, me, rejected, data, now, bundle_id)
-        return Outcome(False, False, rejected, bundle.node, bundle_id)
-    return Outcome(True, False, "", bundle.node, bundle_id)
+            await tx.audit_many(audits, now)
+        await tx.audit_many([(me.code, "reject.results", subject or digest(data), {"reason": reason, "bytes": len(data)})
+                             for reason, subject, data in rejections], now)
+        if accepted:
+            await on_accept(tx, accepted)
+    return [o for o in outcomes if o is not None]
 
 
-async def _check_chain(tx: Any, bundle: Bundle) -> str:
-    last = await tx.last_bundle(bundle.node)
-    if last is None:
+def _check_chain(tip: tuple[int, str] | None, bundle: Bundle) -> str:
+    """``tip``: (seq, id) of the last bundle in the child's chain."""
+    if tip is None:
         if bundle.seq == 1 and bundle.prev_hash == GENESIS:
             return ""
         return "gap" if bundle.seq > 1 else f"{bundle.node} 的首个结果包序号应为 1 (first bundle must have seq 1)"
-    if bundle.seq <= last.seq:
+    last_seq, last_id = tip
+    if bundle.seq <= last_seq:
         return f"{bundle.node} 的结果包链分叉：序号 {bundle.seq} 已有不同内容 (forked bundle chain)"
-    if bundle.seq > last.seq + 1:
+    if bundle.seq > last_seq + 1:
         return "gap"
-    if bundle.prev_hash != last.id:
+    if bundle.prev_hash != last_id:
         return f"{bundle.node} 的结果包链分叉：序号 {bundle.seq} 未接续已收到的结果包 (forked bundle chain)"
     return ""
 
@@ -125,8 +169,10 @@ def _framework(digest_: str, envelope: bytes) -> Framework:
     return fw
 
 
-async def _check_content(tx: Any, bundle: Bundle) -> str:
-    fw_row = await tx.framework(bundle.framework_digest)
+async def _check_content(tx: Any, bundle: Bundle, fw_rows: dict[str, Any]) -> str:
+    if bundle.framework_digest not in fw_rows:
+        fw_rows[bundle.framework_digest] = await tx.framework(bundle.framework_digest)
+    fw_row = fw_rows[bundle.framework_digest]
     if fw_row is None or fw_row.role != "issued":
         return f"结果包引用的指标体系 {bundle.framework_digest[:12]}… 不是本节点发布的 (unknown framework)"
     fw = _framework(fw_row.digest, fw_row.envelope)
@@ -142,6 +188,3 @@ async def _check_content(tx: Any, bundle: Bundle) -> str:
     return ""
 
 
-async def _reject(store: ResultsStore, me: Me, reason: str, data: bytes, now: int, subject: str) -> None:
-    async with store.tx() as tx:
-        await tx.audit(me.code, "reject.results", subject or digest(data), {"reason": reason, "bytes": len(data)}, now)

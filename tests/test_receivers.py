@@ -264,3 +264,45 @@ async def test_badly_structured_framework_is_rejected(store: Store, h: Hierarchy
     outcome = await receive_cascade(store, h.me("5101"), pb.CascadeMessage(frameworks=[env]).SerializeToString(),
                                     NOW, no_follow_up)
     assert not outcome.accepted and "structure check failed" in outcome.reason and "direction" in outcome.reason
+
+
+async def test_a_batch_is_taken_in_chain_order_with_one_outcome_per_message(store: Store, h: Hierarchy) -> None:
+    """A fetched batch arrives shuffled, with a repeat and a forgery: each message gets its own outcome,
+    in the order given; each child's bundles are taken in sequence order; the forgery leaves nothing
+    but its audit entry; the node re-scores once for the whole batch."""
+    from sync.results_receiver import receive_results_batch
+
+    county, tfw, digest = await _county_with_framework(store, h)
+    vals = {i.code: Decimal(10) for i in tfw.leaves()}
+    mems = {t: Memory() for t in ("510104017", "510104018")}
+    for n in range(3):
+        await send_bundle(mems["510104017"], h.me("510104017"), cycle="2026", period="2026-Y", framework_digest=digest,
+                          values={**vals, "A1": Decimal(n)}, child_scores=(), now=NOW)
+    await send_bundle(mems["510104018"], h.me("510104018"), cycle="2026", period="2026-Y", framework_digest=digest,
+                      values={**vals, "A1": Decimal(7)}, child_scores=(), now=NOW)
+    a1, a2, a3 = mems["510104017"].queued
+    (b1,) = mems["510104018"].queued
+    forged = bytearray(a3)
+    forged[-40] ^= 1
+    calls: list[list[Any]] = []
+
+    async def on_accept(tx: Any, bundles: list[Any]) -> None:
+        calls.append(bundles)
+
+    sub_a, sub_b = "res.51.5101.510104.510104017", "res.51.5101.510104.510104018"
+    batch = [(a3, sub_a), (a1, sub_a), (bytes(forged), sub_a), (b1, sub_b), (a2, sub_a), (a1, sub_a)]
+    outcomes = await receive_results_batch(store, county, batch, NOW, on_accept)
+    assert [(o.accepted, o.duplicate) for o in outcomes] == [
+        (True, False), (True, False), (False, False), (True, False), (True, False), (True, True)]
+    assert outcomes[2].reason and not outcomes[2].retry
+    assert len(calls) == 1 and [(b.node, b.seq) for b in calls[0]] == [
+        ("510104017", 1), ("510104017", 2), ("510104017", 3), ("510104018", 1)]
+    async with store.read() as r:
+        values = await r.values("2026", "2026-Y", digest)
+        accepted = await r.audit_entries(action="accept.results")
+        rejected = await r.audit_entries(action="reject.results")
+        broken = await r.verify_audit()
+    assert values["510104017"]["A1"] == "2" and values["510104018"]["A1"] == "7"
+    assert len(accepted) == 4 and len(rejected) == 1 and broken is None
+    again = await receive_results_batch(store, county, batch[:2], NOW, on_accept)
+    assert all(o.duplicate for o in again) and len(calls) == 1

@@ -19,12 +19,14 @@ STREAM_CASCADE = "FA_CASCADE"
 STREAM_RESULTS = "FA_RESULTS"
 STREAMS = {STREAM_CASCADE: "casc.>", STREAM_RESULTS: "res.>"}
 
-# A handler returns True when the message is settled (accepted, duplicate or rejected) and
-# False when it should come again later (e.g. a bundle that arrived before its predecessor).
-# An exception means the effect did not commit (a store outage): redeliver after a pause.
-Handler = Callable[[str, bytes], Awaitable[bool]]
+# A handler takes a fetched batch of (subject, data) and returns, per message, True when it is
+# settled (accepted, duplicate or rejected) and False when it should come again later (e.g. a
+# bundle that arrived before its predecessor). An exception means the batch's effects did not
+# commit (a store outage): every message of it is redelivered after a pause.
+Handler = Callable[[list[tuple[str, bytes]]], Awaitable[list[bool]]]
 GiveUp = Callable[[str, bytes, str], Awaitable[None]]
 MAX_ATTEMPTS = 30
+BATCH = 64  # messages per fetch: the results receiver takes them in one transaction
 RETRY_DELAY = 2.0
 
 
@@ -70,12 +72,13 @@ class NatsTransport:
 
         await self.nc.subscribe(subject, cb=on_message)
 
-    def consume(self, stream: str, durable: str, filter_subject: str, handler: Handler, give_up: GiveUp) -> None:
-        self._tasks.append(asyncio.create_task(self._consume(stream, durable, filter_subject, handler, give_up),
+    def consume(self, stream: str, durable: str, filter_subject: str, handler: Handler, give_up: GiveUp,
+                batch: int = 1) -> None:
+        self._tasks.append(asyncio.create_task(self._consume(stream, durable, filter_subject, handler, give_up, batch),
                                                name=f"consume:{durable}"))
 
     async def _consume(self, stream: str, durable: str, filter_subject: str, handler: Handler,
-                       give_up: GiveUp) -> None:
+                       give_up: GiveUp, batch: int) -> None:
         config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=30,
                                 filter_subject=filter_subject, max_deliver=-1)
         while True:
@@ -87,7 +90,8 @@ class NatsTransport:
                 await asyncio.sleep(0.5)
         while True:
             try:
-                msgs = await sub.fetch(batch=1, timeout=5)
+                # Returns at once with what is there (up to ``batch``), or waits for the next one.
+                msgs = await sub.fetch(batch=batch, timeout=5)
             except (TimeoutError, NatsTimeoutError, FetchTimeoutError):
                 continue
             except asyncio.CancelledError:
@@ -96,31 +100,32 @@ class NatsTransport:
                 self.last_error = f"fetch {durable}: {exc}"
                 await asyncio.sleep(0.5)
                 continue
-            for msg in msgs:
-                try:
-                    await self._settle(msg, handler, give_up)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self.last_error = f"ack {msg.subject}: {exc}"
+            try:
+                await self._settle(msgs, handler, give_up)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"ack {filter_subject}: {exc}"
 
-    async def _settle(self, msg: Msg, handler: Handler, give_up: GiveUp) -> None:
-        attempt = msg.metadata.num_delivered or 1
+    async def _settle(self, msgs: list[Msg], handler: Handler, give_up: GiveUp) -> None:
         try:
-            done = await handler(msg.subject, msg.data)
-            error = "" if done else "稍后重试仍未满足条件 (still waiting for an earlier message)"
+            results = await handler([(m.subject, m.data) for m in msgs])
+            errors = ["" if done else "稍后重试仍未满足条件 (still waiting for an earlier message)" for done in results]
         except Exception as exc:
-            self.last_error = f"handle {msg.subject}: {exc}"
-            log.exception("handling %s failed (attempt %d)", msg.subject, attempt)
-            done, error = False, f"{type(exc).__name__}: {exc}"
-        if done:
-            await msg.ack()
-        elif attempt >= MAX_ATTEMPTS:
-            # A message that can never be settled must not be retried forever: record and drop it.
-            await give_up(msg.subject, msg.data, f"{MAX_ATTEMPTS} 次投递后放弃 (gave up after {MAX_ATTEMPTS} attempts): {error}")
-            await msg.term()
-        else:
-            await msg.nak(delay=RETRY_DELAY)
+            self.last_error = f"handle {msgs[0].subject}: {exc}"
+            log.exception("handling a batch of %d from %s failed", len(msgs), msgs[0].subject)
+            results, errors = [False] * len(msgs), [f"{type(exc).__name__}: {exc}"] * len(msgs)
+        for msg, done, error in zip(msgs, results, errors, strict=True):
+            attempt = msg.metadata.num_delivered or 1
+            if done:
+                await msg.ack()
+            elif attempt >= MAX_ATTEMPTS:
+                # A message that can never be settled must not be retried forever: record and drop it.
+                await give_up(msg.subject, msg.data,
+                              f"{MAX_ATTEMPTS} 次投递后放弃 (gave up after {MAX_ATTEMPTS} attempts): {error}")
+                await msg.term()
+            else:
+                await msg.nak(delay=RETRY_DELAY)
 
     async def close(self) -> None:
         for t in self._tasks:
