@@ -39,8 +39,8 @@ from sync.cascade_receiver import receive_cascade
 from sync.cascade_sender import issue_framework
 from sync.codec import Bundle, bundle_from_message, cascade_envelopes, framework_from_envelope
 from sync.identity import Me, Outcome
-from sync.results_receiver import receive_results, receive_results_batch
-from sync.results_sender import send_bundle
+from sync.results_receiver import pull_missing, receive_results, receive_results_batch
+from sync.results_sender import bundles_for_parent, send_bundle
 from sync.transport.grpc import FederationClient, FederationServicer, start_server
 from sync.transport.nats import BATCH, STREAM_CASCADE, STREAM_RESULTS, NatsTransport
 from sync.trust import TrustError
@@ -378,17 +378,13 @@ class Node:
         try:
             if client is None:
                 return
-            async with self.store.read() as r:
-                last = await r.last_bundle(child)
-            messages = await client.fetch_bundles(self.me.code, last.seq if last is not None else 0)
-            for start in range(0, len(messages), BATCH):  # verified like any other bundle, a batch at a time
-                outcomes = await receive_results_batch(self.store, self.me, [(d, None) for d in
-                                                                             messages[start:start + BATCH]],
-                                                       self.now(), self._after_results)
-                for outcome in outcomes:
-                    self._log_outcome("results (pulled)", outcome)
-                if any(o.retry for o in outcomes):
-                    break
+            async def fetch(after_seq: int) -> list[bytes]:
+                assert client is not None
+                return await client.fetch_bundles(self.me.code, after_seq)
+
+            outcomes = await pull_missing(self.store, self.me, child, fetch, self.now, self._after_results, BATCH)
+            for outcome in outcomes:
+                self._log_outcome("results (pulled)", outcome)
         except Exception as exc:  # the live stream's redelivery will ask again
             self.last_error = f"gap pull from {child}: {exc}"
             log.warning("pulling missing bundles from %s: %s", child, exc)
@@ -398,11 +394,7 @@ class Node:
                 await client.close()
 
     async def own_bundles(self, requester: str, after_seq: int) -> list[bytes]:
-        """This node's bundles after ``after_seq``, exactly as signed, for its parent only."""
-        if requester != self.me.parent:
-            return []
-        async with self.store.read() as r:
-            return [row.message for row in await r.bundles_after(self.me.code, after_seq)]
+        return await bundles_for_parent(self.store, self.me, requester, after_seq)
 
     async def submit_results(self, data: bytes) -> tuple[bool, str]:
         outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, None)

@@ -34,6 +34,7 @@ Accepted = Callable[[Any, list[Bundle]], Awaitable[None]]
 
 class ResultsStore(Protocol):
     def tx(self) -> Any: ...
+    def read(self) -> Any: ...
 
 
 def verify_result_message(me: Me, data: bytes, now: int, transport_subject: str | None) -> tuple[Bundle, str]:
@@ -138,6 +139,29 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
         if accepted:
             await on_accept(tx, accepted)
     return [o for o in outcomes if o is not None]
+
+
+async def pull_missing(store: ResultsStore, me: Me, child: str, fetch: Callable[[int], Awaitable[list[bytes]]],
+                       clock: Callable[[], int], on_accept: Accepted, batch: int) -> list[Outcome]:
+    """Gap repair: ask ``child`` (``fetch(after_seq)``, over gRPC) for its bundles after the last one
+    this node holds, verify and take them like any other, and ask again until its chain stops growing.
+    Every pulled bundle is checked exactly as if it had come over NATS: the child's word is not trusted."""
+    outcomes: list[Outcome] = []
+    while True:
+        async with store.read() as r:
+            last = await r.last_bundle(child)
+        before = last.seq if last is not None else 0
+        messages = await fetch(before)
+        for start in range(0, len(messages), batch):
+            done = await receive_results_batch(store, me, [(d, None) for d in messages[start:start + batch]], clock(),
+                                               on_accept)
+            outcomes += done
+            if any(o.retry for o in done):  # the child sent a gap itself: stop, the stream will ask again
+                return outcomes
+        async with store.read() as r:
+            last = await r.last_bundle(child)
+        if not messages or (last.seq if last is not None else 0) <= before:
+            return outcomes
 
 
 def _check_chain(tip: tuple[int, str] | None, bundle: Bundle) -> str:

@@ -15,6 +15,7 @@ from sync.envelope import PAYLOAD_RESULTS, digest, sign
 from sync.identity import Me
 
 GENESIS = "0" * 64
+MAX_PULL_BYTES = 4 * 1024 * 1024  # of bundles in one FetchBundles reply (gRPC messages are capped at 8 MB)
 
 
 class SendTx(Protocol):
@@ -41,3 +42,24 @@ async def send_bundle(tx: SendTx, me: Me, *, cycle: str, period: str, framework_
     await tx.audit(me.code, "send.results", bundle_id,
                    {"cycle": cycle, "period": period, "seq": seq, "values": len(values)}, now)
     return bundle_id
+
+
+class BundleSource(Protocol):
+    def read(self) -> Any: ...
+
+
+async def bundles_for_parent(store: BundleSource, me: Me, requester: str, after_seq: int) -> list[bytes]:
+    """This node's bundles after ``after_seq``, exactly as signed, for its parent only (gap repair).
+    At most :data:`MAX_PULL_BYTES` in one reply; the parent asks again for the rest."""
+    if requester != me.parent:
+        return []
+    async with store.read() as r:
+        rows = await r.bundles_after(me.code, after_seq)
+    out: list[bytes] = []
+    size = 0
+    for row in rows:
+        size += len(row.message)
+        if out and size > MAX_PULL_BYTES:
+            break
+        out.append(row.message)
+    return out
