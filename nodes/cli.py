@@ -217,6 +217,60 @@ def fw_publish(
     typer.echo(f"已发布 (published): {r.json()['digest']}")
 
 
+@deploy_app.command("tls-ca")
+def deploy_tls_ca(
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="CA 文件目录：ca.pem（分发给各节点）、ca.key（妥善保管）")],
+    name: str = "fedappraisal deployment CA",
+    days: int = 3650,
+) -> None:
+    """创建部署 CA，用于节点间 gRPC 双向 TLS (create the deployment CA for mutual TLS between nodes)."""
+    from sync.transport.tls import create_ca
+
+    for path in (out_dir / "ca.key", out_dir / "ca.pem"):
+        if path.exists():
+            raise fail(f"{path} 已存在，不覆盖 (exists; not overwritten)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key, cert = create_ca(name, days)
+    _write_private(out_dir / "ca.key", key)
+    (out_dir / "ca.pem").write_bytes(cert)
+    typer.echo(f"已创建部署 CA：{out_dir / 'ca.pem'}（私钥 {out_dir / 'ca.key'} 请离线保管）")
+
+
+@deploy_app.command("tls-cert")
+def deploy_tls_cert(
+    ca_dir: Annotated[Path, typer.Option("--ca-dir", help="appraise deploy tls-ca 生成的目录")],
+    code: Annotated[str, typer.Option(help="节点区划代码")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="写入 tls.pem 与 tls.key")],
+    host: Annotated[list[str] | None, typer.Option(help="节点另可被访问的主机名或 IP，可重复")] = None,
+    days: int = 730,
+) -> None:
+    """为一个节点签发 gRPC TLS 证书 (a node's TLS certificate, for server and client use)."""
+    from sync.transport.tls import TlsError, issue_node_cert
+
+    if not code.isdigit() or len(code) not in (2, 4, 6, 9):
+        raise fail(f"区划代码 {code!r} 无效 (invalid node code)")
+    try:
+        key, cert = issue_node_cert((ca_dir / "ca.key").read_bytes(), (ca_dir / "ca.pem").read_bytes(), code,
+                                    hosts=tuple(host or ()), days=days)
+    except OSError as exc:
+        raise fail(f"{exc.filename}: 无法读取 CA 文件 (cannot read the CA): {exc.strerror}") from None
+    except TlsError as exc:
+        raise fail(f"{ca_dir}: {exc}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_private(out_dir / "tls.key", key)
+    (out_dir / "tls.pem").write_bytes(cert)
+    typer.echo(f"已签发节点 {code} 的 TLS 证书：{out_dir / 'tls.pem'}；在节点配置中写 "
+               "tls: {ca: ca.pem, cert: tls.pem, key: tls.key}")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
 @deploy_app.command("nats-config")
 def deploy_nats_config(
     out: Annotated[Path, typer.Option("--out", help="nats-server 配置文件")],

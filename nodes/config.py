@@ -14,6 +14,7 @@ from nodes.yamlfile import FileError, Located, Where, load
 from sync.codec import read_chain
 from sync.envelope import EnvelopeError
 from sync.keys import KeyFileError, load_private, public_from_hex, public_raw
+from sync.transport.tls import TlsError, TlsFiles, certificate_code
 from sync.trust import Identity, root_identity, valid_code, verify_chain
 
 
@@ -44,6 +45,7 @@ class NodeConfig:
     admin_token: str
     node_path: tuple[str, ...]
     heartbeat_seconds: int = 10  # a parent's heartbeat period; a child counts it frozen after 3 missed
+    tls: TlsFiles | None = None  # mutual TLS for gRPC with the deployment CA; None: plaintext (one machine only)
 
 
 def _get(doc: Located, where: Where, kind: type | tuple[type, ...], fix: str) -> Any:
@@ -159,14 +161,30 @@ def load_config(path: Path) -> NodeConfig:
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or not 1 <= heartbeat <= 3600:
         raise doc.error(("heartbeat_seconds",), f"heartbeat_seconds 应为 1 至 3600 的整数，实为 {heartbeat!r} "
                         "(heartbeat period in seconds)")
+    tls = _load_tls(doc, base, code)
     return NodeConfig(
         path=path, code=code, name=name, level=level, parent=parent, parent_grpc=parent_grpc,
         children=tuple(children), child_class=str(doc.data.get("child_class", "")), root=root, key=key,
         chain=chain, store_url=store_url, nats_url=nats_url,
         grpc_listen=_addr(doc, ("listen", "grpc"), "如 grpc: 127.0.0.1:7001"),
         http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
-        admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat,
+        admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat, tls=tls,
     )
+
+
+def _load_tls(doc: Located, base: Path, code: str) -> TlsFiles | None:
+    if "tls" not in doc.data:
+        return None
+    fix = "由 appraise deploy tls 生成 (made by appraise deploy tls)"
+    paths = [base / str(_get(doc, ("tls", k), (str,), f"tls.{k}: PEM 文件路径，{fix}")) for k in ("ca", "cert", "key")]
+    try:
+        tls = TlsFiles.load(*paths)
+        named = certificate_code(tls.cert)
+    except TlsError as exc:
+        raise doc.error(("tls",), str(exc)) from None
+    if named != code:
+        raise doc.error(("tls", "cert"), f"TLS 证书属于 {named!r}，不是本节点 {code} (TLS certificate names another node)")
+    return tls
 
 
 def _load_chain(doc: Located, path: Path) -> tuple[bytes, ...]:

@@ -100,6 +100,10 @@ class Node:
     def now() -> int:
         return int(time.time())
 
+    def client(self, target: str, peer: str) -> FederationClient:
+        """A gRPC client to node ``peer``; with TLS, its certificate must name that node."""
+        return FederationClient(target, self.cfg.tls, peer)
+
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:
         from gateway.app import create_app
@@ -109,8 +113,9 @@ class Node:
                                [(row.code, row.serial, row.keyid) for row in await r.known_keys()])
         self.nats = await NatsTransport.connect(self.cfg.nats_url, f"fedappraisal-{self.me.code}")
         await self.nats.ensure_streams()
-        servicer = FederationServicer(self.frameworks_for_child, self.submit_results, self.query, self.own_bundles)
-        self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, servicer)
+        servicer = FederationServicer(self.frameworks_for_child, self.submit_results, self.query, self.own_bundles,
+                                      authenticated=self.cfg.tls is not None)
+        self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, servicer, self.cfg.tls)
         if self.me.parent is not None:
             self.nats.consume(STREAM_CASCADE, f"casc-{self.me.code}", self.me.parent_cascade_subject(),
                               self.on_cascade_batch, self.gave_up)
@@ -187,7 +192,7 @@ class Node:
         if self._catching_up:
             return
         self._catching_up = True
-        client = FederationClient(self.cfg.parent_grpc)
+        client = self.client(self.cfg.parent_grpc, self.me.parent or "")
         try:
             for attempt in range(20):
                 try:
@@ -374,7 +379,7 @@ class Node:
 
     async def _pull_gap(self, child: str) -> None:
         peer = next((c for c in self.cfg.children if c.code == child), None)
-        client = FederationClient(peer.grpc) if peer is not None and peer.grpc else None
+        client = self.client(peer.grpc, peer.code) if peer is not None and peer.grpc else None
         try:
             if client is None:
                 return
@@ -519,7 +524,7 @@ class Node:
         transport = self.nats.last_error if self.nats is not None else ""
         connected = bool(self.nats is not None and self.nats.nc.is_connected)
         return {"results_to_parent": up, "cascade_to_children": down, "from_children": kids,
-                "nats_connected": connected, "transport_last_error": transport,
+                "nats_connected": connected, "transport_last_error": transport, "grpc_tls": self.cfg.tls is not None,
                 "parent_heartbeat": await self.heartbeat_status(),
                 "revocation_lists": {code: crl.version for code, crl in sorted(self.me.trust.lists.items())}}
 
@@ -581,7 +586,7 @@ class Node:
             sub = pb.QueryRequest(cycle=req.cycle, period=req.period, indicator=req.indicator, depth=req.depth - 1)
 
             async def ask(peer_code: str, target: str) -> tuple[str, pb.QueryReply | None]:
-                client = FederationClient(target)
+                client = self.client(target, peer_code)
                 try:
                     return peer_code, await client.query(sub, timeout=3)
                 except Exception:

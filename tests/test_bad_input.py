@@ -59,6 +59,25 @@ def test_key_not_matching_certificate(configs: Federation) -> None:
         load_config(path)
 
 
+def test_tls_certificate_of_another_node_or_missing_file_is_refused(configs: Federation) -> None:
+    assert load_config(configs.node_dir("5101") / "node.yaml").tls is not None
+    path = configs.node_dir("5101") / "node.yaml"
+    (configs.node_dir("5107") / "tls.pem").replace(configs.node_dir("5101") / "tls.pem")
+    with pytest.raises(FileError) as e:
+        load_config(path)
+    assert "tls.cert" in str(e.value) and "names another node" in str(e.value) and "'5107'" in str(e.value)
+    edit(path, lambda d: d["tls"].update(key="missing.key"))
+    with pytest.raises(FileError, match="cannot read TLS file"):
+        load_config(path)
+
+
+def test_heartbeat_period_out_of_range(configs: Federation) -> None:
+    path = configs.node_dir("5101") / "node.yaml"
+    edit(path, lambda d: d.update(heartbeat_seconds=0))
+    with pytest.raises(FileError, match="heartbeat_seconds"):
+        load_config(path)
+
+
 def test_malformed_yaml_names_line(tmp_path: Path) -> None:
     path = tmp_path / "node.yaml"
     path.write_text("node:\n  code: \"5101\"\n  name: [成都市\n", encoding="utf-8")

@@ -96,3 +96,25 @@ def test_key_rotation_ceremony(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     ident = verify_chain(chain(), root, int(time.time()))
     assert public_hex(ident.public_key) == new and ident.certs[-1].serial == 2
+
+
+def test_deploy_tls_ca_and_node_certificate(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from sync.transport.tls import certificate_code, node_host
+
+    assert appraise("deploy", "tls-ca", "--out-dir", str(tmp_path / "ca")).returncode == 0
+    again = appraise("deploy", "tls-ca", "--out-dir", str(tmp_path / "ca"))
+    assert again.returncode == 2 and "not overwritten" in again.stderr
+    r = appraise("deploy", "tls-cert", "--ca-dir", str(tmp_path / "ca"), "--code", "5101", "--out-dir",
+                 str(tmp_path / "5101"), "--host", "cd.sc.example", "--host", "10.0.0.7")
+    assert r.returncode == 0, r.stderr
+    pem = (tmp_path / "5101" / "tls.pem").read_bytes()
+    assert certificate_code(pem) == "5101"
+    sans = x509.load_pem_x509_certificate(pem).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.DNSName)) == {node_host("5101"), "cd.sc.example"}
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
+    assert (tmp_path / "5101" / "tls.key").stat().st_mode & 0o777 == 0o600
+    bad = appraise("deploy", "tls-cert", "--ca-dir", str(tmp_path / "nowhere"), "--code", "5101", "--out-dir",
+                   str(tmp_path / "x"))
+    assert bad.returncode == 2 and "cannot read the CA" in bad.stderr

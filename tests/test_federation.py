@@ -36,6 +36,7 @@ from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
 from sync.envelope import PAYLOAD_RESULTS, sign
 from sync.transport.grpc import FederationClient
+from sync.transport.tls import TlsFiles, channel_credentials, create_ca, issue_node_cert, node_host
 from tests.conftest import PgDatabases
 
 pytestmark = pytest.mark.slow
@@ -53,6 +54,11 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> Non
             pass
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def tls_of(fed: Federation, code: str) -> TlsFiles:
+    d = fed.node_dir(code)
+    return TlsFiles.load(fed.workdir / "tls" / "ca.pem", d / "tls.pem", d / "tls.key")
 
 
 class Client:
@@ -222,12 +228,14 @@ def test_forged_traffic_injected_into_nats_is_refused(running: tuple[Federation,
 
     async def over_grpc() -> tuple[tuple[bool, str], int]:
         target = f"127.0.0.1:{fed.by_code['51'].grpc_port}"
-        client_ = FederationClient(target)
+        client_ = FederationClient(target, tls_of(fed, "5101"), "51")  # a node with a good TLS certificate
         try:
             answer = await client_.submit(forged_results)
         finally:
             await client_.close()
-        async with grpc.aio.insecure_channel(target) as channel:
+        creds = channel_credentials(tls_of(fed, "5101"))
+        async with grpc.aio.secure_channel(target, creds, options=[("grpc.ssl_target_name_override", node_host("51"))]) \
+                as channel:
             health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
         return answer, health.status
 
@@ -241,6 +249,61 @@ def test_forged_traffic_injected_into_nats_is_refused(running: tuple[Federation,
     assert "altered" in reason or "does not verify" in reason
     assert "expected key" in rejected("51", "reject.results")[0]["detail"]["reason"]
     assert {c: client.frameworks(c) for c in ("5101", "5107")} == before
+
+
+def test_grpc_is_mutual_tls_and_a_node_asks_only_for_itself(running: tuple[Federation, Client]) -> None:
+    """Every node-to-node gRPC call is mutual TLS with the federation's CA: a plaintext client, a client
+    with a certificate from another CA, and a client that reached the wrong node all fail the handshake;
+    a node's certificate lets it ask only for itself; queries are rate-limited per calling node."""
+    fed, _ = running
+    province = f"127.0.0.1:{fed.by_code['51'].grpc_port}"
+    city_tls = tls_of(fed, "5107")
+    ca_key, ca_cert = create_ca("someone else's CA")
+    key, cert = issue_node_cert(ca_key, ca_cert, "5107")
+    outsider = TlsFiles(ca_cert, cert, key)
+
+    async def attempt(client_: FederationClient, requester: str = "5107") -> grpc.StatusCode | None:
+        try:
+            await client_.fetch_frameworks(requester, timeout=5)
+            return None
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        finally:
+            await client_.close()
+
+    async def calls() -> dict[str, grpc.StatusCode | None]:
+        return {
+            "plaintext": await attempt(FederationClient(province)),
+            "other CA": await attempt(FederationClient(province, outsider, "51")),
+            "wrong node": await attempt(FederationClient(province, city_tls, "5101")),
+            "as another node": await attempt(FederationClient(province, city_tls, "51"), requester="5101"),
+            "as itself": await attempt(FederationClient(province, city_tls, "51")),
+        }
+
+    got = asyncio.run(calls())
+    assert got == {"plaintext": grpc.StatusCode.UNAVAILABLE, "other CA": grpc.StatusCode.UNAVAILABLE,
+                   "wrong node": grpc.StatusCode.UNAVAILABLE, "as another node": grpc.StatusCode.PERMISSION_DENIED,
+                   "as itself": None}
+
+    async def flood() -> list[grpc.StatusCode | None]:
+        client_ = FederationClient(province, city_tls, "51")
+        request = pb.QueryRequest(cycle=CYCLE, period=PERIOD, indicator="A1", depth=0)
+
+        async def one() -> grpc.StatusCode | None:
+            try:
+                await client_.query(request, timeout=10)
+                return None
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+
+        try:
+            return list(await asyncio.gather(*(one() for _ in range(80))))
+        finally:
+            await client_.close()
+
+    codes = asyncio.run(flood())
+    assert codes.count(None) >= 20 and grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+    assert set(codes) <= {None, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 def _ports_of(workdir: Path) -> list[int]:

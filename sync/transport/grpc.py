@@ -1,7 +1,14 @@
-"""gRPC transport: the Federation service and its client, plus the standard health service."""
+"""gRPC transport: the Federation service and its client, plus the standard health service.
+
+With TLS (the deployment's CA, mutual authentication), the server knows which node asks: a node
+may fetch only what is addressed to itself, and queries are rate-limited per calling node so one
+node cannot flood another's fan-out. Without TLS (a developer's single machine) the requester
+field is taken at its word; the node's status says so.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -9,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from proto.appraisal.v1 import appraisal_pb2_grpc as pb_grpc
+from sync.transport.tls import TlsFiles, channel_credentials, node_host, peer_code, server_credentials
 
 FetchFn = Callable[[str, str], Awaitable[tuple[list[bytes], bytes]]]  # cascade messages, trust update
 SubmitFn = Callable[[bytes], Awaitable[tuple[bool, str]]]
@@ -17,16 +25,52 @@ BundlesFn = Callable[[str, int], Awaitable[list[bytes]]]
 MAX_MESSAGE = 8 * 1024 * 1024
 
 
+Context = grpc.aio.ServicerContext[object, object]
+
+
+class RateLimit:
+    """A token bucket per caller: ``rate`` requests a second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, caller: str) -> bool:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(caller, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if len(self._buckets) > 10_000:
+            self._buckets.clear()
+        if tokens < 1:
+            self._buckets[caller] = (tokens, now)
+            return False
+        self._buckets[caller] = (tokens - 1, now)
+        return True
+
+
 class FederationServicer(pb_grpc.FederationServicer):
-    def __init__(self, fetch: FetchFn, submit: SubmitFn, query: QueryFn, bundles: BundlesFn) -> None:
+    def __init__(self, fetch: FetchFn, submit: SubmitFn, query: QueryFn, bundles: BundlesFn, *,
+                 authenticated: bool = False, query_limit: RateLimit | None = None) -> None:
         self._fetch = fetch
         self._submit = submit
         self._query = query
         self._bundles = bundles
+        self._authenticated = authenticated
+        self._query_limit = query_limit or RateLimit(rate=20, burst=40)
+
+    async def _as(self, context: Context, requester: str) -> None:
+        """With mutual TLS, a node asks only for itself."""
+        if not self._authenticated:
+            return
+        caller = peer_code(context.auth_context())
+        if caller != requester:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"TLS 证书属于 {caller}，不能以 {requester[:12]} 的名义请求 (a node may ask only for itself)")
 
     async def FetchFrameworks(  # noqa: N802 - name fixed by the generated base class
         self, request: pb.FetchFrameworksRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.FetchFrameworksReply:
+        await self._as(context, request.requester)
         messages, trust = await self._fetch(request.requester, request.cycle)
         return pb.FetchFrameworksReply(messages=messages, trust=trust)
 
@@ -39,21 +83,26 @@ class FederationServicer(pb_grpc.FederationServicer):
     async def Query(  # noqa: N802
         self, request: pb.QueryRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.QueryReply:
+        caller = (peer_code(context.auth_context()) if self._authenticated else None) or context.peer()
+        if not self._query_limit.allow(caller):
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "查询过于频繁，请稍后再试 (query rate limit exceeded)")
         return await self._query(request)
 
     async def FetchBundles(  # noqa: N802
         self, request: pb.FetchBundlesRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.FetchBundlesReply:
+        await self._as(context, request.requester)
         return pb.FetchBundlesReply(messages=await self._bundles(request.requester, request.after_seq))
 
 
-async def start_server(listen: str, servicer: FederationServicer) -> tuple[grpc.aio.Server, int]:
+async def start_server(listen: str, servicer: FederationServicer,
+                       tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                       ("grpc.max_send_message_length", MAX_MESSAGE)])
     pb_grpc.add_FederationServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(listen)
+    port = server.add_secure_port(listen, server_credentials(tls)) if tls else server.add_insecure_port(listen)
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("appraisal.v1.Federation", health_pb2.HealthCheckResponse.SERVING)
@@ -61,8 +110,16 @@ async def start_server(listen: str, servicer: FederationServicer) -> tuple[grpc.
 
 
 class FederationClient:
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
+    def __init__(self, target: str, tls: TlsFiles | None = None, peer: str | None = None) -> None:
+        """``peer``: the code of the node expected at ``target``; with TLS its certificate must name it."""
+        options: list[tuple[str, object]] = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+        if tls is None:
+            self.channel = grpc.aio.insecure_channel(target, options=options)
+        else:
+            if not peer:
+                raise ValueError("a TLS client must name the node it expects")
+            options.append(("grpc.ssl_target_name_override", node_host(peer)))
+            self.channel = grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
         self.stub = pb_grpc.FederationStub(self.channel)
 
     async def fetch_frameworks(self, requester: str, cycle: str = "", timeout: float = 5) -> tuple[list[bytes], bytes]:
