@@ -333,6 +333,9 @@ def check_links(parent: Framework, parent_digest: str, child: Framework, child_t
         parent.issuer, parent.cycle, parent.unit_class, parent.version,
     ):
         problems.append(Problem("", "钉住的上级指标体系信息与摘要不符 (parent pin does not match the parent framework)"))
+    if child.cycle != parent.cycle:
+        problems.append(Problem("", f"考评年度 {child.cycle} 与上级指标体系的 {parent.cycle} 不同 "
+                                    "(framework for another cycle than its parent)"))
     linked: dict[str, list[tuple[Indicator, Link]]] = {}
     for ind in child.leaves():
         for link in ind.links:
