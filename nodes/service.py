@@ -35,6 +35,7 @@ from nodes.config import NodeConfig
 from nodes.framework_file import load_framework, pin_to_parent
 from nodes.store import Store, Tx
 from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.approvals import Source
 from sync.cascade_receiver import receive_cascade
 from sync.cascade_sender import issue_framework
 from sync.codec import Bundle, bundle_from_message, cascade_envelopes, framework_from_envelope
@@ -446,8 +447,10 @@ class Node:
             prev = bundle_of(last.message)
             if (prev.cycle, prev.period, prev.framework_digest, prev.values) == (cycle, period, target_digest, own):
                 return
+        sources = [Source(r.node, r.id, r.seq, r.message)
+                   for r in await tx.source_bundles(cycle, period, fw_digest, [u.code for u in fw.units])]
         await send_bundle(tx, self.me, cycle=cycle, period=period, framework_digest=target_digest, values=own,
-                          child_scores=tuple((s.unit, s.score, s.rank) for s in scored), now=now)
+                          child_scores=tuple((s.unit, s.score, s.rank) for s in scored), now=now, sources=sources)
 
     async def enter_values(self, cycle: str, period: str, raw: dict[str, object], actor: str) -> str:
         """Values entered (and approved) at this node for the framework it received; signed and sent up."""

@@ -271,6 +271,16 @@ class Tx:
         await self._upsert(results, rows, ["node", "cycle", "period", "framework_digest", "indicator"],
                            ["value", "source", "bundle_id", "updated_at"])
 
+    async def source_bundles(self, cycle: str, period: str, framework_digest: str,
+                             nodes: Iterable[str]) -> list[Row[Any]]:
+        """The children's bundles (node, id, seq, message) whose values are held for this framework and period."""
+        ids = select(results.c.bundle_id).where(
+            results.c.cycle == cycle, results.c.period == period, results.c.framework_digest == framework_digest,
+            results.c.node.in_(list(nodes)), results.c.source == "reported").distinct()
+        q = select(bundles.c.node, bundles.c.id, bundles.c.seq, bundles.c.message).where(
+            bundles.c.id.in_(ids)).order_by(bundles.c.node, bundles.c.seq)
+        return list(await self.conn.execute(q))
+
     async def values(self, cycle: str, period: str, framework_digest: str,
                      nodes: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
         q = select(results.c.node, results.c.indicator, results.c.value).where(

@@ -132,6 +132,7 @@ class Bundle:
     values: dict[str, Decimal]
     child_scores: tuple[tuple[str, Decimal, int], ...]
     created_at: int
+    sources: tuple[tuple[str, str], ...] = ()  # (child node, bundle id) the values were rolled up from
 
 
 def encode_bundle(b: Bundle) -> bytes:
@@ -141,6 +142,8 @@ def encode_bundle(b: Bundle) -> bytes:
         msg.values.add(indicator=code, value=to_text(v))
     for unit, score, rank in b.child_scores:
         msg.child_scores.add(unit=unit, score=to_text(score), rank=rank)
+    for node, bundle_id in sorted(b.sources):
+        msg.sources.add(node=node, bundle_id=bundle_id)
     return msg.SerializeToString(deterministic=True)
 
 
@@ -166,8 +169,13 @@ def decode_bundle(payload: bytes) -> Bundle:
     if len(msg.child_scores) > MAX_VALUES:
         raise EnvelopeError("结果包得分过多 (too many child scores)")
     scores = tuple((s.unit[:12], _dec(s.score, f"单位 {s.unit[:12]} score"), s.rank) for s in msg.child_scores)
+    if len(msg.sources) > MAX_VALUES:
+        raise EnvelopeError("结果包来源过多 (too many sources)")
+    sources = tuple((r.node, r.bundle_id) for r in msg.sources)
+    if any(not _HEX64.match(b) or not r.isdigit() or len(r) > 12 for r, b in sources) or len(set(sources)) != len(sources):
+        raise EnvelopeError("结果包来源的节点代码或摘要无效或重复 (invalid or repeated source)")
     return Bundle(msg.node, msg.cycle, msg.period, msg.framework_digest, msg.seq, msg.prev_hash, values, scores,
-                  msg.created_at)
+                  msg.created_at, sources)
 
 
 # ----------------------------------------------------------- stored messages

@@ -8,7 +8,8 @@ Three layers of checks, with three different consequences:
 2. Chain (seq + 1 and the previous bundle's id): a gap → ``retry`` (the transport redelivers
    later; the missing bundle may still arrive); a fork → rejected and reported, never merged.
 3. Content (the bundle answers a framework this node issued to that child, for that cycle, with
-   known indicators and a valid period): failure → the bundle still joins the child's chain,
+   known indicators and a valid period, and the approvals and evidence it carries for the bundles
+   it was rolled up from verify two levels down, see sync/approvals.py): failure → the bundle still joins the child's chain,
    marked rejected with its reason, and none of its values are stored. A child's chain is a
    property of what it signed, so one bad bundle does not block every later one.
 """
@@ -23,11 +24,12 @@ from google.protobuf.message import DecodeError
 from aggregator.framework import Framework, reportable_keys, valid_period
 from aggregator.numbers import to_text
 from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.approvals import Attested, verify_attestations
 from sync.codec import Bundle, decode_bundle, framework_from_envelope
 from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest
 from sync.identity import Me, Outcome
 from sync.results_sender import GENESIS
-from sync.trust import verify_signed_by
+from sync.trust import Identity, verify_signed_by
 
 Accepted = Callable[[Any, list[Bundle]], Awaitable[None]]
 
@@ -39,6 +41,11 @@ class ResultsStore(Protocol):
 
 def verify_result_message(me: Me, data: bytes, now: int, transport_subject: str | None) -> tuple[Bundle, str]:
     """Layer 1: who signed it, and may they speak for this bundle on this subject."""
+    bundle, bundle_id, _, _ = _verify(me, data, now, transport_subject)
+    return bundle, bundle_id
+
+
+def _verify(me: Me, data: bytes, now: int, transport_subject: str | None) -> tuple[Bundle, str, pb.ResultMessage, Identity]:
     msg = pb.ResultMessage()
     try:
         msg.ParseFromString(data)
@@ -52,7 +59,7 @@ def verify_result_message(me: Me, data: bytes, now: int, transport_subject: str 
     bundle = decode_bundle(payload)
     if bundle.node != signer.code:
         raise EnvelopeError(f"结果包属于 {bundle.node}，却由 {signer.code} 签名 (bundle node is not the signer)")
-    return bundle, digest(payload)
+    return bundle, digest(payload), msg, signer
 
 
 async def receive_results(store: ResultsStore, me: Me, data: bytes, now: int, on_accept: Accepted,
@@ -69,16 +76,16 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
     ``on_accept`` runs once per batch with the bundles accepted (the node re-scores each affected
     cycle, period and framework once, not once per bundle)."""
     outcomes: list[Outcome | None] = [None] * len(items)
-    verified: list[tuple[int, Bundle, str, bytes, str | None]] = []
+    verified: list[tuple[int, Bundle, str, bytes, str | None, pb.ResultMessage, Identity]] = []
     rejections: list[tuple[str, str, bytes]] = []  # (reason, subject, data) audited in the same transaction
     for i, (data, subject) in enumerate(items):
         try:
-            bundle, bundle_id = verify_result_message(me, data, now, subject)
+            bundle, bundle_id, msg, signer = _verify(me, data, now, subject)
         except (EnvelopeError, ArithmeticError) as exc:
             outcomes[i] = Outcome(False, False, str(exc))
             rejections.append((str(exc), "", data))
             continue
-        verified.append((i, bundle, bundle_id, data, subject))
+        verified.append((i, bundle, bundle_id, data, subject, msg, signer))
     verified.sort(key=lambda v: (v[1].node, v[1].seq))
     async with store.tx() as tx:
         accepted: list[Bundle] = []
@@ -90,7 +97,7 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
             values: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
             audits: list[tuple[str, str, str, dict[str, object]]] = []
             fw_rows: dict[str, Any] = {}
-            for i, bundle, bundle_id, data, subject in verified:
+            for i, bundle, bundle_id, data, subject, msg, signer in verified:
                 if bundle_id in known:
                     outcomes[i] = Outcome(True, True, "重复结果包，已接收过 (duplicate)", bundle.node, bundle_id)
                     continue
@@ -101,9 +108,12 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
                                           retry=True)
                     continue
                 rejected = chain
+                attested = Attested(0, 0)
                 if not rejected:
                     try:
                         rejected = await _check_content(tx, bundle, fw_rows)
+                        if not rejected:
+                            attested = verify_attestations(msg, signer, bundle, me.root, now, me.trust)
                     except (EnvelopeError, ArithmeticError, ValueError) as exc:  # never one that retries forever
                         rejected = f"结果包无法核对 (bundle cannot be checked): {exc}"
                 if chain:  # a fork: not part of the chain, reported
@@ -125,7 +135,8 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
                         "value": to_text(v), "bundle_id": bundle_id}
                 audits.append((me.code, "accept.results", bundle_id,
                                {"node": bundle.node, "seq": bundle.seq, "cycle": bundle.cycle, "period": bundle.period,
-                                "values": len(bundle.values), "via": subject or "grpc"}))
+                                "values": len(bundle.values), "via": subject or "grpc",
+                                "approved": attested.approved, "approved_below": attested.approved_below}))
                 accepted.append(bundle)
                 outcomes[i] = Outcome(True, False, "", bundle.node, bundle_id)
             await tx.put_bundles(bundle_rows, now)

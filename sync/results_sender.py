@@ -6,12 +6,14 @@ bundle, so the parent can detect gaps and forks (DESIGN.md rule 9).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
 from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.approvals import Source, attach
 from sync.codec import Bundle, encode_bundle
-from sync.envelope import PAYLOAD_RESULTS, digest, sign
+from sync.envelope import MAX_MESSAGE_BYTES, PAYLOAD_RESULTS, EnvelopeError, digest, sign
 from sync.identity import Me
 
 GENESIS = "0" * 64
@@ -28,19 +30,25 @@ class SendTx(Protocol):
 
 async def send_bundle(tx: SendTx, me: Me, *, cycle: str, period: str, framework_digest: str,
                       values: dict[str, Decimal], child_scores: tuple[tuple[str, Decimal, int], ...],
-                      now: int) -> str:
+                      now: int, sources: Sequence[Source] = ()) -> str:
+    """``sources``: the children's bundles these values were rolled up from; this node approves
+    each one (a signature over its hash) and forwards it as evidence (sync/approvals.py)."""
     last = await tx.last_bundle(me.code)
     seq, prev = (last.seq + 1, last.id) if last is not None else (1, GENESIS)
-    payload = encode_bundle(Bundle(me.code, cycle, period, framework_digest, seq, prev, values, child_scores, now))
+    payload = encode_bundle(Bundle(me.code, cycle, period, framework_digest, seq, prev, values, child_scores, now,
+                                   tuple((s.node, s.bundle_id) for s in sources)))
     bundle_id = digest(payload)
-    message = pb.ResultMessage(bundle=sign(PAYLOAD_RESULTS, payload, me.key),
-                               certificate_chain=list(me.chain)).SerializeToString()
+    approvals, evidence = attach(me, sources, now)
+    message = pb.ResultMessage(bundle=sign(PAYLOAD_RESULTS, payload, me.key), certificate_chain=list(me.chain),
+                               approvals=approvals, evidence=evidence).SerializeToString()
+    if len(message) > MAX_MESSAGE_BYTES:
+        raise EnvelopeError(f"结果消息 {len(message)} 字节，超过上限 {MAX_MESSAGE_BYTES} (result message too large)")
     await tx.put_bundle(bundle_id=bundle_id, node=me.code, cycle=cycle, period=period, seq=seq, prev_hash=prev,
                         framework_digest=framework_digest, message=message, now=now)
     if me.parent is not None:
         await tx.enqueue(me.results_subject(), bundle_id, message, now)
     await tx.audit(me.code, "send.results", bundle_id,
-                   {"cycle": cycle, "period": period, "seq": seq, "values": len(values)}, now)
+                   {"cycle": cycle, "period": period, "seq": seq, "values": len(values), "approved": len(sources)}, now)
     return bundle_id
 
 

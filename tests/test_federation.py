@@ -177,6 +177,12 @@ def test_results_roll_up_to_the_province(running: tuple[Federation, Client]) -> 
         return {ind: round_value(compose(rule, [k[ind] for k in kids])) for ind, rule in rules.items()}
 
     wait_until("province equals townships", lambda: province_values() == expected("51"))
+    # The province verified, from each city's message alone, the city's approval of every county bundle
+    # it rolled up and each county's approval of every township bundle below.
+    taken = client.get("51", "/api/v1/audit", action="accept.results", limit=1000)["entries"]
+    latest = {e["detail"]["node"]: e["detail"] for e in taken}
+    assert latest["5101"]["approved"] == 2 and latest["5101"]["approved_below"] == 4
+    assert latest["5107"]["approved"] == 2 and latest["5107"]["approved_below"] == 4
     ranks = client.get("51", "/api/v1/rankings", cycle=CYCLE, period=PERIOD)
     assert sorted(r["unit"] for r in ranks) == ["5101", "5107"] and {r["rank"] for r in ranks} <= {1, 2}
     drill = client.get("51", "/api/v1/drilldown", cycle=CYCLE, period=PERIOD, indicator="A1", depth=3)

@@ -771,6 +771,7 @@ class ResultBundle(_message.Message):
     VALUES_FIELD_NUMBER: _builtins.int
     CHILD_SCORES_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     cycle: _builtins.str
     period: _builtins.str
@@ -784,6 +785,10 @@ class ResultBundle(_message.Message):
     def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___IndicatorValue]: ...
     @_builtins.property
     def child_scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitScore]: ...
+    @_builtins.property
+    def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceRef]:
+        """the children's bundles these values were rolled up from"""
+
     def __init__(
         self,
         *,
@@ -796,14 +801,76 @@ class ResultBundle(_message.Message):
         values: _abc.Iterable[Global___IndicatorValue] | None = ...,
         child_scores: _abc.Iterable[Global___UnitScore] | None = ...,
         created_at: _builtins.int = ...,
+        sources: _abc.Iterable[Global___SourceRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_scores", b"child_scores", "created_at", b"created_at", "cycle", b"cycle", "framework_digest", b"framework_digest", "node", b"node", "period", b"period", "prev_hash", b"prev_hash", "seq", b"seq", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_scores", b"child_scores", "created_at", b"created_at", "cycle", b"cycle", "framework_digest", b"framework_digest", "node", b"node", "period", b"period", "prev_hash", b"prev_hash", "seq", b"seq", "sources", b"sources", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResultBundle: _TypeAlias = ResultBundle  # noqa: Y015
+
+@_typing.final
+class SourceRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    BUNDLE_ID_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    bundle_id: _builtins.str
+    """hex sha256 of that bundle's payload"""
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        bundle_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_id", b"bundle_id", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SourceRef: _TypeAlias = SourceRef  # noqa: Y015
+
+@_typing.final
+class Approval(_message.Message):
+    """A node's signed approval (审核通过) of one of its children's bundles: a signature over the
+    bundle's hash that travels up with the data, so every level above can check who approved what.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVER_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
+    BUNDLE_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    APPROVED_AT_FIELD_NUMBER: _builtins.int
+    approver: _builtins.str
+    """the approving node: the bundle node's parent"""
+    node: _builtins.str
+    """whose bundle"""
+    bundle_id: _builtins.str
+    """hex sha256 of the bundle payload"""
+    seq: _builtins.int
+    approved_at: _builtins.int
+    def __init__(
+        self,
+        *,
+        approver: _builtins.str = ...,
+        node: _builtins.str = ...,
+        bundle_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        approved_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approver", b"approver", "bundle_id", b"bundle_id", "node", b"node", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Approval: _TypeAlias = Approval  # noqa: Y015
 
 @_typing.final
 class ResultMessage(_message.Message):
@@ -813,18 +880,30 @@ class ResultMessage(_message.Message):
 
     BUNDLE_FIELD_NUMBER: _builtins.int
     CERTIFICATE_CHAIN_FIELD_NUMBER: _builtins.int
+    APPROVALS_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
     bundle: _builtins.bytes
     @_builtins.property
     def certificate_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def approvals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Envelope(Approval) by the sender, one per source of the bundle"""
+
+    @_builtins.property
+    def evidence(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """the sources' ResultMessages, each without its own evidence"""
+
     def __init__(
         self,
         *,
         bundle: _builtins.bytes = ...,
         certificate_chain: _abc.Iterable[_builtins.bytes] | None = ...,
+        approvals: _abc.Iterable[_builtins.bytes] | None = ...,
+        evidence: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle", b"bundle", "certificate_chain", b"certificate_chain"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals", b"approvals", "bundle", b"bundle", "certificate_chain", b"certificate_chain", "evidence", b"evidence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,131 @@
+"""Multi-level approval: signed attestations that travel up with the data.
+
+When a node rolls its children's bundles up into its own, it names them in its bundle (``sources``:
+node and bundle id, inside its own signature) and signs an Approval (审核通过) over each one's hash.
+Its ResultMessage carries those approvals and, as evidence, the sources' own ResultMessages: their
+signed bundle, their certificates and their approvals, but not their evidence. The receiver checks,
+without asking anyone:
+
+- depth 1: every source is a child of the sender, approved by the sender, and the evidence holds
+  exactly that bundle, signed by that child under a valid certificate chain;
+- depth 2: every source of a source is approved by that child (its approvals ride in the evidence).
+
+So the province, receiving a city's bundle, verifies the city's approval of each county bundle and
+each county's approval of each township bundle. The results receiver treats a failure as content:
+the bundle joins the sender's chain, marked rejected with the reason, and none of its values count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from aggregator.framework import LEVELS
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.codec import Bundle, decode_bundle
+from sync.envelope import PAYLOAD_APPROVAL, PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope, sign, verify_signature
+from sync.identity import Me
+from sync.trust import Identity, TrustState, valid_code, verify_signed_by
+
+MAX_EVIDENCE = 5_000
+
+
+@dataclass(frozen=True)
+class Source:
+    """A child's bundle this node rolled up: what it approves and forwards as evidence."""
+
+    node: str
+    bundle_id: str
+    seq: int
+    message: bytes  # the child's ResultMessage as received
+
+
+@dataclass(frozen=True)
+class Attested:
+    approved: int  # sources approved by the sender (depth 1)
+    approved_below: int  # their sources approved by the children (depth 2)
+
+
+def attach(me: Me, sources: Sequence[Source], now: int) -> tuple[list[bytes], list[bytes]]:
+    """The approvals this node signs over its sources, and the evidence it forwards with them."""
+    approvals = [sign(PAYLOAD_APPROVAL, pb.Approval(approver=me.code, node=s.node, bundle_id=s.bundle_id, seq=s.seq,
+                                                     approved_at=now).SerializeToString(), me.key)
+                 for s in sources]
+    evidence = []
+    for s in sources:
+        msg = pb.ResultMessage.FromString(s.message)
+        del msg.evidence[:]  # one level of evidence is enough: its approvals already cover the level below
+        evidence.append(msg.SerializeToString())
+    return approvals, evidence
+
+
+def _approvals(envelopes: Sequence[bytes], approver: Identity) -> dict[tuple[str, str], pb.Approval]:
+    out: dict[tuple[str, str], pb.Approval] = {}
+    for data in envelopes:
+        opened = open_envelope(data, PAYLOAD_APPROVAL)
+        try:
+            verify_signature(opened, approver.public_key)
+        except EnvelopeError:
+            raise EnvelopeError(f"审核签名不是 {approver.code} 的 (approval not signed by {approver.code})") from None
+        a = pb.Approval()
+        try:
+            a.ParseFromString(opened.payload)
+        except DecodeError:
+            raise EnvelopeError("审核记录无法解析 (malformed approval)") from None
+        if a.approver != approver.code:
+            raise EnvelopeError(f"审核记录署名 {a.approver[:12]} 与签名者 {approver.code} 不符 (approver is not the signer)")
+        out[(a.node, a.bundle_id)] = a
+    return out
+
+
+def _is_child(node: str, parent: Identity) -> bool:
+    if parent.level == "township":
+        return False
+    return node.startswith(parent.code) and valid_code(node, LEVELS[LEVELS.index(parent.level) + 1])
+
+
+def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle, root: Identity, now: int,
+                        state: TrustState | None = None) -> Attested:
+    """Check the approvals and evidence of a verified bundle; raise EnvelopeError naming the first fault."""
+    if len(msg.evidence) > MAX_EVIDENCE or len(msg.approvals) > MAX_EVIDENCE:
+        raise EnvelopeError("审核证据过多 (too much evidence)")
+    approvals = _approvals(msg.approvals, signer)
+    evidence: dict[str, tuple[pb.ResultMessage, Bundle, Identity]] = {}
+    for data in msg.evidence:
+        ev = pb.ResultMessage()
+        try:
+            ev.ParseFromString(data)
+        except DecodeError:
+            raise EnvelopeError("审核证据无法解析 (malformed evidence)") from None
+        ev_signer, payload = verify_signed_by(ev.bundle, PAYLOAD_RESULTS, list(ev.certificate_chain), root, now, state)
+        ev_bundle = decode_bundle(payload)
+        if ev_bundle.node != ev_signer.code:
+            raise EnvelopeError(f"证据中的结果包属于 {ev_bundle.node}，却由 {ev_signer.code} 签名 "
+                                "(evidence signed by another node)")
+        evidence[digest(payload)] = (ev, ev_bundle, ev_signer)
+    cited = {bundle_id for _, bundle_id in bundle.sources}
+    if set(evidence) - cited or set(approvals) - set(bundle.sources):
+        raise EnvelopeError("审核记录或证据包含结果包未引用的来源 (approval or evidence for a bundle not cited)")
+    below = 0
+    for node, bundle_id in bundle.sources:
+        if not _is_child(node, signer):
+            raise EnvelopeError(f"来源 {node} 不是 {signer.code} 的下级 (source is not a child of the sender)")
+        approval = approvals.get((node, bundle_id))
+        if approval is None:
+            raise EnvelopeError(f"{signer.code} 未审核来源 {node} 的结果包 {bundle_id[:12]}… (source not approved)")
+        found = evidence.get(bundle_id)
+        if found is None:
+            raise EnvelopeError(f"缺少来源 {node} 的结果包 {bundle_id[:12]}… 作为证据 (evidence missing)")
+        ev, ev_bundle, ev_signer = found
+        if ev_bundle.node != node or approval.seq != ev_bundle.seq:
+            raise EnvelopeError(f"来源 {node} 的证据与审核记录不符 (evidence does not match the approval)")
+        if ev_bundle.sources:
+            approved_below = _approvals(ev.approvals, ev_signer)
+            missing = [s for s in ev_bundle.sources if s not in approved_below]
+            if missing:
+                raise EnvelopeError(f"{node} 未审核其来源 {missing[0][0]} 的结果包 {missing[0][1][:12]}… "
+                                    "(a source's own source was not approved)")
+            below += len(ev_bundle.sources)
+    return Attested(len(bundle.sources), below)
