@@ -88,10 +88,13 @@ class NodeSpec:
     grpc_port: int = 0
     http_port: int = 0
     children: list[str] = field(default_factory=list)
+    # A node on a host of its own: the network namespace it runs in and its address there.
+    netns: str = ""
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self.host}:{self.http_port}"
 
 
 def load_topology(path: Path | None = None) -> list[NodeSpec]:
@@ -114,15 +117,16 @@ class NatsServer:
         self.access: list[NodeAccess] = []
         self.passwords: dict[str, str] = {}
         self.operator_password = secrets.token_urlsafe(18)
+        self.listen_host = "127.0.0.1"
 
     @property
     def url(self) -> str:
         """The operator's URL (unrestricted): for tools and tests, never given to a node."""
         return f"nats://operator:{self.operator_password}@127.0.0.1:{self.port}"
 
-    def url_for(self, code: str) -> str:
+    def url_for(self, code: str, host: str = "127.0.0.1") -> str:
         """What node ``code`` connects with: its own user, allowed only its own subjects."""
-        return f"nats://node-{code}:{self.passwords[code]}@127.0.0.1:{self.port}"
+        return f"nats://node-{code}:{self.passwords[code]}@{host}:{self.port}"
 
     def add_nodes(self, access: list[NodeAccess]) -> None:
         self.access = access
@@ -133,7 +137,7 @@ class NatsServer:
         store.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "nats" / "nats-server.conf"
         conf.write_text(render(self.access, self.passwords, self.operator_password,
-                               listen=f"127.0.0.1:{self.port}", store_dir=str(store),
+                               listen=f"{self.listen_host}:{self.port}", store_dir=str(store),
                                server_name="fedappraisal-demo"), encoding="utf-8")
         os.chmod(conf, 0o600)
         with (self.workdir / "nats" / "nats-server.log").open("ab") as log:
@@ -183,6 +187,9 @@ class Federation:
         self.store_url_for = store_url_for
         self.tokens: dict[str, str] = {}
         self.heartbeat_seconds = 10
+        # Where nodes on this host are reached from a node in a network namespace (the host's veth
+        # address); with one set, nodes and NATS on this host listen on every interface.
+        self.host_gateway = ""
         self.tls = True  # gRPC between nodes with mutual TLS from a CA made for this federation
 
     @property
@@ -247,6 +254,15 @@ class Federation:
         spec = self.by_code[code]
         return (*self.path(spec.parent), code) if spec.parent else (code,)
 
+    def address(self, viewer: NodeSpec, target: NodeSpec) -> str:
+        """The host ``viewer`` dials to reach ``target`` (or NATS, for target=None on this host)."""
+        if target.netns:
+            return target.host
+        return self.host_gateway if viewer.netns else "127.0.0.1"
+
+    def listen_host(self, s: NodeSpec) -> str:
+        return s.host if s.netns else ("0.0.0.0" if self.host_gateway else "127.0.0.1")
+
     def _write_config(self, s: NodeSpec, prov: NodeSpec) -> None:
         d = self.node_dir(s.code)
         store = self.store_url_for(s.code) if self.store_url_for else f"sqlite+aiosqlite:///{d / 'node.db'}"
@@ -255,8 +271,8 @@ class Federation:
             "trust_root": {"code": prov.code, "name": prov.name, "public_key": self.root_public},
             "keys": {"private_key": "key.pem"},
             "store": store,
-            "nats": self.nats.url_for(s.code),
-            "listen": {"grpc": f"127.0.0.1:{s.grpc_port}", "http": f"127.0.0.1:{s.http_port}"},
+            "nats": self.nats.url_for(s.code, self.host_gateway if s.netns else "127.0.0.1"),
+            "listen": {"grpc": f"{self.listen_host(s)}:{s.grpc_port}", "http": f"{self.listen_host(s)}:{s.http_port}"},
             "admin_token_file": "admin.token",
             "heartbeat_seconds": self.heartbeat_seconds,
         }
@@ -264,15 +280,18 @@ class Federation:
             cfg["tls"] = {"ca": "../../tls/ca.pem", "cert": "tls.pem", "key": "tls.key"}
         if s.parent is not None:
             p = self.by_code[s.parent]
-            cfg["parent"] = {"code": p.code, "name": p.name, "grpc": f"127.0.0.1:{p.grpc_port}"}
+            cfg["parent"] = {"code": p.code, "name": p.name, "grpc": f"{self.address(s, p)}:{p.grpc_port}"}
             cfg["keys"]["certificate_chain"] = "chain.pb"
         if s.children:
             cfg["child_class"] = CHILD_CLASS[s.level]
             cfg["children"] = [{"code": c, "name": self.by_code[c].name,
-                                "grpc": f"127.0.0.1:{self.by_code[c].grpc_port}"} for c in s.children]
+                                "grpc": f"{self.address(s, self.by_code[c])}:{self.by_code[c].grpc_port}"}
+                               for c in s.children]
         (d / "node.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
     def start_nats(self) -> None:
+        if self.host_gateway:
+            self.nats.listen_host = "0.0.0.0"  # nodes in network namespaces dial the host's veth address
         self.nats.start()
 
     def start_node(self, code: str) -> None:
@@ -280,8 +299,10 @@ class Federation:
         # Two malloc arenas: gRPC's threads otherwise each get their own, several MB of RSS for nothing.
         env = dict(os.environ, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2")
         with (d / "node.log").open("ab") as log:
+            spec = self.by_code[code]
+            netns = ["ip", "netns", "exec", spec.netns] if spec.netns else []  # execs: the pid stays the node's
             self.procs[code] = subprocess.Popen(
-                [sys.executable, "-m", "nodes", "--config", str(d / "node.yaml")],
+                [*netns, sys.executable, "-m", "nodes", "--config", str(d / "node.yaml")],
                 stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(d))
 
     def stop_node(self, code: str, sig: int = signal.SIGTERM) -> None:

@@ -58,9 +58,13 @@ class NatsTransport:
         await self.js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": msg_id})
 
     async def announce(self, subject: str, payload: bytes) -> None:
-        """Core NATS, fire and forget: for heartbeats, which are worthless once expired."""
+        """Core NATS, fire and forget: for heartbeats, which are worthless once expired.
+
+        No ``flush(timeout)`` here: in nats-py (2.16) a flush that times out leaves its cancelled
+        future queued, and the PONG that arrives later kills the client's read loop
+        (InvalidStateError), after which every request times out on a connection that looks alive.
+        A cut link made exactly that happen in tests/test_faults_netns.py."""
         await self.nc.publish(subject, payload)
-        await self.nc.flush(timeout=5)
 
     async def listen(self, subject: str, handler: Callable[[bytes], Awaitable[None]]) -> None:
         async def on_message(msg: Msg) -> None:
