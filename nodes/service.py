@@ -408,11 +408,16 @@ class Node:
         return outcome.accepted, outcome.reason
 
     async def _after_results(self, tx: Tx, accepted: list[Bundle]) -> None:
-        for cycle, period, fw_digest in dict.fromkeys((b.cycle, b.period, b.framework_digest) for b in accepted):
-            await self.recompute(tx, cycle, period, fw_digest)
+        keys = dict.fromkeys((b.cycle, b.period, b.framework_digest) for b in accepted)
+        for cycle, period, fw_digest in keys:
+            cause = ", ".join(f"{b.node}#{b.seq}" for b in accepted
+                              if (b.cycle, b.period, b.framework_digest) == (cycle, period, fw_digest))
+            await self.recompute(tx, cycle, period, fw_digest, cause=f"结果包 (bundles) {cause}"[:500])
 
-    async def recompute(self, tx: Tx, cycle: str, period: str, fw_digest: str) -> None:
-        """Score and rank the units of one issued framework, roll up, and report upwards if complete."""
+    async def recompute(self, tx: Tx, cycle: str, period: str, fw_digest: str, *, cause: str,
+                        actor: str = "") -> None:
+        """Score and rank the units of one issued framework, roll up, and report upwards if complete.
+        Every change of a score, rank or grade is audited with ``cause`` (what triggered it)."""
         row = await tx.framework(fw_digest)
         if row is None:
             return
@@ -423,6 +428,18 @@ class Node:
         recorded = await tx.assessments(cycle, period)
         inputs = {u.code: to_inputs(values.get(u.code, {}), recorded.get(u.code)) for u in fw.units}
         scored = appraise(fw, inputs, datetime.fromtimestamp(now, UTC))
+        before = {r.unit: (r.score, r.rank, str(json.loads(r.explanation).get("grade", "")))
+                  for r in await tx.scores(cycle, period) if r.framework_digest == fw_digest}
+        changes = {}
+        for s in scored:
+            new = (to_text(s.score), s.rank, str(s.explain().get("grade", "")))
+            old = before.get(s.unit)
+            if old != new:
+                changes[s.unit] = {k: [o, n] for k, o, n in zip(("score", "rank", "grade"), old or ("", 0, ""), new,
+                                                                strict=True) if o != n}
+        if changes:
+            await tx.audit(actor or self.me.code, "score.change", fw_digest,
+                           {"cycle": cycle, "period": period, "cause": cause, "changes": changes}, now)
         await tx.put_scores([
             {"unit": s.unit, "cycle": cycle, "period": period, "framework_digest": fw_digest,
              "score": to_text(s.score), "rank": s.rank,
@@ -502,7 +519,8 @@ class Node:
                 raise NodeError(f"本节点尚未发布 {cycle} 年度指标体系 (no framework issued for this cycle)")
             await tx.put_assessment(unit, cycle, period, merge(await tx.assessment(unit, cycle, period), entered), now)
             await tx.audit(actor, "enter.assessment", unit, {"cycle": cycle, "period": period, **entered}, now)
-            await self.recompute(tx, cycle, period, issued[-1].digest)
+            await self.recompute(tx, cycle, period, issued[-1].digest,
+                                 cause=f"{actor} 录入 {unit} 的评价 (assessment entered)", actor=actor)
         self._outbox_wakeup.set()
 
     async def sync_status(self) -> dict[str, Any]:

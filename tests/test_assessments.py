@@ -89,6 +89,14 @@ async def test_assessments_feed_the_scores(county: Node) -> None:
     assert Decimal(other["score"]) == 28 and other["grade"] == "差"  # 40 × 0.7; the veto is recorded too
     assert {"item": "V1", "kind": "veto", "points": "0", "note": "12·3 事故"} in other["adjustments"]
     assert [e.actor for e in audit] == ["市统计局", "区应急局"]
+    async with county.store.read() as r:
+        changes = [(e.actor, json.loads(e.detail)) for e in await r.audit_entries(action="score.change")]
+    # Every change of a score, rank or grade is audited: who, what triggered it, old and new.
+    actor, last = changes[-1]
+    assert actor == "区应急局" and "510104018" in last["cause"] and "assessment" in last["cause"]
+    assert last["changes"]["510104018"]["score"][1] == "28"
+    assert "grade" not in last["changes"]["510104018"]  # 差 before (nothing reported) and after: only changes
+    assert "510104017" not in last["changes"]  # unchanged units are not repeated
 
 
 async def test_assessments_are_checked(county: Node) -> None:
