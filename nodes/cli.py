@@ -324,6 +324,39 @@ async def _audit_rows(config: Path) -> list[dict[str, object]]:
         await store.close()
 
 
+@audit_app.command("bundles")
+def audit_bundles_cmd(config: Annotated[Path, typer.Option("--config", "-c", help="节点配置 (node.yaml)")]) -> None:
+    """按接收时的状态重新核验所有结果包：签名、证书链、吊销、编号、链、审核链；有问题则退出码 1
+    (re-verify every stored bundle as of when it was received)."""
+    from nodes.config import load_config
+    from nodes.store import Store
+    from sync.bundle_audit import audit_bundles
+    from sync.trust import stored_revocations
+
+    async def run() -> tuple[int, list[object]]:
+        cfg = load_config(config)
+        store = await Store.open(cfg.store_url)
+        try:
+            async with store.read() as r:
+                rows = await r.all_bundles()
+                lists = [stored_revocations(row.envelope) for row in await r.revocation_lists()]
+        finally:
+            await store.close()
+        checked, findings = audit_bundles(rows, cfg.root, lists)
+        return checked, list(findings)
+
+    try:
+        checked, findings = asyncio.run(run())
+    except FileError as exc:
+        raise fail(str(exc)) from None
+    for f in findings:
+        err.print(f"[red]✗[/] {f}")
+    if findings:
+        err.print(f"{checked} 个结果包中 {len(findings)} 个有问题 ({len(findings)} of {checked} bundles fail)")
+        raise typer.Exit(code=1)
+    typer.echo(f"{checked} 个结果包均按接收时的状态核验通过 (all {checked} bundles verify as of when they were received)")
+
+
 @audit_app.command("verify")
 def audit_verify(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="节点配置：核验该节点的审计日志")] = None,

@@ -315,6 +315,9 @@ class Tx:
                                       .order_by(bundles.c.seq).limit(limit))
         return list(res)
 
+    async def all_bundles(self) -> list[Row[Any]]:
+        return list(await self.conn.execute(select(bundles).order_by(bundles.c.node, bundles.c.seq)))
+
     async def bundle(self, bundle_id: str) -> Row[Any] | None:
         return (await self.conn.execute(select(bundles).where(bundles.c.id == bundle_id))).first()
 

@@ -183,6 +183,11 @@ def test_results_roll_up_to_the_province(running: tuple[Federation, Client]) -> 
     latest = {e["detail"]["node"]: e["detail"] for e in taken}
     assert latest["5101"]["approved"] == 2 and latest["5101"]["approved_below"] == 4
     assert latest["5107"]["approved"] == 2 and latest["5107"]["approved_below"] == 4
+    for code in ("51", "510104"):  # an auditor re-verifies every stored bundle as of its receipt
+        audited = subprocess.run([sys.executable, "-m", "nodes.cli", "audit", "bundles", "--config",
+                                  str(fed.node_dir(code) / "node.yaml")], capture_output=True, text=True, timeout=60,
+                                 check=False)
+        assert audited.returncode == 0 and "verify as of when they were received" in audited.stdout, audited.stderr
     ranks = client.get("51", "/api/v1/rankings", cycle=CYCLE, period=PERIOD)
     assert sorted(r["unit"] for r in ranks) == ["5101", "5107"] and {r["rank"] for r in ranks} <= {1, 2}
     drill = client.get("51", "/api/v1/drilldown", cycle=CYCLE, period=PERIOD, indicator="A1", depth=3)
