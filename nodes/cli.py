@@ -310,6 +310,83 @@ def deploy_nats_config(
     typer.echo(f"已生成 {len(access)} 个节点的 NATS 配置 (config for {len(access)} nodes): {out}; 各节点地址: {credentials}")
 
 
+@deploy_app.command("nats-hierarchy")
+def deploy_nats_hierarchy(
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="写入 hub.conf、各市 <代码>.conf、credentials.json、streams.json")],
+    topology: Annotated[Path | None, typer.Option(help="拓扑 JSON（默认：演示拓扑）")] = None,
+    hub_host: Annotated[str, typer.Option(help="省级 NATS 主机名")] = "nats.sc.example",
+    city_host: Annotated[str, typer.Option(help="市级 NATS 主机名模板，{city} 为市代码")] = "nats-{city}.sc.example",
+    port: int = 4222,
+    leaf_port: int = 7422,
+    store_dir: str = "/var/lib/nats/jetstream",
+) -> None:
+    """生成分级 NATS 配置：省级枢纽 + 每市一个叶节点服务器，各有 JetStream 域，跨域按 filter_subject 汇流
+    (a hub for the province and a leaf server per city, each with its own JetStream domain)."""
+    import json
+    import os
+    import secrets
+
+    from nodes.launcher import load_topology
+    from nodes.natsconf import NodeAccess, plan_hierarchy, render_server, stream_plan
+
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise fail(f"{out_dir} 已存在且非空，不覆盖 (exists and is not empty; not overwritten)")
+    specs = load_topology(topology)
+    by = {s.code: s for s in specs}
+
+    def node_path(code: str) -> tuple[str, ...]:
+        parent = by[code].parent
+        return (*node_path(parent), code) if parent else (code,)
+
+    access = [NodeAccess(s.code, node_path(s.code), s.parent is not None, bool(s.children)) for s in specs]
+    province = next(a.code for a in access if not a.has_parent)
+    cities = [a.code for a in access if len(a.path) == 2]
+    passwords = {a.code: secrets.token_urlsafe(18) for a in access}
+    leaf_passwords = {c: secrets.token_urlsafe(18) for c in cities}
+    operators = {name: secrets.token_urlsafe(18) for name in ["hub", *cities]}
+    plans = plan_hierarchy(access, f"0.0.0.0:{port}", f"0.0.0.0:{leaf_port}", dict.fromkeys(cities, f"0.0.0.0:{port}"),
+                           hub_host, leaf_passwords)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hosts = {"hub": hub_host, **{c: city_host.format(city=c) for c in cities}}
+    streams = {}
+    creds = {}
+    for plan in plans:
+        conf = out_dir / f"{plan.name}.conf"
+        conf.write_text(render_server(plan, cities, passwords, leaf_passwords, operators[plan.name], store_dir),
+                        encoding="utf-8")
+        os.chmod(conf, 0o600)
+        streams[plan.name] = {"operator_url": f"nats://operator:{operators[plan.name]}@{hosts[plan.name]}:{port}",
+                              "streams": stream_plan(plan, province, cities)}
+        creds.update({n.code: f"nats://node-{n.code}:{passwords[n.code]}@{hosts[plan.name]}:{port}" for n in plan.nodes})
+    for name, data in (("credentials.json", creds), ("streams.json", streams)):
+        (out_dir / name).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        os.chmod(out_dir / name, 0o600)
+    typer.echo(f"已生成 1 个省级枢纽与 {len(cities)} 个市级服务器配置：{out_dir}；"
+               "启动后用 appraise deploy nats-streams 创建流 (then create the streams)")
+
+
+@deploy_app.command("nats-streams")
+def deploy_nats_streams(
+    plan: Annotated[Path, typer.Option(help="appraise deploy nats-hierarchy 生成的 streams.json")],
+    server: Annotated[str, typer.Option(help="hub 或市代码")],
+    url: Annotated[str | None, typer.Option(help="运维连接地址（默认取 streams.json 中的）")] = None,
+) -> None:
+    """在一台分级 NATS 服务器上创建其所需的流 (create the streams one server of the hierarchy needs)."""
+    import json
+
+    from sync.transport.nats import create_streams
+
+    try:
+        entry = json.loads(plan.read_text(encoding="utf-8"))[server]
+    except (OSError, ValueError, KeyError) as exc:
+        raise fail(f"{plan}: 没有服务器 {server!r} 的流计划 (no stream plan for that server): {exc}") from None
+    try:
+        asyncio.run(create_streams(url or entry["operator_url"], entry["streams"]))
+    except Exception as exc:
+        raise fail(f"{server}: 创建流失败 (could not create the streams): {exc}") from None
+    typer.echo(f"{server}: 已创建 {', '.join(s['name'] for s in entry['streams'])}")
+
+
 async def _audit_rows(config: Path) -> list[dict[str, object]]:
     from nodes.audit import FIELDS
     from nodes.config import load_config

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 STREAMS = ("FA_CASCADE", "FA_RESULTS")
 
@@ -55,3 +56,99 @@ def render(nodes: Sequence[NodeAccess], passwords: Mapping[str, str], admin_pass
         "accounts": {"FEDERATION": {"jetstream": "enabled", "users": users}},
     }
     return json.dumps(conf, ensure_ascii=False, indent=2) + "\n"
+
+
+# --------------------------------------------------------------------------- a hierarchy of servers
+#
+# The province runs the hub; each city runs a leaf server joined to it, with a JetStream domain of its
+# own ("hub", "c<city>"). The city's node and every node below it connect to the city's server, so a
+# county's and a township's traffic never leaves its city. Streams per server:
+#
+#   hub      FA_CASCADE  casc.<prov>                      (the province publishes)
+#            FA_RESULTS  sourced from each city's FA_RESULTS with filter_subject res.<prov>.<city>
+#   c<city>  FA_CASCADE  casc.<prov>.<city>[.>]           + sourced from the hub's, filter casc.<prov>
+#            FA_RESULTS  res.<prov>.<city>[.>]
+#
+# The hub's user for each leaf connection may send the hub only what sourcing needs (delivery, flow
+# control and replies, and consumer calls on the hub's FA_CASCADE); it may not publish a single
+# application subject. Without that, a leaf server's operator could publish casc.<prov> into the hub
+# or res.<prov>.<other city> into another city's stream (shown in tests/test_nats_hierarchy.py). The
+# filter_subject per source means a city's server forwards only its own city's results upwards.
+
+HUB_DOMAIN = "hub"
+
+
+def city_domain(city: str) -> str:
+    return f"c{city}"
+
+
+def leaf_permissions() -> dict[str, dict[str, list[str]]]:
+    """What a city's leaf server may send into the hub (publish, from the leaf's side)."""
+    hub_api = f"$JS.{HUB_DOMAIN}.API"
+    allow = ["$JS.S.>", "$JS.FC.>", "$JSC.R.>", "_INBOX.>", "$LDS.>",
+             f"{hub_api}.CONSUMER.CREATE.FA_CASCADE.>", f"{hub_api}.CONSUMER.DELETE.FA_CASCADE.>",
+             f"{hub_api}.CONSUMER.INFO.FA_CASCADE.>", f"{hub_api}.STREAM.INFO.FA_CASCADE", "$JS.ACK.FA_CASCADE.>"]
+    return {"publish": {"allow": allow}}
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    name: str                     # "hub" or a city code
+    domain: str
+    listen: str                   # host:port for clients
+    nodes: tuple[NodeAccess, ...]  # the nodes that connect to this server
+    leaf_listen: str = ""          # hub only: where leaf servers connect
+    hub_leaf_url: str = ""         # leaf only: nats-leaf://user:password@hub:port
+
+
+def plan_hierarchy(nodes: Sequence[NodeAccess], hub_listen: str, leaf_listen: str,
+                   city_listen: Mapping[str, str], hub_leaf_host: str, leaf_passwords: Mapping[str, str]) -> list[ServerPlan]:
+    province = next(n for n in nodes if not n.has_parent)
+    cities = [n for n in nodes if len(n.path) == 2]
+    plans = [ServerPlan("hub", HUB_DOMAIN, hub_listen, (province,), leaf_listen=leaf_listen)]
+    leaf_port = leaf_listen.rsplit(":", 1)[1]
+    for c in cities:
+        members = tuple(n for n in nodes if len(n.path) >= 2 and n.path[1] == c.code)
+        plans.append(ServerPlan(c.code, city_domain(c.code), city_listen[c.code], members,
+                                hub_leaf_url=f"nats-leaf://leaf-{c.code}:{leaf_passwords[c.code]}@{hub_leaf_host}:{leaf_port}"))
+    return plans
+
+
+def render_server(plan: ServerPlan, cities: Sequence[str], passwords: Mapping[str, str],
+                  leaf_passwords: Mapping[str, str], admin_password: str, store_dir: str, *,
+                  restrict_leaves: bool = True) -> str:
+    """One server's configuration. ``restrict_leaves`` False: the plain leaf-node set-up, only for
+    the test that shows why the restriction is needed."""
+    users: list[dict[str, Any]] = [{"user": f"node-{n.code}", "password": passwords[n.code], "permissions": permissions(n)}
+                                   for n in plan.nodes]
+    users.append({"user": "operator", "password": admin_password})  # this server's operator: unrestricted
+    conf: dict[str, Any] = {
+        "listen": plan.listen, "server_name": f"fedappraisal-{plan.name}", "max_payload": 8 * 1024 * 1024,
+        "jetstream": {"store_dir": store_dir, "sync_interval": "always", "domain": plan.domain},
+    }
+    if plan.leaf_listen:
+        users += [{"user": f"leaf-{c}", "password": leaf_passwords[c],
+                   **({"permissions": leaf_permissions()} if restrict_leaves else {})} for c in cities]
+        conf["leafnodes"] = {"listen": plan.leaf_listen}
+    else:
+        conf["leafnodes"] = {"remotes": [{"url": plan.hub_leaf_url, "account": "FEDERATION"}]}
+    conf["accounts"] = {"FEDERATION": {"jetstream": "enabled", "users": users}}
+    return json.dumps(conf, ensure_ascii=False, indent=2) + "\n"
+
+
+def stream_plan(plan: ServerPlan, province: str, cities: Sequence[str]) -> list[dict[str, Any]]:
+    """The streams an operator creates on one server (nats-py StreamConfig fields)."""
+    if plan.domain == HUB_DOMAIN:
+        return [
+            {"name": "FA_CASCADE", "subjects": [f"casc.{province}"]},
+            {"name": "FA_RESULTS", "subjects": [],
+             "sources": [{"name": "FA_RESULTS", "filter_subject": f"res.{province}.{c}",
+                          "external": {"api": f"$JS.{city_domain(c)}.API"}} for c in cities]},
+        ]
+    c = plan.name
+    return [
+        {"name": "FA_CASCADE", "subjects": [f"casc.{province}.{c}", f"casc.{province}.{c}.>"],
+         "sources": [{"name": "FA_CASCADE", "filter_subject": f"casc.{province}",
+                      "external": {"api": f"$JS.{HUB_DOMAIN}.API"}}]},
+        {"name": "FA_RESULTS", "subjects": [f"res.{province}.{c}", f"res.{province}.{c}.>"]},
+    ]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, ExternalStream, StorageType, StreamConfig, StreamSource
 from nats.js.errors import BadRequestError, FetchTimeoutError
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,25 @@ GiveUp = Callable[[str, bytes, str], Awaitable[None]]
 MAX_ATTEMPTS = 30
 BATCH = 64  # messages per fetch: the results receiver takes them in one transaction
 RETRY_DELAY = 2.0
+
+
+async def create_streams(url: str, streams: list[dict[str, Any]]) -> None:
+    """An operator creates (or updates) the streams one server of a hierarchy needs (nodes.natsconf.stream_plan)."""
+    nc = await nats.connect(url, connect_timeout=5)
+    try:
+        js = nc.jetstream()
+        for spec in streams:
+            sources = [StreamSource(name=s["name"], filter_subject=s.get("filter_subject"),
+                                    external=ExternalStream(api=s["external"]["api"]) if "external" in s else None)
+                       for s in spec.get("sources", [])]
+            cfg = StreamConfig(name=spec["name"], subjects=list(spec.get("subjects", [])), sources=sources or None,
+                               storage=StorageType.FILE, duplicate_window=120.0)
+            try:
+                await js.add_stream(cfg)
+            except BadRequestError:
+                await js.update_stream(cfg)
+    finally:
+        await nc.close()
 
 
 class NatsTransport:
