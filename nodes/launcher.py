@@ -6,6 +6,7 @@ the embedded nats-server's JetStream store and every process's log.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from nodes.natsconf import NodeAccess, render
+from nodes.natsconf import NodeAccess, ServerPlan, plan_hierarchy, render, render_server, stream_plan
 from sync import keys
 from sync.codec import write_chain
 from sync.transport.tls import create_ca, issue_node_cert
@@ -150,6 +151,79 @@ class NatsServer:
         self.proc = None
 
 
+class NatsHierarchy:
+    """The province's hub and one leaf server per city, each with its own JetStream domain
+    (:func:`nodes.natsconf.plan_hierarchy`); the same interface as :class:`NatsServer`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.ports: dict[str, int] = {}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.passwords: dict[str, str] = {}
+        self.server_of: dict[str, str] = {}  # node code → "hub" or its city
+        self.operator_password = secrets.token_urlsafe(18)
+        self.plans: list[ServerPlan] = []
+        self.listen_host = "127.0.0.1"
+        self.leaf_passwords: dict[str, str] = {}
+        self.cities: list[str] = []
+        self.province = ""
+
+    @property
+    def url(self) -> str:
+        return self.operator_url("hub")
+
+    def operator_url(self, server: str) -> str:
+        return f"nats://operator:{self.operator_password}@127.0.0.1:{self.ports[server]}"
+
+    def url_for(self, code: str, host: str = "127.0.0.1") -> str:
+        return f"nats://node-{code}:{self.passwords[code]}@{host}:{self.ports[self.server_of[code]]}"
+
+    def add_nodes(self, access: list[NodeAccess]) -> None:
+        self.passwords = {a.code: secrets.token_urlsafe(18) for a in access}
+        cities = [a.code for a in access if len(a.path) == 2]
+        self.ports = {"hub": free_port(), **{c: free_port() for c in cities}}
+        self.leaf_passwords = {c: secrets.token_urlsafe(18) for c in cities}
+        self.cities = cities
+        self.province = next(a.code for a in access if not a.has_parent)
+        self.plans = plan_hierarchy(access, f"127.0.0.1:{self.ports['hub']}", f"127.0.0.1:{free_port()}",
+                                    {c: f"127.0.0.1:{self.ports[c]}" for c in cities}, "127.0.0.1", self.leaf_passwords)
+        self.server_of = {n.code: plan.name for plan in self.plans for n in plan.nodes}
+
+    def start(self) -> None:
+        from sync.transport.nats import create_streams
+
+        for plan in self.plans:  # the hub first: leaf servers dial it
+            d = self.workdir / "nats" / plan.name
+            d.mkdir(parents=True, exist_ok=True)
+            conf = d / "nats-server.conf"
+            conf.write_text(render_server(plan, self.cities, self.passwords, self.leaf_passwords, self.operator_password,
+                                          str(d / "jetstream")), encoding="utf-8")
+            os.chmod(conf, 0o600)
+            with (d / "nats-server.log").open("ab") as log:
+                self.procs.append(subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
+                                                   start_new_session=True))
+            wait_port(self.ports[plan.name], 15, self.procs[-1])
+
+        async def streams() -> None:
+            deadline = time.monotonic() + 30
+            for plan in self.plans:
+                while True:  # a leaf's sources need its leaf-node connection to the hub
+                    try:
+                        await create_streams(self.operator_url(plan.name), stream_plan(plan, self.province, self.cities))
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.3)
+
+        asyncio.run(streams())
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        for p in self.procs:
+            stop_process(p, sig)
+        self.procs = []
+
+
 def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -177,11 +251,12 @@ def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM
 class Federation:
     """A province-to-township federation of real node processes under ``workdir``."""
 
-    def __init__(self, workdir: Path, specs: list[NodeSpec], store_url_for: Any = None) -> None:
+    def __init__(self, workdir: Path, specs: list[NodeSpec], store_url_for: Any = None, *,
+                 nats_hierarchy: bool = False) -> None:
         self.workdir = workdir
         self.specs = specs
         self.by_code = {s.code: s for s in specs}
-        self.nats = NatsServer(workdir)
+        self.nats: NatsServer | NatsHierarchy = NatsHierarchy(workdir) if nats_hierarchy else NatsServer(workdir)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.root_public = ""
         self.store_url_for = store_url_for
