@@ -185,6 +185,31 @@ def create_app(node: "Node") -> Litestar:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return {"unit": data.get("unit"), "recorded": sorted(body)}
 
+    @get("/api/v1/reviews", summary="Children's bundles by review status: pending, returned, accepted", tags=["results"])
+    async def reviews(status: str = "pending", limit: int = 200) -> list[dict[str, Any]]:
+        if status not in ("pending", "returned", "accepted", "rejected"):
+            raise HTTPException(status_code=422, detail="status 应为 pending/returned/accepted/rejected")
+        async with node.store.read() as r:
+            rows = await r.bundles_by_status(status, limit=max(0, min(limit, 1000)))
+        names = {c.code: c.name for c in node.cfg.children}
+        return [{"node": row.node, "name": names.get(row.node, row.node), "bundle_id": row.id, "seq": row.seq,
+                 "cycle": row.cycle, "period": row.period, "received_at": row.received_at, "reviewer": row.reviewer,
+                 "reviewed_at": row.reviewed_at, "reason": row.reason} for row in rows]
+
+    @post("/api/v1/admin/reviews", summary="Approve a child's pending bundle, or return it for correction",
+          tags=["admin"], status_code=201)
+    async def review(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
+        require_admin(request)
+        reviewer = str(data.get("reviewer", "")).strip()
+        if not reviewer:
+            raise HTTPException(status_code=422, detail="reviewer 应为审核人姓名或科室 (name the reviewer)")
+        try:
+            status = await node.review(str(data.get("node", "")), str(data.get("bundle_id", "")),
+                                       str(data.get("decision", "")), str(data.get("note", "")), reviewer)
+        except NodeError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return {"bundle_id": data.get("bundle_id"), "status": status}
+
     @post("/api/v1/admin/revocations", summary="Revoke a certificate this node issued to one of its children",
           tags=["admin"], status_code=201)
     async def revoke(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +232,7 @@ def create_app(node: "Node") -> Litestar:
 
     return Litestar(
         route_handlers=[health, status, sync, frameworks, rankings, values, warnings, flags, drilldown, audit,
-                        publish, enter, assess, revoke, dashboard],
+                        publish, enter, assess, revoke, reviews, review, dashboard],
         openapi_config=OpenAPIConfig(title=f"fedappraisal gateway · {node.me.name}", version="1.0.0",
                                      path="/schema", render_plugins=[JsonRenderPlugin()]),
         debug=False,

@@ -590,6 +590,8 @@ def status(gateway: Annotated[str, typer.Option(help="节点网关地址，如 h
             console.print(f"[red]上级已发布但本节点未收到的指标体系 (missing frameworks): {missing}[/]")
         if hb["last_error"]:
             console.print(f"[red]最近被拒的心跳 (last rejected heartbeat): {hb['last_error']}[/]")
+        for b in hb.get("returned", []):
+            console.print(f"[red]上级退回 (returned by the parent): 序号 {b['seq']} {b['bundle_id'][:12]}… — {b['reason']}[/]")
     bad = any(d and (d["pending"] or d["last_error"]) for d in (s["results_to_parent"], s["cascade_to_children"]))
     frozen = bool(hb and (not hb["fresh"] or hb["missing_frameworks"]))
     raise typer.Exit(code=1 if bad or frozen or not s["nats_connected"] else 0)

@@ -46,6 +46,7 @@ class NodeConfig:
     node_path: tuple[str, ...]
     heartbeat_seconds: int = 10  # a parent's heartbeat period; a child counts it frozen after 3 missed
     tls: TlsFiles | None = None  # mutual TLS for gRPC with the deployment CA; None: plaintext (one machine only)
+    review: str = "auto"  # children's bundles: approved on receipt (auto) or held for a person to approve (manual)
 
 
 def _get(doc: Located, where: Where, kind: type | tuple[type, ...], fix: str) -> Any:
@@ -162,13 +163,17 @@ def load_config(path: Path) -> NodeConfig:
         raise doc.error(("heartbeat_seconds",), f"heartbeat_seconds 应为 1 至 3600 的整数，实为 {heartbeat!r} "
                         "(heartbeat period in seconds)")
     tls = _load_tls(doc, base, code)
+    review = doc.data.get("review", "auto")
+    if review not in ("auto", "manual"):
+        raise doc.error(("review",), f"review 应为 auto（接收即审核通过）或 manual（人工审核），实为 {review!r} "
+                        "(review must be auto or manual)")
     return NodeConfig(
         path=path, code=code, name=name, level=level, parent=parent, parent_grpc=parent_grpc,
         children=tuple(children), child_class=str(doc.data.get("child_class", "")), root=root, key=key,
         chain=chain, store_url=store_url, nats_url=nats_url,
         grpc_listen=_addr(doc, ("listen", "grpc"), "如 grpc: 127.0.0.1:7001"),
         http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
-        admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat, tls=tls,
+        admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat, tls=tls, review=review,
     )
 
 

@@ -223,14 +223,21 @@ class Node:
                 latest[key] = row
         return [(row.cycle, row.unit_class, row.version, row.digest) for row in latest.values()]
 
-    def trust_update(self, refs: list[tuple[str, str, int, str]]) -> bytes:
-        return heartbeat_update(self.me, refs, self.now(), ttl=3 * self.cfg.heartbeat_seconds)
+    def trust_update(self, refs: list[tuple[str, str, int, str]],
+                     returned: list[tuple[str, str, int, str, int]] | None = None) -> bytes:
+        return heartbeat_update(self.me, refs, self.now(), ttl=3 * self.cfg.heartbeat_seconds, returned=returned or [])
+
+    async def returned_notices(self) -> list[tuple[str, str, int, str, int]]:
+        async with self.store.read() as r:
+            rows = await r.bundles_by_status("returned", limit=500)
+        return [(row.node, row.id, row.seq, row.reason, row.reviewed_at) for row in rows]
 
     async def _heartbeats(self) -> None:
         while True:
             try:
                 assert self.nats is not None
-                await self.nats.announce("hb." + ".".join(self.me.path), self.trust_update(await self._issued_refs()))
+                await self.nats.announce("hb." + ".".join(self.me.path),
+                                         self.trust_update(await self._issued_refs(), await self.returned_notices()))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # children notice the silence; say why here
@@ -361,13 +368,13 @@ class Node:
         async with self.store.read() as r:
             rows = await r.frameworks(role="issued", cycle=cycle or None)
         messages = [row.cascade for row in rows if requester in {u.code for u in framework_of(row).units}]
-        return messages, self.trust_update(await self._issued_refs())
+        return messages, self.trust_update(await self._issued_refs(), await self.returned_notices())
 
     # ------------------------------------------------------------ results
     async def on_results_batch(self, msgs: list[tuple[str, bytes]]) -> list[bool]:
         """A fetched batch of children's bundles, taken in one transaction."""
         outcomes = await receive_results_batch(self.store, self.me, [(d, s) for s, d in msgs], self.now(),
-                                               self._after_results)
+                                               self._after_results, hold=self.hold)
         for outcome in outcomes:
             self._log_outcome("results", outcome)
             if outcome.retry and outcome.origin in self.me.children and outcome.origin not in self._pulling:
@@ -388,7 +395,8 @@ class Node:
                 assert client is not None
                 return await client.fetch_bundles(self.me.code, after_seq)
 
-            outcomes = await pull_missing(self.store, self.me, child, fetch, self.now, self._after_results, BATCH)
+            outcomes = await pull_missing(self.store, self.me, child, fetch, self.now, self._after_results, BATCH,
+                                          hold=self.hold)
             for outcome in outcomes:
                 self._log_outcome("results (pulled)", outcome)
         except Exception as exc:  # the live stream's redelivery will ask again
@@ -403,9 +411,53 @@ class Node:
         return await bundles_for_parent(self.store, self.me, requester, after_seq)
 
     async def submit_results(self, data: bytes) -> tuple[bool, str]:
-        outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, None)
+        outcome = await receive_results(self.store, self.me, data, self.now(), self._after_results, None, hold=self.hold)
         self._log_outcome("results", outcome)
         return outcome.accepted, outcome.reason
+
+    @property
+    def hold(self) -> bool:
+        """review: manual — children's bundles wait for a person to approve them."""
+        return self.cfg.review == "manual"
+
+    async def review(self, child: str, bundle_id: str, decision: str, note: str, actor: str) -> str:
+        """审核: approve a child's pending bundle (its values count, and this node's approval of it,
+        signed with the reviewer's name, goes up with the roll-up) or return it for correction
+        (the child learns it from the next heartbeat). Returns the bundle's new status."""
+        if decision not in ("approve", "return"):
+            raise NodeError("decision 应为 approve（通过）或 return（退回） (decision must be approve or return)")
+        if decision == "return" and not note.strip():
+            raise NodeError("退回须说明理由 (a return needs a reason)")
+        now = self.now()
+        async with self.store.tx() as tx:
+            row = await tx.bundle(bundle_id[:64])
+            if row is None or row.node != child or child not in self.me.children:
+                raise NodeError(f"没有 {child[:12]} 的结果包 {bundle_id[:12]}… (no such bundle of that child)")
+            if row.status != "pending":
+                raise NodeError(f"该结果包的状态是 {row.status}，不在待审核中 (bundle is not pending review)")
+            if decision == "return":
+                await tx.review_bundle(row.id, "returned", actor[:64], note[:500], now)
+                await tx.audit(actor, "review.return", row.id, {"node": child, "seq": row.seq, "reason": note[:500]}, now)
+                status = "returned"
+            else:
+                later = [b for b in await tx.later_bundles(child, row.seq, row.cycle, row.period, row.framework_digest)
+                         if b.status in ("accepted", "pending")]
+                if later:
+                    raise NodeError(f"{child} 已有更新的结果包（序号 {later[0].seq}），请审核最新的 "
+                                    "(a later bundle supersedes this one)")
+                bundle = bundle_of(row.message)
+                await tx.put_values(node=child, cycle=bundle.cycle, period=bundle.period,
+                                    framework_digest=bundle.framework_digest,
+                                    values={k: to_text(v) for k, v in bundle.values.items()}, source="reported",
+                                    bundle_id=row.id, now=now)
+                await tx.review_bundle(row.id, "accepted", actor[:64], "", now)
+                await tx.audit(actor, "review.approve", row.id, {"node": child, "seq": row.seq, "note": note[:500]}, now)
+                await self.recompute(tx, bundle.cycle, bundle.period, bundle.framework_digest,
+                                     cause=f"{actor} 审核通过 {child}#{row.seq} (approved)", actor=actor)
+                status = "accepted"
+        self._outbox_wakeup.set()
+        self._heartbeat_wakeup.set()
+        return status
 
     async def _after_results(self, tx: Tx, accepted: list[Bundle]) -> None:
         keys = dict.fromkeys((b.cycle, b.period, b.framework_digest) for b in accepted)
@@ -464,7 +516,7 @@ class Node:
             prev = bundle_of(last.message)
             if (prev.cycle, prev.period, prev.framework_digest, prev.values) == (cycle, period, target_digest, own):
                 return
-        sources = [Source(r.node, r.id, r.seq, r.message)
+        sources = [Source(r.node, r.id, r.seq, r.message, r.reviewer)
                    for r in await tx.source_bundles(cycle, period, fw_digest, [u.code for u in fw.units])]
         await send_bundle(tx, self.me, cycle=cycle, period=period, framework_digest=target_digest, values=own,
                           child_scores=tuple((s.unit, s.score, s.rank) for s in scored), now=now, sources=sources)
@@ -556,7 +608,9 @@ class Node:
         p = self.pulse
         return {"parent": self.me.parent, "issued_at": p.issued_at if p else 0, "expires_at": p.expires_at if p else 0,
                 "fresh": bool(p and p.fresh(self.now())), "missing_frameworks": await self.missing_frameworks(),
-                "last_error": self.pulse_error}
+                "last_error": self.pulse_error,
+                "returned": [{"bundle_id": b, "seq": seq, "reason": reason, "returned_at": at}
+                             for b, seq, reason, at in (p.returned if p else ())]}
 
     async def warnings(self, cycle: str, period: str) -> list[dict[str, str]]:
         """预警: each unit's reported (cumulative) value for ``period`` against target × elapsed share."""

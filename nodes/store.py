@@ -277,7 +277,7 @@ class Tx:
         ids = select(results.c.bundle_id).where(
             results.c.cycle == cycle, results.c.period == period, results.c.framework_digest == framework_digest,
             results.c.node.in_(list(nodes)), results.c.source == "reported").distinct()
-        q = select(bundles.c.node, bundles.c.id, bundles.c.seq, bundles.c.message).where(
+        q = select(bundles.c.node, bundles.c.id, bundles.c.seq, bundles.c.message, bundles.c.reviewer).where(
             bundles.c.id.in_(ids)).order_by(bundles.c.node, bundles.c.seq)
         return list(await self.conn.execute(q))
 
@@ -314,6 +314,23 @@ class Tx:
         res = await self.conn.execute(select(bundles).where(bundles.c.node == node, bundles.c.seq > after_seq)
                                       .order_by(bundles.c.seq).limit(limit))
         return list(res)
+
+    async def review_bundle(self, bundle_id: str, status: str, reviewer: str, reason: str, now: int) -> None:
+        await self.conn.execute(update(bundles).where(bundles.c.id == bundle_id).values(
+            status=status, reviewer=reviewer, reason=reason, reviewed_at=now))
+
+    async def bundles_by_status(self, status: str, limit: int = 1000) -> list[Row[Any]]:
+        q = (select(bundles.c.id, bundles.c.node, bundles.c.seq, bundles.c.cycle, bundles.c.period,
+                    bundles.c.framework_digest, bundles.c.received_at, bundles.c.reason, bundles.c.reviewer,
+                    bundles.c.reviewed_at)
+             .where(bundles.c.status == status).order_by(bundles.c.received_at.desc(), bundles.c.node).limit(limit))
+        return list(await self.conn.execute(q))
+
+    async def later_bundles(self, node: str, seq: int, cycle: str, period: str, framework_digest: str) -> list[Row[Any]]:
+        """The same child's later bundles for the same framework and period (they supersede this one)."""
+        return list(await self.conn.execute(select(bundles.c.id, bundles.c.seq, bundles.c.status).where(
+            bundles.c.node == node, bundles.c.seq > seq, bundles.c.cycle == cycle, bundles.c.period == period,
+            bundles.c.framework_digest == framework_digest)))
 
     async def all_bundles(self) -> list[Row[Any]]:
         return list(await self.conn.execute(select(bundles).order_by(bundles.c.node, bundles.c.seq)))

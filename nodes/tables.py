@@ -60,8 +60,11 @@ bundles = Table(
     Column("framework_digest", String(64), nullable=False),
     Column("message", LargeBinary, nullable=False),  # the ResultMessage as received / sent
     Column("received_at", BigInteger, nullable=False),
-    Column("status", String(16), nullable=False, server_default="accepted"),  # accepted | rejected (content)
+    # accepted | rejected (content) | pending (held for review) | returned (sent back for correction)
+    Column("status", String(16), nullable=False, server_default="accepted"),
     Column("reason", Text, nullable=False, server_default=""),
+    Column("reviewer", String(64), nullable=False, server_default=""),  # who approved it; "" on receipt
+    Column("reviewed_at", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("node", "seq", name="uq_bundle_seq"),
 )
 

@@ -40,6 +40,7 @@ class Source:
     bundle_id: str
     seq: int
     message: bytes  # the child's ResultMessage as received
+    reviewer: str = ""  # who approved it here; "" when approved on receipt
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class Attested:
 def attach(me: Me, sources: Sequence[Source], now: int) -> tuple[list[bytes], list[bytes]]:
     """The approvals this node signs over its sources, and the evidence it forwards with them."""
     approvals = [sign(PAYLOAD_APPROVAL, pb.Approval(approver=me.code, node=s.node, bundle_id=s.bundle_id, seq=s.seq,
-                                                     approved_at=now).SerializeToString(), me.key)
+                                                     approved_at=now, reviewer=s.reviewer[:64]).SerializeToString(),
+                      me.key)
                  for s in sources]
     evidence = []
     for s in sources:

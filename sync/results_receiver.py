@@ -63,18 +63,21 @@ def _verify(me: Me, data: bytes, now: int, transport_subject: str | None) -> tup
 
 
 async def receive_results(store: ResultsStore, me: Me, data: bytes, now: int, on_accept: Accepted,
-                          transport_subject: str | None = None) -> Outcome:
-    return (await receive_results_batch(store, me, [(data, transport_subject)], now, on_accept))[0]
+                          transport_subject: str | None = None, *, hold: bool = False) -> Outcome:
+    return (await receive_results_batch(store, me, [(data, transport_subject)], now, on_accept, hold=hold))[0]
 
 
 async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tuple[bytes, str | None]], now: int,
-                                on_accept: Accepted) -> list[Outcome]:
+                                on_accept: Accepted, *, hold: bool = False) -> list[Outcome]:
     """Take a batch of messages (data, transport subject) in one transaction; one outcome each, in order.
 
     Verification (CPU) happens first, outside the transaction. Inside it, each child's bundles are
     taken in sequence order, so a batch that arrived out of order is not mistaken for a gap.
     ``on_accept`` runs once per batch with the bundles accepted (the node re-scores each affected
-    cycle, period and framework once, not once per bundle)."""
+    cycle, period and framework once, not once per bundle).
+
+    ``hold`` (review: manual): a bundle that passes every check joins the child's chain as
+    ``pending``; its values count only once a person approves it (the node's review step)."""
     outcomes: list[Outcome | None] = [None] * len(items)
     verified: list[tuple[int, Bundle, str, bytes, str | None, pb.ResultMessage, Identity]] = []
     rejections: list[tuple[str, str, bytes]] = []  # (reason, subject, data) audited in the same transaction
@@ -122,23 +125,28 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
                     continue
                 known.add(bundle_id)
                 tips[bundle.node] = (bundle.seq, bundle_id)
+                status = "rejected" if rejected else ("pending" if hold else "accepted")
                 bundle_rows.append({"bundle_id": bundle_id, "node": bundle.node, "cycle": bundle.cycle,
                                     "period": bundle.period, "seq": bundle.seq, "prev_hash": bundle.prev_hash,
                                     "framework_digest": bundle.framework_digest, "message": data,
-                                    "status": "rejected" if rejected else "accepted", "reason": rejected})
+                                    "status": status, "reason": rejected})
                 if rejected:
                     outcomes[i] = Outcome(False, False, rejected, bundle.node, bundle_id)
                     rejections.append((rejected, bundle_id, data))
                     continue
+                detail: dict[str, object] = {
+                    "node": bundle.node, "seq": bundle.seq, "cycle": bundle.cycle, "period": bundle.period,
+                    "values": len(bundle.values), "via": subject or "grpc", "approved": attested.approved,
+                    "approved_below": attested.approved_below}
+                outcomes[i] = Outcome(True, False, "", bundle.node, bundle_id)
+                if hold:
+                    audits.append((me.code, "accept.results", bundle_id, {**detail, "review": "pending"}))
+                    continue
                 for k, v in bundle.values.items():  # a later bundle of the batch overwrites an earlier one
                     values[(bundle.node, bundle.cycle, bundle.period, bundle.framework_digest, k)] = {
                         "value": to_text(v), "bundle_id": bundle_id}
-                audits.append((me.code, "accept.results", bundle_id,
-                               {"node": bundle.node, "seq": bundle.seq, "cycle": bundle.cycle, "period": bundle.period,
-                                "values": len(bundle.values), "via": subject or "grpc",
-                                "approved": attested.approved, "approved_below": attested.approved_below}))
+                audits.append((me.code, "accept.results", bundle_id, detail))
                 accepted.append(bundle)
-                outcomes[i] = Outcome(True, False, "", bundle.node, bundle_id)
             await tx.put_bundles(bundle_rows, now)
             await tx.remember_many([(r["node"], r["bundle_id"]) for r in bundle_rows], now)
             await tx.put_reported_values(values, now)
@@ -153,7 +161,7 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
 
 
 async def pull_missing(store: ResultsStore, me: Me, child: str, fetch: Callable[[int], Awaitable[list[bytes]]],
-                       clock: Callable[[], int], on_accept: Accepted, batch: int) -> list[Outcome]:
+                       clock: Callable[[], int], on_accept: Accepted, batch: int, *, hold: bool = False) -> list[Outcome]:
     """Gap repair: ask ``child`` (``fetch(after_seq)``, over gRPC) for its bundles after the last one
     this node holds, verify and take them like any other, and ask again until its chain stops growing.
     Every pulled bundle is checked exactly as if it had come over NATS: the child's word is not trusted."""
@@ -165,7 +173,7 @@ async def pull_missing(store: ResultsStore, me: Me, child: str, fetch: Callable[
         messages = await fetch(before)
         for start in range(0, len(messages), batch):
             done = await receive_results_batch(store, me, [(d, None) for d in messages[start:start + batch]], clock(),
-                                               on_accept)
+                                               on_accept, hold=hold)
             outcomes += done
             if any(o.retry for o in done):  # the child sent a gap itself: stop, the stream will ask again
                 return outcomes

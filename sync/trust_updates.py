@@ -18,6 +18,7 @@ repeats every earlier entry; versions go up by one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,6 +60,7 @@ class Pulse:
     expires_at: int
     frameworks: tuple[tuple[str, str, int, str], ...]  # (cycle, class, version, digest)
     revocations_version: int
+    returned: tuple[tuple[str, int, str, int], ...] = ()  # this node's bundles sent back: (id, seq, reason, at)
 
     def fresh(self, now: int) -> bool:
         return now <= self.expires_at
@@ -66,13 +68,17 @@ class Pulse:
 
 # ------------------------------------------------------------------ sender
 
-def heartbeat_update(me: Me, issued: list[tuple[str, str, int, str]], now: int, ttl: int) -> bytes:
-    """A signed heartbeat plus the revocation lists in force, as one TrustUpdate."""
+def heartbeat_update(me: Me, issued: list[tuple[str, str, int, str]], now: int, ttl: int,
+                     returned: Sequence[tuple[str, str, int, str, int]] = ()) -> bytes:
+    """A signed heartbeat plus the revocation lists in force, as one TrustUpdate.
+    ``returned``: children's bundles sent back for correction, (node, id, seq, reason, at)."""
     own = me.trust.lists.get(me.code)
     hb = pb.Heartbeat(issuer_code=me.code, issued_at=now, expires_at=now + ttl,
                       revocations_version=own.version if own is not None else 0)
     for cycle, unit_class, version, digest in issued:
         hb.frameworks.add(issuer=me.code, cycle=cycle, unit_class=unit_class, version=version, digest=digest)
+    for node, bundle_id, seq, reason, at in returned:
+        hb.returned.add(node=node, bundle_id=bundle_id, seq=seq, reason=reason[:500], returned_at=at)
     return pb.TrustUpdate(heartbeat=sign(PAYLOAD_HEARTBEAT, hb.SerializeToString(), me.key),
                           revocations=me.trust.envelopes(me.path),
                           certificate_chain=list(me.chain)).SerializeToString()
@@ -133,7 +139,7 @@ async def receive_trust_update(store: TrustStore, me: Me, data: bytes, now: int,
         if sender.code != me.parent:
             raise EnvelopeError(f"信任更新由 {sender.code} 签发，不是本节点的上级 (not from this node's parent)")
         installed = accept_revocations(me.trust, list(msg.revocations), signers, now)
-        pulse = _verify_heartbeat(msg.heartbeat, sender.public_key, sender.code, now, last)
+        pulse = _verify_heartbeat(msg.heartbeat, sender.public_key, sender.code, now, last, me.code)
         me.trust.check(sender)  # a list just installed may revoke the sender itself
     except (EnvelopeError, ArithmeticError) as exc:
         async with store.tx() as tx:
@@ -146,7 +152,7 @@ async def receive_trust_update(store: TrustStore, me: Me, data: bytes, now: int,
     return pulse, len(installed)
 
 
-def _verify_heartbeat(data: bytes, key: Any, sender: str, now: int, last: Pulse | None) -> Pulse:
+def _verify_heartbeat(data: bytes, key: Any, sender: str, now: int, last: Pulse | None, me: str) -> Pulse:
     opened = open_envelope(data, PAYLOAD_HEARTBEAT)
     verify_signature(opened, key)
     hb = pb.Heartbeat()
@@ -163,4 +169,5 @@ def _verify_heartbeat(data: bytes, key: Any, sender: str, now: int, last: Pulse 
     if last is not None and hb.issued_at < last.issued_at:  # equal: one second can carry several
         raise EnvelopeError(f"心跳早于已收到的心跳 (heartbeat replayed or out of date: {hb.issued_at} < {last.issued_at})")
     refs = tuple((f.cycle, f.unit_class, f.version, f.digest) for f in hb.frameworks[:1000])
-    return Pulse(hb.issued_at, hb.expires_at, refs, hb.revocations_version)
+    returned = tuple((r.bundle_id[:64], r.seq, r.reason[:500], r.returned_at) for r in hb.returned[:5000] if r.node == me)
+    return Pulse(hb.issued_at, hb.expires_at, refs, hb.revocations_version, returned)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,12 +45,18 @@ indicators:
 """
 
 
-@pytest.fixture
-async def county(tmp_path: Path) -> Node:
+async def make_county(tmp_path: Path, **config: object) -> tuple[Node, Federation]:
+    """锦江区's node on the demo keys, holding 成都市's framework (``config``: extra node.yaml settings)."""
     fed = Federation(tmp_path / "fed", load_topology())
     fed.prepare()
-    node = Node(load_config(fed.node_dir("510104") / "node.yaml"),
-                await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
+    path = fed.node_dir("510104") / "node.yaml"
+    if config:
+        import yaml
+
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data.update(config)
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    node = Node(load_config(path), await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
     now = int(time.time())
     src = tmp_path / "province.yaml"
     src.write_text(PROVINCE, encoding="utf-8")
@@ -63,6 +70,12 @@ async def county(tmp_path: Path) -> Node:
     chain = pb.CertificateChain.FromString((fed.node_dir("5101") / "chain.pb").read_bytes()).certificates
     await node.on_cascade(None, pb.CascadeMessage(frameworks=[prov_env, city_env],
                                                   certificate_chain=chain).SerializeToString())
+    return node, fed
+
+
+@pytest.fixture
+async def county(tmp_path: Path) -> AsyncIterator[Node]:
+    node, _ = await make_county(tmp_path)
     yield node
     await node.store.close()
 

@@ -228,6 +228,7 @@ class Heartbeat(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     FRAMEWORKS_FIELD_NUMBER: _builtins.int
     REVOCATIONS_VERSION_FIELD_NUMBER: _builtins.int
+    RETURNED_FIELD_NUMBER: _builtins.int
     issuer_code: _builtins.str
     issued_at: _builtins.int
     expires_at: _builtins.int
@@ -237,6 +238,10 @@ class Heartbeat(_message.Message):
     def frameworks(self) -> _containers.RepeatedCompositeFieldContainer[Global___FrameworkRef]:
         """the latest framework issued per (cycle, class)"""
 
+    @_builtins.property
+    def returned(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnNotice]:
+        """children's bundles sent back for correction (退回)"""
+
     def __init__(
         self,
         *,
@@ -245,14 +250,48 @@ class Heartbeat(_message.Message):
         expires_at: _builtins.int = ...,
         frameworks: _abc.Iterable[Global___FrameworkRef] | None = ...,
         revocations_version: _builtins.int = ...,
+        returned: _abc.Iterable[Global___ReturnNotice] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "frameworks", b"frameworks", "issued_at", b"issued_at", "issuer_code", b"issuer_code", "revocations_version", b"revocations_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "frameworks", b"frameworks", "issued_at", b"issued_at", "issuer_code", b"issuer_code", "returned", b"returned", "revocations_version", b"revocations_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class ReturnNotice(_message.Message):
+    """A parent's notice that a child's bundle was returned for correction instead of approved."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    BUNDLE_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RETURNED_AT_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    bundle_id: _builtins.str
+    seq: _builtins.int
+    reason: _builtins.str
+    returned_at: _builtins.int
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        bundle_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        returned_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_id", b"bundle_id", "node", b"node", "reason", b"reason", "returned_at", b"returned_at", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnNotice: _TypeAlias = ReturnNotice  # noqa: Y015
 
 @_typing.final
 class TrustUpdate(_message.Message):
@@ -847,6 +886,7 @@ class Approval(_message.Message):
     BUNDLE_ID_FIELD_NUMBER: _builtins.int
     SEQ_FIELD_NUMBER: _builtins.int
     APPROVED_AT_FIELD_NUMBER: _builtins.int
+    REVIEWER_FIELD_NUMBER: _builtins.int
     approver: _builtins.str
     """the approving node: the bundle node's parent"""
     node: _builtins.str
@@ -855,6 +895,8 @@ class Approval(_message.Message):
     """hex sha256 of the bundle payload"""
     seq: _builtins.int
     approved_at: _builtins.int
+    reviewer: _builtins.str
+    """who approved it at the approving node; empty: approved on receipt (review: auto)"""
     def __init__(
         self,
         *,
@@ -863,10 +905,11 @@ class Approval(_message.Message):
         bundle_id: _builtins.str = ...,
         seq: _builtins.int = ...,
         approved_at: _builtins.int = ...,
+        reviewer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approver", b"approver", "bundle_id", b"bundle_id", "node", b"node", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approver", b"approver", "bundle_id", b"bundle_id", "node", b"node", "reviewer", b"reviewer", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
