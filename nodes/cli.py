@@ -8,13 +8,16 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
 from rich.console import Console
 
 from nodes.yamlfile import FileError
+
+if TYPE_CHECKING:
+    from nodes.natsconf import NodeAccess
 
 app = typer.Typer(help="fedappraisal：联邦式多层级政府绩效考评 (federated government performance appraisal)",
                   no_args_is_help=True, add_completion=False)
@@ -271,6 +274,21 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
+def _topology_access(topology: Path | None) -> list[NodeAccess]:
+    """Each node of a topology file with its path and whether it has a parent and children."""
+    from nodes.launcher import load_topology
+    from nodes.natsconf import NodeAccess
+
+    specs = load_topology(topology)
+    by = {s.code: s for s in specs}
+
+    def node_path(code: str) -> tuple[str, ...]:
+        parent = by[code].parent
+        return (*node_path(parent), code) if parent else (code,)
+
+    return [NodeAccess(s.code, node_path(s.code), s.parent is not None, bool(s.children)) for s in specs]
+
+
 @deploy_app.command("nats-config")
 def deploy_nats_config(
     out: Annotated[Path, typer.Option("--out", help="nats-server 配置文件")],
@@ -286,20 +304,12 @@ def deploy_nats_config(
     import os
     import secrets
 
-    from nodes.launcher import load_topology
-    from nodes.natsconf import NodeAccess, render
+    from nodes.natsconf import render
 
     for path in (out, credentials):
         if path.exists():
             raise fail(f"{path} 已存在，不覆盖 (exists; not overwritten)")
-    specs = load_topology(topology)
-    by = {s.code: s for s in specs}
-
-    def node_path(code: str) -> tuple[str, ...]:
-        parent = by[code].parent
-        return (*node_path(parent), code) if parent else (code,)
-
-    access = [NodeAccess(s.code, node_path(s.code), s.parent is not None, bool(s.children)) for s in specs]
+    access = _topology_access(topology)
     passwords = {a.code: secrets.token_urlsafe(18) for a in access}
     out.write_text(render(access, passwords, secrets.token_urlsafe(18), listen=f"0.0.0.0:{port}",
                           store_dir=store_dir), encoding="utf-8")
@@ -326,19 +336,11 @@ def deploy_nats_hierarchy(
     import os
     import secrets
 
-    from nodes.launcher import load_topology
-    from nodes.natsconf import NodeAccess, plan_hierarchy, render_server, stream_plan
+    from nodes.natsconf import plan_hierarchy, render_server, stream_plan
 
     if out_dir.exists() and any(out_dir.iterdir()):
         raise fail(f"{out_dir} 已存在且非空，不覆盖 (exists and is not empty; not overwritten)")
-    specs = load_topology(topology)
-    by = {s.code: s for s in specs}
-
-    def node_path(code: str) -> tuple[str, ...]:
-        parent = by[code].parent
-        return (*node_path(parent), code) if parent else (code,)
-
-    access = [NodeAccess(s.code, node_path(s.code), s.parent is not None, bool(s.children)) for s in specs]
+    access = _topology_access(topology)
     province = next(a.code for a in access if not a.has_parent)
     cities = [a.code for a in access if len(a.path) == 2]
     passwords = {a.code: secrets.token_urlsafe(18) for a in access}

@@ -155,8 +155,10 @@ class NatsHierarchy:
     """The province's hub and one leaf server per city, each with its own JetStream domain
     (:func:`nodes.natsconf.plan_hierarchy`); the same interface as :class:`NatsServer`."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, restrict_leaves: bool = True) -> None:
+        """``restrict_leaves`` False: the plain leaf-node set-up, only to show why the restriction matters."""
         self.workdir = workdir
+        self.restrict_leaves = restrict_leaves
         self.ports: dict[str, int] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.passwords: dict[str, str] = {}
@@ -197,7 +199,7 @@ class NatsHierarchy:
             d.mkdir(parents=True, exist_ok=True)
             conf = d / "nats-server.conf"
             conf.write_text(render_server(plan, self.cities, self.passwords, self.leaf_passwords, self.operator_password,
-                                          str(d / "jetstream")), encoding="utf-8")
+                                          str(d / "jetstream"), restrict_leaves=self.restrict_leaves), encoding="utf-8")
             os.chmod(conf, 0o600)
             with (d / "nats-server.log").open("ab") as log:
                 self.procs.append(subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,

@@ -29,7 +29,7 @@ import pytest
 from nats.js.api import StorageType, StreamConfig
 
 from nodes.launcher import DATA, Federation, load_topology
-from tests.test_federation import CYCLE, PERIOD, Client, wait_until
+from tests.test_federation import CYCLE, PERIOD, Client, healthy, start_all, wait_until
 
 pytestmark = pytest.mark.slow
 COUNTY, CITY = "510104", "5101"
@@ -120,10 +120,7 @@ def split(tmp_path_factory: pytest.TempPathFactory, namespace: Namespace) -> Ite
     asyncio.run(_streams_with_short_window(fed.nats.url))
     client = Client(fed)
     try:
-        for s in fed.specs:
-            fed.start_node(s.code)
-        for s in fed.specs:
-            wait_until(f"{s.code} healthy", lambda s=s: _healthy(fed, client, s.code), 90)
+        start_all(fed, client)
         framework = (DATA / "sample-framework.yaml").read_text(encoding="utf-8")
         assert client.post("51", "/api/v1/admin/frameworks", {"yaml": framework}).status_code == 201
         wait_until("every level holds its framework", lambda: all(client.frameworks(s.code) for s in fed.specs[1:]), 60)
@@ -137,12 +134,6 @@ def split(tmp_path_factory: pytest.TempPathFactory, namespace: Namespace) -> Ite
     finally:
         client.http.close()
         fed.stop_all()
-
-
-def _healthy(fed: Federation, client: Client, code: str) -> bool:
-    if code in fed.exited():
-        raise AssertionError(f"node {code} exited:\n{fed.log_tail(code)}")
-    return bool(client.get(code, "/health")["code"] == code)
 
 
 def _from(client: Client, parent: str, child: str) -> dict[str, Any]:
@@ -208,7 +199,7 @@ def test_every_parent_down_during_a_cascade_then_back_children_first(split: tupl
     assert client.post("51", "/api/v1/admin/frameworks", {"yaml": v2}).status_code == 201
     for code in reversed(below):  # townships first: each parent is still down when its children return
         fed.start_node(code)
-        wait_until(f"{code} healthy", lambda code=code: _healthy(fed, client, code), 60)
+        wait_until(f"{code} healthy", lambda code=code: healthy(fed, client, code), 60)
         time.sleep(1)
 
     def moved_on() -> bool:

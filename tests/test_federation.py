@@ -84,6 +84,20 @@ class Client:
         return len(self.frameworks(code)) >= want
 
 
+def healthy(fed: Federation, client: Client, code: str) -> bool:
+    if code in fed.exited():
+        raise AssertionError(f"node {code} exited:\n{fed.log_tail(code)}")
+    return bool(client.get(code, "/health")["code"] == code)
+
+
+def start_all(fed: Federation, client: Client) -> None:
+    """Start every node of ``fed`` and wait until each answers on its gateway."""
+    for s in fed.specs:
+        fed.start_node(s.code)
+    for s in fed.specs:
+        wait_until(f"{s.code} healthy", lambda code=s.code: healthy(fed, client, code), 90)
+
+
 @pytest.fixture(scope="module")
 def pg_urls(pg_admin_dsn: str) -> Iterator[dict[str, str]]:
     dbs = PgDatabases(pg_admin_dsn)
@@ -100,15 +114,7 @@ def running(tmp_path_factory: pytest.TempPathFactory, pg_urls: dict[str, str]) -
     fed.start_nats()
     client = Client(fed)
     try:
-        for s in fed.specs:
-            fed.start_node(s.code)
-        for s in fed.specs:
-            def healthy(s: Any = s) -> bool:
-                if s.code in fed.exited():
-                    raise AssertionError(f"node {s.code} exited:\n{fed.log_tail(s.code)}")
-                return bool(client.get(s.code, "/health")["code"] == s.code)
-
-            wait_until(f"{s.code} healthy", healthy, 90)
+        start_all(fed, client)
         yield fed, client
     finally:
         client.http.close()

@@ -12,7 +12,7 @@ import nats
 import pytest
 
 from nodes.launcher import DATA, Federation, NatsHierarchy, load_topology
-from tests.test_federation import CYCLE, PERIOD, Client, wait_until
+from tests.test_federation import CYCLE, PERIOD, Client, start_all, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +25,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Feder
     fed.start_nats()
     client = Client(fed)
     try:
-        for s in fed.specs:
-            fed.start_node(s.code)
-        for s in fed.specs:
-            def up(code: str = s.code) -> bool:
-                if code in fed.exited():
-                    raise AssertionError(f"node {code} exited:\n{fed.log_tail(code)}")
-                return bool(client.get(code, "/health")["code"] == code)
-
-            wait_until(f"{s.code} healthy", up, 90)
+        start_all(fed, client)
         yield fed, client
     finally:
         client.http.close()

@@ -19,12 +19,10 @@ from pathlib import Path
 import nats
 import pytest
 
-from nodes.launcher import free_port, load_topology, nats_server_binary, stop_process, wait_port
-from nodes.natsconf import NodeAccess, plan_hierarchy, render_server, stream_plan
-from sync.transport.nats import create_streams
+from nodes.launcher import NatsHierarchy, load_topology, nats_server_binary
+from nodes.natsconf import NodeAccess
 
 pytestmark = pytest.mark.slow
-PROVINCE, CITIES = "51", ("5101", "5107")
 
 
 def access() -> list[NodeAccess]:
@@ -38,57 +36,11 @@ def access() -> list[NodeAccess]:
     return [NodeAccess(s.code, path(s.code), s.parent is not None, bool(s.children)) for s in specs]
 
 
-class Hierarchy:
-    def __init__(self, workdir: Path, *, restrict_leaves: bool) -> None:
-        self.nodes = access()
-        self.passwords = {n.code: f"pw-{n.code}" for n in self.nodes}
-        self.leaf_passwords = {c: f"leaf-{c}-pw" for c in CITIES}
-        self.ports = {"hub": free_port(), **{c: free_port() for c in CITIES}}
-        leaf_port = free_port()
-        self.plans = plan_hierarchy(self.nodes, f"127.0.0.1:{self.ports['hub']}", f"127.0.0.1:{leaf_port}",
-                                    {c: f"127.0.0.1:{self.ports[c]}" for c in CITIES}, "127.0.0.1",
-                                    self.leaf_passwords)
-        self.workdir = workdir
-        self.restrict = restrict_leaves
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def url(self, server: str, user: str = "operator") -> str:
-        password = "op" if user == "operator" else self.passwords[user.removeprefix("node-")]
-        return f"nats://{user}:{password}@127.0.0.1:{self.ports[server]}"
-
-    def start(self) -> None:
-        for plan in self.plans:  # the hub first: leaf servers dial it
-            d = self.workdir / plan.name
-            d.mkdir(parents=True)
-            conf = d / "nats.conf"
-            conf.write_text(render_server(plan, CITIES, self.passwords, self.leaf_passwords, "op", str(d / "js"),
-                                          restrict_leaves=self.restrict), encoding="utf-8")
-            checked = subprocess.run([nats_server_binary(), "-c", str(conf), "-t"], capture_output=True, timeout=30,
-                                     check=False)
-            assert checked.returncode == 0, checked.stderr
-            with (d / "nats.log").open("ab") as log:
-                self.procs.append(subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
-                                                   start_new_session=True))
-            wait_port(self.ports[plan.name], 15, self.procs[-1])
-
-    def create_streams(self) -> None:
-        async def run() -> None:
-            deadline = time.monotonic() + 20
-            for plan in self.plans:
-                while True:  # a leaf's sources need its leaf-node connection to the hub up
-                    try:
-                        await create_streams(self.url(plan.name), stream_plan(plan, PROVINCE, CITIES))
-                        break
-                    except Exception:
-                        if time.monotonic() > deadline:
-                            raise
-                        await asyncio.sleep(0.3)
-
-        asyncio.run(run())
-
-    def stop(self) -> None:
-        for p in self.procs:
-            stop_process(p)
+def hierarchy(workdir: Path, *, restrict_leaves: bool) -> NatsHierarchy:
+    h = NatsHierarchy(workdir, restrict_leaves=restrict_leaves)
+    h.add_nodes(access())
+    h.start()  # the hub, then each city's leaf server, then every server's streams
+    return h
 
 
 async def stored(url: str) -> dict[str, dict[str, int]]:
@@ -102,16 +54,17 @@ async def stored(url: str) -> dict[str, dict[str, int]]:
     return out
 
 
-async def traffic(h: Hierarchy) -> None:
+async def traffic(h: NatsHierarchy) -> None:
     """Each node publishes its own subject through its own server; then 绵阳市's server operator
     publishes subjects that belong to the province, to 成都市 and to 锦江区."""
     for server, user, subject in (("hub", "node-51", "casc.51"), ("5101", "node-5101", "res.51.5101"),
                                   ("5101", "node-510104", "res.51.5101.510104"), ("5107", "node-5107", "res.51.5107"),
                                   ("5101", "node-5101", "casc.51.5101")):
-        nc = await nats.connect(h.url(server, user))
+        assert h.server_of[user.removeprefix("node-")] == server
+        nc = await nats.connect(h.url_for(user.removeprefix("node-")))
         await nc.jetstream().publish(subject, f"{user}: genuine".encode(), timeout=5)
         await nc.close()
-    rogue = await nats.connect(h.url("5107"))
+    rogue = await nats.connect(h.operator_url("5107"))
     for subject in ("casc.51", "casc.51.5101", "res.51.5101", "res.51.5101.510104"):
         await rogue.publish(subject, b"forged by the operator of another city's server")
     await rogue.flush()
@@ -119,26 +72,25 @@ async def traffic(h: Hierarchy) -> None:
 
 
 @pytest.fixture
-def restricted(tmp_path: Path) -> Iterator[Hierarchy]:
-    h = Hierarchy(tmp_path, restrict_leaves=True)
+def restricted(tmp_path: Path) -> Iterator[NatsHierarchy]:
+    h = hierarchy(tmp_path, restrict_leaves=True)
     try:
-        h.start()
-        h.create_streams()
         yield h
     finally:
         h.stop()
 
 
-def wait_for(h: Hierarchy, server: str, want: dict[str, dict[str, int]], timeout: float = 15) -> dict[str, dict[str, int]]:
+def wait_for(h: NatsHierarchy, server: str, want: dict[str, dict[str, int]],
+             timeout: float = 15) -> dict[str, dict[str, int]]:
     deadline = time.monotonic() + timeout
     while True:
-        got = asyncio.run(stored(h.url(server)))
+        got = asyncio.run(stored(h.operator_url(server)))
         if got == want or time.monotonic() > deadline:
             return got
         time.sleep(0.2)
 
 
-def test_a_hierarchy_carries_only_what_each_server_may(restricted: Hierarchy) -> None:
+def test_a_hierarchy_carries_only_what_each_server_may(restricted: NatsHierarchy) -> None:
     h = restricted
     asyncio.run(traffic(h))
     time.sleep(1.5)  # time for anything forged to travel, had it been let through
@@ -156,10 +108,8 @@ def test_without_the_leaf_restrictions_another_city_can_publish_into_the_hierarc
     """The control: plain leaf-node users. 绵阳市's server operator lands a forged province cascade in the
     hub and forged results in 成都市's stream; the application would still refuse them (signatures and
     subject ownership), but the transport let them through."""
-    h = Hierarchy(tmp_path, restrict_leaves=False)
+    h = hierarchy(tmp_path, restrict_leaves=False)
     try:
-        h.start()
-        h.create_streams()
         asyncio.run(traffic(h))
         hub = wait_for(h, "hub", {"FA_CASCADE": {"casc.51": 2}, "FA_RESULTS": {"res.51.5101": 2, "res.51.5107": 1}})
         city = wait_for(h, "5101", {})
@@ -169,14 +119,14 @@ def test_without_the_leaf_restrictions_another_city_can_publish_into_the_hierarc
     assert city["FA_RESULTS"]["res.51.5101.510104"] == 2 and city["FA_CASCADE"]["casc.51.5101"] == 2
 
 
-def test_node_users_on_a_city_server_keep_to_their_own_subjects(restricted: Hierarchy) -> None:
+def test_node_users_on_a_city_server_keep_to_their_own_subjects(restricted: NatsHierarchy) -> None:
     async def attempt() -> str:
         errors: list[str] = []
 
         async def on_error(exc: Exception) -> None:
             errors.append(str(exc))
 
-        nc = await nats.connect(restricted.url("5101", "node-510104"), error_cb=on_error)
+        nc = await nats.connect(restricted.url_for("510104"), error_cb=on_error)
         await nc.publish("res.51.5101.510105", b"a county posing as its neighbour")
         await nc.flush()
         await asyncio.sleep(0.5)
