@@ -8,7 +8,8 @@ would only fill up with them. The same update answers a child's catch-up over gR
 
 Receiver: the chain must prove the sender is this node's parent; newer revocation lists are
 installed, persisted and audited even if the heartbeat itself is bad (each list is signed on its
-own); the heartbeat must verify, be newer than the last one (a replay is refused) and unexpired.
+own); the heartbeat must verify, be no older than the last one (an older one is a replay) and be
+unexpired.
 A child whose last heartbeat has expired says it may be frozen on old data (rule 7); one whose
 heartbeat names a framework it does not hold asks its parent for it.
 
