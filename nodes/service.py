@@ -115,7 +115,7 @@ class Node:
         self.nats = await NatsTransport.connect(self.cfg.nats_url, f"fedappraisal-{self.me.code}")
         await self.nats.ensure_streams()
         servicer = FederationServicer(self.frameworks_for_child, self.submit_results, self.query, self.own_bundles,
-                                      authenticated=self.cfg.tls is not None)
+                                      authenticated=self.cfg.tls is not None, me=self.me.code)
         self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, servicer, self.cfg.tls)
         if self.me.parent is not None:
             self.nats.consume(STREAM_CASCADE, f"casc-{self.me.code}", self.me.parent_cascade_subject(),
@@ -278,12 +278,10 @@ class Node:
 
     async def revoke(self, code: str, serial: int, reason: str, actor: str) -> int:
         """Revoke a child's certificate; the new list goes out with the next heartbeat, at once."""
-        async with self.store.tx() as tx:
-            try:
-                crl = await revoke(tx, self.me, code, serial, reason, self.now())
-            except TrustError as exc:
-                raise NodeError(str(exc)) from None
-            await tx.audit(actor, "admin.revoke", code, {"serial": serial}, self.now())
+        try:
+            crl = await revoke(self.store, self.me, code, serial, reason, self.now(), actor)
+        except TrustError as exc:
+            raise NodeError(str(exc)) from None
         self._heartbeat_wakeup.set()
         return crl.version
 
@@ -325,10 +323,15 @@ class Node:
                            {"parent": fw_digest, "parent_version": fw.version, "still_fits": not problems,
                             "problems": [str(p) for p in problems[:20]]}, now)
             return
-        child = derive_child_framework(
-            fw, fw_digest, self.me.name, self.me.code, units, unit_class=self.cfg.child_class or fw.unit_class,
-            issued_at=now, expires_at=fw.expires_at, version=(latest.version + 1) if latest is not None else 1,
-        )
+        try:
+            child = derive_child_framework(
+                fw, fw_digest, self.me.name, self.me.code, units, unit_class=self.cfg.child_class or fw.unit_class,
+                issued_at=now, expires_at=fw.expires_at, version=(latest.version + 1) if latest is not None else 1,
+            )
+        except (ValueError, ArithmeticError, LookupError) as exc:
+            # The parent's framework stands (it verified); the office decomposes it by hand.
+            await tx.audit(self.me.code, "derive.failed", fw_digest, {"reason": str(exc)[:500]}, now)
+            return
         await issue_framework(tx, self.me, child, upstream, now)
 
     async def publish_framework_text(self, path: Path) -> str:
@@ -479,7 +482,18 @@ class Node:
         values = {unit: {k: parse_decimal(v, k) for k, v in vals.items()} for unit, vals in raw.items()}
         recorded = await tx.assessments(cycle, period)
         inputs = {u.code: to_inputs(values.get(u.code, {}), recorded.get(u.code)) for u in fw.units}
-        scored = appraise(fw, inputs, datetime.fromtimestamp(now, UTC))
+        try:
+            scored = appraise(fw, inputs, datetime.fromtimestamp(now, UTC))
+            rolled = roll_up(fw, values)
+        except RollupIncompleteError:
+            rolled = None
+        except (ValueError, ArithmeticError, LookupError) as exc:
+            # Nothing written yet: the values that came in stay taken, ingest goes on, and the office
+            # sees why this framework cannot be scored.
+            await tx.audit(actor or self.me.code, "recompute.failed", fw_digest,
+                           {"cycle": cycle, "period": period, "cause": cause, "reason": str(exc)[:500]}, now)
+            log.warning("cannot score %s %s: %s", fw_digest[:12], period, exc)
+            return
         before = {r.unit: (r.score, r.rank, str(json.loads(r.explanation).get("grade", "")))
                   for r in await tx.scores(cycle, period) if r.framework_digest == fw_digest}
         changes = {}
@@ -496,9 +510,7 @@ class Node:
             {"unit": s.unit, "cycle": cycle, "period": period, "framework_digest": fw_digest,
              "score": to_text(s.score), "rank": s.rank,
              "explanation": json.dumps(s.explain(), ensure_ascii=False)} for s in scored])
-        try:
-            rolled = roll_up(fw, values)
-        except RollupIncompleteError:
+        if rolled is None:
             return
         own: dict[str, Decimal] = {}
         for r in rolled:

@@ -34,7 +34,7 @@ from sync.trust import (
     verify_chain,
     verify_signed_by,
 )
-from sync.trust_updates import save_trust
+from sync.trust_updates import audit_list_problems, persist_trust
 
 MAX_UNITS = 10_000
 
@@ -123,46 +123,48 @@ def verify_framework_chain(data: bytes, root: Identity, now: int,
 
 async def receive_cascade(store: CascadeStore, me: Me, data: bytes, now: int, on_accept: Accepted,
                           transport_subject: str | None = None) -> Outcome:
-    installed: list[RevocationList] = []
+    problems: list[str] = []  # bad revocation lists: audited and skipped, the framework judged on its own
     try:
         if transport_subject is not None and transport_subject != me.parent_cascade_subject():
             raise EnvelopeError(f"主题 {transport_subject} 不属于本节点的上级 (subject is not the parent's)")
-        installed = _revocations(me, data, now)
+        _revocations(me, data, now, problems)
         fw, fw_digest, msg = verify_cascade(me, data, now)
     except (EnvelopeError, ArithmeticError) as exc:
-        await _reject(store, me, str(exc), data, now, "", installed)
+        await _reject(store, me, str(exc), data, now, "", problems)
         return Outcome(False, False, str(exc))
+    duplicate = False
     async with store.tx() as tx:
         if await tx.seen(fw.issuer, fw_digest) or await tx.framework(fw_digest) is not None:
-            return Outcome(True, True, "重复消息，已接收过 (duplicate)", fw.issuer, fw_digest)
-        latest = await tx.latest_framework(fw.issuer, fw.cycle, fw.unit_class)
-        if latest is not None and latest.version >= fw.version:
-            reason = (f"版本相同但内容不同，疑似伪造 (equal version v{fw.version} with different bytes)"
-                      if latest.version == fw.version else
-                      f"版本回退：已有 v{latest.version}，收到 v{fw.version} (rollback or replay of an older version)")
-            # Rejections are recorded in a transaction of their own, below; this one writes nothing.
-            rejected = reason
-        else:
+            duplicate = True
             rejected = ""
-            await tx.put_framework(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
-                                   version=fw.version, role="received", envelope=bytes(msg.frameworks[-1]),
-                                   cascade=data, now=now)
-            await tx.remember(fw.issuer, fw_digest, now)
-            await save_trust(tx, me, installed, now)
-            installed = []
-            await tx.audit(me.code, "accept.framework", fw_digest,
-                           {"issuer": fw.issuer, "cycle": fw.cycle, "class": fw.unit_class, "version": fw.version}, now)
-            await on_accept(tx, fw, fw_digest, list(msg.frameworks))
+        else:
+            latest = await tx.latest_framework(fw.issuer, fw.cycle, fw.unit_class)
+            if latest is not None and latest.version >= fw.version:
+                # Rejections are recorded in a transaction of their own, below; this one writes nothing.
+                rejected = (f"版本相同但内容不同，疑似伪造 (equal version v{fw.version} with different bytes)"
+                            if latest.version == fw.version else
+                            f"版本回退：已有 v{latest.version}，收到 v{fw.version} (rollback or replay of an older version)")
+            else:
+                rejected = ""
+                await tx.put_framework(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
+                                       version=fw.version, role="received", envelope=bytes(msg.frameworks[-1]),
+                                       cascade=data, now=now)
+                await tx.remember(fw.issuer, fw_digest, now)
+                await tx.audit(me.code, "accept.framework", fw_digest,
+                               {"issuer": fw.issuer, "cycle": fw.cycle, "class": fw.unit_class, "version": fw.version},
+                               now)
+                await on_accept(tx, fw, fw_digest, list(msg.frameworks))
     if rejected:
-        await _reject(store, me, rejected, data, now, fw_digest, installed)
+        await _reject(store, me, rejected, data, now, fw_digest, problems)
         return Outcome(False, False, rejected, fw.issuer, fw_digest)
-    if installed:  # a repeat that brought newer revocation lists
-        async with store.tx() as tx:
-            await save_trust(tx, me, installed, now)
+    await persist_trust(store, me, now, keys=not duplicate)  # a repeat may still bring newer lists
+    await audit_list_problems(store, me, problems, now)
+    if duplicate:
+        return Outcome(True, True, "重复消息，已接收过 (duplicate)", fw.issuer, fw_digest)
     return Outcome(True, False, "", fw.issuer, fw_digest)
 
 
-def _revocations(me: Me, data: bytes, now: int) -> list[RevocationList]:
+def _revocations(me: Me, data: bytes, now: int, problems: list[str]) -> list[RevocationList]:
     """Install the lists the message carries, signed by nodes on its certificate chain."""
     msg = parse_cascade(data)
     if not msg.revocations:
@@ -170,13 +172,14 @@ def _revocations(me: Me, data: bytes, now: int) -> list[RevocationList]:
     if len(msg.certificate_chain) > 3:
         raise EnvelopeError("证书链过长 (certificate chain too long)")
     signers = chain_identities(list(msg.certificate_chain), me.root, now, me.trust)
-    return accept_revocations(me.trust, list(msg.revocations), signers, now)
+    return accept_revocations(me.trust, list(msg.revocations), signers, now, problems)
 
 
 async def _reject(store: CascadeStore, me: Me, reason: str, data: bytes, now: int, subject: str,
-                  installed: list[RevocationList]) -> None:
+                  problems: list[str]) -> None:
+    await persist_trust(store, me, now, keys=False)  # lists signed on their own stand even if the framework falls
+    await audit_list_problems(store, me, problems, now)
     async with store.tx() as tx:
-        await save_trust(tx, me, installed, now, keys=False)  # lists signed on their own stand even if the framework falls
         await tx.audit(me.code, "reject.framework", subject or sha(data),
                        {"reason": reason, "bytes": len(data)}, now)
 

@@ -30,6 +30,7 @@ from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest
 from sync.identity import Me, Outcome
 from sync.results_sender import GENESIS
 from sync.trust import Identity, verify_signed_by
+from sync.trust_updates import persist_trust
 
 Accepted = Callable[[Any, list[Bundle]], Awaitable[None]]
 
@@ -150,13 +151,13 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
             await tx.put_bundles(bundle_rows, now)
             await tx.remember_many([(r["node"], r["bundle_id"]) for r in bundle_rows], now)
             await tx.put_reported_values(values, now)
-            if me.trust.has_new_keys():
-                await tx.put_keys(me.trust.take_new(), now)
             await tx.audit_many(audits, now)
         await tx.audit_many([(me.code, "reject.results", subject or digest(data), {"reason": reason, "bytes": len(data)})
                              for reason, subject, data in rejections], now)
         if accepted:
             await on_accept(tx, accepted)
+    if any(o is not None and o.accepted and not o.duplicate for o in outcomes):
+        await persist_trust(store, me, now, keys=True)
     return [o for o in outcomes if o is not None]
 
 

@@ -265,12 +265,14 @@ def stored_revocations(data: bytes) -> RevocationList:
 class TrustState:
     """Revocation lists in force and the keys seen per (node, serial); in memory, no I/O.
 
-    The node loads it from its store at start and saves what :meth:`take_new` hands back."""
+    The node loads it from its store at start; what is installed or seen afterwards stays pending
+    (:attr:`unsaved`, :meth:`pending_keys`) until the caller reports it saved (:meth:`mark_saved`)."""
 
     def __init__(self) -> None:
         self.lists: dict[str, RevocationList] = {}
         self.keys: dict[tuple[str, int], str] = {}  # (code, serial) → keyid
         self._new_keys: list[CertInfo] = []
+        self.unsaved: dict[str, RevocationList] = {}  # installed here, not yet in the store
 
     def check(self, identity: Identity) -> None:
         for c in identity.certs:
@@ -301,17 +303,14 @@ class TrustState:
     def has_new_keys(self) -> bool:
         return bool(self._new_keys)
 
-    def take_new(self) -> list[CertInfo]:
-        new, self._new_keys = self._new_keys, []
-        return new
-
-    def offer(self, crl: RevocationList) -> bool:
-        """Install a newer list; False when it is the one in force. Raises on rollback or a dropped entry."""
+    def offer(self, crl: RevocationList, *, saved: bool = False) -> bool:
+        """Install a newer list; False when it is the one in force or an older one (a stale copy, say a
+        stored cascade message: the newer list stays). Raises when the issuer contradicts itself: the
+        same version with other entries, or a revocation withdrawn. ``saved``: already in the store."""
         current = self.lists.get(crl.issuer)
         if current is not None:
             if crl.version < current.version:
-                raise TrustError(f"{crl.issuer} 的吊销列表版本回退：已有 v{current.version}，收到 v{crl.version} "
-                                 "(revocation list rollback)")
+                return False
             if crl.version == current.version:
                 if crl.envelope != current.envelope and _payload(crl.envelope) != _payload(current.envelope):
                     raise TrustError(f"{crl.issuer} 的吊销列表 v{crl.version} 版本相同但内容不同 "
@@ -323,7 +322,22 @@ class TrustState:
                 raise TrustError(f"{crl.issuer} 的吊销列表 v{crl.version} 撤回了对 {code} 序号 {serial} 的吊销 "
                                  "(a revocation cannot be withdrawn)")
         self.lists[crl.issuer] = crl
+        if saved:
+            self.unsaved.pop(crl.issuer, None)
+        else:
+            self.unsaved[crl.issuer] = crl
         return True
+
+    def mark_saved(self, lists: Sequence[RevocationList], keys: Sequence[CertInfo]) -> None:
+        """What the caller has committed to its store; the rest stays pending for the next save."""
+        for crl in lists:
+            if self.unsaved.get(crl.issuer) is crl:
+                del self.unsaved[crl.issuer]
+        saved = {(k.code, k.serial) for k in keys}
+        self._new_keys = [k for k in self._new_keys if (k.code, k.serial) not in saved]
+
+    def pending_keys(self) -> list[CertInfo]:
+        return list(self._new_keys)
 
     def envelopes(self, path: Sequence[str]) -> list[bytes]:
         """The lists in force of the nodes on ``path``, root first, to forward to children."""
@@ -340,22 +354,29 @@ def chain_identities(chain: Sequence[bytes], root: Identity, now: int, state: Tr
 
 
 def accept_revocations(state: TrustState, envelopes: Sequence[bytes], signers: Sequence[Identity],
-                       now: int) -> list[RevocationList]:
+                       now: int, problems: list[str] | None = None) -> list[RevocationList]:
     """Verify lists signed by nodes among ``signers`` and install the newer ones; return those.
 
-    Raises TrustError on the first bad list (nothing of the bad list is installed)."""
+    A bad list raises TrustError, or with ``problems`` is described there and skipped: each list is
+    signed on its own, so one bad list must not stop the framework or heartbeat that carried it."""
     by_code = {s.code: s for s in signers}
     installed = []
     for data in envelopes:
-        claimed = pb.RevocationList()
         try:
-            claimed.ParseFromString(open_envelope(data, PAYLOAD_REVOCATIONS).payload)
-        except DecodeError:
-            raise TrustError("吊销列表无法解析 (malformed revocation list)") from None
-        issuer = by_code.get(claimed.issuer_code)
-        if issuer is None:
-            raise TrustError(f"吊销列表的签发者 {claimed.issuer_code[:12]} 不在证书链上 (revocation list from outside the chain)")
-        crl = decode_revocations(data, issuer, now)
-        if state.offer(crl):
-            installed.append(crl)
+            claimed = pb.RevocationList()
+            try:
+                claimed.ParseFromString(open_envelope(data, PAYLOAD_REVOCATIONS).payload)
+            except DecodeError:
+                raise TrustError("吊销列表无法解析 (malformed revocation list)") from None
+            issuer = by_code.get(claimed.issuer_code)
+            if issuer is None:
+                raise TrustError(f"吊销列表的签发者 {claimed.issuer_code[:12]} 不在证书链上 "
+                                 "(revocation list from outside the chain)")
+            crl = decode_revocations(data, issuer, now)
+            if state.offer(crl):
+                installed.append(crl)
+        except EnvelopeError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
     return installed

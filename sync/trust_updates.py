@@ -85,41 +85,56 @@ def heartbeat_update(me: Me, issued: list[tuple[str, str, int, str]], now: int, 
                           certificate_chain=list(me.chain)).SerializeToString()
 
 
-async def revoke(tx: TrustTx, me: Me, code: str, serial: int, reason: str, now: int) -> RevocationList:
-    """Revoke certificate ``serial`` of child ``code``: sign the next version of this node's list."""
+async def revoke(store: TrustStore, me: Me, code: str, serial: int, reason: str, now: int,
+                 actor: str = "") -> RevocationList:
+    """Revoke certificate ``serial`` of child ``code``: sign the next version of this node's list,
+    commit it, and only then put it in force here (so nothing uncommitted is ever sent down)."""
     if code not in me.children:
         raise TrustError(f"{code[:12]} 不是本节点签发证书的下级，无法吊销 (a node revokes only its children's certificates)")
     if serial < 1:
         raise TrustError("证书序号应为正整数 (serial must be a positive integer)")
-    current = me.trust.lists.get(me.code)
-    entries = dict(current.revoked) if current is not None else {}
-    if (code, serial) in entries:
-        return current  # type: ignore[return-value]  # already revoked: nothing to sign
-    entries[(code, serial)] = (now, reason[:200])
-    version = (current.version + 1) if current is not None else 1
-    data = sign_revocations(me.key, me.code, version, now, entries)
-    crl = decode_revocations(data, chain_identities(me.chain, me.root, now)[-1], now)
-    me.trust.offer(crl)
-    await tx.put_revocations(me.code, version, data, now)
-    await tx.audit(me.code, "revoke.certificate", code, {"serial": serial, "reason": reason[:200], "list_version": version},
-                   now)
+    async with store.tx() as tx:  # under the store's write lock: two revocations cannot take one version
+        current = me.trust.lists.get(me.code)
+        entries = dict(current.revoked) if current is not None else {}
+        if current is not None and (code, serial) in entries:
+            return current  # already revoked: nothing to sign
+        entries[(code, serial)] = (now, reason[:200])
+        version = (current.version + 1) if current is not None else 1
+        data = sign_revocations(me.key, me.code, version, now, entries)
+        crl = decode_revocations(data, chain_identities(me.chain, me.root, now)[-1], now)
+        await tx.put_revocations(me.code, version, data, now)
+        await tx.audit(actor or me.code, "revoke.certificate", code,
+                       {"serial": serial, "reason": reason[:200], "list_version": version}, now)
+    me.trust.offer(crl, saved=True)
     return crl
 
 
 # ---------------------------------------------------------------- receiver
 
-async def save_trust(tx: TrustTx, me: Me, installed: list[RevocationList], now: int, *, keys: bool = True) -> None:
-    """Persist newly installed lists (audited) and newly seen certificate keys.
+async def persist_trust(store: TrustStore, me: Me, now: int, *, keys: bool) -> None:
+    """Save what the trust state installed or saw since the last save, in a transaction of its own:
+    newer revocation lists (audited) and, with ``keys``, the certificate keys seen. Whatever a failed
+    save leaves stays pending for the next one. ``keys`` False after a rejected message: a rejection
+    leaves the store as it was but for its audit entry and the revocation lists, which stand alone."""
+    lists = list(me.trust.unsaved.values())
+    new_keys = me.trust.pending_keys() if keys else []
+    if not lists and not new_keys:
+        return
+    async with store.tx() as tx:
+        for crl in lists:
+            await tx.put_revocations(crl.issuer, crl.version, crl.envelope, now)
+            await tx.audit(me.code, "accept.revocations", crl.issuer,
+                           {"version": crl.version, "revoked": [f"{c}#{s}" for c, s in sorted(crl.revoked)][:50]}, now)
+        if new_keys:
+            await tx.put_keys(new_keys, now)
+    me.trust.mark_saved(lists, new_keys)
 
-    ``keys`` False (a rejected message): the keys stay remembered in memory and are saved with
-    the next accepted message, so a rejection leaves the store as it was but for its lists."""
-    for crl in installed:
-        await tx.put_revocations(crl.issuer, crl.version, crl.envelope, now)
-        await tx.audit(me.code, "accept.revocations", crl.issuer,
-                       {"version": crl.version, "revoked": [f"{c}#{s}" for c, s in sorted(crl.revoked)][:50]}, now)
-    new_keys = me.trust.take_new() if keys else []
-    if new_keys:
-        await tx.put_keys(new_keys, now)
+
+async def audit_list_problems(store: TrustStore, me: Me, problems: list[str], now: int) -> None:
+    if problems:
+        async with store.tx() as tx:
+            for p in problems:
+                await tx.audit(me.code, "reject.revocations", me.parent or "", {"reason": p[:500]}, now)
 
 
 async def receive_trust_update(store: TrustStore, me: Me, data: bytes, now: int,
@@ -127,6 +142,7 @@ async def receive_trust_update(store: TrustStore, me: Me, data: bytes, now: int,
     """Verify a parent's TrustUpdate; return the new pulse and how many newer revocation lists it
     brought. Raises EnvelopeError (audited) if refused."""
     installed: list[RevocationList] = []
+    problems: list[str] = []
     try:
         if len(data) > MAX_TRUST_UPDATE:
             raise EnvelopeError("信任更新过大 (trust update too large)")
@@ -139,17 +155,17 @@ async def receive_trust_update(store: TrustStore, me: Me, data: bytes, now: int,
         sender = signers[-1]
         if sender.code != me.parent:
             raise EnvelopeError(f"信任更新由 {sender.code} 签发，不是本节点的上级 (not from this node's parent)")
-        installed = accept_revocations(me.trust, list(msg.revocations), signers, now)
+        installed = accept_revocations(me.trust, list(msg.revocations), signers, now, problems)
         pulse = _verify_heartbeat(msg.heartbeat, sender.public_key, sender.code, now, last, me.code)
         me.trust.check(sender)  # a list just installed may revoke the sender itself
     except (EnvelopeError, ArithmeticError) as exc:
+        await persist_trust(store, me, now, keys=False)
+        await audit_list_problems(store, me, problems, now)
         async with store.tx() as tx:
-            await save_trust(tx, me, installed, now, keys=False)
             await tx.audit(me.code, "reject.heartbeat", me.parent or "", {"reason": str(exc), "bytes": len(data)}, now)
         raise EnvelopeError(str(exc)) from None
-    if installed or me.trust.has_new_keys():
-        async with store.tx() as tx:
-            await save_trust(tx, me, installed, now)
+    await persist_trust(store, me, now, keys=True)
+    await audit_list_problems(store, me, problems, now)
     return pulse, len(installed)
 
 

@@ -271,7 +271,7 @@ def test_forged_traffic_injected_into_nats_is_refused(running: tuple[Federation,
 def test_grpc_is_mutual_tls_and_a_node_asks_only_for_itself(running: tuple[Federation, Client]) -> None:
     """Every node-to-node gRPC call is mutual TLS with the federation's CA: a plaintext client, a client
     with a certificate from another CA, and a client that reached the wrong node all fail the handshake;
-    a node's certificate lets it ask only for itself; queries are rate-limited per calling node."""
+    a node's certificate lets it ask only for itself; only ancestors may query, rate-limited per caller."""
     fed, _ = running
     province = f"127.0.0.1:{fed.by_code['51'].grpc_port}"
     city_tls = tls_of(fed, "5107")
@@ -319,6 +319,25 @@ def test_grpc_is_mutual_tls_and_a_node_asks_only_for_itself(running: tuple[Feder
             await client_.close()
 
     codes = asyncio.run(flood())
+    assert set(codes) == {grpc.StatusCode.PERMISSION_DENIED}  # a city may not query the province
+
+    async def flood_child() -> list[grpc.StatusCode | None]:
+        client_ = FederationClient(f"127.0.0.1:{fed.by_code['5107'].grpc_port}", tls_of(fed, "51"), "5107")
+        request = pb.QueryRequest(cycle=CYCLE, period=PERIOD, indicator="A1", depth=0)
+
+        async def one() -> grpc.StatusCode | None:
+            try:
+                await client_.query(request, timeout=10)
+                return None
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+
+        try:
+            return list(await asyncio.gather(*(one() for _ in range(80))))
+        finally:
+            await client_.close()
+
+    codes = asyncio.run(flood_child())  # the province querying its city: allowed, within the rate limit
     assert codes.count(None) >= 20 and grpc.StatusCode.RESOURCE_EXHAUSTED in codes
     assert set(codes) <= {None, grpc.StatusCode.RESOURCE_EXHAUSTED}
 

@@ -91,7 +91,7 @@ def test_key_history_refuses_two_keys_under_one_serial_and_a_broken_rotation(h: 
         verify_chain([rotated(h, "5101", "51", keys.generate(), old=stranger)], h.root, NOW, state)
     ok = verify_chain([rotated(h, "5101", "51", keys.generate())], h.root, NOW, state)
     assert ok.certs[0].serial == 2
-    assert {(c.code, c.serial) for c in state.take_new()} == {("5101", 1), ("5101", 2)}
+    assert {(c.code, c.serial) for c in state.pending_keys()} == {("5101", 1), ("5101", 2)}
 
 
 def test_old_certificate_still_verifies_after_rotation_until_it_expires(h: Hierarchy) -> None:
@@ -125,8 +125,7 @@ def test_revocation_lists_only_go_forward_and_never_drop_an_entry(h: Hierarchy) 
     v1 = crl(h, "5101", 1, {("510104", 1): (NOW, "")})
     v2 = crl(h, "5101", 2, {("510104", 1): (NOW, ""), ("510104", 2): (NOW, "")})
     accept_revocations(state, [v1, v2], signers, NOW)
-    with pytest.raises(TrustError, match="rollback"):
-        accept_revocations(state, [v1], signers, NOW)
+    assert accept_revocations(state, [v1], signers, NOW) == []  # a stale copy: ignored, v2 stays in force
     with pytest.raises(TrustError, match="equal version with different bytes"):
         accept_revocations(state, [crl(h, "5101", 2, {("510104", 2): (NOW, "")})], signers, NOW)
     with pytest.raises(TrustError, match="cannot be withdrawn"):
@@ -155,9 +154,8 @@ async def test_results_signed_under_a_revoked_certificate_are_refused(store: Sto
     mem = Memory()
     await send_bundle(mem, h.me("510104017"), cycle="2026", period="2026-Y", framework_digest=digest,
                       values={i.code: Decimal(1) for i in tfw.leaves()}, child_scores=(), now=NOW)
-    async with store.tx() as tx:
-        listed = await revoke(tx, county, "510104017", 1, "乡镇密钥泄露", NOW)
-    assert listed.version == 1
+    listed = await revoke(store, county, "510104017", 1, "乡镇密钥泄露", NOW)
+    assert listed.version == 1 and county.trust.lists["510104"] is listed
     before = await snapshot(store)
     outcome = await receive_results(store, county, mem.queued[0], NOW, no_follow_up)
     assert not outcome.accepted and "revoked" in outcome.reason and "乡镇密钥泄露" in outcome.reason
@@ -171,9 +169,8 @@ async def test_results_signed_under_a_revoked_certificate_are_refused(store: Sto
 
 async def test_revoking_needs_a_child_of_this_node(store: Store, h: Hierarchy) -> None:
     county = h.me("510104")
-    async with store.tx() as tx:
-        with pytest.raises(TrustError, match="only its children"):
-            await revoke(tx, county, "510105001", 1, "", NOW)
+    with pytest.raises(TrustError, match="only its children"):
+        await revoke(store, county, "510105001", 1, "", NOW)
 
 
 async def test_a_cascade_carries_revocations_down_and_they_take_effect(store: Store, h: Hierarchy) -> None:
@@ -214,8 +211,7 @@ async def test_a_cascade_carries_revocations_down_and_they_take_effect(store: St
 
 async def test_heartbeat_is_verified_installs_lists_and_refuses_replays(store: Store, h: Hierarchy) -> None:
     county = h.me("510104")
-    async with store.tx() as tx:
-        await revoke(tx, county, "510104018", 1, "", NOW)
+    await revoke(store, county, "510104018", 1, "", NOW)
     town = h.me("510104017")
     ref = [("2026", "乡镇街道", 3, "ab" * 32)]
     first = heartbeat_update(county, ref, NOW, ttl=30)
@@ -257,3 +253,39 @@ async def test_a_heartbeat_whose_list_revokes_the_sender_is_refused(store: Store
     with pytest.raises(EnvelopeError, match="revoked"):
         await receive_trust_update(store, town, heartbeat_update(county, [], NOW, ttl=30), NOW, None)
     assert town.trust.lists["5101"].version == 1  # the list itself stands
+
+
+async def test_every_good_list_is_saved_even_beside_a_bad_one_and_a_stale_one_blocks_nothing(
+        store: Store, h: Hierarchy) -> None:
+    """(Found in review.) A good list installed before a bad one in the same message is saved, not only
+    held in memory, so a restart does not forget it; the bad one is audited and skipped; an older copy
+    of a list, as a framework stored before the last revocation carries, does not block the framework."""
+    county = h.me("510104")
+    v1 = crl(h, "5101", 1, {("510104", 7): (NOW, "")})
+    v2 = crl(h, "5101", 2, {("510104", 7): (NOW, ""), ("510104", 8): (NOW, "")})
+    stray = crl(h, "5107", 1, {})  # not on this message's chain
+    message = pb.CascadeMessage.FromString(h.cascade_to_county())
+    message.revocations.extend([v2, stray])
+    outcome = await receive_cascade(store, county, message.SerializeToString(), NOW, no_follow_up)
+    assert outcome.accepted, outcome.reason
+    async with store.read() as r:
+        kept = [(row.issuer, row.version) for row in await r.revocation_lists()]
+        problems = [json.loads(e.detail)["reason"] for e in await r.audit_entries(action="reject.revocations")]
+    assert kept == [("5101", 2)] and county.trust.unsaved == {}
+    assert len(problems) == 1 and "outside the chain" in problems[0]
+    # A stored cascade that still carries v1 (issued before v2): the framework is judged on its own.
+    fresh = h.me("510104")
+    fresh.trust.load([v2], [])
+    old = pb.CascadeMessage.FromString(h.cascade_to_county())
+    old.revocations.append(v1)
+    again = await receive_cascade(store, fresh, old.SerializeToString(), NOW, no_follow_up)
+    assert again.accepted and fresh.trust.lists["5101"].version == 2
+
+
+async def test_a_revocation_is_in_force_here_only_once_committed(store: Store, h: Hierarchy) -> None:
+    county = h.me("510104")
+    crl_v1 = await revoke(store, county, "510104017", 1, "", NOW)
+    async with store.read() as r:
+        assert [(row.issuer, row.version) for row in await r.revocation_lists()] == [("510104", 1)]
+    assert county.trust.lists["510104"] is crl_v1 and county.trust.unsaved == {}
+    assert (await revoke(store, county, "510104017", 1, "again", NOW)).version == 1  # already revoked: no new version

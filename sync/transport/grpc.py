@@ -50,12 +50,13 @@ class RateLimit:
 
 class FederationServicer(pb_grpc.FederationServicer):
     def __init__(self, fetch: FetchFn, submit: SubmitFn, query: QueryFn, bundles: BundlesFn, *,
-                 authenticated: bool = False, query_limit: RateLimit | None = None) -> None:
+                 authenticated: bool = False, query_limit: RateLimit | None = None, me: str = "") -> None:
         self._fetch = fetch
         self._submit = submit
         self._query = query
         self._bundles = bundles
         self._authenticated = authenticated
+        self._me = me  # this node's code: with TLS, only its ancestors may query it
         self._query_limit = query_limit or RateLimit(rate=20, burst=40)
 
     async def _as(self, context: Context, requester: str) -> None:
@@ -83,7 +84,14 @@ class FederationServicer(pb_grpc.FederationServicer):
     async def Query(  # noqa: N802
         self, request: pb.QueryRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.QueryReply:
-        caller = (peer_code(context.auth_context()) if self._authenticated else None) or context.peer()
+        if self._authenticated:
+            caller = peer_code(context.auth_context()) or ""
+            if not (self._me and self._me.startswith(caller) and caller != self._me):
+                # Drill-down goes from a level to its own subtree: only this node's ancestors ask.
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                    f"{caller[:12]} 不是本节点的上级，不能查询 (only an ancestor may query this node)")
+        else:
+            caller = context.peer().rsplit(":", 1)[0]  # the host, not the port: a new connection is no new budget
         if not self._query_limit.allow(caller):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "查询过于频繁，请稍后再试 (query rate limit exceeded)")
         return await self._query(request)
