@@ -94,6 +94,9 @@ def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle,
     if len(msg.evidence) > MAX_EVIDENCE or len(msg.approvals) > MAX_EVIDENCE:
         raise EnvelopeError("审核证据过多 (too much evidence)")
     approvals = _approvals(msg.approvals, signer)
+    # Each piece of evidence is checked as of when the sender approved it (rule 10): a township
+    # certificate that has expired since does not taint a county bundle approved while it was valid.
+    approved_at = {bundle_id: a.approved_at for (_, bundle_id), a in approvals.items()}
     evidence: dict[str, tuple[pb.ResultMessage, Bundle, Identity]] = {}
     for data in msg.evidence:
         ev = pb.ResultMessage()
@@ -101,7 +104,13 @@ def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle,
             ev.ParseFromString(data)
         except DecodeError:
             raise EnvelopeError("审核证据无法解析 (malformed evidence)") from None
-        ev_signer, payload = verify_signed_by(ev.bundle, PAYLOAD_RESULTS, list(ev.certificate_chain), root, now, state)
+        at = min(now, approved_at.get(digest(open_envelope(ev.bundle, PAYLOAD_RESULTS).payload), now))
+        ev_signer, payload = verify_signed_by(ev.bundle, PAYLOAD_RESULTS, list(ev.certificate_chain), root, at)
+        if state is not None:
+            revoked = state.revoked_before(ev_signer, at)
+            if revoked:
+                raise EnvelopeError(f"证据签名者的证书在审核前已被吊销 (evidence signed under a certificate revoked "
+                                    f"before it was approved): {revoked}")
         ev_bundle = decode_bundle(payload)
         if ev_bundle.node != ev_signer.code:
             raise EnvelopeError(f"证据中的结果包属于 {ev_bundle.node}，却由 {ev_signer.code} 签名 "

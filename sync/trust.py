@@ -300,6 +300,15 @@ class TrustState:
         for code, serial, kid in keys:
             self.keys[(code, serial)] = kid
 
+    def revoked_before(self, identity: Identity, at: int) -> str:
+        """The first certificate of ``identity``'s chain revoked at or before ``at`` ("" if none)."""
+        for c in identity.certs:
+            crl = self.lists.get(c.issuer)
+            hit = crl.revoked.get((c.code, c.serial)) if crl is not None else None
+            if hit is not None and hit[0] <= at:
+                return f"{c.code}#{c.serial}"
+        return ""
+
     def has_new_keys(self) -> bool:
         return bool(self._new_keys)
 

@@ -96,3 +96,25 @@ async def test_a_source_must_be_a_child_of_the_sender(h: Hierarchy) -> None:
     stray, _ = await sent(h.me("5107"), [Source("510104", digest(payload), 1, county_msg)])
     with pytest.raises(EnvelopeError, match="not a child of the sender"):
         check(h, stray, "5107")
+
+
+async def test_evidence_is_checked_as_of_its_approval(h: Hierarchy) -> None:
+    """(Found in review.) 锦江区's certificate expires after 成都市 approved its bundle: 成都市's later bundles,
+    which still cite that approved bundle, verify; evidence that was never valid still fails."""
+    from dataclasses import replace
+
+    short = (h.chains["5101"][0], h.certify("5101", "510104", h.keys["510104"], not_after=NOW + 10))
+    county = replace(h.me("510104"), chain=short)
+    towns = [await sent(h.me(t)) for t in ("510104017", "510104018")]
+    _, county_src = await sent(county, [s for _, s in towns])
+    city_msg, _ = await sent(h.me("5101"), [county_src])  # approved at NOW, while the county's certificate held
+    later = NOW + 100
+    msg = pb.ResultMessage.FromString(city_msg)
+    city = verify_chain(h.chains["5101"], h.root, later)
+    got = verify_attestations(msg, city, bundle_from_message(city_msg), h.root, later)
+    assert (got.approved, got.approved_below) == (1, 2)
+    never = (h.chains["5101"][0], h.certify("5101", "510104", h.keys["510104"], not_after=NOW - 30))
+    _, stale_src = await sent(replace(h.me("510104"), chain=never), [s for _, s in towns])
+    stale_msg, _ = await sent(h.me("5101"), [stale_src])
+    with pytest.raises(EnvelopeError, match="expired"):
+        verify_attestations(pb.ResultMessage.FromString(stale_msg), city, bundle_from_message(stale_msg), h.root, later)
