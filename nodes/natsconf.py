@@ -22,11 +22,16 @@ class NodeAccess:
     has_children: bool
 
 
+def inbox_prefix(code: str) -> str:
+    """Each node's reply subjects: a node may read only its own (see NatsTransport.connect)."""
+    return f"_INBOX.{code}"
+
+
 def permissions(n: NodeAccess) -> dict[str, dict[str, list[str]]]:
     p = ".".join(n.path)
     pub = [f"$JS.API.STREAM.INFO.{s}" for s in STREAMS] + [f"$JS.API.STREAM.CREATE.{s}" for s in STREAMS]
     pub.append("$JS.API.INFO")
-    sub = ["_INBOX.>"]
+    sub = [f"{inbox_prefix(n.code)}.>"]  # its own replies and pull deliveries, nobody else's
     if n.has_parent:  # its results go up; it reads what its parent cascades and its parent's heartbeat
         parent = ".".join(n.path[:-1])
         pub.append(f"res.{p}")
@@ -40,7 +45,9 @@ def permissions(n: NodeAccess) -> dict[str, dict[str, list[str]]]:
 
 def _consumer(stream: str, durable: str, filter_subject: str) -> list[str]:
     api = "$JS.API.CONSUMER"
-    return [f"{api}.CREATE.{stream}.{durable}.{filter_subject}", f"{api}.DURABLE.CREATE.{stream}.{durable}",
+    # Not the legacy CONSUMER.DURABLE.CREATE: its subject carries no filter, so a node could give its
+    # durable any filter (a county reading its whole city's results).
+    return [f"{api}.CREATE.{stream}.{durable}.{filter_subject}",
             f"{api}.INFO.{stream}.{durable}", f"{api}.MSG.NEXT.{stream}.{durable}", f"$JS.ACK.{stream}.{durable}.>"]
 
 

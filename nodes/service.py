@@ -33,6 +33,7 @@ from aggregator.scoring import appraise
 from nodes.assessments import AssessmentError, merge, normalise, to_inputs
 from nodes.config import NodeConfig
 from nodes.framework_file import load_framework, pin_to_parent
+from nodes.natsconf import inbox_prefix
 from nodes.store import Store, Tx
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.approvals import Source
@@ -112,7 +113,8 @@ class Node:
         async with self.store.read() as r:
             self.me.trust.load([row.envelope for row in await r.revocation_lists()],
                                [(row.code, row.serial, row.keyid) for row in await r.known_keys()])
-        self.nats = await NatsTransport.connect(self.cfg.nats_url, f"fedappraisal-{self.me.code}")
+        self.nats = await NatsTransport.connect(self.cfg.nats_url, f"fedappraisal-{self.me.code}",
+                                                inbox_prefix(self.me.code))
         await self.nats.ensure_streams()
         servicer = FederationServicer(self.frameworks_for_child, self.submit_results, self.query, self.own_bundles,
                                       authenticated=self.cfg.tls is not None, me=self.me.code)

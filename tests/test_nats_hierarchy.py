@@ -20,7 +20,7 @@ import nats
 import pytest
 
 from nodes.launcher import NatsHierarchy, load_topology, nats_server_binary
-from nodes.natsconf import NodeAccess
+from nodes.natsconf import NodeAccess, inbox_prefix
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,8 @@ async def traffic(h: NatsHierarchy) -> None:
                                   ("5101", "node-510104", "res.51.5101.510104"), ("5107", "node-5107", "res.51.5107"),
                                   ("5101", "node-5101", "casc.51.5101")):
         assert h.server_of[user.removeprefix("node-")] == server
-        nc = await nats.connect(h.url_for(user.removeprefix("node-")))
+        code = user.removeprefix("node-")
+        nc = await nats.connect(h.url_for(code), inbox_prefix=inbox_prefix(code))  # as NatsTransport connects
         await nc.jetstream().publish(subject, f"{user}: genuine".encode(), timeout=5)
         await nc.close()
     rogue = await nats.connect(h.operator_url("5107"))
@@ -160,3 +161,29 @@ def test_deploy_nats_hierarchy_writes_configs_the_server_accepts(tmp_path: Path)
                               str(out / "streams.json"), "--server", "5199"], capture_output=True, text=True, timeout=60,
                              check=False)
     assert unknown.returncode == 2 and "no stream plan" in unknown.stderr
+
+
+def test_a_node_cannot_read_another_nodes_replies_or_widen_its_consumer(restricted: NatsHierarchy) -> None:
+    """(Found in review.) Each node subscribes only under its own inbox prefix, and may create its
+    durable only with its fixed filter (the legacy filterless create subject is not allowed)."""
+    async def attempt() -> list[str]:
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc).lower())
+
+        nc = await nats.connect(restricted.url_for("510104"), inbox_prefix=inbox_prefix("510104"), error_cb=on_error)
+        await nc.subscribe("_INBOX.5101.>")  # 成都市's replies and pull deliveries
+        try:
+            await nc.request("$JS.API.CONSUMER.DURABLE.CREATE.FA_RESULTS.res-510104",
+                             b'{"stream_name":"FA_RESULTS","config":{"durable_name":"res-510104","filter_subject":"res.>",'
+                             b'"ack_policy":"explicit"}}', timeout=2)
+        except Exception as exc:  # refused by the server: no reply comes
+            errors.append(f"request: {type(exc).__name__}")
+        await asyncio.sleep(0.3)
+        await nc.close()
+        return errors
+
+    errors = asyncio.run(attempt())
+    assert any("permissions violation" in e and "_inbox.5101" in e for e in errors), errors
+    assert any("permissions violation" in e and "durable.create" in e for e in errors), errors

@@ -59,9 +59,11 @@ class NatsTransport:
         self.last_error = ""
 
     @classmethod
-    async def connect(cls, url: str, name: str) -> NatsTransport:
+    async def connect(cls, url: str, name: str, inbox_prefix: str = "_INBOX") -> NatsTransport:
+        """``inbox_prefix``: where replies and pull deliveries come; the server lets a node subscribe
+        only under its own (nodes.natsconf.inbox_prefix)."""
         nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                connect_timeout=5, allow_reconnect=True)
+                                connect_timeout=5, allow_reconnect=True, inbox_prefix=inbox_prefix)
         return cls(nc, name)
 
     async def ensure_streams(self) -> None:
