@@ -45,7 +45,7 @@ indicators:
 """
 
 
-async def make_county(tmp_path: Path, **config: object) -> tuple[Node, Federation]:
+async def make_county(tmp_path: Path, province: str = PROVINCE, **config: object) -> tuple[Node, Federation]:
     """锦江区's node on the demo keys, holding 成都市's framework (``config``: extra node.yaml settings)."""
     fed = Federation(tmp_path / "fed", load_topology())
     fed.prepare()
@@ -59,7 +59,7 @@ async def make_county(tmp_path: Path, **config: object) -> tuple[Node, Federatio
     node = Node(load_config(path), await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
     now = int(time.time())
     src = tmp_path / "province.yaml"
-    src.write_text(PROVINCE, encoding="utf-8")
+    src.write_text(province, encoding="utf-8")
     prov_fw = load_framework(src, units=(Unit("5101", "成都市", "市州"), Unit("5107", "绵阳市", "市州")), now=now)
     prov_payload = encode_framework(prov_fw)
     prov_env = sign(PAYLOAD_FRAMEWORK, prov_payload, keys.load_private(fed.node_dir("51") / "key.pem"))

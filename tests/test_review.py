@@ -106,3 +106,27 @@ async def test_an_older_bundle_cannot_be_approved_over_a_newer_one(reviewing: tu
         await node.review(TOWNS[0], old, "maybe", "", "x")
 
 
+
+
+async def test_a_framework_that_cannot_be_scored_does_not_stop_ingest(tmp_path: Path) -> None:
+    """(Found in review.) A threshold indicator whose baseline lies above a unit's target passes the
+    structure checks but cannot be scored: the township's bundle is still taken, its values held, and
+    the county's audit log says why nothing was scored."""
+    from tests.test_assessments import PROVINCE
+
+    broken = PROVINCE.replace('{code: A1, name: 地区生产总值, weight: 60, unit: 亿元, target: 1000, targets: {"5101": 2000}}',
+                              '{code: A1, name: 地区生产总值, weight: 60, unit: 亿元, target: 1000, targets: {"5101": 2000}, '
+                              'method: threshold, params: {baseline: 5000, challenge: 6000}}')
+    assert broken != PROVINCE
+    node, fed = await make_county(tmp_path, broken)
+    try:
+        mem = Memory()
+        bundle_id = await report(node, me_of(fed, TOWNS[0]), mem, 100)
+        async with node.store.read() as r:
+            held = [v.value for v in await r.values_of(TOWNS[0]) if v.indicator == "A1"]
+            failed = await r.audit_entries(action="recompute.failed")
+            taken = [e.subject for e in await r.audit_entries(action="accept.results")]
+        assert held == ["100"] and taken == [bundle_id]
+        assert failed and "baseline" in failed[0].detail
+    finally:
+        await node.store.close()
