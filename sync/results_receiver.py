@@ -26,10 +26,10 @@ from aggregator.numbers import to_text
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.approvals import Attested, verify_attestations
 from sync.codec import Bundle, decode_bundle, framework_from_envelope
-from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest
+from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope
 from sync.identity import Me, Outcome
 from sync.results_sender import GENESIS
-from sync.trust import Identity, verify_signed_by
+from sync.trust import CertificateTimeError, Identity, verify_signed_by
 from sync.trust_updates import persist_trust
 
 Accepted = Callable[[Any, list[Bundle]], Awaitable[None]]
@@ -42,17 +42,33 @@ class ResultsStore(Protocol):
 
 def verify_result_message(me: Me, data: bytes, now: int, transport_subject: str | None) -> tuple[Bundle, str]:
     """Layer 1: who signed it, and may they speak for this bundle on this subject."""
-    bundle, bundle_id, _, _ = _verify(me, data, now, transport_subject)
+    bundle, bundle_id, _, _, late = _verify(me, data, now, transport_subject)
+    if late:
+        raise EnvelopeError(late)
     return bundle, bundle_id
 
 
-def _verify(me: Me, data: bytes, now: int, transport_subject: str | None) -> tuple[Bundle, str, pb.ResultMessage, Identity]:
+def _verify(me: Me, data: bytes, now: int,
+            transport_subject: str | None) -> tuple[Bundle, str, pb.ResultMessage, Identity, str]:
+    """Layer 1; the last item is not empty when the signer's certificate expired while the bundle
+    was on its way: genuine when signed, so it joins the chain (nothing else of the child's blocks
+    behind it), but as content refused, with that reason."""
     msg = pb.ResultMessage()
     try:
         msg.ParseFromString(data)
     except DecodeError:
         raise EnvelopeError("结果消息无法解析 (malformed result message)") from None
-    signer, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, list(msg.certificate_chain), me.root, now, me.trust)
+    chain = list(msg.certificate_chain)
+    late = ""
+    try:
+        signer, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, chain, me.root, now, me.trust)
+    except CertificateTimeError:
+        signed_at = decode_bundle(open_envelope(msg.bundle, PAYLOAD_RESULTS).payload).created_at
+        if not 0 < signed_at <= now:
+            raise
+        signer, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, chain, me.root, signed_at, me.trust)
+        late = (f"签名者证书在结果包送达前已过期（签于 {signed_at}），不计入数值 "
+                "(the signer's certificate expired before the bundle arrived; its values do not count)")
     if signer.path[:-1] != me.path or signer.code not in me.children:
         raise EnvelopeError(f"签名者 {signer.code} 不是本节点的下级 (signer is not a child of this node)")
     if transport_subject is not None and transport_subject != "res." + ".".join(signer.path):
@@ -60,7 +76,7 @@ def _verify(me: Me, data: bytes, now: int, transport_subject: str | None) -> tup
     bundle = decode_bundle(payload)
     if bundle.node != signer.code:
         raise EnvelopeError(f"结果包属于 {bundle.node}，却由 {signer.code} 签名 (bundle node is not the signer)")
-    return bundle, digest(payload), msg, signer
+    return bundle, digest(payload), msg, signer, late
 
 
 async def receive_results(store: ResultsStore, me: Me, data: bytes, now: int, on_accept: Accepted,
@@ -80,16 +96,16 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
     ``hold`` (review: manual): a bundle that passes every check joins the child's chain as
     ``pending``; its values count only once a person approves it (the node's review step)."""
     outcomes: list[Outcome | None] = [None] * len(items)
-    verified: list[tuple[int, Bundle, str, bytes, str | None, pb.ResultMessage, Identity]] = []
+    verified: list[tuple[int, Bundle, str, bytes, str | None, pb.ResultMessage, Identity, str]] = []
     rejections: list[tuple[str, str, bytes]] = []  # (reason, subject, data) audited in the same transaction
     for i, (data, subject) in enumerate(items):
         try:
-            bundle, bundle_id, msg, signer = _verify(me, data, now, subject)
+            bundle, bundle_id, msg, signer, late = _verify(me, data, now, subject)
         except (EnvelopeError, ArithmeticError) as exc:
             outcomes[i] = Outcome(False, False, str(exc))
             rejections.append((str(exc), "", data))
             continue
-        verified.append((i, bundle, bundle_id, data, subject, msg, signer))
+        verified.append((i, bundle, bundle_id, data, subject, msg, signer, late))
     verified.sort(key=lambda v: (v[1].node, v[1].seq))
     async with store.tx() as tx:
         accepted: list[Bundle] = []
@@ -101,7 +117,7 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
             values: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
             audits: list[tuple[str, str, str, dict[str, object]]] = []
             fw_rows: dict[str, Any] = {}
-            for i, bundle, bundle_id, data, subject, msg, signer in verified:
+            for i, bundle, bundle_id, data, subject, msg, signer, late in verified:
                 if bundle_id in known:
                     outcomes[i] = Outcome(True, True, "重复结果包，已接收过 (duplicate)", bundle.node, bundle_id)
                     continue
@@ -111,7 +127,7 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
                                                         "(gap in the bundle chain; retry later)", bundle.node, bundle_id,
                                           retry=True)
                     continue
-                rejected = chain
+                rejected = chain or late
                 attested = Attested(0, 0)
                 if not rejected:
                     try:

@@ -55,6 +55,10 @@ class TrustError(EnvelopeError):
     """A certificate or signer that must not be trusted."""
 
 
+class CertificateTimeError(TrustError):
+    """A certificate outside its validity at the moment checked (otherwise sound)."""
+
+
 @dataclass(frozen=True)
 class CertInfo:
     """One certificate of a verified chain, as much as revocation and key history need."""
@@ -164,7 +168,7 @@ def _verify_chain(chain: Sequence[bytes], root: Identity, now: int) -> tuple[Ide
             raise TrustError(f"证书 {cert.code} 超出签发者 {current.code} 的管辖范围 (certificate outside its issuer's scope)")
         latest_start = max(latest_start, cert.not_before)
         if not cert.not_before <= now <= cert.not_after:
-            raise TrustError(f"节点 {cert.code} 的证书不在有效期内 (certificate expired or not yet valid)")
+            raise CertificateTimeError(f"节点 {cert.code} 的证书不在有效期内 (certificate expired or not yet valid)")
         if len(cert.public_key) != 32:
             raise TrustError(f"证书 {cert.code} 的公钥长度无效 (bad public key)")
         subject_key = Ed25519PublicKey.from_public_bytes(cert.public_key)

@@ -289,3 +289,25 @@ async def test_a_revocation_is_in_force_here_only_once_committed(store: Store, h
         assert [(row.issuer, row.version) for row in await r.revocation_lists()] == [("510104", 1)]
     assert county.trust.lists["510104"] is crl_v1 and county.trust.unsaved == {}
     assert (await revoke(store, county, "510104017", 1, "again", NOW)).version == 1  # already revoked: no new version
+
+
+async def test_a_certificate_expiring_in_transit_does_not_block_the_childs_chain(store: Store, h: Hierarchy) -> None:
+    """(Found in review.) A bundle signed while the township's certificate held arrives after it expired:
+    it joins the chain as refused content (its values do not count), so the next bundle, under the
+    renewed certificate, is taken instead of waiting forever behind a gap."""
+    county, tfw, digest = await _county_with_framework(store, h)
+    short = (*h.chains["510104017"][:2], h.certify("510104", "510104017", h.keys["510104017"], not_after=NOW + 10))
+    mem = Memory()
+    vals = {i.code: Decimal(5) for i in tfw.leaves()}
+    await send_bundle(mem, replace(h.me("510104017"), chain=short), cycle="2026", period="2026-Y",
+                      framework_digest=digest, values=vals, child_scores=(), now=NOW)
+    await send_bundle(mem, h.me("510104017"), cycle="2026", period="2026-Y", framework_digest=digest,
+                      values={**vals, "A1": Decimal(9)}, child_scores=(), now=NOW + 100)
+    late = await receive_results(store, county, mem.queued[0], NOW + 100, no_follow_up)
+    assert not late.accepted and not late.retry and "expired before the bundle arrived" in late.reason
+    renewed = await receive_results(store, county, mem.queued[1], NOW + 100, no_follow_up)
+    assert renewed.accepted, renewed.reason
+    async with store.read() as r:
+        values = await r.values("2026", "2026-Y", digest)
+        last = await r.last_bundle("510104017")
+    assert values["510104017"]["A1"] == "9" and last is not None and last.seq == 2
