@@ -223,6 +223,7 @@ class RevocationList:
     issued_at: int
     revoked: dict[tuple[str, int], tuple[int, str]]  # (code, serial) → (revoked_at, reason)
     envelope: bytes  # exactly as signed, to forward
+    signer_serial: int = 0  # the serial of the issuer's certificate that signed it (0: the root, or unknown)
 
 
 def sign_revocations(key: Ed25519PrivateKey, issuer: str, version: int, issued_at: int,
@@ -255,7 +256,8 @@ def decode_revocations(data: bytes, issuer: Identity, now: int) -> RevocationLis
             raise TrustError(f"{issuer.code} 的吊销列表含其管辖范围外的节点 {r.code[:12]} "
                              "(revocation outside the issuer's scope)")
         revoked[(r.code, r.serial)] = (r.revoked_at, r.reason[:200])
-    return RevocationList(issuer.code, crl.version, crl.issued_at, revoked, data)
+    return RevocationList(issuer.code, crl.version, crl.issued_at, revoked, data,
+                          issuer.certs[-1].serial if issuer.certs else 0)
 
 
 def stored_revocations(data: bytes) -> RevocationList:
@@ -321,6 +323,8 @@ class TrustState:
         stored cascade message: the newer list stays). Raises when the issuer contradicts itself: the
         same version with other entries, or a revocation withdrawn. ``saved``: already in the store."""
         current = self.lists.get(crl.issuer)
+        if current is not None and self._signer_revoked(current):
+            current = None  # signed under a revoked key (say, one that pushed a huge version): void
         if current is not None:
             if crl.version < current.version:
                 return False
@@ -340,6 +344,12 @@ class TrustState:
         else:
             self.unsaved[crl.issuer] = crl
         return True
+
+    def _signer_revoked(self, crl: RevocationList) -> bool:
+        if not crl.signer_serial:
+            return False
+        parent = next((p for p in self.lists.values() if (crl.issuer, crl.signer_serial) in p.revoked), None)
+        return parent is not None
 
     def mark_saved(self, lists: Sequence[RevocationList], keys: Sequence[CertInfo]) -> None:
         """What the caller has committed to its store; the rest stays pending for the next save."""

@@ -311,3 +311,22 @@ async def test_a_certificate_expiring_in_transit_does_not_block_the_childs_chain
         values = await r.values("2026", "2026-Y", digest)
         last = await r.last_bundle("510104017")
     assert values["510104017"]["A1"] == "9" and last is not None and last.seq == 2
+
+
+def test_a_list_signed_under_a_revoked_key_gives_way(h: Hierarchy) -> None:
+    """(Found in review.) A stolen city key pushes its list to an absurd version, which would make every
+    later genuine list look like a rollback. Once the province revokes that key and the city signs with
+    its rotated one, the city's new list is taken and the poisoned one is void."""
+    state = TrustState()
+    old_signers = chain_identities(h.chains["5101"], h.root, NOW)
+    poisoned = sign_revocations(h.keys["5101"], "5101", 10**12, NOW, {("510104", 1): (NOW, "")})
+    assert accept_revocations(state, [poisoned], old_signers, NOW)[0].version == 10**12
+    new = keys.generate()
+    new_chain = [rotated(h, "5101", "51", new)]
+    genuine = sign_revocations(new, "5101", 1, NOW, {("510104", 9): (NOW, "")})
+    new_signers = chain_identities(new_chain, h.root, NOW)
+    assert accept_revocations(state, [genuine], new_signers, NOW) == []  # still looks like a rollback
+    province = sign_revocations(h.keys["51"], "51", 1, NOW, {("5101", 1): (NOW, "key stolen")})
+    accept_revocations(state, [province], [h.root], NOW)
+    assert [c.version for c in accept_revocations(state, [genuine], new_signers, NOW)] == [1]
+    assert state.lists["5101"].revoked == {("510104", 9): (NOW, "")}
