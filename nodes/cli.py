@@ -131,23 +131,17 @@ def keys_countersign(
     new_key: Annotated[Path, typer.Option(help="新私钥 (the new key)")],
 ) -> None:
     """密钥轮换：下级用旧密钥和新密钥加签自己的新证书 (a child countersigns its rotated certificate)."""
-    from proto.appraisal.v1 import appraisal_pb2 as pb
     from sync import keys
     from sync.codec import read_chain, write_chain
-    from sync.envelope import PAYLOAD_CERTIFICATE, EnvelopeError, open_envelope
-    from sync.trust import countersign
+    from sync.envelope import EnvelopeError
+    from sync.trust import countersign_rotation
 
     try:
         certs = list(read_chain(chain.read_bytes()))
         old, new = keys.load_private(old_key), keys.load_private(new_key)
-        cert = pb.NodeCertificate.FromString(open_envelope(certs[-1], PAYLOAD_CERTIFICATE).payload)
+        certs[-1], cert = countersign_rotation(certs[-1], old, new)
     except (OSError, IndexError, EnvelopeError, keys.KeyFileError) as exc:
         raise fail(f"{chain}: {exc}") from None
-    if cert.previous_key != keys.public_raw(old.public_key()):
-        raise fail(f"{old_key}: 不是证书声明的旧密钥 (not the previous key the certificate names)")
-    if cert.public_key != keys.public_raw(new.public_key()):
-        raise fail(f"{new_key}: 不是证书所认证的新密钥 (not the key the certificate certifies)")
-    certs[-1] = countersign(certs[-1], old, new)
     chain.write_bytes(write_chain(certs))
     typer.echo(f"已加签 {cert.name}（{cert.code}）序号 {cert.serial} 的轮换证书 (countersigned)")
 

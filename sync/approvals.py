@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 from aggregator.framework import LEVELS
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import Bundle, decode_bundle
-from sync.envelope import PAYLOAD_APPROVAL, PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope, sign, verify_signature
+from sync.envelope import PAYLOAD_APPROVAL, PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope, open_signed, sign
 from sync.identity import Me
 from sync.trust import Identity, TrustState, valid_code, verify_signed_by
 
@@ -66,16 +66,9 @@ def attach(me: Me, sources: Sequence[Source], now: int) -> tuple[list[bytes], li
 def _approvals(envelopes: Sequence[bytes], approver: Identity) -> dict[tuple[str, str], pb.Approval]:
     out: dict[tuple[str, str], pb.Approval] = {}
     for data in envelopes:
-        opened = open_envelope(data, PAYLOAD_APPROVAL)
-        try:
-            verify_signature(opened, approver.public_key)
-        except EnvelopeError:
-            raise EnvelopeError(f"审核签名不是 {approver.code} 的 (approval not signed by {approver.code})") from None
-        a = pb.Approval()
-        try:
-            a.ParseFromString(opened.payload)
-        except DecodeError:
-            raise EnvelopeError("审核记录无法解析 (malformed approval)") from None
+        a = open_signed(data, PAYLOAD_APPROVAL, approver.public_key, pb.Approval(),
+                        "审核记录无法解析 (malformed approval)",
+                        f"审核签名不是 {approver.code} 的 (approval not signed by {approver.code})")
         if a.approver != approver.code:
             raise EnvelopeError(f"审核记录署名 {a.approver[:12]} 与签名者 {approver.code} 不符 (approver is not the signer)")
         out[(a.node, a.bundle_id)] = a

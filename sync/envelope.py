@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from proto.appraisal.v1 import appraisal_pb2 as pb
 
@@ -104,3 +105,25 @@ def verify_signature(opened: Opened, public_key: Ed25519PublicKey) -> None:
                 raise EnvelopeError("签名无效：内容被篡改或签名不符 (signature does not verify: bytes were altered)") from None
             return
     raise EnvelopeError(f"信封不是由预期密钥 {kid[:16]}… 签名 (not signed by the expected key)")
+
+
+M = TypeVar("M", bound=Message)
+
+
+def open_signed(data: bytes, payload_type: str, key: Ed25519PublicKey, message: M, malformed: str,
+                not_signed: str = "") -> M:
+    """Open an envelope, check that ``key`` signed exactly its payload, and parse the payload into
+    ``message``; ``malformed`` is the error when it does not parse, ``not_signed`` (if given) when
+    ``key`` did not sign it."""
+    opened = open_envelope(data, payload_type)
+    try:
+        verify_signature(opened, key)
+    except EnvelopeError:
+        if not not_signed:
+            raise
+        raise EnvelopeError(not_signed) from None
+    try:
+        message.ParseFromString(opened.payload)
+    except DecodeError:
+        raise EnvelopeError(malformed) from None
+    return message

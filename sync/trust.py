@@ -35,6 +35,7 @@ from sync.envelope import (
     cosign,
     keyid,
     open_envelope,
+    open_signed,
     sign,
     verify_signature,
 )
@@ -117,6 +118,18 @@ def countersign(certificate: bytes, *keys: Ed25519PrivateKey) -> bytes:
     for key in keys:
         certificate = cosign(certificate, key)
     return certificate
+
+
+def countersign_rotation(certificate: bytes, old: Ed25519PrivateKey,
+                         new: Ed25519PrivateKey) -> tuple[bytes, pb.NodeCertificate]:
+    """The child's side of a rotation: sign its new certificate with the key it names as previous
+    and the key it certifies; refuses keys that are not those two."""
+    cert = pb.NodeCertificate.FromString(open_envelope(certificate, PAYLOAD_CERTIFICATE).payload)
+    if cert.previous_key != public_raw(old.public_key()):
+        raise TrustError("不是证书声明的旧密钥 (not the previous key the certificate names)")
+    if cert.public_key != public_raw(new.public_key()):
+        raise TrustError("不是证书所认证的新密钥 (not the key the certificate certifies)")
+    return countersign(certificate, old, new), cert
 
 
 # Chains verified before, keyed by the exact certificate bytes and the root key: the same child
@@ -238,13 +251,8 @@ def decode_revocations(data: bytes, issuer: Identity, now: int) -> RevocationLis
     """Verify a revocation list signed by ``issuer`` (whose chain the caller has verified)."""
     if len(data) > 8 * 1024 * 1024:
         raise TrustError("吊销列表过大 (revocation list too large)")
-    opened = open_envelope(data, PAYLOAD_REVOCATIONS)
-    verify_signature(opened, issuer.public_key)
-    crl = pb.RevocationList()
-    try:
-        crl.ParseFromString(opened.payload)
-    except DecodeError:
-        raise TrustError("吊销列表无法解析 (malformed revocation list)") from None
+    crl = open_signed(data, PAYLOAD_REVOCATIONS, issuer.public_key, pb.RevocationList(),
+                      "吊销列表无法解析 (malformed revocation list)")
     if crl.issuer_code != issuer.code:
         raise TrustError(f"吊销列表声明的签发者 {crl.issuer_code} 不是签名者 {issuer.code} (issuer is not the signer)")
     if crl.version < 1 or crl.issued_at > now + CLOCK_SKEW or len(crl.revoked) > MAX_REVOKED:

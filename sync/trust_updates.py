@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from google.protobuf.message import DecodeError
 
 from proto.appraisal.v1 import appraisal_pb2 as pb
-from sync.envelope import PAYLOAD_HEARTBEAT, EnvelopeError, open_envelope, sign, verify_signature
+from sync.envelope import PAYLOAD_HEARTBEAT, EnvelopeError, open_signed, sign
 from sync.identity import Me
 from sync.trust import (
     CLOCK_SKEW,
@@ -170,13 +170,7 @@ async def receive_trust_update(store: TrustStore, me: Me, data: bytes, now: int,
 
 
 def _verify_heartbeat(data: bytes, key: Any, sender: str, now: int, last: Pulse | None, me: str) -> Pulse:
-    opened = open_envelope(data, PAYLOAD_HEARTBEAT)
-    verify_signature(opened, key)
-    hb = pb.Heartbeat()
-    try:
-        hb.ParseFromString(opened.payload)
-    except DecodeError:
-        raise EnvelopeError("心跳无法解析 (malformed heartbeat)") from None
+    hb = open_signed(data, PAYLOAD_HEARTBEAT, key, pb.Heartbeat(), "心跳无法解析 (malformed heartbeat)")
     if hb.issuer_code != sender:
         raise EnvelopeError(f"心跳声明的签发者 {hb.issuer_code[:12]} 不是签名者 {sender} (issuer is not the signer)")
     if hb.issued_at > now + CLOCK_SKEW or not hb.issued_at < hb.expires_at <= hb.issued_at + MAX_HEARTBEAT_TTL:

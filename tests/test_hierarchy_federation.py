@@ -12,7 +12,7 @@ import nats
 import pytest
 
 from nodes.launcher import DATA, Federation, NatsHierarchy, load_topology
-from tests.test_federation import CYCLE, PERIOD, Client, start_all, wait_until
+from tests.test_federation import CYCLE, PERIOD, Client, serving, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +21,8 @@ pytestmark = pytest.mark.slow
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Federation, Client]]:
     fed = Federation(tmp_path_factory.mktemp("hier") / "fed", load_topology(), nats_hierarchy=True)
     fed.heartbeat_seconds = 2
-    fed.prepare()
-    fed.start_nats()
-    client = Client(fed)
-    try:
-        start_all(fed, client)
+    with serving(fed) as client:
         yield fed, client
-    finally:
-        client.http.close()
-        fed.stop_all()
 
 
 def test_cascade_and_results_across_the_hierarchy(federation: tuple[Federation, Client]) -> None:
