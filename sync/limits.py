@@ -1,0 +1,82 @@
+"""Every limit of a node in one typed, documented object (docs/design.md §8).
+
+A node's configuration may override any field under ``limits:`` (``nodes/config.py``); the
+defaults below are what the tests and the demo run with. Services receive the object from the
+composition root (``nodes/runtime.py``); protocol code reads it from :class:`sync.identity.Me`.
+
+Limits that the protocol itself fixes (three delegations below the province, because there
+are four levels) are constants in ``sync/trust.py``, not settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    # --- sizes of what other nodes send
+    envelope_bytes: int = 2 * MiB
+    """One signed envelope (a framework, a bundle)."""
+    message_bytes: int = 7 * MiB
+    """One NATS message: a cascade (up to three frameworks and their certificates) or a result
+    message with its evidence; the NATS servers run with ``max_payload`` 8 MB."""
+    grpc_message_bytes: int = 8 * MiB
+    """One gRPC message, either way."""
+    pull_reply_bytes: int = 4 * MiB
+    """Bundles in one FetchBundles reply (gap repair); the parent asks again for the rest."""
+    trust_update_bytes: int = 8 * MiB
+    """One heartbeat with its revocation lists."""
+    units: int = 10_000
+    """Units in one framework."""
+    evidence: int = 5_000
+    """Source bundles a roll-up may carry as evidence."""
+    heartbeat_ttl_seconds: int = 24 * 3600
+    """The longest validity a parent may give its heartbeat."""
+    assessment_items: int = 500
+    """Ratings, survey groups, milestones or events in one assessment body."""
+
+    # --- batching and retries
+    fetch_batch: int = 64
+    """Messages per JetStream fetch; the results receiver takes a batch in one transaction."""
+    max_deliveries: int = 30
+    """Deliveries of one stream message before it is given up (audited, shown in status)."""
+    redelivery_seconds: float = 2.0
+    """Pause before a message that could not be settled yet is delivered again."""
+    retry_initial_seconds: float = 0.5
+    """First pause of every retry loop (outbox relay, catch-up, subscribe, fetch, gap repair)."""
+    retry_cap_seconds: float = 5.0
+    """Longest pause of a retry loop; the pause doubles up to it, with jitter."""
+    catch_up_attempts: int = 20
+    """Attempts to reach the parent for frameworks missed before the loop gives up (audited)."""
+
+    # --- queries
+    query_rate: float = 20.0
+    """gRPC queries a second per calling node (token bucket)."""
+    query_burst: int = 40
+    """Burst of gRPC queries per calling node."""
+    query_timeout_seconds: float = 3.0
+    """Per child, for a forwarded drill-down query."""
+    rpc_timeout_seconds: float = 5.0
+    """Any other gRPC call to a neighbour."""
+    query_depth: int = 3
+    """Levels a drill-down descends (province → township is three)."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"limits.{f.name} 应为正数，实为 {value!r} (must be a positive number)")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def kinds(cls) -> dict[str, type]:
+        return {f.name: (float if f.type in ("float", float) else int) for f in fields(cls)}
+
+
+DEFAULT_LIMITS = Limits()
