@@ -9,10 +9,12 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from aggregator.errors import BadInput
+
 Where = tuple[str | int, ...]
 
 
-class FileError(ValueError):
+class FileError(BadInput):
     """A problem in a user's file: message names the file, the place and the fix."""
 
 
@@ -22,9 +24,16 @@ class Located:
     data: Any
     lines: dict[Where, int | str] = field(default_factory=dict)  # a line number, or a place such as 指标体系!G5
     problems: list[str] = field(default_factory=list)  # collected so that one pass reports them all
+    # Where a mapping key itself is written: a key whose value is a block mapping sits on the line
+    # above that value, and "this key is wrong" must point at the key.
+    key_lines: dict[Where, int] = field(default_factory=dict)
+    code: str | None = None  # the FileError code of this file's errors unless one is given (None: FileError's default)
 
-    def at(self, where: Where) -> str:
-        """``file:line`` (or ``file sheet!cell``) of the closest known place at or above ``where``."""
+    def at(self, where: Where, *, key: bool = False) -> str:
+        """``file:line`` (or ``file sheet!cell``) of the closest known place at or above ``where``;
+        with ``key``, the line of the key ``where`` names rather than of its value."""
+        if key and where in self.key_lines:
+            return f"{self.path}:{self.key_lines[where]}"
         w = where
         while w and w not in self.lines:
             w = w[:-1]
@@ -33,37 +42,38 @@ class Located:
             return f"{self.path} {line}"
         return f"{self.path}:{line}" if line else str(self.path)
 
-    def error(self, where: Where, message: str) -> FileError:
+    def error(self, where: Where, message: str, *, code: str | None = None, key: bool = False) -> FileError:
         dotted = ".".join(str(p) for p in where)
-        return FileError(f"{self.at(where)}: {dotted + ': ' if dotted else ''}{message}")
+        return FileError(f"{self.at(where, key=key)}: {dotted + ': ' if dotted else ''}{message}", code=code or self.code)
 
 
-def load(path: Path) -> Located:
+def load(path: Path, *, code: str | None = None) -> Located:
+    """``code``: the error code for every problem found in this file, including unreadable or malformed YAML."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileError(f"{path}: 文件不存在 (file not found)") from None
+        raise FileError(f"{path}: 文件不存在 (file not found)", code=code) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise FileError(f"{path}: 无法读取 (cannot read): {exc}") from None
+        raise FileError(f"{path}: 无法读取 (cannot read): {exc}", code=code) from None
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
-        located = Located(path, None)
-        located.data = _convert(loader, root, (), located.lines) if root is not None else None
+        located = Located(path, None, code=code)
+        located.data = _convert(loader, root, (), located.lines, located.key_lines) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         place = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise FileError(f"{place}: YAML 格式错误 (malformed YAML): {exc.problem or exc.context}；"
-                        "请检查缩进、冒号和引号 (check indentation, colons and quotes)") from None
+                        "请检查缩进、冒号和引号 (check indentation, colons and quotes)", code=code) from None
     except yaml.YAMLError as exc:
-        raise FileError(f"{path}: YAML 格式错误 (malformed YAML): {exc}") from None
+        raise FileError(f"{path}: YAML 格式错误 (malformed YAML): {exc}", code=code) from None
     finally:
         loader.dispose()
     return located
 
 
 def _convert(loader: yaml.SafeLoader, node: Node, where: Where, lines: dict[Where, int | str],
-             seen: set[int] | None = None) -> Any:
+             key_lines: dict[Where, int], seen: set[int] | None = None) -> Any:
     seen = set() if seen is None else seen
     if id(node) in seen:
         # Anchors/aliases would let a small file expand without bound (or refer to itself).
@@ -80,8 +90,9 @@ def _convert(loader: yaml.SafeLoader, node: Node, where: Where, lines: dict[Wher
             key = str(key)
             if key in out:
                 raise yaml.MarkedYAMLError(problem=f"键 {key!r} 重复 (duplicate key)", problem_mark=key_node.start_mark)
-            out[key] = _convert(loader, value_node, (*where, key), lines, seen)
+            key_lines[(*where, key)] = key_node.start_mark.line + 1
+            out[key] = _convert(loader, value_node, (*where, key), lines, key_lines, seen)
         return out
     if isinstance(node, SequenceNode):
-        return [_convert(loader, item, (*where, i), lines, seen) for i, item in enumerate(node.value)]
+        return [_convert(loader, item, (*where, i), lines, key_lines, seen) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
