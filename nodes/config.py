@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
+import msgspec.inspect as mi
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aggregator.framework import LEVELS
@@ -14,6 +18,7 @@ from nodes.yamlfile import FileError, Located, Where, load
 from sync.codec import read_chain
 from sync.envelope import EnvelopeError
 from sync.keys import KeyFileError, load_private, public_from_hex, public_raw
+from sync.limits import DEFAULT_LIMITS, Limits
 from sync.transport.tls import TlsError, TlsFiles, certificate_code
 from sync.trust import Identity, root_identity, valid_code, verify_chain
 
@@ -47,6 +52,113 @@ class NodeConfig:
     heartbeat_seconds: int = 10  # a parent's heartbeat period; a child counts it frozen after 3 missed
     tls: TlsFiles | None = None  # mutual TLS for gRPC with the deployment CA; None: plaintext (one machine only)
     review: str = "auto"  # children's bundles: approved on receipt (auto) or held for a person to approve (manual)
+    limits: Limits = DEFAULT_LIMITS
+
+
+INVALID = "config.invalid"
+UNKNOWN_KEY = "config.unknown_key"
+
+
+# --- The schema of node.yaml: every mapping it may hold and every key of each.
+#
+# It is what decides which keys exist. Values are still checked by load_config below, whose messages
+# say how to fix each setting; the types here say what those checks accept, so that
+# msgspec.convert(data, ConfigFile) of a valid file succeeds (a test holds the two together).
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True):  # msgspec passes the option on to subclasses
+    pass
+
+
+class NodeSection(_Section):
+    code: str
+    name: str
+    level: Literal["province", "city", "county", "township"]
+
+
+class PeerSection(_Section):
+    """``parent`` and each entry of ``children``."""
+
+    code: str
+    name: str = ""
+    grpc: str = ""
+
+
+class TrustRootSection(_Section):
+    code: str
+    public_key: str
+    name: str = ""
+
+
+class KeysSection(_Section):
+    private_key: str
+    certificate_chain: str = ""  # every node but the province
+
+
+class ListenSection(_Section):
+    grpc: str
+    http: str
+
+
+class TlsSection(_Section):
+    ca: str
+    cert: str
+    key: str
+
+
+class ConfigFile(_Section):
+    node: NodeSection
+    trust_root: TrustRootSection
+    keys: KeysSection
+    store: str
+    nats: str
+    listen: ListenSection
+    admin_token_file: str
+    parent: PeerSection | None = None  # every node but the province
+    heartbeat_seconds: int = 10
+    tls: TlsSection | None = None
+    review: Literal["auto", "manual"] = "auto"
+    child_class: str = ""
+    children: list[PeerSection] = []
+    # The dataclass itself, so that the keys of limits: are its fields and nothing else.
+    limits: Limits = DEFAULT_LIMITS
+
+
+def check_keys(doc: Located) -> None:
+    """Refuse every key the schema does not know, at any depth, all in one error.
+
+    Run before anything else: a misspelt key otherwise shows up as a missing required setting,
+    or (for an optional one) is silently ignored.
+    """
+    problems: list[str] = []
+    _walk(doc, (), doc.data, mi.type_info(ConfigFile), problems)
+    if problems:
+        raise FileError("\n".join(problems), code=UNKNOWN_KEY)
+
+
+def _walk(doc: Located, where: Where, value: Any, schema: mi.Type, problems: list[str]) -> None:
+    # A value of the wrong shape is left to load_config, which says what belongs there.
+    if isinstance(schema, mi.UnionType):
+        for member in schema.types:
+            _walk(doc, where, value, member, problems)
+    elif isinstance(schema, mi.ListType) and isinstance(value, list):
+        for i, item in enumerate(value):
+            _walk(doc, (*where, i), item, schema.item_type, problems)
+    elif isinstance(schema, mi.StructType | mi.DataclassType) and isinstance(value, dict):
+        fields = {f.encode_name: f.type for f in schema.fields}
+        for key, item in value.items():
+            if key in fields:
+                _walk(doc, (*where, key), item, fields[key], problems)
+            else:
+                problems.append(str(doc.error((*where, key), _unknown(key, list(fields)), key=True)))
+
+
+def _unknown(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"未知配置项 {key}（是否应为 {close[0]}？） (unknown setting {key}; did you mean {close[0]}?)"
+    listed = ", ".join(known)
+    return f"未知配置项 {key}；此处可写：{listed} (unknown setting {key}; known settings here: {listed})"
 
 
 def _get(doc: Located, where: Where, kind: type | tuple[type, ...], fix: str) -> Any:
@@ -70,9 +182,10 @@ def _addr(doc: Located, where: Where, fix: str) -> str:
 
 
 def load_config(path: Path) -> NodeConfig:
-    doc = load(path)
+    doc = load(path, code=INVALID)
     if not isinstance(doc.data, dict):
         raise doc.error((), "配置应为键值映射 (configuration must be a mapping); 参见 deploy/README.md")
+    check_keys(doc)
     base = path.parent
     code = str(_get(doc, ("node", "code"), (str,), '请写节点区划代码，如 code: "5101"'))
     name = str(_get(doc, ("node", "name"), (str,), "请写节点名称，如 name: 成都市"))
@@ -174,7 +287,30 @@ def load_config(path: Path) -> NodeConfig:
         grpc_listen=_addr(doc, ("listen", "grpc"), "如 grpc: 127.0.0.1:7001"),
         http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
         admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat, tls=tls, review=review,
+        limits=_load_limits(doc),
     )
+
+
+def _load_limits(doc: Located) -> Limits:
+    raw = doc.data.get("limits")
+    if raw is None:  # absent, or an empty limits: left after commenting out every override
+        return DEFAULT_LIMITS
+    if not isinstance(raw, dict):
+        raise doc.error(("limits",), f"应为键值映射，如 limits: {{units: 20000}}，实为 {raw!r} (expected a mapping)")
+    kinds = Limits.kinds()
+    given: dict[str, Any] = {}
+    for name, value in raw.items():  # check_keys has refused names that are not limits
+        default = getattr(DEFAULT_LIMITS, name)
+        if kinds[name] is int:
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise doc.error(("limits", name), f"应为正整数，实为 {value!r}；默认为 {default} "
+                                "(must be a positive integer)")
+            given[name] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise doc.error(("limits", name), f"应为正数，实为 {value!r}；默认为 {default} (must be a positive number)")
+            given[name] = float(value)
+    return replace(DEFAULT_LIMITS, **given)
 
 
 def _load_tls(doc: Located, base: Path, code: str) -> TlsFiles | None:
@@ -206,4 +342,4 @@ def _now() -> int:
     return int(time.time())
 
 
-__all__ = ["FileError", "NodeConfig", "Peer", "load_config"]
+__all__ = ["INVALID", "UNKNOWN_KEY", "ConfigFile", "FileError", "NodeConfig", "Peer", "check_keys", "load_config"]
