@@ -21,7 +21,7 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 
 
-class MissingInput(Exception):  # noqa: N818 - a signal, handled by the missing-data policy
+class MissingInput(Exception):
     """The unit lacks an input this method needs."""
 
     def __init__(self, what: str) -> None:

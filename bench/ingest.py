@@ -124,13 +124,18 @@ async def catchup(tmp: str, count: int, batch: int) -> float:
                 await send_bundle(tx, town, cycle="2026", period="2026-Y", framework_digest=digest, values=values,
                                   child_scores=(), now=NOW)
 
-        async def refuse(*_: Any) -> Any:
-            raise RuntimeError("not used")
+        class Township:
+            """Answers only FetchBundles, as the township's node does."""
 
-        async def own(requester: str, after_seq: int) -> list[bytes]:
-            return await bundles_for_parent(town_store, town, requester, after_seq)
+            async def fetch_bundles(self, requester: str, after_seq: int) -> list[bytes]:
+                return await bundles_for_parent(town_store, town, requester, after_seq)
 
-        server, port = await start_server("127.0.0.1:0", FederationServicer(refuse, refuse, refuse, own))
+            async def fetch_frameworks(self, *_: Any) -> Any:
+                raise RuntimeError("not used")
+
+            submit_results = query = fetch_frameworks
+
+        server, port = await start_server("127.0.0.1:0", FederationServicer(Township()))
         client = FederationClient(f"127.0.0.1:{port}")
 
         async def fetch(after_seq: int) -> list[bytes]:

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", "-c", type=Path, required=True, help="节点配置文件 (node.yaml)")
     args = parser.parse_args(argv)
     from nodes.config import load_config
-    from nodes.service import run_node
+    from nodes.runtime import run_node
     from nodes.yamlfile import FileError
 
     try:

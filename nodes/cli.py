@@ -392,7 +392,7 @@ async def _audit_rows(config: Path) -> list[dict[str, object]]:
     store = await Store.open(cfg.store_url)
     try:
         async with store.read() as r:
-            return [{f: getattr(e, f) for f in FIELDS} for e in await r.audit_entries()]
+            return [{f: getattr(e, f) for f in FIELDS} for e in await r.audit.entries()]
     finally:
         await store.close()
 
@@ -411,8 +411,8 @@ def audit_bundles_cmd(config: Annotated[Path, typer.Option("--config", "-c", hel
         store = await Store.open(cfg.store_url)
         try:
             async with store.read() as r:
-                rows = await r.all_bundles()
-                lists = [stored_revocations(row.envelope) for row in await r.revocation_lists()]
+                rows = await r.bundles.all()
+                lists = [stored_revocations(row.envelope) for row in await r.trust.revocation_lists()]
         finally:
             await store.close()
         checked, findings = audit_bundles(rows, cfg.root, lists)
@@ -588,9 +588,12 @@ def status(gateway: Annotated[str, typer.Option(help="节点网关地址，如 h
             console.print(f"[red]最近被拒的心跳 (last rejected heartbeat): {hb['last_error']}[/]")
         for b in hb.get("returned", []):
             console.print(f"[red]上级退回 (returned by the parent): 序号 {b['seq']} {b['bundle_id'][:12]}… — {b['reason']}[/]")
+    for g in s.get("gave_up", []):
+        console.print(f"[red]已放弃 (gave up) {g['what']} {when(g['at'])}: {g['reason']}[/]")
     bad = any(d and (d["pending"] or d["last_error"]) for d in (s["results_to_parent"], s["cascade_to_children"]))
     frozen = bool(hb and (not hb["fresh"] or hb["missing_frameworks"]))
-    raise typer.Exit(code=1 if bad or frozen or not s["nats_connected"] else 0)
+    gave_up = bool(s.get("gave_up"))
+    raise typer.Exit(code=1 if bad or frozen or gave_up or not s["nats_connected"] else 0)
 
 
 @app.command()

@@ -14,7 +14,6 @@ rejected). An exact repeat is answered from the inbox.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
 
@@ -24,6 +23,7 @@ from sync.codec import decode_framework
 from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError
 from sync.envelope import digest as sha
 from sync.identity import Me, Outcome
+from sync.ports import ProtocolStore, ProtocolTx, TxT
 from sync.trust import (
     Identity,
     RevocationList,
@@ -39,23 +39,8 @@ from sync.trust_updates import audit_list_problems, persist_trust
 MAX_UNITS = 10_000
 
 
-class CascadeTx(Protocol):
-    async def seen(self, origin: str, msg_id: str) -> bool: ...
-    async def remember(self, origin: str, msg_id: str, now: int) -> None: ...
-    async def latest_framework(self, issuer: str, cycle: str, unit_class: str) -> Any: ...
-    async def framework(self, digest: str) -> Any: ...
-    async def put_framework(self, *, digest: str, issuer: str, cycle: str, unit_class: str, version: int,
-                            role: str, envelope: bytes, cascade: bytes, now: int) -> None: ...
-    async def audit(self, actor: str, action: str, subject: str, detail: dict[str, object], now: int) -> None: ...
-    async def put_revocations(self, issuer: str, version: int, envelope: bytes, now: int) -> None: ...
-
-
-class CascadeStore(Protocol):
-    def tx(self) -> Any: ...
-
-
 # on_accept(tx, framework, digest, upstream): upstream are the envelopes from the root down to it.
-Accepted = Callable[[Any, Framework, str, list[bytes]], Awaitable[None]]
+Accepted = Callable[[TxT, Framework, str, list[bytes]], Awaitable[None]]
 
 
 def verify_cascade(me: Me, data: bytes, now: int) -> tuple[Framework, str, pb.CascadeMessage]:
@@ -121,7 +106,7 @@ def verify_framework_chain(data: bytes, root: Identity, now: int,
     return prev[0], prev[1], msg
 
 
-async def receive_cascade(store: CascadeStore, me: Me, data: bytes, now: int, on_accept: Accepted,
+async def receive_cascade(store: ProtocolStore[TxT], me: Me, data: bytes, now: int, on_accept: Accepted[TxT],
                           transport_subject: str | None = None) -> Outcome:
     problems: list[str] = []  # bad revocation lists: audited and skipped, the framework judged on its own
     try:
@@ -134,11 +119,11 @@ async def receive_cascade(store: CascadeStore, me: Me, data: bytes, now: int, on
         return Outcome(False, False, str(exc))
     duplicate = False
     async with store.tx() as tx:
-        if await tx.seen(fw.issuer, fw_digest) or await tx.framework(fw_digest) is not None:
+        if await tx.inbox.seen(fw.issuer, fw_digest) or await tx.frameworks.get(fw_digest) is not None:
             duplicate = True
             rejected = ""
         else:
-            latest = await tx.latest_framework(fw.issuer, fw.cycle, fw.unit_class)
+            latest = await tx.frameworks.latest(fw.issuer, fw.cycle, fw.unit_class)
             if latest is not None and latest.version >= fw.version:
                 # Rejections are recorded in a transaction of their own, below; this one writes nothing.
                 rejected = (f"版本相同但内容不同，疑似伪造 (equal version v{fw.version} with different bytes)"
@@ -146,11 +131,11 @@ async def receive_cascade(store: CascadeStore, me: Me, data: bytes, now: int, on
                             f"版本回退：已有 v{latest.version}，收到 v{fw.version} (rollback or replay of an older version)")
             else:
                 rejected = ""
-                await tx.put_framework(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
+                await tx.frameworks.put(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
                                        version=fw.version, role="received", envelope=bytes(msg.frameworks[-1]),
                                        cascade=data, now=now)
-                await tx.remember(fw.issuer, fw_digest, now)
-                await tx.audit(me.code, "accept.framework", fw_digest,
+                await tx.inbox.remember(fw.issuer, fw_digest, now)
+                await tx.audit.append(me.code, "accept.framework", fw_digest,
                                {"issuer": fw.issuer, "cycle": fw.cycle, "class": fw.unit_class, "version": fw.version},
                                now)
                 await on_accept(tx, fw, fw_digest, list(msg.frameworks))
@@ -175,12 +160,12 @@ def _revocations(me: Me, data: bytes, now: int, problems: list[str]) -> list[Rev
     return accept_revocations(me.trust, list(msg.revocations), signers, now, problems)
 
 
-async def _reject(store: CascadeStore, me: Me, reason: str, data: bytes, now: int, subject: str,
+async def _reject(store: ProtocolStore[ProtocolTx], me: Me, reason: str, data: bytes, now: int, subject: str,
                   problems: list[str]) -> None:
     await persist_trust(store, me, now, keys=False)  # lists signed on their own stand even if the framework falls
     await audit_list_problems(store, me, problems, now)
     async with store.tx() as tx:
-        await tx.audit(me.code, "reject.framework", subject or sha(data),
+        await tx.audit.append(me.code, "reject.framework", subject or sha(data),
                        {"reason": reason, "bytes": len(data)}, now)
 
 

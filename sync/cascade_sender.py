@@ -6,25 +6,15 @@ and marks the row sent only after JetStream acknowledges it.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from aggregator.framework import Framework
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import encode_framework
 from sync.envelope import MAX_MESSAGE_BYTES, PAYLOAD_FRAMEWORK, EnvelopeError, digest, sign
 from sync.identity import Me
+from sync.ports import ProtocolTx
 
 
-class IssueStore(Protocol):
-    async def put_framework(self, *, digest: str, issuer: str, cycle: str, unit_class: str, version: int,
-                            role: str, envelope: bytes, cascade: bytes, now: int, authored: bool = False) -> None: ...
-
-    async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None: ...
-
-    async def audit(self, actor: str, action: str, subject: str, detail: dict[str, object], now: int) -> None: ...
-
-
-async def issue_framework(tx: IssueStore, me: Me, fw: Framework, upstream: list[bytes], now: int, *,
+async def issue_framework(tx: ProtocolTx, me: Me, fw: Framework, upstream: list[bytes], now: int, *,
                           authored: bool = False) -> str:
     """Sign ``fw`` as ``me``; ``upstream`` are the framework envelopes it decomposes, root first.
 
@@ -36,11 +26,11 @@ async def issue_framework(tx: IssueStore, me: Me, fw: Framework, upstream: list[
                                 revocations=me.trust.envelopes(me.path)).SerializeToString()
     if len(cascade) > MAX_MESSAGE_BYTES:
         raise EnvelopeError(f"下发消息 {len(cascade)} 字节，超过上限 {MAX_MESSAGE_BYTES} (cascade message too large)")
-    await tx.put_framework(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
+    await tx.frameworks.put(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
                            version=fw.version, role="issued", envelope=envelope, cascade=cascade, now=now,
                            authored=authored)
-    await tx.enqueue(me.cascade_subject(), fw_digest, cascade, now)
-    await tx.audit(me.code, "issue.framework", fw_digest,
+    await tx.outbox.enqueue(me.cascade_subject(), fw_digest, cascade, now)
+    await tx.audit.append(me.code, "issue.framework", fw_digest,
                    {"cycle": fw.cycle, "class": fw.unit_class, "version": fw.version,
                     "units": [u.code for u in fw.units]}, now)
     return fw_digest

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sync.limits import DEFAULT_LIMITS, Limits
 from sync.trust import Identity, TrustState
 
 
@@ -22,6 +23,7 @@ class Me:
     children: dict[str, str]  # code -> name
     # Revocation lists in force and keys seen: shared, mutable, loaded from and saved to the store by the node.
     trust: TrustState = field(default_factory=TrustState, compare=False)
+    limits: Limits = field(default=DEFAULT_LIMITS, compare=False)
 
     def cascade_subject(self) -> str:
         return "casc." + ".".join(self.path)

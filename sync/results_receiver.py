@@ -17,7 +17,7 @@ Three layers of checks, with three different consequences:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -28,16 +28,12 @@ from sync.approvals import Attested, verify_attestations
 from sync.codec import Bundle, decode_bundle, framework_from_envelope
 from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope
 from sync.identity import Me, Outcome
+from sync.ports import FrameworkRecord, ProtocolStore, ProtocolTx, TxT
 from sync.results_sender import GENESIS
 from sync.trust import CertificateTimeError, Identity, verify_signed_by
 from sync.trust_updates import persist_trust
 
-Accepted = Callable[[Any, list[Bundle]], Awaitable[None]]
-
-
-class ResultsStore(Protocol):
-    def tx(self) -> Any: ...
-    def read(self) -> Any: ...
+Accepted = Callable[[TxT, list[Bundle]], Awaitable[None]]
 
 
 def verify_result_message(me: Me, data: bytes, now: int, transport_subject: str | None) -> tuple[Bundle, str]:
@@ -79,13 +75,13 @@ def _verify(me: Me, data: bytes, now: int,
     return bundle, digest(payload), msg, signer, late
 
 
-async def receive_results(store: ResultsStore, me: Me, data: bytes, now: int, on_accept: Accepted,
+async def receive_results(store: ProtocolStore[TxT], me: Me, data: bytes, now: int, on_accept: Accepted[TxT],
                           transport_subject: str | None = None, *, hold: bool = False) -> Outcome:
     return (await receive_results_batch(store, me, [(data, transport_subject)], now, on_accept, hold=hold))[0]
 
 
-async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tuple[bytes, str | None]], now: int,
-                                on_accept: Accepted, *, hold: bool = False) -> list[Outcome]:
+async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequence[tuple[bytes, str | None]], now: int,
+                                on_accept: Accepted[TxT], *, hold: bool = False) -> list[Outcome]:
     """Take a batch of messages (data, transport subject) in one transaction; one outcome each, in order.
 
     Verification (CPU) happens first, outside the transaction. Inside it, each child's bundles are
@@ -110,13 +106,13 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
     async with store.tx() as tx:
         accepted: list[Bundle] = []
         if verified:
-            known = await tx.known_bundles([(v[1].node, v[2]) for v in verified])
-            last = {node: await tx.last_bundle(node) for node in {v[1].node for v in verified}}
+            known = await tx.inbox.known_bundles([(v[1].node, v[2]) for v in verified])
+            last = {node: await tx.bundles.last(node) for node in {v[1].node for v in verified}}
             tips: dict[str, tuple[int, str]] = {n: (row.seq, row.id) for n, row in last.items() if row is not None}
             bundle_rows: list[dict[str, Any]] = []
             values: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
             audits: list[tuple[str, str, str, dict[str, object]]] = []
-            fw_rows: dict[str, Any] = {}
+            fw_rows: dict[str, FrameworkRecord | None] = {}
             for i, bundle, bundle_id, data, subject, msg, signer, late in verified:
                 if bundle_id in known:
                     outcomes[i] = Outcome(True, True, "重复结果包，已接收过 (duplicate)", bundle.node, bundle_id)
@@ -164,11 +160,11 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
                         "value": to_text(v), "bundle_id": bundle_id}
                 audits.append((me.code, "accept.results", bundle_id, detail))
                 accepted.append(bundle)
-            await tx.put_bundles(bundle_rows, now)
-            await tx.remember_many([(r["node"], r["bundle_id"]) for r in bundle_rows], now)
-            await tx.put_reported_values(values, now)
-            await tx.audit_many(audits, now)
-        await tx.audit_many([(me.code, "reject.results", subject or digest(data), {"reason": reason, "bytes": len(data)})
+            await tx.bundles.put_many(bundle_rows, now)
+            await tx.inbox.remember_many([(r["node"], r["bundle_id"]) for r in bundle_rows], now)
+            await tx.results.put_reported(values, now)
+            await tx.audit.append_many(audits, now)
+        await tx.audit.append_many([(me.code, "reject.results", subject or digest(data), {"reason": reason, "bytes": len(data)})
                              for reason, subject, data in rejections], now)
         if accepted:
             await on_accept(tx, accepted)
@@ -177,15 +173,15 @@ async def receive_results_batch(store: ResultsStore, me: Me, items: Sequence[tup
     return [o for o in outcomes if o is not None]
 
 
-async def pull_missing(store: ResultsStore, me: Me, child: str, fetch: Callable[[int], Awaitable[list[bytes]]],
-                       clock: Callable[[], int], on_accept: Accepted, batch: int, *, hold: bool = False) -> list[Outcome]:
+async def pull_missing(store: ProtocolStore[TxT], me: Me, child: str, fetch: Callable[[int], Awaitable[list[bytes]]],
+                       clock: Callable[[], int], on_accept: Accepted[TxT], batch: int, *, hold: bool = False) -> list[Outcome]:
     """Gap repair: ask ``child`` (``fetch(after_seq)``, over gRPC) for its bundles after the last one
     this node holds, verify and take them like any other, and ask again until its chain stops growing.
     Every pulled bundle is checked exactly as if it had come over NATS: the child's word is not trusted."""
     outcomes: list[Outcome] = []
     while True:
         async with store.read() as r:
-            last = await r.last_bundle(child)
+            last = await r.bundles.last(child)
         before = last.seq if last is not None else 0
         messages = await fetch(before)
         for start in range(0, len(messages), batch):
@@ -195,7 +191,7 @@ async def pull_missing(store: ResultsStore, me: Me, child: str, fetch: Callable[
             if any(o.retry for o in done):  # the child sent a gap itself: stop, the stream will ask again
                 return outcomes
         async with store.read() as r:
-            last = await r.last_bundle(child)
+            last = await r.bundles.last(child)
         if not messages or (last.seq if last is not None else 0) <= before:
             return outcomes
 
@@ -229,9 +225,9 @@ def _framework(digest_: str, envelope: bytes) -> Framework:
     return fw
 
 
-async def _check_content(tx: Any, bundle: Bundle, fw_rows: dict[str, Any]) -> str:
+async def _check_content(tx: ProtocolTx, bundle: Bundle, fw_rows: dict[str, FrameworkRecord | None]) -> str:
     if bundle.framework_digest not in fw_rows:
-        fw_rows[bundle.framework_digest] = await tx.framework(bundle.framework_digest)
+        fw_rows[bundle.framework_digest] = await tx.frameworks.get(bundle.framework_digest)
     fw_row = fw_rows[bundle.framework_digest]
     if fw_row is None or fw_row.role != "issued":
         return f"结果包引用的指标体系 {bundle.framework_digest[:12]}… 不是本节点发布的 (unknown framework)"

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.envelope import PAYLOAD_HEARTBEAT, EnvelopeError, open_signed, sign
 from sync.identity import Me
+from sync.ports import ProtocolStore, ProtocolTx
 from sync.trust import (
     CLOCK_SKEW,
-    CertInfo,
     RevocationList,
     TrustError,
     accept_revocations,
@@ -41,16 +41,6 @@ from sync.trust import (
 
 MAX_TRUST_UPDATE = 8 * 1024 * 1024
 MAX_HEARTBEAT_TTL = 24 * 3600
-
-
-class TrustTx(Protocol):
-    async def put_revocations(self, issuer: str, version: int, envelope: bytes, now: int) -> None: ...
-    async def put_keys(self, infos: list[CertInfo], now: int) -> None: ...
-    async def audit(self, actor: str, action: str, subject: str, detail: dict[str, object], now: int) -> None: ...
-
-
-class TrustStore(Protocol):
-    def tx(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -85,7 +75,7 @@ def heartbeat_update(me: Me, issued: list[tuple[str, str, int, str]], now: int, 
                           certificate_chain=list(me.chain)).SerializeToString()
 
 
-async def revoke(store: TrustStore, me: Me, code: str, serial: int, reason: str, now: int,
+async def revoke(store: ProtocolStore[ProtocolTx], me: Me, code: str, serial: int, reason: str, now: int,
                  actor: str = "") -> RevocationList:
     """Revoke certificate ``serial`` of child ``code``: sign the next version of this node's list,
     commit it, and only then put it in force here (so nothing uncommitted is ever sent down)."""
@@ -102,8 +92,8 @@ async def revoke(store: TrustStore, me: Me, code: str, serial: int, reason: str,
         version = (current.version + 1) if current is not None else 1
         data = sign_revocations(me.key, me.code, version, now, entries)
         crl = decode_revocations(data, chain_identities(me.chain, me.root, now)[-1], now)
-        await tx.put_revocations(me.code, version, data, now)
-        await tx.audit(actor or me.code, "revoke.certificate", code,
+        await tx.trust.put_revocations(me.code, version, data, now)
+        await tx.audit.append(actor or me.code, "revoke.certificate", code,
                        {"serial": serial, "reason": reason[:200], "list_version": version}, now)
     me.trust.offer(crl, saved=True)
     return crl
@@ -111,7 +101,7 @@ async def revoke(store: TrustStore, me: Me, code: str, serial: int, reason: str,
 
 # ---------------------------------------------------------------- receiver
 
-async def persist_trust(store: TrustStore, me: Me, now: int, *, keys: bool) -> None:
+async def persist_trust(store: ProtocolStore[ProtocolTx], me: Me, now: int, *, keys: bool) -> None:
     """Save what the trust state installed or saw since the last save, in a transaction of its own:
     newer revocation lists (audited) and, with ``keys``, the certificate keys seen. Whatever a failed
     save leaves stays pending for the next one. ``keys`` False after a rejected message: a rejection
@@ -122,22 +112,22 @@ async def persist_trust(store: TrustStore, me: Me, now: int, *, keys: bool) -> N
         return
     async with store.tx() as tx:
         for crl in lists:
-            await tx.put_revocations(crl.issuer, crl.version, crl.envelope, now)
-            await tx.audit(me.code, "accept.revocations", crl.issuer,
+            await tx.trust.put_revocations(crl.issuer, crl.version, crl.envelope, now)
+            await tx.audit.append(me.code, "accept.revocations", crl.issuer,
                            {"version": crl.version, "revoked": [f"{c}#{s}" for c, s in sorted(crl.revoked)][:50]}, now)
         if new_keys:
-            await tx.put_keys(new_keys, now)
+            await tx.trust.put_keys(new_keys, now)
     me.trust.mark_saved(lists, new_keys)
 
 
-async def audit_list_problems(store: TrustStore, me: Me, problems: list[str], now: int) -> None:
+async def audit_list_problems(store: ProtocolStore[ProtocolTx], me: Me, problems: list[str], now: int) -> None:
     if problems:
         async with store.tx() as tx:
             for p in problems:
-                await tx.audit(me.code, "reject.revocations", me.parent or "", {"reason": p[:500]}, now)
+                await tx.audit.append(me.code, "reject.revocations", me.parent or "", {"reason": p[:500]}, now)
 
 
-async def receive_trust_update(store: TrustStore, me: Me, data: bytes, now: int,
+async def receive_trust_update(store: ProtocolStore[ProtocolTx], me: Me, data: bytes, now: int,
                                last: Pulse | None) -> tuple[Pulse, int]:
     """Verify a parent's TrustUpdate; return the new pulse and how many newer revocation lists it
     brought. Raises EnvelopeError (audited) if refused."""
@@ -162,7 +152,7 @@ async def receive_trust_update(store: TrustStore, me: Me, data: bytes, now: int,
         await persist_trust(store, me, now, keys=False)
         await audit_list_problems(store, me, problems, now)
         async with store.tx() as tx:
-            await tx.audit(me.code, "reject.heartbeat", me.parent or "", {"reason": str(exc), "bytes": len(data)}, now)
+            await tx.audit.append(me.code, "reject.heartbeat", me.parent or "", {"reason": str(exc), "bytes": len(data)}, now)
         raise EnvelopeError(str(exc)) from None
     await persist_trust(store, me, now, keys=True)
     await audit_list_problems(store, me, problems, now)

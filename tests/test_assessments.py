@@ -10,12 +10,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from aggregator.errors import AppraisalError
+from nodes.runtime import NodeServices as Node
+from nodes.runtime import build_services
 
 from aggregator.framework import Unit, derive_child_framework
 from nodes.config import load_config
 from nodes.framework_file import load_framework
 from nodes.launcher import Federation, load_topology
-from nodes.service import Node, NodeError
 from nodes.store import Store
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
@@ -56,7 +58,7 @@ async def make_county(tmp_path: Path, province: str = PROVINCE, **config: object
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         data.update(config)
         path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    node = Node(load_config(path), await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
+    node = build_services(load_config(path), await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
     now = int(time.time())
     src = tmp_path / "province.yaml"
     src.write_text(province, encoding="utf-8")
@@ -68,7 +70,7 @@ async def make_county(tmp_path: Path, province: str = PROVINCE, **config: object
                                      issued_at=now, expires_at=now + 86400)
     city_env = sign(PAYLOAD_FRAMEWORK, encode_framework(city_fw), keys.load_private(fed.node_dir("5101") / "key.pem"))
     chain = pb.CertificateChain.FromString((fed.node_dir("5101") / "chain.pb").read_bytes()).certificates
-    await node.on_cascade(None, pb.CascadeMessage(frameworks=[prov_env, city_env],
+    await node.cascade.take(None, pb.CascadeMessage(frameworks=[prov_env, city_env],
                                                   certificate_chain=chain).SerializeToString())
     return node, fed
 
@@ -77,22 +79,22 @@ async def make_county(tmp_path: Path, province: str = PROVINCE, **config: object
 async def county(tmp_path: Path) -> AsyncIterator[Node]:
     node, _ = await make_county(tmp_path)
     yield node
-    await node.store.close()
+    await node.context.store.close()
 
 
 async def test_assessments_feed_the_scores(county: Node) -> None:
-    async with county.store.read() as r:
-        issued = await r.frameworks(role="issued")
+    async with county.context.store.read() as r:
+        issued = await r.frameworks.list(role="issued")
     assert len(issued) == 1  # the county derived its townships' framework from the signed chain
-    await county.enter_assessment("2026", "2026-Y", "510104017",
+    await county.entry.enter_assessment("2026", "2026-Y", "510104017",
                                   {"ratings": {"B3": [60, 80, 85, 90, 100]}, "events": [{"item": "J1", "points": 3}]},
                                   "市统计局")
-    await county.enter_assessment("2026", "2026-Y", "510104018", {"ratings": {"B3": [70, 70, 70]},
+    await county.entry.enter_assessment("2026", "2026-Y", "510104018", {"ratings": {"B3": [70, 70, 70]},
                                                                  "events": [{"item": "V1", "note": "12·3 事故"}]},
                                   "区应急局")
-    async with county.store.read() as r:
-        scores = {s.unit: json.loads(s.explanation) for s in await r.scores("2026", "2026-Y")}
-        audit = await r.audit_entries(action="enter.assessment")
+    async with county.context.store.read() as r:
+        scores = {s.unit: json.loads(s.explanation) for s in await r.scores.list("2026", "2026-Y")}
+        audit = await r.audit.entries(action="enter.assessment")
     town = scores["510104017"]
     b3 = next(p for p in town["parts"] if p["indicator"] == "B3")
     assert b3["share"] == "0.85" and Decimal(b3["score"]) == Decimal(34)  # 40 × mean(80, 85, 90)/100
@@ -102,8 +104,8 @@ async def test_assessments_feed_the_scores(county: Node) -> None:
     assert Decimal(other["score"]) == 28 and other["grade"] == "差"  # 40 × 0.7; the veto is recorded too
     assert {"item": "V1", "kind": "veto", "points": "0", "note": "12·3 事故"} in other["adjustments"]
     assert [e.actor for e in audit] == ["市统计局", "区应急局"]
-    async with county.store.read() as r:
-        changes = [(e.actor, json.loads(e.detail)) for e in await r.audit_entries(action="score.change")]
+    async with county.context.store.read() as r:
+        changes = [(e.actor, json.loads(e.detail)) for e in await r.audit.entries(action="score.change")]
     # Every change of a score, rank or grade is audited: who, what triggered it, old and new.
     actor, last = changes[-1]
     assert actor == "区应急局" and "510104018" in last["cause"] and "assessment" in last["cause"]
@@ -113,33 +115,33 @@ async def test_assessments_feed_the_scores(county: Node) -> None:
 
 
 async def test_assessments_are_checked(county: Node) -> None:
-    with pytest.raises(NodeError, match=r"0\.\.100"):
-        await county.enter_assessment("2026", "2026-Y", "510104017", {"ratings": {"B3": [120]}}, "x")
-    with pytest.raises(NodeError, match="not a unit of this node"):
-        await county.enter_assessment("2026", "2026-Y", "510703001", {"ratings": {"B3": [80]}}, "x")
-    with pytest.raises(NodeError, match="unknown fields"):
-        await county.enter_assessment("2026", "2026-Y", "510104017", {"gossip": {}}, "x")
-    with pytest.raises(NodeError, match="expected a date"):
-        await county.enter_assessment("2026", "2026-Y", "510104017",
+    with pytest.raises(AppraisalError, match=r"0\.\.100"):
+        await county.entry.enter_assessment("2026", "2026-Y", "510104017", {"ratings": {"B3": [120]}}, "x")
+    with pytest.raises(AppraisalError, match="not a unit of this node"):
+        await county.entry.enter_assessment("2026", "2026-Y", "510703001", {"ratings": {"B3": [80]}}, "x")
+    with pytest.raises(AppraisalError, match="unknown fields"):
+        await county.entry.enter_assessment("2026", "2026-Y", "510104017", {"gossip": {}}, "x")
+    with pytest.raises(AppraisalError, match="expected a date"):
+        await county.entry.enter_assessment("2026", "2026-Y", "510104017",
                                       {"milestones": {"B3": [{"code": "m1", "due": "soon"}]}}, "x")
-    async with county.store.read() as r:
-        assert await r.audit_entries(action="enter.assessment") == []
+    async with county.context.store.read() as r:
+        assert await r.audit.entries(action="enter.assessment") == []
 
 
 async def test_progress_warnings_and_repeated_grades(county: Node) -> None:
-    async with county.store.tx() as tx:
-        digest_ = (await tx.frameworks(role="issued"))[0].digest
+    async with county.context.store.tx() as tx:
+        digest_ = (await tx.frameworks.list(role="issued"))[0].digest
         for town, value in (("510104017", "120"), ("510104018", "80")):
-            await tx.put_values(node=town, cycle="2026", period="2026-M03", framework_digest=digest_,
+            await tx.results.put(node=town, cycle="2026", period="2026-M03", framework_digest=digest_,
                                 values={"A1": value}, source="reported", bundle_id="b", now=1)
         for cycle, grades in (("2025", ("一般", "良好")), ("2026", ("一般", "一般"))):
-            await tx.put_scores([{"unit": u, "cycle": cycle, "period": f"{cycle}-Y", "framework_digest": "d",
+            await tx.scores.put([{"unit": u, "cycle": cycle, "period": f"{cycle}-Y", "framework_digest": "d",
                                   "score": "70", "rank": 1, "explanation": json.dumps({"grade": g})}
                                  for u, g in zip(("510104017", "510104018"), grades, strict=True)])
-    found = {w["unit"]: w for w in await county.warnings("2026", "2026-M03")}
+    found = {w["unit"]: w for w in await county.read.warnings("2026", "2026-M03")}
     # township target 500 (2000 split by the city, then by the county); a quarter of it is expected by March
     assert found["510104017"]["expected"] == "125" and found["510104017"]["level"] == "green"
     assert found["510104018"]["level"] == "red" and found["510104018"]["name"] == "东湖街道"
-    assert await county.repeated_grades("一般", 2) == ["510104017"]
-    with pytest.raises(NodeError, match="invalid cycle or period"):
-        await county.warnings("2026", "2026-M13")
+    assert await county.read.repeated_grades("一般", 2) == ["510104017"]
+    with pytest.raises(AppraisalError, match="invalid cycle or period"):
+        await county.read.warnings("2026", "2026-M13")

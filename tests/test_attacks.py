@@ -101,7 +101,7 @@ async def test_attack_is_refused_audited_and_changes_nothing(store: Store, h: Hi
     assert reason in outcome.reason, outcome.reason
     assert await snapshot(store) == before
     async with store.read() as r:
-        entries = await r.audit_entries()
+        entries = await r.audit.entries()
     assert [e.action for e in entries] == ["reject.framework"]
     assert reason in json.loads(entries[0].detail)["reason"]
 

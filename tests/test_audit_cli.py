@@ -28,7 +28,7 @@ def test_verify_export_and_tamper(tmp_path: Path) -> None:
         store = await Store.open(load_config(config).store_url)
         async with store.tx() as tx:
             for i in range(5):
-                await tx.audit("5101", "accept.results", f"b{i}", {"seq": i, "单位": "锦江区"}, 1_700_000_000 + i)
+                await tx.audit.append("5101", "accept.results", f"b{i}", {"seq": i, "单位": "锦江区"}, 1_700_000_000 + i)
         await store.close()
 
     asyncio.run(fill())

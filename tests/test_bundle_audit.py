@@ -4,8 +4,8 @@ one does; a changed byte or a missing bundle is named."""
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,7 +33,7 @@ async def stored(store: Store, h: Hierarchy) -> list[Any]:
     for message in mem.queued:
         assert (await receive_results(store, county, message, NOW, no_follow_up)).accepted
     async with store.read() as r:
-        return list(await r.all_bundles())
+        return list(await r.bundles.all())
 
 
 def county_list(h: Hierarchy, revoked_at: int) -> Any:
@@ -53,7 +53,7 @@ async def test_bundles_verify_as_of_receipt_long_after_their_certificates_expire
 
 
 async def test_a_changed_byte_or_a_missing_bundle_is_named(store: Store, h: Hierarchy) -> None:
-    rows = [SimpleNamespace(**r._mapping) for r in await stored(store, h)]
+    rows = await stored(store, h)  # typed, frozen records: a changed copy is dataclasses.replace
     tampered = bytearray(rows[1].message)
     tampered[len(tampered) // 3] ^= 1
     _, findings = audit_bundles([rows[0], replace_row(rows[1], message=bytes(tampered)), rows[2]], h.root, [])
@@ -62,5 +62,5 @@ async def test_a_changed_byte_or_a_missing_bundle_is_named(store: Store, h: Hier
     assert [f.seq for f in gap] == [3] and "chain broken" in gap[0].problem
 
 
-def replace_row(row: SimpleNamespace, **changes: Any) -> SimpleNamespace:
-    return SimpleNamespace(**{**vars(row), **changes})
+def replace_row(row: Any, **changes: Any) -> Any:
+    return dataclasses.replace(row, **changes)

@@ -44,7 +44,7 @@ async def test_rule_1_unknown_fields_stay_inside_the_signature_and_travel_on(sto
     assert outcome.accepted, outcome.reason
     assert forwarded == [[envelope]]
     async with store.read() as r:
-        row = await r.framework(outcome.msg_id)
+        row = await r.frameworks.get(outcome.msg_id)
     assert row is not None and row.envelope == envelope
     assert open_envelope(row.envelope, PAYLOAD_FRAMEWORK).payload.endswith(b"later")
 
@@ -84,9 +84,9 @@ async def test_rule_15_arrival_order_does_not_change_what_is_held(store: Store, 
         county2 = h.me("510104")
         async with other.tx() as tx:  # the same issued framework in both stores
             async with store.read() as r:
-                row = await r.framework(digest)
+                row = await r.frameworks.get(digest)
             assert row is not None
-            await tx.put_framework(digest=row.digest, issuer=row.issuer, cycle=row.cycle, unit_class=row.unit_class,
+            await tx.frameworks.put(digest=row.digest, issuer=row.issuer, cycle=row.cycle, unit_class=row.unit_class,
                                    version=row.version, role="issued", envelope=row.envelope, cascade=row.cascade,
                                    now=NOW)
         for m in messages:  # one at a time, in order
@@ -94,6 +94,6 @@ async def test_rule_15_arrival_order_does_not_change_what_is_held(store: Store, 
         outcomes = await receive_results_batch(other, county2, list(reversed(messages)), NOW, nothing)
         assert all(o.accepted for o in outcomes)
         async with store.read() as r, other.read() as r2:
-            assert await r.values("2026", "2026-Y", digest) == await r2.values("2026", "2026-Y", digest)
+            assert await r.results.values("2026", "2026-Y", digest) == await r2.values("2026", "2026-Y", digest)
     finally:
         await other.close()

@@ -215,8 +215,10 @@ def test_results_roll_up_to_the_province(running: tuple[Federation, Client]) -> 
     assert {w["unit"] for w in warnings} == {"5101", "5107"} and {w["level"] for w in warnings} <= {"green", "yellow",
                                                                                                      "red"}
     assert client.get("51", "/api/v1/flags")["units"] == []  # one cycle only: nothing can repeat yet
-    assert client.http.get(fed.by_code["51"].url + "/api/v1/warnings",
-                           params={"cycle": CYCLE, "period": "2026-Q9"}).status_code == 422
+    bad = client.http.get(fed.by_code["51"].url + "/api/v1/warnings", params={"cycle": CYCLE, "period": "2026-Q9"})
+    assert bad.status_code == 400 and bad.json()["code"] == "request.malformed"  # the schema's pattern refuses it
+    other = client.http.get(fed.by_code["51"].url + "/api/v1/warnings", params={"cycle": CYCLE, "period": "2025-Q1"})
+    assert other.status_code == 422 and other.json()["code"] == "input.period"  # a period of another cycle
     page = client.http.get(fed.by_code["51"].url + "/", params={"indicator": "A1"}).text
     assert "绵阳市（5107）" in page and "锦官驿街道（510104017）" in page
     openapi = client.get("51", "/schema/openapi.json")
@@ -584,7 +586,7 @@ def test_a_revoked_township_is_refused_and_the_list_reaches_it(running: tuple[Fe
     _, client = running
     county, town = "510105", "510105003"
     bad = client.post(county, "/api/v1/admin/revocations", {"code": "510104017", "serial": 1})
-    assert bad.status_code == 422 and "only its children" in bad.text
+    assert bad.status_code == 422 and bad.json()["code"] == "revoke.invalid" and "only its children" in bad.text
     r = client.post(county, "/api/v1/admin/revocations", {"code": town, "serial": 1, "reason": "密钥泄露演练"})
     assert r.status_code == 201 and r.json()["list_version"] == 1, r.text
     wait_until("the township holds its county's list",

@@ -82,7 +82,7 @@ def test_receivers_write_nothing_but_audit(tmp_path: Path, batch: list[bytes]) -
                 accepted |= county.accepted or results.accepted
             async with store.read() as r:
                 after = await r.counts()
-                assert await r.verify_audit() is None
+                assert await r.audit.verify() is None
             if not accepted:
                 assert {k: v for k, v in after.items() if k not in ("audit", "rejected")} == \
                     {k: v for k, v in before.items() if k not in ("audit", "rejected")}

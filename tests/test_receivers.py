@@ -40,7 +40,7 @@ async def rejections(store: Store) -> list[str]:
     async with store.read() as r:
         import json
 
-        return [json.loads(e.detail)["reason"] for e in await r.audit_entries(action="reject.framework")]
+        return [json.loads(e.detail)["reason"] for e in await r.audit.entries(action="reject.framework")]
 
 
 async def no_follow_up(tx: Any, *args: Any) -> None:
@@ -61,7 +61,7 @@ async def test_accepts_then_ignores_exact_repeat(store: Store, h: Hierarchy) -> 
     assert again.accepted and again.duplicate
     assert await snapshot(store) == before
     async with store.read() as r:
-        row = await r.framework(digest)
+        row = await r.frameworks.get(digest)
     assert row is not None and row.cascade == data  # stored exactly as received
 
 
@@ -144,8 +144,8 @@ async def _county_with_framework(store: Store, h: Hierarchy) -> tuple[Me, Framew
     outcome = await receive_cascade(store, county, h.cascade_to_county(), NOW, no_follow_up)
     assert outcome.accepted
     async with store.read() as r:
-        row = (await r.frameworks(role="received"))[0]
-    from nodes.service import framework_of
+        row = (await r.frameworks.list(role="received"))[0]
+    from nodes.services.context import framework_of
 
     cfw = framework_of(row)
     tfw = derive_child_framework(cfw, row.digest, "锦江区", "510104",
@@ -156,26 +156,36 @@ async def _county_with_framework(store: Store, h: Hierarchy) -> tuple[Me, Framew
     return county, tfw, digest
 
 
+class _Bundles(list[Any]):
+    """The sent bundles, as a list and as the bundle repository send_bundle writes to."""
+
+    async def last(self, node: str) -> Any:
+        return self[-1] if self else None
+
+    async def put(self, **kw: Any) -> None:
+        from types import SimpleNamespace
+
+        self.append(SimpleNamespace(id=kw["bundle_id"], seq=kw["seq"], message=kw["message"]))
+
+
+class _Queue(list[bytes]):
+    async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None:
+        self.append(payload)
+
+
+class _NoAudit:
+    async def append(self, *args: Any) -> None:
+        return None
+
+
 class Memory:
     """A township's sending side, kept in memory (only its outputs matter here)."""
 
     def __init__(self) -> None:
-        self.bundles: list[Any] = []
-        self.queued: list[bytes] = []
-
-    async def last_bundle(self, node: str) -> Any:
-        return self.bundles[-1] if self.bundles else None
-
-    async def put_bundle(self, **kw: Any) -> None:
-        from types import SimpleNamespace
-
-        self.bundles.append(SimpleNamespace(id=kw["bundle_id"], seq=kw["seq"], message=kw["message"]))
-
-    async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None:
-        self.queued.append(payload)
-
-    async def audit(self, *args: Any) -> None:
-        return None
+        self.bundles = _Bundles()
+        self.queued = _Queue()
+        self.outbox = self.queued
+        self.audit = _NoAudit()
 
 
 async def test_results_chain_accept_duplicate_fork_and_gap(store: Store, h: Hierarchy) -> None:
@@ -204,7 +214,7 @@ async def test_results_chain_accept_duplicate_fork_and_gap(store: Store, h: Hier
     assert ok2.accepted
     # A fork: a different bundle claiming seq 2.
     fork_mem = Memory()
-    fork_mem.bundles = [mem.bundles[0]]
+    fork_mem.bundles.append(mem.bundles[0])
     await send_bundle(fork_mem, town, cycle="2026", period="2026-Y", framework_digest=digest,
                       values={**vals, "A1": Decimal(99)}, child_scores=(), now=NOW)
     fork = await receive_results(store, county, fork_mem.queued[0], NOW, on_accept)
@@ -214,8 +224,8 @@ async def test_results_chain_accept_duplicate_fork_and_gap(store: Store, h: Hier
     late = await receive_results(store, county, third, NOW, on_accept)
     assert late.accepted, late.reason
     async with store.read() as r:
-        values = await r.values("2026", "2026-Y", digest)
-        gaps = [e for e in await r.audit_entries(action="reject.results") if "gap" in e.detail]
+        values = await r.results.values("2026", "2026-Y", digest)
+        gaps = [e for e in await r.audit.entries(action="reject.results") if "gap" in e.detail]
     assert values["510104017"]["A1"] == "2"
     assert gaps == []  # a gap is not a rejection
 
@@ -236,8 +246,8 @@ async def test_rejected_content_does_not_block_the_chain(store: Store, h: Hierar
     assert not outcomes[1].accepted and "invalid period" in outcomes[1].reason
     assert outcomes[2].accepted, outcomes[2].reason
     async with store.read() as r:
-        last = await r.last_bundle("510104017")
-        values = await r.values("2026", "2026-Y", digest)
+        last = await r.bundles.last("510104017")
+        values = await r.results.values("2026", "2026-Y", digest)
     assert last is not None and last.seq == 3
     assert set(values["510104017"]) == set(vals)
 
@@ -298,10 +308,10 @@ async def test_a_batch_is_taken_in_chain_order_with_one_outcome_per_message(stor
     assert len(calls) == 1 and [(b.node, b.seq) for b in calls[0]] == [
         ("510104017", 1), ("510104017", 2), ("510104017", 3), ("510104018", 1)]
     async with store.read() as r:
-        values = await r.values("2026", "2026-Y", digest)
-        accepted = await r.audit_entries(action="accept.results")
-        rejected = await r.audit_entries(action="reject.results")
-        broken = await r.verify_audit()
+        values = await r.results.values("2026", "2026-Y", digest)
+        accepted = await r.audit.entries(action="accept.results")
+        rejected = await r.audit.entries(action="reject.results")
+        broken = await r.audit.verify()
     assert values["510104017"]["A1"] == "2" and values["510104018"]["A1"] == "7"
     assert len(accepted) == 4 and len(rejected) == 1 and broken is None
     again = await receive_results_batch(store, county, batch[:2], NOW, on_accept)

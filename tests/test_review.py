@@ -10,10 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from aggregator.errors import AppraisalError
+from nodes.runtime import NodeServices as Node
 
 from nodes.config import load_config
 from nodes.launcher import Federation
-from nodes.service import Node, NodeError
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.envelope import PAYLOAD_APPROVAL, open_envelope
 from sync.identity import Me
@@ -29,7 +30,7 @@ TOWNS = ("510104017", "510104018")
 async def reviewing(tmp_path: Path) -> AsyncIterator[tuple[Node, Federation]]:
     node, fed = await make_county(tmp_path, review="manual")
     yield node, fed
-    await node.store.close()
+    await node.context.store.close()
 
 
 def me_of(fed: Federation, code: str) -> Me:
@@ -39,12 +40,12 @@ def me_of(fed: Federation, code: str) -> Me:
 
 
 async def report(node: Node, town: Me, mem: Memory, a1: int) -> str:
-    async with node.store.read() as r:
-        fw_digest = (await r.frameworks(role="issued"))[-1].digest
+    async with node.context.store.read() as r:
+        fw_digest = (await r.frameworks.list(role="issued"))[-1].digest
     before = len(mem.queued)
     await send_bundle(mem, town, cycle="2026", period="2026-Y", framework_digest=fw_digest,
                       values={"A1": Decimal(a1), "B3": Decimal(80)}, child_scores=(), now=int(time.time()))
-    accepted, reason = await node.submit_results(mem.queued[before])
+    accepted, reason = await node.results.submit(mem.queued[before])
     assert accepted, reason
     return str(mem.bundles[-1].id)
 
@@ -53,24 +54,24 @@ async def test_values_count_only_once_approved_and_the_reviewer_travels_up(revie
     node, fed = reviewing
     mems = {t: Memory() for t in TOWNS}
     ids = {t: await report(node, me_of(fed, t), mems[t], 100 + n) for n, t in enumerate(TOWNS)}
-    async with node.store.read() as r:
-        pending = {row.node for row in await r.bundles_by_status("pending")}
-        held = await r.values_of(TOWNS[0])
+    async with node.context.store.read() as r:
+        pending = {row.node for row in await r.bundles.by_status("pending")}
+        held = await r.results.of_node(TOWNS[0])
     assert pending == set(TOWNS) and held == []  # nothing counts before review
-    assert await node.review(TOWNS[0], ids[TOWNS[0]], "approve", "", "区考核办 张三") == "accepted"
-    async with node.store.read() as r:
-        assert [v.value for v in await r.values_of(TOWNS[0]) if v.indicator == "A1"] == ["100"]
-        assert not [row for row in await r.pending_outbox() if row.subject.startswith("res.")]  # roll-up incomplete
-    await node.review(TOWNS[1], ids[TOWNS[1]], "approve", "核对无误", "区考核办 李四")
-    async with node.store.read() as r:
-        outgoing = [row for row in await r.pending_outbox() if row.subject == "res.51.5101.510104"]
-        audit = [(e.actor, e.action) for e in await r.audit_entries() if e.action.startswith("review.")]
+    assert await node.review.review(TOWNS[0], ids[TOWNS[0]], "approve", "", "区考核办 张三") == "accepted"
+    async with node.context.store.read() as r:
+        assert [v.value for v in await r.results.of_node(TOWNS[0]) if v.indicator == "A1"] == ["100"]
+        assert not [row for row in await r.outbox.pending() if row.subject.startswith("res.")]  # roll-up incomplete
+    await node.review.review(TOWNS[1], ids[TOWNS[1]], "approve", "核对无误", "区考核办 李四")
+    async with node.context.store.read() as r:
+        outgoing = [row for row in await r.outbox.pending() if row.subject == "res.51.5101.510104"]
+        audit = [(e.actor, e.action) for e in await r.audit.entries() if e.action.startswith("review.")]
     assert audit == [("区考核办 张三", "review.approve"), ("区考核办 李四", "review.approve")]
     msg = pb.ResultMessage.FromString(outgoing[-1].payload)
     reviewers = {pb.Approval.FromString(open_envelope(a, PAYLOAD_APPROVAL).payload).reviewer for a in msg.approvals}
     assert reviewers == {"区考核办 张三", "区考核办 李四"}
-    with pytest.raises(NodeError, match="not pending review"):
-        await node.review(TOWNS[0], ids[TOWNS[0]], "approve", "", "区考核办 张三")
+    with pytest.raises(AppraisalError, match="not pending review"):
+        await node.review.review(TOWNS[0], ids[TOWNS[0]], "approve", "", "区考核办 张三")
 
 
 async def test_a_returned_bundle_counts_for_nothing_and_the_township_is_told(reviewing: tuple[Node, Federation]) -> None:
@@ -78,20 +79,20 @@ async def test_a_returned_bundle_counts_for_nothing_and_the_township_is_told(rev
     town = me_of(fed, TOWNS[0])
     mem = Memory()
     first = await report(node, town, mem, 100)
-    with pytest.raises(NodeError, match="needs a reason"):
-        await node.review(TOWNS[0], first, "return", " ", "区考核办 张三")
-    assert await node.review(TOWNS[0], first, "return", "A1 与统计年鉴不符，请核实", "区考核办 张三") == "returned"
+    with pytest.raises(AppraisalError, match="needs a reason"):
+        await node.review.review(TOWNS[0], first, "return", " ", "区考核办 张三")
+    assert await node.review.review(TOWNS[0], first, "return", "A1 与统计年鉴不符，请核实", "区考核办 张三") == "returned"
     second = await report(node, town, mem, 90)  # the township corrects and sends again: the chain goes on
-    async with node.store.read() as r:
-        assert await r.values_of(TOWNS[0]) == []
-        statuses = {row.id: "returned" for row in await r.bundles_by_status("returned")}
+    async with node.context.store.read() as r:
+        assert await r.results.of_node(TOWNS[0]) == []
+        statuses = {row.id: "returned" for row in await r.bundles.by_status("returned")}
     assert statuses == {first: "returned"}
-    notice = node.trust_update(await node._issued_refs(), await node.returned_notices())
-    pulse, _ = await receive_trust_update(node.store, town, notice, int(time.time()), None)
+    notice = await node.heartbeat.trust_update()
+    pulse, _ = await receive_trust_update(node.context.store, town, notice, int(time.time()), None)
     assert [(b, reason) for b, _, reason, _ in pulse.returned] == [(first, "A1 与统计年鉴不符，请核实")]
-    other, _ = await receive_trust_update(node.store, me_of(fed, TOWNS[1]), notice, int(time.time()), None)
+    other, _ = await receive_trust_update(node.context.store, me_of(fed, TOWNS[1]), notice, int(time.time()), None)
     assert other.returned == ()  # each township hears only about its own
-    assert await node.review(TOWNS[0], second, "approve", "", "区考核办 张三") == "accepted"
+    assert await node.review.review(TOWNS[0], second, "approve", "", "区考核办 张三") == "accepted"
 
 
 async def test_an_older_bundle_cannot_be_approved_over_a_newer_one(reviewing: tuple[Node, Federation]) -> None:
@@ -100,10 +101,10 @@ async def test_an_older_bundle_cannot_be_approved_over_a_newer_one(reviewing: tu
     mem = Memory()
     old = await report(node, town, mem, 100)
     await report(node, town, mem, 110)
-    with pytest.raises(NodeError, match="supersedes"):
-        await node.review(TOWNS[0], old, "approve", "", "区考核办 张三")
-    with pytest.raises(NodeError, match="decision must be"):
-        await node.review(TOWNS[0], old, "maybe", "", "x")
+    with pytest.raises(AppraisalError, match="supersedes"):
+        await node.review.review(TOWNS[0], old, "approve", "", "区考核办 张三")
+    with pytest.raises(AppraisalError, match="decision must be"):
+        await node.review.review(TOWNS[0], old, "maybe", "", "x")
 
 
 
@@ -122,11 +123,11 @@ async def test_a_framework_that_cannot_be_scored_does_not_stop_ingest(tmp_path: 
     try:
         mem = Memory()
         bundle_id = await report(node, me_of(fed, TOWNS[0]), mem, 100)
-        async with node.store.read() as r:
-            held = [v.value for v in await r.values_of(TOWNS[0]) if v.indicator == "A1"]
-            failed = await r.audit_entries(action="recompute.failed")
-            taken = [e.subject for e in await r.audit_entries(action="accept.results")]
+        async with node.context.store.read() as r:
+            held = [v.value for v in await r.results.of_node(TOWNS[0]) if v.indicator == "A1"]
+            failed = await r.audit.entries(action="recompute.failed")
+            taken = [e.subject for e in await r.audit.entries(action="accept.results")]
         assert held == ["100"] and taken == [bundle_id]
         assert failed and "baseline" in failed[0].detail
     finally:
-        await node.store.close()
+        await node.context.store.close()

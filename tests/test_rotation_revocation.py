@@ -161,8 +161,8 @@ async def test_results_signed_under_a_revoked_certificate_are_refused(store: Sto
     assert not outcome.accepted and "revoked" in outcome.reason and "乡镇密钥泄露" in outcome.reason
     assert await snapshot(store) == before
     async with store.read() as r:
-        audits = [e.action for e in await r.audit_entries()]
-        lists = await r.revocation_lists()
+        audits = [e.action for e in await r.audit.entries()]
+        lists = await r.trust.revocation_lists()
     assert "revoke.certificate" in audits and audits[-1] == "reject.results"
     assert [(row.issuer, row.version) for row in lists] == [("510104", 1)]
 
@@ -193,9 +193,9 @@ async def test_a_cascade_carries_revocations_down_and_they_take_effect(store: St
     outcome = await receive_cascade(store, town, message, NOW, no_follow_up)
     assert not outcome.accepted and "revoked" in outcome.reason and "区级密钥泄露" in outcome.reason
     async with store.read() as r:
-        kept = await r.revocation_lists()
-        actions = [e.action for e in await r.audit_entries()]
-        held = await r.frameworks()
+        kept = await r.trust.revocation_lists()
+        actions = [e.action for e in await r.audit.entries()]
+        held = await r.frameworks.list()
     assert [(row.issuer, row.version) for row in kept] == [("5101", 1)]  # the list stands on its own
     assert actions == ["accept.revocations", "reject.framework"] and held == []
     # After a restart the node loads the list and still refuses.
@@ -226,7 +226,7 @@ async def test_heartbeat_is_verified_installs_lists_and_refuses_replays(store: S
     with pytest.raises(EnvelopeError, match="expired"):
         await receive_trust_update(store, town, later, NOW + 40, None)
     async with store.read() as r:
-        reasons = [json.loads(e.detail)["reason"] for e in await r.audit_entries(action="reject.heartbeat")]
+        reasons = [json.loads(e.detail)["reason"] for e in await r.audit.entries(action="reject.heartbeat")]
     assert len(reasons) == 2
 
 
@@ -269,8 +269,8 @@ async def test_every_good_list_is_saved_even_beside_a_bad_one_and_a_stale_one_bl
     outcome = await receive_cascade(store, county, message.SerializeToString(), NOW, no_follow_up)
     assert outcome.accepted, outcome.reason
     async with store.read() as r:
-        kept = [(row.issuer, row.version) for row in await r.revocation_lists()]
-        problems = [json.loads(e.detail)["reason"] for e in await r.audit_entries(action="reject.revocations")]
+        kept = [(row.issuer, row.version) for row in await r.trust.revocation_lists()]
+        problems = [json.loads(e.detail)["reason"] for e in await r.audit.entries(action="reject.revocations")]
     assert kept == [("5101", 2)] and county.trust.unsaved == {}
     assert len(problems) == 1 and "outside the chain" in problems[0]
     # A stored cascade that still carries v1 (issued before v2): the framework is judged on its own.
@@ -286,7 +286,7 @@ async def test_a_revocation_is_in_force_here_only_once_committed(store: Store, h
     county = h.me("510104")
     crl_v1 = await revoke(store, county, "510104017", 1, "", NOW)
     async with store.read() as r:
-        assert [(row.issuer, row.version) for row in await r.revocation_lists()] == [("510104", 1)]
+        assert [(row.issuer, row.version) for row in await r.trust.revocation_lists()] == [("510104", 1)]
     assert county.trust.lists["510104"] is crl_v1 and county.trust.unsaved == {}
     assert (await revoke(store, county, "510104017", 1, "again", NOW)).version == 1  # already revoked: no new version
 
@@ -308,8 +308,8 @@ async def test_a_certificate_expiring_in_transit_does_not_block_the_childs_chain
     renewed = await receive_results(store, county, mem.queued[1], NOW + 100, no_follow_up)
     assert renewed.accepted, renewed.reason
     async with store.read() as r:
-        values = await r.values("2026", "2026-Y", digest)
-        last = await r.last_bundle("510104017")
+        values = await r.results.values("2026", "2026-Y", digest)
+        last = await r.bundles.last("510104017")
     assert values["510104017"]["A1"] == "9" and last is not None and last.seq == 2
 
 

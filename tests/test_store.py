@@ -11,89 +11,89 @@ from nodes.store import Store
 
 async def test_values_upsert_by_key(store: Store) -> None:
     async with store.tx() as tx:
-        await tx.put_values(node="510104017", cycle="2026", period="2026-Y", framework_digest="d",
+        await tx.results.put(node="510104017", cycle="2026", period="2026-Y", framework_digest="d",
                             values={"A1": "1.5", "B1": "7"}, source="entered", bundle_id="b1", now=1)
     async with store.tx() as tx:
-        await tx.put_values(node="510104017", cycle="2026", period="2026-Y", framework_digest="d",
+        await tx.results.put(node="510104017", cycle="2026", period="2026-Y", framework_digest="d",
                             values={"A1": "2.5"}, source="entered", bundle_id="b2", now=2)
     async with store.read() as r:
-        assert await r.values("2026", "2026-Y", "d") == {"510104017": {"A1": "2.5", "B1": "7"}}
+        assert await r.results.values("2026", "2026-Y", "d") == {"510104017": {"A1": "2.5", "B1": "7"}}
 
 
 async def test_transaction_rolls_back_everything(store: Store) -> None:
     with pytest.raises(RuntimeError):
         async with store.tx() as tx:
-            await tx.remember("51", "m1", 1)
-            await tx.enqueue("casc.51", "m1", b"x", 1)
-            await tx.audit("51", "test", "s", {}, 1)
+            await tx.inbox.remember("51", "m1", 1)
+            await tx.outbox.enqueue("casc.51", "m1", b"x", 1)
+            await tx.audit.append("51", "test", "s", {}, 1)
             raise RuntimeError("boom")
     async with store.read() as r:
-        assert not await r.seen("51", "m1")
+        assert not await r.inbox.seen("51", "m1")
         counts = await r.counts()
     assert counts["outbox_pending"] == 0 and counts["audit"] == 0
 
 
 async def test_inbox_is_unique(store: Store) -> None:
     async with store.tx() as tx:
-        await tx.remember("51", "m1", 1)
+        await tx.inbox.remember("51", "m1", 1)
     with pytest.raises(IntegrityError):
         async with store.tx() as tx:
-            await tx.remember("51", "m1", 2)
+            await tx.inbox.remember("51", "m1", 2)
 
 
 async def test_outbox_pending_then_sent(store: Store) -> None:
     async with store.tx() as tx:
-        await tx.enqueue("casc.51", "a", b"1", 1)
-        await tx.enqueue("casc.51", "b", b"2", 1)
+        await tx.outbox.enqueue("casc.51", "a", b"1", 1)
+        await tx.outbox.enqueue("casc.51", "b", b"2", 1)
     async with store.read() as r:
-        rows = await r.pending_outbox()
+        rows = await r.outbox.pending()
     assert [row.msg_id for row in rows] == ["a", "b"]
     async with store.tx() as tx:
-        await tx.mark_sent(rows[0].id, 2)
+        await tx.outbox.mark_sent(rows[0].id, 2)
     async with store.read() as r:
-        assert [row.msg_id for row in await r.pending_outbox()] == ["b"]
+        assert [row.msg_id for row in await r.outbox.pending()] == ["b"]
 
 
 async def test_framework_versions_and_unique_version(store: Store) -> None:
     async with store.tx() as tx:
         for v in (1, 2):
-            await tx.put_framework(digest=f"d{v}", issuer="51", cycle="2026", unit_class="市州", version=v,
+            await tx.frameworks.put(digest=f"d{v}", issuer="51", cycle="2026", unit_class="市州", version=v,
                                    role="received", envelope=b"e", cascade=b"c", now=v)
     async with store.read() as r:
-        latest = await r.latest_framework("51", "2026", "市州")
+        latest = await r.frameworks.latest("51", "2026", "市州")
     assert latest is not None and latest.version == 2
     with pytest.raises(IntegrityError):
         async with store.tx() as tx:
-            await tx.put_framework(digest="other", issuer="51", cycle="2026", unit_class="市州", version=2,
+            await tx.frameworks.put(digest="other", issuer="51", cycle="2026", unit_class="市州", version=2,
                                    role="received", envelope=b"e", cascade=b"c", now=3)
 
 
 async def test_audit_chain_detects_tampering(store: Store) -> None:
     async with store.tx() as tx:
         for i in range(3):
-            await tx.audit("51", "accept.framework", f"s{i}", {"i": i, "名": "四川"}, i)
+            await tx.audit.append("51", "accept.framework", f"s{i}", {"i": i, "名": "四川"}, i)
     async with store.read() as r:
-        assert await r.verify_audit() is None
+        assert await r.audit.verify() is None
     async with store.tx() as tx:
         await tx.conn.execute(text("UPDATE audit_log SET detail = :d WHERE seq = 2"), {"d": '{"i":9}'})
     async with store.read() as r:
-        broken = await r.verify_audit()
+        broken = await r.audit.verify()
     assert broken is not None and broken.seq == 2
 
 
 async def test_bundles_and_scores(store: Store) -> None:
     async with store.tx() as tx:
-        await tx.put_bundle(bundle_id="b1", node="5101", cycle="2026", period="2026-Y", seq=1, prev_hash="0" * 64,
+        await tx.bundles.put(bundle_id="b1", node="5101", cycle="2026", period="2026-Y", seq=1, prev_hash="0" * 64,
                             framework_digest="d", message=b"m", now=1)
-        await tx.put_bundle(bundle_id="b2", node="5101", cycle="2026", period="2026-Y", seq=2, prev_hash="b1",
+        await tx.bundles.put(bundle_id="b2", node="5101", cycle="2026", period="2026-Y", seq=2, prev_hash="b1",
                             framework_digest="d", message=b"m", now=2)
-        await tx.put_scores([{"unit": "5101", "cycle": "2026", "period": "2026-Y", "framework_digest": "d",
+        await tx.scores.put([{"unit": "5101", "cycle": "2026", "period": "2026-Y", "framework_digest": "d",
                               "score": "99.5", "rank": 1, "explanation": "{}"}])
-        await tx.put_scores([{"unit": "5101", "cycle": "2026", "period": "2026-Y", "framework_digest": "d",
+        await tx.scores.put([{"unit": "5101", "cycle": "2026", "period": "2026-Y", "framework_digest": "d",
                               "score": "98", "rank": 2, "explanation": "{}"}])
     async with store.read() as r:
-        last = await r.last_bundle("5101")
-        scores = await r.scores("2026")
+        last = await r.bundles.last("5101")
+        scores = await r.scores.list("2026")
     assert last is not None and last.id == "b2"
     assert [(s.score, s.rank) for s in scores] == [("98", 2)]
 
@@ -108,10 +108,10 @@ async def test_reopen_skips_current_migrations(store: Store) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(cfg).get_current_head() == _schema_head()
     async with store.tx() as tx:
-        await tx.remember("51", "kept", 1)
+        await tx.inbox.remember("51", "kept", 1)
     again = await Store.open(str(store.engine.url.render_as_string(hide_password=False)))
     try:
         async with again.read() as r:
-            assert await r.seen("51", "kept")
+            assert await r.inbox.seen("51", "kept")
     finally:
         await again.close()

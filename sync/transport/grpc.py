@@ -9,20 +9,26 @@ field is taken at its word; the node's status says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from proto.appraisal.v1 import appraisal_pb2_grpc as pb_grpc
+from sync.limits import DEFAULT_LIMITS
 from sync.transport.tls import TlsFiles, channel_credentials, node_host, peer_code, server_credentials
 
-FetchFn = Callable[[str, str], Awaitable[tuple[list[bytes], bytes]]]  # cascade messages, trust update
-SubmitFn = Callable[[bytes], Awaitable[tuple[bool, str]]]
-QueryFn = Callable[[pb.QueryRequest], Awaitable[pb.QueryReply]]
-BundlesFn = Callable[[str, int], Awaitable[list[bytes]]]
-MAX_MESSAGE = 8 * 1024 * 1024
+class Federation(Protocol):
+    """What the node answers over gRPC; the servicer only authenticates, rate-limits and delegates."""
+
+    async def fetch_frameworks(self, requester: str, cycle: str) -> tuple[list[bytes], bytes]:
+        """The cascade messages addressed to ``requester``, and this node's trust update."""
+
+    async def submit_results(self, message: bytes) -> tuple[bool, str]: ...
+    async def query(self, request: pb.QueryRequest) -> pb.QueryReply: ...
+    async def fetch_bundles(self, requester: str, after_seq: int) -> list[bytes]: ...
+MAX_MESSAGE = DEFAULT_LIMITS.grpc_message_bytes
 
 
 Context = grpc.aio.ServicerContext[object, object]
@@ -49,12 +55,9 @@ class RateLimit:
 
 
 class FederationServicer(pb_grpc.FederationServicer):
-    def __init__(self, fetch: FetchFn, submit: SubmitFn, query: QueryFn, bundles: BundlesFn, *,
-                 authenticated: bool = False, query_limit: RateLimit | None = None, me: str = "") -> None:
-        self._fetch = fetch
-        self._submit = submit
-        self._query = query
-        self._bundles = bundles
+    def __init__(self, node: Federation, *, authenticated: bool = False, query_limit: RateLimit | None = None,
+                 me: str = "") -> None:
+        self._node = node
         self._authenticated = authenticated
         self._me = me  # this node's code: with TLS, only its ancestors may query it
         self._query_limit = query_limit or RateLimit(rate=20, burst=40)
@@ -72,13 +75,13 @@ class FederationServicer(pb_grpc.FederationServicer):
         self, request: pb.FetchFrameworksRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.FetchFrameworksReply:
         await self._as(context, request.requester)
-        messages, trust = await self._fetch(request.requester, request.cycle)
+        messages, trust = await self._node.fetch_frameworks(request.requester, request.cycle)
         return pb.FetchFrameworksReply(messages=messages, trust=trust)
 
     async def SubmitResults(  # noqa: N802
         self, request: pb.SubmitResultsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.SubmitResultsReply:
-        ok, reason = await self._submit(request.message)
+        ok, reason = await self._node.submit_results(request.message)
         return pb.SubmitResultsReply(accepted=ok, reason=reason)
 
     async def Query(  # noqa: N802
@@ -94,19 +97,19 @@ class FederationServicer(pb_grpc.FederationServicer):
             caller = context.peer().rsplit(":", 1)[0]  # the host, not the port: a new connection is no new budget
         if not self._query_limit.allow(caller):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "查询过于频繁，请稍后再试 (query rate limit exceeded)")
-        return await self._query(request)
+        return await self._node.query(request)
 
     async def FetchBundles(  # noqa: N802
         self, request: pb.FetchBundlesRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.FetchBundlesReply:
         await self._as(context, request.requester)
-        return pb.FetchBundlesReply(messages=await self._bundles(request.requester, request.after_seq))
+        return pb.FetchBundlesReply(messages=await self._node.fetch_bundles(request.requester, request.after_seq))
 
 
-async def start_server(listen: str, servicer: FederationServicer,
-                       tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                                      ("grpc.max_send_message_length", MAX_MESSAGE)])
+async def start_server(listen: str, servicer: FederationServicer, tls: TlsFiles | None = None,
+                       max_message: int = MAX_MESSAGE) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message),
+                                      ("grpc.max_send_message_length", max_message)])
     pb_grpc.add_FederationServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -118,9 +121,10 @@ async def start_server(listen: str, servicer: FederationServicer,
 
 
 class FederationClient:
-    def __init__(self, target: str, tls: TlsFiles | None = None, peer: str | None = None) -> None:
+    def __init__(self, target: str, tls: TlsFiles | None = None, peer: str | None = None,
+                 max_message: int = MAX_MESSAGE) -> None:
         """``peer``: the code of the node expected at ``target``; with TLS its certificate must name it."""
-        options: list[tuple[str, object]] = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+        options: list[tuple[str, object]] = [("grpc.max_receive_message_length", max_message)]
         if tls is None:
             self.channel = grpc.aio.insecure_channel(target, options=options)
         else:

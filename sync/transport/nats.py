@@ -14,6 +14,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, ExternalStream, StorageType, StreamConfig, StreamSource
 from nats.js.errors import BadRequestError, FetchTimeoutError
 
+from sync.limits import DEFAULT_LIMITS, Limits
+from sync.retry import RetryPolicy
+
 log = logging.getLogger(__name__)
 
 STREAM_CASCADE = "FA_CASCADE"
@@ -26,9 +29,7 @@ STREAMS = {STREAM_CASCADE: "casc.>", STREAM_RESULTS: "res.>"}
 # commit (a store outage): every message of it is redelivered after a pause.
 Handler = Callable[[list[tuple[str, bytes]]], Awaitable[list[bool]]]
 GiveUp = Callable[[str, bytes, str], Awaitable[None]]
-MAX_ATTEMPTS = 30
-BATCH = 64  # messages per fetch: the results receiver takes them in one transaction
-RETRY_DELAY = 2.0
+BATCH = DEFAULT_LIMITS.fetch_batch
 
 
 async def create_streams(url: str, streams: list[dict[str, Any]]) -> None:
@@ -51,20 +52,27 @@ async def create_streams(url: str, streams: list[dict[str, Any]]) -> None:
 
 
 class NatsTransport:
-    def __init__(self, nc: Client, name: str) -> None:
+    def __init__(self, nc: Client, name: str, retry: RetryPolicy | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.name = name
+        self.retry = retry or RetryPolicy.from_limits(limits)
+        self.limits = limits
         self._tasks: list[asyncio.Task[None]] = []
         self.last_error = ""
 
     @classmethod
-    async def connect(cls, url: str, name: str, inbox_prefix: str = "_INBOX") -> NatsTransport:
+    async def connect(cls, url: str, name: str, inbox_prefix: str = "_INBOX", *, retry: RetryPolicy | None = None,
+                      limits: Limits = DEFAULT_LIMITS) -> NatsTransport:
         """``inbox_prefix``: where replies and pull deliveries come; the server lets a node subscribe
         only under its own (nodes.natsconf.inbox_prefix)."""
         nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                 connect_timeout=5, allow_reconnect=True, inbox_prefix=inbox_prefix)
-        return cls(nc, name)
+        return cls(nc, name, retry, limits)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
 
     async def ensure_streams(self) -> None:
         for stream, subject in STREAMS.items():
@@ -107,13 +115,16 @@ class NatsTransport:
                        give_up: GiveUp, batch: int) -> None:
         config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=30,
                                 filter_subject=filter_subject, max_deliver=-1)
+        attempt = 0
         while True:
             try:
                 sub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=stream, config=config)
                 break
             except Exception as exc:
+                attempt += 1
                 self.last_error = f"subscribe {durable}: {exc}"
-                await asyncio.sleep(0.5)
+                await self.retry.pause(attempt)
+        failures = 0
         while True:
             try:
                 # Returns at once with what is there (up to ``batch``), or waits for the next one.
@@ -123,9 +134,11 @@ class NatsTransport:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                failures += 1
                 self.last_error = f"fetch {durable}: {exc}"
-                await asyncio.sleep(0.5)
+                await self.retry.pause(failures)
                 continue
+            failures = 0
             try:
                 await self._settle(msgs, handler, give_up)
             except asyncio.CancelledError:
@@ -145,13 +158,12 @@ class NatsTransport:
             attempt = msg.metadata.num_delivered or 1
             if done:
                 await msg.ack()
-            elif attempt >= MAX_ATTEMPTS:
+            elif attempt >= self.limits.max_deliveries:
                 # A message that can never be settled must not be retried forever: record and drop it.
-                await give_up(msg.subject, msg.data,
-                              f"{MAX_ATTEMPTS} 次投递后放弃 (gave up after {MAX_ATTEMPTS} attempts): {error}")
+                await give_up(msg.subject, msg.data, f"{attempt} 次投递后放弃 (gave up after {attempt} attempts): {error}")
                 await msg.term()
             else:
-                await msg.nak(delay=RETRY_DELAY)
+                await msg.nak(delay=self.limits.redelivery_seconds)
 
     async def close(self) -> None:
         for t in self._tasks:

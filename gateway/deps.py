@@ -1,0 +1,37 @@
+"""What the gateway is given: the node's services (built by nodes/runtime.py). Controllers get
+them by name through Litestar's dependency injection (``Provide``); nothing in the gateway
+builds a service or opens the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.di import Provide
+
+from nodes.services.cascade import CascadeService
+from nodes.services.context import NodeContext
+from nodes.services.entry import EntryService
+from nodes.services.query import QueryService
+from nodes.services.read_models import ReadModels
+from nodes.services.review import ReviewService
+from nodes.services.trust import HeartbeatService
+
+
+@dataclass(frozen=True)
+class Services:
+    node: NodeContext
+    read: ReadModels
+    cascade: CascadeService
+    entry: EntryService
+    review: ReviewService
+    heartbeat: HeartbeatService
+    query: QueryService
+
+
+def dependencies(s: Services) -> dict[str, Provide]:
+    def const(value: Any) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    return {"node": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
+            "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query)}

@@ -1,0 +1,69 @@
+"""The one exception handler: every error answers an RFC 9457 ``application/problem+json``
+document with a stable machine-readable ``code``; nothing answers a bare 500 or leaks a
+traceback. Domain errors carry their code (aggregator/errors.py); Litestar's own (a body or
+parameter that does not fit the schema, a missing token, an unknown route) get codes here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+
+from aggregator.errors import AppraisalError
+from gateway.schemas import Problem
+
+log = logging.getLogger("fedappraisal.gateway")
+
+PROBLEM_JSON = "application/problem+json"
+STATUS_BY_KIND = {"bad_input": 422, "not_found": 404, "conflict": 409, "refused": 422, "trust": 422,
+                  "not_authorized": 401, "store": 503, "transport": 503}
+TITLES = {400: "请求格式不符 (malformed request)", 401: "需要授权 (not authorised)", 404: "未找到 (not found)",
+          405: "方法不允许 (method not allowed)", 409: "与现有数据冲突 (conflict)", 413: "请求过大 (too large)",
+          422: "无法处理的请求 (unprocessable request)", 429: "请求过多 (too many requests)",
+          500: "内部错误 (internal error)", 503: "暂时不可用 (unavailable)"}
+HTTP_CODES = {400: "request.malformed", 401: "auth.required", 403: "auth.forbidden", 404: "not_found",
+              405: "request.method", 413: "request.too_large", 429: "rate_limited"}
+
+
+def problem(status: int, code: str, detail: str, instance: str = "",
+            errors: list[dict[str, Any]] | None = None) -> Response[bytes]:
+    body = Problem(type=f"urn:fedappraisal:problem:{code}", title=TITLES.get(status, "错误 (error)"), status=status,
+                   detail=detail, code=code, instance=instance or msgspec.UNSET,
+                   errors=errors if errors else msgspec.UNSET)
+    return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM_JSON)
+
+
+def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    path = request.url.path
+    if isinstance(exc, AppraisalError):
+        return problem(STATUS_BY_KIND.get(exc.kind, 422), exc.code, str(exc), path)
+    if isinstance(exc, ValidationException):
+        extra = exc.extra if isinstance(exc.extra, list) else None
+        return problem(400, "request.malformed", str(exc.detail), path,
+                       [e if isinstance(e, dict) else {"message": str(e)} for e in extra] if extra else None)
+    if isinstance(exc, NotAuthorizedException):
+        return problem(401, "auth.required", str(exc.detail), path)
+    if isinstance(exc, HTTPException):
+        if exc.status_code >= 500:
+            log.error("error on %s: %s", path, exc, exc_info=exc)
+        return problem(exc.status_code, HTTP_CODES.get(exc.status_code, f"http.{exc.status_code}"), str(exc.detail),
+                       path)
+    log.exception("unhandled error on %s", path)
+    return problem(500, "internal", "内部错误，已记录 (internal error; it was logged)", path)
+
+
+def documented(*statuses: int) -> dict[int, ResponseSpec]:
+    """The problem responses an operation may answer, for its OpenAPI entry."""
+    why = {400: "请求不符合模式 (the request does not fit the schema)", 401: "需要管理令牌 (admin token required)",
+           404: "未找到 (not found)", 409: "与现有数据冲突 (conflicts with what the node holds)",
+           422: "请求无法处理 (well-formed but refused: the detail and code say why)",
+           429: "请求过多 (rate limited)", 503: "暂时不可用 (store or transport unavailable)"}
+    return {s: ResponseSpec(data_container=Problem, description=why[s], media_type=PROBLEM_JSON,
+                            generate_examples=False) for s in statuses}
+
+
+__all__ = ["MediaType", "documented", "handle", "problem"]

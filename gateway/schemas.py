@@ -1,0 +1,375 @@
+"""Every request and response body of the gateway, as msgspec Structs: the OpenAPI document
+describes each with a component schema, and every constraint the server enforces on a field
+(code, cycle and period formats, lengths, ranges, enumerations) is stated here, so a request
+that fits the schema is never refused as malformed (400). Semantic refusals (an indicator the
+framework does not have, a period of another cycle, a bundle no longer pending) answer 404, 409
+or 422 with a problem document (gateway/problems.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+# --- field formats (the same rules as aggregator.framework and nodes.config)
+Cycle = Annotated[str, Meta(pattern=r"^[0-9]{4}$", description="考评年度 appraisal year, e.g. 2026",
+                            examples=["2026"])]
+Period = Annotated[str, Meta(pattern=r"^[0-9]{4}-(Y|H[12]|Q[1-4]|M(0[1-9]|1[0-2]))$",
+                             description="报告期 reporting period of the cycle: 2026-Y, 2026-H1, 2026-Q3, 2026-M07",
+                             examples=["2026-Y"])]
+IndicatorCode = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$", description="指标编码",
+                                    examples=["A1"])]
+NodeCode = Annotated[str, Meta(pattern=r"^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9})$",
+                               description="区划代码 (GB/T 2260 / 统计用区划代码): 2, 4, 6 or 9 digits",
+                               examples=["510104"])]
+BundleId = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$", description="结果包 id: SHA-256 of its payload")]
+DecimalText = Annotated[str, Meta(
+    pattern=r"^[+-]?[0-9０-９٠-٩]{1,17}(\.[0-9０-９٠-٩]{1,10})?$",
+    description="a decimal number as text: fewer than 18 integer digits, at most 10 decimals "
+                "(full-width and Arabic-Indic digits are read as digits)", examples=["12.5"])]
+BoundedInt = Annotated[int, Meta(gt=-(10**18), lt=10**18)]
+Score100 = Annotated[float, Meta(ge=0, le=100)]
+Name = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\S")]
+Note = Annotated[str, Meta(max_length=500)]
+GRADES = ("优秀", "良好", "一般", "差")
+Grade = Literal["优秀", "良好", "一般", "差"]
+ReviewStatus = Literal["pending", "returned", "accepted", "rejected"]
+Decision = Literal["approve", "return"]
+
+
+class Problem(Struct, kw_only=True):
+    """RFC 9457 problem details; ``code`` is stable and machine-readable."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | UnsetType = UNSET
+    errors: list[dict[str, Any]] | UnsetType = UNSET
+
+
+# ------------------------------------------------------------------- node
+class NodeRef(Struct, kw_only=True):
+    code: str
+    name: str
+
+
+class NodeInfo(Struct, kw_only=True):
+    code: str
+    name: str
+    level: str
+    parent: str | None
+    path: list[str]
+    children: list[NodeRef]
+
+
+class Health(NodeInfo, kw_only=True):
+    status: Literal["ok"]
+
+
+class Counts(Struct, kw_only=True):
+    frameworks: int
+    results: int
+    bundles: int
+    scores: int
+    audit: int
+    outbox_pending: int
+    rejected: int
+
+
+class FrameworkSummary(Struct, kw_only=True, rename={"unit_class": "class"}):
+    digest: str
+    issuer: str
+    cycle: str
+    unit_class: str
+    version: int
+    role: str
+
+
+class SyncBrief(Struct, kw_only=True):
+    outbox_pending: int
+    last_error: str
+
+
+class Status(NodeInfo, kw_only=True):
+    counts: Counts
+    frameworks: list[FrameworkSummary]
+    sync: SyncBrief
+
+
+class Direction(Struct, kw_only=True):
+    subject: str
+    acknowledged: int
+    pending: int
+    last_sent_at: int
+    last_error: str
+    last_error_at: int
+
+
+class UpDirection(Direction, kw_only=True):
+    parent: str
+
+
+class ChildSync(Struct, kw_only=True):
+    code: str
+    name: str
+    bundles: int
+    last_seq: int
+    last_at: int
+    rejected: int
+
+
+class Returned(Struct, kw_only=True):
+    bundle_id: str
+    seq: int
+    reason: str
+    returned_at: int
+
+
+class ParentHeartbeat(Struct, kw_only=True):
+    parent: str
+    issued_at: int
+    expires_at: int
+    fresh: bool
+    missing_frameworks: list[str]
+    last_error: str
+    returned: list[Returned]
+
+
+class GiveUp(Struct, kw_only=True):
+    what: str
+    reason: str
+    at: int
+
+
+class SyncStatus(Struct, kw_only=True):
+    results_to_parent: UpDirection | None
+    cascade_to_children: Direction | None
+    from_children: list[ChildSync]
+    nats_connected: bool
+    transport_last_error: str
+    grpc_tls: bool
+    parent_heartbeat: ParentHeartbeat | None
+    revocation_lists: dict[str, int]
+    gave_up: list[GiveUp]
+
+
+# ------------------------------------------------------------- frameworks
+class Link(Struct, kw_only=True):
+    parent_indicator: str
+    rule: str
+    share: str
+    parent_framework_digest: str
+
+
+class IndicatorView(Struct, kw_only=True):
+    code: str
+    name: str
+    parent_code: str
+    weight: str
+    leaf: bool
+    unit: str
+    direction: str
+    rollup: str
+    target: str | None
+    links: list[Link]
+
+
+class ParentPin(Struct, kw_only=True):
+    issuer: str
+    version: int
+    digest: str
+
+
+class FrameworkView(Struct, kw_only=True, rename={"unit_class": "class"}):
+    digest: str
+    role: str
+    issuer: str
+    issuer_name: str
+    cycle: str
+    unit_class: str
+    version: int
+    title: str
+    parent: ParentPin | None
+    units: list[NodeRef]
+    indicators: list[IndicatorView]
+    cascade: str | UnsetType = UNSET  # base64 of the signed CascadeMessage, with ?envelopes=true
+
+
+class PublishFramework(Struct, kw_only=True, forbid_unknown_fields=True):
+    yaml: Annotated[str, Meta(max_length=2 * 1024 * 1024, description="指标体系 YAML 文本")]
+    filename: Annotated[str, Meta(max_length=255, description="only labels messages")] = "framework.yaml"
+
+
+class Published(Struct, kw_only=True):
+    digest: str
+
+
+# ---------------------------------------------------------------- results
+class Ranking(Struct, kw_only=True):
+    unit: str
+    name: str
+    period: str
+    score: str
+    rank: int
+    grade: str | None
+    framework_digest: str
+    explanation: dict[str, Any]
+
+
+class ValueRow(Struct, kw_only=True):
+    node: str
+    period: str
+    indicator: str
+    value: str
+    source: str
+    framework_digest: str
+
+
+class WarningRow(Struct, kw_only=True):
+    indicator: str
+    unit: str
+    level: str
+    expected: str
+    actual: str
+    progress: str
+    name: str
+
+
+class Flags(Struct, kw_only=True):
+    grade: str
+    years: int
+    units: list[str]
+
+
+class DrillRow(Struct, kw_only=True):
+    unit: str
+    name: str
+    parent: str
+    level: str
+    value: str
+    source: str
+
+
+class Drilldown(Struct, kw_only=True):
+    indicator: str
+    cycle: str
+    period: str
+    rows: list[DrillRow]
+    partial: list[str]
+    complete: bool
+
+
+class EnterValues(Struct, kw_only=True, forbid_unknown_fields=True):
+    cycle: Cycle
+    period: Period
+    values: Annotated[dict[IndicatorCode, DecimalText | BoundedInt], Meta(max_length=5000)]
+
+
+class Entered(Struct, kw_only=True):
+    bundle_id: str
+
+
+class MilestoneIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    code: IndicatorCode
+    due: datetime.date
+    done: datetime.date | None = None
+    quality: Annotated[float, Meta(ge=0, le=1)] = 1.0
+
+
+class EventIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    item: IndicatorCode
+    points: Annotated[float, Meta(ge=0, lt=10**6)] = 0.0
+    note: Note = ""
+
+
+Many = Meta(max_length=500)
+
+
+class EnterAssessment(Struct, kw_only=True, forbid_unknown_fields=True):
+    cycle: Cycle
+    period: Period
+    unit: NodeCode
+    ratings: Annotated[dict[IndicatorCode, Annotated[list[Score100], Meta(min_length=1, max_length=500)]], Many] \
+        | UnsetType = UNSET
+    surveys: Annotated[dict[IndicatorCode, Annotated[dict[Annotated[str, Meta(max_length=64)], Score100], Many]],
+                       Many] | UnsetType = UNSET
+    milestones: Annotated[dict[IndicatorCode, Annotated[list[MilestoneIn], Many]], Many] | UnsetType = UNSET
+    events: Annotated[list[EventIn], Many] | UnsetType = UNSET
+    previous: Annotated[dict[IndicatorCode, DecimalText | BoundedInt], Many] | UnsetType = UNSET
+
+    def body(self) -> dict[str, Any]:
+        """The assessment document as nodes.assessments.normalise reads it."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        for k in ("cycle", "period", "unit"):
+            out.pop(k, None)
+        return out
+
+
+class Assessed(Struct, kw_only=True):
+    unit: str
+    recorded: list[str]
+
+
+class ReviewItem(Struct, kw_only=True):
+    node: str
+    name: str
+    bundle_id: str
+    seq: int
+    cycle: str
+    period: str
+    received_at: int
+    reviewer: str
+    reviewed_at: int
+    reason: str
+
+
+class ReviewDecision(Struct, kw_only=True, forbid_unknown_fields=True):
+    node: NodeCode
+    bundle_id: BundleId
+    decision: Decision
+    reviewer: Name
+    note: Note = ""
+
+
+class Reviewed(Struct, kw_only=True):
+    bundle_id: str
+    status: str
+
+
+class Revoke(Struct, kw_only=True, forbid_unknown_fields=True):
+    code: NodeCode
+    serial: Annotated[int, Meta(ge=1, le=2**63 - 1)]
+    reason: Annotated[str, Meta(max_length=200)] = ""
+
+
+class Revoked(Struct, kw_only=True):
+    code: str
+    serial: int
+    list_version: int
+
+
+# ------------------------------------------------------------------ audit
+class AuditBreakView(Struct, kw_only=True):
+    seq: int
+    reason: str
+
+
+class AuditEntryView(Struct, kw_only=True):
+    seq: int
+    at: int
+    actor: str
+    action: str
+    subject: str
+    detail: dict[str, Any]
+    hash: str
+
+
+class AuditLog(Struct, kw_only=True):
+    intact: bool
+    first_break: AuditBreakView | None
+    entries: list[AuditEntryView]

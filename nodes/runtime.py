@@ -1,0 +1,226 @@
+"""The node's composition root: it builds one service per role, hands each its dependencies
+(the store's repositories, the one clock, the transports, the limits, the retry policy), wires
+the transports' handlers to them, and owns the lifecycle (start, tasks, signals, stop).
+
+Nothing below this module knows how the node is assembled; nothing imports it but the entry
+points (``nodes/__main__.py``, ``appraise node run``) and tests (docs/design.md §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.deps import Services
+from nodes.clock import Clock, system_clock
+from nodes.config import NodeConfig
+from nodes.natsconf import inbox_prefix
+from nodes.services.cascade import CascadeService
+from nodes.services.context import Health, NodeContext, Tasks, Wakeups
+from nodes.services.entry import EntryService
+from nodes.services.outbox import OutboxRelay
+from nodes.services.query import QueryService
+from nodes.services.read_models import ReadModels
+from nodes.services.results import ResultsService
+from nodes.services.review import ReviewService
+from nodes.services.scoring import ScoringService
+from nodes.services.trust import HeartbeatService, ParentWatch
+from nodes.store import Store
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.identity import Me
+from sync.retry import RetryPolicy
+from sync.transport.grpc import FederationServicer, RateLimit, start_server
+from sync.transport.nats import STREAM_CASCADE, STREAM_RESULTS, NatsTransport
+
+log = logging.getLogger("fedappraisal.node")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn inside the node: the node, not uvicorn, owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _Late:
+    """The NATS transport exists only after start(); services that publish hold this instead."""
+
+    def __init__(self) -> None:
+        self.nats: NatsTransport | None = None
+
+    def _get(self) -> NatsTransport:
+        if self.nats is None:
+            raise RuntimeError("NATS is not connected yet")
+        return self.nats
+
+    async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+        await self._get().publish(subject, payload, msg_id)
+
+    async def announce(self, subject: str, payload: bytes) -> None:
+        await self._get().announce(subject, payload)
+
+    @property
+    def last_error(self) -> str:
+        return self.nats.last_error if self.nats is not None else ""
+
+    @property
+    def connected(self) -> bool:
+        return self.nats is not None and self.nats.connected
+
+
+@dataclass
+class NodeServices:
+    context: NodeContext
+    outbox: OutboxRelay
+    heartbeat: HeartbeatService
+    watch: ParentWatch
+    cascade: CascadeService
+    scoring: ScoringService
+    results: ResultsService
+    entry: EntryService
+    review: ReviewService
+    query: QueryService
+    read: ReadModels
+
+
+@dataclass
+class FederationHandlers:
+    """The gRPC Federation service's four methods, each answered by the service of its role."""
+
+    services: NodeServices
+
+    async def fetch_frameworks(self, requester: str, cycle: str) -> tuple[list[bytes], bytes]:
+        return await self.services.cascade.for_child(requester, cycle)
+
+    async def submit_results(self, message: bytes) -> tuple[bool, str]:
+        return await self.services.results.submit(message)
+
+    async def query(self, request: pb.QueryRequest) -> pb.QueryReply:
+        return await self.services.query.query(request)
+
+    async def fetch_bundles(self, requester: str, after_seq: int) -> list[bytes]:
+        return await self.services.results.own_bundles(requester, after_seq)
+
+
+def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
+                   transport: _Late | None = None) -> NodeServices:
+    """Every service of one node, wired; no I/O happens here."""
+    me = Me(code=cfg.code, name=cfg.name, level=cfg.level, path=cfg.node_path, key=cfg.key, chain=cfg.chain,
+            root=cfg.root, parent=cfg.parent.code if cfg.parent else None,
+            children={c.code: c.name for c in cfg.children}, limits=cfg.limits)
+    ctx = NodeContext(cfg=cfg, me=me, store=store, clock=clock, limits=cfg.limits, wakeups=Wakeups(),
+                      health=Health(), tasks=Tasks())
+    late = transport or _Late()
+    retry = RetryPolicy.from_limits(cfg.limits)
+    heartbeat = HeartbeatService(ctx, late.announce)
+    cascade = CascadeService(ctx, heartbeat.trust_update)
+    watch = ParentWatch(ctx, cascade.take, RetryPolicy.from_limits(cfg.limits, attempts=cfg.limits.catch_up_attempts))
+    scoring = ScoringService(ctx)
+    return NodeServices(
+        context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
+        scoring=scoring, results=ResultsService(ctx, scoring), entry=EntryService(ctx, scoring),
+        review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late),
+    )
+
+
+def gateway_services(s: NodeServices) -> Services:
+    return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
+                    heartbeat=s.heartbeat, query=s.query)
+
+
+class NodeRuntime:
+    """One node process: store, keys, NATS, gRPC and the HTTP gateway in one asyncio loop."""
+
+    def __init__(self, cfg: NodeConfig, store: Store, clock: Clock = system_clock) -> None:
+        self.cfg = cfg
+        self.store = store
+        self._transport = _Late()
+        self.services = build_services(cfg, store, clock, self._transport)
+        self.nats: NatsTransport | None = None
+        self.grpc_server: object = None
+        self.grpc_port = 0
+        self.http: uvicorn.Server | None = None
+        self._stop = asyncio.Event()
+
+    @property
+    def ctx(self) -> NodeContext:
+        return self.services.context
+
+    async def start(self) -> None:
+        s, ctx, me, limits = self.services, self.ctx, self.ctx.me, self.cfg.limits
+        async with self.store.read() as r:
+            me.trust.load([row.envelope for row in await r.trust.revocation_lists()],
+                          [(row.code, row.serial, row.keyid) for row in await r.trust.known_keys()])
+        retry = RetryPolicy.from_limits(limits)
+        self.nats = await NatsTransport.connect(self.cfg.nats_url, f"fedappraisal-{me.code}", inbox_prefix(me.code),
+                                                retry=retry, limits=limits)
+        self._transport.nats = self.nats
+        await self.nats.ensure_streams()
+        servicer = FederationServicer(FederationHandlers(s), authenticated=self.cfg.tls is not None, me=me.code,
+                                      query_limit=RateLimit(limits.query_rate, limits.query_burst))
+        self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, servicer, self.cfg.tls,
+                                                              max_message=limits.grpc_message_bytes)
+        if me.parent is not None:
+            self.nats.consume(STREAM_CASCADE, f"casc-{me.code}", me.parent_cascade_subject(), s.cascade.on_batch,
+                              self.gave_up)
+        if me.children:
+            self.nats.consume(STREAM_RESULTS, f"res-{me.code}", me.children_results_filter(), s.results.on_batch,
+                              self.gave_up, batch=limits.fetch_batch)
+        ctx.tasks.spawn(s.outbox.run(), name="outbox-relay")
+        if me.parent is not None:
+            await self.nats.listen("hb." + ".".join(me.path[:-1]), s.watch.on_heartbeat)
+            ctx.tasks.spawn(s.watch.catch_up(), name="catch-up")
+        if me.children:
+            ctx.tasks.spawn(s.heartbeat.run(), name="heartbeat")
+        host, _, port = self.cfg.http_listen.rpartition(":")
+        config = uvicorn.Config(create_app(gateway_services(s)), host=host, port=int(port), log_level="warning",
+                                lifespan="on", access_log=False)
+        self.http = _QuietServer(config)
+        self._http_task = asyncio.create_task(self.http.serve(), name="http")
+        ctx.wakeups.outbox.set()
+
+    async def gave_up(self, subject: str, data: bytes, reason: str) -> None:
+        """A stream message that could never be settled: audited and shown in the sync status."""
+        ctx = self.ctx
+        ctx.health.give_up(f"deliver {subject}", reason, ctx.clock())
+        async with self.store.tx() as tx:
+            await tx.audit.append(ctx.me.code, "reject.undeliverable", subject, {"reason": reason, "bytes": len(data)},
+                                  ctx.clock())
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self._stop.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            self.http.should_exit = True
+        tasks = list(self.ctx.tasks.running)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.http is not None:
+            await asyncio.gather(self._http_task, return_exceptions=True)
+        if self.nats is not None:
+            await self.nats.close()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=1)  # type: ignore[attr-defined]
+        await self.store.close()
+
+
+async def run_node(cfg: NodeConfig) -> None:
+    store = await Store.open(cfg.store_url)
+    node = NodeRuntime(cfg, store)
+    await node.start()
+    log.info("node %s (%s) up: grpc %s http %s", cfg.code, cfg.name, cfg.grpc_listen, cfg.http_listen)
+    await node.run_until_stopped()

@@ -1,0 +1,110 @@
+"""Frameworks and the cascade: take the parent's signed framework (sync/cascade_receiver.py), derive
+and sign this node's own for its children, or publish the one its office wrote; answer a child's
+catch-up with the frameworks addressed to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aggregator.errors import BadInput, Conflict
+from aggregator.framework import Framework, Unit, check_links, derive_child_framework
+from nodes.framework_file import load_framework, pin_to_parent
+from nodes.services.context import NodeContext, framework_of
+from nodes.store import Tx
+from sync.cascade_receiver import receive_cascade
+from sync.cascade_sender import issue_framework
+from sync.codec import cascade_envelopes
+
+TrustUpdate = Callable[[], Awaitable[bytes]]
+
+
+class CascadeService:
+    def __init__(self, ctx: NodeContext, trust_update: TrustUpdate) -> None:
+        self.ctx = ctx
+        self.trust_update = trust_update
+
+    def _units(self) -> tuple[Unit, ...]:
+        return tuple(Unit(c.code, c.name, self.ctx.cfg.child_class) for c in self.ctx.cfg.children)
+
+    async def on_batch(self, msgs: list[tuple[str, bytes]]) -> list[bool]:
+        return [await self.take(subject, data) for subject, data in msgs]
+
+    async def take(self, subject: str | None, data: bytes) -> bool:
+        """One cascade message (``subject`` None: it came over gRPC); False: deliver it again later."""
+        outcome = await receive_cascade(self.ctx.store, self.ctx.me, data, self.ctx.clock(), self._after_framework,
+                                        subject)
+        self.ctx.log_outcome("framework", outcome)
+        return not outcome.retry
+
+    async def _after_framework(self, tx: Tx, fw: Framework, fw_digest: str, upstream: list[bytes]) -> None:
+        ctx = self.ctx
+        if not ctx.me.children:
+            return
+        child_class = ctx.cfg.child_class or fw.unit_class
+        latest = await tx.frameworks.latest(ctx.me.code, fw.cycle, child_class)
+        now = ctx.clock()
+        if latest is not None and latest.authored:
+            # The office decomposed the parent's framework itself: never overwrite that automatically.
+            # Say whether it still fits the new parent; the office publishes a new version when ready.
+            problems = check_links(fw, fw_digest, pin_to_parent(framework_of(latest), fw, fw_digest), ctx.me.code)
+            await tx.audit.append(ctx.me.code, "needs.redecomposition", latest.digest,
+                                  {"parent": fw_digest, "parent_version": fw.version, "still_fits": not problems,
+                                   "problems": [str(p) for p in problems[:20]]}, now)
+            return
+        try:
+            child = derive_child_framework(
+                fw, fw_digest, ctx.me.name, ctx.me.code, self._units(), unit_class=child_class,
+                issued_at=now, expires_at=fw.expires_at, version=(latest.version + 1) if latest is not None else 1,
+            )
+        except (ValueError, ArithmeticError, LookupError) as exc:
+            # The parent's framework stands (it verified); the office decomposes it by hand.
+            await tx.audit.append(ctx.me.code, "derive.failed", fw_digest, {"reason": str(exc)[:500]}, now)
+            return
+        await issue_framework(tx, ctx.me, child, upstream, now)
+
+    async def publish_file(self, path: Path, label: str | None = None) -> str:
+        """Publish a framework file for this node's children: the province's starting move, or an
+        office's own decomposition of its parent's framework (pinned to the one in force, links checked).
+        ``label``: the name to show for the file in messages (an upload's own name)."""
+        ctx = self.ctx
+        shown = label or str(path)
+        fw = load_framework(path, units=self._units(), now=ctx.clock())
+        if fw.issuer != ctx.me.code:
+            raise BadInput(f"{shown}: issuer 为 {fw.issuer}，本节点是 {ctx.me.code} (a node publishes only its own frameworks)",
+                           code="framework.not_own")
+        unknown = [u.code for u in fw.units if u.code not in ctx.me.children]
+        if unknown:
+            raise BadInput(f"{shown}: 单位 {', '.join(unknown)} 不是本节点的下级 (units outside this node's children)",
+                           code="framework.foreign_units")
+        async with ctx.store.tx() as tx:
+            latest = await tx.frameworks.latest(fw.issuer, fw.cycle, fw.unit_class)
+            if latest is not None and latest.version >= fw.version:
+                raise Conflict(f"{shown}: 版本 {fw.version} 不高于已发布的 v{latest.version}；请提高 version "
+                               "(versions only go forward)", code="framework.version_not_newer")
+            upstream: list[bytes] = []
+            if ctx.me.parent is not None:
+                received = list(await tx.frameworks.list(role="received", cycle=fw.cycle))
+                if not received:
+                    raise Conflict(f"{shown}: 尚未收到上级 {fw.cycle} 年度指标体系，无法衔接 (no parent framework yet)",
+                                   code="framework.no_parent")
+                parent_row = received[-1]
+                parent_fw = framework_of(parent_row)
+                fw = pin_to_parent(fw, parent_fw, parent_row.digest)
+                problems = check_links(parent_fw, parent_row.digest, fw, ctx.me.code)
+                if problems:
+                    raise BadInput("\n".join(f"{shown}: {p}" for p in problems), code="framework.links")
+                upstream = cascade_envelopes(parent_row.cascade)
+            digest = await issue_framework(tx, ctx.me, fw, upstream, ctx.clock(), authored=True)
+        ctx.wakeups.outbox.set()
+        return digest
+
+    async def for_child(self, requester: str, cycle: str) -> tuple[list[bytes], bytes]:
+        """gRPC FetchFrameworks: the cascade messages addressed to ``requester``, and our trust update."""
+        if requester not in self.ctx.me.children:
+            return [], b""
+        async with self.ctx.store.read() as r:
+            rows = await r.frameworks.list(role="issued", cycle=cycle or None)
+        messages = [row.cascade for row in rows if requester in {u.code for u in framework_of(row).units}]
+        return messages, await self.trust_update()

@@ -1,0 +1,102 @@
+"""What every service shares, handed in by the composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aggregator.errors import BadInput
+from aggregator.framework import Framework, valid_cycle, valid_period
+from nodes.clock import Clock
+from nodes.config import NodeConfig
+from nodes.store import Store
+from sync.codec import framework_from_envelope
+from sync.identity import Me, Outcome
+from sync.limits import Limits
+from sync.ports import FrameworkRecord
+from sync.transport.grpc import FederationClient
+
+log = logging.getLogger("fedappraisal.node")
+
+
+def framework_of(row: FrameworkRecord) -> Framework:
+    return framework_from_envelope(row.envelope)
+
+
+def check_period(cycle: str, period: str, hint: bool = False) -> None:
+    if not valid_cycle(cycle) or not valid_period(period, cycle):
+        extra = f"；报告期如 {cycle[:4]}-Y、-Q1、-M03" if hint else ""
+        raise BadInput(f"年度 {cycle[:16]!r} 或报告期 {period[:16]!r} 无效{extra} (invalid cycle or period)",
+                       code="input.period")
+
+
+@dataclass
+class Wakeups:
+    """Events that let one service nudge a loop of another without knowing it."""
+
+    outbox: asyncio.Event = field(default_factory=asyncio.Event)
+    heartbeat: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Health:
+    """What went wrong lately, for /api/v1/sync and appraise status (never silent)."""
+
+    last_error: str = ""
+    send_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # subject → (when, error)
+    gave_up: list[dict[str, Any]] = field(default_factory=list)  # the latest give-ups, newest last
+
+    def give_up(self, what: str, reason: str, at: int) -> None:
+        self.last_error = f"{what}: {reason}"[:500]
+        self.gave_up.append({"what": what, "reason": reason[:500], "at": at})
+        del self.gave_up[:-20]
+
+
+class Tasks:
+    """Background tasks the runtime cancels on stop."""
+
+    def __init__(self) -> None:
+        self.running: list[asyncio.Task[None]] = []
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self.running.append(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if task in self.running:
+            self.running.remove(task)
+
+
+@dataclass
+class NodeContext:
+    cfg: NodeConfig
+    me: Me
+    store: Store
+    clock: Clock
+    limits: Limits
+    wakeups: Wakeups
+    health: Health
+    tasks: Tasks
+
+    def client(self, target: str, peer: str) -> FederationClient:
+        """A gRPC client to node ``peer``; with TLS, its certificate must name that node."""
+        return FederationClient(target, self.cfg.tls, peer, max_message=self.limits.grpc_message_bytes)
+
+    @property
+    def child_names(self) -> dict[str, str]:
+        return {c.code: c.name for c in self.cfg.children}
+
+    def log_outcome(self, what: str, outcome: Outcome) -> None:
+        if outcome.accepted and not outcome.duplicate:
+            self.wakeups.outbox.set()  # after the commit, so the relay sees the new outbox rows
+        if outcome.retry:
+            log.info("%s not yet: %s", what, outcome.reason)
+        elif not outcome.accepted:
+            log.warning("rejected %s: %s", what, outcome.reason)
+        elif not outcome.duplicate:
+            log.info("accepted %s %s from %s", what, outcome.msg_id[:12], outcome.origin)

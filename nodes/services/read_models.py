@@ -1,0 +1,141 @@
+"""What the gateway shows, read from the store and the services' state: node identity and
+counts, the honest sync status, frameworks with their links, rankings, values, warnings,
+repeated grades, reviews and the audit log. Nothing here writes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aggregator.framework import Framework
+from aggregator.grading import repeated_grade_flags
+from aggregator.numbers import parse_decimal
+from aggregator.progress import warn
+from nodes.audit import AuditBreak
+from nodes.repositories.scores import ScoreRecord
+from nodes.services.context import NodeContext, check_period, framework_of
+from nodes.services.trust import ParentWatch
+from sync.ports import AuditRecord, BundleHeader, FrameworkRecord, ResultRecord
+
+REVIEW_STATUSES = ("pending", "returned", "accepted", "rejected")
+
+
+@dataclass(frozen=True)
+class FrameworkView:
+    record: FrameworkRecord
+    framework: Framework
+
+
+class ReadModels:
+    def __init__(self, ctx: NodeContext, watch: ParentWatch | None, transport_state: Any) -> None:
+        """``transport_state``: an object with ``last_error`` and ``connected`` (the NATS transport), or None."""
+        self.ctx = ctx
+        self.watch = watch
+        self.transport = transport_state
+
+    def node_info(self) -> dict[str, Any]:
+        me = self.ctx.me
+        return {"code": me.code, "name": me.name, "level": me.level, "parent": me.parent, "path": list(me.path),
+                "children": [{"code": c.code, "name": c.name} for c in self.ctx.cfg.children]}
+
+    async def status(self) -> dict[str, Any]:
+        async with self.ctx.store.read() as r:
+            counts = await r.counts()
+            fws = await r.frameworks.list()
+        transport_error = self.transport.last_error if self.transport is not None else ""
+        return {
+            **self.node_info(), "counts": counts,
+            "frameworks": [{"digest": f.digest, "issuer": f.issuer, "cycle": f.cycle, "class": f.unit_class,
+                            "version": f.version, "role": f.role} for f in fws],
+            "sync": {"outbox_pending": counts["outbox_pending"],
+                     "last_error": self.ctx.health.last_error or transport_error},
+        }
+
+    async def frameworks(self, cycle: str | None = None) -> list[FrameworkView]:
+        async with self.ctx.store.read() as r:
+            rows = await r.frameworks.list(cycle=cycle)
+        return [FrameworkView(row, framework_of(row)) for row in rows]
+
+    async def scores(self, cycle: str, period: str | None = None) -> list[ScoreRecord]:
+        async with self.ctx.store.read() as r:
+            return await r.scores.list(cycle, period)
+
+    async def values(self, node: str, cycle: str | None = None) -> list[ResultRecord]:
+        async with self.ctx.store.read() as r:
+            return await r.results.of_node(node, cycle)
+
+    async def reviews(self, status: str, limit: int) -> list[BundleHeader]:
+        async with self.ctx.store.read() as r:
+            return await r.bundles.by_status(status, limit=limit)
+
+    async def audit(self, action: str | None, limit: int) -> tuple[list[AuditRecord], AuditBreak | None]:
+        async with self.ctx.store.read() as r:
+            return await r.audit.entries(limit=limit, action=action), await r.audit.verify()
+
+    async def sync_status(self) -> dict[str, Any]:
+        """What was sent, what JetStream acknowledged, what waits, and the last error — per direction.
+
+        "acknowledged" means the stream stored it (durable), not that the receiver accepted it; the
+        receiver's verdict is in its own audit log and in its status, per child."""
+        ctx = self.ctx
+        me = ctx.me
+        async with ctx.store.read() as r:
+            out_rows = await r.outbox.summary()
+            children = await r.bundles.summary()
+
+        def direction(subject: str) -> dict[str, Any]:
+            counts = out_rows.get(subject, {"acknowledged": 0, "pending": 0, "last_sent_at": 0})
+            when, error = ctx.health.send_errors.get(subject, (0, ""))
+            return {"subject": subject, **counts, "last_error": error, "last_error_at": when}
+
+        up = None if me.parent is None else {"parent": me.parent, **direction(me.results_subject())}
+        down = None if not me.children else direction(me.cascade_subject())
+        kids = [{"code": c.code, "name": c.name,
+                 **children.get(c.code, {"bundles": 0, "last_seq": 0, "last_at": 0, "rejected": 0})}
+                for c in ctx.cfg.children]
+        transport = self.transport.last_error if self.transport is not None else ""
+        connected = bool(self.transport is not None and self.transport.connected)
+        return {"results_to_parent": up, "cascade_to_children": down, "from_children": kids,
+                "nats_connected": connected, "transport_last_error": transport, "grpc_tls": ctx.cfg.tls is not None,
+                "parent_heartbeat": await self.heartbeat_status(),
+                "revocation_lists": {code: crl.version for code, crl in sorted(me.trust.lists.items())},
+                "gave_up": list(ctx.health.gave_up)}
+
+    async def heartbeat_status(self) -> dict[str, Any] | None:
+        """Whether the parent's signed heartbeat is current: if not, this node may be frozen on old data."""
+        if self.ctx.me.parent is None or self.watch is None:
+            return None
+        p = self.watch.pulse
+        return {"parent": self.ctx.me.parent, "issued_at": p.issued_at if p else 0,
+                "expires_at": p.expires_at if p else 0, "fresh": bool(p and p.fresh(self.ctx.clock())),
+                "missing_frameworks": await self.watch.missing_frameworks(), "last_error": self.watch.pulse_error,
+                "returned": [{"bundle_id": b, "seq": seq, "reason": reason, "returned_at": at}
+                             for b, seq, reason, at in (p.returned if p else ())]}
+
+    async def warnings(self, cycle: str, period: str) -> list[dict[str, str]]:
+        """预警: each unit's reported (cumulative) value for ``period`` against target × elapsed share."""
+        check_period(cycle, period)
+        async with self.ctx.store.read() as r:
+            issued = await r.frameworks.list(role="issued", cycle=cycle)
+            if not issued:
+                return []
+            fw = framework_of(issued[-1])
+            raw = await r.results.values(cycle, period, issued[-1].digest)
+        out = []
+        for unit in fw.units:
+            for ind in fw.leaves():
+                value = raw.get(unit.code, {}).get(ind.code)
+                if value is None or ind.target_for(unit.code, unit.unit_class) is None:
+                    continue
+                w = warn(ind, unit.code, parse_decimal(value, ind.code), period)
+                out.append({**w.explain(), "name": self.ctx.me.children.get(unit.code, unit.code)})
+        return out
+
+    async def repeated_grades(self, grade: str, years: int) -> list[str]:
+        async with self.ctx.store.read() as r:
+            rows = await r.scores.annual()
+        history: dict[str, list[str]] = {}
+        for row in rows:
+            history.setdefault(row.unit, []).append(str(json.loads(row.explanation).get("grade", "")))
+        return repeated_grade_flags(history, grade, years)

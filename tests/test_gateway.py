@@ -1,0 +1,141 @@
+"""The gateway through Litestar's test client (no network needed): problem+json for every error,
+schemas for every body, security headers, autoescaped pages, and the admin guard. Real node
+services on a real SQLite store holding a real signed cascade."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from gateway.app import create_app
+from nodes.runtime import NodeServices, gateway_services
+from tests.test_assessments import make_county
+
+TOKEN_HEADER = "authorization"
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[tuple[AsyncTestClient[Any], NodeServices, str]]:
+    node, _fed = await make_county(tmp_path)
+    client = AsyncTestClient(app=create_app(gateway_services(node)))
+    async with client:
+        yield client, node, node.context.cfg.admin_token
+    await node.context.store.close()
+
+
+def is_problem(r: Any, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json"), r.headers["content-type"]
+    body = r.json()
+    assert body["status"] == status and body["code"] == code, body
+    assert body["type"].endswith(code) and body["title"] and isinstance(body["detail"], str)
+
+
+async def test_every_error_is_a_problem_document(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
+    client, _node, token = gateway
+    auth = {TOKEN_HEADER: f"Bearer {token}"}
+    is_problem(await client.get("/api/v1/nothing-here"), 404, "not_found")
+    is_problem(await client.get("/api/v1/rankings", params={"cycle": "26"}), 400, "request.malformed")
+    is_problem(await client.get("/api/v1/flags", params={"years": 99}), 400, "request.malformed")
+    is_problem(await client.post("/api/v1/admin/values", json={"cycle": "2026", "period": "2026-Y", "values": {}}),
+               401, "auth.required")
+    # A non-ASCII Authorization header is a clean refusal, not a 500 (compare_digest on str would raise).
+    is_problem(await client.post("/api/v1/admin/values", headers={TOKEN_HEADER: "Bearer 令牌".encode()},
+                                 json={"cycle": "2026", "period": "2026-Y", "values": {}}), 401, "auth.required")
+    is_problem(await client.post("/api/v1/admin/values", headers=auth,
+                                 json={"cycle": "2026", "period": "2026-Y", "values": {"A1": "1"}, "extra": 1}),
+               400, "request.malformed")
+    is_problem(await client.post("/api/v1/admin/values", headers=auth, content=b"{not json"), 400, "request.malformed")
+    # Well-formed, but the county holds no framework for 2027: a conflict with what the node holds.
+    is_problem(await client.post("/api/v1/admin/values", headers=auth,
+                                 json={"cycle": "2027", "period": "2027-Y", "values": {"A1": "1"}}),
+               409, "entry.no_framework")
+    is_problem(await client.post("/api/v1/admin/values", headers=auth,
+                                 json={"cycle": "2026", "period": "2026-Y", "values": {"ZZ9": "1"}}),
+               422, "entry.unknown_indicator")
+    is_problem(await client.post("/api/v1/admin/values", headers=auth,
+                                 json={"cycle": "2026", "period": "2025-Y", "values": {"A1": "1"}}), 422, "input.period")
+    is_problem(await client.post("/api/v1/admin/reviews", headers=auth,
+                                 json={"node": "510104017", "bundle_id": "0" * 64, "decision": "approve",
+                                       "reviewer": "张三"}), 404, "review.no_such_bundle")
+    is_problem(await client.post("/api/v1/admin/revocations", headers=auth,
+                                 json={"code": "510703001", "serial": 1, "reason": "x"}), 422, "revoke.invalid")
+    is_problem(await client.post("/api/v1/admin/frameworks", headers=auth, json={"yaml": "issuer: [unclosed"}),
+               422, "input.invalid")
+
+
+async def test_office_enters_values_and_reads_them_back(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
+    client, _node, token = gateway
+    r = await client.post("/api/v1/admin/values", headers={TOKEN_HEADER: f"Bearer {token}"},
+                          json={"cycle": "2026", "period": "2026-Y", "values": {"A1": "１２.5", "B3": 80}})
+    assert r.status_code == 201, r.text
+    assert len(r.json()["bundle_id"]) == 64
+    rows = (await client.get("/api/v1/values", params={"cycle": "2026"})).json()
+    assert {(v["indicator"], v["value"], v["source"]) for v in rows} == {("A1", "12.5", "entered"),
+                                                                         ("B3", "80", "entered")}
+    sync = (await client.get("/api/v1/sync")).json()
+    assert sync["results_to_parent"]["pending"] == 1 and sync["gave_up"] == []
+    audit = (await client.get("/api/v1/audit", params={"action": "enter.values"})).json()
+    assert audit["intact"] and audit["entries"][0]["actor"] == "admin"
+
+
+async def test_security_headers_on_every_response(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
+    client, _node, _token = gateway
+    for path in ("/", "/health", "/api/v1/status", "/api/v1/nothing-here", "/static/app.css", "/schema/openapi.json"):
+        r = await client.get(path)
+        csp = r.headers.get("content-security-policy", "")
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp, path
+        assert r.headers["x-content-type-options"] == "nosniff", path
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "same-origin", path
+
+
+async def test_pages_are_templates_with_autoescaping(tmp_path: Path) -> None:
+    hostile = "<script>alert(1)</script>"
+    node, _fed = await make_county(tmp_path, children=[{"code": "510104017", "name": hostile},
+                                                       {"code": "510104018", "name": "东湖街道"}])
+    try:
+        async with node.context.store.tx() as tx:
+            digest = (await tx.frameworks.list(role="issued"))[-1].digest
+            await tx.results.put(node="510104017", cycle="2026", period="2026-Y", framework_digest=digest,
+                                 values={"A1": "5"}, source="reported", bundle_id="b", now=1)
+        async with AsyncTestClient(app=create_app(gateway_services(node))) as client:
+            page = await client.get("/", params={"cycle": "2026", "period": "2026-Y", "indicator": "A1"})
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert hostile not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+        assert "<script" not in page.text and " style=" not in page.text  # nothing the CSP would have to allow
+        assert 'href="/static/app.css"' in page.text and "锦江区" in page.text
+    finally:
+        await node.context.store.close()
+
+
+async def test_openapi_describes_every_body(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
+    client, _node, _token = gateway
+    doc = (await client.get("/schema/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    assert {"Problem", "EnterValues", "EnterAssessment", "ReviewDecision", "Revoke", "PublishFramework", "Ranking",
+            "Drilldown", "SyncStatus", "AuditLog"} <= set(schemas)
+    operations = [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()]
+    assert len(operations) == 16
+    for path, method, op in operations:
+        ok = [s for s in op["responses"] if s.startswith("2")]
+        assert ok, (method, path)
+        for status, resp in op["responses"].items():
+            if status == "204":
+                continue
+            content = resp.get("content")
+            assert content, (method, path, status)
+            schema = next(iter(content.values()))["schema"]
+            assert "$ref" in str(schema), (method, path, status, schema)
+            if not status.startswith("2"):
+                assert "application/problem+json" in content, (method, path, status)
+        if method == "post":
+            body = op["requestBody"]["content"]["application/json"]["schema"]
+            assert "$ref" in body, (path, body)
+            assert "401" in op["responses"] and "400" in op["responses"], path
+        for param in op.get("parameters", []):
+            if param["name"] in ("cycle", "period"):
+                assert "pattern" in str(param["schema"]), (path, param)
