@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from proto.appraisal.v1 import appraisal_pb2_grpc as pb_grpc
-from sync.transport.tls import TlsFiles, channel_credentials, node_host, peer_code, server_credentials
+from sync.transport.tls import TlsError, TlsFiles, channel_credentials, node_host, peer_code, server_credentials
 
 FetchFn = Callable[[str, str], Awaitable[tuple[list[bytes], bytes]]]  # cascade messages, trust update
 SubmitFn = Callable[[bytes], Awaitable[tuple[bool, str]]]
@@ -125,7 +125,7 @@ class FederationClient:
             self.channel = grpc.aio.insecure_channel(target, options=options)
         else:
             if not peer:
-                raise ValueError("a TLS client must name the node it expects")
+                raise TlsError("a TLS client must name the node it expects", code="tls.no_peer")
             options.append(("grpc.ssl_target_name_override", node_host(peer)))
             self.channel = grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
         self.stub = pb_grpc.FederationStub(self.channel)
