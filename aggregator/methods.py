@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, localcontext
 
+from aggregator.errors import BadInput
 from aggregator.framework import Indicator
 from aggregator.inputs import UnitInputs
 from aggregator.numbers import WORK, parse_decimal, to_text
@@ -47,7 +48,8 @@ class Earned:
 def param(ind: Indicator, name: str, default: str | None = None) -> Decimal:
     raw = ind.params.get(name, default)
     if raw is None:
-        raise ValueError(f"指标 {ind.code} 的评分方法 {ind.method} 缺少参数 {name} (missing parameter)")
+        raise BadInput(f"指标 {ind.code} 的评分方法 {ind.method} 缺少参数 {name} (missing parameter)",
+                       code="method.missing_param")
     return parse_decimal(raw, f"指标 {ind.code} 参数 {name}")
 
 
@@ -106,7 +108,8 @@ def threshold(ind: Indicator, unit: str, inputs: UnitInputs, peers: Peers, as_of
     sign = ONE if ind.direction == "higher" else -ONE
     xs, bs_, ts, cs_ = sign * x, sign * b, sign * t, sign * c
     if not bs_ < ts < cs_:
-        raise ValueError(f"指标 {ind.code}: 须 基本值 < 目标值 < 挑战值（越低越好时相反） (baseline, target, challenge order)")
+        raise BadInput(f"指标 {ind.code}: 须 基本值 < 目标值 < 挑战值（越低越好时相反） (baseline, target, challenge order)",
+                       code="method.bad_order")
     if xs < bs_:
         f, band = ZERO, "below baseline"
     elif xs < ts:
@@ -195,7 +198,7 @@ def growth(ind: Indicator, unit: str, inputs: UnitInputs, peers: Peers, as_of: d
         change = -change
     goal = param(ind, "target_growth")
     if goal <= 0:
-        raise ValueError(f"指标 {ind.code}: target_growth 应为正数 (must be positive)")
+        raise BadInput(f"指标 {ind.code}: target_growth 应为正数 (must be positive)", code="method.bad_growth")
     f, capped = _clamp(change / goal, ZERO, ind.cap)
     return Earned(f, {"value": to_text(x), "previous": to_text(prev), "change": to_text(change),
                       "target_growth": to_text(goal)}, capped)
@@ -272,7 +275,7 @@ def survey(ind: Indicator, unit: str, inputs: UnitInputs, peers: Peers, as_of: d
     not rate is left out and the others are re-weighted; the explanation says so."""
     groups = {k.removeprefix("group."): param(ind, k) for k in ind.params if k.startswith("group.")}
     if not groups:
-        raise ValueError(f"指标 {ind.code}: 满意度测评须设评价群体权重 group.<名称> (no evaluator groups)")
+        raise BadInput(f"指标 {ind.code}: 满意度测评须设评价群体权重 group.<名称> (no evaluator groups)", code="method.no_groups")
     got = inputs.surveys.get(ind.code, {})
     present = {g: w for g, w in groups.items() if g in got}
     if not present:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 
+from aggregator.errors import BadInput
+
 SCORE_QUANTUM = Decimal("0.01")
 LEAF_QUANTUM = Decimal("0.000001")
 VALUE_QUANTUM = Decimal("0.0001")
@@ -20,30 +22,34 @@ MAX_PLACES = 10
 WORK = Context(prec=40, rounding=ROUND_HALF_EVEN, Emin=-999, Emax=999)
 
 
-class NumberError(ValueError):
-    """A value that should be a decimal number is not one (or is out of range)."""
+class NumberError(BadInput):
+    """A value that should be a decimal number is not one (or is out of range): ``number.*``."""
+
+    default_code = "input.number"
 
 
 def parse_decimal(text: str | int | float | Decimal, what: str) -> Decimal:
     """Parse a bounded decimal from its text; floats go through ``repr`` so 0.1 stays 0.1."""
     if isinstance(text, bool):
-        raise NumberError(f"{what}: 应为数字，实为布尔值 {text!r} (expected a number, got a boolean)")
+        raise NumberError(f"{what}: 应为数字，实为布尔值 {text!r} (expected a number, got a boolean)", code="number.boolean")
     if isinstance(text, float):
         text = repr(text)
     if isinstance(text, str) and len(text) > 64:
-        raise NumberError(f"{what}: 数字过长 (number too long)")
+        raise NumberError(f"{what}: 数字过长 (number too long)", code="number.too_long")
     try:
         value = Decimal(text)
     except (InvalidOperation, TypeError, ValueError):
-        raise NumberError(f"{what}: 应为数字，实为 {text!r} (expected a number)") from None
+        raise NumberError(f"{what}: 应为数字，实为 {text!r} (expected a number)", code="number.not_a_number") from None
     if not value.is_finite():
-        raise NumberError(f"{what}: 应为有限数字，实为 {text!r} (expected a finite number)")
+        raise NumberError(f"{what}: 应为有限数字，实为 {text!r} (expected a finite number)", code="number.not_finite")
     with localcontext(WORK):
         if abs(value) >= MAX_MAGNITUDE:
-            raise NumberError(f"{what}: 数值超出范围（绝对值应小于 10^18），实为 {text!r} (number out of range)")
+            raise NumberError(f"{what}: 数值超出范围（绝对值应小于 10^18），实为 {text!r} (number out of range)",
+                              code="number.out_of_range")
         exponent = value.normalize().as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MAX_PLACES:
-        raise NumberError(f"{what}: 小数位过多（至多 {MAX_PLACES} 位），实为 {text!r} (too many decimal places)")
+        raise NumberError(f"{what}: 小数位过多（至多 {MAX_PLACES} 位），实为 {text!r} (too many decimal places)",
+                          code="number.too_many_places")
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
+from aggregator.errors import BadInput
 from aggregator.framework import Indicator
 from aggregator.numbers import WORK, to_text
 
@@ -42,7 +43,7 @@ def warn(ind: Indicator, unit: str, cumulative: Decimal, period: str, yellow: De
     """
     target = ind.target_for(unit)
     if target is None:
-        raise ValueError(f"指标 {ind.code} 没有 {unit} 的目标值 (no target)")
+        raise BadInput(f"指标 {ind.code} 没有 {unit} 的目标值 (no target)", code="progress.no_target")
     with localcontext(WORK):
         expected = target * elapsed_share(period)
         if ind.direction == "higher":

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
+from aggregator.errors import AppraisalError
 from aggregator.framework import Framework, Indicator, compose, rule_name
 from aggregator.numbers import WORK, round_value, to_text
 
@@ -28,8 +29,10 @@ class RolledUp:
     note: str = ""
 
 
-class RollupIncompleteError(ValueError):
-    """Some unit has not reported a linked indicator yet."""
+class RollupIncompleteError(AppraisalError):
+    """Some unit has not reported a linked indicator yet (or what it reported cannot be composed)."""
+
+    default_code = "rollup.incomplete"
 
 
 def roll_up(fw: Framework, values: Mapping[str, Mapping[str, Decimal]],
@@ -58,7 +61,7 @@ def roll_up(fw: Framework, values: Mapping[str, Mapping[str, Decimal]],
             else:
                 out.append(_compose_shares(fw, feeds, rule, target, values))
     if missing:
-        raise RollupIncompleteError("尚未报送 (not reported yet): " + ", ".join(missing[:10]))
+        raise RollupIncompleteError("尚未报送 (not reported yet): " + ", ".join(missing[:10]), code="rollup.incomplete")
     return out
 
 
@@ -101,14 +104,15 @@ def _compose(fw: Framework, ind: Indicator, rule: str, target: str, values: Mapp
         num = sum((values[u][ind.code + NUM] for u in units), Decimal(0))
         den = sum((values[u][ind.code + DEN] for u in units), Decimal(0))
         if den == 0:
-            raise RollupIncompleteError(f"{ind.code}: 分母合计为 0 (denominators sum to zero)")
+            raise RollupIncompleteError(f"{ind.code}: 分母合计为 0 (denominators sum to zero)", code="rollup.zero_denominator")
         return RolledUp(target, rule, round_value(num / den), own, {target + NUM: num, target + DEN: den},
                         f"Σ分子 {to_text(num)} / Σ分母 {to_text(den)}")
     if name == "weighted_mean":
         weights = {u: values[u][by] for u in units}
         total = sum(weights.values(), Decimal(0))
         if total <= 0:
-            raise RollupIncompleteError(f"{ind.code}: 权重 {by} 合计不为正 (weights must sum to a positive number)")
+            raise RollupIncompleteError(f"{ind.code}: 权重 {by} 合计不为正 (weights must sum to a positive number)",
+                                        code="rollup.bad_weights")
         value = sum((own[u] * weights[u] for u in units), Decimal(0)) / total
         # The weight (e.g. population) is additive: report its total so the level above can weight too.
         return RolledUp(target, rule, round_value(value), own, {by: total}, f"按 {by} 加权 (weighted by {by})")

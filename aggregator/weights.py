@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from aggregator.errors import BadInput
+
 # Saaty's random consistency index by matrix order (Saaty 1980; orders 11-15 from his extended table).
 RANDOM_INDEX = {1: 0.0, 2: 0.0, 3: 0.58, 4: 0.90, 5: 1.12, 6: 1.24, 7: 1.32, 8: 1.41, 9: 1.45, 10: 1.49,
                 11: 1.51, 12: 1.54, 13: 1.56, 14: 1.57, 15: 1.58}
@@ -22,14 +24,17 @@ RECIPROCAL_TOLERANCE = Fraction(1, 100)
 PLACES = 6
 
 
-class WeightsError(ValueError):
-    """Input that cannot be weighted; the message names the entry and the fix."""
+class WeightsError(BadInput):
+    """Input that cannot be weighted; the message names the entry and the fix (``weights.*``)."""
+
+    default_code = "input.weights"
 
 
 def parse_entry(value: object, where: str) -> Fraction:
     """A matrix entry: a positive number or a fraction string such as "1/3"."""
     if isinstance(value, bool):
-        raise WeightsError(f"{where}: 应为正数或分数，实为布尔值 (expected a positive number or fraction)")
+        raise WeightsError(f"{where}: 应为正数或分数，实为布尔值 (expected a positive number or fraction)",
+                           code="weights.boolean")
     try:
         if isinstance(value, int | str):
             f = Fraction(str(value).strip())
@@ -39,9 +44,9 @@ def parse_entry(value: object, where: str) -> Fraction:
             raise TypeError
     except (ValueError, ZeroDivisionError, TypeError):
         raise WeightsError(f"{where}: 应为正数或分数（如 3 或 \"1/3\"），实为 {value!r} "
-                           "(expected a number or fraction)") from None
+                           "(expected a number or fraction)", code="weights.not_a_fraction") from None
     if f <= 0:
-        raise WeightsError(f"{where}: 判断值必须为正，实为 {value!r} (entries must be positive)")
+        raise WeightsError(f"{where}: 判断值必须为正，实为 {value!r} (entries must be positive)", code="weights.not_positive")
     return f
 
 
@@ -71,23 +76,26 @@ def ahp(criteria: Sequence[str], matrix: Sequence[Sequence[object]]) -> AhpResul
     """Principal eigenvector weights of a pairwise comparison matrix, with λmax, CI and CR."""
     n = len(criteria)
     if n == 0:
-        raise WeightsError("criteria: 至少需要一个准则 (at least one criterion)")
+        raise WeightsError("criteria: 至少需要一个准则 (at least one criterion)", code="weights.no_criteria")
     if len(set(criteria)) != n:
-        raise WeightsError("criteria: 准则名称重复 (duplicate criteria)")
+        raise WeightsError("criteria: 准则名称重复 (duplicate criteria)", code="weights.duplicate_criteria")
     if n > max(RANDOM_INDEX):
-        raise WeightsError(f"criteria: 准则不宜超过 {max(RANDOM_INDEX)} 个，请分层 (too many criteria; split into levels)")
+        raise WeightsError(f"criteria: 准则不宜超过 {max(RANDOM_INDEX)} 个，请分层 (too many criteria; split into levels)",
+                           code="weights.too_many_criteria")
     if len(matrix) != n or any(not isinstance(row, Sequence) or isinstance(row, str) or len(row) != n
                                for row in matrix):
-        raise WeightsError(f"matrix: 应为 {n}×{n} 方阵，与准则个数一致 (matrix must be square, {n}×{n})")
+        raise WeightsError(f"matrix: 应为 {n}×{n} 方阵，与准则个数一致 (matrix must be square, {n}×{n})",
+                           code="weights.not_square")
     a = [[parse_entry(matrix[i][j], f"matrix[{i}][{j}]") for j in range(n)] for i in range(n)]
     for i in range(n):
         if a[i][i] != 1:
-            raise WeightsError(f"matrix[{i}][{i}]: 对角线应为 1，实为 {a[i][i]} (diagonal must be 1)")
+            raise WeightsError(f"matrix[{i}][{i}]: 对角线应为 1，实为 {a[i][i]} (diagonal must be 1)",
+                               code="weights.bad_diagonal")
         for j in range(i + 1, n):
             if abs(a[i][j] * a[j][i] - 1) > RECIPROCAL_TOLERANCE:
                 raise WeightsError(
                     f"matrix[{j}][{i}]: 应为 matrix[{i}][{j}] 的倒数 {_show(1 / a[i][j])}，实为 {_show(a[j][i])} "
-                    f"({criteria[j]} vs {criteria[i]}: matrix must be reciprocal)")
+                    f"({criteria[j]} vs {criteria[i]}: matrix must be reciprocal)", code="weights.not_reciprocal")
     fa = [[float(x) for x in row] for row in a]
     w = [1.0 / n] * n
     for _ in range(1000):
@@ -129,26 +137,29 @@ def entropy_weights(criteria: Sequence[str], values: Sequence[Sequence[object]],
     n = len(criteria)
     m = len(values)
     if n == 0:
-        raise WeightsError("criteria: 至少需要一个指标 (at least one criterion)")
+        raise WeightsError("criteria: 至少需要一个指标 (at least one criterion)", code="weights.no_criteria")
     if m < 2:
-        raise WeightsError("values: 至少需要两个被评价单位的数据 (at least two rows of values)")
+        raise WeightsError("values: 至少需要两个被评价单位的数据 (at least two rows of values)", code="weights.too_few_rows")
     dirs = list(directions) if directions is not None else ["higher"] * n
     if len(dirs) != n or any(d not in ("higher", "lower") for d in dirs):
-        raise WeightsError("directions: 应与指标一一对应，取值 higher 或 lower (one direction per criterion)")
+        raise WeightsError("directions: 应与指标一一对应，取值 higher 或 lower (one direction per criterion)",
+                           code="weights.bad_directions")
     table: list[list[float]] = []
     for i, row in enumerate(values):
         if not isinstance(row, Sequence) or isinstance(row, str) or len(row) != n:
-            raise WeightsError(f"values[{i}]: 应有 {n} 个数值，与指标个数一致 (row length must match criteria)")
+            raise WeightsError(f"values[{i}]: 应有 {n} 个数值，与指标个数一致 (row length must match criteria)",
+                               code="weights.bad_row")
         parsed = []
         for j, v in enumerate(row):
             if isinstance(v, bool) or not isinstance(v, int | float | str):
-                raise WeightsError(f"values[{i}][{j}]: 应为数字，实为 {v!r} (expected a number)")
+                raise WeightsError(f"values[{i}][{j}]: 应为数字，实为 {v!r} (expected a number)", code="weights.not_a_number")
             try:
                 x = float(v)
             except ValueError:
-                raise WeightsError(f"values[{i}][{j}]: 应为数字，实为 {v!r} (expected a number)") from None
+                raise WeightsError(f"values[{i}][{j}]: 应为数字，实为 {v!r} (expected a number)",
+                                   code="weights.not_a_number") from None
             if not math.isfinite(x):
-                raise WeightsError(f"values[{i}][{j}]: 应为有限数字 (expected a finite number)")
+                raise WeightsError(f"values[{i}][{j}]: 应为有限数字 (expected a finite number)", code="weights.not_finite")
             parsed.append(x)
         table.append(parsed)
     k = 1.0 / math.log(m)
@@ -176,13 +187,13 @@ def combine(subjective: Sequence[float], objective: Sequence[float], alpha: floa
     w_i = s_i·o_i / Σ s·o (both sources must agree for a weight to be large).
     """
     if len(subjective) != len(objective) or not subjective:
-        raise WeightsError("主观与客观权重个数不一致 (weight vectors differ in length)")
+        raise WeightsError("主观与客观权重个数不一致 (weight vectors differ in length)", code="weights.length_mismatch")
     if alpha is not None:
         if not 0 <= alpha <= 1:
-            raise WeightsError("alpha 应在 0 与 1 之间 (alpha must be in [0, 1])")
+            raise WeightsError("alpha 应在 0 与 1 之间 (alpha must be in [0, 1])", code="weights.bad_alpha")
         return [alpha * s + (1 - alpha) * o for s, o in zip(subjective, objective, strict=True)]
     prod = [s * o for s, o in zip(subjective, objective, strict=True)]
     total = math.fsum(prod)
     if total == 0:
-        raise WeightsError("主观与客观权重没有共同的非零项 (no criterion has weight in both)")
+        raise WeightsError("主观与客观权重没有共同的非零项 (no criterion has weight in both)", code="weights.no_overlap")
     return [p / total for p in prod]

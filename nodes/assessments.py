@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from aggregator.errors import BadInput
 from aggregator.framework import valid_indicator_code
 from aggregator.inputs import Event, Milestone, UnitInputs
 from aggregator.numbers import NumberError, parse_decimal, to_text
@@ -18,20 +19,22 @@ KINDS = ("ratings", "surveys", "milestones", "events", "previous")
 MAX_ITEMS = 500
 
 
-class AssessmentError(ValueError):
-    """Names the field and what is wrong (zh-CN first)."""
+class AssessmentError(BadInput):
+    """Names the field and what is wrong (zh-CN first); ``code``: ``assessment.*`` (``number.*`` for a bad number)."""
+
+    default_code = "input.assessment"
 
 
 def _num(value: Any, where: str) -> Decimal:
     try:
         return parse_decimal(value, where)
     except NumberError as exc:
-        raise AssessmentError(str(exc)) from None
+        raise AssessmentError(str(exc), code=exc.code) from None
 
 
 def _code(value: Any, where: str) -> str:
     if not isinstance(value, str) or not valid_indicator_code(value):
-        raise AssessmentError(f"{where}: 编码无效 {value!r} (invalid code)")
+        raise AssessmentError(f"{where}: 编码无效 {value!r} (invalid code)", code="assessment.bad_code")
     return value
 
 
@@ -39,12 +42,14 @@ def _day(value: Any, where: str) -> date:
     try:
         return date.fromisoformat(str(value))
     except ValueError:
-        raise AssessmentError(f"{where}: 日期应为 YYYY-MM-DD，实为 {value!r} (expected a date)") from None
+        raise AssessmentError(f"{where}: 日期应为 YYYY-MM-DD，实为 {value!r} (expected a date)",
+                              code="assessment.bad_date") from None
 
 
 def _mapping(data: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(data, dict) or len(data) > MAX_ITEMS:
-        raise AssessmentError(f"{where}: 应为 指标编码: 内容 的映射 (expected indicator: content)")
+        raise AssessmentError(f"{where}: 应为 指标编码: 内容 的映射 (expected indicator: content)",
+                              code="assessment.not_indicator_map")
     return data
 
 
@@ -52,16 +57,17 @@ def normalise(body: Mapping[str, Any]) -> dict[str, Any]:
     """Validate an assessment document and return it in canonical JSON-ready form."""
     unknown = sorted(set(body) - set(KINDS))
     if unknown:
-        raise AssessmentError(f"未知的录入项 {', '.join(unknown)}；可用：{', '.join(KINDS)} (unknown fields)")
+        raise AssessmentError(f"未知的录入项 {', '.join(unknown)}；可用：{', '.join(KINDS)} (unknown fields)",
+                              code="assessment.unknown_fields")
     out: dict[str, Any] = {}
     if "ratings" in body:
         out["ratings"] = {}
         for k, scores in _mapping(body["ratings"], "ratings").items():
             if not isinstance(scores, list) or not scores or len(scores) > MAX_ITEMS:
-                raise AssessmentError(f"ratings.{k}: 应为评分列表 (expected a list of scores)")
+                raise AssessmentError(f"ratings.{k}: 应为评分列表 (expected a list of scores)", code="assessment.not_score_list")
             vals = [_num(s, f"ratings.{k}[{i}]") for i, s in enumerate(scores)]
             if any(not 0 <= v <= 100 for v in vals):
-                raise AssessmentError(f"ratings.{k}: 评分应在 0 到 100 之间 (scores are 0..100)")
+                raise AssessmentError(f"ratings.{k}: 评分应在 0 到 100 之间 (scores are 0..100)", code="assessment.score_range")
             out["ratings"][_code(k, "ratings")] = [to_text(v) for v in vals]
     if "surveys" in body:
         out["surveys"] = {}
@@ -69,21 +75,23 @@ def normalise(body: Mapping[str, Any]) -> dict[str, Any]:
             g = _mapping(groups, f"surveys.{k}")
             scores = {str(name): _num(v, f"surveys.{k}.{name}") for name, v in g.items()}
             if any(not 0 <= v <= 100 for v in scores.values()):
-                raise AssessmentError(f"surveys.{k}: 满意度应在 0 到 100 之间 (scores are 0..100)")
+                raise AssessmentError(f"surveys.{k}: 满意度应在 0 到 100 之间 (scores are 0..100)", code="assessment.score_range")
             out["surveys"][_code(k, "surveys")] = {n: to_text(v) for n, v in scores.items()}
     if "milestones" in body:
         out["milestones"] = {}
         for k, items in _mapping(body["milestones"], "milestones").items():
             if not isinstance(items, list) or len(items) > MAX_ITEMS:
-                raise AssessmentError(f"milestones.{k}: 应为节点列表 (expected a list)")
+                raise AssessmentError(f"milestones.{k}: 应为节点列表 (expected a list)", code="assessment.not_a_list")
             ms = []
             for i, m in enumerate(items):
                 where = f"milestones.{k}[{i}]"
                 if not isinstance(m, dict):
-                    raise AssessmentError(f"{where}: 应为 {{code, due, done, quality}} (expected a mapping)")
+                    raise AssessmentError(f"{where}: 应为 {{code, due, done, quality}} (expected a mapping)",
+                                          code="assessment.not_a_mapping")
                 quality = _num(m.get("quality", 1), f"{where}.quality")
                 if not 0 <= quality <= 1:
-                    raise AssessmentError(f"{where}.quality: 质量应在 0 到 1 之间 (quality is 0..1)")
+                    raise AssessmentError(f"{where}.quality: 质量应在 0 到 1 之间 (quality is 0..1)",
+                                          code="assessment.quality_range")
                 ms.append({"code": _code(m.get("code"), f"{where}.code"),
                            "due": _day(m.get("due"), f"{where}.due").isoformat(),
                            "done": _day(m["done"], f"{where}.done").isoformat() if m.get("done") else None,
@@ -92,14 +100,16 @@ def normalise(body: Mapping[str, Any]) -> dict[str, Any]:
     if "events" in body:
         events = body["events"]
         if not isinstance(events, list) or len(events) > MAX_ITEMS:
-            raise AssessmentError("events: 应为事件列表 [{item, points, note}] (expected a list)")
+            raise AssessmentError("events: 应为事件列表 [{item, points, note}] (expected a list)", code="assessment.not_a_list")
         out["events"] = []
         for i, e in enumerate(events):
             if not isinstance(e, dict):
-                raise AssessmentError(f"events[{i}]: 应为 {{item, points, note}} (expected a mapping)")
+                raise AssessmentError(f"events[{i}]: 应为 {{item, points, note}} (expected a mapping)",
+                                      code="assessment.not_a_mapping")
             points = _num(e.get("points", 0), f"events[{i}].points")
             if points < 0:
-                raise AssessmentError(f"events[{i}].points: 分值不能为负 (points must not be negative)")
+                raise AssessmentError(f"events[{i}].points: 分值不能为负 (points must not be negative)",
+                                      code="assessment.negative_points")
             out["events"].append({"item": _code(e.get("item"), f"events[{i}].item"), "points": to_text(points),
                                   "note": str(e.get("note", ""))[:500]})
     if "previous" in body:

@@ -17,7 +17,8 @@ from openpyxl.utils import get_column_letter
 
 from aggregator.framework import Framework, Indicator
 from aggregator.numbers import to_text
-from nodes.yamlfile import FileError, Located, Where
+from nodes.framework_file import FrameworkFileError
+from nodes.yamlfile import Located, Where
 
 SETTINGS = "设置"
 INDICATORS = "指标体系"
@@ -54,7 +55,8 @@ def _pairs(text: Any, where: str) -> dict[str, str]:
             continue
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
-            raise FileError(f"{where}: 应写作 名称=值; 名称=值，实为 {part.strip()!r} (expected name=value pairs)")
+            raise FrameworkFileError(f"{where}: 应写作 名称=值; 名称=值，实为 {part.strip()!r} (expected name=value pairs)",
+                                     code="workbook.bad_pairs")
         out[key.strip()] = value.strip()
     return out
 
@@ -63,13 +65,15 @@ def read_workbook(path: Path) -> Located:
     try:
         wb = load_workbook(path, data_only=True)  # not read_only: every cell must know its coordinate
     except FileNotFoundError:
-        raise FileError(f"{path}: 文件不存在 (file not found)") from None
+        raise FrameworkFileError(f"{path}: 文件不存在 (file not found)", code="workbook.not_found") from None
     except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
-        raise FileError(f"{path}: 不是有效的 Excel 文件 (.xlsx) (not an Excel workbook): {exc}") from None
+        raise FrameworkFileError(f"{path}: 不是有效的 Excel 文件 (.xlsx) (not an Excel workbook): {exc}",
+                                 code="workbook.not_a_workbook") from None
     try:
         for sheet in (SETTINGS, INDICATORS):
             if sheet not in wb.sheetnames:
-                raise FileError(f"{path}: 缺少工作表“{sheet}” (missing sheet); 可用 appraise framework template 生成模板")
+                raise FrameworkFileError(f"{path}: 缺少工作表“{sheet}” (missing sheet); "
+                                         "可用 appraise framework template 生成模板", code="workbook.missing_sheet")
         doc = Located(path, {})
         data: dict[str, Any] = doc.data
         for row in wb[SETTINGS].iter_rows(min_row=2):
@@ -78,8 +82,8 @@ def read_workbook(path: Path) -> Located:
                 continue
             key = SETTING_KEYS.get(str(label).strip())
             if key is None:
-                raise FileError(f"{path} {SETTINGS}!A{row[0].row}: 未知设置项 {label!r}；可用：{', '.join(SETTING_KEYS)} "
-                                "(unknown setting)")
+                raise FrameworkFileError(f"{path} {SETTINGS}!A{row[0].row}: 未知设置项 {label!r}；"
+                                         f"可用：{', '.join(SETTING_KEYS)} (unknown setting)", code="workbook.unknown_setting")
             if value is not None and str(value).strip() != "":
                 text = str(value).strip()
                 if key in ("version", "valid_days") and text.isdigit():
@@ -125,7 +129,8 @@ def _indicators(path: Path, ws: Any, doc: Located) -> list[dict[str, Any]]:
     header = [str(c.value).strip() if c.value is not None else "" for c in next(ws.iter_rows(min_row=1, max_row=1))]
     missing = [c for c in ("一级指标", "二级指标", "三级指标", "指标编码", "权重") if c not in header]
     if missing:
-        raise FileError(f"{path} {ws.title}!1: 表头缺少列 {', '.join(missing)} (missing columns)")
+        raise FrameworkFileError(f"{path} {ws.title}!1: 表头缺少列 {', '.join(missing)} (missing columns)",
+                                 code="workbook.missing_columns")
     col = {name: i for i, name in enumerate(header)}
     roots: list[dict[str, Any]] = []
     stack: list[tuple[int, dict[str, Any], Where]] = []  # (level, node, where)
@@ -138,7 +143,8 @@ def _indicators(path: Path, ws: Any, doc: Located) -> list[dict[str, Any]]:
         filled = [i for i, n in enumerate(names) if n is not None and str(n).strip() != ""]
         r = cells[0].row
         if not filled:
-            raise FileError(f"{path} {ws.title}!A{r}: 一级/二级/三级指标名称须填写其一 (name the indicator at its level)")
+            raise FrameworkFileError(f"{path} {ws.title}!A{r}: 一级/二级/三级指标名称须填写其一 "
+                                     "(name the indicator at its level)", code="workbook.no_name")
         level = filled[-1] + 1
         node: dict[str, Any] = {"name": str(names[level - 1]).strip()}
         for column, key in FIELD.items():
@@ -167,8 +173,8 @@ def _indicators(path: Path, ws: Any, doc: Located) -> list[dict[str, Any]]:
         while stack and stack[-1][0] >= level:
             stack.pop()
         if level > 1 and (not stack or stack[-1][0] != level - 1):
-            raise FileError(f"{path} {ws.title}!A{r}: 第{level}级指标前缺少其上级指标行 (a level-{level} row needs its "
-                            f"level-{level - 1} parent above it)")
+            raise FrameworkFileError(f"{path} {ws.title}!A{r}: 第{level}级指标前缺少其上级指标行 (a level-{level} row needs its "
+                                     f"level-{level - 1} parent above it)", code="workbook.no_parent_row")
         if stack:
             where: Where = (*stack[-1][2], "children", len(stack[-1][1].setdefault("children", [])))
             stack[-1][1]["children"].append(node)

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from aggregator.errors import BadInput
 from aggregator.framework import (
     Adjustment,
     Framework,
@@ -26,6 +27,19 @@ from nodes.yamlfile import FileError, Located, Where, load
 from sync.codec import encode_framework
 
 DAY = 86400
+
+
+class FrameworkFileError(FileError, BadInput):
+    """A framework file (YAML or the Excel template) that cannot be read into a framework: a
+    :class:`FileError` (the message names the file, the place and the fix) with a stable ``code``
+    (``framework_file.*``, ``workbook.*``)."""
+
+    default_code = "framework_file.invalid"
+
+
+def _error(doc: Located, where: Where, message: str, code: str) -> FrameworkFileError:
+    """``doc.error`` (file and line prefixed) with a code."""
+    return FrameworkFileError(str(doc.error(where, message)), code=code)
 
 
 def load_document(path: Path) -> Located:
@@ -50,7 +64,7 @@ def _text(doc: Located, where: Where, value: Any, required: bool = True) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str | int) or isinstance(value, bool) or (required and str(value).strip() == ""):
-        raise doc.error(where, f"应为非空文字，实为 {value!r} (expected text)")
+        raise _error(doc, where, f"应为非空文字，实为 {value!r} (expected text)", "framework_file.not_text")
     return str(value)
 
 
@@ -61,7 +75,7 @@ def load_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> Fra
     """
     fw, problems = read_framework(path, units=units, now=now)
     if problems:
-        raise FileError("\n".join(problems))
+        raise FrameworkFileError("\n".join(problems), code="framework_file.structure")
     return fw
 
 
@@ -73,26 +87,31 @@ def read_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> tup
     doc = load_document(path)
     data = doc.data
     if not isinstance(data, dict):
-        raise doc.error((), "应为键值映射，包含 issuer、cycle、class、indicators 等 (expected a mapping)")
+        raise _error(doc, (), "应为键值映射，包含 issuer、cycle、class、indicators 等 (expected a mapping)",
+                     "framework_file.not_a_mapping")
     for key in ("issuer", "cycle", "class", "indicators"):
         if key not in data:
-            raise doc.error((), f"缺少必填项 {key!r} (missing required key)")
+            raise _error(doc, (), f"缺少必填项 {key!r} (missing required key)", "framework_file.missing_key")
     version = data.get("version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise doc.error(("version",), f"版本应为正整数，实为 {version!r} (version must be a positive integer)")
+        raise _error(doc, ("version",), f"版本应为正整数，实为 {version!r} (version must be a positive integer)",
+                     "framework_file.bad_version")
     valid_days = data.get("valid_days", 400)
     if not isinstance(valid_days, int) or valid_days < 1:
-        raise doc.error(("valid_days",), "有效天数应为正整数 (valid_days must be a positive integer)")
+        raise _error(doc, ("valid_days",), "有效天数应为正整数 (valid_days must be a positive integer)",
+                     "framework_file.bad_valid_days")
     file_units = []
     for i, u in enumerate(data.get("units") or []):
         if not isinstance(u, dict):
-            raise doc.error(("units", i), "应为 {code, name} (expected a mapping with code and name)")
+            raise _error(doc, ("units", i), "应为 {code, name} (expected a mapping with code and name)",
+                         "framework_file.bad_unit")
         file_units.append(Unit(_text(doc, ("units", i, "code"), u.get("code")),
                                _text(doc, ("units", i, "name"), u.get("name")),
                                str(u.get("class", data["class"]))))
     indicators: list[Indicator] = []
     if not isinstance(data["indicators"], list) or not data["indicators"]:
-        raise doc.error(("indicators",), "应为非空的指标列表 (expected a non-empty list of indicators)")
+        raise _error(doc, ("indicators",), "应为非空的指标列表 (expected a non-empty list of indicators)",
+                     "framework_file.no_indicators")
     for i, node in enumerate(data["indicators"]):
         _walk(doc, ("indicators", i), node, "", indicators)
     fw = Framework(
@@ -115,7 +134,7 @@ def read_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> tup
         indicators=tuple(indicators),
     )
     if doc.problems:  # structure checks would only echo these (e.g. weights that cannot add up)
-        raise FileError("\n".join(doc.problems))
+        raise FrameworkFileError("\n".join(doc.problems), code="framework_file.bad_numbers")
     return fw, [f"{doc.at(_find(doc, p.indicator))}: {p}" for p in check_structure(fw, units_known=bool(fw.units))]
 
 
@@ -141,12 +160,13 @@ def _adjustments(doc: Located, raw: Any) -> tuple[Adjustment, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise doc.error(("adjustments",), "应为加减分项列表 (expected a list of bonus/deduction/veto items)")
+        raise _error(doc, ("adjustments",), "应为加减分项列表 (expected a list of bonus/deduction/veto items)",
+                     "framework_file.bad_adjustments")
     out = []
     for i, item in enumerate(raw):
         where: Where = ("adjustments", i)
         if not isinstance(item, dict):
-            raise doc.error(where, "应为 {code, name, kind, max_points} (expected a mapping)")
+            raise _error(doc, where, "应为 {code, name, kind, max_points} (expected a mapping)", "framework_file.bad_adjustment")
         out.append(Adjustment(
             code=_text(doc, (*where, "code"), item.get("code")),
             name=_text(doc, (*where, "name"), item.get("name")),
@@ -162,12 +182,13 @@ def _grades(doc: Located, raw: Any) -> tuple[GradeRule, ...]:
     if raw is None:
         return DEFAULT_GRADES
     if not isinstance(raw, list) or not raw:
-        raise doc.error(("grades",), "应为等次规则列表，如 [{name: 优秀, min_score: 90, quota: 0.2}, …] (expected a list)")
+        raise _error(doc, ("grades",), "应为等次规则列表，如 [{name: 优秀, min_score: 90, quota: 0.2}, …] (expected a list)",
+                     "framework_file.bad_grades")
     out = []
     for i, g in enumerate(raw):
         where: Where = ("grades", i)
         if not isinstance(g, dict):
-            raise doc.error(where, "应为 {name, min_score, quota} (expected a mapping)")
+            raise _error(doc, where, "应为 {name, min_score, quota} (expected a mapping)", "framework_file.bad_grade")
         out.append(GradeRule(
             name=_text(doc, (*where, "name"), g.get("name")),
             min_score=_num(doc, (*where, "min_score"), g.get("min_score"), "等次最低分，如 min_score: 90"),
@@ -181,35 +202,37 @@ def _mapping(doc: Located, where: Where, raw: Any, what: str) -> dict[str, Decim
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise doc.error(where, f"应为 {what}: 目标值 的映射 (expected {what}: target)")
+        raise _error(doc, where, f"应为 {what}: 目标值 的映射 (expected {what}: target)", "framework_file.bad_targets")
     return {str(k): _num(doc, (*where, k), v, "请填写目标值") for k, v in raw.items()}
 
 
 def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicator]) -> None:
     if not isinstance(node, dict):
-        raise doc.error(where, "每个指标应为键值映射 (each indicator must be a mapping)")
+        raise _error(doc, where, "每个指标应为键值映射 (each indicator must be a mapping)", "framework_file.bad_indicator")
     code = _text(doc, (*where, "code"), node.get("code"))
     if "weight" not in node:
-        raise doc.error(where, f"指标 {code} 缺少权重 weight (missing weight)")
+        raise _error(doc, where, f"指标 {code} 缺少权重 weight (missing weight)", "framework_file.missing_weight")
     weight = _num(doc, (*where, "weight"), node["weight"], "请填写权重分值，如 weight: 20")
     children = node.get("children")
     targets = _mapping(doc, (*where, "targets"), node.get("targets"), "单位编码")
     class_targets = _mapping(doc, (*where, "class_targets"), node.get("class_targets"), "类别")
     raw_params = node.get("params") or {}
     if not isinstance(raw_params, dict):
-        raise doc.error((*where, "params"), "应为 参数名: 值 的映射 (expected name: value)")
+        raise _error(doc, (*where, "params"), "应为 参数名: 值 的映射 (expected name: value)", "framework_file.bad_params")
     params = {str(k): str(v) for k, v in raw_params.items()}
     raw_links: list[tuple[Where, Any]] = []
     if node.get("link") is not None:
         raw_links.append(((*where, "link"), node["link"]))
     if node.get("links") is not None:
         if not isinstance(node["links"], list):
-            raise doc.error((*where, "links"), "应为衔接列表 [{indicator, rule, share}, …] (expected a list of links)")
+            raise _error(doc, (*where, "links"), "应为衔接列表 [{indicator, rule, share}, …] (expected a list of links)",
+                         "framework_file.bad_links")
         raw_links += [((*where, "links", k), item) for k, item in enumerate(node["links"])]
     links = []
     for lw, raw_link in raw_links:
         if not isinstance(raw_link, dict) or "indicator" not in raw_link:
-            raise doc.error(lw, "应为 {indicator: 上级指标编码, rule: sum, share: 1} (link names the parent indicator)")
+            raise _error(doc, lw, "应为 {indicator: 上级指标编码, rule: sum, share: 1} (link names the parent indicator)",
+                         "framework_file.bad_link")
         # The parent framework's digest is pinned by the publishing node: the one in force.
         links.append(Link("", _text(doc, (*lw, "indicator"), raw_link["indicator"]),
                           str(raw_link.get("rule", node.get("rollup", "sum"))),
@@ -238,7 +261,8 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
     out.append(ind)
     if children is not None:
         if not isinstance(children, list) or not children:
-            raise doc.error((*where, "children"), "应为非空的下级指标列表 (expected a non-empty list)")
+            raise _error(doc, (*where, "children"), "应为非空的下级指标列表 (expected a non-empty list)",
+                         "framework_file.bad_children")
         for i, child in enumerate(children):
             _walk(doc, (*where, "children", i), child, code, out)
 
@@ -344,4 +368,4 @@ def validate_against_parent(path: Path, parent_path: Path, *, now: int) -> list[
     return out
 
 
-__all__ = ["FileError", "load_framework", "validate_against_parent"]
+__all__ = ["FileError", "FrameworkFileError", "load_framework", "validate_against_parent"]

@@ -68,9 +68,11 @@ def _approvals(envelopes: Sequence[bytes], approver: Identity) -> dict[tuple[str
     for data in envelopes:
         a = open_signed(data, PAYLOAD_APPROVAL, approver.public_key, pb.Approval(),
                         "审核记录无法解析 (malformed approval)",
-                        f"审核签名不是 {approver.code} 的 (approval not signed by {approver.code})")
+                        f"审核签名不是 {approver.code} 的 (approval not signed by {approver.code})",
+                        malformed_code="approval.malformed", not_signed_code="approval.wrong_signer")
         if a.approver != approver.code:
-            raise EnvelopeError(f"审核记录署名 {a.approver[:12]} 与签名者 {approver.code} 不符 (approver is not the signer)")
+            raise EnvelopeError(f"审核记录署名 {a.approver[:12]} 与签名者 {approver.code} 不符 (approver is not the signer)",
+                                code="approval.approver_not_signer")
         out[(a.node, a.bundle_id)] = a
     return out
 
@@ -85,7 +87,7 @@ def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle,
                         state: TrustState | None = None) -> Attested:
     """Check the approvals and evidence of a verified bundle; raise EnvelopeError naming the first fault."""
     if len(msg.evidence) > MAX_EVIDENCE or len(msg.approvals) > MAX_EVIDENCE:
-        raise EnvelopeError("审核证据过多 (too much evidence)")
+        raise EnvelopeError("审核证据过多 (too much evidence)", code="approval.too_much_evidence")
     approvals = _approvals(msg.approvals, signer)
     # Each piece of evidence is checked as of when the sender approved it (rule 10): a township
     # certificate that has expired since does not taint a county bundle approved while it was valid.
@@ -96,40 +98,45 @@ def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle,
         try:
             ev.ParseFromString(data)
         except DecodeError:
-            raise EnvelopeError("审核证据无法解析 (malformed evidence)") from None
+            raise EnvelopeError("审核证据无法解析 (malformed evidence)", code="approval.malformed_evidence") from None
         at = min(now, approved_at.get(digest(open_envelope(ev.bundle, PAYLOAD_RESULTS).payload), now))
         ev_signer, payload = verify_signed_by(ev.bundle, PAYLOAD_RESULTS, list(ev.certificate_chain), root, at)
         if state is not None:
             revoked = state.revoked_before(ev_signer, at)
             if revoked:
                 raise EnvelopeError(f"证据签名者的证书在审核前已被吊销 (evidence signed under a certificate revoked "
-                                    f"before it was approved): {revoked}")
+                                    f"before it was approved): {revoked}", code="approval.evidence_revoked")
         ev_bundle = decode_bundle(payload)
         if ev_bundle.node != ev_signer.code:
             raise EnvelopeError(f"证据中的结果包属于 {ev_bundle.node}，却由 {ev_signer.code} 签名 "
-                                "(evidence signed by another node)")
+                                "(evidence signed by another node)", code="approval.evidence_signer")
         evidence[digest(payload)] = (ev, ev_bundle, ev_signer)
     cited = {bundle_id for _, bundle_id in bundle.sources}
     if set(evidence) - cited or set(approvals) - set(bundle.sources):
-        raise EnvelopeError("审核记录或证据包含结果包未引用的来源 (approval or evidence for a bundle not cited)")
+        raise EnvelopeError("审核记录或证据包含结果包未引用的来源 (approval or evidence for a bundle not cited)",
+                            code="approval.not_cited")
     below = 0
     for node, bundle_id in bundle.sources:
         if not _is_child(node, signer):
-            raise EnvelopeError(f"来源 {node} 不是 {signer.code} 的下级 (source is not a child of the sender)")
+            raise EnvelopeError(f"来源 {node} 不是 {signer.code} 的下级 (source is not a child of the sender)",
+                                code="approval.source_not_child")
         approval = approvals.get((node, bundle_id))
         if approval is None:
-            raise EnvelopeError(f"{signer.code} 未审核来源 {node} 的结果包 {bundle_id[:12]}… (source not approved)")
+            raise EnvelopeError(f"{signer.code} 未审核来源 {node} 的结果包 {bundle_id[:12]}… (source not approved)",
+                                code="approval.not_approved")
         found = evidence.get(bundle_id)
         if found is None:
-            raise EnvelopeError(f"缺少来源 {node} 的结果包 {bundle_id[:12]}… 作为证据 (evidence missing)")
+            raise EnvelopeError(f"缺少来源 {node} 的结果包 {bundle_id[:12]}… 作为证据 (evidence missing)",
+                                code="approval.evidence_missing")
         ev, ev_bundle, ev_signer = found
         if ev_bundle.node != node or approval.seq != ev_bundle.seq:
-            raise EnvelopeError(f"来源 {node} 的证据与审核记录不符 (evidence does not match the approval)")
+            raise EnvelopeError(f"来源 {node} 的证据与审核记录不符 (evidence does not match the approval)",
+                                code="approval.evidence_mismatch")
         if ev_bundle.sources:
             approved_below = _approvals(ev.approvals, ev_signer)
             missing = [s for s in ev_bundle.sources if s not in approved_below]
             if missing:
                 raise EnvelopeError(f"{node} 未审核其来源 {missing[0][0]} 的结果包 {missing[0][1][:12]}… "
-                                    "(a source's own source was not approved)")
+                                    "(a source's own source was not approved)", code="approval.below_not_approved")
             below += len(ev_bundle.sources)
     return Attested(len(bundle.sources), below)

@@ -31,6 +31,7 @@ class Finding:
     seq: int
     bundle_id: str
     problem: str
+    code: str = ""  # what is wrong, for programs: ``audit.*``
 
     def __str__(self) -> str:
         return f"{self.node} 序号 {self.seq} ({self.bundle_id[:12]}…): {self.problem}"
@@ -46,13 +47,15 @@ def audit_bundles(rows: Iterable[Any], root: Identity, revocations: Sequence[Rev
     for row in sorted(rows, key=lambda r: (r.node, r.seq)):
         checked += 1
         problem = _check(row, root, revoked, previous.get(row.node))
-        if problem:
-            findings.append(Finding(row.node, row.seq, row.id, problem))
+        if problem is not None:
+            findings.append(Finding(row.node, row.seq, row.id, problem[1], problem[0]))
         previous[row.node] = (row.seq, row.id)
     return checked, findings
 
 
-def _check(row: Any, root: Identity, revoked: dict[tuple[str, str, int], int], prev: tuple[int, str] | None) -> str:
+def _check(row: Any, root: Identity, revoked: dict[tuple[str, str, int], int],
+           prev: tuple[int, str] | None) -> tuple[str, str] | None:
+    """None when the row holds up; else (code, problem)."""
     at = int(row.received_at)
     msg = pb.ResultMessage()
     try:
@@ -60,22 +63,24 @@ def _check(row: Any, root: Identity, revoked: dict[tuple[str, str, int], int], p
         signer, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, list(msg.certificate_chain), root, at)
         bundle = decode_bundle(payload)
     except (DecodeError, EnvelopeError, ArithmeticError) as exc:
-        return f"签名或证书链在接收时 ({at}) 不成立 (not genuine when received): {exc}"
+        return "audit.not_genuine", f"签名或证书链在接收时 ({at}) 不成立 (not genuine when received): {exc}"
     for c in signer.certs:
         when = revoked.get((c.issuer, c.code, c.serial))
         if when is not None and when <= at:
-            return f"接收时节点 {c.code} 的证书（序号 {c.serial}）已被吊销 (certificate already revoked when received)"
+            return ("audit.revoked",
+                    f"接收时节点 {c.code} 的证书（序号 {c.serial}）已被吊销 (certificate already revoked when received)")
     if digest(payload) != row.id:
-        return "结果包编号不是其内容的摘要 (bundle id is not the hash of its payload)"
+        return "audit.bad_id", "结果包编号不是其内容的摘要 (bundle id is not the hash of its payload)"
     if (bundle.node, bundle.seq, bundle.prev_hash) != (row.node, row.seq, row.prev_hash) or signer.code != row.node:
-        return "存储的节点、序号或前序哈希与签名内容不符 (stored node, seq or previous hash differ from what was signed)"
+        return ("audit.row_mismatch",
+                "存储的节点、序号或前序哈希与签名内容不符 (stored node, seq or previous hash differ from what was signed)")
     expected = (0, GENESIS) if prev is None else prev
     if bundle.seq != expected[0] + 1 or bundle.prev_hash != expected[1]:
-        return f"结果包链断裂：应接续序号 {expected[0]} (bundle chain broken)"
+        return "audit.chain_broken", f"结果包链断裂：应接续序号 {expected[0]} (bundle chain broken)"
     if getattr(row, "status", "accepted") == "rejected":
-        return ""  # its content was refused on arrival, with the reason on record; its signature still counts
+        return None  # its content was refused on arrival, with the reason on record; its signature still counts
     try:
         verify_attestations(msg, signer, bundle, root, at)
     except (EnvelopeError, ArithmeticError) as exc:
-        return f"审核链不成立 (approval chain broken): {exc}"
-    return ""
+        return "audit.approvals_broken", f"审核链不成立 (approval chain broken): {exc}"
+    return None

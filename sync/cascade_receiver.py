@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from aggregator.framework import Framework, check_links, check_structure
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import decode_framework
-from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError
+from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, code_of
 from sync.envelope import digest as sha
 from sync.identity import Me, Outcome
 from sync.ports import ProtocolStore, ProtocolTx, TxT
@@ -47,9 +47,11 @@ def verify_cascade(me: Me, data: bytes, now: int) -> tuple[Framework, str, pb.Ca
     """Pure verification of a cascade message addressed to ``me``; raises EnvelopeError."""
     fw, fw_digest, msg = verify_framework_chain(data, me.root, now, me.trust)
     if fw.issuer != me.parent:
-        raise EnvelopeError(f"指标体系由 {fw.issuer} 发布，不是本节点的上级 {me.parent} (not issued by this node's parent)")
+        raise EnvelopeError(f"指标体系由 {fw.issuer} 发布，不是本节点的上级 {me.parent} (not issued by this node's parent)",
+                            code="cascade.not_parent")
     if me.code not in {u.code for u in fw.units}:
-        raise EnvelopeError(f"指标体系未将本节点 {me.code} 列为被考评单位 (framework does not address this node)")
+        raise EnvelopeError(f"指标体系未将本节点 {me.code} 列为被考评单位 (framework does not address this node)",
+                            code="cascade.not_addressed")
     return fw, fw_digest, msg
 
 
@@ -58,7 +60,7 @@ def parse_cascade(data: bytes) -> pb.CascadeMessage:
     try:
         msg.ParseFromString(data)
     except DecodeError:
-        raise EnvelopeError("下发消息无法解析 (malformed cascade message)") from None
+        raise EnvelopeError("下发消息无法解析 (malformed cascade message)", code="cascade.malformed") from None
     return msg
 
 
@@ -67,9 +69,11 @@ def verify_framework_chain(data: bytes, root: Identity, now: int,
     """Verify every framework of a cascade message up to ``root``; return the last one."""
     msg = parse_cascade(data)
     if not msg.frameworks or len(msg.frameworks) > 3:
-        raise EnvelopeError(f"下发消息应含1至3个指标体系，实含 {len(msg.frameworks)} 个 (bad framework chain length)")
+        raise EnvelopeError(f"下发消息应含1至3个指标体系，实含 {len(msg.frameworks)} 个 (bad framework chain length)",
+                            code="cascade.bad_length")
     if len(msg.certificate_chain) != len(msg.frameworks) - 1:
-        raise EnvelopeError("证书链与指标体系链长度不符 (certificate chain does not match framework chain)")
+        raise EnvelopeError("证书链与指标体系链长度不符 (certificate chain does not match framework chain)",
+                            code="cascade.chain_mismatch")
     prev: tuple[Framework, str] | None = None
     for depth, env in enumerate(msg.frameworks):
         chain = list(msg.certificate_chain[:depth])
@@ -77,30 +81,34 @@ def verify_framework_chain(data: bytes, root: Identity, now: int,
         fw = decode_framework(payload)
         fw_digest = sha(payload)
         if fw.issuer != signer.code:
-            raise EnvelopeError(f"指标体系发布者 {fw.issuer} 与签名者 {signer.code} 不符 (issuer is not the signer)")
+            raise EnvelopeError(f"指标体系发布者 {fw.issuer} 与签名者 {signer.code} 不符 (issuer is not the signer)",
+                                code="cascade.issuer_not_signer")
         if len(fw.units) > MAX_UNITS:
-            raise EnvelopeError("被考评单位过多 (too many units)")
+            raise EnvelopeError("被考评单位过多 (too many units)", code="cascade.too_many_units")
         child_level = {"province": "city", "city": "county", "county": "township"}.get(signer.level, "")
         for u in fw.units:
             if not valid_code(u.code, child_level) or not u.code.startswith(signer.code):
                 raise EnvelopeError(f"指标体系的单位 {u.code} 超出发布者 {signer.code} 的管辖范围 "
-                                    "(unit outside the issuer's scope)")
+                                    "(unit outside the issuer's scope)", code="cascade.unit_out_of_scope")
         structure = check_structure(fw)
         if structure:
             raise EnvelopeError(f"指标体系 {fw.issuer} v{fw.version} 结构检查未通过 (structure check failed): "
-                                + "; ".join(map(str, structure[:5])))
+                                + "; ".join(map(str, structure[:5])), code="cascade.structure")
         if fw.expires_at < now:
-            raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)")
+            raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)",
+                                code="cascade.expired")
         if prev is None:
             if fw.parent is not None:
-                raise EnvelopeError("根指标体系不应钉住上级 (root framework pins a parent)")
+                raise EnvelopeError("根指标体系不应钉住上级 (root framework pins a parent)", code="cascade.root_pins_parent")
         else:
             pfw, pdigest = prev
             if fw.issuer not in {u.code for u in pfw.units}:
-                raise EnvelopeError(f"{fw.issuer} 不是上级指标体系的被考评单位 (issuer is not a unit of the parent framework)")
+                raise EnvelopeError(f"{fw.issuer} 不是上级指标体系的被考评单位 (issuer is not a unit of the parent framework)",
+                                    code="cascade.issuer_not_unit")
             problems = check_links(pfw, pdigest, fw, fw.issuer)
             if problems:
-                raise EnvelopeError("衔接检查未通过 (linkage check failed): " + "; ".join(map(str, problems[:5])))
+                raise EnvelopeError("衔接检查未通过 (linkage check failed): " + "; ".join(map(str, problems[:5])),
+                                    code="cascade.linkage")
         prev = (fw, fw_digest)
     assert prev is not None
     return prev[0], prev[1], msg
@@ -108,29 +116,31 @@ def verify_framework_chain(data: bytes, root: Identity, now: int,
 
 async def receive_cascade(store: ProtocolStore[TxT], me: Me, data: bytes, now: int, on_accept: Accepted[TxT],
                           transport_subject: str | None = None) -> Outcome:
-    problems: list[str] = []  # bad revocation lists: audited and skipped, the framework judged on its own
+    problems: list[EnvelopeError] = []  # bad revocation lists: audited and skipped, the framework judged on its own
     try:
         if transport_subject is not None and transport_subject != me.parent_cascade_subject():
-            raise EnvelopeError(f"主题 {transport_subject} 不属于本节点的上级 (subject is not the parent's)")
+            raise EnvelopeError(f"主题 {transport_subject} 不属于本节点的上级 (subject is not the parent's)",
+                                code="cascade.wrong_subject")
         _revocations(me, data, now, problems)
         fw, fw_digest, msg = verify_cascade(me, data, now)
     except (EnvelopeError, ArithmeticError) as exc:
-        await _reject(store, me, str(exc), data, now, "", problems)
-        return Outcome(False, False, str(exc))
+        code = code_of(exc, "cascade.arithmetic")
+        await _reject(store, me, (code, str(exc)), data, now, "", problems)
+        return Outcome(False, False, str(exc), code=code)
     duplicate = False
+    rejected: tuple[str, str] | None = None  # (code, reason)
     async with store.tx() as tx:
         if await tx.inbox.seen(fw.issuer, fw_digest) or await tx.frameworks.get(fw_digest) is not None:
             duplicate = True
-            rejected = ""
         else:
             latest = await tx.frameworks.latest(fw.issuer, fw.cycle, fw.unit_class)
             if latest is not None and latest.version >= fw.version:
                 # Rejections are recorded in a transaction of their own, below; this one writes nothing.
-                rejected = (f"版本相同但内容不同，疑似伪造 (equal version v{fw.version} with different bytes)"
+                rejected = (("cascade.fork", f"版本相同但内容不同，疑似伪造 (equal version v{fw.version} with different bytes)")
                             if latest.version == fw.version else
-                            f"版本回退：已有 v{latest.version}，收到 v{fw.version} (rollback or replay of an older version)")
+                            ("cascade.rollback",
+                             f"版本回退：已有 v{latest.version}，收到 v{fw.version} (rollback or replay of an older version)"))
             else:
-                rejected = ""
                 await tx.frameworks.put(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
                                        version=fw.version, role="received", envelope=bytes(msg.frameworks[-1]),
                                        cascade=data, now=now)
@@ -139,9 +149,9 @@ async def receive_cascade(store: ProtocolStore[TxT], me: Me, data: bytes, now: i
                                {"issuer": fw.issuer, "cycle": fw.cycle, "class": fw.unit_class, "version": fw.version},
                                now)
                 await on_accept(tx, fw, fw_digest, list(msg.frameworks))
-    if rejected:
+    if rejected is not None:
         await _reject(store, me, rejected, data, now, fw_digest, problems)
-        return Outcome(False, False, rejected, fw.issuer, fw_digest)
+        return Outcome(False, False, rejected[1], fw.issuer, fw_digest, code=rejected[0])
     await persist_trust(store, me, now, keys=not duplicate)  # a repeat may still bring newer lists
     await audit_list_problems(store, me, problems, now)
     if duplicate:
@@ -149,24 +159,26 @@ async def receive_cascade(store: ProtocolStore[TxT], me: Me, data: bytes, now: i
     return Outcome(True, False, "", fw.issuer, fw_digest)
 
 
-def _revocations(me: Me, data: bytes, now: int, problems: list[str]) -> list[RevocationList]:
+def _revocations(me: Me, data: bytes, now: int, problems: list[EnvelopeError]) -> list[RevocationList]:
     """Install the lists the message carries, signed by nodes on its certificate chain."""
     msg = parse_cascade(data)
     if not msg.revocations:
         return []
     if len(msg.certificate_chain) > 3:
-        raise EnvelopeError("证书链过长 (certificate chain too long)")
+        raise EnvelopeError("证书链过长 (certificate chain too long)", code="trust.chain_too_long")
     signers = chain_identities(list(msg.certificate_chain), me.root, now, me.trust)
     return accept_revocations(me.trust, list(msg.revocations), signers, now, problems)
 
 
-async def _reject(store: ProtocolStore[ProtocolTx], me: Me, reason: str, data: bytes, now: int, subject: str,
-                  problems: list[str]) -> None:
+async def _reject(store: ProtocolStore[ProtocolTx], me: Me, rejected: tuple[str, str], data: bytes, now: int, subject: str,
+                  problems: list[EnvelopeError]) -> None:
+    """``rejected``: (code, reason)."""
     await persist_trust(store, me, now, keys=False)  # lists signed on their own stand even if the framework falls
     await audit_list_problems(store, me, problems, now)
+    code, reason = rejected
     async with store.tx() as tx:
         await tx.audit.append(me.code, "reject.framework", subject or sha(data),
-                       {"reason": reason, "bytes": len(data)}, now)
+                       {"reason": reason, "code": code, "bytes": len(data)}, now)
 
 
 __all__ = ["receive_cascade", "verify_cascade", "verify_chain", "verify_framework_chain"]

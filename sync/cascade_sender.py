@@ -25,7 +25,8 @@ async def issue_framework(tx: ProtocolTx, me: Me, fw: Framework, upstream: list[
     cascade = pb.CascadeMessage(frameworks=[*upstream, envelope], certificate_chain=list(me.chain),
                                 revocations=me.trust.envelopes(me.path)).SerializeToString()
     if len(cascade) > MAX_MESSAGE_BYTES:
-        raise EnvelopeError(f"下发消息 {len(cascade)} 字节，超过上限 {MAX_MESSAGE_BYTES} (cascade message too large)")
+        raise EnvelopeError(f"下发消息 {len(cascade)} 字节，超过上限 {MAX_MESSAGE_BYTES} (cascade message too large)",
+                            code="cascade.too_large")
     await tx.frameworks.put(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
                            version=fw.version, role="issued", envelope=envelope, cascade=cascade, now=now,
                            authored=authored)

@@ -32,7 +32,7 @@ def _dec(text: str, what: str) -> Decimal:
     try:
         return parse_decimal(text, what)
     except NumberError as exc:
-        raise EnvelopeError(str(exc)) from None
+        raise EnvelopeError(str(exc), code=exc.code) from None
 
 
 def framework_to_pb(fw: Framework) -> pb.Framework:
@@ -83,9 +83,10 @@ def decode_framework(payload: bytes) -> Framework:
     try:
         msg.ParseFromString(payload)
     except DecodeError as exc:
-        raise EnvelopeError(f"指标体系载荷无法解析 (malformed framework payload): {exc}") from None
+        raise EnvelopeError(f"指标体系载荷无法解析 (malformed framework payload): {exc}", code="framework.malformed") from None
     if not valid_cycle(msg.cycle) or len(msg.unit_class) > 64 or len(msg.indicators) > MAX_INDICATORS:
-        raise EnvelopeError("指标体系的年度、类别或指标数超出允许范围 (framework cycle, class or size out of range)")
+        raise EnvelopeError("指标体系的年度、类别或指标数超出允许范围 (framework cycle, class or size out of range)",
+                            code="framework.out_of_range")
     parent = None
     if msg.HasField("parent"):
         p = msg.parent
@@ -106,7 +107,7 @@ def decode_framework(payload: bytes) -> Framework:
             params=dict(m.params), class_targets={t.unit: _dec(t.target, where + " target") for t in m.class_targets},
         ))
     if len(msg.adjustments) > MAX_INDICATORS or len(msg.grades) > 10:
-        raise EnvelopeError("加减分项或等次规则过多 (too many adjustment items or grades)")
+        raise EnvelopeError("加减分项或等次规则过多 (too many adjustment items or grades)", code="framework.too_many_items")
     adjustments = tuple(Adjustment(a.code, a.name, a.kind, _dec(a.max_points, f"{a.code} max_points") if a.max_points
                                    else None, a.grade_cap) for a in msg.adjustments)
     grades = tuple(GradeRule(g.name, _dec(g.min_score, f"等次 {g.name}"), _dec(g.quota, f"等次 {g.name} quota")
@@ -152,28 +153,31 @@ def decode_bundle(payload: bytes) -> Bundle:
     try:
         msg.ParseFromString(payload)
     except DecodeError as exc:
-        raise EnvelopeError(f"结果包载荷无法解析 (malformed result bundle): {exc}") from None
+        raise EnvelopeError(f"结果包载荷无法解析 (malformed result bundle): {exc}", code="bundle.malformed") from None
     if not valid_cycle(msg.cycle) or len(msg.period) > 16:
-        raise EnvelopeError(f"结果包年度 {msg.cycle[:16]!r} 或报告期无效 (invalid cycle or period)")
+        raise EnvelopeError(f"结果包年度 {msg.cycle[:16]!r} 或报告期无效 (invalid cycle or period)", code="bundle.bad_cycle")
     if not _HEX64.match(msg.framework_digest) or not _HEX64.match(msg.prev_hash) or msg.seq < 1:
-        raise EnvelopeError("结果包的指标体系摘要、前序哈希或序号无效 (invalid digest, previous hash or seq)")
+        raise EnvelopeError("结果包的指标体系摘要、前序哈希或序号无效 (invalid digest, previous hash or seq)",
+                            code="bundle.bad_header")
     if len(msg.values) > MAX_VALUES:
-        raise EnvelopeError(f"结果包数值过多：{len(msg.values)} (too many values)")
+        raise EnvelopeError(f"结果包数值过多：{len(msg.values)} (too many values)", code="bundle.too_many_values")
     values: dict[str, Decimal] = {}
     for v in msg.values:
         if not valid_indicator_code(v.indicator):
-            raise EnvelopeError(f"结果包中指标编码 {v.indicator[:40]!r} 无效 (invalid indicator code)")
+            raise EnvelopeError(f"结果包中指标编码 {v.indicator[:40]!r} 无效 (invalid indicator code)",
+                                code="bundle.bad_indicator")
         if v.indicator in values:
-            raise EnvelopeError(f"结果包中指标 {v.indicator} 重复 (duplicate indicator in bundle)")
+            raise EnvelopeError(f"结果包中指标 {v.indicator} 重复 (duplicate indicator in bundle)",
+                                code="bundle.duplicate_indicator")
         values[v.indicator] = _dec(v.value, f"指标 {v.indicator} value")
     if len(msg.child_scores) > MAX_VALUES:
-        raise EnvelopeError("结果包得分过多 (too many child scores)")
+        raise EnvelopeError("结果包得分过多 (too many child scores)", code="bundle.too_many_scores")
     scores = tuple((s.unit[:12], _dec(s.score, f"单位 {s.unit[:12]} score"), s.rank) for s in msg.child_scores)
     if len(msg.sources) > MAX_VALUES:
-        raise EnvelopeError("结果包来源过多 (too many sources)")
+        raise EnvelopeError("结果包来源过多 (too many sources)", code="bundle.too_many_sources")
     sources = tuple((r.node, r.bundle_id) for r in msg.sources)
     if any(not _HEX64.match(b) or not r.isdigit() or len(r) > 12 for r, b in sources) or len(set(sources)) != len(sources):
-        raise EnvelopeError("结果包来源的节点代码或摘要无效或重复 (invalid or repeated source)")
+        raise EnvelopeError("结果包来源的节点代码或摘要无效或重复 (invalid or repeated source)", code="bundle.bad_source")
     return Bundle(msg.node, msg.cycle, msg.period, msg.framework_digest, msg.seq, msg.prev_hash, values, scores,
                   msg.created_at, sources)
 
@@ -201,7 +205,7 @@ def read_chain(data: bytes) -> tuple[bytes, ...]:
     try:
         msg.ParseFromString(data)
     except DecodeError:
-        raise EnvelopeError("不是证书链文件 (not a certificate chain)") from None
+        raise EnvelopeError("不是证书链文件 (not a certificate chain)", code="chain_file.malformed") from None
     return tuple(msg.certificates)
 
 

@@ -10,6 +10,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from google.protobuf.message import DecodeError, Message
 
+from aggregator.errors import AppraisalError, Refused
 from proto.appraisal.v1 import appraisal_pb2 as pb
 
 PAYLOAD_CERTIFICATE = "application/vnd.fedappraisal.node-certificate.v1+protobuf"
@@ -25,8 +26,17 @@ MAX_ENVELOPE_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_BYTES = 7 * 1024 * 1024
 
 
-class EnvelopeError(ValueError):
-    """An envelope that must be rejected; the message says why (zh-CN first)."""
+class EnvelopeError(Refused):
+    """An envelope that must be rejected; the message says why (zh-CN first), ``code`` says it
+    for programs (``envelope.*``, ``cascade.*``, ``results.*``, ``heartbeat.*`` …)."""
+
+    default_code = "envelope.refused"
+
+
+def code_of(exc: BaseException, default: str) -> str:
+    """The stable code of ``exc`` when it has one (an :class:`AppraisalError`), else ``default``
+    (an ArithmeticError from absurd numbers, say): what a receiver audits beside the reason."""
+    return exc.code if isinstance(exc, AppraisalError) else default
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -78,19 +88,20 @@ class Opened:
 
 def open_envelope(data: bytes, expected_type: str) -> Opened:
     if len(data) > MAX_ENVELOPE_BYTES:
-        raise EnvelopeError(f"信封过大：{len(data)} 字节 (envelope too large)")
+        raise EnvelopeError(f"信封过大：{len(data)} 字节 (envelope too large)", code="envelope.too_large")
     env = pb.Envelope()
     try:
         env.ParseFromString(data)
     except DecodeError as exc:
-        raise EnvelopeError(f"信封无法解析 (malformed envelope): {exc}") from None
+        raise EnvelopeError(f"信封无法解析 (malformed envelope): {exc}", code="envelope.malformed") from None
     if env.payload_type != expected_type:
-        raise EnvelopeError(f"载荷类型为 {env.payload_type!r}，应为 {expected_type!r} (unexpected payload type)")
+        raise EnvelopeError(f"载荷类型为 {env.payload_type!r}，应为 {expected_type!r} (unexpected payload type)",
+                            code="envelope.wrong_type")
     if not env.signatures:
-        raise EnvelopeError("信封未签名 (envelope is unsigned)")
+        raise EnvelopeError("信封未签名 (envelope is unsigned)", code="envelope.unsigned")
     ids = [s.keyid for s in env.signatures]
     if len(set(ids)) != len(ids):
-        raise EnvelopeError("同一密钥的签名重复 (duplicate signatures by one key)")
+        raise EnvelopeError("同一密钥的签名重复 (duplicate signatures by one key)", code="envelope.duplicate_signature")
     return Opened(env.payload_type, env.payload, tuple((s.keyid, s.sig) for s in env.signatures))
 
 
@@ -102,28 +113,30 @@ def verify_signature(opened: Opened, public_key: Ed25519PublicKey) -> None:
             try:
                 public_key.verify(sig, pae(opened.payload_type, opened.payload))
             except InvalidSignature:
-                raise EnvelopeError("签名无效：内容被篡改或签名不符 (signature does not verify: bytes were altered)") from None
+                raise EnvelopeError("签名无效：内容被篡改或签名不符 (signature does not verify: bytes were altered)",
+                                    code="envelope.bad_signature") from None
             return
-    raise EnvelopeError(f"信封不是由预期密钥 {kid[:16]}… 签名 (not signed by the expected key)")
+    raise EnvelopeError(f"信封不是由预期密钥 {kid[:16]}… 签名 (not signed by the expected key)", code="envelope.wrong_key")
 
 
 M = TypeVar("M", bound=Message)
 
 
 def open_signed(data: bytes, payload_type: str, key: Ed25519PublicKey, message: M, malformed: str,
-                not_signed: str = "") -> M:
+                not_signed: str = "", *, malformed_code: str = "envelope.malformed_payload",
+                not_signed_code: str = "envelope.wrong_key") -> M:
     """Open an envelope, check that ``key`` signed exactly its payload, and parse the payload into
     ``message``; ``malformed`` is the error when it does not parse, ``not_signed`` (if given) when
-    ``key`` did not sign it."""
+    ``key`` did not sign it (``*_code``: their codes)."""
     opened = open_envelope(data, payload_type)
     try:
         verify_signature(opened, key)
     except EnvelopeError:
         if not not_signed:
             raise
-        raise EnvelopeError(not_signed) from None
+        raise EnvelopeError(not_signed, code=not_signed_code) from None
     try:
         message.ParseFromString(opened.payload)
     except DecodeError:
-        raise EnvelopeError(malformed) from None
+        raise EnvelopeError(malformed, code=malformed_code) from None
     return message

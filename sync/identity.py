@@ -48,3 +48,4 @@ class Outcome:
     origin: str = ""
     msg_id: str = ""
     retry: bool = False  # not decided yet (e.g. a gap): the transport should deliver it again later
+    code: str = ""  # why, for programs: the stable code of a rejection (e.g. "cascade.rollback"); "" when accepted

@@ -14,9 +14,13 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from aggregator.errors import BadInput
 
-class KeyFileError(ValueError):
-    pass
+
+class KeyFileError(BadInput):
+    """A key file or public key that cannot be used; the message names the file (``key_file.*``)."""
+
+    default_code = "input.key_file"
 
 
 def generate() -> Ed25519PrivateKey:
@@ -35,13 +39,15 @@ def load_private(path: Path) -> Ed25519PrivateKey:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise KeyFileError(f"{path}: 无法读取私钥文件 (cannot read key file): {exc.strerror}") from None
+        raise KeyFileError(f"{path}: 无法读取私钥文件 (cannot read key file): {exc.strerror}",
+                           code="key_file.unreadable") from None
     try:
         key = load_pem_private_key(data, password=None)
     except ValueError:
-        raise KeyFileError(f"{path}: 不是 PEM 格式的 Ed25519 私钥 (not a PEM Ed25519 private key)") from None
+        raise KeyFileError(f"{path}: 不是 PEM 格式的 Ed25519 私钥 (not a PEM Ed25519 private key)",
+                           code="key_file.not_pem") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path}: 密钥类型不是 Ed25519 (key is not Ed25519)")
+        raise KeyFileError(f"{path}: 密钥类型不是 Ed25519 (key is not Ed25519)", code="key_file.wrong_type")
     return key
 
 
@@ -57,7 +63,8 @@ def public_from_hex(text: str, what: str) -> Ed25519PublicKey:
     try:
         raw = bytes.fromhex(text)
     except ValueError:
-        raise KeyFileError(f"{what}: 公钥应为64位十六进制 (public key must be 64 hex digits)") from None
+        raise KeyFileError(f"{what}: 公钥应为64位十六进制 (public key must be 64 hex digits)",
+                           code="key_file.bad_public_hex") from None
     if len(raw) != 32:
-        raise KeyFileError(f"{what}: 公钥应为32字节 (public key must be 32 bytes)")
+        raise KeyFileError(f"{what}: 公钥应为32字节 (public key must be 32 bytes)", code="key_file.bad_public_length")
     return Ed25519PublicKey.from_public_bytes(raw)

@@ -26,7 +26,7 @@ from aggregator.numbers import to_text
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.approvals import Attested, verify_attestations
 from sync.codec import Bundle, decode_bundle, framework_from_envelope
-from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope
+from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, code_of, digest, open_envelope
 from sync.identity import Me, Outcome
 from sync.ports import FrameworkRecord, ProtocolStore, ProtocolTx, TxT
 from sync.results_sender import GENESIS
@@ -34,28 +34,29 @@ from sync.trust import CertificateTimeError, Identity, verify_signed_by
 from sync.trust_updates import persist_trust
 
 Accepted = Callable[[TxT, list[Bundle]], Awaitable[None]]
+Rejection = tuple[str, str]  # (code, reason): the stable code for programs, the reason for people
 
 
 def verify_result_message(me: Me, data: bytes, now: int, transport_subject: str | None) -> tuple[Bundle, str]:
     """Layer 1: who signed it, and may they speak for this bundle on this subject."""
     bundle, bundle_id, _, _, late = _verify(me, data, now, transport_subject)
-    if late:
-        raise EnvelopeError(late)
+    if late is not None:
+        raise EnvelopeError(late[1], code=late[0])
     return bundle, bundle_id
 
 
 def _verify(me: Me, data: bytes, now: int,
-            transport_subject: str | None) -> tuple[Bundle, str, pb.ResultMessage, Identity, str]:
-    """Layer 1; the last item is not empty when the signer's certificate expired while the bundle
+            transport_subject: str | None) -> tuple[Bundle, str, pb.ResultMessage, Identity, Rejection | None]:
+    """Layer 1; the last item is set when the signer's certificate expired while the bundle
     was on its way: genuine when signed, so it joins the chain (nothing else of the child's blocks
     behind it), but as content refused, with that reason."""
     msg = pb.ResultMessage()
     try:
         msg.ParseFromString(data)
     except DecodeError:
-        raise EnvelopeError("结果消息无法解析 (malformed result message)") from None
+        raise EnvelopeError("结果消息无法解析 (malformed result message)", code="results.malformed") from None
     chain = list(msg.certificate_chain)
-    late = ""
+    late: Rejection | None = None
     try:
         signer, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, chain, me.root, now, me.trust)
     except CertificateTimeError:
@@ -63,15 +64,18 @@ def _verify(me: Me, data: bytes, now: int,
         if not 0 < signed_at <= now:
             raise
         signer, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, chain, me.root, signed_at, me.trust)
-        late = (f"签名者证书在结果包送达前已过期（签于 {signed_at}），不计入数值 "
+        late = ("results.expired_in_transit", f"签名者证书在结果包送达前已过期（签于 {signed_at}），不计入数值 "
                 "(the signer's certificate expired before the bundle arrived; its values do not count)")
     if signer.path[:-1] != me.path or signer.code not in me.children:
-        raise EnvelopeError(f"签名者 {signer.code} 不是本节点的下级 (signer is not a child of this node)")
+        raise EnvelopeError(f"签名者 {signer.code} 不是本节点的下级 (signer is not a child of this node)",
+                            code="results.not_child")
     if transport_subject is not None and transport_subject != "res." + ".".join(signer.path):
-        raise EnvelopeError(f"签名者 {signer.code} 不拥有主题 {transport_subject} (signer does not own the subject)")
+        raise EnvelopeError(f"签名者 {signer.code} 不拥有主题 {transport_subject} (signer does not own the subject)",
+                            code="results.wrong_subject")
     bundle = decode_bundle(payload)
     if bundle.node != signer.code:
-        raise EnvelopeError(f"结果包属于 {bundle.node}，却由 {signer.code} 签名 (bundle node is not the signer)")
+        raise EnvelopeError(f"结果包属于 {bundle.node}，却由 {signer.code} 签名 (bundle node is not the signer)",
+                            code="results.node_not_signer")
     return bundle, digest(payload), msg, signer, late
 
 
@@ -92,14 +96,15 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
     ``hold`` (review: manual): a bundle that passes every check joins the child's chain as
     ``pending``; its values count only once a person approves it (the node's review step)."""
     outcomes: list[Outcome | None] = [None] * len(items)
-    verified: list[tuple[int, Bundle, str, bytes, str | None, pb.ResultMessage, Identity, str]] = []
-    rejections: list[tuple[str, str, bytes]] = []  # (reason, subject, data) audited in the same transaction
+    verified: list[tuple[int, Bundle, str, bytes, str | None, pb.ResultMessage, Identity, Rejection | None]] = []
+    rejections: list[tuple[Rejection, str, bytes]] = []  # ((code, reason), subject, data) audited in the same transaction
     for i, (data, subject) in enumerate(items):
         try:
             bundle, bundle_id, msg, signer, late = _verify(me, data, now, subject)
         except (EnvelopeError, ArithmeticError) as exc:
-            outcomes[i] = Outcome(False, False, str(exc))
-            rejections.append((str(exc), "", data))
+            code = code_of(exc, "results.arithmetic")
+            outcomes[i] = Outcome(False, False, str(exc), code=code)
+            rejections.append(((code, str(exc)), "", data))
             continue
         verified.append((i, bundle, bundle_id, data, subject, msg, signer, late))
     verified.sort(key=lambda v: (v[1].node, v[1].seq))
@@ -118,23 +123,21 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
                     outcomes[i] = Outcome(True, True, "重复结果包，已接收过 (duplicate)", bundle.node, bundle_id)
                     continue
                 chain = _check_chain(tips.get(bundle.node), bundle)
-                if chain == "gap":
-                    outcomes[i] = Outcome(False, False, f"缺少 {bundle.node} 序号 {bundle.seq} 之前的结果包，稍后重试 "
-                                                        "(gap in the bundle chain; retry later)", bundle.node, bundle_id,
-                                          retry=True)
+                if chain is not None and chain[0] == GAP:
+                    outcomes[i] = Outcome(False, False, chain[1], bundle.node, bundle_id, retry=True, code=GAP)
                     continue
                 rejected = chain or late
                 attested = Attested(0, 0)
-                if not rejected:
+                if rejected is None:
                     try:
                         rejected = await _check_content(tx, bundle, fw_rows)
-                        if not rejected:
+                        if rejected is None:
                             attested = verify_attestations(msg, signer, bundle, me.root, now, me.trust)
                     except (EnvelopeError, ArithmeticError, ValueError) as exc:  # never one that retries forever
-                        rejected = f"结果包无法核对 (bundle cannot be checked): {exc}"
-                if chain:  # a fork: not part of the chain, reported
-                    outcomes[i] = Outcome(False, False, rejected, bundle.node, bundle_id)
-                    rejections.append((rejected, bundle_id, data))
+                        rejected = (code_of(exc, "results.unchecked"), f"结果包无法核对 (bundle cannot be checked): {exc}")
+                if chain is not None:  # a fork: not part of the chain, reported
+                    outcomes[i] = Outcome(False, False, chain[1], bundle.node, bundle_id, code=chain[0])
+                    rejections.append((chain, bundle_id, data))
                     continue
                 known.add(bundle_id)
                 tips[bundle.node] = (bundle.seq, bundle_id)
@@ -142,9 +145,9 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
                 bundle_rows.append({"bundle_id": bundle_id, "node": bundle.node, "cycle": bundle.cycle,
                                     "period": bundle.period, "seq": bundle.seq, "prev_hash": bundle.prev_hash,
                                     "framework_digest": bundle.framework_digest, "message": data,
-                                    "status": status, "reason": rejected})
+                                    "status": status, "reason": rejected[1] if rejected else ""})
                 if rejected:
-                    outcomes[i] = Outcome(False, False, rejected, bundle.node, bundle_id)
+                    outcomes[i] = Outcome(False, False, rejected[1], bundle.node, bundle_id, code=rejected[0])
                     rejections.append((rejected, bundle_id, data))
                     continue
                 detail: dict[str, object] = {
@@ -164,8 +167,9 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
             await tx.inbox.remember_many([(r["node"], r["bundle_id"]) for r in bundle_rows], now)
             await tx.results.put_reported(values, now)
             await tx.audit.append_many(audits, now)
-        await tx.audit.append_many([(me.code, "reject.results", subject or digest(data), {"reason": reason, "bytes": len(data)})
-                             for reason, subject, data in rejections], now)
+        await tx.audit.append_many([(me.code, "reject.results", subject or digest(data),
+                              {"reason": reason, "code": code, "bytes": len(data)})
+                             for (code, reason), subject, data in rejections], now)
         if accepted:
             await on_accept(tx, accepted)
     if any(o is not None and o.accepted and not o.duplicate for o in outcomes):
@@ -196,20 +200,29 @@ async def pull_missing(store: ProtocolStore[TxT], me: Me, child: str, fetch: Cal
             return outcomes
 
 
-def _check_chain(tip: tuple[int, str] | None, bundle: Bundle) -> str:
-    """``tip``: (seq, id) of the last bundle in the child's chain."""
+GAP = "results.gap"  # not a rejection: the transport delivers the bundle again later
+
+
+def _gap(bundle: Bundle) -> Rejection:
+    return GAP, f"缺少 {bundle.node} 序号 {bundle.seq} 之前的结果包，稍后重试 (gap in the bundle chain; retry later)"
+
+
+def _check_chain(tip: tuple[int, str] | None, bundle: Bundle) -> Rejection | None:
+    """``tip``: (seq, id) of the last bundle in the child's chain. None: the bundle continues it;
+    a gap (code :data:`GAP`); or a fork."""
     if tip is None:
         if bundle.seq == 1 and bundle.prev_hash == GENESIS:
-            return ""
-        return "gap" if bundle.seq > 1 else f"{bundle.node} 的首个结果包序号应为 1 (first bundle must have seq 1)"
+            return None
+        return _gap(bundle) if bundle.seq > 1 else ("results.bad_first_seq",
+                                                     f"{bundle.node} 的首个结果包序号应为 1 (first bundle must have seq 1)")
     last_seq, last_id = tip
     if bundle.seq <= last_seq:
-        return f"{bundle.node} 的结果包链分叉：序号 {bundle.seq} 已有不同内容 (forked bundle chain)"
+        return "results.fork", f"{bundle.node} 的结果包链分叉：序号 {bundle.seq} 已有不同内容 (forked bundle chain)"
     if bundle.seq > last_seq + 1:
-        return "gap"
+        return _gap(bundle)
     if bundle.prev_hash != last_id:
-        return f"{bundle.node} 的结果包链分叉：序号 {bundle.seq} 未接续已收到的结果包 (forked bundle chain)"
-    return ""
+        return "results.fork", f"{bundle.node} 的结果包链分叉：序号 {bundle.seq} 未接续已收到的结果包 (forked bundle chain)"
+    return None
 
 
 # Frameworks are immutable under their digest: decode each once.
@@ -225,22 +238,25 @@ def _framework(digest_: str, envelope: bytes) -> Framework:
     return fw
 
 
-async def _check_content(tx: ProtocolTx, bundle: Bundle, fw_rows: dict[str, FrameworkRecord | None]) -> str:
+async def _check_content(tx: ProtocolTx, bundle: Bundle, fw_rows: dict[str, FrameworkRecord | None]) -> Rejection | None:
     if bundle.framework_digest not in fw_rows:
         fw_rows[bundle.framework_digest] = await tx.frameworks.get(bundle.framework_digest)
     fw_row = fw_rows[bundle.framework_digest]
     if fw_row is None or fw_row.role != "issued":
-        return f"结果包引用的指标体系 {bundle.framework_digest[:12]}… 不是本节点发布的 (unknown framework)"
+        return ("results.unknown_framework",
+                f"结果包引用的指标体系 {bundle.framework_digest[:12]}… 不是本节点发布的 (unknown framework)")
     fw = _framework(fw_row.digest, fw_row.envelope)
     if bundle.node not in {u.code for u in fw.units}:
-        return f"{bundle.node} 不是该指标体系的被考评单位 (not a unit of that framework)"
+        return "results.not_a_unit", f"{bundle.node} 不是该指标体系的被考评单位 (not a unit of that framework)"
     if bundle.cycle != fw.cycle:
-        return f"结果包年度 {bundle.cycle} 与指标体系年度 {fw.cycle} 不符 (cycle does not match the framework)"
+        return ("results.cycle_mismatch",
+                f"结果包年度 {bundle.cycle} 与指标体系年度 {fw.cycle} 不符 (cycle does not match the framework)")
     if not valid_period(bundle.period, fw.cycle):
-        return f"报告期 {bundle.period!r} 无效，应如 {fw.cycle}-Y、{fw.cycle}-Q1、{fw.cycle}-M03 (invalid period)"
+        return ("results.bad_period",
+                f"报告期 {bundle.period!r} 无效，应如 {fw.cycle}-Y、{fw.cycle}-Q1、{fw.cycle}-M03 (invalid period)")
     unknown = sorted(set(bundle.values) - reportable_keys(fw))
     if unknown:
-        return f"结果包含该指标体系中不存在的指标 {', '.join(unknown[:5])} (unknown indicators)"
-    return ""
+        return "results.unknown_indicators", f"结果包含该指标体系中不存在的指标 {', '.join(unknown[:5])} (unknown indicators)"
+    return None
 
 

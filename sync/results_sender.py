@@ -35,7 +35,8 @@ async def send_bundle(tx: ProtocolTx, me: Me, *, cycle: str, period: str, framew
     message = pb.ResultMessage(bundle=sign(PAYLOAD_RESULTS, payload, me.key), certificate_chain=list(me.chain),
                                approvals=approvals, evidence=evidence).SerializeToString()
     if len(message) > MAX_MESSAGE_BYTES:
-        raise EnvelopeError(f"结果消息 {len(message)} 字节，超过上限 {MAX_MESSAGE_BYTES} (result message too large)")
+        raise EnvelopeError(f"结果消息 {len(message)} 字节，超过上限 {MAX_MESSAGE_BYTES} (result message too large)",
+                            code="results.too_large")
     await tx.bundles.put(bundle_id=bundle_id, node=me.code, cycle=cycle, period=period, seq=seq, prev_hash=prev,
                         framework_digest=framework_digest, message=message, now=now)
     if me.parent is not None:

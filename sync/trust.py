@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
+from aggregator.errors import TrustFailure
 from aggregator.framework import CODE_LENGTHS, LEVELS
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.envelope import (
@@ -52,12 +53,17 @@ MAX_CHAIN = 3  # province → city → county → township: at most three delega
 _CODE = re.compile(r"^[0-9]{2,12}$")
 
 
-class TrustError(EnvelopeError):
-    """A certificate or signer that must not be trusted."""
+class TrustError(EnvelopeError, TrustFailure):
+    """A certificate or signer that must not be trusted (``trust.*``, ``revocations.*``)."""
+
+    default_code = "trust.failed"
 
 
 class CertificateTimeError(TrustError):
-    """A certificate outside its validity at the moment checked (otherwise sound)."""
+    """A certificate outside its validity at the moment checked (otherwise sound):
+    ``trust.expired`` or ``trust.not_yet_valid``."""
+
+    default_code = "trust.certificate_time"
 
 
 @dataclass(frozen=True)
@@ -126,9 +132,9 @@ def countersign_rotation(certificate: bytes, old: Ed25519PrivateKey,
     and the key it certifies; refuses keys that are not those two."""
     cert = pb.NodeCertificate.FromString(open_envelope(certificate, PAYLOAD_CERTIFICATE).payload)
     if cert.previous_key != public_raw(old.public_key()):
-        raise TrustError("不是证书声明的旧密钥 (not the previous key the certificate names)")
+        raise TrustError("不是证书声明的旧密钥 (not the previous key the certificate names)", code="trust.wrong_old_key")
     if cert.public_key != public_raw(new.public_key()):
-        raise TrustError("不是证书所认证的新密钥 (not the key the certificate certifies)")
+        raise TrustError("不是证书所认证的新密钥 (not the key the certificate certifies)", code="trust.wrong_new_key")
     return countersign(certificate, old, new), cert
 
 
@@ -158,7 +164,7 @@ def verify_chain(chain: Sequence[bytes], root: Identity, now: int, state: TrustS
 
 def _verify_chain(chain: Sequence[bytes], root: Identity, now: int) -> tuple[Identity, int]:
     if len(chain) > MAX_CHAIN:
-        raise TrustError(f"证书链过长：{len(chain)} (certificate chain too long)")
+        raise TrustError(f"证书链过长：{len(chain)} (certificate chain too long)", code="trust.chain_too_long")
     current = root
     latest_start = 0
     for i, data in enumerate(chain):
@@ -167,23 +173,27 @@ def _verify_chain(chain: Sequence[bytes], root: Identity, now: int) -> tuple[Ide
             verify_signature(opened, current.public_key)
         except EnvelopeError as exc:
             raise TrustError(f"证书链第{i + 1}张证书未经 {current.code} 的密钥签发 (certificate not issued by its parent): "
-                             f"{exc}") from None
+                             f"{exc}", code="trust.not_issued_by_parent") from None
         cert = pb.NodeCertificate()
         try:
             cert.ParseFromString(opened.payload)
         except DecodeError:
-            raise TrustError(f"证书链第{i + 1}张证书无法解析 (malformed certificate)") from None
+            raise TrustError(f"证书链第{i + 1}张证书无法解析 (malformed certificate)",
+                             code="trust.malformed_certificate") from None
         level = PB_TO_LEVEL.get(cert.level, "")
         expected_level = LEVELS[LEVELS.index(current.level) + 1] if current.level != "township" else ""
         if cert.issuer_code != current.code or level != expected_level:
-            raise TrustError(f"证书 {cert.code} 的签发者或层级不符 (certificate issuer or level mismatch)")
+            raise TrustError(f"证书 {cert.code} 的签发者或层级不符 (certificate issuer or level mismatch)",
+                             code="trust.issuer_mismatch")
         if not valid_code(cert.code, level) or not cert.code.startswith(current.code):
-            raise TrustError(f"证书 {cert.code} 超出签发者 {current.code} 的管辖范围 (certificate outside its issuer's scope)")
+            raise TrustError(f"证书 {cert.code} 超出签发者 {current.code} 的管辖范围 (certificate outside its issuer's scope)",
+                             code="trust.out_of_scope")
         latest_start = max(latest_start, cert.not_before)
         if not cert.not_before <= now <= cert.not_after:
-            raise CertificateTimeError(f"节点 {cert.code} 的证书不在有效期内 (certificate expired or not yet valid)")
+            raise CertificateTimeError(f"节点 {cert.code} 的证书不在有效期内 (certificate expired or not yet valid)",
+                                       code="trust.expired" if now > cert.not_after else "trust.not_yet_valid")
         if len(cert.public_key) != 32:
-            raise TrustError(f"证书 {cert.code} 的公钥长度无效 (bad public key)")
+            raise TrustError(f"证书 {cert.code} 的公钥长度无效 (bad public key)", code="trust.bad_public_key")
         subject_key = Ed25519PublicKey.from_public_bytes(cert.public_key)
         previous_keyid = _check_rotation(cert, opened, subject_key)
         info = CertInfo(cert.issuer_code, cert.code, cert.serial, keyid(subject_key), previous_keyid)
@@ -197,20 +207,23 @@ def _verify_chain(chain: Sequence[bytes], root: Identity, now: int) -> tuple[Ide
 def _check_rotation(cert: pb.NodeCertificate, opened: Opened, subject_key: Ed25519PublicKey) -> str:
     """Rule 3: a certificate after the first is signed by the key it replaces and by the new key."""
     if cert.serial < 1:
-        raise TrustError(f"证书 {cert.code} 的序号无效 (certificate serial must start at 1)")
+        raise TrustError(f"证书 {cert.code} 的序号无效 (certificate serial must start at 1)", code="trust.bad_serial")
     if cert.serial == 1:
         if cert.previous_key:
-            raise TrustError(f"证书 {cert.code} 序号为 1 却声明了旧密钥 (first certificate names a previous key)")
+            raise TrustError(f"证书 {cert.code} 序号为 1 却声明了旧密钥 (first certificate names a previous key)",
+                             code="trust.unexpected_previous_key")
         return ""
     if len(cert.previous_key) != 32:
-        raise TrustError(f"证书 {cert.code} 序号 {cert.serial} 未声明被替换的旧密钥 (rotated certificate lacks previous_key)")
+        raise TrustError(f"证书 {cert.code} 序号 {cert.serial} 未声明被替换的旧密钥 (rotated certificate lacks previous_key)",
+                         code="trust.missing_previous_key")
     previous = Ed25519PublicKey.from_public_bytes(cert.previous_key)
     for who, key in (("旧密钥 (previous key)", previous), ("新密钥 (new key)", subject_key)):
         try:
             verify_signature(opened, key)
         except EnvelopeError:
             raise TrustError(f"节点 {cert.code} 的轮换证书（序号 {cert.serial}）缺少{who}的签名 "
-                             "(a rotated certificate must be signed by the old and the new key)") from None
+                             "(a rotated certificate must be signed by the old and the new key)",
+                             code="trust.rotation_unsigned") from None
     return keyid(previous)
 
 
@@ -250,19 +263,21 @@ def sign_revocations(key: Ed25519PrivateKey, issuer: str, version: int, issued_a
 def decode_revocations(data: bytes, issuer: Identity, now: int) -> RevocationList:
     """Verify a revocation list signed by ``issuer`` (whose chain the caller has verified)."""
     if len(data) > 8 * 1024 * 1024:
-        raise TrustError("吊销列表过大 (revocation list too large)")
+        raise TrustError("吊销列表过大 (revocation list too large)", code="revocations.too_large")
     crl = open_signed(data, PAYLOAD_REVOCATIONS, issuer.public_key, pb.RevocationList(),
-                      "吊销列表无法解析 (malformed revocation list)")
+                      "吊销列表无法解析 (malformed revocation list)", malformed_code="revocations.malformed")
     if crl.issuer_code != issuer.code:
-        raise TrustError(f"吊销列表声明的签发者 {crl.issuer_code} 不是签名者 {issuer.code} (issuer is not the signer)")
+        raise TrustError(f"吊销列表声明的签发者 {crl.issuer_code} 不是签名者 {issuer.code} (issuer is not the signer)",
+                         code="revocations.issuer_not_signer")
     if crl.version < 1 or crl.issued_at > now + CLOCK_SKEW or len(crl.revoked) > MAX_REVOKED:
-        raise TrustError(f"{issuer.code} 的吊销列表版本、时间或条目数无效 (bad revocation list header)")
+        raise TrustError(f"{issuer.code} 的吊销列表版本、时间或条目数无效 (bad revocation list header)",
+                         code="revocations.bad_header")
     child_level = LEVELS[LEVELS.index(issuer.level) + 1] if issuer.level != "township" else ""
     revoked: dict[tuple[str, int], tuple[int, str]] = {}
     for r in crl.revoked:
         if not valid_code(r.code, child_level) or not r.code.startswith(issuer.code):
             raise TrustError(f"{issuer.code} 的吊销列表含其管辖范围外的节点 {r.code[:12]} "
-                             "(revocation outside the issuer's scope)")
+                             "(revocation outside the issuer's scope)", code="revocations.out_of_scope")
         revoked[(r.code, r.serial)] = (r.revoked_at, r.reason[:200])
     return RevocationList(issuer.code, crl.version, crl.issued_at, revoked, data,
                           issuer.certs[-1].serial if issuer.certs else 0)
@@ -294,14 +309,15 @@ class TrustState:
             hit = crl.revoked.get((c.code, c.serial)) if crl is not None else None
             if hit is not None:
                 raise TrustError(f"节点 {c.code} 的证书（序号 {c.serial}）已被 {c.issuer} 吊销：{hit[1] or '未说明'} "
-                                 "(certificate revoked)")
+                                 "(certificate revoked)", code="trust.revoked")
             known = self.keys.get((c.code, c.serial))
             if known is not None and known != c.keyid:
-                raise TrustError(f"节点 {c.code} 的证书序号 {c.serial} 对应两把不同的密钥 (two keys under one serial: fork)")
+                raise TrustError(f"节点 {c.code} 的证书序号 {c.serial} 对应两把不同的密钥 (two keys under one serial: fork)",
+                                 code="trust.key_fork")
             before = self.keys.get((c.code, c.serial - 1))
             if c.previous_keyid and before is not None and before != c.previous_keyid:
                 raise TrustError(f"节点 {c.code} 的轮换证书（序号 {c.serial}）未接续序号 {c.serial - 1} 的密钥 "
-                                 "(rotation does not continue the key it replaces)")
+                                 "(rotation does not continue the key it replaces)", code="trust.rotation_fork")
         for c in identity.certs:
             if (c.code, c.serial) not in self.keys:
                 self.keys[(c.code, c.serial)] = c.keyid
@@ -339,13 +355,13 @@ class TrustState:
             if crl.version == current.version:
                 if crl.envelope != current.envelope and _payload(crl.envelope) != _payload(current.envelope):
                     raise TrustError(f"{crl.issuer} 的吊销列表 v{crl.version} 版本相同但内容不同 "
-                                     "(equal version with different bytes)")
+                                     "(equal version with different bytes)", code="revocations.fork")
                 return False
             dropped = set(current.revoked) - set(crl.revoked)
             if dropped:
                 code, serial = sorted(dropped)[0]
                 raise TrustError(f"{crl.issuer} 的吊销列表 v{crl.version} 撤回了对 {code} 序号 {serial} 的吊销 "
-                                 "(a revocation cannot be withdrawn)")
+                                 "(a revocation cannot be withdrawn)", code="revocations.withdrawn")
         self.lists[crl.issuer] = crl
         if saved:
             self.unsaved.pop(crl.issuer, None)
@@ -385,10 +401,10 @@ def chain_identities(chain: Sequence[bytes], root: Identity, now: int, state: Tr
 
 
 def accept_revocations(state: TrustState, envelopes: Sequence[bytes], signers: Sequence[Identity],
-                       now: int, problems: list[str] | None = None) -> list[RevocationList]:
+                       now: int, problems: list[EnvelopeError] | None = None) -> list[RevocationList]:
     """Verify lists signed by nodes among ``signers`` and install the newer ones; return those.
 
-    A bad list raises TrustError, or with ``problems`` is described there and skipped: each list is
+    A bad list raises TrustError, or with ``problems`` is collected there and skipped: each list is
     signed on its own, so one bad list must not stop the framework or heartbeat that carried it."""
     by_code = {s.code: s for s in signers}
     installed = []
@@ -398,16 +414,16 @@ def accept_revocations(state: TrustState, envelopes: Sequence[bytes], signers: S
             try:
                 claimed.ParseFromString(open_envelope(data, PAYLOAD_REVOCATIONS).payload)
             except DecodeError:
-                raise TrustError("吊销列表无法解析 (malformed revocation list)") from None
+                raise TrustError("吊销列表无法解析 (malformed revocation list)", code="revocations.malformed") from None
             issuer = by_code.get(claimed.issuer_code)
             if issuer is None:
                 raise TrustError(f"吊销列表的签发者 {claimed.issuer_code[:12]} 不在证书链上 "
-                                 "(revocation list from outside the chain)")
+                                 "(revocation list from outside the chain)", code="revocations.not_in_chain")
             crl = decode_revocations(data, issuer, now)
             if state.offer(crl):
                 installed.append(crl)
         except EnvelopeError as exc:
             if problems is None:
                 raise
-            problems.append(str(exc))
+            problems.append(exc)
     return installed

@@ -26,7 +26,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from proto.appraisal.v1 import appraisal_pb2 as pb
-from sync.envelope import PAYLOAD_HEARTBEAT, EnvelopeError, open_signed, sign
+from sync.envelope import PAYLOAD_HEARTBEAT, EnvelopeError, code_of, open_signed, sign
 from sync.identity import Me
 from sync.ports import ProtocolStore, ProtocolTx
 from sync.trust import (
@@ -80,9 +80,10 @@ async def revoke(store: ProtocolStore[ProtocolTx], me: Me, code: str, serial: in
     """Revoke certificate ``serial`` of child ``code``: sign the next version of this node's list,
     commit it, and only then put it in force here (so nothing uncommitted is ever sent down)."""
     if code not in me.children:
-        raise TrustError(f"{code[:12]} 不是本节点签发证书的下级，无法吊销 (a node revokes only its children's certificates)")
+        raise TrustError(f"{code[:12]} 不是本节点签发证书的下级，无法吊销 (a node revokes only its children's certificates)",
+                         code="revocations.not_a_child")
     if serial < 1:
-        raise TrustError("证书序号应为正整数 (serial must be a positive integer)")
+        raise TrustError("证书序号应为正整数 (serial must be a positive integer)", code="revocations.bad_serial")
     async with store.tx() as tx:  # under the store's write lock: two revocations cannot take one version
         current = me.trust.lists.get(me.code)
         entries = dict(current.revoked) if current is not None else {}
@@ -120,11 +121,12 @@ async def persist_trust(store: ProtocolStore[ProtocolTx], me: Me, now: int, *, k
     me.trust.mark_saved(lists, new_keys)
 
 
-async def audit_list_problems(store: ProtocolStore[ProtocolTx], me: Me, problems: list[str], now: int) -> None:
+async def audit_list_problems(store: ProtocolStore[ProtocolTx], me: Me, problems: list[EnvelopeError], now: int) -> None:
     if problems:
         async with store.tx() as tx:
             for p in problems:
-                await tx.audit.append(me.code, "reject.revocations", me.parent or "", {"reason": p[:500]}, now)
+                await tx.audit.append(me.code, "reject.revocations", me.parent or "",
+                                      {"reason": str(p)[:500], "code": p.code}, now)
 
 
 async def receive_trust_update(store: ProtocolStore[ProtocolTx], me: Me, data: bytes, now: int,
@@ -132,43 +134,49 @@ async def receive_trust_update(store: ProtocolStore[ProtocolTx], me: Me, data: b
     """Verify a parent's TrustUpdate; return the new pulse and how many newer revocation lists it
     brought. Raises EnvelopeError (audited) if refused."""
     installed: list[RevocationList] = []
-    problems: list[str] = []
+    problems: list[EnvelopeError] = []
     try:
         if len(data) > MAX_TRUST_UPDATE:
-            raise EnvelopeError("信任更新过大 (trust update too large)")
+            raise EnvelopeError("信任更新过大 (trust update too large)", code="heartbeat.too_large")
         msg = pb.TrustUpdate()
         try:
             msg.ParseFromString(data)
         except DecodeError:
-            raise EnvelopeError("信任更新无法解析 (malformed trust update)") from None
+            raise EnvelopeError("信任更新无法解析 (malformed trust update)", code="heartbeat.malformed_update") from None
         signers = chain_identities(list(msg.certificate_chain), me.root, now, me.trust)
         sender = signers[-1]
         if sender.code != me.parent:
-            raise EnvelopeError(f"信任更新由 {sender.code} 签发，不是本节点的上级 (not from this node's parent)")
+            raise EnvelopeError(f"信任更新由 {sender.code} 签发，不是本节点的上级 (not from this node's parent)",
+                                code="heartbeat.not_parent")
         installed = accept_revocations(me.trust, list(msg.revocations), signers, now, problems)
         pulse = _verify_heartbeat(msg.heartbeat, sender.public_key, sender.code, now, last, me.code)
         me.trust.check(sender)  # a list just installed may revoke the sender itself
     except (EnvelopeError, ArithmeticError) as exc:
+        code = code_of(exc, "heartbeat.arithmetic")
         await persist_trust(store, me, now, keys=False)
         await audit_list_problems(store, me, problems, now)
         async with store.tx() as tx:
-            await tx.audit.append(me.code, "reject.heartbeat", me.parent or "", {"reason": str(exc), "bytes": len(data)}, now)
-        raise EnvelopeError(str(exc)) from None
+            await tx.audit.append(me.code, "reject.heartbeat", me.parent or "",
+                           {"reason": str(exc), "code": code, "bytes": len(data)}, now)
+        raise EnvelopeError(str(exc), code=code) from None
     await persist_trust(store, me, now, keys=True)
     await audit_list_problems(store, me, problems, now)
     return pulse, len(installed)
 
 
 def _verify_heartbeat(data: bytes, key: Any, sender: str, now: int, last: Pulse | None, me: str) -> Pulse:
-    hb = open_signed(data, PAYLOAD_HEARTBEAT, key, pb.Heartbeat(), "心跳无法解析 (malformed heartbeat)")
+    hb = open_signed(data, PAYLOAD_HEARTBEAT, key, pb.Heartbeat(), "心跳无法解析 (malformed heartbeat)",
+                     malformed_code="heartbeat.malformed")
     if hb.issuer_code != sender:
-        raise EnvelopeError(f"心跳声明的签发者 {hb.issuer_code[:12]} 不是签名者 {sender} (issuer is not the signer)")
+        raise EnvelopeError(f"心跳声明的签发者 {hb.issuer_code[:12]} 不是签名者 {sender} (issuer is not the signer)",
+                            code="heartbeat.issuer_not_signer")
     if hb.issued_at > now + CLOCK_SKEW or not hb.issued_at < hb.expires_at <= hb.issued_at + MAX_HEARTBEAT_TTL:
-        raise EnvelopeError("心跳的时间无效 (heartbeat times are invalid)")
+        raise EnvelopeError("心跳的时间无效 (heartbeat times are invalid)", code="heartbeat.bad_times")
     if hb.expires_at < now:
-        raise EnvelopeError(f"心跳已于 {hb.expires_at} 过期 (stale heartbeat: expired)")
+        raise EnvelopeError(f"心跳已于 {hb.expires_at} 过期 (stale heartbeat: expired)", code="heartbeat.stale")
     if last is not None and hb.issued_at < last.issued_at:  # equal: one second can carry several
-        raise EnvelopeError(f"心跳早于已收到的心跳 (heartbeat replayed or out of date: {hb.issued_at} < {last.issued_at})")
+        raise EnvelopeError(f"心跳早于已收到的心跳 (heartbeat replayed or out of date: {hb.issued_at} < {last.issued_at})",
+                            code="heartbeat.replay")
     refs = tuple((f.cycle, f.unit_class, f.version, f.digest) for f in hb.frameworks[:1000])
     returned = tuple((r.bundle_id[:64], r.seq, r.reason[:500], r.returned_at) for r in hb.returned[:5000] if r.node == me)
     return Pulse(hb.issued_at, hb.expires_at, refs, hb.revocations_version, returned)

@@ -77,16 +77,17 @@ async def test_every_break_in_the_chain_is_named(h: Hierarchy) -> None:
         pb.ResultMessage.FromString(city_msg).approvals[0], PAYLOAD_APPROVAL).payload).SerializeToString(),
         h.keys["5107"])
     cases = {
-        "source not approved": mutate(city_msg, lambda m: m.ClearField("approvals")),
-        "approval not signed by 5101": mutate(city_msg, lambda m: m.approvals.__setitem__(0, forged_approval)),
-        "evidence missing": mutate(city_msg, lambda m: m.ClearField("evidence")),
-        "a source's own source was not approved": mutate(city_msg, strip_inner_approvals),
+        "approval.not_approved": mutate(city_msg, lambda m: m.ClearField("approvals")),
+        "approval.wrong_signer": mutate(city_msg, lambda m: m.approvals.__setitem__(0, forged_approval)),
+        "approval.evidence_missing": mutate(city_msg, lambda m: m.ClearField("evidence")),
+        "approval.below_not_approved": mutate(city_msg, strip_inner_approvals),
         # a township's genuine bundle passed off as the county's: not the bundle the city cited
-        "not cited": mutate(city_msg, lambda m: m.evidence.__setitem__(0, town_msgs[0])),
+        "approval.not_cited": mutate(city_msg, lambda m: m.evidence.__setitem__(0, town_msgs[0])),
     }
-    for reason, message in cases.items():
-        with pytest.raises(EnvelopeError, match=reason):
+    for code, message in cases.items():
+        with pytest.raises(EnvelopeError) as exc:
             check(h, message, "5101")
+        assert exc.value.code == code
 
 
 async def test_a_source_must_be_a_child_of_the_sender(h: Hierarchy) -> None:
@@ -94,8 +95,9 @@ async def test_a_source_must_be_a_child_of_the_sender(h: Hierarchy) -> None:
     _, county_msg, _ = await chain_of_three(h)
     payload = open_envelope(pb.ResultMessage.FromString(county_msg).bundle, PAYLOAD_RESULTS).payload
     stray, _ = await sent(h.me("5107"), [Source("510104", digest(payload), 1, county_msg)])
-    with pytest.raises(EnvelopeError, match="not a child of the sender"):
+    with pytest.raises(EnvelopeError) as exc:
         check(h, stray, "5107")
+    assert exc.value.code == "approval.source_not_child"
 
 
 async def test_evidence_is_checked_as_of_its_approval(h: Hierarchy) -> None:
@@ -116,5 +118,6 @@ async def test_evidence_is_checked_as_of_its_approval(h: Hierarchy) -> None:
     never = (h.chains["5101"][0], h.certify("5101", "510104", h.keys["510104"], not_after=NOW - 30))
     _, stale_src = await sent(replace(h.me("510104"), chain=never), [s for _, s in towns])
     stale_msg, _ = await sent(h.me("5101"), [stale_src])
-    with pytest.raises(EnvelopeError, match="expired"):
+    with pytest.raises(EnvelopeError) as exc:
         verify_attestations(pb.ResultMessage.FromString(stale_msg), city, bundle_from_message(stale_msg), h.root, later)
+    assert exc.value.code == "trust.expired"

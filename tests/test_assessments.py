@@ -10,14 +10,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from aggregator.errors import AppraisalError
-from nodes.runtime import NodeServices as Node
-from nodes.runtime import build_services
 
+from aggregator.errors import AppraisalError
 from aggregator.framework import Unit, derive_child_framework
 from nodes.config import load_config
 from nodes.framework_file import load_framework
 from nodes.launcher import Federation, load_topology
+from nodes.runtime import NodeServices as Node
+from nodes.runtime import build_services
 from nodes.store import Store
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys

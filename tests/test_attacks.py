@@ -65,45 +65,49 @@ def stray_unit(fw: Framework, _: str) -> Framework:
     return replace(fw, units=(*fw.units, Unit("510703", "涪城区", "县市区")))
 
 
-CASES: dict[str, tuple[Callable[[Hierarchy], bytes], str]] = {
-    "framework for another cycle": (lambda h: county_message(h, another_cycle), "another cycle than its parent"),
-    "pin names another class (mix-and-match)": (lambda h: county_message(h, mixed_pin), "parent pin does not match"),
+# (message, the code of the refusal, for a linkage refusal the linkage problem its reason names)
+CASES: dict[str, tuple[Callable[[Hierarchy], bytes], str, str]] = {
+    "framework for another cycle": (lambda h: county_message(h, another_cycle), "cascade.linkage",
+                                    "another cycle than its parent"),
+    "pin names another class (mix-and-match)": (lambda h: county_message(h, mixed_pin), "cascade.linkage",
+                                                "parent pin does not match"),
     "pinned to a framework that is not the parent": (lambda h: county_message(h, pinned_elsewhere),
-                                                     "does not pin its parent"),
+                                                     "cascade.linkage", "does not pin its parent"),
     "link to an indicator the pinned parent lacks": (lambda h: county_message(h, link_to_nothing),
-                                                     "linked parent indicator does not exist"),
-    "expired framework": (lambda h: county_message(h, expired), "framework expired"),
-    "unit outside the issuer's scope": (lambda h: county_message(h, stray_unit), "outside the issuer's scope"),
+                                                     "cascade.linkage", "linked parent indicator does not exist"),
+    "expired framework": (lambda h: county_message(h, expired), "cascade.expired", ""),
+    "unit outside the issuer's scope": (lambda h: county_message(h, stray_unit), "cascade.unit_out_of_scope", ""),
     "expired certificate": (lambda h: county_message(h, chain=[h.certify("51", "5101", h.keys["5101"],
                                                                          not_after=NOW - 1)]),
-                            "certificate expired"),
+                            "trust.expired", ""),
     # 绵阳市, validly certified, signs 成都市's framework for 锦江区 (in the name of 成都市, then as itself).
     "another city signs in 成都市's name": (lambda h: county_message(h, chain=h.chains["5107"], signer="5107"),
-                                           "issuer is not the signer"),
+                                           "cascade.issuer_not_signer", ""),
     "another city signs for a county not its own": (
         lambda h: county_message(h, lambda fw, _: replace(fw, issuer="5107"), chain=h.chains["5107"], signer="5107"),
-        "outside the issuer's scope"),
+        "cascade.unit_out_of_scope", ""),
     "wrong signer for the certificate chain": (lambda h: county_message(h, chain=h.chains["5101"], signer="5107"),
-                                               "not signed by the expected key"),
+                                               "envelope.wrong_key", ""),
     "oversize envelope": (lambda h: pb.CascadeMessage(frameworks=[b"\x00" * (MAX_ENVELOPE_BYTES + 1)]).SerializeToString(),
-                          "envelope too large"),
-    "not protobuf at all": (lambda h: b"\xff\xff\xff\xff not a message", "malformed cascade message"),
+                          "envelope.too_large", ""),
+    "not protobuf at all": (lambda h: b"\xff\xff\xff\xff not a message", "cascade.malformed", ""),
 }
 
 
 @pytest.mark.parametrize("attack", list(CASES))
 async def test_attack_is_refused_audited_and_changes_nothing(store: Store, h: Hierarchy, attack: str) -> None:
-    make, reason = CASES[attack]
+    make, code, problem = CASES[attack]
     county = h.me("510104")
     before = await snapshot(store)
     outcome = await receive_cascade(store, county, make(h), NOW, no_follow_up)
     assert not outcome.accepted and not outcome.retry
-    assert reason in outcome.reason, outcome.reason
+    assert outcome.code == code and problem in outcome.reason, outcome.reason
     assert await snapshot(store) == before
     async with store.read() as r:
         entries = await r.audit.entries()
     assert [e.action for e in entries] == ["reject.framework"]
-    assert reason in json.loads(entries[0].detail)["reason"]
+    detail = json.loads(entries[0].detail)
+    assert detail["code"] == code and detail["reason"] == outcome.reason
 
 
 async def test_the_genuine_message_is_accepted(store: Store, h: Hierarchy) -> None:

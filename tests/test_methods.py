@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aggregator.errors import BadInput
 from aggregator.framework import METHODS as METHOD_NAMES
 from aggregator.framework import Adjustment, Framework, FrameworkRef, Indicator, Unit, check_structure
 from aggregator.grading import GradeRule, assign_grades, quota_seats, repeated_grade_flags
@@ -53,8 +54,9 @@ def test_threshold_interpolation() -> None:
     assert share(i, "130") == D("1.2")
     lower = ind("threshold", "lower", "40", baseline="50", challenge="30")
     assert share(lower, "45") == D("0.8")
-    with pytest.raises(ValueError, match="order"):
+    with pytest.raises(BadInput) as exc:
         share(ind("threshold", baseline="120", challenge="80"), "90")
+    assert exc.value.code == "method.bad_order"
 
 
 def test_efficacy_coefficient_and_minmax_within_class() -> None:

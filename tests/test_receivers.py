@@ -3,6 +3,7 @@ what is rejected with which reason, and that a rejection changes nothing but the
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -88,9 +89,10 @@ async def test_tampered_byte_rejected_and_nothing_changes(store: Store, h: Hiera
         env.signatures[0].sig = bytes(s)
     msg.frameworks[0] = env.SerializeToString()
     outcome = await receive_cascade(store, me, msg.SerializeToString(), NOW, no_follow_up)
-    assert not outcome.accepted
+    assert not outcome.accepted and outcome.code == "envelope.bad_signature"
     assert await snapshot(store) == before
-    assert [r for r in await rejections(store) if "altered" in r or "does not verify" in r]
+    async with store.read() as r:
+        assert [json.loads(e.detail)["code"] for e in await r.audit_entries(action="reject.framework")] == [outcome.code]
 
 
 async def test_signer_never_certified_rejected(store: Store, h: Hierarchy) -> None:
@@ -103,12 +105,12 @@ async def test_signer_never_certified_rejected(store: Store, h: Hierarchy) -> No
     forged = sign(PAYLOAD_FRAMEWORK, city_env.payload, rogue)
     msg = pb.CascadeMessage(frameworks=[good.frameworks[0], forged], certificate_chain=good.certificate_chain)
     outcome = await receive_cascade(store, me, msg.SerializeToString(), NOW, no_follow_up)
-    assert not outcome.accepted and "expected key" in outcome.reason
+    assert not outcome.accepted and outcome.code == "envelope.wrong_key"
     # And a chain whose certificate was issued by the wrong parent.
     bad_chain = [h.certify("5107", "5101", rogue)]
     msg2 = pb.CascadeMessage(frameworks=[good.frameworks[0], forged], certificate_chain=bad_chain)
     outcome2 = await receive_cascade(store, me, msg2.SerializeToString(), NOW, no_follow_up)
-    assert not outcome2.accepted and "not issued by its parent" in outcome2.reason
+    assert not outcome2.accepted and outcome2.code == "trust.not_issued_by_parent"
     assert await snapshot(store) == before
     assert len(await rejections(store)) == 2
 
@@ -123,16 +125,16 @@ async def test_replayed_older_version_rejected(store: Store, h: Hierarchy) -> No
     # v1 again is an exact repeat (answered from the store); an older version with other bytes is a rollback.
     old_other, _ = h.cascade_to_city(1, title="另一份 v1")
     outcome = await receive_cascade(store, me, old_other, NOW, no_follow_up)
-    assert not outcome.accepted and "rollback" in outcome.reason
+    assert not outcome.accepted and outcome.code == "cascade.rollback"
     same_version, _ = h.cascade_to_city(2, title="另一份 v2")
     outcome = await receive_cascade(store, me, same_version, NOW, no_follow_up)
-    assert not outcome.accepted and "equal version" in outcome.reason
+    assert not outcome.accepted and outcome.code == "cascade.fork"
     assert await snapshot(store) == before
 
 
 async def test_framework_for_another_node_rejected(store: Store, h: Hierarchy) -> None:
     outcome = await receive_cascade(store, h.me("5107"), h.cascade_to_county(), NOW, no_follow_up)
-    assert not outcome.accepted and "parent" in outcome.reason
+    assert not outcome.accepted and outcome.code == "cascade.not_parent"
 
 
 async def _county_with_framework(store: Store, h: Hierarchy) -> tuple[Me, Framework, str]:
@@ -207,9 +209,9 @@ async def test_results_chain_accept_duplicate_fork_and_gap(store: Store, h: Hier
     dup = await receive_results(store, county, first, NOW, on_accept)
     assert dup.duplicate
     gap = await receive_results(store, county, third, NOW, on_accept)
-    assert not gap.accepted and gap.retry and "gap" in gap.reason
+    assert not gap.accepted and gap.retry and gap.code == "results.gap"
     wrong_subject = await receive_results(store, county, second, NOW, on_accept, "res.51.5101.510104.510104018")
-    assert not wrong_subject.accepted and "does not own the subject" in wrong_subject.reason
+    assert not wrong_subject.accepted and wrong_subject.code == "results.wrong_subject"
     ok2 = await receive_results(store, county, second, NOW, on_accept)
     assert ok2.accepted
     # A fork: a different bundle claiming seq 2.
@@ -218,7 +220,7 @@ async def test_results_chain_accept_duplicate_fork_and_gap(store: Store, h: Hier
     await send_bundle(fork_mem, town, cycle="2026", period="2026-Y", framework_digest=digest,
                       values={**vals, "A1": Decimal(99)}, child_scores=(), now=NOW)
     fork = await receive_results(store, county, fork_mem.queued[0], NOW, on_accept)
-    assert not fork.accepted and "forked" in fork.reason
+    assert not fork.accepted and fork.code == "results.fork"
     assert len(seen) == 2
     # The bundle that came too early is taken once its predecessor is there.
     late = await receive_results(store, county, third, NOW, on_accept)
@@ -242,8 +244,8 @@ async def test_rejected_content_does_not_block_the_chain(store: Store, h: Hierar
     await send_bundle(mem, town, cycle="2026", period="2026-Y", framework_digest=digest,
                       values=vals, child_scores=(), now=NOW)
     outcomes = [await receive_results(store, county, m, NOW, no_follow_up) for m in mem.queued]
-    assert not outcomes[0].accepted and "unknown indicators" in outcomes[0].reason
-    assert not outcomes[1].accepted and "invalid period" in outcomes[1].reason
+    assert not outcomes[0].accepted and outcomes[0].code == "results.unknown_indicators"
+    assert not outcomes[1].accepted and outcomes[1].code == "results.bad_period"
     assert outcomes[2].accepted, outcomes[2].reason
     async with store.read() as r:
         last = await r.bundles.last("510104017")
@@ -261,7 +263,7 @@ async def test_absurd_numbers_are_rejected_not_crashing(store: Store, h: Hierarc
     message = pb.ResultMessage(bundle=sign(PAYLOAD_RESULTS, bundle.SerializeToString(), town.key),
                                certificate_chain=list(town.chain)).SerializeToString()
     outcome = await receive_results(store, county, message, NOW, no_follow_up)
-    assert not outcome.accepted and "out of range" in outcome.reason
+    assert not outcome.accepted and outcome.code == "number.out_of_range"
 
 
 async def test_badly_structured_framework_is_rejected(store: Store, h: Hierarchy) -> None:
@@ -273,7 +275,7 @@ async def test_badly_structured_framework_is_rejected(store: Store, h: Hierarchy
     env, _ = h.signed("51", broken)
     outcome = await receive_cascade(store, h.me("5101"), pb.CascadeMessage(frameworks=[env]).SerializeToString(),
                                     NOW, no_follow_up)
-    assert not outcome.accepted and "structure check failed" in outcome.reason and "direction" in outcome.reason
+    assert not outcome.accepted and outcome.code == "cascade.structure" and "direction" in outcome.reason
 
 
 async def test_a_batch_is_taken_in_chain_order_with_one_outcome_per_message(store: Store, h: Hierarchy) -> None:

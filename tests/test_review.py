@@ -10,11 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from aggregator.errors import AppraisalError
-from nodes.runtime import NodeServices as Node
 
+from aggregator.errors import AppraisalError
 from nodes.config import load_config
 from nodes.launcher import Federation
+from nodes.runtime import NodeServices as Node
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.envelope import PAYLOAD_APPROVAL, open_envelope
 from sync.identity import Me

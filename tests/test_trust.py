@@ -34,12 +34,14 @@ def test_every_single_byte_change_is_rejected(h: Hierarchy) -> None:
 
 def test_unsigned_and_duplicate_signatures_rejected(h: Hierarchy) -> None:
     unsigned = pb.Envelope(payload_type=PAYLOAD_FRAMEWORK, payload=b"x").SerializeToString()
-    with pytest.raises(EnvelopeError, match="unsigned"):
+    with pytest.raises(EnvelopeError) as exc:
         open_envelope(unsigned, PAYLOAD_FRAMEWORK)
+    assert exc.value.code == "envelope.unsigned"
     env = pb.Envelope.FromString(sign(PAYLOAD_FRAMEWORK, b"x", h.keys["51"]))
     env.signatures.append(env.signatures[0])
-    with pytest.raises(EnvelopeError, match="duplicate"):
+    with pytest.raises(EnvelopeError) as exc:
         open_envelope(env.SerializeToString(), PAYLOAD_FRAMEWORK)
+    assert exc.value.code == "envelope.duplicate_signature"
 
 
 def test_chain_verifies_down_to_township(h: Hierarchy) -> None:
@@ -51,34 +53,40 @@ def test_chain_verifies_down_to_township(h: Hierarchy) -> None:
 def test_uncertified_key_is_rejected(h: Hierarchy) -> None:
     rogue = keys.generate()
     data = sign(PAYLOAD_FRAMEWORK, b"x", rogue)
-    with pytest.raises(EnvelopeError, match="not signed by the expected key"):
+    with pytest.raises(EnvelopeError) as exc:
         verify_signed_by(data, PAYLOAD_FRAMEWORK, h.chains["5101"], h.root, NOW)
+    assert exc.value.code == "envelope.wrong_key"
     # A certificate issued by a key the province never certified.
     forged = [*h.chains["5101"][:0], h.certify("5107", "5101", rogue)]
-    with pytest.raises(TrustError, match="not issued by its parent"):
+    with pytest.raises(TrustError) as exc:
         verify_chain(forged, h.root, NOW)
+    assert exc.value.code == "trust.not_issued_by_parent"
 
 
 def test_scope_is_enforced(h: Hierarchy) -> None:
     # 成都市 certifies a county under 绵阳市: valid signature, wrong scope.
     stray = [*h.chains["5101"], h.certify("5101", "510703", keys.generate())]
-    with pytest.raises(TrustError, match="outside its issuer's scope"):
+    with pytest.raises(TrustError) as exc:
         verify_chain(stray, h.root, NOW)
+    assert exc.value.code == "trust.out_of_scope"
 
 
 def test_expired_certificate_rejected(h: Hierarchy) -> None:
     chain = [h.certify("51", "5101", h.keys["5101"], not_after=NOW - 1)]
-    with pytest.raises(TrustError, match="expired"):
+    with pytest.raises(TrustError) as exc:
         verify_chain(chain, h.root, NOW)
+    assert exc.value.code == "trust.expired"
 
 
 def test_a_remembered_chain_is_still_checked_for_expiry(h: Hierarchy) -> None:
     chain = [h.certify("51", "5101", h.keys["5101"], not_after=NOW + 100)]
     assert verify_chain(chain, h.root, NOW).code == "5101"  # verified and remembered
-    with pytest.raises(TrustError, match="expired"):
+    with pytest.raises(TrustError) as exc:
         verify_chain(chain, h.root, NOW + 101)
+    assert exc.value.code == "trust.expired"
     other_root = keys.generate()
     from sync.trust import root_identity
 
-    with pytest.raises(TrustError, match="not issued by its parent"):  # remembered per root key, not globally
+    with pytest.raises(TrustError) as exc:  # remembered per root key, not globally
         verify_chain(chain, root_identity("51", "四川省", other_root.public_key()), NOW)
+    assert exc.value.code == "trust.not_issued_by_parent"

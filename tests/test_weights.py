@@ -35,16 +35,17 @@ def test_ahp_inconsistent_matrix_is_reported() -> None:
     assert r.cr >= 0.10 and not r.as_dict()["consistent"]
 
 
-@pytest.mark.parametrize(("matrix", "message"), [
-    ([[1, 2], [2, 1]], "reciprocal"),
-    ([[1, 2, 3], [0.5, 1, 2]], "square"),
-    ([[1, -2], ["-1/2", 1]], "positive"),
-    ([[2, 2], ["1/2", 1]], "diagonal"),
-    ([[1, "x"], ["1/2", 1]], "matrix[0][1]"),
+@pytest.mark.parametrize(("matrix", "code", "message"), [
+    ([[1, 2], [2, 1]], "weights.not_reciprocal", "matrix[1][0]"),
+    ([[1, 2, 3], [0.5, 1, 2]], "weights.not_square", "matrix"),
+    ([[1, -2], ["-1/2", 1]], "weights.not_positive", "matrix[0][1]"),
+    ([[2, 2], ["1/2", 1]], "weights.bad_diagonal", "matrix[0][0]"),
+    ([[1, "x"], ["1/2", 1]], "weights.not_a_fraction", "matrix[0][1]"),
 ])
-def test_ahp_refuses_bad_matrices(matrix: list[list[object]], message: str) -> None:
-    with pytest.raises(WeightsError, match=message.replace("[", r"\[").replace("]", r"\]")):
+def test_ahp_refuses_bad_matrices(matrix: list[list[object]], code: str, message: str) -> None:
+    with pytest.raises(WeightsError, match=message.replace("[", r"\[").replace("]", r"\]")) as exc:
         ahp(["a", "b"] if len(matrix[0]) == 2 else ["a", "b", "c"], matrix)
+    assert exc.value.code == code
 
 
 @st.composite

@@ -17,7 +17,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from proto.appraisal.v1 import appraisal_pb2_grpc as pb_grpc
 from sync.limits import DEFAULT_LIMITS
-from sync.transport.tls import TlsFiles, channel_credentials, node_host, peer_code, server_credentials
+from sync.transport.tls import TlsError, TlsFiles, channel_credentials, node_host, peer_code, server_credentials
+
 
 class Federation(Protocol):
     """What the node answers over gRPC; the servicer only authenticates, rate-limits and delegates."""
@@ -28,6 +29,8 @@ class Federation(Protocol):
     async def submit_results(self, message: bytes) -> tuple[bool, str]: ...
     async def query(self, request: pb.QueryRequest) -> pb.QueryReply: ...
     async def fetch_bundles(self, requester: str, after_seq: int) -> list[bytes]: ...
+
+
 MAX_MESSAGE = DEFAULT_LIMITS.grpc_message_bytes
 
 
@@ -129,7 +132,7 @@ class FederationClient:
             self.channel = grpc.aio.insecure_channel(target, options=options)
         else:
             if not peer:
-                raise ValueError("a TLS client must name the node it expects")
+                raise TlsError("a TLS client must name the node it expects", code="tls.no_peer")
             options.append(("grpc.ssl_target_name_override", node_host(peer)))
             self.channel = grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
         self.stub = pb_grpc.FederationStub(self.channel)

@@ -19,11 +19,15 @@ from pathlib import Path
 
 import grpc
 
+from aggregator.errors import ConfigError
+
 HOST_SUFFIX = ".nodes.fedappraisal"
 
 
-class TlsError(ValueError):
-    pass
+class TlsError(ConfigError):
+    """TLS files or a CA that cannot be used (``tls.*``)."""
+
+    default_code = "config.tls"
 
 
 def node_host(code: str) -> str:
@@ -41,7 +45,8 @@ class TlsFiles:
         try:
             return cls(ca.read_bytes(), cert.read_bytes(), key.read_bytes())
         except OSError as exc:
-            raise TlsError(f"{exc.filename}: 无法读取 TLS 文件 (cannot read TLS file): {exc.strerror}") from None
+            raise TlsError(f"{exc.filename}: 无法读取 TLS 文件 (cannot read TLS file): {exc.strerror}",
+                           code="tls.unreadable") from None
 
 
 def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
@@ -98,9 +103,9 @@ def issue_node_cert(ca_key_pem: bytes, ca_cert_pem: bytes, code: str, *, hosts: 
         ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
         ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     except ValueError:
-        raise TlsError("CA 私钥或证书不是 PEM 格式 (CA key or certificate is not PEM)") from None
+        raise TlsError("CA 私钥或证书不是 PEM 格式 (CA key or certificate is not PEM)", code="tls.ca_not_pem") from None
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise TlsError("CA 私钥应为 ECDSA P-256 (CA key must be ECDSA P-256)")
+        raise TlsError("CA 私钥应为 ECDSA P-256 (CA key must be ECDSA P-256)", code="tls.ca_not_ecdsa")
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName(node_host(code))]
     for h in hosts:
@@ -130,6 +135,6 @@ def certificate_code(cert_pem: bytes) -> str:
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
-        raise TlsError("TLS 证书不是 PEM 格式 (TLS certificate is not PEM)") from None
+        raise TlsError("TLS 证书不是 PEM 格式 (TLS certificate is not PEM)", code="tls.cert_not_pem") from None
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else ""
