@@ -70,8 +70,9 @@ async def test_values_count_only_once_approved_and_the_reviewer_travels_up(revie
     msg = pb.ResultMessage.FromString(outgoing[-1].payload)
     reviewers = {pb.Approval.FromString(open_envelope(a, PAYLOAD_APPROVAL).payload).reviewer for a in msg.approvals}
     assert reviewers == {"区考核办 张三", "区考核办 李四"}
-    with pytest.raises(AppraisalError, match="not pending review"):
+    with pytest.raises(AppraisalError) as refused:
         await node.review.review(TOWNS[0], ids[TOWNS[0]], "approve", "", "区考核办 张三")
+    assert refused.value.code == "review.not_pending", refused.value
 
 
 async def test_a_returned_bundle_counts_for_nothing_and_the_township_is_told(reviewing: tuple[Node, Federation]) -> None:
@@ -79,8 +80,9 @@ async def test_a_returned_bundle_counts_for_nothing_and_the_township_is_told(rev
     town = me_of(fed, TOWNS[0])
     mem = Memory()
     first = await report(node, town, mem, 100)
-    with pytest.raises(AppraisalError, match="needs a reason"):
+    with pytest.raises(AppraisalError) as refused:
         await node.review.review(TOWNS[0], first, "return", " ", "区考核办 张三")
+    assert refused.value.code == "review.reason_required", refused.value
     assert await node.review.review(TOWNS[0], first, "return", "A1 与统计年鉴不符，请核实", "区考核办 张三") == "returned"
     second = await report(node, town, mem, 90)  # the township corrects and sends again: the chain goes on
     async with node.context.store.read() as r:
@@ -101,10 +103,12 @@ async def test_an_older_bundle_cannot_be_approved_over_a_newer_one(reviewing: tu
     mem = Memory()
     old = await report(node, town, mem, 100)
     await report(node, town, mem, 110)
-    with pytest.raises(AppraisalError, match="supersedes"):
+    with pytest.raises(AppraisalError) as refused:
         await node.review.review(TOWNS[0], old, "approve", "", "区考核办 张三")
-    with pytest.raises(AppraisalError, match="decision must be"):
+    assert refused.value.code == "review.superseded", refused.value
+    with pytest.raises(AppraisalError) as refused:
         await node.review.review(TOWNS[0], old, "maybe", "", "x")
+    assert refused.value.code == "review.decision", refused.value
 
 
 

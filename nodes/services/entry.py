@@ -11,7 +11,7 @@ from typing import Any
 from aggregator.errors import BadInput, Conflict
 from aggregator.framework import reportable_keys
 from aggregator.numbers import parse_decimal, to_text
-from nodes.assessments import AssessmentError, merge, normalise
+from nodes.assessments import merge, normalise
 from nodes.services.context import NodeContext, check_period, framework_of
 from nodes.services.scoring import ScoringService
 from sync.results_sender import send_bundle
@@ -39,10 +39,7 @@ class EntryService:
                 if code not in leaves:
                     raise BadInput(f"指标 {code} 不在 {fw.issuer} v{fw.version} 指标体系的末级指标中 (unknown indicator)",
                                    code="entry.unknown_indicator")
-                try:
-                    values[code] = parse_decimal(v, f"指标 {code}")  # type: ignore[arg-type]
-                except ValueError as exc:
-                    raise BadInput(str(exc), code="input.number") from None
+                values[code] = parse_decimal(v, f"指标 {code}")  # type: ignore[arg-type]  # NumberError: BadInput
             now = ctx.clock()
             texts = {k: to_text(v) for k, v in values.items()}
             await tx.results.put(node=ctx.me.code, cycle=cycle, period=period, framework_digest=row.digest,
@@ -59,10 +56,7 @@ class EntryService:
         check_period(cycle, period)
         if unit not in ctx.me.children:
             raise BadInput(f"{unit[:12]} 不是本节点的被考评单位 (not a unit of this node)", code="entry.not_a_unit")
-        try:
-            entered = normalise(body)
-        except AssessmentError as exc:
-            raise BadInput(str(exc), code="input.assessment") from None
+        entered = normalise(body)  # an AssessmentError (BadInput) names the field and the fix
         now = ctx.clock()
         async with ctx.store.tx() as tx:
             issued = list(await tx.frameworks.list(role="issued", cycle=cycle))
