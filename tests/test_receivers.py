@@ -7,11 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from aggregator.framework import Framework
 from nodes.store import Store
-from nodes.tables import metadata
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
 from sync.cascade_receiver import receive_cascade
@@ -19,7 +16,8 @@ from sync.envelope import PAYLOAD_FRAMEWORK, PAYLOAD_RESULTS, sign
 from sync.identity import Me
 from sync.results_receiver import receive_results
 from sync.results_sender import send_bundle
-from tests.helpers import NOW, Hierarchy
+from tests.support.hierarchy import NOW, Hierarchy
+from tests.support.receivers import Memory, _county_with_framework, no_follow_up, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -27,24 +25,11 @@ def h() -> Hierarchy:
     return Hierarchy.build()
 
 
-async def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
-    out = {}
-    async with store.read() as r:
-        for name, table in metadata.tables.items():
-            if name != "audit_log":
-                out[name] = sorted(tuple(row) for row in await r.conn.execute(select(table)))
-    return out
-
-
 async def rejections(store: Store) -> list[str]:
     async with store.read() as r:
         import json
 
         return [json.loads(e.detail)["reason"] for e in await r.audit_entries(action="reject.framework")]
-
-
-async def no_follow_up(tx: Any, *args: Any) -> None:
-    return None
 
 
 async def accept_city(store: Store, me: Me, data: bytes) -> None:
@@ -133,49 +118,6 @@ async def test_replayed_older_version_rejected(store: Store, h: Hierarchy) -> No
 async def test_framework_for_another_node_rejected(store: Store, h: Hierarchy) -> None:
     outcome = await receive_cascade(store, h.me("5107"), h.cascade_to_county(), NOW, no_follow_up)
     assert not outcome.accepted and "parent" in outcome.reason
-
-
-async def _county_with_framework(store: Store, h: Hierarchy) -> tuple[Me, Framework, str]:
-    """The county issues its framework for its townships (as the node would)."""
-    from aggregator.framework import Unit, derive_child_framework
-    from sync.cascade_sender import issue_framework
-
-    county = h.me("510104")
-    outcome = await receive_cascade(store, county, h.cascade_to_county(), NOW, no_follow_up)
-    assert outcome.accepted
-    async with store.read() as r:
-        row = (await r.frameworks(role="received"))[0]
-    from nodes.service import framework_of
-
-    cfw = framework_of(row)
-    tfw = derive_child_framework(cfw, row.digest, "锦江区", "510104",
-                                 [Unit("510104017", "锦官驿街道"), Unit("510104018", "东湖街道")],
-                                 unit_class="乡镇街道", issued_at=NOW, expires_at=NOW + 86400)
-    async with store.tx() as tx:
-        digest = await issue_framework(tx, county, tfw, list(pb.CascadeMessage.FromString(row.cascade).frameworks), NOW)
-    return county, tfw, digest
-
-
-class Memory:
-    """A township's sending side, kept in memory (only its outputs matter here)."""
-
-    def __init__(self) -> None:
-        self.bundles: list[Any] = []
-        self.queued: list[bytes] = []
-
-    async def last_bundle(self, node: str) -> Any:
-        return self.bundles[-1] if self.bundles else None
-
-    async def put_bundle(self, **kw: Any) -> None:
-        from types import SimpleNamespace
-
-        self.bundles.append(SimpleNamespace(id=kw["bundle_id"], seq=kw["seq"], message=kw["message"]))
-
-    async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None:
-        self.queued.append(payload)
-
-    async def audit(self, *args: Any) -> None:
-        return None
 
 
 async def test_results_chain_accept_duplicate_fork_and_gap(store: Store, h: Hierarchy) -> None:
