@@ -1,18 +1,42 @@
 """Shared fixtures: a real PostgreSQL (from FEDAPPRAISAL_TEST_PG, 127.0.0.1:5432, or a throwaway
-pgserver) and a store on each backend."""
+pgserver), a store on each backend, a county holding its townships' framework on that store, and a
+federation of real processes kept up for a module. Also the Hypothesis profiles (dev and ci).
+
+The helpers behind these live in tests/support/, which test modules import from (never from each other)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
+from hypothesis import HealthCheck, settings
 
+from aggregator.framework import Framework
+from nodes.launcher import Federation
 from nodes.store import Store
+from sync.identity import Me
+from tests.support.federation import Client, serving
+from tests.support.hierarchy import Hierarchy
+from tests.support.pg import PgDatabases
+from tests.support.receivers import _county_with_framework
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# dev: Hypothesis's own defaults. ci: the same number of examples, but no test fails on timing alone on a
+# loaded runner (no deadline, no too-slow health check), a failure prints the blob that reproduces it, and
+# every run explores afresh. HYPOTHESIS_PROFILE names the profile; without it CI=true (as CI runs) means ci.
+# (pytest --hypothesis-profile NAME still overrides both.)
+settings.register_profile("dev", settings.get_profile("default"))
+settings.register_profile("ci", settings.get_profile("default"), max_examples=100, deadline=None, print_blob=True,
+                          derandomize=False, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _in_ci() else "dev"))
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -39,39 +63,6 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield server.get_uri()
 
 
-class PgDatabases:
-    """Creates fresh databases on the test server and drops them afterwards."""
-
-    def __init__(self, admin_dsn: str) -> None:
-        self.admin_dsn = admin_dsn
-        self.created: list[str] = []
-
-    async def create(self) -> str:
-        name = f"fa_test_{uuid.uuid4().hex[:12]}"
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        self.created.append(name)
-        return self.url(name)
-
-    def url(self, name: str) -> str:
-        base, _, query = self.admin_dsn.partition("?")
-        base = base.rsplit("/", 1)[0] + "/" + name
-        url = base.replace("postgresql://", "postgresql+asyncpg://", 1)
-        return f"{url}?{query}" if query else url
-
-    async def drop_all(self) -> None:
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
-            for name in self.created:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-        self.created.clear()
-
-
 @pytest.fixture
 async def pg_databases(pg_admin_dsn: str) -> AsyncIterator[PgDatabases]:
     dbs = PgDatabases(pg_admin_dsn)
@@ -94,3 +85,17 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if dbs is not None:
         await dbs.drop_all()
 
+
+@pytest.fixture
+async def county_with_framework(store: Store, h: Hierarchy) -> tuple[Me, Framework, str]:
+    """锦江区 on ``store``, holding 成都市's framework and having issued its own to its two townships:
+    (the county, that framework, its digest). ``h`` is the test module's own ``Hierarchy`` fixture."""
+    return await _county_with_framework(store, h)
+
+
+@pytest.fixture(scope="module")
+def serve_federation() -> Iterator[Callable[[Federation], Client]]:
+    """``serve_federation(fed)`` starts NATS and every node of ``fed``, waits until each answers and returns a
+    client; everything it started is stopped once the module's tests are done (the last started, first)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda fed: stack.enter_context(serving(fed))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.framework import (
@@ -26,6 +26,7 @@ from aggregator.methods import completion_ratio as completion_method
 from aggregator.numbers import round_score
 from aggregator.rollup import RollupIncompleteError, roll_up
 from aggregator.scoring import competition_ranks, score_units
+from tests.support.properties import generous_deadline
 
 AS_OF = datetime(2026, 12, 31, tzinfo=UTC)
 PARENT_REF = FrameworkRef("5101", "2026", "县市区", 1, "d")
@@ -117,6 +118,7 @@ def test_derived_framework_passes_linkage_and_tampering_is_caught() -> None:
 values_st = st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False, allow_infinity=False)
 
 
+@settings(deadline=generous_deadline())
 @given(value=values_st, better=values_st, target=st.decimals(min_value=1, max_value=10**6, places=2))
 def test_better_value_never_lowers_score(value: Decimal, better: Decimal, target: Decimal) -> None:
     ind = leaf("A", "20", str(target))
@@ -125,6 +127,7 @@ def test_better_value_never_lowers_score(value: Decimal, better: Decimal, target
     assert completion_ratio(ind, hi, target).fraction <= ind.cap
 
 
+@settings(deadline=generous_deadline())
 @given(st.dictionaries(st.text("0123456789", min_size=4, max_size=4),
                        st.decimals(min_value=0, max_value=120, places=2), min_size=1, max_size=30))
 def test_ranks_do_not_depend_on_input_order(scores: dict[str, Decimal]) -> None:
@@ -139,6 +142,7 @@ def test_ranks_do_not_depend_on_input_order(scores: dict[str, Decimal]) -> None:
                 assert forward[a] == forward[b]
 
 
+@settings(deadline=generous_deadline())
 @given(st.lists(values_st, min_size=1, max_size=20))
 def test_sum_rollup_equals_sum(values: list[Decimal]) -> None:
     units = tuple(f"51{i:02d}" for i in range(len(values)))
@@ -161,6 +165,7 @@ def test_targets_must_suit_the_method() -> None:
     assert s.fraction == 0  # a negative result earns nothing, never a negative score
 
 
+@settings(deadline=generous_deadline())
 @given(st.text(max_size=80))
 def test_parse_decimal_never_crashes(text: str) -> None:
     from aggregator.numbers import NumberError, parse_decimal

@@ -16,8 +16,8 @@ from sync.envelope import PAYLOAD_APPROVAL, PAYLOAD_RESULTS, EnvelopeError, dige
 from sync.identity import Me
 from sync.results_sender import send_bundle
 from sync.trust import verify_chain
-from tests.helpers import NOW, Hierarchy
-from tests.test_receivers import Memory
+from tests.support.hierarchy import NOW, Hierarchy
+from tests.support.receivers import Memory
 
 VALUES = {"A1": Decimal("12.5"), "A2": Decimal(3)}
 

@@ -15,8 +15,8 @@ from nodes.store import Store
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.cascade_receiver import receive_cascade
 from sync.envelope import MAX_ENVELOPE_BYTES
-from tests.helpers import NOW, Hierarchy
-from tests.test_receivers import no_follow_up, snapshot
+from tests.support.hierarchy import NOW, Hierarchy
+from tests.support.receivers import no_follow_up, snapshot
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from sync.bundle_audit import audit_bundles
 from sync.results_receiver import receive_results
 from sync.results_sender import send_bundle
 from sync.trust import TrustError, decode_revocations, sign_revocations, verify_chain
-from tests.helpers import NOW, Hierarchy
-from tests.test_receivers import Memory, _county_with_framework, no_follow_up
+from tests.support.hierarchy import NOW, Hierarchy
+from tests.support.receivers import Memory, _county_with_framework, no_follow_up
 
 
 @pytest.fixture(scope="module")

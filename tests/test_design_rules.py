@@ -20,8 +20,8 @@ from sync.envelope import PAYLOAD_FRAMEWORK, open_envelope, sign
 from sync.results_receiver import receive_results_batch
 from sync.results_sender import send_bundle
 from sync.trust import TrustError, verify_chain
-from tests.helpers import NOW, Hierarchy
-from tests.test_receivers import Memory, _county_with_framework
+from tests.support.hierarchy import NOW, Hierarchy
+from tests.support.receivers import Memory, _county_with_framework
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import pytest
 from nats.js.api import StorageType, StreamConfig
 
 from nodes.launcher import DATA, Federation, load_topology
-from tests.test_federation import CYCLE, PERIOD, Client, healthy, start_all, wait_until
+from tests.support.federation import CYCLE, PERIOD, Client, healthy, start_all, wait_until
 
 pytestmark = pytest.mark.slow
 COUNTY, CITY = "510104", "5101"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import queue
 import signal
@@ -18,13 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import nats
 import pytest
 import yaml
@@ -38,79 +36,16 @@ from sync import keys
 from sync.envelope import PAYLOAD_RESULTS, sign
 from sync.transport.grpc import FederationClient
 from sync.transport.tls import TlsFiles, channel_credentials, create_ca, issue_node_cert, node_host
-from tests.conftest import PgDatabases
+from tests.support.federation import CYCLE, PERIOD, Client, serving, wait_until
+from tests.support.pg import PgDatabases
 
 pytestmark = pytest.mark.slow
-CYCLE, PERIOD = "2026", "2026-Y"
 DOWN = "510105"  # 青羊区, stopped during the cascade
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tls_of(fed: Federation, code: str) -> TlsFiles:
     d = fed.node_dir(code)
     return TlsFiles.load(fed.workdir / "tls" / "ca.pem", d / "tls.pem", d / "tls.key")
-
-
-class Client:
-    def __init__(self, fed: Federation) -> None:
-        self.fed = fed
-        self.http = httpx.Client(timeout=10)
-
-    def get(self, code: str, path: str, **params: Any) -> Any:
-        r = self.http.get(self.fed.by_code[code].url + path, params=params)
-        r.raise_for_status()
-        return r.json()
-
-    def post(self, code: str, path: str, body: dict[str, Any]) -> httpx.Response:
-        return self.http.post(self.fed.by_code[code].url + path, json=body,
-                              headers={"Authorization": f"Bearer {self.fed.tokens[code]}"})
-
-    def frameworks(self, code: str) -> list[dict[str, Any]]:
-        return list(self.get(code, "/api/v1/frameworks", envelopes=True))
-
-    def holds(self, code: str) -> bool:
-        s = self.fed.by_code[code]
-        want = (1 if s.parent else 0) + (1 if s.children else 0)
-        return len(self.frameworks(code)) >= want
-
-
-def healthy(fed: Federation, client: Client, code: str) -> bool:
-    if code in fed.exited():
-        raise AssertionError(f"node {code} exited:\n{fed.log_tail(code)}")
-    return bool(client.get(code, "/health")["code"] == code)
-
-
-def start_all(fed: Federation, client: Client) -> None:
-    """Start every node of ``fed`` and wait until each answers on its gateway."""
-    for s in fed.specs:
-        fed.start_node(s.code)
-    for s in fed.specs:
-        wait_until(f"{s.code} healthy", lambda code=s.code: healthy(fed, client, code), 90)
-
-
-@contextlib.contextmanager
-def serving(fed: Federation) -> Iterator[Client]:
-    """NATS and every node of ``fed`` up (and healthy) for the block; all of it stopped afterwards."""
-    fed.prepare()
-    fed.start_nats()
-    client = Client(fed)
-    try:
-        start_all(fed, client)
-        yield client
-    finally:
-        client.http.close()
-        fed.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -606,7 +541,7 @@ def test_a_revoked_township_is_refused_and_the_list_reaches_it(running: tuple[Fe
 
 def test_an_authored_decomposition_is_never_overwritten(running: tuple[Federation, Client]) -> None:
     """成都市 writes its own decomposition; when the province issues v2, the node flags it, not replaces it."""
-    from tests.test_bad_input import CITY
+    from tests.support.frameworks import CITY
 
     _, client = running
     r = client.post("5101", "/api/v1/admin/frameworks", {"yaml": CITY.replace('class: 县市区', 'class: 县市区\nversion: 2'),

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.framework import Indicator, Unit, check_structure
@@ -16,6 +16,7 @@ from aggregator.scoring import appraise
 from nodes.framework_file import load_framework
 from nodes.launcher import DATA
 from sync.codec import decode_framework, encode_framework
+from tests.support.properties import generous_deadline
 
 D = Decimal
 EXAMPLE = DATA / "example-full-framework.yaml"
@@ -63,6 +64,7 @@ codes = st.from_regex(r"[A-Z][0-9]{1,3}", fullmatch=True)
 decimals = st.decimals(min_value=0, max_value=10**6, places=3).map(lambda d: d.normalize())
 
 
+@settings(deadline=generous_deadline())
 @given(st.lists(st.tuples(codes, decimals, st.dictionaries(st.sampled_from(["floor", "baseline", "c"]),
                                                            st.from_regex(r"0\.[0-9]{1,3}", fullmatch=True))),
                 min_size=1, max_size=8, unique_by=lambda t: t[0]),

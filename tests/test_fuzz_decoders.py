@@ -15,7 +15,7 @@ from sync.cascade_receiver import receive_cascade, verify_framework_chain
 from sync.codec import decode_bundle, decode_framework
 from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, open_envelope
 from sync.results_receiver import receive_results, verify_result_message
-from tests.helpers import NOW, Hierarchy
+from tests.support.hierarchy import NOW, Hierarchy
 
 H = Hierarchy.build()
 GOOD_CASCADE = H.cascade_to_county()

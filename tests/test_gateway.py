@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from nodes.runtime import NodeServices, gateway_services
-from tests.test_assessments import make_county
+from tests.support.nodes import make_county
 
 TOKEN_HEADER = "authorization"
 

@@ -5,24 +5,24 @@ stream sourced into each city's; results come up, and only each city's own resul
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 
 import nats
 import pytest
 
 from nodes.launcher import DATA, Federation, NatsHierarchy, load_topology
-from tests.test_federation import CYCLE, PERIOD, Client, serving, wait_until
+from tests.support.federation import CYCLE, PERIOD, Client, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Federation, Client]]:
+def federation(tmp_path_factory: pytest.TempPathFactory,
+               serve_federation: Callable[[Federation], Client]) -> tuple[Federation, Client]:
     fed = Federation(tmp_path_factory.mktemp("hier") / "fed", load_topology(), nats_hierarchy=True)
     fed.heartbeat_seconds = 2
-    with serving(fed) as client:
-        yield fed, client
+    return fed, serve_federation(fed)
 
 
 def test_cascade_and_results_across_the_hierarchy(federation: tuple[Federation, Client]) -> None:

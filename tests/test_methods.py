@@ -18,6 +18,7 @@ from aggregator.grading import GradeRule, assign_grades, quota_seats, repeated_g
 from aggregator.inputs import Event, Milestone, UnitInputs
 from aggregator.methods import METHODS, Peers, earn
 from aggregator.scoring import appraise
+from tests.support.properties import generous_deadline
 
 D = Decimal
 DAY = date(2026, 6, 30)
@@ -186,6 +187,7 @@ def test_repeated_grade_flags() -> None:
     assert repeated_grade_flags({"a": ["良好", "一般", "一般"], "b": ["一般", "良好"], "c": ["一般"]}) == ["a"]
 
 
+@settings(deadline=generous_deadline())
 @given(st.lists(st.decimals(min_value=0, max_value=120, places=2), min_size=1, max_size=40),
        st.decimals(min_value=0, max_value=1, places=2))
 def test_quota_is_respected_for_any_scores(scores: list[Decimal], quota: Decimal) -> None:

@@ -8,11 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from aggregator.framework import Framework
 from nodes.store import Store
-from nodes.tables import metadata
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
 from sync.cascade_receiver import receive_cascade
@@ -20,7 +17,8 @@ from sync.envelope import PAYLOAD_FRAMEWORK, PAYLOAD_RESULTS, sign
 from sync.identity import Me
 from sync.results_receiver import receive_results
 from sync.results_sender import send_bundle
-from tests.helpers import NOW, Hierarchy
+from tests.support.hierarchy import NOW, Hierarchy
+from tests.support.receivers import Memory, _county_with_framework, no_follow_up, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -28,24 +26,11 @@ def h() -> Hierarchy:
     return Hierarchy.build()
 
 
-async def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
-    out = {}
-    async with store.read() as r:
-        for name, table in metadata.tables.items():
-            if name != "audit_log":
-                out[name] = sorted(tuple(row) for row in await r.conn.execute(select(table)))
-    return out
-
-
 async def rejections(store: Store) -> list[str]:
     async with store.read() as r:
         import json
 
         return [json.loads(e.detail)["reason"] for e in await r.audit.entries(action="reject.framework")]
-
-
-async def no_follow_up(tx: Any, *args: Any) -> None:
-    return None
 
 
 async def accept_city(store: Store, me: Me, data: bytes) -> None:
@@ -92,7 +77,7 @@ async def test_tampered_byte_rejected_and_nothing_changes(store: Store, h: Hiera
     assert not outcome.accepted and outcome.code == "envelope.bad_signature"
     assert await snapshot(store) == before
     async with store.read() as r:
-        assert [json.loads(e.detail)["code"] for e in await r.audit_entries(action="reject.framework")] == [outcome.code]
+        assert [json.loads(e.detail)["code"] for e in await r.audit.entries(action="reject.framework")] == [outcome.code]
 
 
 async def test_signer_never_certified_rejected(store: Store, h: Hierarchy) -> None:
@@ -135,59 +120,6 @@ async def test_replayed_older_version_rejected(store: Store, h: Hierarchy) -> No
 async def test_framework_for_another_node_rejected(store: Store, h: Hierarchy) -> None:
     outcome = await receive_cascade(store, h.me("5107"), h.cascade_to_county(), NOW, no_follow_up)
     assert not outcome.accepted and outcome.code == "cascade.not_parent"
-
-
-async def _county_with_framework(store: Store, h: Hierarchy) -> tuple[Me, Framework, str]:
-    """The county issues its framework for its townships (as the node would)."""
-    from aggregator.framework import Unit, derive_child_framework
-    from sync.cascade_sender import issue_framework
-
-    county = h.me("510104")
-    outcome = await receive_cascade(store, county, h.cascade_to_county(), NOW, no_follow_up)
-    assert outcome.accepted
-    async with store.read() as r:
-        row = (await r.frameworks.list(role="received"))[0]
-    from nodes.services.context import framework_of
-
-    cfw = framework_of(row)
-    tfw = derive_child_framework(cfw, row.digest, "锦江区", "510104",
-                                 [Unit("510104017", "锦官驿街道"), Unit("510104018", "东湖街道")],
-                                 unit_class="乡镇街道", issued_at=NOW, expires_at=NOW + 86400)
-    async with store.tx() as tx:
-        digest = await issue_framework(tx, county, tfw, list(pb.CascadeMessage.FromString(row.cascade).frameworks), NOW)
-    return county, tfw, digest
-
-
-class _Bundles(list[Any]):
-    """The sent bundles, as a list and as the bundle repository send_bundle writes to."""
-
-    async def last(self, node: str) -> Any:
-        return self[-1] if self else None
-
-    async def put(self, **kw: Any) -> None:
-        from types import SimpleNamespace
-
-        self.append(SimpleNamespace(id=kw["bundle_id"], seq=kw["seq"], message=kw["message"]))
-
-
-class _Queue(list[bytes]):
-    async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None:
-        self.append(payload)
-
-
-class _NoAudit:
-    async def append(self, *args: Any) -> None:
-        return None
-
-
-class Memory:
-    """A township's sending side, kept in memory (only its outputs matter here)."""
-
-    def __init__(self) -> None:
-        self.bundles = _Bundles()
-        self.queued = _Queue()
-        self.outbox = self.queued
-        self.audit = _NoAudit()
 
 
 async def test_results_chain_accept_duplicate_fork_and_gap(store: Store, h: Hierarchy) -> None:

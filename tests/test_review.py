@@ -20,8 +20,8 @@ from sync.envelope import PAYLOAD_APPROVAL, open_envelope
 from sync.identity import Me
 from sync.results_sender import send_bundle
 from sync.trust_updates import receive_trust_update
-from tests.test_assessments import make_county
-from tests.test_receivers import Memory
+from tests.support.nodes import make_county
+from tests.support.receivers import Memory
 
 TOWNS = ("510104017", "510104018")
 
@@ -117,7 +117,7 @@ async def test_a_framework_that_cannot_be_scored_does_not_stop_ingest(tmp_path: 
     """(Found in review.) A threshold indicator whose baseline lies above a unit's target passes the
     structure checks but cannot be scored: the township's bundle is still taken, its values held, and
     the county's audit log says why nothing was scored."""
-    from tests.test_assessments import PROVINCE
+    from tests.support.nodes import PROVINCE
 
     broken = PROVINCE.replace('{code: A1, name: 地区生产总值, weight: 60, unit: 亿元, target: 1000, targets: {"5101": 2000}}',
                               '{code: A1, name: 地区生产总值, weight: 60, unit: 亿元, target: 1000, targets: {"5101": 2000}, '

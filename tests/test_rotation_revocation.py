@@ -31,8 +31,8 @@ from sync.trust import (
     verify_chain,
 )
 from sync.trust_updates import heartbeat_update, receive_trust_update, revoke
-from tests.helpers import NAMES, NOW, Hierarchy
-from tests.test_receivers import Memory, _county_with_framework, no_follow_up, snapshot
+from tests.support.hierarchy import NAMES, NOW, Hierarchy
+from tests.support.receivers import Memory, _county_with_framework, no_follow_up, snapshot
 
 
 @pytest.fixture

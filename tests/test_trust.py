@@ -8,7 +8,7 @@ from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
 from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, open_envelope, sign, verify_signature
 from sync.trust import TrustError, verify_chain, verify_signed_by
-from tests.helpers import NOW, Hierarchy
+from tests.support.hierarchy import NOW, Hierarchy
 
 
 @pytest.fixture(scope="module")

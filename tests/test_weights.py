@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.weights import WeightsError, ahp, combine, entropy_weights
+from tests.support.properties import generous_deadline
 
 
 def test_ahp_textbook_three_criteria() -> None:
@@ -54,6 +55,7 @@ def consistent_matrices(draw: st.DrawFn) -> tuple[list[float], list[list[float]]
     return w, [[wi / wj for wj in w] for wi in w]
 
 
+@settings(deadline=generous_deadline())
 @given(consistent_matrices())
 def test_ahp_recovers_weights_of_consistent_matrices(case: tuple[list[float], list[list[float]]]) -> None:
     w, matrix = case
@@ -79,6 +81,7 @@ def test_entropy_lower_is_better_and_no_spread() -> None:
         entropy_weights(["a", "b"], [[1, 2], [3]])
 
 
+@settings(deadline=generous_deadline())
 @given(st.lists(st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=3, max_size=3), min_size=2, max_size=12))
 def test_entropy_weights_are_a_distribution(rows: list[list[float]]) -> None:
     r = entropy_weights(["a", "b", "c"], rows)
