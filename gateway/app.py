@@ -10,7 +10,6 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -25,6 +24,7 @@ from gateway.controllers.node import NodeController
 from gateway.controllers.results import ResultsController
 from gateway.controllers.reviews import ReviewController
 from gateway.deps import Services, dependencies
+from gateway.openapi import SchemaRenderPlugin
 from gateway.security import add_security_headers
 
 HERE = Path(__file__).resolve().parent
@@ -49,7 +49,7 @@ def create_app(services: Services) -> Litestar:
         state=State({"admin_token": services.node.cfg.admin_token}),
         openapi_config=OpenAPIConfig(
             title=f"fedappraisal gateway · {me.name}", version="1.0.0", path="/schema",
-            render_plugins=[JsonRenderPlugin()],
+            render_plugins=[SchemaRenderPlugin()],
             components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")})),
         debug=False,
     )

@@ -33,5 +33,5 @@ def dependencies(s: Services) -> dict[str, Provide]:
     def const(value: Any) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
-    return {"node": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
+    return {"node_context": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query)}

@@ -30,11 +30,11 @@ HTTP_CODES = {400: "request.malformed", 401: "auth.required", 403: "auth.forbidd
 
 
 def problem(status: int, code: str, detail: str, instance: str = "",
-            errors: list[dict[str, Any]] | None = None) -> Response[bytes]:
+            errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> Response[bytes]:
     body = Problem(type=f"urn:fedappraisal:problem:{code}", title=TITLES.get(status, "错误 (error)"), status=status,
                    detail=detail, code=code, instance=instance or msgspec.UNSET,
                    errors=errors if errors else msgspec.UNSET)
-    return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM_JSON)
+    return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -50,8 +50,9 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     if isinstance(exc, HTTPException):
         if exc.status_code >= 500:
             log.error("error on %s: %s", path, exc, exc_info=exc)
+        # Keep what the exception says about the response: a 405 names the methods allowed (RFC 9110).
         return problem(exc.status_code, HTTP_CODES.get(exc.status_code, f"http.{exc.status_code}"), str(exc.detail),
-                       path)
+                       path, headers=dict(exc.headers or {}))
     log.exception("unhandled error on %s", path)
     return problem(500, "internal", "内部错误，已记录 (internal error; it was logged)", path)
 

@@ -37,7 +37,6 @@ Note = Annotated[str, Meta(max_length=500)]
 GRADES = ("优秀", "良好", "一般", "差")
 Grade = Literal["优秀", "良好", "一般", "差"]
 ReviewStatus = Literal["pending", "returned", "accepted", "rejected"]
-Decision = Literal["approve", "return"]
 
 
 class Problem(Struct, kw_only=True):
@@ -328,12 +327,25 @@ class ReviewItem(Struct, kw_only=True):
     reason: str
 
 
-class ReviewDecision(Struct, kw_only=True, forbid_unknown_fields=True):
+class _Decision(Struct, kw_only=True, forbid_unknown_fields=True, tag_field="decision"):
     node: NodeCode
     bundle_id: BundleId
-    decision: Decision
     reviewer: Name
+
+
+class Approve(_Decision, tag="approve"):
+    """审核通过: the bundle's values count, and this node's signed approval names the reviewer."""
+
     note: Note = ""
+
+
+class Return(_Decision, tag="return"):
+    """退回: the bundle counts for nothing; the child is told the reason with the next heartbeat."""
+
+    note: Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S", description="退回理由 (required)")]
+
+
+ReviewDecision = Approve | Return
 
 
 class Reviewed(Struct, kw_only=True):

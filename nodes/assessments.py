@@ -14,9 +14,10 @@ from aggregator.errors import BadInput
 from aggregator.framework import valid_indicator_code
 from aggregator.inputs import Event, Milestone, UnitInputs
 from aggregator.numbers import NumberError, parse_decimal, to_text
+from sync.limits import DEFAULT_LIMITS
 
 KINDS = ("ratings", "surveys", "milestones", "events", "previous")
-MAX_ITEMS = 500
+MAX_ITEMS = DEFAULT_LIMITS.assessment_items  # per list or mapping; the node passes its own limits
 
 
 class AssessmentError(BadInput):
@@ -46,15 +47,16 @@ def _day(value: Any, where: str) -> date:
                               code="assessment.bad_date") from None
 
 
-def _mapping(data: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(data, dict) or len(data) > MAX_ITEMS:
+def _mapping(data: Any, where: str, most: int = MAX_ITEMS) -> Mapping[str, Any]:
+    if not isinstance(data, dict) or len(data) > most:
         raise AssessmentError(f"{where}: 应为 指标编码: 内容 的映射 (expected indicator: content)",
                               code="assessment.not_indicator_map")
     return data
 
 
-def normalise(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate an assessment document and return it in canonical JSON-ready form."""
+def normalise(body: Mapping[str, Any], most: int = MAX_ITEMS) -> dict[str, Any]:
+    """Validate an assessment document and return it in canonical JSON-ready form; ``most``: items per
+    list or mapping (limits.assessment_items)."""
     unknown = sorted(set(body) - set(KINDS))
     if unknown:
         raise AssessmentError(f"未知的录入项 {', '.join(unknown)}；可用：{', '.join(KINDS)} (unknown fields)",
@@ -62,8 +64,8 @@ def normalise(body: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "ratings" in body:
         out["ratings"] = {}
-        for k, scores in _mapping(body["ratings"], "ratings").items():
-            if not isinstance(scores, list) or not scores or len(scores) > MAX_ITEMS:
+        for k, scores in _mapping(body["ratings"], "ratings", most).items():
+            if not isinstance(scores, list) or not scores or len(scores) > most:
                 raise AssessmentError(f"ratings.{k}: 应为评分列表 (expected a list of scores)", code="assessment.not_score_list")
             vals = [_num(s, f"ratings.{k}[{i}]") for i, s in enumerate(scores)]
             if any(not 0 <= v <= 100 for v in vals):
@@ -71,16 +73,16 @@ def normalise(body: Mapping[str, Any]) -> dict[str, Any]:
             out["ratings"][_code(k, "ratings")] = [to_text(v) for v in vals]
     if "surveys" in body:
         out["surveys"] = {}
-        for k, groups in _mapping(body["surveys"], "surveys").items():
-            g = _mapping(groups, f"surveys.{k}")
+        for k, groups in _mapping(body["surveys"], "surveys", most).items():
+            g = _mapping(groups, f"surveys.{k}", most)
             scores = {str(name): _num(v, f"surveys.{k}.{name}") for name, v in g.items()}
             if any(not 0 <= v <= 100 for v in scores.values()):
                 raise AssessmentError(f"surveys.{k}: 满意度应在 0 到 100 之间 (scores are 0..100)", code="assessment.score_range")
             out["surveys"][_code(k, "surveys")] = {n: to_text(v) for n, v in scores.items()}
     if "milestones" in body:
         out["milestones"] = {}
-        for k, items in _mapping(body["milestones"], "milestones").items():
-            if not isinstance(items, list) or len(items) > MAX_ITEMS:
+        for k, items in _mapping(body["milestones"], "milestones", most).items():
+            if not isinstance(items, list) or len(items) > most:
                 raise AssessmentError(f"milestones.{k}: 应为节点列表 (expected a list)", code="assessment.not_a_list")
             ms = []
             for i, m in enumerate(items):
@@ -99,7 +101,7 @@ def normalise(body: Mapping[str, Any]) -> dict[str, Any]:
             out["milestones"][_code(k, "milestones")] = ms
     if "events" in body:
         events = body["events"]
-        if not isinstance(events, list) or len(events) > MAX_ITEMS:
+        if not isinstance(events, list) or len(events) > most:
             raise AssessmentError("events: 应为事件列表 [{item, points, note}] (expected a list)", code="assessment.not_a_list")
         out["events"] = []
         for i, e in enumerate(events):
@@ -114,7 +116,7 @@ def normalise(body: Mapping[str, Any]) -> dict[str, Any]:
                                   "note": str(e.get("note", ""))[:500]})
     if "previous" in body:
         out["previous"] = {_code(k, "previous"): to_text(_num(v, f"previous.{k}"))
-                           for k, v in _mapping(body["previous"], "previous").items()}
+                           for k, v in _mapping(body["previous"], "previous", most).items()}
     return out
 
 

@@ -17,8 +17,7 @@ from openpyxl.utils import get_column_letter
 
 from aggregator.framework import Framework, Indicator
 from aggregator.numbers import to_text
-from nodes.framework_file import FrameworkFileError
-from nodes.yamlfile import Located, Where
+from nodes.yamlfile import FrameworkFileError, Located, Where
 
 SETTINGS = "设置"
 INDICATORS = "指标体系"

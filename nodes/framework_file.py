@@ -10,7 +10,6 @@ from typing import Any
 
 import yaml
 
-from aggregator.errors import BadInput
 from aggregator.framework import (
     Adjustment,
     Framework,
@@ -23,18 +22,10 @@ from aggregator.framework import (
 )
 from aggregator.grading import DEFAULT_GRADES, GradeRule
 from aggregator.numbers import NumberError, parse_decimal, to_text
-from nodes.yamlfile import FileError, Located, Where, load
+from nodes.yamlfile import FileError, FrameworkFileError, Located, Where, load
 from sync.codec import encode_framework
 
 DAY = 86400
-
-
-class FrameworkFileError(FileError, BadInput):
-    """A framework file (YAML or the Excel template) that cannot be read into a framework: a
-    :class:`FileError` (the message names the file, the place and the fix) with a stable ``code``
-    (``framework_file.*``, ``workbook.*``)."""
-
-    default_code = "framework_file.invalid"
 
 
 def _error(doc: Located, where: Where, message: str, code: str) -> FrameworkFileError:

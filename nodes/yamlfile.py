@@ -18,6 +18,14 @@ class FileError(BadInput):
     """A problem in a user's file: message names the file, the place and the fix."""
 
 
+class FrameworkFileError(FileError):
+    """A framework file (YAML or the Excel template) that cannot be read into a framework: a
+    :class:`FileError` (the message names the file, the place and the fix) with a stable ``code``
+    (``framework_file.*``, ``workbook.*``)."""
+
+    default_code = "framework_file.invalid"
+
+
 @dataclass
 class Located:
     path: Path
@@ -55,7 +63,13 @@ def load(path: Path, *, code: str | None = None) -> Located:
         raise FileError(f"{path}: 文件不存在 (file not found)", code=code) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FileError(f"{path}: 无法读取 (cannot read): {exc}", code=code) from None
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks every character as it is built: a control character is refused here.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise FileError(f"{path}:{line}: YAML 含不可打印字符 U+{exc.character:04X}，请删除 "
+                        f"(unprintable character U+{exc.character:04X}; remove it)", code=code) from None
     try:
         root = loader.get_single_node()
         located = Located(path, None, code=code)

@@ -27,9 +27,10 @@ from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import Bundle, decode_bundle
 from sync.envelope import PAYLOAD_APPROVAL, PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope, open_signed, sign
 from sync.identity import Me
+from sync.limits import DEFAULT_LIMITS
 from sync.trust import Identity, TrustState, valid_code, verify_signed_by
 
-MAX_EVIDENCE = 5_000
+MAX_EVIDENCE = DEFAULT_LIMITS.evidence
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,10 @@ def _is_child(node: str, parent: Identity) -> bool:
 
 
 def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle, root: Identity, now: int,
-                        state: TrustState | None = None) -> Attested:
-    """Check the approvals and evidence of a verified bundle; raise EnvelopeError naming the first fault."""
-    if len(msg.evidence) > MAX_EVIDENCE or len(msg.approvals) > MAX_EVIDENCE:
+                        state: TrustState | None = None, max_evidence: int = MAX_EVIDENCE) -> Attested:
+    """Check the approvals and evidence of a verified bundle; raise EnvelopeError naming the first fault.
+    ``max_evidence``: limits.evidence of the receiving node."""
+    if len(msg.evidence) > max_evidence or len(msg.approvals) > max_evidence:
         raise EnvelopeError("审核证据过多 (too much evidence)", code="approval.too_much_evidence")
     approvals = _approvals(msg.approvals, signer)
     # Each piece of evidence is checked as of when the sender approved it (rule 10): a township

@@ -23,6 +23,7 @@ from sync.codec import decode_framework
 from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, code_of
 from sync.envelope import digest as sha
 from sync.identity import Me, Outcome
+from sync.limits import DEFAULT_LIMITS, Limits
 from sync.ports import ProtocolStore, ProtocolTx, TxT
 from sync.trust import (
     Identity,
@@ -36,7 +37,7 @@ from sync.trust import (
 )
 from sync.trust_updates import audit_list_problems, persist_trust
 
-MAX_UNITS = 10_000
+MAX_UNITS = DEFAULT_LIMITS.units
 
 
 # on_accept(tx, framework, digest, upstream): upstream are the envelopes from the root down to it.
@@ -45,7 +46,7 @@ Accepted = Callable[[TxT, Framework, str, list[bytes]], Awaitable[None]]
 
 def verify_cascade(me: Me, data: bytes, now: int) -> tuple[Framework, str, pb.CascadeMessage]:
     """Pure verification of a cascade message addressed to ``me``; raises EnvelopeError."""
-    fw, fw_digest, msg = verify_framework_chain(data, me.root, now, me.trust)
+    fw, fw_digest, msg = verify_framework_chain(data, me.root, now, me.trust, me.limits)
     if fw.issuer != me.parent:
         raise EnvelopeError(f"指标体系由 {fw.issuer} 发布，不是本节点的上级 {me.parent} (not issued by this node's parent)",
                             code="cascade.not_parent")
@@ -64,9 +65,12 @@ def parse_cascade(data: bytes) -> pb.CascadeMessage:
     return msg
 
 
-def verify_framework_chain(data: bytes, root: Identity, now: int,
-                           state: TrustState | None = None) -> tuple[Framework, str, pb.CascadeMessage]:
+def verify_framework_chain(data: bytes, root: Identity, now: int, state: TrustState | None = None,
+                           limits: Limits = DEFAULT_LIMITS) -> tuple[Framework, str, pb.CascadeMessage]:
     """Verify every framework of a cascade message up to ``root``; return the last one."""
+    if len(data) > limits.message_bytes:
+        raise EnvelopeError(f"下发消息 {len(data)} 字节，超过上限 {limits.message_bytes} (cascade message too large)",
+                            code="cascade.too_large")
     msg = parse_cascade(data)
     if not msg.frameworks or len(msg.frameworks) > 3:
         raise EnvelopeError(f"下发消息应含1至3个指标体系，实含 {len(msg.frameworks)} 个 (bad framework chain length)",
@@ -83,7 +87,7 @@ def verify_framework_chain(data: bytes, root: Identity, now: int,
         if fw.issuer != signer.code:
             raise EnvelopeError(f"指标体系发布者 {fw.issuer} 与签名者 {signer.code} 不符 (issuer is not the signer)",
                                 code="cascade.issuer_not_signer")
-        if len(fw.units) > MAX_UNITS:
+        if len(fw.units) > limits.units:
             raise EnvelopeError("被考评单位过多 (too many units)", code="cascade.too_many_units")
         child_level = {"province": "city", "city": "county", "county": "township"}.get(signer.level, "")
         for u in fw.units:

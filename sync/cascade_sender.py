@@ -9,7 +9,7 @@ from __future__ import annotations
 from aggregator.framework import Framework
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import encode_framework
-from sync.envelope import MAX_MESSAGE_BYTES, PAYLOAD_FRAMEWORK, EnvelopeError, digest, sign
+from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, digest, sign
 from sync.identity import Me
 from sync.ports import ProtocolTx
 
@@ -24,8 +24,8 @@ async def issue_framework(tx: ProtocolTx, me: Me, fw: Framework, upstream: list[
     fw_digest = digest(payload)
     cascade = pb.CascadeMessage(frameworks=[*upstream, envelope], certificate_chain=list(me.chain),
                                 revocations=me.trust.envelopes(me.path)).SerializeToString()
-    if len(cascade) > MAX_MESSAGE_BYTES:
-        raise EnvelopeError(f"下发消息 {len(cascade)} 字节，超过上限 {MAX_MESSAGE_BYTES} (cascade message too large)",
+    if len(cascade) > me.limits.message_bytes:
+        raise EnvelopeError(f"下发消息 {len(cascade)} 字节，超过上限 {me.limits.message_bytes} (cascade message too large)",
                             code="cascade.too_large")
     await tx.frameworks.put(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
                            version=fw.version, role="issued", envelope=envelope, cascade=cascade, now=now,

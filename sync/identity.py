@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from aggregator.framework import Framework
 from sync.limits import DEFAULT_LIMITS, Limits
 from sync.trust import Identity, TrustState
 
@@ -24,6 +25,8 @@ class Me:
     # Revocation lists in force and keys seen: shared, mutable, loaded from and saved to the store by the node.
     trust: TrustState = field(default_factory=TrustState, compare=False)
     limits: Limits = field(default=DEFAULT_LIMITS, compare=False)
+    # Frameworks are immutable under their digest: each decoded once per node (results receiver).
+    decoded: dict[str, Framework] = field(default_factory=dict, compare=False)
 
     def cascade_subject(self) -> str:
         return "casc." + ".".join(self.path)

@@ -4,8 +4,9 @@ A node's configuration may override any field under ``limits:`` (``nodes/config.
 defaults below are what the tests and the demo run with. Services receive the object from the
 composition root (``nodes/runtime.py``); protocol code reads it from :class:`sync.identity.Me`.
 
-Limits that the protocol itself fixes (three delegations below the province, because there
-are four levels) are constants in ``sync/trust.py``, not settings.
+Limits that every node must agree on are constants, not settings: three delegations below the
+province (four levels, ``sync/trust.py``), one envelope's size (``sync/envelope.py``), and the wire
+decoders' counts (2,000 indicators per framework, 5,000 values per bundle, ``sync/codec.py``).
 """
 
 from __future__ import annotations

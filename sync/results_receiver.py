@@ -50,6 +50,9 @@ def _verify(me: Me, data: bytes, now: int,
     """Layer 1; the last item is set when the signer's certificate expired while the bundle
     was on its way: genuine when signed, so it joins the chain (nothing else of the child's blocks
     behind it), but as content refused, with that reason."""
+    if len(data) > me.limits.message_bytes:
+        raise EnvelopeError(f"结果消息 {len(data)} 字节，超过上限 {me.limits.message_bytes} (result message too large)",
+                            code="results.too_large")
     msg = pb.ResultMessage()
     try:
         msg.ParseFromString(data)
@@ -130,9 +133,9 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
                 attested = Attested(0, 0)
                 if rejected is None:
                     try:
-                        rejected = await _check_content(tx, bundle, fw_rows)
+                        rejected = await _check_content(tx, me, bundle, fw_rows)
                         if rejected is None:
-                            attested = verify_attestations(msg, signer, bundle, me.root, now, me.trust)
+                            attested = verify_attestations(msg, signer, bundle, me.root, now, me.trust, me.limits.evidence)
                     except (EnvelopeError, ArithmeticError, ValueError) as exc:  # never one that retries forever
                         rejected = (code_of(exc, "results.unchecked"), f"结果包无法核对 (bundle cannot be checked): {exc}")
                 if chain is not None:  # a fork: not part of the chain, reported
@@ -225,27 +228,24 @@ def _check_chain(tip: tuple[int, str] | None, bundle: Bundle) -> Rejection | Non
     return None
 
 
-# Frameworks are immutable under their digest: decode each once.
-_FRAMEWORKS: dict[str, Framework] = {}
-
-
-def _framework(digest_: str, envelope: bytes) -> Framework:
-    fw = _FRAMEWORKS.get(digest_)
+def _framework(cache: dict[str, Framework], digest_: str, envelope: bytes) -> Framework:
+    fw = cache.get(digest_)
     if fw is None:
-        if len(_FRAMEWORKS) >= 256:
-            _FRAMEWORKS.clear()
-        fw = _FRAMEWORKS[digest_] = framework_from_envelope(envelope)
+        if len(cache) >= 256:
+            cache.clear()
+        fw = cache[digest_] = framework_from_envelope(envelope)
     return fw
 
 
-async def _check_content(tx: ProtocolTx, bundle: Bundle, fw_rows: dict[str, FrameworkRecord | None]) -> Rejection | None:
+async def _check_content(tx: ProtocolTx, me: Me, bundle: Bundle,
+                         fw_rows: dict[str, FrameworkRecord | None]) -> Rejection | None:
     if bundle.framework_digest not in fw_rows:
         fw_rows[bundle.framework_digest] = await tx.frameworks.get(bundle.framework_digest)
     fw_row = fw_rows[bundle.framework_digest]
     if fw_row is None or fw_row.role != "issued":
         return ("results.unknown_framework",
                 f"结果包引用的指标体系 {bundle.framework_digest[:12]}… 不是本节点发布的 (unknown framework)")
-    fw = _framework(fw_row.digest, fw_row.envelope)
+    fw = _framework(me.decoded, fw_row.digest, fw_row.envelope)
     if bundle.node not in {u.code for u in fw.units}:
         return "results.not_a_unit", f"{bundle.node} 不是该指标体系的被考评单位 (not a unit of that framework)"
     if bundle.cycle != fw.cycle:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.approvals import Source, attach
 from sync.codec import Bundle, encode_bundle
-from sync.envelope import MAX_MESSAGE_BYTES, PAYLOAD_RESULTS, EnvelopeError, digest, sign
+from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest, sign
 from sync.identity import Me
 from sync.limits import DEFAULT_LIMITS
 from sync.ports import ProtocolStore, ProtocolTx
@@ -34,8 +34,8 @@ async def send_bundle(tx: ProtocolTx, me: Me, *, cycle: str, period: str, framew
     approvals, evidence = attach(me, sources, now)
     message = pb.ResultMessage(bundle=sign(PAYLOAD_RESULTS, payload, me.key), certificate_chain=list(me.chain),
                                approvals=approvals, evidence=evidence).SerializeToString()
-    if len(message) > MAX_MESSAGE_BYTES:
-        raise EnvelopeError(f"结果消息 {len(message)} 字节，超过上限 {MAX_MESSAGE_BYTES} (result message too large)",
+    if len(message) > me.limits.message_bytes:
+        raise EnvelopeError(f"结果消息 {len(message)} 字节，超过上限 {me.limits.message_bytes} (result message too large)",
                             code="results.too_large")
     await tx.bundles.put(bundle_id=bundle_id, node=me.code, cycle=cycle, period=period, seq=seq, prev_hash=prev,
                         framework_digest=framework_digest, message=message, now=now)

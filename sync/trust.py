@@ -138,25 +138,26 @@ def countersign_rotation(certificate: bytes, old: Ed25519PrivateKey,
     return countersign(certificate, old, new), cert
 
 
-# Chains verified before, keyed by the exact certificate bytes and the root key: the same child
-# sends the same chain with every bundle. Validity is re-checked against ``now`` on every use.
-_VERIFIED: dict[tuple[bytes, tuple[bytes, ...]], tuple[Identity, int]] = {}
-_VERIFIED_MAX = 4096
+VERIFIED_MAX = 4096  # chains a node remembers (TrustState.verified)
 
 
 def verify_chain(chain: Sequence[bytes], root: Identity, now: int, state: TrustState | None = None) -> Identity:
     """Walk ``chain`` from ``root``; return the identity the last certificate speaks for.
 
-    With ``state``: also refuse revoked certificates and serial forks, and remember the keys seen."""
+    With ``state``: also refuse revoked certificates and serial forks, remember the keys seen, and
+    remember the chain (the same child sends the same chain with every bundle; validity is
+    re-checked against ``now`` on every use)."""
+    cache = state.verified if state is not None else None
     key = (public_raw(root.public_key), tuple(chain))
-    hit = _VERIFIED.get(key)
+    hit = cache.get(key) if cache is not None else None
     if hit is not None and hit[1] <= now <= hit[0].not_after:
         identity = hit[0]
     else:
         identity, not_before = _verify_chain(chain, root, now)
-        if len(_VERIFIED) >= _VERIFIED_MAX:
-            _VERIFIED.clear()
-        _VERIFIED[key] = (identity, not_before)
+        if cache is not None:
+            if len(cache) >= VERIFIED_MAX:
+                cache.clear()
+            cache[key] = (identity, not_before)
     if state is not None:
         state.check(identity)
     return identity
@@ -302,6 +303,8 @@ class TrustState:
         self.keys: dict[tuple[str, int], str] = {}  # (code, serial) → keyid
         self._new_keys: list[CertInfo] = []
         self.unsaved: dict[str, RevocationList] = {}  # installed here, not yet in the store
+        # Chains verified before, by root key and exact certificate bytes: (identity, latest not_before).
+        self.verified: dict[tuple[bytes, tuple[bytes, ...]], tuple[Identity, int]] = {}
 
     def check(self, identity: Identity) -> None:
         for c in identity.certs:

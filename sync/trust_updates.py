@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.envelope import PAYLOAD_HEARTBEAT, EnvelopeError, code_of, open_signed, sign
 from sync.identity import Me
+from sync.limits import DEFAULT_LIMITS
 from sync.ports import ProtocolStore, ProtocolTx
 from sync.trust import (
     CLOCK_SKEW,
@@ -39,8 +40,8 @@ from sync.trust import (
     sign_revocations,
 )
 
-MAX_TRUST_UPDATE = 8 * 1024 * 1024
-MAX_HEARTBEAT_TTL = 24 * 3600
+MAX_TRUST_UPDATE = DEFAULT_LIMITS.trust_update_bytes
+MAX_HEARTBEAT_TTL = DEFAULT_LIMITS.heartbeat_ttl_seconds
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ async def receive_trust_update(store: ProtocolStore[ProtocolTx], me: Me, data: b
     installed: list[RevocationList] = []
     problems: list[EnvelopeError] = []
     try:
-        if len(data) > MAX_TRUST_UPDATE:
+        if len(data) > me.limits.trust_update_bytes:
             raise EnvelopeError("信任更新过大 (trust update too large)", code="heartbeat.too_large")
         msg = pb.TrustUpdate()
         try:
@@ -149,7 +150,8 @@ async def receive_trust_update(store: ProtocolStore[ProtocolTx], me: Me, data: b
             raise EnvelopeError(f"信任更新由 {sender.code} 签发，不是本节点的上级 (not from this node's parent)",
                                 code="heartbeat.not_parent")
         installed = accept_revocations(me.trust, list(msg.revocations), signers, now, problems)
-        pulse = _verify_heartbeat(msg.heartbeat, sender.public_key, sender.code, now, last, me.code)
+        pulse = _verify_heartbeat(msg.heartbeat, sender.public_key, sender.code, now, last, me.code,
+                                  me.limits.heartbeat_ttl_seconds)
         me.trust.check(sender)  # a list just installed may revoke the sender itself
     except (EnvelopeError, ArithmeticError) as exc:
         code = code_of(exc, "heartbeat.arithmetic")
@@ -164,13 +166,14 @@ async def receive_trust_update(store: ProtocolStore[ProtocolTx], me: Me, data: b
     return pulse, len(installed)
 
 
-def _verify_heartbeat(data: bytes, key: Any, sender: str, now: int, last: Pulse | None, me: str) -> Pulse:
+def _verify_heartbeat(data: bytes, key: Any, sender: str, now: int, last: Pulse | None, me: str,
+                      max_ttl: int = MAX_HEARTBEAT_TTL) -> Pulse:
     hb = open_signed(data, PAYLOAD_HEARTBEAT, key, pb.Heartbeat(), "心跳无法解析 (malformed heartbeat)",
                      malformed_code="heartbeat.malformed")
     if hb.issuer_code != sender:
         raise EnvelopeError(f"心跳声明的签发者 {hb.issuer_code[:12]} 不是签名者 {sender} (issuer is not the signer)",
                             code="heartbeat.issuer_not_signer")
-    if hb.issued_at > now + CLOCK_SKEW or not hb.issued_at < hb.expires_at <= hb.issued_at + MAX_HEARTBEAT_TTL:
+    if hb.issued_at > now + CLOCK_SKEW or not hb.issued_at < hb.expires_at <= hb.issued_at + max_ttl:
         raise EnvelopeError("心跳的时间无效 (heartbeat times are invalid)", code="heartbeat.bad_times")
     if hb.expires_at < now:
         raise EnvelopeError(f"心跳已于 {hb.expires_at} 过期 (stale heartbeat: expired)", code="heartbeat.stale")

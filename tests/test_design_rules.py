@@ -95,6 +95,6 @@ async def test_rule_15_arrival_order_does_not_change_what_is_held(store: Store, 
         outcomes = await receive_results_batch(other, county2, list(reversed(messages)), NOW, nothing)
         assert all(o.accepted for o in outcomes)
         async with store.read() as r, other.read() as r2:
-            assert await r.results.values("2026", "2026-Y", digest) == await r2.values("2026", "2026-Y", digest)
+            assert await r.results.values("2026", "2026-Y", digest) == await r2.results.values("2026", "2026-Y", digest)
     finally:
         await other.close()

@@ -66,6 +66,10 @@ async def test_every_error_is_a_problem_document(gateway: tuple[AsyncTestClient[
                                  json={"code": "510703001", "serial": 1, "reason": "x"}), 422, "revoke.invalid")
     is_problem(await client.post("/api/v1/admin/frameworks", headers=auth, json={"yaml": "issuer: [unclosed"}),
                422, "input.invalid")
+    # Found by Schemathesis: a control character made PyYAML's reader raise before parsing began (a 500).
+    r = await client.post("/api/v1/admin/frameworks", headers=auth, json={"yaml": "g\u00f8\u0084"})
+    is_problem(r, 422, "input.invalid")
+    assert "U+0084" in r.json()["detail"] and "framework.yaml:1" in r.json()["detail"]
 
 
 async def test_office_enters_values_and_reads_them_back(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
@@ -116,7 +120,7 @@ async def test_openapi_describes_every_body(gateway: tuple[AsyncTestClient[Any],
     client, _node, _token = gateway
     doc = (await client.get("/schema/openapi.json")).json()
     schemas = doc["components"]["schemas"]
-    assert {"Problem", "EnterValues", "EnterAssessment", "ReviewDecision", "Revoke", "PublishFramework", "Ranking",
+    assert {"Problem", "EnterValues", "EnterAssessment", "Approve", "Return", "Revoke", "PublishFramework", "Ranking",
             "Drilldown", "SyncStatus", "AuditLog"} <= set(schemas)
     operations = [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()]
     assert len(operations) == 16
@@ -134,8 +138,28 @@ async def test_openapi_describes_every_body(gateway: tuple[AsyncTestClient[Any],
                 assert "application/problem+json" in content, (method, path, status)
         if method == "post":
             body = op["requestBody"]["content"]["application/json"]["schema"]
-            assert "$ref" in body, (path, body)
+            assert "$ref" in str(body), (path, body)
             assert "401" in op["responses"] and "400" in op["responses"], path
         for param in op.get("parameters", []):
             if param["name"] in ("cycle", "period"):
                 assert "pattern" in str(param["schema"]), (path, param)
+
+
+async def test_body_schemas_state_what_msgspec_enforces(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
+    client, _node, token = gateway
+    doc = (await client.get("/schema/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    values = schemas["EnterValues"]
+    assert values["additionalProperties"] is False  # unknown fields are refused, and the schema says so
+    assert "pattern" in values["properties"]["values"]["propertyNames"]  # indicator codes as keys
+    assert {s.get("type") for s in values["properties"]["values"]["additionalProperties"]["anyOf"]} == {"string",
+                                                                                                        "integer"}
+    assert "note" in schemas["Return"]["required"] and "note" not in schemas["Approve"]["required"]
+    # A return without a reason does not fit the schema, so it is refused as malformed, naming the field.
+    r = await client.post("/api/v1/admin/reviews", headers={TOKEN_HEADER: f"Bearer {token}"},
+                          json={"node": "510104017", "bundle_id": "0" * 64, "decision": "return", "reviewer": "张三"})
+    is_problem(r, 400, "request.malformed")
+    assert "note" in r.text
+    # 405 names the methods the path allows (RFC 9110).
+    r = await client.delete("/api/v1/admin/values")
+    assert r.status_code == 405 and "POST" in r.headers["allow"]

@@ -22,11 +22,11 @@ class DashboardController(Controller):
     include_in_schema = False
 
     @get("/")
-    async def dashboard(self, node: NamedDependency[NodeContext], read: NamedDependency[ReadModels],
+    async def dashboard(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels],
                         query_service: NamedDependency[QueryService],
                         cycle: Cycle = "2026", period: Period = "2026-Y",
                         indicator: OptIndicator = None) -> Template:
-        names = node.child_names
+        names = node_context.child_names
         scores = await read.scores(cycle, period)
         held = await read.frameworks(cycle)
         leaves = [(i.code, i.name) for i in held[-1].framework.leaves()] if held else []
@@ -38,7 +38,7 @@ class DashboardController(Controller):
                                "unit": r.unit, "value": r.value, "source": SOURCE_ZH.get(r.source, r.source)}
                               for r in sorted(reply.rows, key=lambda r: r.unit)],
                      "partial": list(reply.partial)}
-        me = node.me
+        me = node_context.me
         return Template(template_name="dashboard.html.j2", context={
             "me": {"name": me.name, "code": me.code, "level": LEVEL_ZH.get(me.level, me.level)},
             "cycle": cycle, "period": period, "indicator": indicator,

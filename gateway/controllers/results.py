@@ -28,9 +28,9 @@ class ResultsController(Controller):
     tags = ("results",)
 
     @get("/api/v1/rankings", summary="Scores and ranks of this node's units", responses=documented(400))
-    async def rankings(self, node: NamedDependency[NodeContext], read: NamedDependency[ReadModels], cycle: Cycle,
+    async def rankings(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels], cycle: Cycle,
                        period: OptPeriod = None) -> list[Ranking]:
-        names = node.child_names
+        names = node_context.child_names
         out = []
         for s in await read.scores(cycle, period):
             explanation = json.loads(s.explanation)
@@ -41,9 +41,9 @@ class ResultsController(Controller):
 
     @get("/api/v1/values", summary="Values held for a cycle: this node's own and its children's",
          responses=documented(400))
-    async def values(self, node: NamedDependency[NodeContext], read: NamedDependency[ReadModels], cycle: Cycle,
+    async def values(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels], cycle: Cycle,
                      node_code: OptNode = None) -> list[ValueRow]:
-        rows = await read.values(node_code or node.me.code, cycle)
+        rows = await read.values(node_code or node_context.me.code, cycle)
         return [ValueRow(node=v.node, period=v.period, indicator=v.indicator, value=v.value, source=v.source,
                          framework_digest=v.framework_digest) for v in rows]
 

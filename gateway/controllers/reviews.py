@@ -9,7 +9,7 @@ from litestar.params import JSONBody
 from gateway.guards import admin_guard
 from gateway.params import ReviewLimit, ReviewStatus
 from gateway.problems import documented
-from gateway.schemas import ReviewDecision, Reviewed, ReviewItem
+from gateway.schemas import Return, ReviewDecision, Reviewed, ReviewItem
 from nodes.services.context import NodeContext
 from nodes.services.read_models import ReadModels
 from nodes.services.review import ReviewService
@@ -20,10 +20,10 @@ class ReviewController(Controller):
 
     @get("/api/v1/reviews", summary="Children's bundles by review status: pending, returned, accepted",
          responses=documented(400))
-    async def reviews(self, node: NamedDependency[NodeContext], read: NamedDependency[ReadModels],
+    async def reviews(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels],
                       status: ReviewStatus = "pending",
                       limit: ReviewLimit = 200) -> list[ReviewItem]:
-        names = node.child_names
+        names = node_context.child_names
         return [ReviewItem(node=row.node, name=names.get(row.node, row.node), bundle_id=row.id, seq=row.seq,
                            cycle=row.cycle, period=row.period, received_at=row.received_at, reviewer=row.reviewer,
                            reviewed_at=row.reviewed_at, reason=row.reason) for row in await read.reviews(status, limit)]
@@ -32,5 +32,6 @@ class ReviewController(Controller):
           tags=["admin"], status_code=201, guards=[admin_guard], responses=documented(400, 401, 404, 409, 422),
           security=[{"bearer": []}])
     async def review(self, review_service: NamedDependency[ReviewService], data: JSONBody[ReviewDecision]) -> Reviewed:
-        status = await review_service.review(data.node, data.bundle_id, data.decision, data.note, data.reviewer.strip())
+        decision = "return" if isinstance(data, Return) else "approve"
+        status = await review_service.review(data.node, data.bundle_id, decision, data.note, data.reviewer.strip())
         return Reviewed(bundle_id=data.bundle_id, status=status)
