@@ -321,7 +321,7 @@ def _check_targets(ind: Indicator) -> list[Problem]:
 
 
 def check_links(parent: Framework, parent_digest: str, child: Framework, child_targets_unit: str) -> list[Problem]:
-    """The linkage checks of DESIGN.md section 4 for a child framework derived from ``parent``.
+    """The linkage checks (docs/design.md §3.1) for a child framework derived from ``parent``.
 
     ``child_targets_unit`` is the unit (in the parent framework) whose target the child's
     decomposed targets must cover: the child framework's issuer.

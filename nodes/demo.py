@@ -41,6 +41,8 @@ class Summary:
     max_node_rss_mb: float = 0.0
     mean_node_rss_mb: float = 0.0
     max_node_uss_mb: float = 0.0
+    openapi_operations: int = 0
+    openapi_schemas: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -54,6 +56,7 @@ class Summary:
             "values": self.values, "signatures_verified": self.signatures_verified,
             "max_node_rss_mb": round(self.max_node_rss_mb, 1), "mean_node_rss_mb": round(self.mean_node_rss_mb, 1),
             "max_node_uss_mb": round(self.max_node_uss_mb, 1),
+            "openapi_operations": self.openapi_operations, "openapi_schemas": self.openapi_schemas,
             "problems": self.problems[:20], "ok": self.ok,
         }, ensure_ascii=False)
 
@@ -239,6 +242,7 @@ class Demo:
         for ind, value in expected.items():
             if got.get(ind) != value:
                 s.problems.append(f"省级 {ind} 汇总值 {got.get(ind)} ≠ 乡镇数据按规则合成 {value} (province value mismatch)")
+        await self.check_gateway()
         rss, uss = [], []
         for p in self.fed.procs.values():
             try:
@@ -253,6 +257,31 @@ class Demo:
         c.print(f"\n[bold]核验[/] (check): 省级汇总值与乡镇报送数据一致、全部签名验证 {s.signatures_verified} 次 … {verdict}")
         for problem in s.problems:
             c.print(f"  [red]✗[/] {problem}")
+
+    async def check_gateway(self) -> None:
+        """What every gateway promises: schemas for every body, problem+json for every error with a
+        stable code, and the security headers on every response."""
+        s, c = self.summary, self.console
+        prov = self.fed.province
+        doc = await self.get(prov.code, "/schema/openapi.json")
+        ops = [(m, p, op) for p, item in doc["paths"].items() for m, op in item.items()]
+        s.openapi_operations, s.openapi_schemas = len(ops), len(doc["components"]["schemas"])
+        for method, path, op in ops:
+            if method == "post" and "$ref" not in json.dumps(op.get("requestBody", {})):
+                s.problems.append(f"OpenAPI: {path} 的请求体没有模式 (request body without a schema)")
+        town = next(x for x in self.fed.specs if x.level == "township")
+        bad = await self.http.post(town.url + "/api/v1/admin/values",
+                                   json={"cycle": CYCLE, "period": PERIOD, "values": {"ZZ9": "1"}},
+                                   headers={"Authorization": f"Bearer {self.fed.tokens[town.code]}"})
+        problem = bad.json() if bad.headers.get("content-type", "").startswith("application/problem+json") else {}
+        if bad.status_code != 422 or problem.get("code") != "entry.unknown_indicator":
+            s.problems.append(f"{town.code}: 未知指标应答 422 problem+json，实为 {bad.status_code} {bad.text[:200]}")
+        page = await self.http.get(prov.url + "/")
+        csp = page.headers.get("content-security-policy", "")
+        if "script-src 'self'" not in csp or "unsafe-inline" in csp or page.headers.get("x-frame-options") != "DENY":
+            s.problems.append(f"{prov.code}: 页面缺少安全响应头 (security headers missing): {dict(page.headers)}")
+        c.print(f"网关 (gateway): OpenAPI {s.openapi_operations} 个操作、{s.openapi_schemas} 个模式；错误以 "
+                f"problem+json 返回（如 {problem.get('code', '?')}）；页面带 CSP 等安全响应头")
 
     async def show(self) -> None:
         prov = self.fed.province

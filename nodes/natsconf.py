@@ -1,6 +1,6 @@
 """NATS server configuration for a federation: one user per node, allowed to publish only its own
 subjects and to consume only through its own durable consumers with their fixed filters
-(DESIGN.md rule 12). The application still checks that a signer owns its subject; this makes the
+(docs/design.md rule 12). The application still checks that a signer owns its subject; this makes the
 server refuse the forgery before any node sees it.
 """
 

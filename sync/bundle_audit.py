@@ -1,4 +1,4 @@
-"""Auditor: re-verify every stored result bundle as of when it was received (DESIGN.md rule 10).
+"""Auditor: re-verify every stored result bundle as of when it was received (docs/design.md rule 10).
 
 A node keeps each bundle exactly as signed, with the signer's certificate chain. Years later the
 certificates have expired or the keys were rotated, and verifying "now" would fail. What an auditor

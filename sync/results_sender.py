@@ -1,7 +1,7 @@
 """Results sender: sign this node's result bundle, chain it to the previous one, queue it up.
 
 Each bundle carries its sequence number and the id (payload hash) of this node's previous
-bundle, so the parent can detect gaps and forks (DESIGN.md rule 9).
+bundle, so the parent can detect gaps and forks (docs/design.md rule 9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Node certificates and chain verification up to the pinned province key (DESIGN.md §5).
+"""Node certificates and chain verification up to the pinned province key (docs/design.md §4, §5).
 
 A parent certifies each child's key; a chain is the list of certificate envelopes from the
 root's first delegation down to a signer. Scope narrows at every step: a certificate may only

@@ -1,4 +1,4 @@
-"""DESIGN.md §5 rules not covered elsewhere by a test of their own: 1 (exact bytes, unknown fields
+"""docs/design.md §5 rules not covered elsewhere by a test of their own: 1 (exact bytes, unknown fields
 kept), 8 (delegation depth), 14 (sync_interval always), 15 (arrival order does not matter)."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ this host by a veth pair, so its link can really be cut. 四川省 → 成都市
 1. The link is cut one way (the county's packets reach the NATS server, nothing comes back) for
    longer than the stream's de-duplication window. The county's publish is stored but never
    acknowledged, so its outbox sends it again after the window: the stream now holds the bundle
-   twice. 成都市 takes it exactly once (its inbox, DESIGN.md rule 13), and the county's status was
+   twice. 成都市 takes it exactly once (its inbox, docs/design.md rule 13), and the county's status was
    honest throughout (pending, with the error).
 2. Every parent is down while the province publishes a new version: the city, the county and the
    townships are killed, then restarted children first. Each level catches up when its parent

@@ -293,7 +293,7 @@ def _bindable(port: int) -> bool:
 
 def test_the_nats_server_refuses_a_node_publishing_as_another(running: tuple[Federation, Client]) -> None:
     """成都市's own NATS user may publish only under its own path: a publish into 绵阳市's results or
-    the province's cascade is refused by the server itself (DESIGN.md rule 12), before any node sees it."""
+    the province's cascade is refused by the server itself (docs/design.md rule 12), before any node sees it."""
     fed, _ = running
 
     async def attempt() -> tuple[list[bool], bytes, list[str]]:

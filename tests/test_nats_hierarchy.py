@@ -1,4 +1,4 @@
-"""A hierarchy of real nats-servers (DESIGN.md rule 12): the province's hub and one leaf server per city,
+"""A hierarchy of real nats-servers (docs/design.md rule 12): the province's hub and one leaf server per city,
 each with a JetStream domain of its own, joined by leaf-node connections; streams source across
 domains with a filter_subject per source.
 

@@ -1,4 +1,4 @@
-"""Key rotation, revocation lists and the parent's heartbeat (DESIGN.md §5 rules 3, 7, 10).
+"""Key rotation, revocation lists and the parent's heartbeat (docs/design.md §5 rules 3, 7, 10).
 
 Pure checks first (trust.py verifies bytes it is given), then the receivers on a real store
 (SQLite and PostgreSQL): what is refused, with which reason, what is audited and what is kept."""

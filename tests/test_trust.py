@@ -1,4 +1,4 @@
-"""Envelopes and certificate chains (DESIGN.md section 5)."""
+"""Envelopes and certificate chains (docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aggregator.framework import Framework
 from aggregator.grading import repeated_grade_flags
@@ -21,6 +21,15 @@ from sync.ports import AuditRecord, BundleHeader, FrameworkRecord, ResultRecord
 REVIEW_STATUSES = ("pending", "returned", "accepted", "rejected")
 
 
+class TransportState(Protocol):
+    """What the status shows of the NATS connection."""
+
+    @property
+    def last_error(self) -> str: ...
+    @property
+    def connected(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class FrameworkView:
     record: FrameworkRecord
@@ -28,8 +37,7 @@ class FrameworkView:
 
 
 class ReadModels:
-    def __init__(self, ctx: NodeContext, watch: ParentWatch | None, transport_state: Any) -> None:
-        """``transport_state``: an object with ``last_error`` and ``connected`` (the NATS transport), or None."""
+    def __init__(self, ctx: NodeContext, watch: ParentWatch | None, transport_state: TransportState | None) -> None:
         self.ctx = ctx
         self.watch = watch
         self.transport = transport_state

@@ -4,7 +4,7 @@ Both directions authenticate (mutual TLS). A node's TLS certificate names it twi
 the subject's common name (what the server reads to know who asks) and ``node-<code>.nodes.fedappraisal``
 as a DNS name (what a client checks to know it reached the node it meant, whatever address it
 dialled). These are transport keys only; what a node signs is signed with its Ed25519 key, and is
-verified as such whether or not the channel was secure (DESIGN.md §5: transport security is
+verified as such whether or not the channel was secure (docs/design.md §4.5: transport security is
 separate and also required).
 
 Creating a CA and certificates needs ``cryptography.x509``; a running node only reads PEM bytes.
