@@ -44,26 +44,43 @@ LEAVES = 120
 NOW = int(time.time())
 
 
-class Memory:
-    """The townships' sending side, in memory: only the signed messages matter here."""
+class _Chain:
+    """The township's own chain, as send_bundle reads and writes it: only the tip matters here."""
 
     def __init__(self) -> None:
-        self.last: Any = None
-        self.messages: list[bytes] = []
+        self.tip: Any = None
 
-    async def last_bundle(self, node: str) -> Any:
-        return self.last
+    async def last(self, node: str) -> Any:
+        return self.tip
 
-    async def put_bundle(self, **kw: Any) -> None:
+    async def put(self, **kw: Any) -> None:
         from types import SimpleNamespace
 
-        self.last = SimpleNamespace(id=kw["bundle_id"], seq=kw["seq"])
+        self.tip = SimpleNamespace(id=kw["bundle_id"], seq=kw["seq"])
+
+
+class _Outbox:
+    def __init__(self, messages: list[bytes]) -> None:
+        self.messages = messages
 
     async def enqueue(self, subject: str, msg_id: str, payload: bytes, now: int) -> None:
         self.messages.append(payload)
 
-    async def audit(self, *args: Any) -> None:
+
+class _NoAudit:
+    async def append(self, *args: Any) -> None:
         return None
+
+
+class Memory:
+    """The townships' sending side, in memory: only the signed messages matter here (the repositories
+    send_bundle uses: bundles, outbox, audit)."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.bundles = _Chain()
+        self.outbox = _Outbox(self.messages)
+        self.audit = _NoAudit()
 
 
 def hierarchy() -> tuple[Me, list[Me]]:

@@ -50,7 +50,7 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-class _Late:
+class NatsLink:
     """The NATS transport exists only after start(); services that publish hold this instead."""
 
     def __init__(self) -> None:
@@ -111,14 +111,14 @@ class FederationHandlers:
 
 
 def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
-                   transport: _Late | None = None) -> NodeServices:
+                   transport: NatsLink | None = None) -> NodeServices:
     """Every service of one node, wired; no I/O happens here."""
     me = Me(code=cfg.code, name=cfg.name, level=cfg.level, path=cfg.node_path, key=cfg.key, chain=cfg.chain,
             root=cfg.root, parent=cfg.parent.code if cfg.parent else None,
             children={c.code: c.name for c in cfg.children}, limits=cfg.limits)
     ctx = NodeContext(cfg=cfg, me=me, store=store, clock=clock, limits=cfg.limits, wakeups=Wakeups(),
                       health=Health(), tasks=Tasks())
-    late = transport or _Late()
+    late = transport or NatsLink()
     retry = RetryPolicy.from_limits(cfg.limits)
     heartbeat = HeartbeatService(ctx, late.announce)
     cascade = CascadeService(ctx, heartbeat.trust_update)
@@ -142,7 +142,7 @@ class NodeRuntime:
     def __init__(self, cfg: NodeConfig, store: Store, clock: Clock = system_clock) -> None:
         self.cfg = cfg
         self.store = store
-        self._transport = _Late()
+        self._transport = NatsLink()
         self.services = build_services(cfg, store, clock, self._transport)
         self.nats: NatsTransport | None = None
         self.grpc_server: object = None
