@@ -11,14 +11,6 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
-from aggregator.errors import AppraisalError
-
-
-class NotAuthorized(AppraisalError):
-    kind = "not_authorized"
-    default_code = "auth.required"
-
-
 ACTOR_KEY = "actor"
 
 

@@ -11,7 +11,6 @@ CYCLE = r"^[0-9]{4}$"
 PERIOD = r"^[0-9]{4}-(Y|H[12]|Q[1-4]|M(0[1-9]|1[0-2]))$"
 INDICATOR = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
 NODE = r"^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9})$"
-LEVEL = r"^(province|city|county|township)$"
 
 _CYCLE_DOC = "考评年度 appraisal year, e.g. 2026"
 _PERIOD_DOC = "报告期 reporting period: 2026-Y, 2026-H1, 2026-Q3, 2026-M07"
@@ -23,7 +22,8 @@ OptPeriod = Annotated[str | None, QueryParameter(pattern=PERIOD, description=_PE
 Indicator = Annotated[str, QueryParameter(pattern=INDICATOR, description="指标编码 indicator code")]
 OptIndicator = Annotated[str | None, QueryParameter(pattern=INDICATOR, description="指标编码 indicator code")]
 OptNode = Annotated[str | None, QueryParameter(pattern=NODE, description="区划代码; this node if absent")]
-OptLevel = Annotated[str | None, QueryParameter(pattern=LEVEL, description="只看此预警等级之外的层级 (filter by level)")]
+WarningLevel = Annotated[Literal["green", "yellow", "red"] | None,
+                         QueryParameter(description="只看这一预警等级 (one warning level only): green/yellow/red")]
 OptAction = Annotated[str | None, QueryParameter(max_length=64, description="只看这一种操作 (one action), e.g. reject.results")]
 Envelopes = Annotated[bool, QueryParameter(description="include the signed cascade bytes (base64)")]
 Depth = Annotated[int, QueryParameter(ge=0, le=3, description="levels to descend")]

@@ -12,6 +12,7 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from aggregator.errors import AppraisalError
 from gateway.schemas import Problem
@@ -41,6 +42,10 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     path = request.url.path
     if isinstance(exc, AppraisalError):
         return problem(STATUS_BY_KIND.get(exc.kind, 422), exc.code, str(exc), path)
+    if isinstance(exc, (OperationalError, InterfaceError, TimeoutError, ConnectionError)):
+        log.warning("store unavailable on %s: %s", path, exc)
+        return problem(503, "store.unavailable", "存储暂时不可用，请稍后重试 (store unavailable; try again)", path,
+                       headers={"Retry-After": "5"})
     if isinstance(exc, ValidationException):
         extra = exc.extra if isinstance(exc.extra, list) else None
         return problem(400, "request.malformed", str(exc.detail), path,

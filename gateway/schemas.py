@@ -286,7 +286,7 @@ class EventIn(Struct, kw_only=True, forbid_unknown_fields=True):
     note: Note = ""
 
 
-Many = Meta(max_length=500)
+Many = Meta(max_length=500)  # = nodes.assessments.MAX_ITEMS
 
 
 class EnterAssessment(Struct, kw_only=True, forbid_unknown_fields=True):

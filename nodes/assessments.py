@@ -14,10 +14,9 @@ from aggregator.errors import BadInput
 from aggregator.framework import valid_indicator_code
 from aggregator.inputs import Event, Milestone, UnitInputs
 from aggregator.numbers import NumberError, parse_decimal, to_text
-from sync.limits import DEFAULT_LIMITS
 
 KINDS = ("ratings", "surveys", "milestones", "events", "previous")
-MAX_ITEMS = DEFAULT_LIMITS.assessment_items  # per list or mapping; the node passes its own limits
+MAX_ITEMS = 500  # per list or mapping; the gateway's schema (gateway/schemas.py Many) states the same
 
 
 class AssessmentError(BadInput):
@@ -56,7 +55,7 @@ def _mapping(data: Any, where: str, most: int = MAX_ITEMS) -> Mapping[str, Any]:
 
 def normalise(body: Mapping[str, Any], most: int = MAX_ITEMS) -> dict[str, Any]:
     """Validate an assessment document and return it in canonical JSON-ready form; ``most``: items per
-    list or mapping (limits.assessment_items)."""
+    list or mapping."""
     unknown = sorted(set(body) - set(KINDS))
     if unknown:
         raise AssessmentError(f"未知的录入项 {', '.join(unknown)}；可用：{', '.join(KINDS)} (unknown fields)",

@@ -181,7 +181,8 @@ def _addr(doc: Located, where: Where, fix: str) -> str:
     return text
 
 
-def load_config(path: Path) -> NodeConfig:
+def load_config(path: Path, *, now: int | None = None) -> NodeConfig:
+    """``now``: when the certificate chain must hold (the node's clock; the system clock if None)."""
     doc = load(path, code=INVALID)
     if not isinstance(doc.data, dict):
         raise doc.error((), "配置应为键值映射 (configuration must be a mapping); 参见 deploy/README.md")
@@ -244,7 +245,7 @@ def load_config(path: Path) -> NodeConfig:
                                      "证书链文件路径，由上级用 appraise keys certify 签发"))
         chain = _load_chain(doc, chain_path)
         try:
-            ident = verify_chain(chain, root, _now())
+            ident = verify_chain(chain, root, _now() if now is None else now)
         except EnvelopeError as exc:
             raise doc.error(("keys", "certificate_chain"), f"证书链验证失败：{exc}") from None
         if ident.code != code or public_raw(ident.public_key) != public_raw(key.public_key()):

@@ -39,7 +39,8 @@ def load_document(path: Path) -> Located:
         from nodes.framework_excel import read_workbook
 
         return read_workbook(path)
-    return load(path)
+    # Unreadable or malformed YAML (the file's other problems carry codes of their own).
+    return load(path, code="framework_file.malformed")
 
 
 def _num(doc: Located, where: Where, value: Any, fix: str) -> Decimal:

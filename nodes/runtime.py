@@ -192,8 +192,8 @@ class NodeRuntime:
         ctx = self.ctx
         ctx.health.give_up(f"deliver {subject}", reason, ctx.clock())
         async with self.store.tx() as tx:
-            await tx.audit.append(ctx.me.code, "reject.undeliverable", subject, {"reason": reason, "bytes": len(data)},
-                                  ctx.clock())
+            await tx.audit.append(ctx.me.code, "reject.undeliverable", subject,
+                                  {"reason": reason, "bytes": len(data), "code": "transport.undeliverable"}, ctx.clock())
 
     async def run_until_stopped(self) -> None:
         loop = asyncio.get_running_loop()

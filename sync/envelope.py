@@ -20,7 +20,7 @@ PAYLOAD_REVOCATIONS = "application/vnd.fedappraisal.revocation-list.v1+protobuf"
 PAYLOAD_HEARTBEAT = "application/vnd.fedappraisal.heartbeat.v1+protobuf"
 PAYLOAD_APPROVAL = "application/vnd.fedappraisal.approval.v1+protobuf"
 
-MAX_ENVELOPE_BYTES = 2 * 1024 * 1024  # = Limits.envelope_bytes; one value for every node (a format limit)
+MAX_ENVELOPE_BYTES = 2 * 1024 * 1024  # one value for every node (a format limit, see sync/limits.py)
 # What one NATS message may carry (the servers run with max_payload 8MB): a cascade holds up to
 # three framework envelopes plus certificates.
 MAX_MESSAGE_BYTES = 7 * 1024 * 1024  # the default of Limits.message_bytes

@@ -6,7 +6,9 @@ composition root (``nodes/runtime.py``); protocol code reads it from :class:`syn
 
 Limits that every node must agree on are constants, not settings: three delegations below the
 province (four levels, ``sync/trust.py``), one envelope's size (``sync/envelope.py``), and the wire
-decoders' counts (2,000 indicators per framework, 5,000 values per bundle, ``sync/codec.py``).
+decoders' counts (2,000 indicators per framework, 5,000 values per bundle, ``sync/codec.py``), and
+the items of one assessment body (500, ``nodes/assessments.py``; the gateway's schema states it).
+Gap repair needs no retry loop: a gap is pulled once, and the stream's redelivery asks again.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ MiB = 1024 * 1024
 @dataclass(frozen=True)
 class Limits:
     # --- sizes of what other nodes send
-    envelope_bytes: int = 2 * MiB
-    """One signed envelope (a framework, a bundle)."""
     message_bytes: int = 7 * MiB
     """One NATS message: a cascade (up to three frameworks and their certificates) or a result
     message with its evidence; the NATS servers run with ``max_payload`` 8 MB."""
@@ -36,8 +36,6 @@ class Limits:
     """Source bundles a roll-up may carry as evidence."""
     heartbeat_ttl_seconds: int = 24 * 3600
     """The longest validity a parent may give its heartbeat."""
-    assessment_items: int = 500
-    """Ratings, survey groups, milestones or events in one assessment body."""
 
     # --- batching and retries
     fetch_batch: int = 64
@@ -47,7 +45,7 @@ class Limits:
     redelivery_seconds: float = 2.0
     """Pause before a message that could not be settled yet is delivered again."""
     retry_initial_seconds: float = 0.5
-    """First pause of every retry loop (outbox relay, catch-up, subscribe, fetch, gap repair)."""
+    """First pause of every retry loop (outbox relay, catch-up, NATS subscribe and fetch)."""
     retry_cap_seconds: float = 5.0
     """Longest pause of a retry loop; the pause doubles up to it, with jitter."""
     catch_up_attempts: int = 20
@@ -61,9 +59,11 @@ class Limits:
     query_timeout_seconds: float = 3.0
     """Per child, for a forwarded drill-down query."""
     rpc_timeout_seconds: float = 5.0
-    """Any other gRPC call to a neighbour."""
+    """A catch-up call to the parent (FetchFrameworks)."""
+    pull_timeout_seconds: float = 10.0
+    """One FetchBundles call of gap repair (up to ``pull_reply_bytes`` of bundles)."""
     query_depth: int = 3
-    """Levels a drill-down descends (province → township is three)."""
+    """Levels a drill-down descends from this node; a deeper request is answered to this depth."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

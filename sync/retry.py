@@ -1,8 +1,8 @@
 """One retry policy for every retry loop (docs/design.md §8): exponential backoff with full
 jitter and a cap, and a give-up that is never silent.
 
-The outbox relay, catch-up from the parent, NATS subscribe and fetch, and gap repair all pause
-with :meth:`RetryPolicy.pause`; loops with a bounded number of attempts run through
+The outbox relay, catch-up from the parent, and NATS subscribe and fetch all pause with
+:meth:`RetryPolicy.pause` (gap repair is asked again by the stream's redelivery); loops with a bounded number of attempts run through
 :meth:`RetryPolicy.run`, which calls ``on_give_up`` (the node audits it and shows it in
 ``/api/v1/sync`` and ``appraise status``) before raising :class:`GaveUp`.
 """

@@ -46,13 +46,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CODE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
 KINDS = (AppraisalError, BadInput, NotFound, Conflict, Refused, TrustFailure, StoreFailure, TransportFailure, ConfigError)
 SIGNALS = {"aggregator.methods.MissingInput"}  # not errors: handled by the missing-data policy
-# Where the raise sites with codes live (nodes/service.py, nodes/store.py, nodes/yamlfile.py and gateway/
-# have their own errors).
+# Where the raise sites with codes live: the core, the protocol roles, the node's services and the files
+# it reads (nodes/config.py and nodes/yamlfile.py code through Located.error; gateway/ maps them to HTTP).
 SOURCES = sorted([*ROOT.joinpath("aggregator").glob("*.py"), *ROOT.joinpath("sync").rglob("*.py"),
+                  *ROOT.joinpath("nodes", "services").glob("*.py"), *ROOT.joinpath("nodes", "repositories").glob("*.py"),
                   *(ROOT / "nodes" / name for name in ("assessments.py", "framework_file.py", "framework_excel.py"))])
 CODED = {"AppraisalError", "BadInput", "ConfigError", "Refused", "TrustFailure", "EnvelopeError", "TrustError",
          "CertificateTimeError", "NumberError", "WeightsError", "RollupIncompleteError", "KeyFileError", "TlsError",
-         "AssessmentError", "FrameworkFileError"}
+         "AssessmentError", "FrameworkFileError", "NotFound", "Conflict"}
 
 
 def _project_errors() -> list[type[BaseException]]:

@@ -520,7 +520,7 @@ def test_a_revoked_township_is_refused_and_the_list_reaches_it(running: tuple[Fe
     _, client = running
     county, town = "510105", "510105003"
     bad = client.post(county, "/api/v1/admin/revocations", {"code": "510104017", "serial": 1})
-    assert bad.status_code == 422 and bad.json()["code"] == "revoke.invalid" and "only its children" in bad.text
+    assert bad.status_code == 422 and bad.json()["code"] == "revocations.not_a_child" and "only its children" in bad.text
     r = client.post(county, "/api/v1/admin/revocations", {"code": town, "serial": 1, "reason": "密钥泄露演练"})
     assert r.status_code == 201 and r.json()["list_version"] == 1, r.text
     wait_until("the township holds its county's list",

@@ -63,12 +63,12 @@ async def test_every_error_is_a_problem_document(gateway: tuple[AsyncTestClient[
                                  json={"node": "510104017", "bundle_id": "0" * 64, "decision": "approve",
                                        "reviewer": "张三"}), 404, "review.no_such_bundle")
     is_problem(await client.post("/api/v1/admin/revocations", headers=auth,
-                                 json={"code": "510703001", "serial": 1, "reason": "x"}), 422, "revoke.invalid")
+                                 json={"code": "510703001", "serial": 1, "reason": "x"}), 422, "revocations.not_a_child")
     is_problem(await client.post("/api/v1/admin/frameworks", headers=auth, json={"yaml": "issuer: [unclosed"}),
-               422, "input.invalid")
+               422, "framework_file.malformed")
     # Found by Schemathesis: a control character made PyYAML's reader raise before parsing began (a 500).
     r = await client.post("/api/v1/admin/frameworks", headers=auth, json={"yaml": "g\u00f8\u0084"})
-    is_problem(r, 422, "input.invalid")
+    is_problem(r, 422, "framework_file.malformed")
     assert "U+0084" in r.json()["detail"] and "framework.yaml:1" in r.json()["detail"]
 
 
@@ -163,3 +163,23 @@ async def test_body_schemas_state_what_msgspec_enforces(gateway: tuple[AsyncTest
     # 405 names the methods the path allows (RFC 9110).
     r = await client.delete("/api/v1/admin/values")
     assert r.status_code == 405 and "POST" in r.headers["allow"]
+
+
+async def test_warning_levels_filter_and_a_lost_store_is_a_503(tmp_path: Path) -> None:
+    node, _fed = await make_county(tmp_path)
+    try:
+        async with AsyncTestClient(app=create_app(gateway_services(node))) as client:
+            r = await client.get("/api/v1/warnings", params={"cycle": "2026", "period": "2026-Y", "level": "red"})
+            assert r.status_code == 200 and r.json() == []
+            is_problem(await client.get("/api/v1/warnings", params={"cycle": "2026", "period": "2026-Y",
+                                                                     "level": "county"}), 400, "request.malformed")
+            # The store's file is gone and a directory stands in its way: no connection can open.
+            await node.context.store.engine.dispose()
+            db = tmp_path / "county.db"
+            db.rename(tmp_path / "county.db.moved")
+            db.mkdir()
+            r = await client.get("/api/v1/status")
+            is_problem(r, 503, "store.unavailable")
+            assert r.headers["retry-after"] == "5"
+    finally:
+        await node.context.store.close()

@@ -50,7 +50,7 @@ async def test_a_bounded_loop_reports_its_give_up_then_raises() -> None:
 async def test_catch_up_that_gives_up_says_so_everywhere(tmp_path: Path) -> None:
     # 锦江区's parent (成都市) is not running: every catch-up attempt fails.
     node, _fed = await make_county(tmp_path, limits={"catch_up_attempts": 2, "retry_initial_seconds": 0.01,
-                                                      "retry_cap_seconds": 0.02, "query_timeout_seconds": 0.5})
+                                                      "retry_cap_seconds": 0.02, "rpc_timeout_seconds": 0.5})
     try:
         await node.watch.catch_up()
         async with node.context.store.read() as r:
@@ -75,7 +75,7 @@ async def test_appraise_status_exits_1_after_a_give_up(tmp_path: Path) -> None:
     from nodes.runtime import gateway_services
 
     node, _fed = await make_county(tmp_path, limits={"catch_up_attempts": 1, "retry_initial_seconds": 0.01,
-                                                      "query_timeout_seconds": 0.5})
+                                                      "rpc_timeout_seconds": 0.5})
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(gateway_services(node)), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
 
-from gateway.params import Cycle, Depth, Grade, Indicator, OptLevel, OptNode, OptPeriod, Period, Years
+from gateway.params import Cycle, Depth, Grade, Indicator, OptNode, OptPeriod, Period, WarningLevel, Years
 from gateway.problems import documented
 from gateway.schemas import (
     Drilldown,
@@ -50,7 +50,7 @@ class ResultsController(Controller):
     @get("/api/v1/warnings", summary="预警: units behind the time-proportional target in a period",
          responses=documented(400, 422))
     async def warnings(self, read: NamedDependency[ReadModels], cycle: Cycle, period: Period,
-                       level: OptLevel = None) -> list[WarningRow]:
+                       level: WarningLevel = None) -> list[WarningRow]:
         found = await read.warnings(cycle, period)
         return [msgspec.convert(w, WarningRow) for w in found if level is None or w["level"] == level]
 

@@ -54,6 +54,12 @@ class Health:
         self.gave_up.append({"what": what, "reason": reason[:500], "at": at})
         del self.gave_up[:-20]
 
+    def recovered(self, what: str) -> None:
+        """The loop that gave up has since succeeded: it no longer waits on anybody.
+        (A stream message given up for good stays listed: it was dropped, and only the audit log
+        and the sender's own resend can bring it back.)"""
+        self.gave_up = [g for g in self.gave_up if g["what"] != what]
+
 
 class Tasks:
     """Background tasks the runtime cancels on stop."""

@@ -56,7 +56,7 @@ class EntryService:
         check_period(cycle, period)
         if unit not in ctx.me.children:
             raise BadInput(f"{unit[:12]} 不是本节点的被考评单位 (not a unit of this node)", code="entry.not_a_unit")
-        entered = normalise(body, ctx.limits.assessment_items)  # an AssessmentError (BadInput) names the field and the fix
+        entered = normalise(body)  # an AssessmentError (BadInput) names the field and the fix
         now = ctx.clock()
         async with ctx.store.tx() as tx:
             issued = list(await tx.frameworks.list(role="issued", cycle=cycle))

@@ -35,8 +35,9 @@ class QueryService:
                            parent=(me.parent or "") if own else me.code,
                            level=me.level if own else child_level, indicator=req.indicator, value=row.value,
                            source=row.source)
-        if req.depth > 0:
-            sub = pb.QueryRequest(cycle=req.cycle, period=req.period, indicator=req.indicator, depth=req.depth - 1)
+        depth = min(req.depth, ctx.limits.query_depth)  # whoever asks, this node descends no deeper
+        if depth > 0:
+            sub = pb.QueryRequest(cycle=req.cycle, period=req.period, indicator=req.indicator, depth=depth - 1)
 
             async def ask(peer_code: str, target: str) -> tuple[str, pb.QueryReply | None]:
                 client = ctx.client(target, peer_code)

@@ -58,7 +58,7 @@ class ResultsService:
 
             async def fetch(after_seq: int) -> list[bytes]:
                 assert client is not None
-                return await client.fetch_bundles(ctx.me.code, after_seq, timeout=2 * ctx.limits.rpc_timeout_seconds)
+                return await client.fetch_bundles(ctx.me.code, after_seq, timeout=ctx.limits.pull_timeout_seconds)
 
             outcomes = await pull_missing(ctx.store, ctx.me, child, fetch, ctx.clock, self.after_results,
                                           ctx.limits.fetch_batch, hold=self.hold)

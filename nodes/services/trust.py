@@ -18,10 +18,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from aggregator.errors import AppraisalError, BadInput
+from aggregator.errors import AppraisalError
 from nodes.services.context import NodeContext
 from sync.retry import GaveUp, RetryPolicy
-from sync.trust import TrustError
 from sync.trust_updates import Pulse, heartbeat_update, receive_trust_update, revoke
 
 log = logging.getLogger("fedappraisal.trust")
@@ -69,10 +68,7 @@ class HeartbeatService:
 
     async def revoke(self, code: str, serial: int, reason: str, actor: str) -> int:
         """Revoke a child's certificate; the new list goes out with the next heartbeat, at once."""
-        try:
-            crl = await revoke(self.ctx.store, self.ctx.me, code, serial, reason, self.ctx.clock(), actor)
-        except TrustError as exc:  # the request names a certificate this node cannot revoke
-            raise BadInput(str(exc), code="revoke.invalid") from None
+        crl = await revoke(self.ctx.store, self.ctx.me, code, serial, reason, self.ctx.clock(), actor)
         self.ctx.wakeups.heartbeat.set()
         return crl.version
 
@@ -128,14 +124,16 @@ class ParentWatch:
 
         async def gave_up(reason: str) -> None:
             ctx.health.give_up("catch-up", reason, ctx.clock())
+            self._asked.clear()  # the next heartbeat that names a missing framework asks again
             async with ctx.store.tx() as tx:
-                await tx.audit.append(ctx.me.code, "gave_up.catch_up", ctx.me.parent or "", {"reason": reason},
-                                      ctx.clock())
+                await tx.audit.append(ctx.me.code, "gave_up.catch_up", ctx.me.parent or "",
+                                      {"reason": reason, "code": "transport.gave_up"}, ctx.clock())
 
         try:
             messages, trust = await self.retry.run(
-                lambda: client.fetch_frameworks(ctx.me.code, timeout=ctx.limits.query_timeout_seconds),
+                lambda: client.fetch_frameworks(ctx.me.code, timeout=ctx.limits.rpc_timeout_seconds),
                 what=f"catch-up from {ctx.cfg.parent_grpc}", on_error=failed, on_give_up=gave_up)
+            ctx.health.recovered("catch-up")
             if trust:
                 await self.on_heartbeat(trust, catch_up=False)
             for data in messages:

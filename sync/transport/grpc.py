@@ -132,7 +132,7 @@ class FederationClient:
             self.channel = grpc.aio.insecure_channel(target, options=options)
         else:
             if not peer:
-                raise TlsError("a TLS client must name the node it expects", code="tls.no_peer")
+                raise TlsError("TLS 客户端须指明所连节点 (a TLS client must name the node it expects)", code="tls.no_peer")
             options.append(("grpc.ssl_target_name_override", node_host(peer)))
             self.channel = grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
         self.stub = pb_grpc.FederationStub(self.channel)
