@@ -2,9 +2,10 @@
 jitter and a cap, and a give-up that is never silent.
 
 The outbox relay, catch-up from the parent, and NATS subscribe and fetch all pause with
-:meth:`RetryPolicy.pause` (gap repair is asked again by the stream's redelivery); loops with a bounded number of attempts run through
-:meth:`RetryPolicy.run`, which calls ``on_give_up`` (the node audits it and shows it in
-``/api/v1/sync`` and ``appraise status``) before raising :class:`GaveUp`.
+:meth:`RetryPolicy.pause` (gap repair is asked again by the stream's redelivery); loops with a
+bounded number of attempts run through :meth:`RetryPolicy.run`, which calls ``on_give_up`` (the
+node audits it and shows it in ``/api/v1/sync`` and ``appraise status``) before raising
+:class:`GaveUp`.
 """
 
 from __future__ import annotations
