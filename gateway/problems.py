@@ -12,7 +12,8 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from aggregator.errors import AppraisalError
 from gateway.schemas import Problem
@@ -21,7 +22,7 @@ log = logging.getLogger("fedappraisal.gateway")
 
 PROBLEM_JSON = "application/problem+json"
 STATUS_BY_KIND = {"bad_input": 422, "not_found": 404, "conflict": 409, "refused": 422, "trust": 422,
-                  "not_authorized": 401, "store": 503, "transport": 503}
+                  "store": 503, "transport": 503}
 TITLES = {400: "请求格式不符 (malformed request)", 401: "需要授权 (not authorised)", 404: "未找到 (not found)",
           405: "方法不允许 (method not allowed)", 409: "与现有数据冲突 (conflict)", 413: "请求过大 (too large)",
           422: "无法处理的请求 (unprocessable request)", 429: "请求过多 (too many requests)",
@@ -42,7 +43,7 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     path = request.url.path
     if isinstance(exc, AppraisalError):
         return problem(STATUS_BY_KIND.get(exc.kind, 422), exc.code, str(exc), path)
-    if isinstance(exc, (OperationalError, InterfaceError, TimeoutError, ConnectionError)):
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)):
         log.warning("store unavailable on %s: %s", path, exc)
         return problem(503, "store.unavailable", "存储暂时不可用，请稍后重试 (store unavailable; try again)", path,
                        headers={"Retry-After": "5"})
@@ -63,7 +64,9 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
 
 
 def documented(*statuses: int) -> dict[int, ResponseSpec]:
-    """The problem responses an operation may answer, for its OpenAPI entry."""
+    """The problem responses an operation may answer, for its OpenAPI entry; every operation that
+    reads the store may also answer 503."""
+    statuses = (*statuses, 503)
     why = {400: "请求不符合模式 (the request does not fit the schema)", 401: "需要管理令牌 (admin token required)",
            404: "未找到 (not found)", 409: "与现有数据冲突 (conflicts with what the node holds)",
            422: "请求无法处理 (well-formed but refused: the detail and code say why)",

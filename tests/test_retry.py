@@ -55,7 +55,7 @@ async def test_catch_up_that_gives_up_says_so_everywhere(tmp_path: Path) -> None
         await node.watch.catch_up()
         async with node.context.store.read() as r:
             audited = await r.audit.entries(action="gave_up.catch_up")
-        assert len(audited) == 1 and "2" in audited[0].detail
+        assert len(audited) == 1 and "2" in audited[0].detail and "transport.gave_up" in audited[0].detail
         status = await node.read.sync_status()
         assert [g["what"] for g in status["gave_up"]] == ["catch-up"]
         assert "catch-up" in node.context.health.last_error

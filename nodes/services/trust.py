@@ -124,7 +124,6 @@ class ParentWatch:
 
         async def gave_up(reason: str) -> None:
             ctx.health.give_up("catch-up", reason, ctx.clock())
-            self._asked.clear()  # the next heartbeat that names a missing framework asks again
             async with ctx.store.tx() as tx:
                 await tx.audit.append(ctx.me.code, "gave_up.catch_up", ctx.me.parent or "",
                                       {"reason": reason, "code": "transport.gave_up"}, ctx.clock())
@@ -139,7 +138,10 @@ class ParentWatch:
             for data in messages:
                 await self.take_cascade(None, data)
         except GaveUp:
-            return
+            # After the flag is down, so that a heartbeat arriving during the give-up cannot leave a
+            # framework marked as asked for: the next one that names a missing framework asks again.
+            self._catching_up = False
+            self._asked.clear()
         finally:
             self._catching_up = False
             await client.close()

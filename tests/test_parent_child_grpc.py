@@ -1,0 +1,75 @@
+"""Services against real gRPC peers over mutual TLS (the demo's CA and node certificates): a
+catch-up that gave up recovers, and a node never forwards a drill-down deeper than its limit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync.transport.grpc import FederationServicer, start_server
+from sync.transport.tls import TlsFiles
+from tests.support.nodes import make_county
+
+
+class Peer:
+    """A neighbour's Federation service that answers with nothing and remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.depths: list[int] = []
+        self.fetched: list[str] = []
+
+    async def fetch_frameworks(self, requester: str, cycle: str) -> tuple[list[bytes], bytes]:
+        self.fetched.append(requester)
+        return [], b""
+
+    async def submit_results(self, message: bytes) -> tuple[bool, str]:
+        return False, "not here"
+
+    async def query(self, request: pb.QueryRequest) -> pb.QueryReply:
+        self.depths.append(request.depth)
+        return pb.QueryReply()
+
+    async def fetch_bundles(self, requester: str, after_seq: int) -> list[bytes]:
+        return []
+
+
+def tls_of(fed_dir: Path, code: str) -> TlsFiles:
+    d = fed_dir / "nodes" / code
+    return TlsFiles.load(fed_dir / "tls" / "ca.pem", d / "tls.pem", d / "tls.key")
+
+
+async def test_a_catch_up_that_gave_up_recovers_when_the_parent_answers(tmp_path: Path) -> None:
+    node, fed = await make_county(tmp_path, limits={"catch_up_attempts": 1, "retry_initial_seconds": 0.01,
+                                                     "rpc_timeout_seconds": 0.5})
+    try:
+        await node.watch.catch_up()  # 成都市 is not there yet
+        assert [g["what"] for g in node.context.health.gave_up] == ["catch-up"]
+        parent = Peer()
+        server, _ = await start_server(node.context.cfg.parent_grpc, FederationServicer(parent, authenticated=True,
+                                                                                         me="5101"),
+                                       tls_of(fed.workdir, "5101"))
+        try:
+            await node.watch.catch_up()
+        finally:
+            await server.stop(grace=0)
+        assert parent.fetched == ["510104"]  # asked, as itself (its TLS certificate)
+        assert node.context.health.gave_up == []  # recovered: nothing waits any more
+        assert (await node.read.sync_status())["gave_up"] == []
+    finally:
+        await node.context.store.close()
+
+
+async def test_a_drill_down_descends_no_deeper_than_the_nodes_limit(tmp_path: Path) -> None:
+    for limit, forwarded in ((3, 2), (1, 0)):
+        node, fed = await make_county(tmp_path / str(limit), limits={"query_depth": limit})
+        town = node.context.cfg.children[0]
+        child = Peer()
+        server, _ = await start_server(town.grpc, FederationServicer(child, authenticated=True, me=town.code),
+                                       tls_of(fed.workdir, town.code))
+        try:
+            reply = await node.query.query(pb.QueryRequest(cycle="2026", period="2026-Y", indicator="A1", depth=3))
+        finally:
+            await server.stop(grace=0)
+            await node.context.store.close()
+        assert child.depths == [forwarded], limit
+        assert town.code not in reply.partial  # it answered; the other township did not
