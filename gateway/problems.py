@@ -47,6 +47,8 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         log.warning("store unavailable on %s: %s", path, exc)
         return problem(503, "store.unavailable", "存储暂时不可用，请稍后重试 (store unavailable; try again)", path,
                        headers={"Retry-After": "5"})
+    if isinstance(exc, RecursionError):  # the body decoder recurses per level of nesting
+        return problem(400, "request.too_deep", "请求体嵌套过深 (the request body is nested too deep)", path)
     if isinstance(exc, ValidationException):
         extra = exc.extra if isinstance(exc.extra, list) else None
         return problem(400, "request.malformed", str(exc.detail), path,

@@ -205,9 +205,24 @@ def fw_publish(
     gateway: Annotated[str, typer.Option(help="本节点网关地址，如 http://127.0.0.1:8001")],
     token_file: Annotated[Path, typer.Option(help="管理令牌文件 (admin.token)")],
 ) -> None:
-    """由本节点发布指标体系并逐级下发 (publish a framework from this node)."""
+    """由本节点发布指标体系并逐级下发 (publish a framework from this node): YAML, or the Excel template."""
+    from nodes.framework_file import dump_yaml, load_framework
+
+    if file.suffix.lower() in (".xlsx", ".xlsm"):
+        try:  # the node takes YAML text: the workbook is read here, with its sheet!cell messages
+            text = dump_yaml(load_framework(file, now=int(time.time())))
+        except FileError as exc:
+            raise fail(str(exc)) from None
+    else:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise fail(f"{file}: 不是 UTF-8 文本；请另存为 UTF-8 的 YAML，或使用 Excel 模板 (.xlsx) "
+                       "(not UTF-8 text: save the YAML as UTF-8, or use the Excel template)") from None
+        except OSError as exc:
+            raise fail(f"{file}: 无法读取 (cannot read): {exc.strerror}") from None
     r = httpx.post(gateway.rstrip("/") + "/api/v1/admin/frameworks",
-                   json={"yaml": file.read_text(encoding="utf-8"), "filename": file.name},
+                   json={"yaml": text, "filename": file.name},
                    headers={"Authorization": "Bearer " + token_file.read_text(encoding="utf-8").strip()}, timeout=30)
     if r.status_code >= 400:
         raise fail(f"{r.status_code}: {r.json().get('detail', r.text)}")
@@ -632,6 +647,8 @@ def demo(
             prov = d.fed.province
             console.print(f"\n[bold]省级网关 (province gateway):[/] {prov.url}/")
             console.print(f"OpenAPI: {prov.url}/schema/openapi.json · 数据目录 (data): {workdir}")
+            console.print(f"管理令牌 (admin tokens, 0600): {d.fed.node_dir(prov.code) / 'admin.token'} "
+                          f"(各节点: {workdir}/nodes/<code>/admin.token)")
             console.print("按 Ctrl-C 停止 (press Ctrl-C to stop)")
             await stop.wait()
             return 0

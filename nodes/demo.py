@@ -101,7 +101,8 @@ class Demo:
         await asyncio.to_thread(self.fed.prepare)
         c.print(f"已为 {len(self.fed.specs)} 个节点生成密钥与证书 (keys and certificates issued)")
         await asyncio.to_thread(self.fed.start_nats)
-        c.print(f"NATS JetStream 已启动 (nats-server up): {self.fed.nats.url}")
+        # Never the operator's URL: it carries the unrestricted password (it stays in the server's config file).
+        c.print("NATS JetStream 已启动，每个节点只能用自己的账号 (nats-server up; each node has its own account)")
         t0 = time.monotonic()
         for s in self.fed.specs:
             self.fed.start_node(s.code)

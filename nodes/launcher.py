@@ -364,7 +364,8 @@ class Federation:
             cfg["children"] = [{"code": c, "name": self.by_code[c].name,
                                 "grpc": f"{self.address(s, self.by_code[c])}:{self.by_code[c].grpc_port}"}
                                for c in s.children]
-        (d / "node.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        # It holds the node's NATS password: readable by the node's user only, like its keys.
+        self._write_secret(d / "node.yaml", yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False).encode())
 
     def start_nats(self) -> None:
         if self.host_gateway:

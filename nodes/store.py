@@ -9,6 +9,8 @@ serialised by a lock, which also keeps the audit hash chain linear.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -58,6 +60,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _create_private(url: str) -> None:
+    """A new SQLite store file is created readable by the node's user only (0600, like its keys):
+    it holds every value, bundle and audit entry. SQLite gives its -wal and -shm files the same mode.
+    An existing file keeps the mode its operator gave it."""
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database and parsed.database != ":memory:":
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(parsed.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _schema_head() -> str:
     heads = sorted(p.stem.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*.py"))
     return heads[-1]
@@ -87,6 +99,7 @@ class Store:
     @classmethod
     async def open(cls, url: str) -> Store:
         check_url(url)
+        _create_private(url)
         engine = create_async_engine(url, pool_pre_ping=False)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

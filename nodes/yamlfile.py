@@ -81,6 +81,9 @@ def load(path: Path, *, code: str | None = None) -> Located:
                         "请检查缩进、冒号和引号 (check indentation, colons and quotes)", code=code) from None
     except yaml.YAMLError as exc:
         raise FileError(f"{path}: YAML 格式错误 (malformed YAML): {exc}", code=code) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise FileError(f"{path}: YAML 嵌套过深，请减少嵌套层级 (nested too deep; a framework needs a few levels)",
+                        code=code) from None
     finally:
         loader.dispose()
     return located

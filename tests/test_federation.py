@@ -344,6 +344,11 @@ def test_demo_runs_until_ctrl_c_then_check_reruns_cleanly(tmp_path: Path) -> Non
     output = "".join(seen)
     assert "省级网关 (province gateway)" in output and "成都市（5101）" in output, output[-3000:]
     assert "锦官驿街道" in output  # progress names the real units
+    # Where the office's admin token is, and never the NATS operator's unrestricted password.
+    assert f"{workdir}/nodes/51/admin.token" in output.replace("\n", "")
+    conf = json.loads((workdir / "nats" / "nats-server.conf").read_text(encoding="utf-8"))
+    operator = [u["password"] for account in conf["accounts"].values() for u in account["users"] if u["user"] == "operator"]
+    assert len(operator) == 1 and operator[0] not in output and "operator:" not in output
     ports = _ports_of(workdir)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)

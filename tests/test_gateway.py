@@ -183,3 +183,20 @@ async def test_warning_levels_filter_and_a_lost_store_is_a_503(tmp_path: Path) -
             assert r.headers["retry-after"] == "5"
     finally:
         await node.context.store.close()
+
+
+async def test_hostile_bodies_are_clear_refusals(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
+    """Issue 9 item 14: JSON nested 999 deep, the value 1e999999999, YAML nested 5,000 deep."""
+    client, _node, token = gateway
+    auth = {TOKEN_HEADER: f"Bearer {token}", "content-type": "application/json"}
+    deep = "[" * 999 + "]" * 999
+    body = '{"cycle": "2026", "period": "2026-Y", "values": {"A1": ' + deep + "}}"
+    is_problem(await client.post("/api/v1/admin/values", headers=auth, content=body), 400, "request.too_deep")
+    for value in ('"1e999999999"', "1e999999999"):
+        body = '{"cycle": "2026", "period": "2026-Y", "values": {"A1": ' + value + "}}"
+        is_problem(await client.post("/api/v1/admin/values", headers=auth, content=body), 400, "request.malformed")
+    r = await client.post("/api/v1/admin/frameworks", headers=auth, json={"yaml": "[" * 5000 + "]" * 5000})
+    is_problem(r, 422, "framework_file.malformed")
+    assert "nested too deep" in r.json()["detail"]
+    r = await client.post("/api/v1/admin/frameworks", headers=auth, json={"yaml": "#" * (2 * 1024 * 1024 + 1)})
+    is_problem(r, 400, "request.malformed")  # the schema caps the text, before anything parses it

@@ -5,6 +5,7 @@ catch-up with the frameworks addressed to it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -70,7 +71,8 @@ class CascadeService:
         ``label``: the name to show for the file in messages (an upload's own name)."""
         ctx = self.ctx
         shown = label or str(path)
-        fw = load_framework(path, units=self._units(), now=ctx.clock())
+        # Parsing is CPU work that a large file makes long: off the event loop, so the node keeps serving.
+        fw = await asyncio.to_thread(load_framework, path, units=self._units(), now=ctx.clock())
         if fw.issuer != ctx.me.code:
             raise BadInput(f"{shown}: issuer 为 {fw.issuer}，本节点是 {ctx.me.code} (a node publishes only its own frameworks)",
                            code="framework.not_own")
