@@ -11,6 +11,7 @@ from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import encode_framework
 from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, digest, sign
 from sync.identity import Me
+from sync.message_ids import message_id
 from sync.ports import ProtocolTx
 
 
@@ -30,7 +31,7 @@ async def issue_framework(tx: ProtocolTx, me: Me, fw: Framework, upstream: list[
     await tx.frameworks.put(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
                            version=fw.version, role="issued", envelope=envelope, cascade=cascade, now=now,
                            authored=authored)
-    await tx.outbox.enqueue(me.cascade_subject(), fw_digest, cascade, now)
+    await tx.outbox.enqueue(me.cascade_subject(), message_id(fw_digest), cascade, now)
     await tx.audit.append(me.code, "issue.framework", fw_digest,
                    {"cycle": fw.cycle, "class": fw.unit_class, "version": fw.version,
                     "units": [u.code for u in fw.units]}, now)

@@ -15,6 +15,7 @@ from sync.codec import Bundle, encode_bundle
 from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, digest, sign
 from sync.identity import Me
 from sync.limits import DEFAULT_LIMITS
+from sync.message_ids import message_id
 from sync.ports import ProtocolStore, ProtocolTx
 
 GENESIS = "0" * 64
@@ -40,7 +41,7 @@ async def send_bundle(tx: ProtocolTx, me: Me, *, cycle: str, period: str, framew
     await tx.bundles.put(bundle_id=bundle_id, node=me.code, cycle=cycle, period=period, seq=seq, prev_hash=prev,
                         framework_digest=framework_digest, message=message, now=now)
     if me.parent is not None:
-        await tx.outbox.enqueue(me.results_subject(), bundle_id, message, now)
+        await tx.outbox.enqueue(me.results_subject(), message_id(bundle_id), message, now)
     await tx.audit.append(me.code, "send.results", bundle_id,
                    {"cycle": cycle, "period": period, "seq": seq, "values": len(values), "approved": len(sources)}, now)
     return bundle_id

@@ -99,3 +99,22 @@ def serve_federation() -> Iterator[Callable[[Federation], Client]]:
     client; everything it started is stopped once the module's tests are done (the last started, first)."""
     with contextlib.ExitStack() as stack:
         yield lambda fed: stack.enter_context(serving(fed))
+
+
+@pytest.fixture
+def nats_url(tmp_path: Path) -> Iterator[str]:
+    """A nats-server of its own with JetStream, on a free port, for one test."""
+    import subprocess
+    import time
+
+    from nodes.launcher import free_port, nats_server_binary
+
+    port = free_port()
+    proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not _reachable("127.0.0.1", port):
+        time.sleep(0.05)
+    yield f"nats://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -5,34 +5,9 @@ nats-server with JetStream, started for this test."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
-from pathlib import Path
 
-import pytest
-
-from nodes.launcher import free_port, nats_server_binary
 from sync.limits import Limits
 from sync.transport.nats import STREAM_RESULTS, NatsTransport
-
-
-@pytest.fixture
-def nats_url(tmp_path: Path) -> object:
-    port = free_port()
-    proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    import socket
-
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"nats://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 async def test_an_unsettled_message_is_given_up_once_after_max_deliveries(nats_url: str) -> None:

@@ -11,9 +11,10 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, ExternalStream, StorageType, StreamConfig, StreamSource
+from nats.js.api import AckPolicy, ConsumerConfig, ExternalStream, PubAck, StorageType, StreamConfig, StreamSource
 from nats.js.errors import BadRequestError, FetchTimeoutError
 
+from aggregator.errors import TransportFailure
 from sync.limits import DEFAULT_LIMITS, Limits
 from sync.retry import RetryPolicy
 
@@ -83,9 +84,20 @@ class NatsTransport:
                 # Another node created it first with the same subjects; that is the shared stream.
                 await self.js.stream_info(stream)
 
-    async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
-        """Publish and wait for JetStream's acknowledgement; raises if not acknowledged."""
-        await self.js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": msg_id})
+    async def publish(self, subject: str, payload: bytes, msg_id: str) -> PubAck:
+        """Publish and wait for JetStream's acknowledgement; raises if not acknowledged, or if the
+        acknowledgement comes from a stream other than the one that owns the subject.
+
+        ``msg_id`` is unknowable to other nodes (sync/message_ids.py), so a duplicate acknowledgement
+        means JetStream already holds this very message: an earlier attempt whose acknowledgement was
+        lost, not another node's message under a forged id."""
+        ack: PubAck = await self.js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": msg_id})
+        expected = next((name for name, pattern in STREAMS.items() if subject.startswith(pattern.rstrip(">"))), "")
+        if expected and ack.stream != expected:
+            raise TransportFailure(f"{subject} 的确认来自流 {ack.stream}，应为 {expected} "
+                                   f"(acknowledged by stream {ack.stream}, expected {expected})",
+                                   code="transport.wrong_stream")
+        return ack
 
     async def announce(self, subject: str, payload: bytes) -> None:
         """Core NATS, fire and forget: for heartbeats, which are worthless once expired.
