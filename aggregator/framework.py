@@ -19,6 +19,10 @@ METHODS = ("completion_ratio", "threshold", "efficacy", "minmax", "zscore", "ran
 REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {"threshold": ("baseline", "challenge"), "growth": ("target_growth",)}
 NEEDS_TARGET = frozenset({"completion_ratio", "threshold"})
 ASSESSED_METHODS = frozenset({"task_list", "negative_list", "raters", "survey"})  # no reported value
+# Methods that score a value against the indicator's target: only these need targets to cascade.
+# The others score against last cycle (growth) or against the class (efficacy, minmax, zscore, rank,
+# versus_peers), so a level below has no target to cover, only values to report.
+TARGETED_METHODS = frozenset({"completion_ratio", "threshold"})
 MISSING_POLICIES = ("zero", "renormalise")
 FREQUENCIES = ("", "M", "Q", "H", "Y")
 ADJUSTMENT_KINDS = ("bonus", "deduction", "veto")
@@ -379,6 +383,8 @@ def _check_contributions(p: Indicator, contributions: list[tuple[Indicator, Link
     simple = len(contributions) == 1 and contributions[0][1].share == 1
     if rule_name(rule) in SINGLE_LINK_RULES and not simple:
         return [Problem(first, f"规则 {rule} 只能由一个末级指标按全额衔接 {p.code} (this rule takes one leaf at share 1)")]
+    if p.method not in TARGETED_METHODS:
+        return []
     parent_target = p.target_for(unit, parent_class)
     if parent_target is None:
         return [Problem(first, f"上级指标 {p.code} 没有给 {unit} 下达目标值 (parent target missing)")]

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from aggregator.framework import (
+    ASSESSED_METHODS,
     Adjustment,
     Framework,
     FrameworkRef,
@@ -19,6 +20,7 @@ from aggregator.framework import (
     Unit,
     check_links,
     check_structure,
+    rule_name,
 )
 from aggregator.grading import DEFAULT_GRADES, GradeRule
 from aggregator.numbers import NumberError, parse_decimal, to_text
@@ -198,6 +200,15 @@ def _mapping(doc: Located, where: Where, raw: Any, what: str) -> dict[str, Decim
     return {str(k): _num(doc, (*where, k), v, "请填写目标值") for k, v in raw.items()}
 
 
+RATE_UNITS = frozenset({"%", "％", "‰", "百分点", "pp"})
+RATE_NAMES = ("率", "增速", "占比", "比例", "比重")
+
+
+def is_rate(ind: Indicator) -> bool:
+    """Measured as a rate or a percentage: by its unit, or by a name that says so (…率, …增速)."""
+    return ind.measure_unit.strip() in RATE_UNITS or ind.name.strip().endswith(RATE_NAMES)
+
+
 def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicator]) -> None:
     if not isinstance(node, dict):
         raise _error(doc, where, "每个指标应为键值映射 (each indicator must be a mapping)", "framework_file.bad_indicator")
@@ -250,6 +261,15 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
         provider=str(node.get("provider", "")),
         frequency=str(node.get("frequency", "")),
     )
+    if ind.leaf and ind.method not in ASSESSED_METHODS and rule_name(ind.rollup) == "sum" and is_rate(ind) \
+            and not str(node.get("rollup_reason", "")).strip():
+        # Rates do not add up: a county's 8 % growth split as 4 % per township is a wrong target and a
+        # wrong roll-up. Summing one is allowed only when the file says why (rollup_reason).
+        raise _error(doc, (*where, "rollup"),
+                     f"[{code}] {ind.name} 是比率或百分比（{ind.measure_unit or '名称'}），不能按 sum 汇总；请写 rollup: "
+                     "mean、weighted_mean:<权重指标> 或 ratio_of_sums:<分子>/<分母>，或以 rollup_reason 说明为何相加 "
+                     "(a rate or percentage does not add up: choose mean, weighted_mean or ratio_of_sums, "
+                     "or say why in rollup_reason)", "framework_file.sum_of_rates")
     out.append(ind)
     if children is not None:
         if not isinstance(children, list) or not children:
