@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal, localcontext
 
-from aggregator.framework import Framework, Indicator
+from aggregator.framework import ASSESSED_METHODS, Framework, Indicator
 from aggregator.grading import assign_grades
 from aggregator.inputs import UnitInputs
 from aggregator.methods import Earned, MissingInput, Peers, earn, peer_values
@@ -67,11 +67,17 @@ class UnitScore:
     parts: tuple[IndicatorScore, ...]
     adjustments: tuple[AdjustmentScore, ...]
     as_of: datetime
+    # False: the unit reported no value for any measured indicator. It is listed, not scored: no
+    # score, no rank, no grade (silence must not score, issue 9 item 10).
+    assessed: bool = True
+    # False: some measured indicator has no value. Such a unit ranks below every complete unit.
+    complete: bool = True
 
     def explain(self) -> dict[str, object]:
         return {
             "unit": self.unit, "class": self.unit_class, "score": to_text(self.score), "rank": self.rank,
             "grade": self.grade, "grade_reason": self.grade_reason,
+            "assessed": self.assessed, "complete": self.complete,
             "base": to_text(self.base), "bonus": to_text(self.bonus), "deduction": to_text(self.deduction),
             "as_of": self.as_of.isoformat(),
             "rounding": "leaf points ROUND_HALF_UP to 0.000001; total ROUND_HALF_UP to 0.01",
@@ -155,22 +161,31 @@ def appraise(fw: Framework, inputs: Mapping[str, UnitInputs], as_of: datetime) -
             leaves = [replace(i, target=i.class_targets[cls]) if cls in i.class_targets else i for i in fw.leaves()]
             peers = {ind.code: peer_values(ind, members, inputs) for ind in leaves}
             rows = []
+            silent: list[UnitScore] = []
             for unit in members:
                 ui = inputs.get(unit, UnitInputs())
                 parts = tuple(_leaf_score(ind, unit, ui, peers[ind.code], day) for ind in leaves)
+                measured = [p for p, ind in zip(parts, leaves, strict=True) if ind.method not in ASSESSED_METHODS]
+                if measured and all(p.missing for p in measured):
+                    silent.append(UnitScore(unit, cls, ZERO, ZERO, ZERO, ZERO, 0, "", "未报送任何数据，不参与评分 "
+                                            "(reported nothing: not assessed)", parts, (), as_of, assessed=False,
+                                            complete=False))
+                    continue
                 base, base_note = _base(fw, parts)
                 bonus, deduction, cap, adjustments = _adjust(fw, ui)
                 if base_note:
                     adjustments = (AdjustmentScore("", "note", ZERO, base_note), *adjustments)
                 total = round_score(base + bonus - deduction)
-                rows.append((unit, base, bonus, deduction, total, cap, parts, adjustments))
+                complete = not any(p.missing for p in measured)
+                rows.append((unit, base, bonus, deduction, total, cap, parts, adjustments, complete))
             totals = {r[0]: r[4] for r in rows}
-            ranks = competition_ranks(totals)
+            ranks = competition_ranks(totals, incomplete={r[0] for r in rows if not r[8]})
             grades = assign_grades(totals, fw.grades, {r[0]: r[5] for r in rows if r[5]})
-            for unit, base, bonus, deduction, total, _, parts, adjustments in rows:
+            for unit, base, bonus, deduction, total, _, parts, adjustments, complete in rows:
                 g = grades[unit]
                 results.append(UnitScore(unit, cls, base, bonus, deduction, total, ranks[unit], g.grade, g.reason,
-                                         parts, adjustments, as_of))
+                                         parts, adjustments, as_of, complete=complete))
+            results.extend(silent)
     return results
 
 
@@ -179,16 +194,19 @@ def score_units(fw: Framework, values: Mapping[str, Mapping[str, Decimal]], as_o
     return appraise(fw, {u: UnitInputs(values=v) for u, v in values.items()}, as_of)
 
 
-def competition_ranks(scores: Mapping[str, Decimal]) -> dict[str, int]:
-    """Standard competition ranking: equal scores share a rank, the next rank skips (1, 2, 2, 4)."""
-    ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+def competition_ranks(scores: Mapping[str, Decimal], incomplete: frozenset[str] | set[str] = frozenset()) -> dict[str, int]:
+    """Standard competition ranking: equal scores share a rank, the next rank skips (1, 2, 2, 4).
+    Units in ``incomplete`` (a measured indicator without a value) come after every complete unit,
+    whatever their score: a unit that left something unreported never ranks above one that reported."""
+    ordered = sorted(scores.items(), key=lambda kv: (kv[0] in incomplete, -kv[1], kv[0]))
     ranks: dict[str, int] = {}
-    prev: Decimal | None = None
+    prev: tuple[bool, Decimal] | None = None
     prev_rank = 0
     for i, (code, score) in enumerate(ordered, start=1):
-        if score != prev:
+        key = (code in incomplete, score)
+        if key != prev:
             prev_rank = i
-            prev = score
+            prev = key
         ranks[code] = prev_rank
     return ranks
 

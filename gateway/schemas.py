@@ -214,8 +214,10 @@ class Ranking(Struct, kw_only=True):
     name: str
     period: str
     score: str
-    rank: int
+    rank: int  # 0: not assessed
     grade: str | None
+    assessed: bool  # False: the unit reported nothing; listed, not scored, not ranked, not graded
+    complete: bool  # False: a measured indicator has no value; ranked below every complete unit
     framework_digest: str
     explanation: dict[str, Any]
 

@@ -26,6 +26,10 @@ async def test_assessments_feed_the_scores(county: Node) -> None:
     async with county.context.store.read() as r:
         issued = await r.frameworks.list(role="issued")
     assert len(issued) == 1  # the county derived its townships' framework from the signed chain
+    async with county.context.store.tx() as tx:  # both report A1 as 0: assessed, and A1 earns nothing
+        for town in ("510104017", "510104018"):
+            await tx.results.put(node=town, cycle="2026", period="2026-Y", framework_digest=issued[0].digest,
+                                 values={"A1": "0"}, source="reported", bundle_id="b", now=1)
     await county.entry.enter_assessment("2026", "2026-Y", "510104017",
                                   {"ratings": {"B3": [60, 80, 85, 90, 100]}, "events": [{"item": "J1", "points": 3}]},
                                   "市统计局")
@@ -39,7 +43,7 @@ async def test_assessments_feed_the_scores(county: Node) -> None:
     b3 = next(p for p in town["parts"] if p["indicator"] == "B3")
     assert b3["share"] == "0.85" and Decimal(b3["score"]) == Decimal(34)  # 40 × mean(80, 85, 90)/100
     assert Decimal(town["bonus"]) == 2  # J1 capped at 2 per item
-    assert Decimal(town["score"]) == 36  # A1 not reported yet: 0 (flagged) + 34 + 2
+    assert Decimal(town["score"]) == 36  # A1 reported as 0: 0 + 34 + 2
     other = scores["510104018"]
     assert Decimal(other["score"]) == 28 and other["grade"] == "差"  # 40 × 0.7; the veto is recorded too
     assert {"item": "V1", "kind": "veto", "points": "0", "note": "12·3 事故"} in other["adjustments"]

@@ -200,3 +200,18 @@ async def test_hostile_bodies_are_clear_refusals(gateway: tuple[AsyncTestClient[
     assert "nested too deep" in r.json()["detail"]
     r = await client.post("/api/v1/admin/frameworks", headers=auth, json={"yaml": "#" * (2 * 1024 * 1024 + 1)})
     is_problem(r, 400, "request.malformed")  # the schema caps the text, before anything parses it
+
+
+async def test_a_unit_that_reported_nothing_is_listed_last_as_not_assessed(
+        gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
+    client, node, _token = gateway
+    async with node.context.store.tx() as tx:
+        digest = (await tx.frameworks.list(role="issued"))[-1].digest
+        await tx.results.put(node="510104018", cycle="2026", period="2026-Y", framework_digest=digest,
+                             values={"A1": "400"}, source="reported", bundle_id="b", now=1)
+        await node.scoring.recompute(tx, "2026", "2026-Y", digest, cause="test")
+    rows = (await client.get("/api/v1/rankings", params={"cycle": "2026", "period": "2026-Y"})).json()
+    assert [(r["unit"], r["assessed"], r["rank"]) for r in rows] == [("510104018", True, 1), ("510104017", False, 0)]
+    assert rows[1]["grade"] == "" and "not assessed" in rows[1]["explanation"]["grade_reason"]
+    page = (await client.get("/", params={"cycle": "2026", "period": "2026-Y"})).text
+    assert "未参评" in page and page.index("东湖街道") < page.index("未参评")

@@ -153,6 +153,25 @@ def test_missing_data_policies() -> None:
     assert renorm.score == D(100) and "re-normalised" in str(renorm.explain())
 
 
+def test_silence_does_not_score() -> None:
+    """Issue 9 item 10: with re-normalisation and a negative list, a unit that reported nothing used to
+    score 100 and rank first. Now it is listed as not assessed, and a unit that left a measured
+    indicator unreported ranks below every unit that reported all of them, whatever its score."""
+    a, b = two_leaves()
+    neg = replace(ind("negative_list", target=None, weight="20"), code="N", name="N")
+    fw = fw_with(replace(a, weight=D(40)), b, neg, units=(("5101", "k"), ("5107", "k"), ("5133", "k")),
+                 missing_policy="renormalise")
+    inputs = {"5101": UnitInputs(values={"A": D(100), "B": D(90)}),  # everything, a little short on B
+              "5107": UnitInputs(values={"A": D(100)}),  # B unreported: re-normalised to 100
+              "5133": UnitInputs()}  # nothing at all; the negative list alone would have given 100
+    scored = {s.unit: s for s in appraise(fw, inputs, AS_OF)}
+    full, partial, silent = scored["5101"], scored["5107"], scored["5133"]
+    assert partial.score > full.score  # re-normalised, as the policy says ...
+    assert (full.rank, partial.rank) == (1, 2) and full.complete and not partial.complete  # ... but ranked below
+    assert not silent.assessed and silent.rank == 0 and silent.grade == "" and "not assessed" in silent.grade_reason
+    assert silent.explain()["assessed"] is False
+
+
 def test_bonus_deduction_caps_and_veto() -> None:
     a, b = two_leaves()
     items = (Adjustment("J1", "招商引资加分", "bonus", D(2)), Adjustment("J2", "创新加分", "bonus", D(3)),

@@ -42,7 +42,9 @@ class DashboardController(Controller):
         return Template(template_name="dashboard.html.j2", context={
             "me": {"name": me.name, "code": me.code, "level": LEVEL_ZH.get(me.level, me.level)},
             "cycle": cycle, "period": period, "indicator": indicator,
-            "rankings": [{"rank": s.rank, "name": names.get(s.unit, s.unit), "unit": s.unit, "score": s.score,
-                          "grade": str(json.loads(s.explanation).get("grade", ""))} for s in scores],
+            "rankings": sorted(({"rank": s.rank, "name": names.get(s.unit, s.unit), "unit": s.unit, "score": s.score,
+                                 "grade": str(json.loads(s.explanation).get("grade", "")),
+                                 "assessed": bool(json.loads(s.explanation).get("assessed", True))} for s in scores),
+                               key=lambda r: (not r["assessed"], r["rank"], r["unit"])),
             "leaves": leaves, "drill": drill,
         })

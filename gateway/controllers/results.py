@@ -36,8 +36,9 @@ class ResultsController(Controller):
             explanation = json.loads(s.explanation)
             out.append(Ranking(unit=s.unit, name=names.get(s.unit, s.unit), period=s.period, score=s.score,
                                rank=s.rank, grade=explanation.get("grade"), framework_digest=s.framework_digest,
-                               explanation=explanation))
-        return out
+                               assessed=bool(explanation.get("assessed", True)),
+                               complete=bool(explanation.get("complete", True)), explanation=explanation))
+        return sorted(out, key=lambda r: (r.period, not r.assessed, r.rank, r.unit))  # the not assessed last
 
     @get("/api/v1/values", summary="Values held for a cycle: this node's own and its children's",
          responses=documented(400))
