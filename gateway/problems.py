@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 import msgspec
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
@@ -77,4 +77,4 @@ def documented(*statuses: int) -> dict[int, ResponseSpec]:
                             generate_examples=False) for s in statuses}
 
 
-__all__ = ["MediaType", "documented", "handle", "problem"]
+__all__ = ["documented", "handle", "problem"]
