@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.response import Template
@@ -27,7 +25,7 @@ class DashboardController(Controller):
                         cycle: Cycle = "2026", period: Period = "2026-Y",
                         indicator: OptIndicator = None) -> Template:
         names = node_context.child_names
-        scores = await read.scores(cycle, period)
+        ranked = await read.rankings(cycle, period)
         held = await read.frameworks(cycle)
         leaves = [(i.code, i.name) for i in held[-1].framework.leaves()] if held else []
         drill = None
@@ -42,9 +40,7 @@ class DashboardController(Controller):
         return Template(template_name="dashboard.html.j2", context={
             "me": {"name": me.name, "code": me.code, "level": LEVEL_ZH.get(me.level, me.level)},
             "cycle": cycle, "period": period, "indicator": indicator,
-            "rankings": sorted(({"rank": s.rank, "name": names.get(s.unit, s.unit), "unit": s.unit, "score": s.score,
-                                 "grade": str(json.loads(s.explanation).get("grade", "")),
-                                 "assessed": bool(json.loads(s.explanation).get("assessed", True))} for s in scores),
-                               key=lambda r: (not r["assessed"], r["rank"], r["unit"])),
+            "rankings": [{"rank": r.record.rank, "name": names.get(r.record.unit, r.record.unit), "unit": r.record.unit,
+                          "score": r.record.score, "grade": r.grade, "assessed": r.assessed} for r in ranked],
             "leaves": leaves, "drill": drill,
         })

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
@@ -31,14 +29,10 @@ class ResultsController(Controller):
     async def rankings(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels], cycle: Cycle,
                        period: OptPeriod = None) -> list[Ranking]:
         names = node_context.child_names
-        out = []
-        for s in await read.scores(cycle, period):
-            explanation = json.loads(s.explanation)
-            out.append(Ranking(unit=s.unit, name=names.get(s.unit, s.unit), period=s.period, score=s.score,
-                               rank=s.rank, grade=explanation.get("grade"), framework_digest=s.framework_digest,
-                               assessed=bool(explanation.get("assessed", True)),
-                               complete=bool(explanation.get("complete", True)), explanation=explanation))
-        return sorted(out, key=lambda r: (r.period, not r.assessed, r.rank, r.unit))  # the not assessed last
+        return [Ranking(unit=r.record.unit, name=names.get(r.record.unit, r.record.unit), period=r.record.period,
+                        score=r.record.score, rank=r.record.rank, grade=r.explanation.get("grade"),
+                        framework_digest=r.record.framework_digest, assessed=r.assessed, complete=r.complete,
+                        explanation=r.explanation) for r in await read.rankings(cycle, period)]
 
     @get("/api/v1/values", summary="Values held for a cycle: this node's own and its children's",
          responses=documented(400))

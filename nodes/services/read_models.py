@@ -31,6 +31,26 @@ class TransportState(Protocol):
 
 
 @dataclass(frozen=True)
+class RankedUnit:
+    """One unit's stored score with its derivation parsed once; ``assessed`` False: reported nothing."""
+
+    record: ScoreRecord
+    explanation: dict[str, Any]
+
+    @property
+    def assessed(self) -> bool:
+        return bool(self.explanation.get("assessed", True))
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.explanation.get("complete", True))
+
+    @property
+    def grade(self) -> str:
+        return str(self.explanation.get("grade") or "")
+
+
+@dataclass(frozen=True)
 class FrameworkView:
     record: FrameworkRecord
     framework: Framework
@@ -68,6 +88,11 @@ class ReadModels:
     async def scores(self, cycle: str, period: str | None = None) -> list[ScoreRecord]:
         async with self.ctx.store.read() as r:
             return await r.scores.list(cycle, period)
+
+    async def rankings(self, cycle: str, period: str | None = None) -> list[RankedUnit]:
+        """Scores in ranking order per period; the units not assessed come last."""
+        ranked = [RankedUnit(s, json.loads(s.explanation)) for s in await self.scores(cycle, period)]
+        return sorted(ranked, key=lambda r: (r.record.period, not r.assessed, r.record.rank, r.record.unit))
 
     async def values(self, node: str, cycle: str | None = None) -> list[ResultRecord]:
         async with self.ctx.store.read() as r:
