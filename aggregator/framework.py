@@ -287,6 +287,9 @@ def _check_leaf(ind: Indicator, units: list[Unit] | None) -> list[Problem]:
             out.append(Problem(ind.code, f"衔接规则 {link.rule!r} 未知 (unknown link rule)"))
         if link.share <= 0:
             out.append(Problem(ind.code, f"衔接份额应为正数，实为 {link.share} (link share must be positive)"))
+    if sum((link.share for link in ind.links), Decimal(0)) > 1:  # or one value would count more than once above
+        out.append(Problem(ind.code, f"衔接份额合计 {sum((link.share for link in ind.links), Decimal(0))} 超过 1 "
+                                     "(link shares of one indicator must total at most 1)"))
     if len({link.parent_indicator for link in ind.links}) != len(ind.links):
         out.append(Problem(ind.code, "同一上级指标衔接了多次 (the same parent indicator is linked twice)"))
     if units is None:

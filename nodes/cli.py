@@ -419,6 +419,7 @@ def audit_bundles_cmd(config: Annotated[Path, typer.Option("--config", "-c", hel
     from nodes.config import load_config
     from nodes.store import Store
     from sync.bundle_audit import audit_bundles
+    from sync.codec import framework_from_envelope
     from sync.trust import stored_revocations
 
     async def run() -> tuple[int, list[object]]:
@@ -428,9 +429,10 @@ def audit_bundles_cmd(config: Annotated[Path, typer.Option("--config", "-c", hel
             async with store.read() as r:
                 rows = await r.bundles.all()
                 lists = [stored_revocations(row.envelope) for row in await r.trust.revocation_lists()]
+                issued = {f.digest: framework_from_envelope(f.envelope) for f in await r.frameworks.list(role="issued")}
         finally:
             await store.close()
-        checked, findings = audit_bundles(rows, cfg.root, lists)
+        checked, findings = audit_bundles(rows, cfg.root, lists, issued)
         return checked, list(findings)
 
     try:

@@ -3,16 +3,20 @@
 When a node rolls its children's bundles up into its own, it names them in its bundle (``sources``:
 node and bundle id, inside its own signature) and signs an Approval (审核通过) over each one's hash.
 Its ResultMessage carries those approvals and, as evidence, the sources' own ResultMessages: their
-signed bundle, their certificates and their approvals, but not their evidence. The receiver checks,
-without asking anyone:
+signed bundle, their certificates, their approvals, the framework they were rolled up by, and their
+own evidence one level deep. The receiver checks, without asking anyone:
 
 - depth 1: every source is a child of the sender, approved by the sender, and the evidence holds
-  exactly that bundle, signed by that child under a valid certificate chain;
-- depth 2: every source of a source is approved by that child (its approvals ride in the evidence).
+  exactly that bundle, signed by that child under a valid certificate chain; given the framework the
+  receiver issued (``issued``), every rolled-up value is recomputed from the sources
+  (sync/rollup_check.py);
+- depth 2: every source of a source is approved by that child; given ``issued``, the same checks
+  again one level down, on the evidence's evidence, with the framework the sender issued.
 
 So the province, receiving a city's bundle, verifies the city's approval of each county bundle and
-each county's approval of each township bundle. The results receiver treats a failure as content:
-the bundle joins the sender's chain, marked rejected with the reason, and none of its values count.
+each county's approval of each township bundle, and recomputes the city's and every county's
+roll-up. The results receiver treats a failure as content: the bundle joins the sender's chain,
+marked rejected with the reason, and none of its values count.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from aggregator.framework import LEVELS
+from aggregator.framework import LEVELS, Framework
 from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync import rollup_check
 from sync.codec import Bundle, decode_bundle
 from sync.envelope import PAYLOAD_APPROVAL, PAYLOAD_RESULTS, EnvelopeError, digest, open_envelope, open_signed, sign
 from sync.identity import Me
@@ -59,7 +64,13 @@ def attach(me: Me, sources: Sequence[Source], now: int) -> tuple[list[bytes], li
     evidence = []
     for s in sources:
         msg = pb.ResultMessage.FromString(s.message)
-        del msg.evidence[:]  # one level of evidence is enough: its approvals already cover the level below
+        inner = []
+        for data in msg.evidence:  # two levels are what the level above recomputes; deeper ones it cannot use
+            below = pb.ResultMessage.FromString(data)
+            del below.evidence[:]
+            below.ClearField("framework")
+            inner.append(below.SerializeToString())
+        msg.evidence[:] = inner
         evidence.append(msg.SerializeToString())
     return approvals, evidence
 
@@ -85,9 +96,12 @@ def _is_child(node: str, parent: Identity) -> bool:
 
 
 def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle, root: Identity, now: int,
-                        state: TrustState | None = None, max_evidence: int = MAX_EVIDENCE) -> Attested:
+                        state: TrustState | None = None, max_evidence: int = MAX_EVIDENCE, *,
+                        issued: tuple[Framework, str] | None = None, depth: int = 2) -> Attested:
     """Check the approvals and evidence of a verified bundle; raise EnvelopeError naming the first fault.
-    ``max_evidence``: limits.evidence of the receiving node."""
+    ``max_evidence``: limits.evidence of the receiving node. ``issued``: the framework (and digest)
+    the receiver issued to the sender, which the bundle answers; with it, roll-ups are recomputed
+    ``depth`` levels down (rollup_check.RollupMismatch on a disagreement)."""
     if len(msg.evidence) > max_evidence or len(msg.approvals) > max_evidence:
         raise EnvelopeError("审核证据过多 (too much evidence)", code="approval.too_much_evidence")
     approvals = _approvals(msg.approvals, signer)
@@ -117,6 +131,7 @@ def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle,
     if set(evidence) - cited or set(approvals) - set(bundle.sources):
         raise EnvelopeError("审核记录或证据包含结果包未引用的来源 (approval or evidence for a bundle not cited)",
                             code="approval.not_cited")
+    derived = rollup_check.derived_framework(msg, signer, issued) if issued is not None and bundle.sources else None
     below = 0
     for node, bundle_id in bundle.sources:
         if not _is_child(node, signer):
@@ -134,11 +149,17 @@ def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle,
         if ev_bundle.node != node or approval.seq != ev_bundle.seq:
             raise EnvelopeError(f"来源 {node} 的证据与审核记录不符 (evidence does not match the approval)",
                                 code="approval.evidence_mismatch")
-        if ev_bundle.sources:
+        if ev_bundle.sources and derived is not None and depth > 1:
+            at = min(now, approval.approved_at)
+            below += verify_attestations(ev, ev_signer, ev_bundle, root, at, state, max_evidence, issued=derived,
+                                         depth=depth - 1).approved
+        elif ev_bundle.sources:
             approved_below = _approvals(ev.approvals, ev_signer)
             missing = [s for s in ev_bundle.sources if s not in approved_below]
             if missing:
                 raise EnvelopeError(f"{node} 未审核其来源 {missing[0][0]} 的结果包 {missing[0][1][:12]}… "
                                     "(a source's own source was not approved)", code="approval.below_not_approved")
             below += len(ev_bundle.sources)
+    if derived is not None:
+        rollup_check.recompute(bundle, *derived, evidence)
     return Attested(len(bundle.sources), below)

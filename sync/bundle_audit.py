@@ -11,12 +11,13 @@ approvals and evidence. Pure: the caller reads the rows and the revocation lists
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from aggregator.framework import Framework
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.approvals import verify_attestations
 from sync.codec import decode_bundle
@@ -37,8 +38,11 @@ class Finding:
         return f"{self.node} 序号 {self.seq} ({self.bundle_id[:12]}…): {self.problem}"
 
 
-def audit_bundles(rows: Iterable[Any], root: Identity, revocations: Sequence[RevocationList]) -> tuple[int, list[Finding]]:
+def audit_bundles(rows: Iterable[Any], root: Identity, revocations: Sequence[RevocationList],
+                  issued: Mapping[str, Framework] | None = None) -> tuple[int, list[Finding]]:
     """``rows``: stored bundles (node, seq, id, prev_hash, message, received_at), any order.
+    ``issued``: the frameworks this node issued, by digest; with them every roll-up taken is
+    recomputed from its sources again (sync/rollup_check.py), as on receipt.
     Returns how many were checked and what is wrong, oldest first per node."""
     revoked = {(crl.issuer, code, serial): at for crl in revocations for (code, serial), (at, _) in crl.revoked.items()}
     findings: list[Finding] = []
@@ -46,7 +50,7 @@ def audit_bundles(rows: Iterable[Any], root: Identity, revocations: Sequence[Rev
     previous: dict[str, tuple[int, str]] = {}
     for row in sorted(rows, key=lambda r: (r.node, r.seq)):
         checked += 1
-        problem = _check(row, root, revoked, previous.get(row.node))
+        problem = _check(row, root, revoked, previous.get(row.node), issued or {})
         if problem is not None:
             findings.append(Finding(row.node, row.seq, row.id, problem[1], problem[0]))
         previous[row.node] = (row.seq, row.id)
@@ -54,7 +58,7 @@ def audit_bundles(rows: Iterable[Any], root: Identity, revocations: Sequence[Rev
 
 
 def _check(row: Any, root: Identity, revoked: dict[tuple[str, str, int], int],
-           prev: tuple[int, str] | None) -> tuple[str, str] | None:
+           prev: tuple[int, str] | None, issued: Mapping[str, Framework]) -> tuple[str, str] | None:
     """None when the row holds up; else (code, problem)."""
     at = int(row.received_at)
     msg = pb.ResultMessage()
@@ -80,7 +84,9 @@ def _check(row: Any, root: Identity, revoked: dict[tuple[str, str, int], int],
     if getattr(row, "status", "accepted") == "rejected":
         return None  # its content was refused on arrival, with the reason on record; its signature still counts
     try:
-        verify_attestations(msg, signer, bundle, root, at)
+        fw = issued.get(bundle.framework_digest)
+        verify_attestations(msg, signer, bundle, root, at,
+                            issued=(fw, bundle.framework_digest) if fw is not None else None)
     except (EnvelopeError, ArithmeticError) as exc:
         return "audit.approvals_broken", f"审核链不成立 (approval chain broken): {exc}"
     return None

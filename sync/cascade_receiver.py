@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import DecodeError
 
-from aggregator.framework import Framework, check_links, check_structure
+from aggregator.framework import Framework
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import decode_framework
 from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, code_of
 from sync.envelope import digest as sha
+from sync.framework_checks import check_issued
 from sync.identity import Me, Outcome
 from sync.limits import DEFAULT_LIMITS, Limits
 from sync.ports import ProtocolStore, ProtocolTx, TxT
@@ -31,7 +32,6 @@ from sync.trust import (
     TrustState,
     accept_revocations,
     chain_identities,
-    valid_code,
     verify_chain,
     verify_signed_by,
 )
@@ -84,35 +84,7 @@ def verify_framework_chain(data: bytes, root: Identity, now: int, state: TrustSt
         signer, payload = verify_signed_by(env, PAYLOAD_FRAMEWORK, chain, root, now, state)
         fw = decode_framework(payload)
         fw_digest = sha(payload)
-        if fw.issuer != signer.code:
-            raise EnvelopeError(f"指标体系发布者 {fw.issuer} 与签名者 {signer.code} 不符 (issuer is not the signer)",
-                                code="cascade.issuer_not_signer")
-        if len(fw.units) > limits.units:
-            raise EnvelopeError("被考评单位过多 (too many units)", code="cascade.too_many_units")
-        child_level = {"province": "city", "city": "county", "county": "township"}.get(signer.level, "")
-        for u in fw.units:
-            if not valid_code(u.code, child_level) or not u.code.startswith(signer.code):
-                raise EnvelopeError(f"指标体系的单位 {u.code} 超出发布者 {signer.code} 的管辖范围 "
-                                    "(unit outside the issuer's scope)", code="cascade.unit_out_of_scope")
-        structure = check_structure(fw)
-        if structure:
-            raise EnvelopeError(f"指标体系 {fw.issuer} v{fw.version} 结构检查未通过 (structure check failed): "
-                                + "; ".join(map(str, structure[:5])), code="cascade.structure")
-        if fw.expires_at < now:
-            raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)",
-                                code="cascade.expired")
-        if prev is None:
-            if fw.parent is not None:
-                raise EnvelopeError("根指标体系不应钉住上级 (root framework pins a parent)", code="cascade.root_pins_parent")
-        else:
-            pfw, pdigest = prev
-            if fw.issuer not in {u.code for u in pfw.units}:
-                raise EnvelopeError(f"{fw.issuer} 不是上级指标体系的被考评单位 (issuer is not a unit of the parent framework)",
-                                    code="cascade.issuer_not_unit")
-            problems = check_links(pfw, pdigest, fw, fw.issuer)
-            if problems:
-                raise EnvelopeError("衔接检查未通过 (linkage check failed): " + "; ".join(map(str, problems[:5])),
-                                    code="cascade.linkage")
+        check_issued(fw, signer, prev, now, limits)
         prev = (fw, fw_digest)
     assert prev is not None
     return prev[0], prev[1], msg

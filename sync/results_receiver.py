@@ -30,6 +30,7 @@ from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, code_of, digest, open_
 from sync.identity import Me, Outcome
 from sync.ports import FrameworkRecord, ProtocolStore, ProtocolTx, TxT
 from sync.results_sender import GENESIS
+from sync.rollup_check import RollupMismatch
 from sync.trust import CertificateTimeError, Identity, verify_signed_by
 from sync.trust_updates import persist_trust
 
@@ -101,6 +102,7 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
     outcomes: list[Outcome | None] = [None] * len(items)
     verified: list[tuple[int, Bundle, str, bytes, str | None, pb.ResultMessage, Identity, Rejection | None]] = []
     rejections: list[tuple[Rejection, str, bytes]] = []  # ((code, reason), subject, data) audited in the same transaction
+    details: dict[str, dict[str, object]] = {}  # bundle id → what a refused roll-up's audit entry names
     for i, (data, subject) in enumerate(items):
         try:
             bundle, bundle_id, msg, signer, late = _verify(me, data, now, subject)
@@ -133,9 +135,13 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
                 attested = Attested(0, 0)
                 if rejected is None:
                     try:
-                        rejected = await _check_content(tx, me, bundle, fw_rows)
+                        rejected, issued = await _check_content(tx, me, bundle, fw_rows)
                         if rejected is None:
-                            attested = verify_attestations(msg, signer, bundle, me.root, now, me.trust, me.limits.evidence)
+                            attested = verify_attestations(msg, signer, bundle, me.root, now, me.trust, me.limits.evidence,
+                                                           issued=issued)
+                    except RollupMismatch as exc:  # 防止弄虚作假: audited with the indicator, both values, the sources
+                        rejected = (exc.code, str(exc))
+                        details[bundle_id] = exc.detail
                     except (EnvelopeError, ArithmeticError, ValueError) as exc:  # never one that retries forever
                         rejected = (code_of(exc, "results.unchecked"), f"结果包无法核对 (bundle cannot be checked): {exc}")
                 if chain is not None:  # a fork: not part of the chain, reported
@@ -171,7 +177,7 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
             await tx.results.put_reported(values, now)
             await tx.audit.append_many(audits, now)
         await tx.audit.append_many([(me.code, "reject.results", subject or digest(data),
-                              {"reason": reason, "code": code, "bytes": len(data)})
+                              {"reason": reason, "code": code, "bytes": len(data), **details.get(subject, {})})
                              for (code, reason), subject, data in rejections], now)
         if accepted:
             await on_accept(tx, accepted)
@@ -237,26 +243,26 @@ def _framework(cache: dict[str, Framework], digest_: str, envelope: bytes) -> Fr
     return fw
 
 
-async def _check_content(tx: ProtocolTx, me: Me, bundle: Bundle,
-                         fw_rows: dict[str, FrameworkRecord | None]) -> Rejection | None:
+async def _check_content(tx: ProtocolTx, me: Me, bundle: Bundle, fw_rows: dict[str, FrameworkRecord | None]
+                         ) -> tuple[Rejection | None, tuple[Framework, str] | None]:
+    """A rejection, or None with the framework (and its digest) this node issued that the bundle answers."""
     if bundle.framework_digest not in fw_rows:
         fw_rows[bundle.framework_digest] = await tx.frameworks.get(bundle.framework_digest)
     fw_row = fw_rows[bundle.framework_digest]
     if fw_row is None or fw_row.role != "issued":
         return ("results.unknown_framework",
-                f"结果包引用的指标体系 {bundle.framework_digest[:12]}… 不是本节点发布的 (unknown framework)")
+                f"结果包引用的指标体系 {bundle.framework_digest[:12]}… 不是本节点发布的 (unknown framework)"), None
     fw = _framework(me.decoded, fw_row.digest, fw_row.envelope)
     if bundle.node not in {u.code for u in fw.units}:
-        return "results.not_a_unit", f"{bundle.node} 不是该指标体系的被考评单位 (not a unit of that framework)"
+        return ("results.not_a_unit", f"{bundle.node} 不是该指标体系的被考评单位 (not a unit of that framework)"), None
     if bundle.cycle != fw.cycle:
         return ("results.cycle_mismatch",
-                f"结果包年度 {bundle.cycle} 与指标体系年度 {fw.cycle} 不符 (cycle does not match the framework)")
+                f"结果包年度 {bundle.cycle} 与指标体系年度 {fw.cycle} 不符 (cycle does not match the framework)"), None
     if not valid_period(bundle.period, fw.cycle):
         return ("results.bad_period",
-                f"报告期 {bundle.period!r} 无效，应如 {fw.cycle}-Y、{fw.cycle}-Q1、{fw.cycle}-M03 (invalid period)")
+                f"报告期 {bundle.period!r} 无效，应如 {fw.cycle}-Y、{fw.cycle}-Q1、{fw.cycle}-M03 (invalid period)"), None
     unknown = sorted(set(bundle.values) - reportable_keys(fw))
     if unknown:
-        return "results.unknown_indicators", f"结果包含该指标体系中不存在的指标 {', '.join(unknown[:5])} (unknown indicators)"
-    return None
-
-
+        return ("results.unknown_indicators",
+                f"结果包含该指标体系中不存在的指标 {', '.join(unknown[:5])} (unknown indicators)"), None
+    return None, (fw, fw_row.digest)

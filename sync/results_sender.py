@@ -24,9 +24,11 @@ MAX_PULL_BYTES = DEFAULT_LIMITS.pull_reply_bytes
 
 async def send_bundle(tx: ProtocolTx, me: Me, *, cycle: str, period: str, framework_digest: str,
                       values: dict[str, Decimal], child_scores: tuple[tuple[str, Decimal, int], ...],
-                      now: int, sources: Sequence[Source] = ()) -> str:
+                      now: int, sources: Sequence[Source] = (), framework: bytes = b"") -> str:
     """``sources``: the children's bundles these values were rolled up from; this node approves
-    each one (a signature over its hash) and forwards it as evidence (sync/approvals.py)."""
+    each one (a signature over its hash) and forwards it as evidence (sync/approvals.py), with
+    ``framework``, the envelope of the framework it issued to them and rolled them up by, so the
+    parent recomputes the values (sync/rollup_check.py)."""
     last = await tx.bundles.last(me.code)
     seq, prev = (last.seq + 1, last.id) if last is not None else (1, GENESIS)
     payload = encode_bundle(Bundle(me.code, cycle, period, framework_digest, seq, prev, values, child_scores, now,
@@ -34,7 +36,8 @@ async def send_bundle(tx: ProtocolTx, me: Me, *, cycle: str, period: str, framew
     bundle_id = digest(payload)
     approvals, evidence = attach(me, sources, now)
     message = pb.ResultMessage(bundle=sign(PAYLOAD_RESULTS, payload, me.key), certificate_chain=list(me.chain),
-                               approvals=approvals, evidence=evidence).SerializeToString()
+                               approvals=approvals, evidence=evidence,
+                               framework=framework if sources else b"").SerializeToString()
     if len(message) > me.limits.message_bytes:
         raise EnvelopeError(f"结果消息 {len(message)} 字节，超过上限 {me.limits.message_bytes} (result message too large)",
                             code="results.too_large")

@@ -56,7 +56,9 @@ async def test_the_province_verifies_two_levels_of_approval_from_the_city_messag
     assert (got.approved, got.approved_below) == (1, 2)
     assert (check(h, county_msg, "510104").approved, check(h, county_msg, "510104").approved_below) == (2, 0)
     evidence = pb.ResultMessage.FromString(pb.ResultMessage.FromString(city_msg).evidence[0])
-    assert len(evidence.approvals) == 2 and not evidence.evidence  # one level of evidence; approvals go deeper
+    # two levels of evidence, as the province recomputes two levels; nothing deeper travels
+    assert len(evidence.approvals) == 2 and len(evidence.evidence) == 2
+    assert not any(pb.ResultMessage.FromString(e).evidence for e in evidence.evidence)
 
 
 def mutate(message: bytes, change: Any) -> bytes:

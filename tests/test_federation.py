@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import nats
 import pytest
@@ -158,6 +159,64 @@ def test_results_roll_up_to_the_province(running: tuple[Federation, Client]) -> 
     assert "绵阳市（5107）" in page and "锦官驿街道（510104017）" in page
     openapi = client.get("51", "/schema/openapi.json")
     assert "/api/v1/drilldown" in openapi["paths"]
+
+
+def test_a_county_whose_database_was_edited_is_refused_by_its_city(running: tuple[Federation, Client],
+                                                                   pg_urls: dict[str, str]) -> None:
+    """Issue 9 item 2: 锦江区's operator raises one township's A1 by 1,000 in the county's database. The
+    county's next roll-up is signed and approved as usual, but 成都市 recomputes it from the townships'
+    own signed bundles inside the message and refuses it, auditing the indicator, both values and the
+    sources; what 成都市 holds for 锦江区 stays the townships' sum. Put right, the next roll-up is taken."""
+    fed, client = running
+    county, towns = "510104", ("510104017", "510104018")
+    city = fed.by_code[county].parent
+    assert city is not None
+
+    def enter(town: str, scale: int) -> dict[str, Decimal]:
+        fw = next(f for f in client.frameworks(town) if f["issuer"] == county)
+        vals = {i["code"]: Decimal(i["target"]) * scale / 100 for i in fw["indicators"] if i["leaf"]}
+        r = client.post(town, "/api/v1/admin/values",
+                        {"cycle": CYCLE, "period": PERIOD, "values": {k: str(v) for k, v in vals.items()}})
+        assert r.status_code == 201, r.text
+        return vals
+
+    def held_at_city() -> dict[str, Decimal]:
+        return {v["indicator"]: Decimal(v["value"]) for v in client.get(city, "/api/v1/values", cycle=CYCLE,
+                                                                        node_code=county) if v["period"] == PERIOD}
+
+    entered = {t: enter(t, 131 + n) for n, t in enumerate(towns)}
+    honest = sum((entered[t]["A1"] for t in towns), Decimal(0))
+    wait_until("city holds the honest roll-up", lambda: held_at_city().get("A1") == honest)
+
+    def edit(delta: str) -> None:
+        async def run() -> None:
+            conn = await asyncpg.connect(pg_urls[county].replace("postgresql+asyncpg://", "postgresql://", 1))
+            try:
+                await conn.execute("UPDATE results SET value = (value::numeric + $1::numeric)::text "
+                                   "WHERE node = $2 AND indicator = 'A1' AND period = $3", delta, towns[1], PERIOD)
+            finally:
+                await conn.close()
+        asyncio.run(run())
+
+    def refusals() -> list[dict[str, Any]]:
+        r = client.http.get(fed.by_code[city].url + "/api/v1/audit", params={"action": "reject.results", "limit": 1000},
+                            headers={"Authorization": f"Bearer {fed.tokens[city]}"})
+        r.raise_for_status()
+        return [e["detail"] for e in r.json()["entries"] if e["detail"].get("code") == "rollup.mismatch"]
+
+    edit("1000")
+    entered[towns[0]] = enter(towns[0], 140)  # a new report makes the county roll up again, edited store and all
+    wait_until("the city refuses the edited roll-up", lambda: bool(refusals()))
+    [refused] = refusals()
+    honest = sum((entered[t]["A1"] for t in towns), Decimal(0))
+    assert refused["node"] == county and refused["indicator"] == "A1"
+    assert Decimal(refused["claimed"]) == honest + 1000 and Decimal(refused["recomputed"]) == honest
+    assert {s.split("#")[0] for s in refused["sources"]} == set(towns)
+    assert held_at_city()["A1"] != honest + 1000
+    edit("-1000")  # put right: the next roll-up agrees with its sources again and is taken
+    entered[towns[0]] = enter(towns[0], 141)
+    honest = sum((entered[t]["A1"] for t in towns), Decimal(0))
+    wait_until("city takes the corrected roll-up", lambda: held_at_city().get("A1") == honest)
 
 
 def test_forged_traffic_injected_into_nats_is_refused(running: tuple[Federation, Client]) -> None:

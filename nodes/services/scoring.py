@@ -90,4 +90,5 @@ class ScoringService:
                 return
         sources = await tx.results.sources(cycle, period, fw_digest, [u.code for u in fw.units])
         await send_bundle(tx, me, cycle=cycle, period=period, framework_digest=target_digest, values=own,
-                          child_scores=tuple((s.unit, s.score, s.rank) for s in scored), now=now, sources=sources)
+                          child_scores=tuple((s.unit, s.score, s.rank) for s in scored), now=now, sources=sources,
+                          framework=row.envelope)

@@ -925,7 +925,12 @@ class ResultMessage(_message.Message):
     CERTIFICATE_CHAIN_FIELD_NUMBER: _builtins.int
     APPROVALS_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_FIELD_NUMBER: _builtins.int
     bundle: _builtins.bytes
+    framework: _builtins.bytes
+    """Envelope(Framework) the sender issued to its children and rolled the sources up by (roll-ups only), so the
+    receiver recomputes every rolled-up value from the sources' signed values (sync/rollup_check.py).
+    """
     @_builtins.property
     def certificate_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     @_builtins.property
@@ -934,7 +939,7 @@ class ResultMessage(_message.Message):
 
     @_builtins.property
     def evidence(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
-        """the sources' ResultMessages, each without its own evidence"""
+        """the sources' ResultMessages, each with its own evidence one level deep"""
 
     def __init__(
         self,
@@ -943,10 +948,11 @@ class ResultMessage(_message.Message):
         certificate_chain: _abc.Iterable[_builtins.bytes] | None = ...,
         approvals: _abc.Iterable[_builtins.bytes] | None = ...,
         evidence: _abc.Iterable[_builtins.bytes] | None = ...,
+        framework: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals", b"approvals", "bundle", b"bundle", "certificate_chain", b"certificate_chain", "evidence", b"evidence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals", b"approvals", "bundle", b"bundle", "certificate_chain", b"certificate_chain", "evidence", b"evidence", "framework", b"framework"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,50 @@
+"""What a receiver checks of a framework its signer issued, in one place: the cascade receiver
+applies it to every framework of a cascade message, the roll-up check (sync/rollup_check.py) to
+the framework a child says it rolled its sources up by, and derivation to a framework before a
+node signs it, so a node issues only what its children accept.
+"""
+
+from __future__ import annotations
+
+from aggregator.framework import Framework, check_links, check_structure
+from sync.envelope import EnvelopeError
+from sync.limits import DEFAULT_LIMITS, Limits
+from sync.trust import Identity, valid_code
+
+
+def check_issued(fw: Framework, signer: Identity, parent: tuple[Framework, str] | None, now: int | None,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
+    """What a receiver checks of one framework its signer issued: units within the signer's scope,
+    structure, expiry (``now`` None: not checked, for a framework judged as of an earlier time) and,
+    under ``parent`` (framework, digest), the linkage. Cascade receivers and roll-up checks share it,
+    so a framework a parent accepts as the basis of a roll-up is one its children would accept."""
+    if fw.issuer != signer.code:
+        raise EnvelopeError(f"指标体系发布者 {fw.issuer} 与签名者 {signer.code} 不符 (issuer is not the signer)",
+                            code="cascade.issuer_not_signer")
+    if len(fw.units) > limits.units:
+        raise EnvelopeError("被考评单位过多 (too many units)", code="cascade.too_many_units")
+    child_level = {"province": "city", "city": "county", "county": "township"}.get(signer.level, "")
+    for u in fw.units:
+        if not valid_code(u.code, child_level) or not u.code.startswith(signer.code):
+            raise EnvelopeError(f"指标体系的单位 {u.code} 超出发布者 {signer.code} 的管辖范围 "
+                                "(unit outside the issuer's scope)", code="cascade.unit_out_of_scope")
+    structure = check_structure(fw)
+    if structure:
+        raise EnvelopeError(f"指标体系 {fw.issuer} v{fw.version} 结构检查未通过 (structure check failed): "
+                            + "; ".join(map(str, structure[:5])), code="cascade.structure")
+    if now is not None and fw.expires_at < now:
+        raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)",
+                            code="cascade.expired")
+    if parent is None:
+        if fw.parent is not None:
+            raise EnvelopeError("根指标体系不应钉住上级 (root framework pins a parent)", code="cascade.root_pins_parent")
+    else:
+        pfw, pdigest = parent
+        if fw.issuer not in {u.code for u in pfw.units}:
+            raise EnvelopeError(f"{fw.issuer} 不是上级指标体系的被考评单位 (issuer is not a unit of the parent framework)",
+                                code="cascade.issuer_not_unit")
+        problems = check_links(pfw, pdigest, fw, fw.issuer)
+        if problems:
+            raise EnvelopeError("衔接检查未通过 (linkage check failed): " + "; ".join(map(str, problems[:5])),
+                                code="cascade.linkage")
+
