@@ -145,6 +145,41 @@ class GiveUp(Struct, kw_only=True):
     at: int
 
 
+class ReportUp(Struct, kw_only=True):
+    last_sent_at: int
+    last_error: str
+
+
+class HeldRef(Struct, kw_only=True, rename={"unit_class": "class"}):
+    issuer: str
+    cycle: str
+    unit_class: str
+    version: int
+    digest: str
+
+
+class CascadeRefusal(Struct, kw_only=True):
+    framework_digest: str
+    code: str
+    reason: str
+    refused_at: int
+
+
+class DescendantCascade(Struct, kw_only=True):
+    """One descendant's cascade state, from the signed report it sent (sync/reports.py): current when
+    it holds the latest framework its parent issued to it, per cycle and class."""
+
+    node: str
+    parent: str
+    state: Literal["current", "lagging", "refused", "unreported"]
+    reported_at: int
+    fresh: bool
+    audit_seq: int
+    expected: list[HeldRef]
+    held: list[HeldRef]
+    refusals: list[CascadeRefusal]
+
+
 class SyncStatus(Struct, kw_only=True):
     results_to_parent: UpDirection | None
     cascade_to_children: Direction | None
@@ -155,6 +190,8 @@ class SyncStatus(Struct, kw_only=True):
     parent_heartbeat: ParentHeartbeat | None
     revocation_lists: dict[str, int]
     gave_up: list[GiveUp]
+    report_to_parent: ReportUp | None
+    descendants: list[DescendantCascade]
 
 
 # ------------------------------------------------------------- frameworks

@@ -451,8 +451,12 @@ def audit_bundles_cmd(config: Annotated[Path, typer.Option("--config", "-c", hel
 def audit_verify(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="节点配置：核验该节点的审计日志")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="或核验 appraise audit export 导出的文件")] = None,
+    anchor: Annotated[bool, typer.Option("--anchor/--no-anchor",
+                                         help="与上级所持的本节点审计链头核对 (check against the head the parent holds)")
+                      ] = True,
 ) -> None:
-    """核验审计日志的哈希链 (verify the audit chain); exit 1 naming the first bad entry."""
+    """核验审计日志的哈希链，并与上级所持的链头（锚点）核对 (verify the audit chain, and against the
+    anchor the parent holds); exit 1 naming the first bad entry."""
     import json
 
     from nodes.audit import verify_entries
@@ -474,6 +478,48 @@ def audit_verify(
         err.print(f"审计日志在第 {broken.seq} 条断裂 (audit chain broken at entry {broken.seq}): {broken.reason}")
         raise typer.Exit(code=1)
     typer.echo(f"审计日志完整 (audit log intact): {count} 条 (entries)")
+    if config is not None and anchor:
+        _check_parent_anchor(config, entries)
+
+
+def _check_parent_anchor(config: Path, entries: list[dict[str, object]]) -> None:
+    """The chain verified on its own; whoever can write the database can also recompute every hash,
+    so compare it with the head this node last reported to its parent, which the parent keeps."""
+    from nodes.config import load_config
+    from sync.reports import anchor_of, check_anchor
+    from sync.transport.grpc import FederationClient
+
+    cfg = load_config(config)
+    if cfg.parent is None or not cfg.parent_grpc:
+        typer.echo("本节点无上级，无外部锚点 (no parent: no anchor outside this node)")
+        return
+
+    async def fetch() -> bytes:
+        assert cfg.parent is not None
+        client = FederationClient(cfg.parent_grpc, cfg.tls, cfg.parent.code, max_message=cfg.limits.grpc_message_bytes)
+        try:
+            return await client.fetch_anchor(cfg.code, timeout=cfg.limits.rpc_timeout_seconds)
+        finally:
+            await client.close()
+
+    try:
+        data = asyncio.run(fetch())
+    except Exception as exc:  # grpc.aio.AioRpcError and friends: say which parent, and how to go on without it
+        raise fail(f"无法向上级 {cfg.parent.code}（{cfg.parent_grpc}）取得锚点 (cannot fetch the anchor from the parent): "
+                   f"{str(exc)[:200]}；仅核验本地链请加 --no-anchor (only the local chain: --no-anchor)") from None
+    if not data:
+        typer.echo(f"上级 {cfg.parent.code} 尚未持有本节点的锚点 (the parent holds no anchor of this node yet)")
+        return
+    try:
+        held = anchor_of(data, cfg.code, cfg.root)
+    except ValueError as exc:
+        raise fail(f"上级 {cfg.parent.code} 返回的锚点无效 (the parent's anchor is invalid): {exc}") from None
+    hashes = {int(str(e["seq"])): str(e["hash"]) for e in entries}
+    problem = check_anchor(held, hashes, max(hashes, default=0))
+    if problem is not None:
+        err.print(f"与上级 {cfg.parent.code} 所持锚点不符 (disagrees with the anchor the parent holds): {problem}")
+        raise typer.Exit(code=1)
+    typer.echo(f"与上级 {cfg.parent.code} 所持锚点一致：第 {held.seq} 条 (matches the parent's anchor at entry {held.seq})")
 
 
 @audit_app.command("export")
@@ -607,10 +653,27 @@ def status(gateway: Annotated[str, typer.Option(help="节点网关地址，如 h
             console.print(f"[red]上级退回 (returned by the parent): 序号 {b['seq']} {b['bundle_id'][:12]}… — {b['reason']}[/]")
     for g in s.get("gave_up", []):
         console.print(f"[red]已放弃 (gave up) {g['what']} {when(g['at'])}: {g['reason']}[/]")
+    up = s.get("report_to_parent")
+    if up and up["last_error"]:
+        console.print(f"[red]状态报告 (report to the parent): {up['last_error']}[/]")
+    states = {"current": "现行 (current)", "lagging": "[red]滞后 (lagging)[/]", "refused": "[red]拒收 (refused)[/]",
+              "unreported": "[red]未报告 (unreported)[/]"}
+    below = s.get("descendants", [])
+    if below:
+        tree = Table(title="下级指标体系状态 (cascade state below, from their signed reports)")
+        for col in ("单位", "状态", "应持有", "实际持有", "报告时间", "原因"):
+            tree.add_column(col)
+        for d in below:
+            expected = ", ".join(f"{r['issuer']} v{r['version']}" for r in d["expected"]) or "—"
+            held = ", ".join(f"{r['issuer']} v{r['version']}" for r in d["held"]) or "—"
+            why = "; ".join(f"{f['code']}: {f['reason']}" for f in d["refusals"])[:200] or "—"
+            tree.add_row(d["node"], states.get(d["state"], d["state"]), expected, held, when(d["reported_at"]), why)
+        console.print(tree)
     bad = any(d and (d["pending"] or d["last_error"]) for d in (s["results_to_parent"], s["cascade_to_children"]))
     frozen = bool(hb and (not hb["fresh"] or hb["missing_frameworks"]))
     gave_up = bool(s.get("gave_up"))
-    raise typer.Exit(code=1 if bad or frozen or gave_up or not s["nats_connected"] else 0)
+    behind = any(d["state"] != "current" for d in below)
+    raise typer.Exit(code=1 if bad or frozen or gave_up or behind or not s["nats_connected"] else 0)
 
 
 @app.command()

@@ -28,6 +28,7 @@ from nodes.services.entry import EntryService
 from nodes.services.outbox import OutboxRelay
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
+from nodes.services.reports import ReportService
 from nodes.services.results import ResultsService
 from nodes.services.review import ReviewService
 from nodes.services.scoring import ScoringService
@@ -89,11 +90,12 @@ class NodeServices:
     review: ReviewService
     query: QueryService
     read: ReadModels
+    reports: ReportService
 
 
 @dataclass
 class FederationHandlers:
-    """The gRPC Federation service's four methods, each answered by the service of its role."""
+    """The gRPC Federation service's methods, each answered by the service of its role."""
 
     services: NodeServices
 
@@ -108,6 +110,12 @@ class FederationHandlers:
 
     async def fetch_bundles(self, requester: str, after_seq: int) -> list[bytes]:
         return await self.services.results.own_bundles(requester, after_seq)
+
+    async def report(self, message: bytes, caller: str | None) -> tuple[bool, str]:
+        return await self.services.reports.take(message, caller)
+
+    async def anchor(self, requester: str) -> bytes:
+        return await self.services.reports.anchor(requester)
 
 
 def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
@@ -124,10 +132,12 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     cascade = CascadeService(ctx, heartbeat.trust_update)
     watch = ParentWatch(ctx, cascade.take, RetryPolicy.from_limits(cfg.limits, attempts=cfg.limits.catch_up_attempts))
     scoring = ScoringService(ctx)
+    reports = ReportService(ctx)
     return NodeServices(
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
         scoring=scoring, results=ResultsService(ctx, scoring), entry=EntryService(ctx, scoring),
-        review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late),
+        review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
+        reports=reports,
     )
 
 
@@ -178,6 +188,7 @@ class NodeRuntime:
         if me.parent is not None:
             await self.nats.listen("hb." + ".".join(me.path[:-1]), s.watch.on_heartbeat)
             ctx.tasks.spawn(s.watch.catch_up(), name="catch-up")
+            ctx.tasks.spawn(s.reports.run(), name="report-up")
         if me.children:
             ctx.tasks.spawn(s.heartbeat.run(), name="heartbeat")
         host, _, port = self.cfg.http_listen.rpartition(":")
@@ -209,6 +220,7 @@ class NodeRuntime:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.services.reports.stop()
         if self.http is not None:
             await asyncio.gather(self._http_task, return_exceptions=True)
         if self.nats is not None:

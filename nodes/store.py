@@ -28,6 +28,7 @@ from nodes.repositories.bundles import BundleRepository
 from nodes.repositories.frameworks import FrameworkRepository
 from nodes.repositories.inbox import InboxRepository
 from nodes.repositories.outbox import OutboxRepository
+from nodes.repositories.reports import ReportRepository
 from nodes.repositories.results import ResultRepository
 from nodes.repositories.scores import ScoreRepository
 from nodes.repositories.trust import TrustRepository
@@ -135,6 +136,7 @@ class Tx:
         self.scores = ScoreRepository(conn)
         self.assessments = AssessmentRepository(conn)
         self.trust = TrustRepository(conn)
+        self.reports = ReportRepository(conn)
 
     async def counts(self) -> dict[str, int]:
         return {"frameworks": await self.frameworks.count(), "results": await self.results.count(),

@@ -138,3 +138,14 @@ node_keys = Table(
     Column("seen_at", BigInteger, nullable=False),
     PrimaryKeyConstraint("code", "serial", name="pk_node_keys"),
 )
+
+node_reports = Table(
+    "node_reports", metadata,
+    Column("node", String(12), primary_key=True),  # the newest report held per descendant
+    Column("via", String(12), nullable=False),  # the child whose report carried it; "" when sent by its node
+    Column("reported_at", BigInteger, nullable=False),
+    Column("audit_seq", BigInteger, nullable=False),  # its audit chain head: the anchor kept outside it
+    Column("audit_hash", String(64), nullable=False),
+    Column("message", LargeBinary, nullable=False),  # the ReportMessage exactly as signed, to forward
+    Column("received_at", BigInteger, nullable=False),
+)

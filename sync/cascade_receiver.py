@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from aggregator.framework import Framework
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import decode_framework
-from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, code_of
+from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, code_of, open_envelope
 from sync.envelope import digest as sha
 from sync.framework_checks import check_issued
 from sync.identity import Me, Outcome
@@ -153,8 +153,18 @@ async def _reject(store: ProtocolStore[ProtocolTx], me: Me, rejected: tuple[str,
     await audit_list_problems(store, me, problems, now)
     code, reason = rejected
     async with store.tx() as tx:
-        await tx.audit.append(me.code, "reject.framework", subject or sha(data),
+        await tx.audit.append(me.code, "reject.framework", subject or _claimed_digest(data),
                        {"reason": reason, "code": code, "bytes": len(data)}, now)
+
+
+def _claimed_digest(data: bytes) -> str:
+    """The digest of the framework a refused message carries, as claimed (its envelope unverified), so
+    that the refusal can be reported against the version it concerns; else the message's own hash."""
+    try:
+        last = parse_cascade(data).frameworks[-1]
+        return sha(open_envelope(last, PAYLOAD_FRAMEWORK).payload)
+    except (EnvelopeError, IndexError):
+        return sha(data)
 
 
 __all__ = ["receive_cascade", "verify_cascade", "verify_chain", "verify_framework_chain"]

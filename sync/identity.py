@@ -28,6 +28,11 @@ class Me:
     # Frameworks are immutable under their digest: each decoded once per node (results receiver).
     decoded: dict[str, Framework] = field(default_factory=dict, compare=False)
 
+    def identity(self) -> Identity:
+        """This node as a verified signer would look to its children (for checking what it is about
+        to sign exactly as they will check it)."""
+        return Identity(self.code, self.name, self.level, self.key.public_key(), self.path, 2**62)
+
     def cascade_subject(self) -> str:
         return "casc." + ".".join(self.path)
 

@@ -46,9 +46,9 @@ class RollupMismatch(EnvelopeError):
 
     default_code = "rollup.mismatch"
 
-    def __init__(self, message: str, detail: Mapping[str, object]) -> None:
-        super().__init__(message, code="rollup.mismatch")
-        self.detail = dict(detail)
+    def __init__(self, message: str, detail: Mapping[str, object] | None = None, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.detail = dict(detail or {})
 
 
 def derived_framework(msg: pb.ResultMessage, signer: Identity, issued: tuple[Framework, str]) -> tuple[Framework, str]:

@@ -32,7 +32,11 @@ def test_verify_export_and_tamper(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(fill())
-    ok = appraise("audit", "verify", "--config", str(config))
+    # No federation runs here, so no parent to hold an anchor: the local chain only (the anchor is
+    # checked against a running parent in tests/test_federation.py).
+    unreachable = appraise("audit", "verify", "--config", str(config))
+    assert unreachable.returncode == 2 and "--no-anchor" in unreachable.stderr
+    ok = appraise("audit", "verify", "--config", str(config), "--no-anchor")
     assert ok.returncode == 0 and "5 条" in ok.stdout, ok.stderr
     export = tmp_path / "audit.jsonl"
     assert appraise("audit", "export", "--config", str(config), "--out", str(export)).returncode == 0
@@ -49,5 +53,5 @@ def test_verify_export_and_tamper(tmp_path: Path) -> None:
     db.execute("DELETE FROM audit_log WHERE seq = 4")
     db.commit()
     db.close()
-    gap = appraise("audit", "verify", "--config", str(config))
+    gap = appraise("audit", "verify", "--config", str(config), "--no-anchor")
     assert gap.returncode == 1 and "entry 5" in gap.stderr and "sequence gap" in gap.stderr

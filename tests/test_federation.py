@@ -79,6 +79,20 @@ def test_cascade_with_a_county_down_then_caught_up(running: tuple[Federation, Cl
     others = [s.code for s in fed.specs if s.code != DOWN and not s.code.startswith(DOWN)]
     for code in others:
         wait_until(f"framework at {code}", lambda code=code: client.holds(code))
+    # Issue 9 item 8: the stopped county's state is known above it from the reports it signed: behind,
+    # at its city and at the province, and `appraise status` says so with exit 1.
+    city = fed.by_code[DOWN].parent
+    assert city is not None
+
+    def states(code: str) -> dict[str, str]:
+        return {d["node"]: d["state"] for d in client.get(code, "/api/v1/sync")["descendants"]}
+
+    wait_until("the province sees every other node current",
+               lambda: all(states("51").get(c) == "current" for c in others if c != "51"))
+    assert states("51")[DOWN] in ("lagging", "unreported") and states(city)[DOWN] in ("lagging", "unreported")
+    status = subprocess.run([sys.executable, "-m", "nodes.cli", "status", "--gateway", fed.by_code[city].url],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert status.returncode == 1 and DOWN in status.stdout and ("滞后" in status.stdout or "未报告" in status.stdout)
 
     async def purge() -> None:
         # Lose what JetStream held for the stopped county: only gRPC catch-up can bring it back.
@@ -90,6 +104,9 @@ def test_cascade_with_a_county_down_then_caught_up(running: tuple[Federation, Cl
     fed.start_node(DOWN)
     for code in [DOWN, *fed.by_code[DOWN].children]:
         wait_until(f"framework at {code} after restart", lambda code=code: client.holds(code), 60)
+    # Every descendant, the restarted county's townships included, is current at the province.
+    wait_until("every descendant current at the province",
+               lambda: states("51") == {s.code: "current" for s in fed.specs if s.code != "51"}, 60)
     accepted = client.get(DOWN, "/api/v1/audit", action="accept.framework")["entries"]
     assert [e["detail"]["issuer"] for e in accepted] == ["5101"]
     # Every township's framework links to its county's, which links to its city's, up to the province.
@@ -217,6 +234,81 @@ def test_a_county_whose_database_was_edited_is_refused_by_its_city(running: tupl
     entered[towns[0]] = enter(towns[0], 141)
     honest = sum((entered[t]["A1"] for t in towns), Decimal(0))
     wait_until("city takes the corrected roll-up", lambda: held_at_city().get("A1") == honest)
+
+
+def test_the_audit_chain_is_anchored_at_the_parent(running: tuple[Federation, Client],
+                                                   pg_urls: dict[str, str]) -> None:
+    """Issue 9 item 6: a township's operator rewrites its own enter.values history and recomputes every
+    hash, so the chain verifies on its own; `appraise audit verify` compares it with the head the
+    township last reported to its county, which the county keeps, and says the history was rewritten."""
+    from nodes.audit import entry_hash
+
+    fed, client = running
+    town = "510104017"
+    county = fed.by_code[town].parent
+    assert county is not None
+    config = str(fed.node_dir(town) / "node.yaml")
+    fw = next(f for f in client.frameworks(town) if f["issuer"] == county)
+    r = client.post(town, "/api/v1/admin/values", {"cycle": CYCLE, "period": PERIOD,
+                                                    "values": {fw["indicators"][1]["code"]: "7"}})
+    assert r.status_code == 201, r.text
+    url = pg_urls[town].replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    async def rows() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [dict(r) for r in await conn.fetch("SELECT * FROM audit_log ORDER BY seq")]
+        finally:
+            await conn.close()
+
+    entered = max(r["seq"] for r in asyncio.run(rows()) if r["action"] == "enter.values")
+
+    def anchored() -> int:
+        return next(d["audit_seq"] for d in client.get(county, "/api/v1/sync")["descendants"] if d["node"] == town)
+
+    wait_until("the county holds an anchor past the entry", lambda: anchored() >= entered)
+
+    def verify(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nodes.cli", "audit", "verify", "--config", config, *extra],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    ok = verify()
+    assert ok.returncode == 0 and "matches the parent's anchor" in ok.stdout, ok.stdout + ok.stderr
+    fed.stop_node(town)  # the operator works on a quiet database
+    original = asyncio.run(rows())
+
+    async def write(entries: list[dict[str, Any]]) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            async with conn.transaction():
+                for e in entries:
+                    await conn.execute("UPDATE audit_log SET detail = $1, prev_hash = $2, hash = $3 WHERE seq = $4",
+                                       e["detail"], e["prev_hash"], e["hash"], e["seq"])
+        finally:
+            await conn.close()
+
+    forged, prev = [], None
+    for row in original:
+        e = dict(row)
+        if e["seq"] == entered:
+            e["detail"] = e["detail"].replace('"7"', '"70"')
+        if prev is not None:
+            e["prev_hash"] = prev
+        e["hash"] = entry_hash(e["prev_hash"], e["seq"], e["at"], e["actor"], e["action"], e["subject"], e["detail"])
+        prev = e["hash"]
+        forged.append(e)
+    assert forged[entered - 1]["detail"] != original[entered - 1]["detail"]
+    asyncio.run(write(forged))
+    try:
+        local = verify("--no-anchor")
+        assert local.returncode == 0 and "intact" in local.stdout  # the rewrite is self-consistent
+        caught = verify()
+        assert caught.returncode == 1 and "history rewritten" in caught.stderr, caught.stdout + caught.stderr
+    finally:
+        asyncio.run(write(original))
+        fed.start_node(town)
+        wait_until(f"{town} back", lambda: client.get(town, "/health")["code"] == town, 60)
+    assert verify().returncode == 0
 
 
 def test_forged_traffic_injected_into_nats_is_refused(running: tuple[Federation, Client]) -> None:

@@ -66,3 +66,16 @@ class AuditRepository:
         if action_prefix:
             q = q.where(audit_log.c.action.like(action_prefix + "%"))
         return int((await self.conn.execute(q)).scalar_one())
+
+    async def head(self) -> tuple[int, str]:
+        """The chain's last (seq, hash): what this node reports up as its anchor."""
+        return await self._tip()
+
+    async def hash_at(self, seq: int) -> str | None:
+        found = (await self.conn.execute(select(audit_log.c.hash).where(audit_log.c.seq == seq))).scalar_one_or_none()
+        return None if found is None else str(found)
+
+    async def latest(self, action: str, limit: int) -> list[AuditRecord]:
+        """The newest entries of one action, newest first."""
+        q = select(audit_log).where(audit_log.c.action == action).order_by(audit_log.c.seq.desc()).limit(limit)
+        return [AuditRecord(*row) for row in await self.conn.execute(q)]

@@ -17,6 +17,8 @@ from nodes.store import Tx
 from sync.cascade_receiver import receive_cascade
 from sync.cascade_sender import issue_framework
 from sync.codec import cascade_envelopes
+from sync.envelope import EnvelopeError, code_of
+from sync.framework_checks import check_issued
 
 TrustUpdate = Callable[[], Awaitable[bytes]]
 
@@ -41,8 +43,8 @@ class CascadeService:
 
     async def _after_framework(self, tx: Tx, fw: Framework, fw_digest: str, upstream: list[bytes]) -> None:
         ctx = self.ctx
-        if not ctx.me.children:
-            return
+        if not ctx.me.children or ctx.me.code not in {u.code for u in fw.units}:
+            return  # nothing to pass down, or a framework for another class of the parent's units
         child_class = ctx.cfg.child_class or fw.unit_class
         latest = await tx.frameworks.latest(ctx.me.code, fw.cycle, child_class)
         now = ctx.clock()
@@ -59,9 +61,15 @@ class CascadeService:
                 fw, fw_digest, ctx.me.name, ctx.me.code, self._units(), unit_class=child_class,
                 issued_at=now, expires_at=fw.expires_at, version=(latest.version + 1) if latest is not None else 1,
             )
-        except (ValueError, ArithmeticError, LookupError) as exc:
-            # The parent's framework stands (it verified); the office decomposes it by hand.
-            await tx.audit.append(ctx.me.code, "derive.failed", fw_digest, {"reason": str(exc)[:500]}, now)
+            # Exactly the checks the children will make on receiving it: never issue what they refuse.
+            check_issued(child, ctx.me.identity(), (fw, fw_digest), now, ctx.limits)
+        except (ValueError, ArithmeticError, LookupError) as exc:  # EnvelopeError is a ValueError
+            # The parent's framework stands (it verified); the office decomposes it by hand, and the
+            # refusal is reported up (sync/reports.py) so that no ancestor thinks the cascade went on.
+            await tx.audit.append(ctx.me.code, "derive.failed", fw_digest,
+                                  {"reason": str(exc)[:500], "code": code_of(exc, "derive.failed"),
+                                   "version": fw.version, "issuer": fw.issuer}, now)
+            ctx.wakeups.report.set()
             return
         await issue_framework(tx, ctx.me, child, upstream, now)
 
@@ -98,6 +106,14 @@ class CascadeService:
                 if problems:
                     raise BadInput("\n".join(f"{shown}: {p}" for p in problems), code="framework.links")
                 upstream = cascade_envelopes(parent_row.cascade)
+                parent: tuple[Framework, str] | None = (parent_fw, parent_row.digest)
+            else:
+                parent = None
+            try:  # exactly the checks the children will make on receiving it
+                check_issued(fw, ctx.me.identity(), parent, ctx.clock(), ctx.limits)
+            except EnvelopeError as exc:
+                raise BadInput(f"{shown}: 下级将拒收此指标体系 (the children would refuse it): {exc}",
+                               code="framework.children_would_refuse") from None
             digest = await issue_framework(tx, ctx.me, fw, upstream, ctx.clock(), authored=True)
         ctx.wakeups.outbox.set()
         return digest

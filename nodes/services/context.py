@@ -39,6 +39,7 @@ class Wakeups:
 
     outbox: asyncio.Event = field(default_factory=asyncio.Event)
     heartbeat: asyncio.Event = field(default_factory=asyncio.Event)
+    report: asyncio.Event = field(default_factory=asyncio.Event)  # this node's state changed: report it up
 
 
 @dataclass

@@ -15,8 +15,10 @@ from aggregator.progress import warn
 from nodes.audit import AuditBreak
 from nodes.repositories.scores import ScoreRecord
 from nodes.services.context import NodeContext, check_period, framework_of
+from nodes.services.reports import RESEND_EVERY, ReportService
 from nodes.services.trust import ParentWatch
 from sync.ports import AuditRecord, BundleHeader, FrameworkRecord, ResultRecord
+from sync.reports import Ref
 
 REVIEW_STATUSES = ("pending", "returned", "accepted", "rejected")
 
@@ -57,10 +59,12 @@ class FrameworkView:
 
 
 class ReadModels:
-    def __init__(self, ctx: NodeContext, watch: ParentWatch | None, transport_state: TransportState | None) -> None:
+    def __init__(self, ctx: NodeContext, watch: ParentWatch | None, transport_state: TransportState | None,
+                 reports: ReportService | None = None) -> None:
         self.ctx = ctx
         self.watch = watch
         self.transport = transport_state
+        self.reports = reports
 
     def node_info(self) -> dict[str, Any]:
         me = self.ctx.me
@@ -133,7 +137,24 @@ class ReadModels:
                 "nats_connected": connected, "transport_last_error": transport, "grpc_tls": ctx.cfg.tls is not None,
                 "parent_heartbeat": await self.heartbeat_status(),
                 "revocation_lists": {code: crl.version for code, crl in sorted(me.trust.lists.items())},
-                "gave_up": list(ctx.health.gave_up)}
+                "gave_up": list(ctx.health.gave_up),
+                "report_to_parent": None if me.parent is None or self.reports is None else {
+                    "last_sent_at": self.reports.last_sent_at, "last_error": self.reports.last_error},
+                "descendants": await self.descendants()}
+
+    async def descendants(self) -> list[dict[str, Any]]:
+        """Per descendant, from the signed reports held: is its cascade current, lagging, refused or
+        unreported, and what it holds against what its parent issued to it (sync/reports.py)."""
+        if self.reports is None or not self.ctx.me.children:
+            return []
+        now = self.ctx.clock()
+        stale_after = 3 * RESEND_EVERY * self.ctx.cfg.heartbeat_seconds
+        return [{"node": d.node, "parent": d.parent, "state": d.state, "reported_at": d.reported_at,
+                 "fresh": bool(d.reported_at and now - d.reported_at <= stale_after), "audit_seq": d.audit_seq,
+                 "expected": [_ref(r) for r in d.expected], "held": [_ref(r) for r in d.held],
+                 "refusals": [{"framework_digest": f.framework_digest, "code": f.code, "reason": f.reason,
+                               "refused_at": f.refused_at} for f in d.refusals]}
+                for d in await self.reports.states()]
 
     async def heartbeat_status(self) -> dict[str, Any] | None:
         """Whether the parent's signed heartbeat is current: if not, this node may be frozen on old data."""
@@ -172,3 +193,7 @@ class ReadModels:
         for row in rows:
             history.setdefault(row.unit, []).append(str(json.loads(row.explanation).get("grade", "")))
         return repeated_grade_flags(history, grade, years)
+
+
+def _ref(r: Ref) -> dict[str, Any]:
+    return {"issuer": r.issuer, "cycle": r.cycle, "class": r.unit_class, "version": r.version, "digest": r.digest}

@@ -29,6 +29,10 @@ class Federation(Protocol):
     async def submit_results(self, message: bytes) -> tuple[bool, str]: ...
     async def query(self, request: pb.QueryRequest) -> pb.QueryReply: ...
     async def fetch_bundles(self, requester: str, after_seq: int) -> list[bytes]: ...
+    async def report(self, message: bytes, caller: str | None) -> tuple[bool, str]:
+        """A child's signed status report; ``caller``: the mTLS peer's node code (None without TLS)."""
+
+    async def anchor(self, requester: str) -> bytes: ...
 
 
 MAX_MESSAGE = DEFAULT_LIMITS.grpc_message_bytes
@@ -108,6 +112,19 @@ class FederationServicer(pb_grpc.FederationServicer):
         await self._as(context, request.requester)
         return pb.FetchBundlesReply(messages=await self._node.fetch_bundles(request.requester, request.after_seq))
 
+    async def Report(  # noqa: N802
+        self, request: pb.ReportRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ReportReply:
+        caller = (peer_code(context.auth_context()) or "") if self._authenticated else None
+        ok, reason = await self._node.report(request.message, caller)
+        return pb.ReportReply(accepted=ok, reason=reason)
+
+    async def FetchAnchor(  # noqa: N802
+        self, request: pb.FetchAnchorRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.FetchAnchorReply:
+        await self._as(context, request.requester)
+        return pb.FetchAnchorReply(message=await self._node.anchor(request.requester))
+
 
 async def start_server(listen: str, servicer: FederationServicer, tls: TlsFiles | None = None,
                        max_message: int = MAX_MESSAGE) -> tuple[grpc.aio.Server, int]:
@@ -154,6 +171,14 @@ class FederationClient:
     async def query(self, request: pb.QueryRequest, timeout: float = 5) -> pb.QueryReply:
         reply: pb.QueryReply = await self.stub.Query(request, timeout=timeout)
         return reply
+
+    async def report(self, message: bytes, timeout: float = 5) -> tuple[bool, str]:
+        reply = await self.stub.Report(pb.ReportRequest(message=message), timeout=timeout)
+        return reply.accepted, reply.reason
+
+    async def fetch_anchor(self, requester: str, timeout: float = 5) -> bytes:
+        reply = await self.stub.FetchAnchor(pb.FetchAnchorRequest(requester=requester), timeout=timeout)
+        return bytes(reply.message)
 
     async def close(self) -> None:
         await self.channel.close()

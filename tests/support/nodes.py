@@ -43,6 +43,14 @@ indicators:
 
 async def make_county(tmp_path: Path, province: str = PROVINCE, **config: object) -> tuple[Node, Federation]:
     """锦江区's node on the demo keys, holding 成都市's framework (``config``: extra node.yaml settings)."""
+    node, fed = await county_node(tmp_path, **config)
+    message, _ = city_cascade(fed, tmp_path, province)
+    await node.cascade.take(None, message)
+    return node, fed
+
+
+async def county_node(tmp_path: Path, **config: object) -> tuple[Node, Federation]:
+    """锦江区's node on the demo keys, holding nothing yet."""
     fed = Federation(tmp_path / "fed", load_topology())
     fed.prepare()
     path = fed.node_dir("510104") / "node.yaml"
@@ -53,6 +61,12 @@ async def make_county(tmp_path: Path, province: str = PROVINCE, **config: object
         data.update(config)
         path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     node = build_services(load_config(path), await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
+    return node, fed
+
+
+def city_cascade(fed: Federation, tmp_path: Path, province: str = PROVINCE) -> tuple[bytes, str]:
+    """成都市's cascade message for its two counties (the province's framework first), and the digest
+    of 成都市's framework in it."""
     now = int(time.time())
     src = tmp_path / "province.yaml"
     src.write_text(province, encoding="utf-8")
@@ -62,8 +76,8 @@ async def make_county(tmp_path: Path, province: str = PROVINCE, **config: object
     city_fw = derive_child_framework(prov_fw, digest(prov_payload), "成都市", "5101",
                                      [Unit("510104", "锦江区"), Unit("510105", "青羊区")], unit_class="县市区",
                                      issued_at=now, expires_at=now + 86400)
-    city_env = sign(PAYLOAD_FRAMEWORK, encode_framework(city_fw), keys.load_private(fed.node_dir("5101") / "key.pem"))
+    city_payload = encode_framework(city_fw)
+    city_env = sign(PAYLOAD_FRAMEWORK, city_payload, keys.load_private(fed.node_dir("5101") / "key.pem"))
     chain = pb.CertificateChain.FromString((fed.node_dir("5101") / "chain.pb").read_bytes()).certificates
-    await node.cascade.take(None, pb.CascadeMessage(frameworks=[prov_env, city_env],
-                                                  certificate_chain=chain).SerializeToString())
-    return node, fed
+    return (pb.CascadeMessage(frameworks=[prov_env, city_env], certificate_chain=chain).SerializeToString(),
+            digest(city_payload))

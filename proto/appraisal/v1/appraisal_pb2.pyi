@@ -959,6 +959,153 @@ class ResultMessage(_message.Message):
 Global___ResultMessage: _TypeAlias = ResultMessage  # noqa: Y015
 
 @_typing.final
+class NodeReport(_message.Message):
+    """------------------------------------------------------------------ status reports (上报状态)
+
+    A node's signed account of itself to its parent, sent over gRPC (Federation.Report) every few
+    heartbeats and at once when it changes (sync/reports.py): which framework versions it holds and has
+    issued, which cascade messages it refused and why, and the head of its hash-chained audit log, which
+    the parent keeps as an anchor outside the node. Its children's latest reports ride inside it, as they
+    signed them, so every ancestor sees every descendant's cascade state.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    REPORTED_AT_FIELD_NUMBER: _builtins.int
+    RECEIVED_FIELD_NUMBER: _builtins.int
+    ISSUED_FIELD_NUMBER: _builtins.int
+    REFUSALS_FIELD_NUMBER: _builtins.int
+    AUDIT_SEQ_FIELD_NUMBER: _builtins.int
+    AUDIT_HASH_FIELD_NUMBER: _builtins.int
+    DESCENDANTS_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    reported_at: _builtins.int
+    audit_seq: _builtins.int
+    """the audit log's head: its last sequence number and hash"""
+    audit_hash: _builtins.str
+    @_builtins.property
+    def received(self) -> _containers.RepeatedCompositeFieldContainer[Global___FrameworkRef]:
+        """the latest framework held from the parent, per (cycle, class)"""
+
+    @_builtins.property
+    def issued(self) -> _containers.RepeatedCompositeFieldContainer[Global___IssuedRef]:
+        """the latest framework issued to the children, per (cycle, class)"""
+
+    @_builtins.property
+    def refusals(self) -> _containers.RepeatedCompositeFieldContainer[Global___CascadeRefusal]:
+        """cascade messages refused, newest first"""
+
+    @_builtins.property
+    def descendants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """the children's latest ReportMessages, each as signed by its node"""
+
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        reported_at: _builtins.int = ...,
+        received: _abc.Iterable[Global___FrameworkRef] | None = ...,
+        issued: _abc.Iterable[Global___IssuedRef] | None = ...,
+        refusals: _abc.Iterable[Global___CascadeRefusal] | None = ...,
+        audit_seq: _builtins.int = ...,
+        audit_hash: _builtins.str = ...,
+        descendants: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_hash", b"audit_hash", "audit_seq", b"audit_seq", "descendants", b"descendants", "issued", b"issued", "node", b"node", "received", b"received", "refusals", b"refusals", "reported_at", b"reported_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeReport: _TypeAlias = NodeReport  # noqa: Y015
+
+@_typing.final
+class IssuedRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAMEWORK_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def framework(self) -> Global___FrameworkRef: ...
+    @_builtins.property
+    def units(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """whom it addresses"""
+
+    def __init__(
+        self,
+        *,
+        framework: Global___FrameworkRef | None = ...,
+        units: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["framework", b"framework"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["framework", b"framework", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssuedRef: _TypeAlias = IssuedRef  # noqa: Y015
+
+@_typing.final
+class CascadeRefusal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAMEWORK_DIGEST_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REFUSED_AT_FIELD_NUMBER: _builtins.int
+    framework_digest: _builtins.str
+    """empty when the message could not be opened"""
+    issuer: _builtins.str
+    version: _builtins.int
+    code: _builtins.str
+    reason: _builtins.str
+    refused_at: _builtins.int
+    def __init__(
+        self,
+        *,
+        framework_digest: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        version: _builtins.int = ...,
+        code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        refused_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "framework_digest", b"framework_digest", "issuer", b"issuer", "reason", b"reason", "refused_at", b"refused_at", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CascadeRefusal: _TypeAlias = CascadeRefusal  # noqa: Y015
+
+@_typing.final
+class ReportMessage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_CHAIN_FIELD_NUMBER: _builtins.int
+    report: _builtins.bytes
+    """Envelope(NodeReport), signed by the reporting node"""
+    @_builtins.property
+    def certificate_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        report: _builtins.bytes = ...,
+        certificate_chain: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_chain", b"certificate_chain", "report", b"report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportMessage: _TypeAlias = ReportMessage  # noqa: Y015
+
+@_typing.final
 class FetchFrameworksRequest(_message.Message):
     """------------------------------------------------------------------ gRPC"""
 
@@ -1050,6 +1197,87 @@ class SubmitResultsReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitResultsReply: _TypeAlias = SubmitResultsReply  # noqa: Y015
+
+@_typing.final
+class ReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    message: _builtins.bytes
+    """serialized ReportMessage"""
+    def __init__(
+        self,
+        *,
+        message: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportRequest: _TypeAlias = ReportRequest  # noqa: Y015
+
+@_typing.final
+class ReportReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.bool
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportReply: _TypeAlias = ReportReply  # noqa: Y015
+
+@_typing.final
+class FetchAnchorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    requester: _builtins.str
+    def __init__(
+        self,
+        *,
+        requester: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requester", b"requester"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchAnchorRequest: _TypeAlias = FetchAnchorRequest  # noqa: Y015
+
+@_typing.final
+class FetchAnchorReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    message: _builtins.bytes
+    """the requester's last ReportMessage this node holds, exactly as signed; empty if none"""
+    def __init__(
+        self,
+        *,
+        message: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchAnchorReply: _TypeAlias = FetchAnchorReply  # noqa: Y015
 
 @_typing.final
 class FetchBundlesRequest(_message.Message):

@@ -54,6 +54,16 @@ class FederationStub:
                 request_serializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesRequest.SerializeToString,
                 response_deserializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesReply.FromString,
                 _registered_method=True)
+        self.Report = channel.unary_unary(
+                '/appraisal.v1.Federation/Report',
+                request_serializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.ReportRequest.SerializeToString,
+                response_deserializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.ReportReply.FromString,
+                _registered_method=True)
+        self.FetchAnchor = channel.unary_unary(
+                '/appraisal.v1.Federation/FetchAnchor',
+                request_serializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchAnchorRequest.SerializeToString,
+                response_deserializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchAnchorReply.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -87,6 +97,20 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Report(self, request, context):
+        """A child reports its state upward (its descendants' reports inside).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchAnchor(self, request, context):
+        """A child asks which of its own reports its parent holds: the anchor of its audit chain.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +133,16 @@ def add_FederationServicer_to_server(servicer, server):
                     servicer.FetchBundles,
                     request_deserializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesRequest.FromString,
                     response_serializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesReply.SerializeToString,
+            ),
+            'Report': grpc.unary_unary_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.ReportRequest.FromString,
+                    response_serializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.ReportReply.SerializeToString,
+            ),
+            'FetchAnchor': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchAnchor,
+                    request_deserializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchAnchorRequest.FromString,
+                    response_serializer=proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchAnchorReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +253,60 @@ class Federation:
             '/appraisal.v1.Federation/FetchBundles',
             proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesRequest.SerializeToString,
             proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchBundlesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Report(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appraisal.v1.Federation/Report',
+            proto_dot_appraisal_dot_v1_dot_appraisal__pb2.ReportRequest.SerializeToString,
+            proto_dot_appraisal_dot_v1_dot_appraisal__pb2.ReportReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchAnchor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appraisal.v1.Federation/FetchAnchor',
+            proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchAnchorRequest.SerializeToString,
+            proto_dot_appraisal_dot_v1_dot_appraisal__pb2.FetchAnchorReply.FromString,
             options,
             channel_credentials,
             insecure,

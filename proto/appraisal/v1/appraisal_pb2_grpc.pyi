@@ -44,6 +44,10 @@ class FederationStub:
     """Values of one indicator over the answering node's subtree."""
     FetchBundles: _grpc.UnaryUnaryMultiCallable[_appraisal_pb2.FetchBundlesRequest, _appraisal_pb2.FetchBundlesReply]
     """A parent that sees a gap in a child's bundle chain pulls the missing bundles from the child."""
+    Report: _grpc.UnaryUnaryMultiCallable[_appraisal_pb2.ReportRequest, _appraisal_pb2.ReportReply]
+    """A child reports its state upward (its descendants' reports inside)."""
+    FetchAnchor: _grpc.UnaryUnaryMultiCallable[_appraisal_pb2.FetchAnchorRequest, _appraisal_pb2.FetchAnchorReply]
+    """A child asks which of its own reports its parent holds: the anchor of its audit chain."""
 
 @_typing.type_check_only
 class FederationAsyncStub(FederationStub):
@@ -56,6 +60,10 @@ class FederationAsyncStub(FederationStub):
     """Values of one indicator over the answering node's subtree."""
     FetchBundles: _aio.UnaryUnaryMultiCallable[_appraisal_pb2.FetchBundlesRequest, _appraisal_pb2.FetchBundlesReply]  # type: ignore[assignment]
     """A parent that sees a gap in a child's bundle chain pulls the missing bundles from the child."""
+    Report: _aio.UnaryUnaryMultiCallable[_appraisal_pb2.ReportRequest, _appraisal_pb2.ReportReply]  # type: ignore[assignment]
+    """A child reports its state upward (its descendants' reports inside)."""
+    FetchAnchor: _aio.UnaryUnaryMultiCallable[_appraisal_pb2.FetchAnchorRequest, _appraisal_pb2.FetchAnchorReply]  # type: ignore[assignment]
+    """A child asks which of its own reports its parent holds: the anchor of its audit chain."""
 
 class FederationServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -89,5 +97,21 @@ class FederationServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_appraisal_pb2.FetchBundlesReply, _abc.Awaitable[_appraisal_pb2.FetchBundlesReply]]:
         """A parent that sees a gap in a child's bundle chain pulls the missing bundles from the child."""
+
+    @_abc_1.abstractmethod
+    def Report(
+        self,
+        request: _appraisal_pb2.ReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_appraisal_pb2.ReportReply, _abc.Awaitable[_appraisal_pb2.ReportReply]]:
+        """A child reports its state upward (its descendants' reports inside)."""
+
+    @_abc_1.abstractmethod
+    def FetchAnchor(
+        self,
+        request: _appraisal_pb2.FetchAnchorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_appraisal_pb2.FetchAnchorReply, _abc.Awaitable[_appraisal_pb2.FetchAnchorReply]]:
+        """A child asks which of its own reports its parent holds: the anchor of its audit chain."""
 
 def add_FederationServicer_to_server(servicer: FederationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

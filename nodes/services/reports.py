@@ -1,0 +1,164 @@
+"""Status reports, both ways (sync/reports.py).
+
+As a child: sign this node's report — the frameworks it holds and issued, what it refused, its audit
+chain head, its children's latest reports — and hand it to the parent over gRPC whenever it changes
+(checked every heartbeat, and at once when woken) and every ``RESEND_EVERY`` heartbeats regardless,
+so the parent's anchor of this node's audit chain stays recent.
+
+As a parent: verify each child's report, keep the newest per descendant, answer a child's question
+about the anchor it holds for it, and tell per descendant whether its cascade is current, lagging,
+refused or unreported (``/api/v1/sync`` and ``appraise status``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+from aggregator.errors import AppraisalError
+from nodes.services.context import NodeContext, framework_of
+from sync.envelope import code_of
+from sync.reports import DescendantState, Ref, Refusal, cascade_states, content_key, make_report, verify_report
+from sync.transport.grpc import FederationClient
+
+log = logging.getLogger("fedappraisal.reports")
+
+RESEND_EVERY = 6  # heartbeats between reports that say nothing new
+MIN_GAP = 1.0  # seconds between two reports, however often the node is woken
+
+
+class ReportService:
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.last_error = ""
+        self.last_sent_at = 0
+        self._client: FederationClient | None = None
+
+    async def build(self) -> bytes:
+        ctx = self.ctx
+        async with ctx.store.read() as r:
+            received_rows = await r.frameworks.list(role="received")
+            issued_rows = await r.frameworks.list(role="issued")
+            rejected = await r.audit.latest("reject.framework", 50)
+            underived = await r.audit.latest("derive.failed", 20)
+            head = await r.audit.head()
+            children = await r.reports.direct()
+        received = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest) for f in received_rows])
+        issued_fws = {f.digest: framework_of(f) for f in issued_rows}
+        issued = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest,
+                              tuple(u.code for u in issued_fws[f.digest].units)) for f in issued_rows])
+        held = {f.digest for f in received_rows}
+        pinned = {fw.parent.digest for fw in issued_fws.values() if fw.parent is not None}
+        refusals: list[Refusal] = []
+        for e in rejected:  # a framework refused and not held since (a later delivery may have been taken)
+            if e.subject not in held and len(refusals) < 10:
+                d = _detail(e.detail)
+                refusals.append(Refusal(e.subject, "", 0, str(d.get("code", "")), str(d.get("reason", "")), e.at))
+        for e in underived:  # held, but not passed down: the children stay on what they had
+            if e.subject in held and e.subject not in pinned and len(refusals) < 20:
+                d = _detail(e.detail)
+                refusals.append(Refusal(e.subject, str(d.get("issuer", "")), int(str(d.get("version", 0) or 0)),
+                                        str(d.get("code", "derive.failed")), str(d.get("reason", "")), e.at))
+        return make_report(ctx.me, received=received, issued=issued, refusals=refusals, audit_head=head,
+                           descendants=children, now=ctx.clock())
+
+    async def run(self) -> None:
+        """As a child: keep the parent told."""
+        ctx = self.ctx
+        if ctx.me.parent is None or not ctx.cfg.parent_grpc:
+            return
+        said, quiet = b"", 0
+        while True:
+            started = time.monotonic()
+            try:
+                data = await self.build()
+                key = content_key(data)
+                if key != said or quiet >= RESEND_EVERY:
+                    ok, reason = await self._send(data)
+                    self.last_error = "" if ok else f"上级拒收状态报告 (parent refused the report): {reason}"[:300]
+                    if ok:
+                        said, quiet, self.last_sent_at = key, 0, ctx.clock()
+                else:
+                    quiet += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the parent is down or unreachable: try again next time
+                self.last_error = f"状态报告未送达 (report not delivered): {exc}"[:300]
+                await self._close()
+            wakeup = ctx.wakeups.report
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), timeout=ctx.cfg.heartbeat_seconds)
+            wakeup.clear()
+            await asyncio.sleep(max(0.0, MIN_GAP - (time.monotonic() - started)))
+
+    async def _send(self, data: bytes) -> tuple[bool, str]:
+        ctx = self.ctx
+        if self._client is None:
+            self._client = ctx.client(ctx.cfg.parent_grpc, ctx.me.parent or "")
+        return await self._client.report(data, timeout=ctx.limits.rpc_timeout_seconds)
+
+    async def _close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    async def stop(self) -> None:
+        await self._close()
+
+    async def take(self, data: bytes, caller: str | None) -> tuple[bool, str]:
+        """gRPC Report: a child's report, its descendants' inside."""
+        ctx = self.ctx
+        now = ctx.clock()
+        try:
+            reports, dropped = verify_report(ctx.me, data, now, caller)
+        except (AppraisalError, ValueError, ArithmeticError) as exc:
+            async with ctx.store.tx() as tx:
+                await tx.audit.append(ctx.me.code, "reject.report", caller or "",
+                                      {"reason": str(exc)[:300], "code": code_of(exc, "report.unchecked"),
+                                       "caller": caller or "", "bytes": len(data)}, now)
+            return False, str(exc)
+        async with ctx.store.tx() as tx:
+            kept = await tx.reports.put_newer(reports, now)
+            if dropped:
+                await tx.audit.append(ctx.me.code, "reject.report", reports[0].node,
+                                      {"reason": "; ".join(dropped)[:500], "code": "report.descendant_dropped",
+                                       "caller": caller or "", "dropped": len(dropped)}, now)
+        if kept:
+            ctx.wakeups.report.set()  # our own report now carries news from below
+        return True, ""
+
+    async def anchor(self, requester: str) -> bytes:
+        """gRPC FetchAnchor: the requester's own last report held here (a child asks only for itself)."""
+        if requester not in self.ctx.me.children:
+            return b""
+        async with self.ctx.store.read() as r:
+            return await r.reports.message(requester) or b""
+
+    async def states(self) -> list[DescendantState]:
+        ctx = self.ctx
+        async with ctx.store.read() as r:
+            issued_rows = await r.frameworks.list(role="issued")
+            reports = await r.reports.all()
+        mine = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest,
+                            tuple(u.code for u in framework_of(f).units)) for f in issued_rows])
+        return cascade_states(ctx.me.code, mine, [c.code for c in ctx.cfg.children], reports)
+
+
+def _latest(refs: list[Ref]) -> list[Ref]:
+    out: dict[tuple[str, str, str], Ref] = {}
+    for ref in refs:
+        key = (ref.issuer, ref.cycle, ref.unit_class)
+        if key not in out or ref.version > out[key].version:
+            out[key] = ref
+    return sorted(out.values(), key=lambda r: (r.cycle, r.unit_class, r.issuer))
+
+
+def _detail(detail: str) -> dict[str, object]:
+    try:
+        parsed = json.loads(detail)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
