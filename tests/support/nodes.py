@@ -41,8 +41,10 @@ indicators:
 """
 
 
-async def make_county(tmp_path: Path, province: str = PROVINCE, **config: object) -> tuple[Node, Federation]:
-    """锦江区's node on the demo keys, holding 成都市's framework (``config``: extra node.yaml settings)."""
+async def make_county(tmp_path: Path, province: str = PROVINCE, *, store_url: str | None = None,
+                      **config: object) -> tuple[Node, Federation]:
+    """锦江区's node on the demo keys, holding 成都市's framework (``config``: extra node.yaml settings;
+    ``store_url``: its store, else a SQLite file under ``tmp_path``)."""
     fed = Federation(tmp_path / "fed", load_topology())
     fed.prepare()
     path = fed.node_dir("510104") / "node.yaml"
@@ -52,7 +54,7 @@ async def make_county(tmp_path: Path, province: str = PROVINCE, **config: object
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         data.update(config)
         path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    node = build_services(load_config(path), await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
+    node = build_services(load_config(path), await Store.open(store_url or f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
     now = int(time.time())
     src = tmp_path / "province.yaml"
     src.write_text(province, encoding="utf-8")
