@@ -144,7 +144,7 @@ def test_interim_periods_same_numbers_as_decimal_engine(seed: int, spec: list[tu
                 assert got == expected[CODES[k]], (PERIODS[period], CODES[k])
 
 
-def test_an_interim_quarter_is_pro_rated_and_ungraded() -> None:
+def test_interim_quarter_is_pro_rated_and_ungraded() -> None:
     h = interim_hierarchy(7, [(10_000_000, True, False, "")], ("Y",))
     q1, year = PERIODS.index("2026-Q1"), PERIODS.index("2026-Y")
     assert h.period_targets is not None
