@@ -7,8 +7,13 @@ are exact integer sums, and computes each leaf's points in micro-points (×10⁶
 rule as :mod:`aggregator.scoring`: points = ROUND_HALF_UP(weight × min(ratio, cap), 6 places),
 total = ROUND_HALF_UP(Σ points, 2 places). The quotient is taken in binary floating point, which
 is exact to far better than a micro-point; the rare quotient that lands within 10⁻⁶ of a
-rounding tie is recomputed with exact rational arithmetic, so the published totals equal the
+rounding tie is recomputed with the Decimal engine's own steps, so the published totals equal the
 Decimal engine's to the last digit.
+
+Interim periods (aggregator/interim.py): each period may scale each leaf's targets by a factor
+(``scales[period][leaf]``, a :class:`~fractions.Fraction`; None: the leaf is not appraised in that
+period and the others are re-scaled to the full weight) and may be left ungraded (``graded``).
+Without them every period is scored like the year, against the annual targets, and graded.
 
 A single changed value is applied along its path only (:meth:`FastHierarchy.update`): the roll-up
 changes by the delta at each ancestor, and only the affected sibling groups are re-scored,
@@ -19,13 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from fractions import Fraction
 
 import numpy as np
 import numpy.typing as npt
 
 from aggregator.grading import DEFAULT_GRADES, GradeRule, assign_grades
+from aggregator.numbers import WORK, round_leaf
 
 SCALE = 10_000  # values: 4 decimals
 MICRO = 1_000_000  # leaf points: 6 decimals
@@ -48,7 +54,8 @@ class FastHierarchy:
     """Units in level order, each level grouped by parent (GB/T 2260 codes sort that way)."""
 
     def __init__(self, codes: Sequence[str], parents: Sequence[int], leaves: Leaves, targets: I64,
-                 township_values: I64, grades: Sequence[GradeRule] = DEFAULT_GRADES) -> None:
+                 township_values: I64, grades: Sequence[GradeRule] = DEFAULT_GRADES,
+                 scales: Sequence[Sequence[Fraction | None]] = (), graded: Sequence[bool] = ()) -> None:
         self.codes = list(codes)
         self.parent = np.asarray(parents, dtype=np.int64)
         n = len(self.codes)
@@ -73,6 +80,36 @@ class FastHierarchy:
         self.ranks = np.zeros_like(self.totals)
         self.grades: list[list[str]] = [[""] * township_values.shape[2] for _ in range(n)]
         self.grade_rules = tuple(grades)
+        self._periods(scales, graded)
+
+    def _periods(self, scales: Sequence[Sequence[Fraction | None]], graded: Sequence[bool]) -> None:
+        """Interim targets per period, rounded half up to 0.0001 as aggregator/interim.scaled does."""
+        n_leaves, n_periods = self.targets.shape[1], self.values.shape[2]
+        self.graded = list(graded) or [True] * n_periods
+        self.included = np.ones((n_leaves, n_periods), dtype=np.bool_)
+        self.period_targets: I64 | None = None  # None: every period against the annual targets
+        if not scales:
+            return
+        self.period_targets = np.repeat(self.targets[:, :, None], n_periods, axis=2)
+        for p, row in enumerate(scales):
+            for j, factor in enumerate(row):
+                if factor is None:
+                    self.included[j, p] = False
+                elif factor != 1:
+                    t = self.targets[:, j].astype(object) * factor.numerator  # Python integers: no overflow
+                    whole = (abs(t) * 2 + factor.denominator) // (2 * factor.denominator)
+                    self.period_targets[:, j, p] = np.where(t >= 0, whole, -whole).astype(np.int64)
+        w = self.leaves.weights_micro
+        self.weight_total = int(w.sum())
+        self.weight_counted = [int(w[self.included[:, p]].sum()) for p in range(n_periods)]
+
+    def _cents(self, micro: I64, period: int | None = None) -> I64:
+        """Totals in cents from micro-points; re-scaled to the full weight where leaves are left out."""
+        if self.period_targets is None:
+            return (micro + CENT_IN_MICRO // 2) // CENT_IN_MICRO
+        counted = np.asarray(self.weight_counted if period is None else self.weight_counted[period], dtype=np.int64)
+        den = np.maximum(counted, 1) * CENT_IN_MICRO
+        return np.asarray((2 * micro * self.weight_total + den) // (2 * den), dtype=np.int64)
 
     # ---------------------------------------------------------------- roll-up
     def roll_up(self) -> None:
@@ -90,7 +127,7 @@ class FastHierarchy:
     def _points(self, units: npt.NDArray[np.int64]) -> I64:
         """Micro-points of every leaf and period of ``units`` (each scored in its parent's framework)."""
         v = self.values[units]  # [unit, leaf, period]
-        t = self.targets[units][:, :, None]
+        t = self.targets[units][:, :, None] if self.period_targets is None else self.period_targets[units]
         w = self.leaves.weights_micro[None, :, None]
         hi = self.leaves.higher[None, :, None]
         cn, cd = self.leaves.cap_num, self.leaves.cap_den
@@ -102,19 +139,31 @@ class FastHierarchy:
             q = np.clip(w * (num.astype(np.float64) / np.where(den == 0, 1, den)), 0.0, None)
         out = np.floor(q + 0.5).astype(np.int64)
         near = (np.abs(q - np.floor(q) - 0.5) < 1e-6) & ~capped & ~zero
-        for idx in zip(*np.nonzero(near), strict=True):  # within 10⁻⁶ of a tie: decide exactly
-            out[idx] = int(Fraction(int(self.leaves.weights_micro[idx[1]]) * int(num[idx]), int(den[idx]))
-                           + Fraction(1, 2))
+        tt = np.broadcast_to(t, v.shape)
+        for idx in zip(*np.nonzero(near), strict=True):  # within 10⁻⁶ of a tie: decide as the Decimal engine does
+            out[idx] = self._reference(int(v[idx]), int(tt[idx]), int(idx[1]))
         cap_points = (self.leaves.weights_micro * cn + cd // 2) // cd  # weight × cap
         out = np.where(capped, cap_points[None, :, None], out)
-        return np.where(zero, 0, out)
+        return np.where(zero | ~self.included[None, :, :], 0, out)
+
+    def _reference(self, v: int, t: int, leaf: int) -> int:
+        """One leaf's micro-points by the Decimal engine's steps (methods.completion_ratio, then
+        round_leaf), for the quotients the floating-point path cannot decide."""
+        with localcontext(WORK):
+            x, target = Decimal(v) / SCALE, Decimal(t) / SCALE
+            cap = Decimal(self.leaves.cap_num) / self.leaves.cap_den
+            weight = Decimal(int(self.leaves.weights_micro[leaf])) / MICRO
+            lower = cap if x <= 0 else target / x  # a value of zero or less (nothing bad happened) earns the cap
+            ratio = (x / target if target > 0 else Decimal(0)) if self.leaves.higher[leaf] else lower
+            share = min(max(ratio, Decimal(0)), cap)
+            return int(round_leaf(share * weight) * MICRO)
 
     def score_all(self) -> None:
         units = np.flatnonzero(self.parent >= 0)
         for block in np.array_split(units, max(1, len(units) // 256)):  # bounded temporaries
             self.points[block] = self._points(block)
         micro = self.points[units].sum(axis=1)
-        self.totals[units] = (micro + CENT_IN_MICRO // 2) // CENT_IN_MICRO
+        self.totals[units] = self._cents(micro)
         self._rank_all(units)
         for parent in range(len(self.codes)):
             if self.children[parent]:
@@ -133,9 +182,13 @@ class FastHierarchy:
             group_start = np.maximum.accumulate(np.where(new_group, pos, 0))
             first_of_score = np.maximum.accumulate(np.where(new_score, pos, 0))
             self.ranks[units[order], period] = first_of_score - group_start + 1
+            if self.period_targets is not None and not self.weight_counted[period]:
+                self.ranks[units, period] = 0  # nothing appraised in this period: nobody is ranked
 
     def _rank_group(self, parent: int, period: int) -> None:
         kids = self.children[parent]
+        if self.period_targets is not None and not self.weight_counted[period]:
+            return
         scores = {k: int(self.totals[k, period]) for k in kids}
         ordered = sorted(kids, key=lambda k: -scores[k])
         rank, prev = 0, None
@@ -146,6 +199,8 @@ class FastHierarchy:
 
     def _grade(self, parent: int, period: int) -> None:
         kids = self.children[parent]
+        if not self.graded[period] or (self.period_targets is not None and not self.weight_counted[period]):
+            return
         graded = assign_grades({str(k): Decimal(int(self.totals[k, period])) / 100 for k in kids}, self.grade_rules)
         for k in kids:
             self.grades[k][period] = graded[str(k)].grade
@@ -174,8 +229,8 @@ class FastHierarchy:
                 self.values[parent, leaf, period] = int(col.sum())
             # re-score node among its siblings (only its own leaf points changed)
             self.points[node, leaf, period] = self._points_one(node, leaf, period)
-            micro = int(self.points[node, :, period].sum())
-            self.totals[node, period] = (micro + CENT_IN_MICRO // 2) // CENT_IN_MICRO
+            micro = self.points[node, :, period].sum()
+            self.totals[node, period] = self._cents(micro, period)
             self._rank_group(parent, period)
             self._grade(parent, period)
             touched.append(node)
@@ -183,15 +238,7 @@ class FastHierarchy:
         return touched
 
     def _points_one(self, unit: int, leaf: int, period: int) -> int:
-        v = int(self.values[unit, leaf, period])
-        t = int(self.targets[unit, leaf])
-        w = int(self.leaves.weights_micro[leaf])
-        cn, cd = self.leaves.cap_num, self.leaves.cap_den
-        if self.leaves.higher[leaf]:
-            if t <= 0:
-                return 0
-            ratio = Fraction(v, t)
-        else:
-            ratio = Fraction(cn, cd) if v <= 0 else Fraction(t, v)
-        ratio = min(max(ratio, Fraction(0)), Fraction(cn, cd))
-        return int(w * ratio + Fraction(1, 2))
+        if not self.included[leaf, period]:
+            return 0
+        t = self.targets[unit, leaf] if self.period_targets is None else self.period_targets[unit, leaf, period]
+        return self._reference(int(self.values[unit, leaf, period]), int(t), leaf)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
 from aggregator.grading import DEFAULT_GRADES, GRADE_ORDER, GradeRule
-from aggregator.numbers import WORK
+from aggregator.numbers import MAX_PLACES, WORK
 
 LEVELS = ("province", "city", "county", "township")
 LEVEL_ZH = {"province": "省", "city": "市", "county": "县", "township": "乡镇"}
@@ -30,6 +30,16 @@ ADJUSTMENT_KINDS = ("bonus", "deduction", "veto")
 ROLLUP_RULES = ("sum", "mean", "min", "max", "weighted_mean", "ratio_of_sums", "all", "latest")
 # Rules whose decomposed targets can be checked against the parent's target.
 COVERAGE_RULES = ("sum", "mean", "min", "max", "all")
+# How an interim period (H, Q, M) derives its target from the year's (aggregator/interim.py):
+# proportional = target × elapsed share (flows: investment completed); same = the annual target
+# (levels and rates: forest coverage %); none = not appraised before the year. "" = by method and roll-up.
+INTERIM_RULES = ("proportional", "same", "none")
+# What an interim rule can scale: the target, and the absolute values some methods compare with.
+SCALED_PARAMS: dict[str, tuple[str, ...]] = {"threshold": ("baseline", "challenge"),
+                                             "efficacy": ("satisfactory", "allowable")}
+DEFAULT_GRADED = ("Y",)  # an old framework (no graded_periods) grades the year only
+_GRADED = re.compile(r"^(Y|H[12]?|Q[1-4]?|M(0[1-9]|1[0-2])?)$")  # a kind (H: every half) or one period (H1)
+_INTERIM_PERIOD = re.compile(r"^(H[12]|Q[1-4]|M(0[1-9]|1[0-2]))$")
 
 
 def rule_name(rule: str) -> str:
@@ -61,6 +71,16 @@ def valid_period(period: str, cycle: str) -> bool:
 
 def valid_indicator_code(code: str) -> bool:
     return bool(_INDICATOR.match(code))
+
+
+def valid_graded_period(text: str) -> bool:
+    """What ``graded_periods`` may list: Y, a kind (H, Q, M: every one of them) or one period (H1, Q3, M07)."""
+    return bool(_GRADED.match(text))
+
+
+def valid_interim_period(text: str) -> bool:
+    """A key of ``period_targets``: one interim period of the year, H1, Q3, M07 (the year's target is ``target``)."""
+    return bool(_INTERIM_PERIOD.match(text))
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,8 @@ class Indicator:
     class_targets: Mapping[str, Decimal] = field(default_factory=dict)  # 分类考评: per class of units
     provider: str = ""  # 数据提供单位, e.g. 市统计局
     frequency: str = ""  # 报送频次: M (monthly), Q, H, Y
+    interim: str = ""  # INTERIM_RULES; "" = the default for its method and roll-up (aggregator/interim.py)
+    period_targets: Mapping[str, Decimal] = field(default_factory=dict)  # 分期目标: Q1 → target for Q1
 
     def target_for(self, unit: str, unit_class: str = "") -> Decimal | None:
         """差异化目标: a unit's own target, else its class's, else the indicator's."""
@@ -153,6 +175,7 @@ class Framework:
     deduction_cap: Decimal | None = None
     grades: tuple[GradeRule, ...] = DEFAULT_GRADES
     missing_policy: str = "zero"
+    graded_periods: tuple[str, ...] = DEFAULT_GRADED  # which periods get a grade (等次): Y, H1, Q …
 
     def leaves(self) -> list[Indicator]:
         return [i for i in self.indicators if i.leaf]
@@ -166,10 +189,12 @@ class Framework:
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a framework, named by indicator code (or '' for the whole)."""
+    """One thing wrong with a framework, named by indicator code (or '' for the whole); ``where``
+    names the field inside it (e.g. ("period_targets", "Q5")), so a file can point at its line or cell."""
 
     indicator: str
     message: str
+    where: tuple[str | int, ...] = ()
 
     def __str__(self) -> str:
         return f"[{self.indicator}] {self.message}" if self.indicator else self.message
@@ -270,7 +295,22 @@ def _check_outcomes(fw: Framework, indicator_codes: set[str]) -> list[Problem]:
     for g in fw.grades:
         if g.quota is not None and not 0 <= g.quota <= 1:
             problems.append(Problem("", f"等次 {g.name} 的名额比例应在 0 与 1 之间 (quota must be a share)"))
-    return problems
+    return problems + _check_graded(fw.graded_periods)
+
+
+def _check_graded(graded: tuple[str, ...]) -> list[Problem]:
+    if not graded:
+        return [Problem("", "评定等次的报告期 graded_periods 不能为空，如 [Y] (list at least one graded period, e.g. [Y])",
+                        ("graded_periods",))]
+    out: list[Problem] = []
+    for i, p in enumerate(graded):
+        if not valid_graded_period(p):
+            out.append(Problem("", f"评定等次的报告期 {p[:16]!r} 无效，应为 Y、H、Q、M（该类每期）或具体报告期如 H1、Q3、M07 "
+                                   "(a graded period is Y, a kind H/Q/M, or one period such as H1, Q3, M07)",
+                               ("graded_periods", i)))
+        elif p in graded[:i]:
+            out.append(Problem("", f"评定等次的报告期 {p} 重复 (graded period listed twice)", ("graded_periods", i)))
+    return out
 
 
 def _check_leaf(ind: Indicator, units: list[Unit] | None) -> list[Problem]:
@@ -296,7 +336,7 @@ def _check_leaf(ind: Indicator, units: list[Unit] | None) -> list[Problem]:
         if ind.method in NEEDS_TARGET and ind.target is None and not ind.unit_targets and not ind.class_targets:
             out.append(Problem(ind.code, "没有目标值 (target missing)"))
         cap = [Problem(ind.code, "封顶系数应不小于 1 (cap must be at least 1)")] if ind.cap < 1 else []
-        return out + cap + _check_targets(ind)
+        return out + cap + _check_targets(ind) + _check_interim(ind)
     for u in units if ind.method in NEEDS_TARGET else []:
         if ind.target_for(u.code, u.unit_class) is None:
             out.append(Problem(ind.code, f"单位 {u.code} 没有目标值 (target missing for unit)"))
@@ -311,7 +351,36 @@ def _check_leaf(ind: Indicator, units: list[Unit] | None) -> list[Problem]:
     for name in REQUIRED_PARAMS.get(ind.method, ()):
         if name not in ind.params:
             out.append(Problem(ind.code, f"评分方法 {ind.method} 缺少参数 {name} (missing parameter)"))
-    return out + _check_targets(ind)
+    return out + _check_targets(ind) + _check_interim(ind)
+
+
+def _check_interim(ind: Indicator) -> list[Problem]:
+    """The interim rule and the per-period targets (分期目标) must mean something for this leaf."""
+    out: list[Problem] = []
+    if ind.interim and ind.interim not in INTERIM_RULES:
+        out.append(Problem(ind.code, f"中期目标方式 {ind.interim[:32]!r} 未知，可用：proportional（按时间进度）、"
+                                     "same（同全年目标）、none（中期不考核） (unknown interim rule)", ("interim",)))
+    elif ind.interim == "proportional" and ind.method not in TARGETED_METHODS and ind.method not in SCALED_PARAMS:
+        out.append(Problem(ind.code, f"评分方法 {ind.method} 不按目标值评分，没有可按时间进度折算的目标；"
+                                     "中期目标方式请写 same 或 none "
+                                     f"(method {ind.method} has no target to pro-rate: interim must be same or none)",
+                           ("interim",)))
+    if not ind.period_targets:
+        return out
+    if ind.method not in TARGETED_METHODS:
+        return [*out, Problem(ind.code, f"评分方法 {ind.method} 不按目标值评分，分期目标不起作用；请删去 period_targets "
+                                        f"(method {ind.method} scores no target: remove period_targets)",
+                              ("period_targets",))]
+    if not ind.target:
+        out.append(Problem(ind.code, "分期目标须以非零的全年目标值 target 为基准（各单位的分期目标按其全年目标同比例折算）；"
+                                     "请填写 target (period targets need a non-zero annual target)", ("period_targets",)))
+    for key in ind.period_targets:
+        if not valid_interim_period(key):
+            out.append(Problem(ind.code, f"分期目标的报告期 {key[:16]!r} 无效，应为 H1、H2、Q1–Q4 或 M01–M12；"
+                                         "全年目标请写 target "
+                                         "(a period target is for H1, H2, Q1–Q4 or M01–M12; the year's is target)",
+                               ("period_targets", key)))
+    return out
 
 
 def _check_targets(ind: Indicator) -> list[Problem]:
@@ -319,7 +388,8 @@ def _check_targets(ind: Indicator) -> list[Problem]:
     if ind.method != "completion_ratio":
         return []
     targets = ([ind.target] if ind.target is not None else []) + [*ind.unit_targets.values(),
-                                                                   *ind.class_targets.values()]
+                                                                   *ind.class_targets.values(),
+                                                                   *ind.period_targets.values()]
     if ind.direction == "higher" and any(t <= 0 for t in targets):
         return [Problem(ind.code, "完成率法的目标值应为正数 (completion-ratio targets must be positive)")]
     if ind.direction == "lower" and any(t < 0 for t in targets):
@@ -459,15 +529,13 @@ def derive_child_framework(
         own = ind.target_for(issuer, parent.unit_class_of(issuer))
         target = own
         if own is not None and rule_name(ind.rollup) == "sum" and unit_list:
-            exp = own.as_tuple().exponent
-            quantum = Decimal(1).scaleb(exp if isinstance(exp, int) and exp < 0 else 0)
-            # Round toward covering the parent's target: up when more is better, down when less is.
-            rounding = ROUND_CEILING if ind.direction == "higher" else ROUND_FLOOR
-            target = (own / len(unit_list)).quantize(quantum, rounding=rounding)
+            target = _split(ind, own, len(unit_list), _places(own))
+        periods = {} if own is None else _period_targets(ind, own, len(unit_list))
         # Assessed indicators (ratings, surveys, task lists, negative lists) are judged at each level;
         # there is no value to roll up, so they stay local rather than linked.
         links = () if ind.method in ASSESSED_METHODS else (Link(parent_digest, ind.code, ind.rollup),)
-        indicators.append(replace(ind, target=target, unit_targets={}, class_targets={}, links=links))
+        indicators.append(replace(ind, target=target, unit_targets={}, class_targets={}, links=links,
+                                  period_targets=periods))
     return Framework(
         issuer=issuer,
         issuer_name=issuer_name,
@@ -482,5 +550,32 @@ def derive_child_framework(
         parent=FrameworkRef(parent.issuer, parent.cycle, parent.unit_class, parent.version, parent_digest),
         # The level below is scored by the same rules unless its office writes its own framework.
         adjustments=parent.adjustments, bonus_cap=parent.bonus_cap, deduction_cap=parent.deduction_cap,
-        grades=parent.grades, missing_policy=parent.missing_policy,
+        grades=parent.grades, missing_policy=parent.missing_policy, graded_periods=parent.graded_periods,
     )
+
+
+def _places(d: Decimal) -> int:
+    exp = d.as_tuple().exponent
+    return -exp if isinstance(exp, int) and exp < 0 else 0
+
+
+def _split(ind: Indicator, own: Decimal, n: int, places: int) -> Decimal:
+    """``own`` over ``n`` units at ``places`` decimals, rounded toward covering it: up when more is
+    better, down when less is."""
+    rounding = ROUND_CEILING if ind.direction == "higher" else ROUND_FLOOR
+    return (own / n).quantize(Decimal(1).scaleb(-places), rounding=rounding)
+
+
+def _period_targets(ind: Indicator, own: Decimal, n: int) -> dict[str, Decimal]:
+    """分期目标 go down as the issuer's own (the period target scaled by the issuer's annual target over
+    the default one), then split like the annual target, at the precision of the two (at most 10
+    decimals), so every level keeps the parent's schedule."""
+    if not ind.target or not ind.period_targets:
+        return {}
+    out = {}
+    with localcontext(WORK):
+        for period, t in ind.period_targets.items():
+            places = min(MAX_PLACES, max(_places(t), _places(own)))
+            mine = own * t / ind.target
+            out[period] = _split(ind, mine, n if rule_name(ind.rollup) == "sum" and n else 1, places)
+    return out

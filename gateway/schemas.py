@@ -255,6 +255,8 @@ class Ranking(Struct, kw_only=True):
     grade: str | None
     assessed: bool  # False: the unit reported nothing; listed, not scored, not ranked, not graded
     complete: bool  # False: a measured indicator has no value; ranked below every complete unit
+    interim: bool  # True: an interim period (half, quarter, month), scored against interim targets
+    graded: bool  # False: the framework gives this period no grades (grade is empty)
     framework_digest: str
     explanation: dict[str, Any]
 

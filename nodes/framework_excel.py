@@ -28,19 +28,23 @@ GRADES = "等次"
 SETTING_KEYS = {  # label → document key
     "发布单位代码": "issuer", "发布单位": "issuer_name", "考评年度": "cycle", "类别": "class", "版本": "version",
     "标题": "title", "有效天数": "valid_days", "缺失数据处理": "missing_policy", "加分上限": "bonus_cap",
-    "减分上限": "deduction_cap",
+    "减分上限": "deduction_cap", "评定等次的报告期": "graded_periods",
 }
 COLUMNS = ("一级指标", "二级指标", "三级指标", "指标编码", "计量单位", "方向", "权重", "目标值", "分单位目标",
            "分类目标", "评分方法", "方法参数", "封顶", "数据提供单位", "报送频次", "必须分解", "衔接上级指标",
-           "衔接规则", "汇总规则")
+           "衔接规则", "汇总规则", "中期目标", "分期目标")
 FIELD = {  # column → indicator key in the document
     "指标编码": "code", "计量单位": "unit", "方向": "direction", "权重": "weight", "目标值": "target",
     "分单位目标": "targets", "分类目标": "class_targets", "评分方法": "method", "方法参数": "params", "封顶": "cap",
     "数据提供单位": "provider", "报送频次": "frequency", "必须分解": "must_cascade", "汇总规则": "rollup",
+    "中期目标": "interim", "分期目标": "period_targets",
 }
 DIRECTION_WORDS = {"越高越好": "higher", "越低越好": "lower", "higher": "higher", "lower": "lower"}
 KIND_WORDS = {"加分": "bonus", "减分": "deduction", "一票否决": "veto", "bonus": "bonus", "deduction": "deduction",
               "veto": "veto"}
+INTERIM_WORDS = {"按时间进度": "proportional", "同全年目标": "same", "中期不考核": "none", "proportional": "proportional",
+                 "same": "same", "none": "none"}
+INTERIM_ZH = {"proportional": "按时间进度", "same": "同全年目标", "none": "中期不考核"}
 YES = {"是", "Y", "y", "yes", "true", "True", "1", True}
 
 
@@ -88,7 +92,7 @@ def read_workbook(path: Path) -> Located:
                 if key in ("version", "valid_days") and text.isdigit():
                     value = int(text)  # typed as text in the sheet
                 data[key] = text if key in ("issuer", "cycle", "class", "issuer_name", "title",
-                                            "missing_policy") else value
+                                            "missing_policy", "graded_periods") else value
                 doc.lines[(key,)] = f"{SETTINGS}!B{row[0].row}"
         data["indicators"] = _indicators(path, wb[INDICATORS], doc)
         doc.lines[("indicators",)] = f"{INDICATORS}!A2"
@@ -151,10 +155,12 @@ def _indicators(path: Path, ws: Any, doc: Located) -> list[dict[str, Any]]:
             if v is None or str(v).strip() == "":
                 continue
             place = f"{ws.title}!{get_column_letter(col[column] + 1)}{r}"
-            if key in ("targets", "class_targets", "params"):
+            if key in ("targets", "class_targets", "params", "period_targets"):
                 v = _pairs(v, f"{path} {place}")
             elif key == "direction":
                 v = DIRECTION_WORDS.get(str(v).strip(), str(v).strip())
+            elif key == "interim":
+                v = INTERIM_WORDS.get(str(v).strip(), str(v).strip())
             elif key == "must_cascade":
                 v = v in YES or str(v).strip() in YES
             elif key in ("code", "unit", "method", "provider", "frequency", "rollup"):
@@ -183,7 +189,7 @@ def _indicators(path: Path, ws: Any, doc: Located) -> list[dict[str, Any]]:
         doc.lines[where] = f"{ws.title}!A{r}"
         for key, place in node.pop("_cells", {}).items():
             doc.lines[(*where, key)] = place
-            if key in ("targets", "class_targets", "params"):
+            if key in ("targets", "class_targets", "params", "period_targets"):
                 for k in node[key]:
                     doc.lines[(*where, key, k)] = place
         stack.append((level, node, where))
@@ -202,7 +208,8 @@ def write_workbook(fw: Framework, path: Path) -> None:
                 "有效天数": max(1, (fw.expires_at - fw.issued_at) // 86400) if fw.expires_at > fw.issued_at else 400,
                 "缺失数据处理": fw.missing_policy,
                 "加分上限": None if fw.bonus_cap is None else to_text(fw.bonus_cap),
-                "减分上限": None if fw.deduction_cap is None else to_text(fw.deduction_cap)}
+                "减分上限": None if fw.deduction_cap is None else to_text(fw.deduction_cap),
+                "评定等次的报告期": ", ".join(fw.graded_periods)}
     for label, value in settings.items():
         ws.append([label, value])
     ws.column_dimensions["A"].width, ws.column_dimensions["B"].width = 14, 60
@@ -220,7 +227,8 @@ def write_workbook(fw: Framework, path: Path) -> None:
         names: list[str | None] = [None, None, None]
         names[min(depth[i.code], 3) - 1] = i.name
         ind_ws.append([*names, *_row(i)])
-    for idx, width in enumerate((14, 16, 22, 10, 12, 10, 8, 10, 28, 24, 16, 36, 6, 14, 8, 8, 12, 10, 10), start=1):
+    for idx, width in enumerate((14, 16, 22, 10, 12, 10, 8, 10, 28, 24, 16, 36, 6, 14, 8, 8, 12, 10, 10, 12, 28),
+                                start=1):
         ind_ws.column_dimensions[get_column_letter(idx)].width = width
 
     u_ws = wb.create_sheet(UNITS)
@@ -274,10 +282,11 @@ def _row(i: Indicator) -> list[Any]:
         return "; ".join(f"{k}={to_text(v) if not isinstance(v, str) else v}" for k, v in sorted(m.items())) or None
 
     if not i.leaf:
-        return [i.code, None, None, to_text(i.weight), *[None] * 12]
+        return [i.code, None, None, to_text(i.weight), *[None] * 14]
     return [
         i.code, i.measure_unit or None, "越高越好" if i.direction == "higher" else "越低越好", to_text(i.weight),
         None if i.target is None else to_text(i.target), pairs(i.unit_targets), pairs(i.class_targets), i.method,
         pairs(i.params), to_text(i.cap), i.provider or None, i.frequency or None, "是" if i.must_cascade else "否",
-        _links(i), i.links[0].rule if i.links else None, i.rollup,
+        _links(i), i.links[0].rule if i.links else None, i.rollup, INTERIM_ZH.get(i.interim, i.interim or None),
+        pairs(i.period_targets),
     ]

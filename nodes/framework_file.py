@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 
 from aggregator.framework import (
     ASSESSED_METHODS,
+    DEFAULT_GRADED,
     Adjustment,
     Framework,
     FrameworkRef,
@@ -112,6 +114,7 @@ def read_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> tup
         adjustments=_adjustments(doc, data.get("adjustments")),
         grades=_grades(doc, data.get("grades")),
         missing_policy=str(data.get("missing_policy", "zero")),
+        graded_periods=_graded(doc, data.get("graded_periods")),
         bonus_cap=_num(doc, ("bonus_cap",), data["bonus_cap"], "加分总额上限，如 bonus_cap: 5")
         if data.get("bonus_cap") is not None else None,
         deduction_cap=_num(doc, ("deduction_cap",), data["deduction_cap"], "减分总额上限，如 deduction_cap: 10")
@@ -129,7 +132,8 @@ def read_framework(path: Path, *, units: tuple[Unit, ...] = (), now: int) -> tup
     )
     if doc.problems:  # structure checks would only echo these (e.g. weights that cannot add up)
         raise FrameworkFileError("\n".join(doc.problems), code="framework_file.bad_numbers")
-    return fw, [f"{doc.at(_find(doc, p.indicator))}: {p}" for p in check_structure(fw, units_known=bool(fw.units))]
+    return fw, [f"{doc.at((*_find(doc, p.indicator), *p.where))}: {p}"
+                for p in check_structure(fw, units_known=bool(fw.units))]
 
 
 def _find(doc: Located, code: str) -> Where:
@@ -170,6 +174,18 @@ def _adjustments(doc: Located, raw: Any) -> tuple[Adjustment, ...]:
             grade_cap=str(item.get("grade_cap", "")),
         ))
     return tuple(out)
+
+
+def _graded(doc: Located, raw: Any) -> tuple[str, ...]:
+    """``graded_periods: [Y, H1]``, or one text ``Y, H1`` (as the Excel settings sheet has it)."""
+    if raw is None:
+        return DEFAULT_GRADED
+    if isinstance(raw, str):
+        return tuple(p for p in re.split(r"[\s,，、;；]+", raw) if p)
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise _error(doc, ("graded_periods",), "应为报告期列表，如 [Y, H1] (expected a list of periods such as [Y, H1])",
+                     "framework_file.bad_graded_periods")
+    return tuple(raw)
 
 
 def _grades(doc: Located, raw: Any) -> tuple[GradeRule, ...]:
@@ -219,6 +235,7 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
     children = node.get("children")
     targets = _mapping(doc, (*where, "targets"), node.get("targets"), "单位编码")
     class_targets = _mapping(doc, (*where, "class_targets"), node.get("class_targets"), "类别")
+    period_targets = _mapping(doc, (*where, "period_targets"), node.get("period_targets"), "报告期（如 Q1）")
     raw_params = node.get("params") or {}
     if not isinstance(raw_params, dict):
         raise _error(doc, (*where, "params"), "应为 参数名: 值 的映射 (expected name: value)", "framework_file.bad_params")
@@ -260,6 +277,8 @@ def _walk(doc: Located, where: Where, node: Any, parent: str, out: list[Indicato
         class_targets=class_targets,
         provider=str(node.get("provider", "")),
         frequency=str(node.get("frequency", "")),
+        interim=str(node.get("interim") or ""),
+        period_targets=period_targets,
     )
     if ind.leaf and ind.method not in ASSESSED_METHODS and rule_name(ind.rollup) == "sum" and is_rate(ind) \
             and not str(node.get("rollup_reason", "")).strip():
@@ -312,12 +331,18 @@ def to_document(fw: Framework) -> dict[str, Any]:
             out["provider"] = i.provider
         if i.frequency:
             out["frequency"] = i.frequency
+        if i.interim:
+            out["interim"] = i.interim
+        if i.period_targets:
+            out["period_targets"] = {k: _plain(v) for k, v in sorted(i.period_targets.items())}
         return out
 
     doc: dict[str, Any] = {"issuer": fw.issuer, "issuer_name": fw.issuer_name, "cycle": fw.cycle,
                            "class": fw.unit_class, "version": fw.version, "title": fw.title,
                            "valid_days": max(1, (fw.expires_at - fw.issued_at) // DAY) if fw.expires_at > fw.issued_at
                            else 400, "missing_policy": fw.missing_policy}
+    if fw.graded_periods != DEFAULT_GRADED:
+        doc["graded_periods"] = list(fw.graded_periods)
     if fw.units:
         doc["units"] = [{"code": u.code, "name": u.name, "class": u.unit_class} for u in fw.units]
     if fw.grades != DEFAULT_GRADES:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from google.protobuf.message import DecodeError
 
 from aggregator.framework import (
+    DEFAULT_GRADED,
     Adjustment,
     Framework,
     FrameworkRef,
@@ -55,18 +56,22 @@ def framework_to_pb(fw: Framework) -> pb.Framework:
     msg.bonus_cap = "" if fw.bonus_cap is None else to_text(fw.bonus_cap)
     msg.deduction_cap = "" if fw.deduction_cap is None else to_text(fw.deduction_cap)
     msg.missing_policy = "" if fw.missing_policy == "zero" else fw.missing_policy
+    if fw.graded_periods != DEFAULT_GRADED:  # the default stays unwritten: old frameworks keep their bytes
+        msg.graded_periods.extend(fw.graded_periods)
     for ind in fw.indicators:
         m = msg.indicators.add(
             code=ind.code, name=ind.name, parent_code=ind.parent_code, weight=to_text(ind.weight), leaf=ind.leaf,
             measure_unit=ind.measure_unit, direction=ind.direction,
             target="" if ind.target is None else to_text(ind.target), method=ind.method,
             cap=to_text(ind.cap), must_cascade=ind.must_cascade, rollup=ind.rollup,
-            provider=ind.provider, frequency=ind.frequency,
+            provider=ind.provider, frequency=ind.frequency, interim=ind.interim,
         )
         for unit, t in sorted(ind.unit_targets.items()):
             m.unit_targets.add(unit=unit, target=to_text(t))
         for cls, t in sorted(ind.class_targets.items()):
             m.class_targets.add(unit=cls, target=to_text(t))
+        for period, t in sorted(ind.period_targets.items()):
+            m.period_targets.add(unit=period, target=to_text(t))
         m.params.update(ind.params)
         for link in ind.links:
             m.links.add(parent_framework_digest=link.parent_framework_digest, parent_indicator=link.parent_indicator,
@@ -103,11 +108,13 @@ def decode_framework(payload: bytes) -> Framework:
             unit_targets={t.unit: _dec(t.target, where + " target") for t in m.unit_targets},
             method=m.method, cap=_dec(m.cap, where + " cap") if m.cap else Decimal("1.2"),
             must_cascade=m.must_cascade, links=links, rollup=m.rollup or "sum",
-            provider=m.provider, frequency=m.frequency,
+            provider=m.provider, frequency=m.frequency, interim=m.interim,
             params=dict(m.params), class_targets={t.unit: _dec(t.target, where + " target") for t in m.class_targets},
+            period_targets={t.unit: _dec(t.target, where + " period target") for t in m.period_targets},
         ))
-    if len(msg.adjustments) > MAX_INDICATORS or len(msg.grades) > 10:
-        raise EnvelopeError("加减分项或等次规则过多 (too many adjustment items or grades)", code="framework.too_many_items")
+    if len(msg.adjustments) > MAX_INDICATORS or len(msg.grades) > 10 or len(msg.graded_periods) > 32:
+        raise EnvelopeError("加减分项、等次规则或评定等次的报告期过多 (too many adjustment items, grades or graded periods)",
+                            code="framework.too_many_items")
     adjustments = tuple(Adjustment(a.code, a.name, a.kind, _dec(a.max_points, f"{a.code} max_points") if a.max_points
                                    else None, a.grade_cap) for a in msg.adjustments)
     grades = tuple(GradeRule(g.name, _dec(g.min_score, f"等次 {g.name}"), _dec(g.quota, f"等次 {g.name} quota")
@@ -117,6 +124,7 @@ def decode_framework(payload: bytes) -> Framework:
         version=msg.version, title=msg.title, issued_at=msg.issued_at, expires_at=msg.expires_at,
         units=tuple(Unit(u.code, u.name, u.unit_class) for u in msg.units), indicators=tuple(inds), parent=parent,
         adjustments=adjustments, grades=grades, missing_policy=msg.missing_policy or "zero",
+        graded_periods=tuple(msg.graded_periods) or DEFAULT_GRADED,
         bonus_cap=_dec(msg.bonus_cap, "bonus_cap") if msg.bonus_cap else None,
         deduction_cap=_dec(msg.deduction_cap, "deduction_cap") if msg.deduction_cap else None,
     )

@@ -170,3 +170,111 @@ indicators:
     for out in (tmp_path / "links.xlsx", tmp_path / "back.yaml"):
         save_framework(fw, out)
         _same(load_framework(out, now=0), fw)
+
+
+INTERIM_YAML = """\
+issuer: "51"
+cycle: "2026"
+class: 市州
+graded_periods: [Y, H1]          # the half-year is graded too; quarters and months are not
+units:
+  - {code: "5101", name: 成都市}
+  - {code: "5107", name: 绵阳市}
+indicators:
+  - code: A
+    name: 经济发展
+    weight: 100
+    children:
+      - code: A1
+        name: 固定资产投资完成额
+        weight: 60
+        unit: 亿元
+        target: 1000
+        targets: {"5101": 2000}
+        period_targets: {Q1: 150, H1: 450}   # 分期目标; other periods: time-proportional
+      - code: A2
+        name: 森林覆盖率
+        weight: 20
+        unit: "%"
+        rollup: mean
+        target: 41
+        interim: same
+      - code: A3
+        name: 群众满意度
+        weight: 20
+        method: survey
+        params: {group.public: 1}
+        interim: none
+"""
+
+
+def test_interim_fields_in_yaml_and_excel(tmp_path: Path) -> None:
+    """Issue 9 item 11: a file states which periods are graded and how each leaf's interim target is derived."""
+    from openpyxl import load_workbook
+
+    from aggregator.scoring import score_units
+    from nodes.framework_file import save_framework
+
+    src = tmp_path / "interim.yaml"
+    src.write_text(INTERIM_YAML, encoding="utf-8")
+    fw = load_framework(src, now=0)
+    a1, a2, a3 = (fw.indicator(c) for c in ("A1", "A2", "A3"))
+    assert fw.graded_periods == ("Y", "H1") and a1 is not None and a2 is not None and a3 is not None
+    assert a1.period_targets == {"Q1": 150, "H1": 450} and a2.interim == "same" and a3.interim == "none"
+    assert decode_framework(encode_framework(fw)) == fw
+    for out in (tmp_path / "interim.xlsx", tmp_path / "back.yaml"):
+        save_framework(fw, out)
+        _same(load_framework(out, now=0), fw)
+    ws = load_workbook(tmp_path / "interim.xlsx")["指标体系"]
+    header = [c.value for c in ws[1]]
+    a1_row = next(r for r in ws.iter_rows(min_row=2) if r[3].value == "A1")
+    a3_row = next(r for r in ws.iter_rows(min_row=2) if r[3].value == "A3")
+    assert a1_row[header.index("分期目标")].value == "H1=450; Q1=150"
+    assert a3_row[header.index("中期目标")].value == "中期不考核"
+    # 成都 (own annual target 2000) is asked for 300 in Q1; the survey waits for the year; the half year is graded.
+    q1 = {s.unit: s for s in score_units(fw, {"5101": {"A1": D(300), "A2": D(41)}}, datetime(2026, 4, 10, tzinfo=UTC),
+                                         "2026-Q1")}["5101"]
+    assert q1.score == 100 and q1.interim and q1.grade == ""
+    h1 = score_units(fw, {"5101": {"A1": D(900), "A2": D(41)}, "5107": {"A1": D(100), "A2": D(30)}},
+                     datetime(2026, 7, 10, tzinfo=UTC), "2026-H1")
+    assert all(s.interim and s.graded and s.grade for s in h1)
+
+
+def test_interim_nonsense_names_the_line_or_cell_and_the_fix(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    from nodes.framework_file import read_framework, save_framework
+
+    bad = (INTERIM_YAML.replace("graded_periods: [Y, H1]", "graded_periods: [Y, W1]")
+           .replace("period_targets: {Q1: 150, H1: 450}", "period_targets:\n          Q1: 150\n          Q5: 450")
+           .replace("interim: same", "interim: monthly"))
+    src = tmp_path / "bad.yaml"
+    src.write_text(bad, encoding="utf-8")
+    _, problems = read_framework(src, now=0)
+    lines = bad.splitlines()
+
+    def line_of(text: str) -> int:
+        return next(n for n, line in enumerate(lines, start=1) if text in line)
+
+    assert any(p.startswith(f"{src}:{line_of('graded_periods')}: ") and "W1" in p and "Y、H、Q、M" in p for p in problems)
+    assert any(p.startswith(f"{src}:{line_of('Q5: 450')}: [A1]") and "M01–M12" in p for p in problems), problems
+    assert any(p.startswith(f"{src}:{line_of('interim: monthly')}: [A2]") and "proportional（按时间进度）" in p
+               for p in problems), problems
+    assert len(problems) == 3, problems
+
+    good = tmp_path / "good.yaml"
+    good.write_text(INTERIM_YAML, encoding="utf-8")
+    xlsx = tmp_path / "bad.xlsx"
+    save_framework(load_framework(good, now=0), xlsx)
+    wb = load_workbook(xlsx)
+    ws, settings = wb["指标体系"], wb["设置"]
+    header = [c.value for c in ws[1]]
+    column = "ABCDEFGHIJKLMNOPQRSTU"[header.index("分期目标")]
+    row = next(r[0].row for r in ws.iter_rows(min_row=2) if r[3].value == "A1")
+    ws[f"{column}{row}"] = "Q1=150; Y=1000"
+    graded_row = next(r[0].row for r in settings.iter_rows(min_row=2) if r[0].value == "评定等次的报告期")
+    settings[f"B{graded_row}"] = "Y、H3"
+    wb.save(xlsx)
+    _, problems = read_framework(xlsx, now=0)
+    assert any(p.startswith(f"{xlsx} 指标体系!{column}{row}: [A1]") and "'Y'" in p and "target" in p for p in problems)
+    assert any(p.startswith(f"{xlsx} 设置!B{graded_row}: ") and "'H3'" in p for p in problems), problems

@@ -43,4 +43,5 @@ class DashboardController(Controller):
             "rankings": [{"rank": r.record.rank, "name": names.get(r.record.unit, r.record.unit), "unit": r.record.unit,
                           "score": r.record.score, "grade": r.grade, "assessed": r.assessed} for r in ranked],
             "leaves": leaves, "drill": drill,
+            "interim": any(r.interim for r in ranked), "graded": all(r.graded for r in ranked),
         })

@@ -32,7 +32,8 @@ class ResultsController(Controller):
         return [Ranking(unit=r.record.unit, name=names.get(r.record.unit, r.record.unit), period=r.record.period,
                         score=r.record.score, rank=r.record.rank, grade=r.explanation.get("grade"),
                         framework_digest=r.record.framework_digest, assessed=r.assessed, complete=r.complete,
-                        explanation=r.explanation) for r in await read.rankings(cycle, period)]
+                        interim=r.interim, graded=r.graded, explanation=r.explanation)
+                for r in await read.rankings(cycle, period)]
 
     @get("/api/v1/values", summary="Values held for a cycle: this node's own and its children's",
          responses=documented(400))

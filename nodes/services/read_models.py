@@ -51,6 +51,16 @@ class RankedUnit:
     def grade(self) -> str:
         return str(self.explanation.get("grade") or "")
 
+    # Scores stored before interim periods were known carry neither flag: they were all scored against
+    # the annual targets and graded (recomputing gives them their interim targets and labels).
+    @property
+    def interim(self) -> bool:
+        return bool(self.explanation.get("interim", False))
+
+    @property
+    def graded(self) -> bool:
+        return bool(self.explanation.get("graded", True))
+
 
 @dataclass(frozen=True)
 class FrameworkView:

@@ -43,7 +43,9 @@ class ScoringService:
         recorded = await tx.assessments.for_period(cycle, period)
         inputs = {u.code: to_inputs(values.get(u.code, {}), recorded.get(u.code)) for u in fw.units}
         try:
-            scored = appraise(fw, inputs, datetime.fromtimestamp(now, UTC))
+            # The period decides the targets (an interim one is scored against its interim targets) and
+            # whether grades are given (aggregator/interim.py).
+            scored = appraise(fw, inputs, datetime.fromtimestamp(now, UTC), period)
             rolled = roll_up(fw, values)
         except RollupIncompleteError:
             rolled = None

@@ -41,15 +41,17 @@ indicators:
 """
 
 
-async def make_county(tmp_path: Path, province: str = PROVINCE, **config: object) -> tuple[Node, Federation]:
-    """锦江区's node on the demo keys, holding 成都市's framework (``config``: extra node.yaml settings)."""
-    node, fed = await county_node(tmp_path, **config)
+async def make_county(tmp_path: Path, province: str = PROVINCE, *, store_url: str | None = None,
+                      **config: object) -> tuple[Node, Federation]:
+    """锦江区's node on the demo keys, holding 成都市's framework (``config``: extra node.yaml settings;
+    ``store_url``: its store, else a SQLite file under ``tmp_path``)."""
+    node, fed = await county_node(tmp_path, store_url=store_url, **config)
     message, _ = city_cascade(fed, tmp_path, province)
     await node.cascade.take(None, message)
     return node, fed
 
 
-async def county_node(tmp_path: Path, **config: object) -> tuple[Node, Federation]:
+async def county_node(tmp_path: Path, *, store_url: str | None = None, **config: object) -> tuple[Node, Federation]:
     """锦江区's node on the demo keys, holding nothing yet."""
     fed = Federation(tmp_path / "fed", load_topology())
     fed.prepare()
@@ -60,7 +62,8 @@ async def county_node(tmp_path: Path, **config: object) -> tuple[Node, Federatio
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         data.update(config)
         path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    node = build_services(load_config(path), await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
+    node = build_services(load_config(path),
+                          await Store.open(store_url or f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
     return node, fed
 
 

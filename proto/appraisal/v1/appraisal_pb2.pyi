@@ -474,6 +474,8 @@ class Indicator(_message.Message):
     CLASS_TARGETS_FIELD_NUMBER: _builtins.int
     PROVIDER_FIELD_NUMBER: _builtins.int
     FREQUENCY_FIELD_NUMBER: _builtins.int
+    INTERIM_FIELD_NUMBER: _builtins.int
+    PERIOD_TARGETS_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     name: _builtins.str
     parent_code: _builtins.str
@@ -498,6 +500,11 @@ class Indicator(_message.Message):
     """data-providing unit (数据提供单位)"""
     frequency: _builtins.str
     """reporting frequency: M | Q | H | Y"""
+    interim: _builtins.str
+    """Interim periods (H, Q, M). Both empty in frameworks issued before they existed, which keeps
+    their bytes and digests; empty means the default, so old frameworks score as they always did.
+    proportional | same | none; empty: by method and roll-up
+    """
     @_builtins.property
     def unit_targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitTarget]: ...
     @_builtins.property
@@ -511,6 +518,10 @@ class Indicator(_message.Message):
     @_builtins.property
     def class_targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitTarget]:
         """per class of units (UnitTarget.unit holds the class)"""
+
+    @_builtins.property
+    def period_targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitTarget]:
+        """分期目标 (UnitTarget.unit holds the period: H1, Q1, M03)"""
 
     def __init__(
         self,
@@ -533,10 +544,12 @@ class Indicator(_message.Message):
         class_targets: _abc.Iterable[Global___UnitTarget] | None = ...,
         provider: _builtins.str = ...,
         frequency: _builtins.str = ...,
+        interim: _builtins.str = ...,
+        period_targets: _abc.Iterable[Global___UnitTarget] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap", b"cap", "class_targets", b"class_targets", "code", b"code", "direction", b"direction", "frequency", b"frequency", "leaf", b"leaf", "links", b"links", "measure_unit", b"measure_unit", "method", b"method", "must_cascade", b"must_cascade", "name", b"name", "params", b"params", "parent_code", b"parent_code", "provider", b"provider", "rollup", b"rollup", "target", b"target", "unit_targets", b"unit_targets", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap", b"cap", "class_targets", b"class_targets", "code", b"code", "direction", b"direction", "frequency", b"frequency", "interim", b"interim", "leaf", b"leaf", "links", b"links", "measure_unit", b"measure_unit", "method", b"method", "must_cascade", b"must_cascade", "name", b"name", "params", b"params", "parent_code", b"parent_code", "period_targets", b"period_targets", "provider", b"provider", "rollup", b"rollup", "target", b"target", "unit_targets", b"unit_targets", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -657,6 +670,7 @@ class Framework(_message.Message):
     DEDUCTION_CAP_FIELD_NUMBER: _builtins.int
     GRADES_FIELD_NUMBER: _builtins.int
     MISSING_POLICY_FIELD_NUMBER: _builtins.int
+    GRADED_PERIODS_FIELD_NUMBER: _builtins.int
     issuer: _builtins.str
     issuer_name: _builtins.str
     cycle: _builtins.str
@@ -683,6 +697,10 @@ class Framework(_message.Message):
     def grades(self) -> _containers.RepeatedCompositeFieldContainer[Global___GradeRule]:
         """empty: the default grades"""
 
+    @_builtins.property
+    def graded_periods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """periods that get grades: Y, H1, Q (every quarter) …; empty: Y only"""
+
     def __init__(
         self,
         *,
@@ -702,10 +720,11 @@ class Framework(_message.Message):
         deduction_cap: _builtins.str = ...,
         grades: _abc.Iterable[Global___GradeRule] | None = ...,
         missing_policy: _builtins.str = ...,
+        graded_periods: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustments", b"adjustments", "bonus_cap", b"bonus_cap", "cycle", b"cycle", "deduction_cap", b"deduction_cap", "expires_at", b"expires_at", "grades", b"grades", "indicators", b"indicators", "issued_at", b"issued_at", "issuer", b"issuer", "issuer_name", b"issuer_name", "missing_policy", b"missing_policy", "parent", b"parent", "title", b"title", "unit_class", b"unit_class", "units", b"units", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustments", b"adjustments", "bonus_cap", b"bonus_cap", "cycle", b"cycle", "deduction_cap", b"deduction_cap", "expires_at", b"expires_at", "graded_periods", b"graded_periods", "grades", b"grades", "indicators", b"indicators", "issued_at", b"issued_at", "issuer", b"issuer", "issuer_name", b"issuer_name", "missing_policy", b"missing_policy", "parent", b"parent", "title", b"title", "unit_class", b"unit_class", "units", b"units", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
