@@ -7,6 +7,7 @@ from decimal import Decimal, localcontext
 
 from aggregator.errors import BadInput
 from aggregator.framework import Indicator
+from aggregator.interim import scale_of
 from aggregator.numbers import WORK, to_text
 
 PERIODS_PER_CYCLE = {"M": 12, "Q": 4, "H": 2, "Y": 1}
@@ -34,8 +35,10 @@ def elapsed_share(period: str) -> Decimal:
 
 
 def warn(ind: Indicator, unit: str, cumulative: Decimal, period: str, yellow: Decimal = Decimal("0.9"),
-         red: Decimal = Decimal("0.75")) -> Warning:
-    """Compare a cumulative value with target × elapsed share of the cycle.
+         red: Decimal = Decimal("0.75")) -> Warning | None:
+    """Compare a cumulative value with what the period expects, by the same interim rule as scoring
+    (aggregator/interim.py): a flow against target × elapsed share, a rate or level against its annual
+    target, a stated per-period target as stated; None when the leaf is not appraised in the period.
 
     Higher is better: progress = actual / expected. Lower is better (a ceiling consumed over the
     year, e.g. accidents): progress = expected / actual (no events yet: on track). Progress at or
@@ -44,8 +47,11 @@ def warn(ind: Indicator, unit: str, cumulative: Decimal, period: str, yellow: De
     target = ind.target_for(unit)
     if target is None:
         raise BadInput(f"指标 {ind.code} 没有 {unit} 的目标值 (no target)", code="progress.no_target")
+    scale = scale_of(ind, period)
+    if scale is None:
+        return None
     with localcontext(WORK):
-        expected = target * elapsed_share(period)
+        expected = target * Decimal(scale.factor.numerator) / Decimal(scale.factor.denominator)
         if ind.direction == "higher":
             progress = cumulative / expected if expected > 0 else Decimal(1)
         else:

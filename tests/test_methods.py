@@ -263,16 +263,28 @@ def test_rollup_rules() -> None:
 
 
 def test_progress_warnings() -> None:
+    from dataclasses import replace
+
     from aggregator.progress import elapsed_share, warn
+
+    def level(i: Indicator, actual: str, period: str) -> str:
+        w = warn(i, "u", D(actual), period)
+        assert w is not None
+        return w.level
 
     assert elapsed_share("2026-M03") == D("0.25") and elapsed_share("2026-Q2") == D("0.5")
     i = ind("completion_ratio", target="1200")
-    assert warn(i, "u", D(290), "2026-M03").level == "green"  # expected 300, at 96.7 %
-    assert warn(i, "u", D(250), "2026-M03").level == "yellow"  # 83 %
-    assert warn(i, "u", D(200), "2026-M03").level == "red"  # 67 %
+    assert level(i, "290", "2026-M03") == "green"  # expected 300, at 96.7 %
+    assert level(i, "250", "2026-M03") == "yellow"  # 83 %
+    assert level(i, "200", "2026-M03") == "red"  # 67 %
     lower = ind("completion_ratio", "lower", target="40")
-    assert warn(lower, "u", D(0), "2026-Q1").level == "green"
-    assert warn(lower, "u", D(20), "2026-Q1").level == "red"  # 20 events against 10 expected
+    assert level(lower, "0", "2026-Q1") == "green"
+    assert level(lower, "20", "2026-Q1") == "red"  # 20 events against 10 expected
+    # The same interim rule as scoring (issue 9 item 11): a rate is expected at its annual level in
+    # March, not at a quarter of it; a leaf not appraised in the period gets no warning.
+    rate = replace(ind("completion_ratio", target="80"), rollup="mean")
+    assert level(rate, "78", "2026-M03") == "green" and level(rate, "50", "2026-M03") == "red"
+    assert warn(replace(i, interim="none"), "u", D(1), "2026-M03") is None
 
 
 def test_many_to_many_links_with_shares() -> None:

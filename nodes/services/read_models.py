@@ -193,6 +193,8 @@ class ReadModels:
                 if value is None or ind.target_for(unit.code, unit.unit_class) is None:
                     continue
                 w = warn(ind, unit.code, parse_decimal(value, ind.code), period)
+                if w is None:  # not appraised in this period
+                    continue
                 out.append({**w.explain(), "name": self.ctx.me.children.get(unit.code, unit.code)})
         return out
 
