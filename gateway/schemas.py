@@ -120,6 +120,8 @@ class ChildSync(Struct, kw_only=True):
     last_seq: int
     last_at: int
     rejected: int
+    reported_seq: int  # the last bundle the child says (in its signed report) it signed for this node
+    missing: int  # bundles it signed that have not arrived: a gap, being pulled
 
 
 class Returned(Struct, kw_only=True):

@@ -632,11 +632,12 @@ def status(gateway: Annotated[str, typer.Option(help="节点网关地址，如 h
     console.print(table)
     if s["from_children"]:
         kids = Table(title="接收自下级 (from children)")
-        for col in ("单位", "结果包", "最新序号", "最近接收", "内容被拒"):
+        for col in ("单位", "结果包", "最新序号", "下级自报序号", "未到", "最近接收", "内容被拒"):
             kids.add_column(col)
         for c in s["from_children"]:
-            kids.add_row(f"{c['name']}（{c['code']}）", str(c["bundles"]), str(c["last_seq"]), when(c["last_at"]),
-                         str(c["rejected"]))
+            missing = f"[red]{c['missing']}[/]" if c["missing"] else "0"
+            kids.add_row(f"{c['name']}（{c['code']}）", str(c["bundles"]), str(c["last_seq"]), str(c["reported_seq"]),
+                         missing, when(c["last_at"]), str(c["rejected"]))
         console.print(kids)
     if s["transport_last_error"]:
         console.print(f"传输层最近错误 (transport): {s['transport_last_error']}")
@@ -672,7 +673,7 @@ def status(gateway: Annotated[str, typer.Option(help="节点网关地址，如 h
     bad = any(d and (d["pending"] or d["last_error"]) for d in (s["results_to_parent"], s["cascade_to_children"]))
     frozen = bool(hb and (not hb["fresh"] or hb["missing_frameworks"]))
     gave_up = bool(s.get("gave_up"))
-    behind = any(d["state"] != "current" for d in below)
+    behind = any(d["state"] != "current" for d in below) or any(c["missing"] for c in s["from_children"])
     raise typer.Exit(code=1 if bad or frozen or gave_up or behind or not s["nats_connected"] else 0)
 
 

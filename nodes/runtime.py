@@ -132,10 +132,11 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     cascade = CascadeService(ctx, heartbeat.trust_update)
     watch = ParentWatch(ctx, cascade.take, RetryPolicy.from_limits(cfg.limits, attempts=cfg.limits.catch_up_attempts))
     scoring = ScoringService(ctx)
-    reports = ReportService(ctx)
+    results = ResultsService(ctx, scoring)
+    reports = ReportService(ctx, behind=results.pull)
     return NodeServices(
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
-        scoring=scoring, results=ResultsService(ctx, scoring), entry=EntryService(ctx, scoring),
+        scoring=scoring, results=results, entry=EntryService(ctx, scoring),
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
         reports=reports,
     )

@@ -70,13 +70,14 @@ class Report:
     audit_hash: str
     message: bytes = field(repr=False)  # the ReportMessage exactly as signed: what is stored and forwarded
     via: str = ""  # the node whose report carried it; "" when its node sent it itself
+    bundle_seq: int = 0  # the last bundle it signed for its parent
 
 
 def make_report(me: Me, *, received: Sequence[Ref], issued: Sequence[Ref], refusals: Sequence[Refusal],
-                audit_head: tuple[int, str], descendants: Sequence[bytes], now: int) -> bytes:
+                audit_head: tuple[int, str], descendants: Sequence[bytes], now: int, bundle_seq: int = 0) -> bytes:
     """This node's ReportMessage, signed."""
     report = pb.NodeReport(node=me.code, reported_at=now, audit_seq=audit_head[0], audit_hash=audit_head[1],
-                           descendants=list(descendants))
+                           descendants=list(descendants), bundle_seq=bundle_seq)
     for r in list(received)[:MAX_REFS]:
         report.received.add(issuer=r.issuer, cycle=r.cycle, unit_class=r.unit_class, version=r.version, digest=r.digest)
     for r in list(issued)[:MAX_REFS]:
@@ -167,7 +168,7 @@ def _report(r: pb.NodeReport, data: bytes, via: str) -> Report:
                          x.framework.digest, tuple(x.units)) for x in r.issued),
         refusals=tuple(Refusal(x.framework_digest, x.issuer, x.version, x.code, x.reason, x.refused_at)
                        for x in r.refusals),
-        audit_seq=r.audit_seq, audit_hash=r.audit_hash, message=data, via=via)
+        audit_seq=r.audit_seq, audit_hash=r.audit_hash, message=data, via=via, bundle_seq=r.bundle_seq)
 
 
 def parse_stored(data: bytes, via: str = "") -> Report:

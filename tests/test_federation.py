@@ -611,6 +611,41 @@ def test_a_gap_is_pulled_from_the_child_over_grpc(running: tuple[Federation, Cli
 
 
 
+def test_a_lost_last_bundle_shows_as_a_gap_and_is_pulled(running: tuple[Federation, Client]) -> None:
+    """Issue 9 item 1: 城厢街道's only new bundle is lost from the stream while 涪城区 is down, so no later
+    bundle reveals a gap. The township's signed report says which bundle it signed last: the county
+    shows it as missing and pulls it over gRPC."""
+    fed, client = running
+    county, town = "510703", "510703001"
+    fw = client.frameworks(town)[-1]
+    entered = {v["indicator"]: v["value"] for v in client.get(town, "/api/v1/values", cycle=CYCLE)
+               if v["source"] == "entered" and v["period"] == PERIOD}
+
+    def child() -> dict[str, Any]:
+        return {c["code"]: c for c in client.get(county, "/api/v1/sync")["from_children"]}[town]
+
+    wait_until("the county holds all the township reported", lambda: child()["missing"] == 0 and child()["last_seq"] > 0)
+    before = child()["last_seq"]
+    fed.stop_node(county)
+    vals = {**{i["code"]: i["target"] for i in fw["indicators"] if i["leaf"]}, **entered}
+    vals["A1"] = str(Decimal(entered["A1"]) + 5)
+    assert client.post(town, "/api/v1/admin/values", {"cycle": CYCLE, "period": PERIOD, "values": vals}).status_code == 201
+    wait_until("the bundle is in the stream", lambda: client.get(town, "/api/v1/sync")["results_to_parent"]["pending"] == 0)
+
+    async def lose_it() -> None:
+        nc = await nats.connect(fed.nats.url)
+        await nc.jetstream().purge_stream("FA_RESULTS", subject=f"res.51.5107.{county}.{town}")
+        await nc.close()
+
+    asyncio.run(lose_it())
+    fed.start_node(county)
+    wait_until("the county pulls the bundle it was told about", lambda: child()["last_seq"] == before + 1, 60)
+    assert child()["missing"] == 0 and child()["reported_seq"] == before + 1
+    accepted = [e["detail"] for e in client.get(county, "/api/v1/audit", action="accept.results", limit=1000)["entries"]
+                if e["detail"]["node"] == town and e["detail"]["seq"] == before + 1]
+    assert accepted and accepted[0]["via"] == "grpc"
+
+
 def test_a_county_killed_mid_ingest_loses_nothing_and_counts_nothing_twice(running: tuple[Federation, Client]) -> None:
     """Both townships of 锦江区 report while the county is SIGKILLed mid-way; after its restart the
     county's roll-up equals the townships' latest reports, each taken exactly once."""

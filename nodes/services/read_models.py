@@ -138,9 +138,13 @@ class ReadModels:
 
         up = None if me.parent is None else {"parent": me.parent, **direction(me.results_subject())}
         down = None if not me.children else direction(me.cascade_subject())
-        kids = [{"code": c.code, "name": c.name,
-                 **children.get(c.code, {"bundles": 0, "last_seq": 0, "last_at": 0, "rejected": 0})}
-                for c in ctx.cfg.children]
+        reported = await self.reports.reported_seqs() if self.reports is not None else {}
+        kids = []
+        for c in ctx.cfg.children:
+            held = children.get(c.code, {"bundles": 0, "last_seq": 0, "last_at": 0, "rejected": 0})
+            said = reported.get(c.code, 0)
+            kids.append({"code": c.code, "name": c.name, **held, "reported_seq": said,
+                         "missing": max(0, said - held["last_seq"])})
         transport = self.transport.last_error if self.transport is not None else ""
         connected = bool(self.transport is not None and self.transport.connected)
         return {"results_to_parent": up, "cascade_to_children": down, "from_children": kids,

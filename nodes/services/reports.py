@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from aggregator.errors import AppraisalError
 from nodes.services.context import NodeContext, framework_of
@@ -31,8 +32,10 @@ MIN_GAP = 1.0  # seconds between two reports, however often the node is woken
 
 
 class ReportService:
-    def __init__(self, ctx: NodeContext) -> None:
+    def __init__(self, ctx: NodeContext, behind: Callable[[str], None] = lambda child: None) -> None:
+        """``behind(child)``: a child has signed bundles this node does not hold (gap repair)."""
         self.ctx = ctx
+        self.behind = behind
         self.last_error = ""
         self.last_sent_at = 0
         self._client: FederationClient | None = None
@@ -46,6 +49,7 @@ class ReportService:
             underived = await r.audit.latest("derive.failed", 20)
             head = await r.audit.head()
             children = await r.reports.direct()
+            last = await r.bundles.last(ctx.me.code)
         received = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest) for f in received_rows])
         issued_fws = {f.digest: framework_of(f) for f in issued_rows}
         issued = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest,
@@ -63,7 +67,7 @@ class ReportService:
                 refusals.append(Refusal(e.subject, str(d.get("issuer", "")), int(str(d.get("version", 0) or 0)),
                                         str(d.get("code", "derive.failed")), str(d.get("reason", "")), e.at))
         return make_report(ctx.me, received=received, issued=issued, refusals=refusals, audit_head=head,
-                           descendants=children, now=ctx.clock())
+                           descendants=children, now=ctx.clock(), bundle_seq=last.seq if last is not None else 0)
 
     async def run(self) -> None:
         """As a child: keep the parent told."""
@@ -122,12 +126,15 @@ class ReportService:
             return False, str(exc)
         async with ctx.store.tx() as tx:
             kept = await tx.reports.put_newer(reports, now)
+            held = await tx.bundles.last(reports[0].node)
             if dropped:
                 await tx.audit.append(ctx.me.code, "reject.report", reports[0].node,
                                       {"reason": "; ".join(dropped)[:500], "code": "report.descendant_dropped",
                                        "caller": caller or "", "dropped": len(dropped)}, now)
         if kept:
             ctx.wakeups.report.set()  # our own report now carries news from below
+        if reports[0].bundle_seq > (held.seq if held is not None else 0):
+            self.behind(reports[0].node)  # signed, reported, never arrived: pull it
         return True, ""
 
     async def anchor(self, requester: str) -> bytes:
@@ -136,6 +143,11 @@ class ReportService:
             return b""
         async with self.ctx.store.read() as r:
             return await r.reports.message(requester) or b""
+
+    async def reported_seqs(self) -> dict[str, int]:
+        """Per child: the last bundle it says it signed for this node."""
+        async with self.ctx.store.read() as r:
+            return {code: rep.bundle_seq for code, rep in (await r.reports.all()).items() if rep.via == ""}
 
     async def states(self) -> list[DescendantState]:
         ctx = self.ctx

@@ -42,11 +42,16 @@ class ResultsService:
                                                self.after_results, hold=self.hold)
         for outcome in outcomes:
             ctx.log_outcome("results", outcome)
-            if outcome.retry and outcome.origin in ctx.me.children and outcome.origin not in self._pulling:
-                # A gap: pull what is missing from the child directly, while the live stream goes on.
-                self._pulling.add(outcome.origin)
-                ctx.tasks.spawn(self._pull_gap(outcome.origin), name=f"gap:{outcome.origin}")
+            if outcome.retry:
+                self.pull(outcome.origin)
         return [not o.retry for o in outcomes]
+
+    def pull(self, child: str) -> None:
+        """A gap (or a bundle the child reports it signed and this node never got): pull what is
+        missing from the child directly, while the live stream goes on."""
+        if child in self.ctx.me.children and child not in self._pulling:
+            self._pulling.add(child)
+            self.ctx.tasks.spawn(self._pull_gap(child), name=f"gap:{child}")
 
     async def _pull_gap(self, child: str) -> None:
         ctx = self.ctx

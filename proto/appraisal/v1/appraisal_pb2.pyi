@@ -998,11 +998,14 @@ class NodeReport(_message.Message):
     AUDIT_SEQ_FIELD_NUMBER: _builtins.int
     AUDIT_HASH_FIELD_NUMBER: _builtins.int
     DESCENDANTS_FIELD_NUMBER: _builtins.int
+    BUNDLE_SEQ_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     reported_at: _builtins.int
     audit_seq: _builtins.int
     """the audit log's head: its last sequence number and hash"""
     audit_hash: _builtins.str
+    bundle_seq: _builtins.int
+    """the last result bundle this node signed for its parent: a bundle"""
     @_builtins.property
     def received(self) -> _containers.RepeatedCompositeFieldContainer[Global___FrameworkRef]:
         """the latest framework held from the parent, per (cycle, class)"""
@@ -1030,10 +1033,11 @@ class NodeReport(_message.Message):
         audit_seq: _builtins.int = ...,
         audit_hash: _builtins.str = ...,
         descendants: _abc.Iterable[_builtins.bytes] | None = ...,
+        bundle_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_hash", b"audit_hash", "audit_seq", b"audit_seq", "descendants", b"descendants", "issued", b"issued", "node", b"node", "received", b"received", "refusals", b"refusals", "reported_at", b"reported_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_hash", b"audit_hash", "audit_seq", b"audit_seq", "bundle_seq", b"bundle_seq", "descendants", b"descendants", "issued", b"issued", "node", b"node", "received", b"received", "refusals", b"refusals", "reported_at", b"reported_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
