@@ -7,6 +7,7 @@ input can make the arithmetic overflow.
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 
 from aggregator.errors import BadInput
@@ -14,12 +15,17 @@ from aggregator.errors import BadInput
 SCORE_QUANTUM = Decimal("0.01")
 LEAF_QUANTUM = Decimal("0.000001")
 VALUE_QUANTUM = Decimal("0.0001")
-MAX_MAGNITUDE = Decimal(10) ** 18
+MAX_DIGITS = 18  # integer digits: |x| < 10**18
 MAX_PLACES = 10
 # The working context of the core: 40 significant digits is exact for sums of millions of
 # bounded inputs; division results are rounded half-even at the 40th digit before publication
 # rounding applies.
 WORK = Context(prec=40, rounding=ROUND_HALF_EVEN, Emin=-999, Emax=999)
+
+
+# Canonical text (what ``to_text`` writes) within the bounds: every value a node signs has this form,
+# so receivers take it without the general parse (tests/test_numbers.py checks both paths agree).
+_CANONICAL = re.compile(r"(?:0|-?(?:[1-9][0-9]{0,17}(?:\.[0-9]{0,9}[1-9])?|0\.[0-9]{0,9}[1-9]))\Z")
 
 
 class NumberError(BadInput):
@@ -30,6 +36,8 @@ class NumberError(BadInput):
 
 def parse_decimal(text: str | int | float | Decimal, what: str) -> Decimal:
     """Parse a bounded decimal from its text; floats go through ``repr`` so 0.1 stays 0.1."""
+    if type(text) is str and _CANONICAL.match(text):
+        return Decimal(text)
     if isinstance(text, bool):
         raise NumberError(f"{what}: 应为数字，实为布尔值 {text!r} (expected a number, got a boolean)", code="number.boolean")
     if isinstance(text, float):
@@ -42,12 +50,14 @@ def parse_decimal(text: str | int | float | Decimal, what: str) -> Decimal:
         raise NumberError(f"{what}: 应为数字，实为 {text!r} (expected a number)", code="number.not_a_number") from None
     if not value.is_finite():
         raise NumberError(f"{what}: 应为有限数字，实为 {text!r} (expected a finite number)", code="number.not_finite")
-    with localcontext(WORK):
-        if abs(value) >= MAX_MAGNITUDE:
-            raise NumberError(f"{what}: 数值超出范围（绝对值应小于 10^18），实为 {text!r} (number out of range)",
-                              code="number.out_of_range")
-        exponent = value.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+    # adjusted(): the exponent of the leading digit, no arithmetic, so 1E1000 cannot overflow the context
+    if value and value.adjusted() >= MAX_DIGITS:
+        raise NumberError(f"{what}: 数值超出范围（绝对值应小于 10^18），实为 {text!r} (number out of range)",
+                          code="number.out_of_range")
+    _, digits, exponent = value.as_tuple()  # again no arithmetic: 1E-999999999 cannot underflow either
+    text_digits = "".join(map(str, digits))
+    places = -(exponent + len(text_digits) - len(text_digits.rstrip("0"))) if isinstance(exponent, int) else 0
+    if value and places > MAX_PLACES:
         raise NumberError(f"{what}: 小数位过多（至多 {MAX_PLACES} 位），实为 {text!r} (too many decimal places)",
                           code="number.too_many_places")
     return value
@@ -73,6 +83,9 @@ def round_value(value: Decimal) -> Decimal:
 
 def to_text(value: Decimal) -> str:
     """Canonical decimal text for signed payloads (no exponent, no trailing zeros, no rounding)."""
+    text = str(value)
+    if _CANONICAL.match(text):
+        return text
     with localcontext(WORK):
         text = format(value.normalize(), "f")
     return "0" if text in ("-0", "") else text

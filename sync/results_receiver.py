@@ -234,6 +234,18 @@ def _check_chain(tip: tuple[int, str] | None, bundle: Bundle) -> Rejection | Non
     return None
 
 
+_REPORTABLE: dict[str, frozenset[str]] = {}  # framework digest → its reportable keys (immutable under the digest)
+
+
+def _reportable(digest_: str, fw: Framework) -> frozenset[str]:
+    keys = _REPORTABLE.get(digest_)
+    if keys is None:
+        if len(_REPORTABLE) >= 256:
+            _REPORTABLE.clear()
+        keys = _REPORTABLE[digest_] = frozenset(reportable_keys(fw))
+    return keys
+
+
 def _framework(cache: dict[str, Framework], digest_: str, envelope: bytes) -> Framework:
     fw = cache.get(digest_)
     if fw is None:
@@ -261,7 +273,7 @@ async def _check_content(tx: ProtocolTx, me: Me, bundle: Bundle, fw_rows: dict[s
     if not valid_period(bundle.period, fw.cycle):
         return ("results.bad_period",
                 f"报告期 {bundle.period!r} 无效，应如 {fw.cycle}-Y、{fw.cycle}-Q1、{fw.cycle}-M03 (invalid period)"), None
-    unknown = sorted(set(bundle.values) - reportable_keys(fw))
+    unknown = sorted(bundle.values.keys() - _reportable(fw_row.digest, fw))
     if unknown:
         return ("results.unknown_indicators",
                 f"结果包含该指标体系中不存在的指标 {', '.join(unknown[:5])} (unknown indicators)"), None
