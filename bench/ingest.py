@@ -258,7 +258,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out["sqlite_values_per_s"], _ = await ingest(f"sqlite+aiosqlite:///{tmp}/county.db", args.bundles, args.batch)
         print(f"SQLite: {out['sqlite_values_per_s']:,.0f} values/s through the receive path "
-              f"(target 100,000: {out["sqlite_values_per_s"] / 100_000:.2f}×)")
+              f"(target 100,000: {out['sqlite_values_per_s'] / 100_000:.2f}×)")
         out["catchup_1000_bundles_s"] = await catchup(tmp, 1000, args.batch)
         print(f"catch-up of 1,000 missed bundles over gRPC into SQLite: {out['catchup_1000_bundles_s']:.2f} s")
     try:
