@@ -83,6 +83,19 @@ def valid_interim_period(text: str) -> bool:
     return bool(_INTERIM_PERIOD.match(text))
 
 
+def level_of(code: str) -> str:
+    """The level a division code stands at, from its length alone ("" for no level's length)."""
+    return next((level for level, n in CODE_LENGTHS.items() if len(code) == n), "")
+
+
+def parent_code(code: str) -> str:
+    """The code one level above (its prefix); "" for a province or a code of no level."""
+    level = level_of(code)
+    if level in ("", "province"):
+        return ""
+    return code[:CODE_LENGTHS[LEVELS[LEVELS.index(level) - 1]]]
+
+
 @dataclass(frozen=True)
 class Unit:
     code: str

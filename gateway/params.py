@@ -11,6 +11,7 @@ CYCLE = r"^[0-9]{4}$"
 PERIOD = r"^[0-9]{4}-(Y|H[12]|Q[1-4]|M(0[1-9]|1[0-2]))$"
 INDICATOR = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
 NODE = r"^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9})$"
+FRAMEWORK = r"^[0-9a-f]{8,64}$"
 
 _CYCLE_DOC = "考评年度 appraisal year, e.g. 2026"
 _PERIOD_DOC = "报告期 reporting period: 2026-Y, 2026-H1, 2026-Q3, 2026-M07"
@@ -22,6 +23,12 @@ OptPeriod = Annotated[str | None, QueryParameter(pattern=PERIOD, description=_PE
 Indicator = Annotated[str, QueryParameter(pattern=INDICATOR, description="指标编码 indicator code")]
 OptIndicator = Annotated[str | None, QueryParameter(pattern=INDICATOR, description="指标编码 indicator code")]
 OptNode = Annotated[str | None, QueryParameter(pattern=NODE, description="区划代码; this node if absent")]
+OptFramework = Annotated[str | None, QueryParameter(
+    pattern=FRAMEWORK, description="本节点指标体系的摘要或其前缀（至少8位）(this node's framework: its digest or a prefix "
+                                   "of at least 8 hex digits); the version in force if absent")]
+OptVersion = Annotated[int | None, QueryParameter(
+    ge=1, le=2**63 - 1, description="本节点指标体系的版本 (version of this node's framework; ignored when framework is "
+                                    "given); the version in force if absent")]
 WarningLevel = Annotated[Literal["green", "yellow", "red"] | None,
                          QueryParameter(description="只看这一预警等级 (one warning level only): green/yellow/red")]
 OptAction = Annotated[str | None, QueryParameter(max_length=64, description="只看这一种操作 (one action), e.g. reject.results")]

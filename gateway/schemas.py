@@ -248,6 +248,16 @@ class Published(Struct, kw_only=True):
 
 
 # ---------------------------------------------------------------- results
+class FrameworkLabel(Struct, kw_only=True, rename={"unit_class": "class"}):
+    """The framework version a figure answers (one version is shown at a time)."""
+
+    issuer: str
+    cycle: str
+    unit_class: str
+    version: int
+    digest: str
+
+
 class Ranking(Struct, kw_only=True):
     unit: str
     name: str
@@ -260,6 +270,7 @@ class Ranking(Struct, kw_only=True):
     interim: bool  # True: an interim period (half, quarter, month), scored against interim targets
     graded: bool  # False: the framework gives this period no grades (grade is empty)
     framework_digest: str
+    framework: FrameworkLabel
     explanation: dict[str, Any]
 
 
@@ -270,6 +281,7 @@ class ValueRow(Struct, kw_only=True):
     value: str
     source: str
     framework_digest: str
+    framework: FrameworkLabel
 
 
 class WarningRow(Struct, kw_only=True):
@@ -280,6 +292,7 @@ class WarningRow(Struct, kw_only=True):
     actual: str
     progress: str
     name: str
+    framework: FrameworkLabel
 
 
 class Flags(Struct, kw_only=True):
@@ -289,21 +302,36 @@ class Flags(Struct, kw_only=True):
 
 
 class DrillRow(Struct, kw_only=True):
+    """A unit of the subtree: its name from a signed framework, its level and parent from its code."""
+
     unit: str
     name: str
     parent: str
-    level: str
+    level: Literal["province", "city", "county", "township"]
     value: str
-    source: str
+    source: Literal["entered", "reported", "rolled_up"]
+
+
+class DroppedRow(Struct, kw_only=True):
+    """A row left out of the answer: ``by`` dropped it from the answer of ``via`` (its child)."""
+
+    unit: str  # as the answer named it, at most 40 characters
+    code: str  # drilldown.*
+    reason: str
+    by: str
+    via: str
 
 
 class Drilldown(Struct, kw_only=True):
     indicator: str
     cycle: str
     period: str
+    framework: FrameworkLabel  # this node's framework version; each level below answers its own that pins it
     rows: list[DrillRow]
-    partial: list[str]
+    partial: list[str]  # nodes whose part is missing: unreachable, or not holding this version
     complete: bool
+    dropped: list[DroppedRow]  # at most 100 listed
+    dropped_total: int
 
 
 class EnterValues(Struct, kw_only=True, forbid_unknown_fields=True):

@@ -1,16 +1,21 @@
-"""The federated drill-down: one indicator over this node's subtree, this node's own rows plus
-its children's answers over gRPC (each child answers for its own subtree; anything else it sends
-is dropped). ``partial`` names the children that did not answer."""
+"""The federated drill-down: one indicator over this node's subtree, under one framework version.
+
+This node answers from its own store (its own value and its children's), then asks each child over
+gRPC for the child's subtree under the framework this node issued. It keeps of each answer only the
+units that signed frameworks name (sync/drilldown.py), with names, levels and parents it derives
+itself, and says what it dropped. ``partial`` names the nodes whose part is missing."""
 
 from __future__ import annotations
 
 import asyncio
 
+from nodes.services import versions
 from nodes.services.context import NodeContext
+from nodes.services.versions import Version
 from proto.appraisal.v1 import appraisal_pb2 as pb
-from sync.ports import ResultRecord
+from sync.drilldown import LISTED, MAX_TOTAL, Checked, check_answer, proof_of
 
-CHILD_LEVEL = {"province": "city", "city": "county", "county": "township"}
+CHILD_LEVEL = {"province": "city", "city": "county", "county": "township", "township": ""}
 
 
 class QueryService:
@@ -18,42 +23,75 @@ class QueryService:
         self.ctx = ctx
 
     async def query(self, req: pb.QueryRequest) -> pb.QueryReply:
+        """gRPC Query from the parent: under the parent's framework it names (one this node received),
+        and below this node under its own latest framework that pins that one."""
+        async with self.ctx.store.read() as r:
+            theirs = await versions.received(self.ctx, r, req.cycle, req.framework_digest)
+            mine = None if theirs is None else await versions.pinning(self.ctx, r, req.cycle, theirs.digest)
+        if theirs is None:  # not (yet) holding the version asked about: nothing of it to show
+            return pb.QueryReply(partial=sorted(self.ctx.me.children) if req.depth else [])
+        return await self._answer(req, theirs.digest, mine, mine or theirs)
+
+    async def drilldown(self, cycle: str, period: str, indicator: str, depth: int, version: Version) -> pb.QueryReply:
+        """The gateway's drill-down under ``version``, one of this node's own frameworks (versions.py)."""
+        req = pb.QueryRequest(cycle=cycle, period=period, indicator=indicator, depth=depth)
+        mine = version if version.record.role == "issued" else None
+        return await self._answer(req, version.own.digest, mine, version)
+
+    async def _answer(self, req: pb.QueryRequest, own_digest: str, mine: Version | None,
+                      label: Version) -> pb.QueryReply:
+        """``own_digest``: the framework this node's own value answers; ``mine``: its framework for its
+        children (None: it has none for this version)."""
         ctx = self.ctx
         me = ctx.me
-        reply = pb.QueryReply()
+        ref = label.ref
+        reply = pb.QueryReply(framework=pb.FrameworkRef(issuer=ref.issuer, cycle=ref.cycle, unit_class=ref.unit_class,
+                                                        version=ref.version, digest=ref.digest))
+        units = mine.units & set(me.children) if mine is not None else frozenset()
         async with ctx.store.read() as r:
             rows = await r.results.for_indicator(req.cycle, req.period, req.indicator)
-        latest: dict[str, ResultRecord] = {}
         for row in rows:
-            if (row.node == me.code or row.node in me.children) and (
-                    row.node not in latest or row.updated_at >= latest[row.node].updated_at):
-                latest[row.node] = row
-        child_level = CHILD_LEVEL.get(me.level, "")
-        for code, row in sorted(latest.items()):
-            own = code == me.code
-            reply.rows.add(unit=code, name=me.name if own else me.children[code],
-                           parent=(me.parent or "") if own else me.code,
-                           level=me.level if own else child_level, indicator=req.indicator, value=row.value,
-                           source=row.source)
+            own = row.node == me.code and row.framework_digest == own_digest
+            if own or (mine is not None and row.node in units and row.framework_digest == mine.digest):
+                reply.rows.add(unit=row.node, name=me.name if own else me.children[row.node],
+                               parent=(me.parent or "") if own else me.code, level=me.level if own else
+                               CHILD_LEVEL[me.level], indicator=req.indicator, value=row.value, source=row.source)
         depth = min(req.depth, ctx.limits.query_depth)  # whoever asks, this node descends no deeper
-        if depth > 0:
-            sub = pb.QueryRequest(cycle=req.cycle, period=req.period, indicator=req.indicator, depth=depth - 1)
+        if depth == 0:
+            return reply
+        if mine is None:
+            reply.partial.extend(sorted(me.children))  # nothing below of this version
+            return reply
+        reply.proofs.append(proof_of(me.code, mine.record.envelope, me.chain))
+        sub = pb.QueryRequest(cycle=req.cycle, period=req.period, indicator=req.indicator, depth=depth - 1,
+                              framework_digest=mine.digest)
+        asked = [c for c in ctx.cfg.children if c.code in units]
 
-            async def ask(peer_code: str, target: str) -> tuple[str, pb.QueryReply | None]:
-                client = ctx.client(target, peer_code)
-                try:
-                    return peer_code, await client.query(sub, timeout=ctx.limits.query_timeout_seconds)
-                except Exception:
-                    return peer_code, None
-                finally:
-                    await client.close()
+        async def ask(peer_code: str, target: str) -> tuple[str, pb.QueryReply | None]:
+            client = ctx.client(target, peer_code)
+            try:
+                return peer_code, await client.query(sub, timeout=ctx.limits.query_timeout_seconds)
+            except Exception:
+                return peer_code, None
+            finally:
+                await client.close()
 
-            answers = await asyncio.gather(*(ask(c.code, c.grpc) for c in ctx.cfg.children if c.grpc))
-            for code, answer in answers:
-                if answer is None:
-                    reply.partial.append(code)
-                    continue
-                reply.rows.extend(row for row in answer.rows if row.unit != code and row.unit.startswith(code))
-                reply.partial.extend(p for p in answer.partial if p.startswith(code))
-            reply.partial.extend(c.code for c in ctx.cfg.children if not c.grpc)
+        answers = await asyncio.gather(*(ask(c.code, c.grpc) for c in asked if c.grpc))
+        now = ctx.clock()
+        total = 0
+        for code, answer in answers:
+            if answer is None:
+                reply.partial.append(code)
+                continue
+            checked: Checked = check_answer(answer, child=code, asked=(mine.framework, mine.digest), cycle=req.cycle,
+                                            indicator=req.indicator, depth=sub.depth, root=me.root, trust=me.trust,
+                                            now=now, by=me.code)
+            reply.rows.extend(checked.rows)
+            reply.proofs.extend(checked.proofs)
+            reply.partial.extend(checked.partial)
+            reply.dropped.extend(checked.dropped[:LISTED - len(reply.dropped)])
+            total += checked.dropped_total
+        reply.dropped_total = min(total, MAX_TOTAL)
+        reply.partial.extend(c.code for c in asked if not c.grpc)
         return reply
+

@@ -5,18 +5,21 @@ repeated grades, reviews and the audit log. Nothing here writes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aggregator.framework import Framework
+from aggregator.framework import Framework, FrameworkRef
 from aggregator.grading import repeated_grade_flags
 from aggregator.numbers import parse_decimal
 from aggregator.progress import warn
 from nodes.audit import AuditBreak
 from nodes.repositories.scores import ScoreRecord
+from nodes.services import versions
 from nodes.services.context import NodeContext, check_period, framework_of
 from nodes.services.reports import RESEND_EVERY, ReportService
 from nodes.services.trust import ParentWatch
+from nodes.services.versions import Version, label
 from sync.ports import AuditRecord, BundleHeader, FrameworkRecord, ResultRecord
 from sync.reports import Ref
 
@@ -38,6 +41,7 @@ class RankedUnit:
 
     record: ScoreRecord
     explanation: dict[str, Any]
+    version: Version  # the framework version it was scored under
 
     @property
     def assessed(self) -> bool:
@@ -99,18 +103,44 @@ class ReadModels:
             rows = await r.frameworks.list(cycle=cycle)
         return [FrameworkView(row, framework_of(row)) for row in rows]
 
+    async def versions(self, cycle: str, framework: str | None = None, version: int | None = None) -> list[Version]:
+        """The framework versions a read shows: the ones in force, or the one asked for (versions.py)."""
+        async with self.ctx.store.read() as r:
+            return await versions.versions(self.ctx, r, cycle, framework, version)
+
+    async def held(self, cycle: str) -> list[Version]:
+        """Every version of this node's own frameworks of ``cycle``, oldest first."""
+        async with self.ctx.store.read() as r:
+            rows = await r.frameworks.list(role="issued" if self.ctx.me.children else "received", cycle=cycle)
+        return sorted((versions.decoded(self.ctx, row) for row in rows),
+                      key=lambda v: (v.record.unit_class, v.record.version))
+
     async def scores(self, cycle: str, period: str | None = None) -> list[ScoreRecord]:
         async with self.ctx.store.read() as r:
             return await r.scores.list(cycle, period)
 
-    async def rankings(self, cycle: str, period: str | None = None) -> list[RankedUnit]:
-        """Scores in ranking order per period; the units not assessed come last."""
-        ranked = [RankedUnit(s, json.loads(s.explanation)) for s in await self.scores(cycle, period)]
-        return sorted(ranked, key=lambda r: (r.record.period, not r.assessed, r.record.rank, r.record.unit))
+    async def rankings(self, cycle: str, period: str | None = None,
+                       shown: Sequence[Version] | None = None) -> list[RankedUnit]:
+        """Scores under the versions ``shown`` (default: in force), in ranking order per version and
+        period; the units not assessed come last."""
+        shown = await self.versions(cycle) if shown is None else shown
+        order = {v.digest: n for n, v in enumerate(shown)}
+        ranked = [RankedUnit(s, json.loads(s.explanation), shown[order[s.framework_digest]])
+                  for s in await self.scores(cycle, period) if s.framework_digest in order]
+        return sorted(ranked, key=lambda r: (order[r.record.framework_digest], r.record.period, not r.assessed,
+                                             r.record.rank, r.record.unit))
 
-    async def values(self, node: str, cycle: str | None = None) -> list[ResultRecord]:
+    async def values(self, node: str, cycle: str,
+                     shown: Sequence[Version] | None = None) -> list[tuple[ResultRecord, FrameworkRef]]:
+        """``node``'s values under the versions ``shown`` (default: in force), each with the framework
+        it answers: this node's own values answer the framework each version pins, its children's the
+        version itself."""
+        shown = await self.versions(cycle) if shown is None else shown
+        own = node == self.ctx.me.code
+        answers = {ref.digest: ref for ref in ((v.own if own else v.ref) for v in shown)}
         async with self.ctx.store.read() as r:
-            return await r.results.of_node(node, cycle)
+            rows = await r.results.of_node(node, cycle)
+        return [(row, answers[row.framework_digest]) for row in rows if row.framework_digest in answers]
 
     async def reviews(self, status: str, limit: int) -> list[BundleHeader]:
         async with self.ctx.store.read() as r:
@@ -181,25 +211,29 @@ class ReadModels:
                 "returned": [{"bundle_id": b, "seq": seq, "reason": reason, "returned_at": at}
                              for b, seq, reason, at in (p.returned if p else ())]}
 
-    async def warnings(self, cycle: str, period: str) -> list[dict[str, str]]:
-        """预警: each unit's reported (cumulative) value for ``period`` against target × elapsed share."""
+    async def warnings(self, cycle: str, period: str, shown: Sequence[Version] | None = None) -> list[dict[str, Any]]:
+        """预警: each unit's reported (cumulative) value for ``period`` against what the period expects
+        (aggregator/progress.py), under the versions ``shown`` (default: in force; only those this node issued count, their
+        units being its children), each labelled with its version (``framework``)."""
         check_period(cycle, period)
-        async with self.ctx.store.read() as r:
-            issued = await r.frameworks.list(role="issued", cycle=cycle)
-            if not issued:
-                return []
-            fw = framework_of(issued[-1])
-            raw = await r.results.values(cycle, period, issued[-1].digest)
+        shown = await self.versions(cycle) if shown is None else shown
         out = []
-        for unit in fw.units:
-            for ind in fw.leaves():
-                value = raw.get(unit.code, {}).get(ind.code)
-                if value is None or ind.target_for(unit.code, unit.unit_class) is None:
-                    continue
-                w = warn(ind, unit.code, parse_decimal(value, ind.code), period)
-                if w is None:  # not appraised in this period
-                    continue
-                out.append({**w.explain(), "name": self.ctx.me.children.get(unit.code, unit.code)})
+        for v in shown:
+            if v.record.role != "issued":
+                continue
+            fw = v.framework
+            async with self.ctx.store.read() as r:
+                raw = await r.results.values(cycle, period, v.digest)
+            for unit in fw.units:
+                for ind in fw.leaves():
+                    value = raw.get(unit.code, {}).get(ind.code)
+                    if value is None or ind.target_for(unit.code, unit.unit_class) is None:
+                        continue
+                    w = warn(ind, unit.code, parse_decimal(value, ind.code), period)
+                    if w is None:  # not appraised in this period
+                        continue
+                    out.append({**w.explain(), "name": self.ctx.me.children.get(unit.code, unit.code),
+                                "framework": label(v.ref)})
         return out
 
     async def repeated_grades(self, grade: str, years: int) -> list[str]:

@@ -1356,11 +1356,16 @@ class QueryRequest(_message.Message):
     PERIOD_FIELD_NUMBER: _builtins.int
     INDICATOR_FIELD_NUMBER: _builtins.int
     DEPTH_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_DIGEST_FIELD_NUMBER: _builtins.int
     cycle: _builtins.str
     period: _builtins.str
     indicator: _builtins.str
     depth: _builtins.int
     """levels below the answering node to include"""
+    framework_digest: _builtins.str
+    """The asking parent's framework: answer under it, and under the answering node's own framework
+    that pins it. Empty: the latest received for the cycle.
+    """
     def __init__(
         self,
         *,
@@ -1368,10 +1373,11 @@ class QueryRequest(_message.Message):
         period: _builtins.str = ...,
         indicator: _builtins.str = ...,
         depth: _builtins.int = ...,
+        framework_digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycle", b"cycle", "depth", b"depth", "indicator", b"indicator", "period", b"period"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycle", b"cycle", "depth", b"depth", "framework_digest", b"framework_digest", "indicator", b"indicator", "period", b"period"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1379,6 +1385,10 @@ Global___QueryRequest: _TypeAlias = QueryRequest  # noqa: Y015
 
 @_typing.final
 class QueryRow(_message.Message):
+    """One unit's value. Replies are not signed: an asking parent keeps a row only for a unit that a
+    signed framework names (FrameworkProof), and derives name, parent and level itself.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     UNIT_FIELD_NUMBER: _builtins.int
@@ -1395,7 +1405,7 @@ class QueryRow(_message.Message):
     indicator: _builtins.str
     value: _builtins.str
     source: _builtins.str
-    """reported | forwarded"""
+    """entered | reported | rolled_up"""
     def __init__(
         self,
         *,
@@ -1416,26 +1426,120 @@ class QueryRow(_message.Message):
 Global___QueryRow: _TypeAlias = QueryRow  # noqa: Y015
 
 @_typing.final
+class FrameworkProof(_message.Message):
+    """A framework exactly as its issuer signed it, with the issuer's certificates: it names the units
+    below that node, and it pins the framework of the node above.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_CHAIN_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    """the issuer, to find it by (checked against the signature)"""
+    envelope: _builtins.bytes
+    """Envelope(Framework)"""
+    @_builtins.property
+    def certificate_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """the issuer's certificates, the province's delegation first"""
+
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        envelope: _builtins.bytes = ...,
+        certificate_chain: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_chain", b"certificate_chain", "envelope", b"envelope", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FrameworkProof: _TypeAlias = FrameworkProof  # noqa: Y015
+
+@_typing.final
+class DroppedRow(_message.Message):
+    """A row some node left out of its answer, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    """as the answer named it (at most 40 characters kept)"""
+    code: _builtins.str
+    """drilldown.*"""
+    reason: _builtins.str
+    """for people, zh-CN (English)"""
+    by: _builtins.str
+    """the node that dropped it"""
+    via: _builtins.str
+    """the child whose answer carried it"""
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+        code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        by: _builtins.str = ...,
+        via: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "code", b"code", "reason", b"reason", "unit", b"unit", "via", b"via"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DroppedRow: _TypeAlias = DroppedRow  # noqa: Y015
+
+@_typing.final
 class QueryReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ROWS_FIELD_NUMBER: _builtins.int
     PARTIAL_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_FIELD_NUMBER: _builtins.int
+    PROOFS_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    DROPPED_TOTAL_FIELD_NUMBER: _builtins.int
+    dropped_total: _builtins.int
+    """all rows dropped in the subtree, listed or not"""
     @_builtins.property
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueryRow]: ...
     @_builtins.property
     def partial(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """nodes that could not be reached"""
+        """Nodes whose part of the answer is missing: unreachable, or not holding the framework asked."""
+
+    @_builtins.property
+    def framework(self) -> Global___FrameworkRef:
+        """the answering node's own framework the answer is under"""
+
+    @_builtins.property
+    def proofs(self) -> _containers.RepeatedCompositeFieldContainer[Global___FrameworkProof]:
+        """the answering node's framework and those below it verified"""
+
+    @_builtins.property
+    def dropped(self) -> _containers.RepeatedCompositeFieldContainer[Global___DroppedRow]:
+        """at most 100 listed"""
 
     def __init__(
         self,
         *,
         rows: _abc.Iterable[Global___QueryRow] | None = ...,
         partial: _abc.Iterable[_builtins.str] | None = ...,
+        framework: Global___FrameworkRef | None = ...,
+        proofs: _abc.Iterable[Global___FrameworkProof] | None = ...,
+        dropped: _abc.Iterable[Global___DroppedRow] | None = ...,
+        dropped_total: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["framework", b"framework"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["partial", b"partial", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "dropped_total", b"dropped_total", "framework", b"framework", "partial", b"partial", "proofs", b"proofs", "rows", b"rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
