@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import re
@@ -32,11 +33,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-from rich.console import Console  # noqa: E402
+import httpx
+from rich.console import Console
 
-from nodes.demo import CYCLE, PERIOD, Demo  # noqa: E402
-from nodes.launcher import DATA  # noqa: E402
+from nodes.demo import CYCLE, PERIOD, Demo
+from nodes.launcher import DATA
 
 HELLO_APP = textwrap.dedent("""
     from litestar import Litestar, get
@@ -81,7 +82,7 @@ def wrk(url: str, seconds: int, connections: int, lua: Path) -> dict[str, Any]:
 
 
 async def demo_up(workdir: Path) -> Demo:
-    d = Demo(workdir, Console(file=open(os.devnull, "w"), soft_wrap=True))  # noqa: SIM115 - closed with the process
+    d = Demo(workdir, Console(file=io.StringIO(), soft_wrap=True))  # the demo's own progress is not the point here
     await d.start()
     await d.cascade(DATA / "sample-framework.yaml")
     await d.report()
