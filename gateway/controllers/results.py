@@ -5,8 +5,10 @@ every figure labelled with the version it answers."""
 from __future__ import annotations
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_200_OK, HTTP_206_PARTIAL_CONTENT
 
 from aggregator.framework import FrameworkRef
 from gateway.params import (
@@ -54,6 +56,11 @@ def drilldown_body(reply: pb.QueryReply, cycle: str, period: str, indicator: str
                               for d in reply.dropped], dropped_total=reply.dropped_total)
 
 
+PARTIAL = ResponseSpec(data_container=Drilldown, generate_examples=False,
+                       description="部分下级未应答 (partial: some node below did not answer in time): `complete` is "
+                                   "false and `partial` names them; their rows are missing, not guessed")
+
+
 class ResultsController(Controller):
     tags = ("results",)
 
@@ -97,10 +104,12 @@ class ResultsController(Controller):
 
     @get("/api/v1/drilldown", summary="One indicator over this node's subtree under one framework version "
                                       "(federated over gRPC; only units named by signed frameworks are kept)",
-         responses=documented(400, 404, 409))
+         responses={**documented(400, 404, 409), 206: PARTIAL})
     async def drilldown(self, query_service: NamedDependency[QueryService], read: NamedDependency[ReadModels],
                         cycle: Cycle, period: Period, indicator: Indicator, depth: Depth = 3,
-                        framework: OptFramework = None, version: OptVersion = None) -> Drilldown:
+                        framework: OptFramework = None, version: OptVersion = None) -> Response[Drilldown]:
         shown = one(await read.versions(cycle, framework, version), cycle)
         reply = await query_service.drilldown(cycle, period, indicator, depth, shown)
-        return drilldown_body(reply, cycle, period, indicator)
+        body = drilldown_body(reply, cycle, period, indicator)
+        # A partial answer is never passed off as a whole one: its status says so as well as its body.
+        return Response(body, status_code=HTTP_200_OK if body.complete else HTTP_206_PARTIAL_CONTENT)
