@@ -232,7 +232,7 @@ class NodeRuntime:
 
 
 async def run_node(cfg: NodeConfig) -> None:
-    store = await Store.open(cfg.store_url)
+    store = await Store.open(cfg.store_url, cfg.limits.store_connections)
     node = NodeRuntime(cfg, store)
     await node.start()
     log.info("node %s (%s) up: grpc %s http %s", cfg.code, cfg.name, cfg.grpc_listen, cfg.http_listen)

@@ -32,6 +32,7 @@ from nodes.repositories.reports import ReportRepository
 from nodes.repositories.results import ResultRepository
 from nodes.repositories.scores import ScoreRepository
 from nodes.repositories.trust import TrustRepository
+from sync.limits import DEFAULT_LIMITS
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -98,10 +99,11 @@ class Store:
         self._write = asyncio.Lock()
 
     @classmethod
-    async def open(cls, url: str) -> Store:
+    async def open(cls, url: str, connections: int = DEFAULT_LIMITS.store_connections) -> Store:
+        """``connections``: limits.store_connections, the pool's fixed size (no overflow)."""
         check_url(url)
         _create_private(url)
-        engine = create_async_engine(url, pool_pre_ping=False)
+        engine = create_async_engine(url, pool_pre_ping=False, pool_size=connections, max_overflow=0)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         async with engine.begin() as conn:

@@ -64,6 +64,10 @@ class Limits:
     """One FetchBundles call of gap repair (up to ``pull_reply_bytes`` of bundles)."""
     query_depth: int = 3
     """Levels a drill-down descends from this node; a deeper request is answered to this depth."""
+    store_connections: int = 5
+    """Database connections a node holds open, and never more: a busy node queues for one instead of
+    opening and closing extra ones (a thread and three PRAGMAs each on SQLite), and fifteen nodes on one
+    PostgreSQL server stay well inside its default of 100 clients."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -85,6 +85,8 @@ async def test_office_enters_values_and_reads_them_back(gateway: tuple[AsyncTest
     assert sync["results_to_parent"]["pending"] == 1 and sync["gave_up"] == []
     audit = (await client.get("/api/v1/audit", params={"action": "enter.values"})).json()
     assert audit["intact"] and audit["entries"][0]["actor"] == "admin"
+    detail = audit["entries"][0]["detail"]  # issue 9 item 14: what was typed, beside what counts
+    assert detail["values"] == {"A1": "12.5", "B3": "80"} and detail["as_entered"] == {"A1": "１２.5"}
 
 
 async def test_security_headers_on_every_response(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:

@@ -44,8 +44,13 @@ class EntryService:
             texts = {k: to_text(v) for k, v in values.items()}
             await tx.results.put(node=ctx.me.code, cycle=cycle, period=period, framework_digest=row.digest,
                                  values=texts, source="entered", bundle_id="", now=now)
-            await tx.audit.append(actor, "enter.values", row.digest, {"cycle": cycle, "period": period, "values": texts},
-                                  now)
+            detail: dict[str, object] = {"cycle": cycle, "period": period, "values": texts}
+            # What the person typed, where it differs from what counts (全角 or Arabic-Indic digits, a "+",
+            # trailing zeros): the record shows both, so nobody can say the number was changed on the way.
+            typed = {k: str(v) for k, v in raw.items() if str(v) != texts[k]}
+            if typed:
+                detail["as_entered"] = typed
+            await tx.audit.append(actor, "enter.values", row.digest, detail, now)
             bundle_id = await send_bundle(tx, ctx.me, cycle=cycle, period=period, framework_digest=row.digest,
                                           values=values, child_scores=(), now=now)
         ctx.wakeups.outbox.set()
