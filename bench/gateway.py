@@ -88,7 +88,14 @@ async def demo_up(workdir: Path) -> Demo:
     await d.report()
     await d.check()
     if not d.summary.ok:
-        raise RuntimeError(f"the demo did not come up cleanly: {d.summary.problems}")
+        seen = []
+        for s in d.fed.specs:  # say what was refused, so that a failed run is worth something
+            r = await d.http.get(s.url + "/api/v1/audit", params={"limit": 1000},
+                                 headers={"Authorization": f"Bearer {d.fed.tokens[s.code]}"})
+            seen += [f"{s.code} {e['action']}: {json.dumps(e['detail'], ensure_ascii=False)[:300]}"
+                     for e in r.json().get("entries", []) if e["action"].startswith("reject")]
+        await d.close()
+        raise RuntimeError(f"the demo did not come up cleanly: {d.summary.problems}\n" + "\n".join(seen))
     return d
 
 
