@@ -51,11 +51,17 @@ HELLO_APP = textwrap.dedent("""
 
 # wrk's Lua hook: count answers by status, so a partial or refused answer is never taken for speed.
 STATUS_LUA = textwrap.dedent("""
-    local counts = {}
-    response = function(status, headers, body)
-      counts[status] = (counts[status] or 0) + 1
+    local threads = {}
+    function setup(thread) table.insert(threads, thread) end
+    function init(args) statuses = {} end
+    function response(status, headers, body)
+      statuses[status] = (statuses[status] or 0) + 1
     end
-    done = function(summary, latency, requests)
+    function done(summary, latency, requests)
+      local counts = {}
+      for _, t in ipairs(threads) do
+        for k, v in pairs(t:get("statuses")) do counts[k] = (counts[k] or 0) + v end
+      end
       local parts = {}
       for k, v in pairs(counts) do parts[#parts + 1] = string.format('"%d":%d', k, v) end
       io.write(string.format('STATUS {%s}\\n', table.concat(parts, ',')))

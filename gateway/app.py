@@ -15,7 +15,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from gateway import problems
+from gateway import problems, response_cache
 from gateway.controllers.admin import AdminController
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
@@ -46,6 +46,8 @@ def create_app(services: Services) -> Litestar:
         exception_handlers={Exception: problems.handle},
         before_send=[add_security_headers],
         template_config=templates(),
+        response_cache_config=response_cache.config(lambda: services.node.store.generation),
+        stores={response_cache.STORE: response_cache.BoundedMemoryStore()},
         state=State({"admin_token": services.node.cfg.admin_token}),
         openapi_config=OpenAPIConfig(
             title=f"fedappraisal gateway · {me.name}", version="1.0.0", path="/schema",

@@ -94,10 +94,20 @@ class SyncBrief(Struct, kw_only=True):
     last_error: str
 
 
+class ReadCacheStats(Struct, kw_only=True):
+    """The read path's cache (nodes/read_cache.py): ``generation`` counts committed writes; an answer
+    computed under an older one is never served."""
+
+    generation: int
+    hits: int
+    misses: int
+
+
 class Status(NodeInfo, kw_only=True):
     counts: Counts
     frameworks: list[FrameworkSummary]
     sync: SyncBrief
+    read_cache: ReadCacheStats
 
 
 class Direction(Struct, kw_only=True):

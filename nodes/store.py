@@ -97,6 +97,7 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._write = asyncio.Lock()
+        self.generation = 0  # committed write transactions so far: what read caches are valid against
 
     @classmethod
     async def open(cls, url: str, connections: int = DEFAULT_LIMITS.store_connections) -> Store:
@@ -115,8 +116,10 @@ class Store:
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
-        async with self._write, self.engine.begin() as conn:
-            yield Tx(conn)
+        async with self._write:
+            async with self.engine.begin() as conn:
+                yield Tx(conn)
+            self.generation += 1  # after the commit: a read that saw the old data is never served again
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:

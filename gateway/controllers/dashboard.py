@@ -11,6 +11,7 @@ from litestar.response import Template
 
 from aggregator.framework import LEVEL_ZH
 from gateway.params import Cycle, OptFramework, OptIndicator, OptVersion, Period
+from gateway.response_cache import FEDERATED_SECONDS
 from nodes.services.context import NodeContext
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
@@ -28,7 +29,7 @@ def shown_label(v: Version) -> dict[str, Any]:
 class DashboardController(Controller):
     include_in_schema = False
 
-    @get("/")
+    @get("/", cache=FEDERATED_SECONDS)
     async def dashboard(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels],
                         query_service: NamedDependency[QueryService],
                         cycle: Cycle = "2026", period: Period = "2026-Y",

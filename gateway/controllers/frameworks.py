@@ -15,6 +15,7 @@ from aggregator.errors import AppraisalError
 from gateway.guards import admin_guard
 from gateway.params import Envelopes, OptCycle
 from gateway.problems import documented
+from gateway.response_cache import ANSWER_SECONDS
 from gateway.schemas import (
     FrameworkView,
     IndicatorView,
@@ -52,7 +53,7 @@ class FrameworkController(Controller):
     tags = ("frameworks",)
 
     @get("/api/v1/frameworks", summary="Frameworks held (received and issued), with each indicator's link",
-         responses=documented(400))
+         cache=ANSWER_SECONDS, responses=documented(400))
     async def frameworks(self, read: NamedDependency[ReadModels], cycle: OptCycle = None,
                          envelopes: Envelopes = False) -> list[FrameworkView]:
         return [view(h, envelopes) for h in await read.frameworks(cycle)]

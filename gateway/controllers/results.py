@@ -25,6 +25,7 @@ from gateway.params import (
     Years,
 )
 from gateway.problems import documented
+from gateway.response_cache import ANSWER_SECONDS, FEDERATED_SECONDS
 from gateway.schemas import (
     Drilldown,
     DrillRow,
@@ -65,7 +66,7 @@ class ResultsController(Controller):
     tags = ("results",)
 
     @get("/api/v1/rankings", summary="Scores and ranks of this node's units, under one framework version",
-         responses=documented(400, 404, 409))
+         cache=ANSWER_SECONDS, responses=documented(400, 404, 409))
     async def rankings(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels], cycle: Cycle,
                        period: OptPeriod = None, framework: OptFramework = None,
                        version: OptVersion = None) -> list[Ranking]:
@@ -79,7 +80,7 @@ class ResultsController(Controller):
                 for r in await read.rankings(cycle, period, shown)]
 
     @get("/api/v1/values", summary="Values held for a cycle: this node's own and its children's, under one version",
-         responses=documented(400, 404, 409))
+         cache=ANSWER_SECONDS, responses=documented(400, 404, 409))
     async def values(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels], cycle: Cycle,
                      node_code: OptNode = None, framework: OptFramework = None,
                      version: OptVersion = None) -> list[ValueRow]:
@@ -89,7 +90,7 @@ class ResultsController(Controller):
                          framework_digest=v.framework_digest, framework=label(ref)) for v, ref in rows]
 
     @get("/api/v1/warnings", summary="预警: units behind the time-proportional target in a period",
-         responses=documented(400, 404, 409, 422))
+         cache=ANSWER_SECONDS, responses=documented(400, 404, 409, 422))
     async def warnings(self, read: NamedDependency[ReadModels], cycle: Cycle, period: Period,
                        level: WarningLevel = None, framework: OptFramework = None,
                        version: OptVersion = None) -> list[WarningRow]:
@@ -97,14 +98,14 @@ class ResultsController(Controller):
         return [msgspec.convert(w, WarningRow) for w in found if level is None or w["level"] == level]
 
     @get("/api/v1/flags", summary="Units with the same grade several years running (e.g. 一般 two years)",
-         responses=documented(400))
+         cache=ANSWER_SECONDS, responses=documented(400))
     async def flags(self, read: NamedDependency[ReadModels], grade: Grade = "一般",
                     years: Years = 2) -> Flags:
         return Flags(grade=grade, years=years, units=await read.repeated_grades(grade, years))
 
     @get("/api/v1/drilldown", summary="One indicator over this node's subtree under one framework version "
                                       "(federated over gRPC; only units named by signed frameworks are kept)",
-         responses={**documented(400, 404, 409), 206: PARTIAL})
+         cache=FEDERATED_SECONDS, responses={**documented(400, 404, 409), 206: PARTIAL})
     async def drilldown(self, query_service: NamedDependency[QueryService], read: NamedDependency[ReadModels],
                         cycle: Cycle, period: Period, indicator: Indicator, depth: Depth = 3,
                         framework: OptFramework = None, version: OptVersion = None) -> Response[Drilldown]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ from aggregator.errors import BadInput
 from aggregator.framework import Framework, valid_cycle, valid_period
 from nodes.clock import Clock
 from nodes.config import NodeConfig
+from nodes.read_cache import ReadCache
 from nodes.store import Store
 from sync.codec import framework_from_envelope
 from sync.identity import Me, Outcome
@@ -22,8 +23,16 @@ from sync.transport.grpc import FederationClient
 log = logging.getLogger("fedappraisal.node")
 
 
+_DECODED: dict[str, Framework] = {}  # digest → framework: immutable under its digest, decoded once
+
+
 def framework_of(row: FrameworkRecord) -> Framework:
-    return framework_from_envelope(row.envelope)
+    fw = _DECODED.get(row.digest)
+    if fw is None:
+        if len(_DECODED) >= 512:
+            _DECODED.clear()
+        fw = _DECODED[row.digest] = framework_from_envelope(row.envelope)
+    return fw
 
 
 def check_period(cycle: str, period: str, hint: bool = False) -> None:
@@ -79,6 +88,31 @@ class Tasks:
             self.running.remove(task)
 
 
+class Channels:
+    """One long-lived gRPC channel per peer node: a mutual-TLS handshake costs milliseconds of CPU, so
+    it is paid once per peer, not once per call. gRPC reconnects a channel by itself; one that failed
+    a call is dropped anyway, so the next call starts clean."""
+
+    def __init__(self, make: Callable[[str, str], FederationClient]) -> None:
+        self._make = make
+        self._open: dict[tuple[str, str], FederationClient] = {}
+
+    def get(self, target: str, peer: str) -> FederationClient:
+        client = self._open.get((target, peer))
+        if client is None:
+            client = self._open[(target, peer)] = self._make(target, peer)
+        return client
+
+    async def drop(self, target: str, peer: str) -> None:
+        client = self._open.pop((target, peer), None)
+        if client is not None:
+            await client.close()
+
+    async def close(self) -> None:
+        for key in list(self._open):
+            await self.drop(*key)
+
+
 @dataclass
 class NodeContext:
     cfg: NodeConfig
@@ -89,9 +123,16 @@ class NodeContext:
     wakeups: Wakeups
     health: Health
     tasks: Tasks
+    cache: ReadCache = field(init=False)
+    channels: Channels = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cache = ReadCache(self.store)
+        self.channels = Channels(self.client)
 
     def client(self, target: str, peer: str) -> FederationClient:
-        """A gRPC client to node ``peer``; with TLS, its certificate must name that node."""
+        """A new gRPC client to node ``peer``; with TLS, its certificate must name that node. (For
+        repeated calls, ``channels`` keeps one open per peer.)"""
         return FederationClient(target, self.cfg.tls, peer, max_message=self.limits.grpc_message_bytes)
 
     @property

@@ -18,6 +18,14 @@ from sync.drilldown import LISTED, MAX_TOTAL, Checked, check_answer, proof_of
 CHILD_LEVEL = {"province": "city", "city": "county", "county": "township", "township": ""}
 
 
+COMPLETE_TTL = 10.0  # seconds a whole answer is kept at most (what a child holds but does not roll up)
+PARTIAL_TTL = 1.0  # a partial one: children that did not answer are asked again soon, but not per request
+
+
+def _life(reply: pb.QueryReply) -> float:
+    return PARTIAL_TTL if reply.partial else COMPLETE_TTL
+
+
 class QueryService:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
@@ -25,6 +33,10 @@ class QueryService:
     async def query(self, req: pb.QueryRequest) -> pb.QueryReply:
         """gRPC Query from the parent: under the parent's framework it names (one this node received),
         and below this node under its own latest framework that pins that one."""
+        key = ("query", req.cycle, req.period, req.indicator, req.depth, req.framework_digest)
+        return await self.ctx.cache.get(key, lambda: self._query(req), COMPLETE_TTL, keep=_life)
+
+    async def _query(self, req: pb.QueryRequest) -> pb.QueryReply:
         async with self.ctx.store.read() as r:
             theirs = await versions.received(self.ctx, r, req.cycle, req.framework_digest)
             mine = None if theirs is None else await versions.pinning(self.ctx, r, req.cycle, theirs.digest)
@@ -36,7 +48,9 @@ class QueryService:
         """The gateway's drill-down under ``version``, one of this node's own frameworks (versions.py)."""
         req = pb.QueryRequest(cycle=cycle, period=period, indicator=indicator, depth=depth)
         mine = version if version.record.role == "issued" else None
-        return await self._answer(req, version.own.digest, mine, version)
+        key = ("drilldown", cycle, period, indicator, depth, version.digest)
+        return await self.ctx.cache.get(key, lambda: self._answer(req, version.own.digest, mine, version),
+                                        COMPLETE_TTL, keep=_life)
 
     async def _answer(self, req: pb.QueryRequest, own_digest: str, mine: Version | None,
                       label: Version) -> pb.QueryReply:
@@ -68,13 +82,12 @@ class QueryService:
         asked = [c for c in ctx.cfg.children if c.code in units]
 
         async def ask(peer_code: str, target: str) -> tuple[str, pb.QueryReply | None]:
-            client = ctx.client(target, peer_code)
             try:
-                return peer_code, await client.query(sub, timeout=ctx.limits.query_timeout_seconds)
+                return peer_code, await ctx.channels.get(target, peer_code).query(
+                    sub, timeout=ctx.limits.query_timeout_seconds)
             except Exception:
+                await ctx.channels.drop(target, peer_code)
                 return peer_code, None
-            finally:
-                await client.close()
 
         answers = await asyncio.gather(*(ask(c.code, c.grpc) for c in asked if c.grpc))
         now = ctx.clock()

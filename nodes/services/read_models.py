@@ -96,6 +96,8 @@ class ReadModels:
                             "version": f.version, "role": f.role} for f in fws],
             "sync": {"outbox_pending": counts["outbox_pending"],
                      "last_error": self.ctx.health.last_error or transport_error},
+            "read_cache": {"generation": self.ctx.store.generation, "hits": self.ctx.cache.hits,
+                           "misses": self.ctx.cache.misses},
         }
 
     async def frameworks(self, cycle: str | None = None) -> list[FrameworkView]:
