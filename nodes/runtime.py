@@ -222,6 +222,7 @@ class NodeRuntime:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.services.reports.stop()
+        await self.ctx.channels.close()
         if self.http is not None:
             await asyncio.gather(self._http_task, return_exceptions=True)
         if self.nats is not None:
