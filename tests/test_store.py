@@ -20,6 +20,33 @@ async def test_values_upsert_by_key(store: Store) -> None:
         assert await r.results.values("2026", "2026-Y", "d") == {"510104017": {"A1": "2.5", "B1": "7"}}
 
 
+async def test_bulk_values_of_many_bundles_upsert_in_one_transaction(store: Store) -> None:
+    """Past COPY_FROM rows PostgreSQL takes the batch by COPY into a staging table; twice in one
+    transaction (the staging table starts empty each time), over rows held from before, and rolled
+    back with the transaction like any other write."""
+    from nodes.repositories._sql import COPY_FROM
+
+    def batch(n: int, tag: str) -> dict[tuple[str, str, str, str, str], dict[str, str]]:
+        return {("510104017", "2026", "2026-Y", "d", f"L{i:04d}"): {"value": f"{i}.{tag}", "bundle_id": tag * 64}
+                for i in range(n)}
+
+    n = COPY_FROM * 3
+    async with store.tx() as tx:
+        await tx.results.put_reported(batch(n, "1"), 1)
+    async with store.tx() as tx:
+        await tx.results.put_reported(batch(n // 2, "2"), 2)
+        await tx.results.put_reported(batch(n // 4, "3"), 3)
+    with pytest.raises(RuntimeError):
+        async with store.tx() as tx:
+            await tx.results.put_reported(batch(n, "4"), 4)
+            raise RuntimeError("boom")
+    async with store.read() as r:
+        held = (await r.results.values("2026", "2026-Y", "d"))["510104017"]
+        sources = {row.bundle_id[0] for row in await r.results.of_node("510104017")}
+    assert len(held) == n and sources == {"1", "2", "3"}
+    assert held["L0000"] == "0.3" and held[f"L{n // 4:04d}"] == f"{n // 4}.2" and held[f"L{n - 1:04d}"] == f"{n - 1}.1"
+
+
 async def test_transaction_rolls_back_everything(store: Store) -> None:
     with pytest.raises(RuntimeError):
         async with store.tx() as tx:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nodes.repositories._sql import upsert
+from nodes.repositories._sql import bulk_upsert, upsert
 from nodes.tables import bundles, results
 from sync.approvals import Source
 from sync.ports import ResultRecord, ValueKey
@@ -32,7 +32,7 @@ class ResultRepository:
         rows = [{"node": n, "cycle": c, "period": p, "framework_digest": f, "indicator": i, "value": v["value"],
                  "source": "reported", "bundle_id": v["bundle_id"], "updated_at": now}
                 for (n, c, p, f, i), v in values.items()]
-        await upsert(self.conn, results, rows, _KEY, _UPDATE)
+        await bulk_upsert(self.conn, results, rows, _KEY, _UPDATE)
 
     async def sources(self, cycle: str, period: str, framework_digest: str, nodes: Iterable[str]) -> list[Source]:
         """The children's bundles whose values are held for this framework and period."""
