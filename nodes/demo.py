@@ -43,6 +43,9 @@ class Summary:
     max_node_uss_mb: float = 0.0
     openapi_operations: int = 0
     openapi_schemas: int = 0
+    rollups_recomputed: int = 0
+    descendants_current: int = 0
+    anchors_held: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -57,7 +60,8 @@ class Summary:
             "max_node_rss_mb": round(self.max_node_rss_mb, 1), "mean_node_rss_mb": round(self.mean_node_rss_mb, 1),
             "max_node_uss_mb": round(self.max_node_uss_mb, 1),
             "openapi_operations": self.openapi_operations, "openapi_schemas": self.openapi_schemas,
-            "problems": self.problems[:20], "ok": self.ok,
+            "rollups_recomputed": self.rollups_recomputed, "descendants_current": self.descendants_current,
+            "anchors_held": self.anchors_held, "problems": self.problems[:20], "ok": self.ok,
         }, ensure_ascii=False)
 
 
@@ -244,6 +248,7 @@ class Demo:
             if got.get(ind) != value:
                 s.problems.append(f"省级 {ind} 汇总值 {got.get(ind)} ≠ 乡镇数据按规则合成 {value} (province value mismatch)")
         await self.check_gateway()
+        await self.check_trust()
         rss, uss = [], []
         for p in self.fed.procs.values():
             try:
@@ -258,6 +263,43 @@ class Demo:
         c.print(f"\n[bold]核验[/] (check): 省级汇总值与乡镇报送数据一致、全部签名验证 {s.signatures_verified} 次 … {verdict}")
         for problem in s.problems:
             c.print(f"  [red]✗[/] {problem}")
+
+    async def check_trust(self) -> None:
+        """What every ancestor knows of the nodes below it, from what they signed: every roll-up it took
+        was recomputed from its sources, every descendant holds the framework in force, and every
+        child's audit chain head is anchored at its parent (docs/design.md §3.4a, §4.3)."""
+        s, c = self.summary, self.console
+        prov = self.fed.province
+        below = len(self.fed.specs) - 1
+
+        async def states() -> dict[str, Any]:
+            return {d["node"]: d for d in (await self.get(prov.code, "/api/v1/sync"))["descendants"]}
+
+        deadline = time.monotonic() + 30
+        seen = await states()
+        while (len(seen) < below or any(d["state"] != "current" for d in seen.values())) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            seen = await states()
+        s.descendants_current = sum(d["state"] == "current" for d in seen.values())
+        if s.descendants_current != below:
+            late = sorted(f"{n}:{d['state']}" for n, d in seen.items() if d["state"] != "current")
+            s.problems.append(f"省级所见下级状态未全部现行 (not every descendant current): {', '.join(late)[:300]}")
+        for spec in self.fed.specs:
+            if not spec.children:
+                continue
+            r = await self.http.get(spec.url + "/api/v1/audit", params={"action": "accept.results", "limit": 1000},
+                                    headers={"Authorization": f"Bearer {self.fed.tokens[spec.code]}"})
+            taken = r.json().get("entries", []) if r.status_code == 200 else []
+            # each roll-up taken was recomputed; the province also recomputed the counties' inside each city's
+            s.rollups_recomputed += sum(1 + (e["detail"].get("approved", 0) if spec.parent is None else 0)
+                                        for e in taken if e["detail"].get("approved"))
+            kids = {d["node"]: d for d in (await self.get(spec.code, "/api/v1/sync"))["descendants"]}
+            s.anchors_held += sum(1 for child in spec.children if kids.get(child, {}).get("audit_seq", 0) > 0)
+        if s.anchors_held != below:
+            s.problems.append(f"上级锚定的审计链头 {s.anchors_held}/{below} (audit heads anchored at the parents)")
+        c.print(f"上级核算 (recomputed by the level above): {s.rollups_recomputed} 个汇总结果包按签名来源重算一致；"
+                f"省级所见 {s.descendants_current}/{below} 个下级持有现行指标体系；"
+                f"{s.anchors_held} 个节点的审计链头由上级锚定 (audit heads anchored)")
 
     async def check_gateway(self) -> None:
         """What every gateway promises: schemas for every body, problem+json for every error with a
