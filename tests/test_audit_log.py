@@ -241,3 +241,21 @@ def _hash_all(store: Store) -> float:
     t = time.perf_counter()
     verify_entries(rows)
     return time.perf_counter() - t
+
+
+async def test_refused_frameworks_and_heartbeats_name_their_sender(store: Store, h: Hierarchy) -> None:
+    from sync.cascade_receiver import receive_cascade
+    from sync.envelope import EnvelopeError
+    from sync.trust_updates import receive_trust_update
+
+    county = h.me("510104")
+    outcome = await receive_cascade(store, county, h.cascade_to_county(), NOW, no_follow_up, "casc.51")
+    assert outcome.code == "cascade.wrong_subject"
+    caught_up = await receive_cascade(store, county, JUNK, NOW, no_follow_up, peer="5101")  # a catch-up reply
+    assert caught_up.code == "cascade.malformed"
+    assert [e["sender"] for e in await _entries(store, "reject.framework")] == ["nats:casc.51", "grpc:5101"]
+    with pytest.raises(EnvelopeError):
+        await receive_trust_update(store, county, JUNK, NOW, None)
+    with pytest.raises(EnvelopeError):
+        await receive_trust_update(store, county, JUNK, NOW, None, "grpc:5101")
+    assert [e["sender"] for e in await _entries(store, "reject.heartbeat")] == ["nats:hb.51.5101", "grpc:5101"]
