@@ -195,39 +195,50 @@ async def test_an_edit_before_the_checkpoint_needs_the_full_verification(store: 
 
 async def test_verifying_a_long_chain_leaves_the_event_loop_free(tmp_path: Path) -> None:
     """The whole chain of a fresh checkpoint is hashed in a worker thread, page by page: other
-    coroutines (the gateway's /health) keep running meanwhile."""
+    coroutines (the gateway's /health) keep running meanwhile. Hashed in one go inside the loop, as
+    before, one tick would wait as long as hashing the whole chain takes (``whole``)."""
     node, _ = await make_county(tmp_path)
     store = node.context.store
     try:
         for _ in range(16):
             await _fill(store, 5000)
-        lags: list[float] = []
-        done = asyncio.Event()
-
-        async def tick() -> None:
-            while not done.is_set():
-                t = time.perf_counter()
-                await asyncio.sleep(0.005)
-                lags.append(time.perf_counter() - t)
-
-        # A full collection of this test process's heap (pytest, Hypothesis, …) would stall the loop on
-        # its own for 100 ms or more; it is not what is measured here.
-        gc.freeze()
-        ticker = asyncio.create_task(tick())
-        t0 = time.perf_counter()
-        try:
-            verdict = await node.audit.verify()
-        finally:
-            took = time.perf_counter() - t0
-            done.set()
-            await ticker
-            gc.unfreeze()
-        assert verdict.intact and verdict.checked >= 80_000
         whole = await asyncio.to_thread(_hash_all, store)
-        # Hashed in one go inside the loop (as before), a tick would wait the whole of ``whole``.
-        assert max(lags) < whole / 4, (max(lags), took, whole)
+        seen = []
+        for _ in range(3):  # the machine is shared: a stall of the whole process now and then is not ours
+            async with store.tx() as tx:  # a fresh checkpoint: everything is verified again
+                await tx.conn.execute(text("DELETE FROM audit_checkpoint"))
+            lag, verdict = await _longest_tick_while(node.audit.verify())
+            assert verdict.intact and verdict.checked >= 80_000
+            seen.append(lag)
+            if lag < whole / 4:
+                break
+        else:
+            raise AssertionError(f"the loop stalled {seen} s; hashing the chain in one go takes {whole} s")
     finally:
         await store.close()
+
+
+async def _longest_tick_while(work: Any) -> tuple[float, Any]:
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - t)
+
+    # A full collection of this test process's heap (pytest, Hypothesis, …) would stall the loop on its
+    # own for 100 ms or more; it is not what is measured here.
+    gc.freeze()
+    ticker = asyncio.create_task(tick())
+    try:
+        result = await work
+    finally:
+        done.set()
+        await ticker
+        gc.unfreeze()
+    return max(lags), result
 
 
 def _hash_all(store: Store) -> float:
