@@ -20,6 +20,7 @@ from gateway.controllers.admin import AdminController
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
 from gateway.controllers.frameworks import FrameworkController
+from gateway.controllers.metrics import MetricsController
 from gateway.controllers.node import NodeController
 from gateway.controllers.results import ResultsController
 from gateway.controllers.reviews import ReviewController
@@ -40,7 +41,7 @@ def create_app(services: Services) -> Litestar:
     me = services.node.me
     return Litestar(
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
-                        AuditController, DashboardController,
+                        AuditController, MetricsController, DashboardController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},

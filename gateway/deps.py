@@ -9,9 +9,11 @@ from typing import Any
 
 from litestar.di import Provide
 
+from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import NodeContext
 from nodes.services.entry import EntryService
+from nodes.services.metrics import NodeMetrics
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
 from nodes.services.review import ReviewService
@@ -27,6 +29,8 @@ class Services:
     review: ReviewService
     heartbeat: HeartbeatService
     query: QueryService
+    audit: AuditService
+    metrics: NodeMetrics
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -34,4 +38,5 @@ def dependencies(s: Services) -> dict[str, Provide]:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return {"node_context": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
-            "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query)}
+            "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
+            "audit_log": const(s.audit), "metrics": const(s.metrics)}

@@ -35,7 +35,9 @@ OptAction = Annotated[str | None, QueryParameter(max_length=64, description="只
 Envelopes = Annotated[bool, QueryParameter(description="include the signed cascade bytes (base64)")]
 Depth = Annotated[int, QueryParameter(ge=0, le=3, description="levels to descend")]
 Years = Annotated[int, QueryParameter(ge=2, le=10, description="years running")]
-AuditLimit = Annotated[int, QueryParameter(ge=0, le=10_000)]
+AuditLimit = Annotated[int, QueryParameter(ge=1, le=1000, description="entries per page, newest first")]
+AuditBefore = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1,
+                                                   description="only entries older than this seq (the last page's next)")]
 ReviewLimit = Annotated[int, QueryParameter(ge=0, le=1000)]
 Grade = Annotated[Literal["优秀", "良好", "一般", "差"], QueryParameter(description="等次")]
 ReviewStatus = Annotated[Literal["pending", "returned", "accepted", "rejected"], QueryParameter(description="审核状态")]

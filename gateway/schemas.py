@@ -462,7 +462,27 @@ class AuditEntryView(Struct, kw_only=True):
     hash: str
 
 
+class AuditCounterView(Struct, kw_only=True):
+    """Refusals, replays or gaps of one (sender, action, code): ``total`` ever counted, ``pending``
+    counted in the open window and not yet folded into a summary entry."""
+
+    sender: str
+    action: str
+    code: str
+    total: int
+    pending: int
+    window_start: int
+    last_at: int
+
+
 class AuditLog(Struct, kw_only=True):
+    """Newest first. ``intact``: the chain verifies from the checkpoint (``verified_seq``, verified
+    from genesis earlier) to its tip; ``appraise audit verify`` re-verifies it all. ``next``: pass as
+    ``before`` for the next, older page (null: none)."""
+
     intact: bool
     first_break: AuditBreakView | None
+    verified_seq: int
     entries: list[AuditEntryView]
+    next: int | None
+    counters: list[AuditCounterView]

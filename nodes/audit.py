@@ -28,9 +28,13 @@ def entry_hash(prev: str, seq: int, at: int, actor: str, action: str, subject: s
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
-def verify_entries(entries: Iterable[Mapping[str, Any]]) -> tuple[int, AuditBreak | None]:
-    """Walk the chain; return how many entries were checked and the first break, if any."""
-    prev, expected, count = GENESIS, 1, 0
+def verify_entries(entries: Iterable[Mapping[str, Any]], prev: str = GENESIS,
+                   first: int = 1) -> tuple[int, AuditBreak | None]:
+    """Walk the chain; return how many entries were checked and the first break, if any.
+
+    ``prev`` and ``first``: where the walk starts, the hash before entry ``first`` (from genesis by
+    default; from a verified checkpoint to check only what came after it)."""
+    expected, count = first, 0
     for e in entries:
         count += 1
         try:

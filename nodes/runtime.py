@@ -22,9 +22,11 @@ from gateway.deps import Services
 from nodes.clock import Clock, system_clock
 from nodes.config import NodeConfig
 from nodes.natsconf import inbox_prefix
+from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import Health, NodeContext, Tasks, Wakeups
 from nodes.services.entry import EntryService
+from nodes.services.metrics import NodeMetrics
 from nodes.services.outbox import OutboxRelay
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
@@ -36,6 +38,8 @@ from nodes.services.trust import HeartbeatService, ParentWatch
 from nodes.store import Store
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.identity import Me
+from sync.ports import Occurrence
+from sync.refusals import from_nats, record_alone
 from sync.retry import RetryPolicy
 from sync.transport.grpc import FederationServicer, RateLimit, start_server
 from sync.transport.nats import STREAM_CASCADE, STREAM_RESULTS, NatsTransport
@@ -91,6 +95,8 @@ class NodeServices:
     query: QueryService
     read: ReadModels
     reports: ReportService
+    audit: AuditService
+    metrics: NodeMetrics
 
 
 @dataclass
@@ -102,8 +108,8 @@ class FederationHandlers:
     async def fetch_frameworks(self, requester: str, cycle: str) -> tuple[list[bytes], bytes]:
         return await self.services.cascade.for_child(requester, cycle)
 
-    async def submit_results(self, message: bytes) -> tuple[bool, str]:
-        return await self.services.results.submit(message)
+    async def submit_results(self, message: bytes, caller: str) -> tuple[bool, str]:
+        return await self.services.results.submit(message, caller)
 
     async def query(self, request: pb.QueryRequest) -> pb.QueryReply:
         return await self.services.query.query(request)
@@ -138,13 +144,13 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
         scoring=scoring, results=results, entry=EntryService(ctx, scoring),
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
-        reports=reports,
+        reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx),
     )
 
 
 def gateway_services(s: NodeServices) -> Services:
     return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
-                    heartbeat=s.heartbeat, query=s.query)
+                    heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics)
 
 
 class NodeRuntime:
@@ -186,6 +192,7 @@ class NodeRuntime:
             self.nats.consume(STREAM_RESULTS, f"res-{me.code}", me.children_results_filter(), s.results.on_batch,
                               self.gave_up, batch=limits.fetch_batch)
         ctx.tasks.spawn(s.outbox.run(), name="outbox-relay")
+        ctx.tasks.spawn(s.audit.run(), name="audit")
         if me.parent is not None:
             await self.nats.listen("hb." + ".".join(me.path[:-1]), s.watch.on_heartbeat)
             ctx.tasks.spawn(s.watch.catch_up(), name="catch-up")
@@ -203,9 +210,9 @@ class NodeRuntime:
         """A stream message that could never be settled: audited and shown in the sync status."""
         ctx = self.ctx
         ctx.health.give_up(f"deliver {subject}", reason, ctx.clock())
-        async with self.store.tx() as tx:
-            await tx.audit.append(ctx.me.code, "reject.undeliverable", subject,
-                                  {"reason": reason, "bytes": len(data), "code": "transport.undeliverable"}, ctx.clock())
+        await record_alone(self.store, ctx.me, [Occurrence(
+            ctx.me.code, "reject.undeliverable", subject, from_nats(subject), "transport.undeliverable",
+            {"reason": reason, "bytes": len(data), "code": "transport.undeliverable"})], ctx.clock())
 
     async def run_until_stopped(self) -> None:
         loop = asyncio.get_running_loop()

@@ -147,4 +147,4 @@ class Tx:
         return {"frameworks": await self.frameworks.count(), "results": await self.results.count(),
                 "bundles": await self.bundles.count(), "scores": await self.scores.count(),
                 "audit": await self.audit.count(), "outbox_pending": await self.outbox.pending_count(),
-                "rejected": await self.audit.count("reject")}
+                "rejected": await self.audit.refused()}

@@ -120,6 +120,32 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# Refusals counted per (sender, action, code) (sync/refusals.py). ``total`` is every occurrence
+# ever; ``pending`` those not yet folded into the chain as a summary entry; ``window_start`` opened
+# the current window with a full entry. Not hashed: the chain carries the counts once folded.
+audit_counters = Table(
+    "audit_counters", metadata,
+    Column("sender", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("pending", BigInteger, nullable=False),
+    Column("window_start", BigInteger, nullable=False),
+    Column("last_at", BigInteger, nullable=False),
+    Column("last_subject", String(255), nullable=False),
+    Column("last_detail", Text, nullable=False),
+    PrimaryKeyConstraint("sender", "action", "code", name="pk_audit_counters"),
+)
+
+# The last audit entry whose chain was verified from genesis (one row): later checks start there.
+audit_checkpoint = Table(
+    "audit_checkpoint", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("verified_at", BigInteger, nullable=False),
+)
+
 revocation_lists = Table(
     "revocation_lists", metadata,
     Column("issuer", String(12), primary_key=True),  # the latest list in force per issuer

@@ -25,7 +25,8 @@ from sync.envelope import digest as sha
 from sync.framework_checks import check_issued
 from sync.identity import Me, Outcome
 from sync.limits import DEFAULT_LIMITS, Limits
-from sync.ports import ProtocolStore, ProtocolTx, TxT
+from sync.ports import Occurrence, ProtocolStore, ProtocolTx, TxT
+from sync.refusals import record_alone, sender_of
 from sync.trust import (
     Identity,
     RevocationList,
@@ -91,8 +92,11 @@ def verify_framework_chain(data: bytes, root: Identity, now: int, state: TrustSt
 
 
 async def receive_cascade(store: ProtocolStore[TxT], me: Me, data: bytes, now: int, on_accept: Accepted[TxT],
-                          transport_subject: str | None = None) -> Outcome:
+                          transport_subject: str | None = None, *, peer: str = "") -> Outcome:
+    """``peer``: who handed the message over without a NATS subject (the gRPC peer: for catch-up,
+    the parent this node called). Refusals are recorded per sender (sync/refusals.py)."""
     problems: list[EnvelopeError] = []  # bad revocation lists: audited and skipped, the framework judged on its own
+    sender = sender_of(transport_subject, peer)
     try:
         if transport_subject is not None and transport_subject != me.parent_cascade_subject():
             raise EnvelopeError(f"主题 {transport_subject} 不属于本节点的上级 (subject is not the parent's)",
@@ -101,7 +105,7 @@ async def receive_cascade(store: ProtocolStore[TxT], me: Me, data: bytes, now: i
         fw, fw_digest, msg = verify_cascade(me, data, now)
     except (EnvelopeError, ArithmeticError) as exc:
         code = code_of(exc, "cascade.arithmetic")
-        await _reject(store, me, (code, str(exc)), data, now, "", problems)
+        await _reject(store, me, (code, str(exc)), data, now, "", problems, sender, getattr(exc, "signer", ""))
         return Outcome(False, False, str(exc), code=code)
     duplicate = False
     rejected: tuple[str, str] | None = None  # (code, reason)
@@ -126,10 +130,10 @@ async def receive_cascade(store: ProtocolStore[TxT], me: Me, data: bytes, now: i
                                now)
                 await on_accept(tx, fw, fw_digest, list(msg.frameworks))
     if rejected is not None:
-        await _reject(store, me, rejected, data, now, fw_digest, problems)
+        await _reject(store, me, rejected, data, now, fw_digest, problems, sender, fw.issuer)
         return Outcome(False, False, rejected[1], fw.issuer, fw_digest, code=rejected[0])
     await persist_trust(store, me, now, keys=not duplicate)  # a repeat may still bring newer lists
-    await audit_list_problems(store, me, problems, now)
+    await audit_list_problems(store, me, problems, now, sender)
     if duplicate:
         return Outcome(True, True, "重复消息，已接收过 (duplicate)", fw.issuer, fw_digest)
     return Outcome(True, False, "", fw.issuer, fw_digest)
@@ -147,14 +151,14 @@ def _revocations(me: Me, data: bytes, now: int, problems: list[EnvelopeError]) -
 
 
 async def _reject(store: ProtocolStore[ProtocolTx], me: Me, rejected: tuple[str, str], data: bytes, now: int, subject: str,
-                  problems: list[EnvelopeError]) -> None:
-    """``rejected``: (code, reason)."""
+                  problems: list[EnvelopeError], sender: str, signer: str) -> None:
+    """``rejected``: (code, reason); ``signer``: who signed it, if that verified."""
     await persist_trust(store, me, now, keys=False)  # lists signed on their own stand even if the framework falls
-    await audit_list_problems(store, me, problems, now)
+    await audit_list_problems(store, me, problems, now, sender)
     code, reason = rejected
-    async with store.tx() as tx:
-        await tx.audit.append(me.code, "reject.framework", subject or _claimed_digest(data),
-                       {"reason": reason, "code": code, "bytes": len(data)}, now)
+    await record_alone(store, me, [Occurrence(me.code, "reject.framework", subject or _claimed_digest(data), sender,
+                                              code, {"reason": reason, "code": code, "bytes": len(data), "signer": signer})],
+                       now)
 
 
 def _claimed_digest(data: bytes) -> str:

@@ -32,6 +32,7 @@ class EnvelopeError(Refused):
     for programs (``envelope.*``, ``cascade.*``, ``results.*``, ``heartbeat.*`` …)."""
 
     default_code = "envelope.refused"
+    signer = ""  # set when the envelope verified but its signer may not send it: the audit entry names them
 
 
 def code_of(exc: BaseException, default: str) -> str:

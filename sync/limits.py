@@ -69,6 +69,11 @@ class Limits:
     opening and closing extra ones (a thread and three PRAGMAs each on SQLite), and fifteen nodes on one
     PostgreSQL server stay well inside its default of 100 clients."""
 
+    # --- the audit log
+    audit_repeat_seconds: int = 300
+    """Identical refusals (same sender, action and code) in this window are one full audit entry
+    plus one summary entry with their count (sync/refusals.py), not one entry each."""
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)

@@ -108,6 +108,19 @@ class KeyRecord:
 
 
 AuditEntry = tuple[str, str, str, Mapping[str, Any]]  # actor, action, subject, detail
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """A refusal, replay or gap to record (sync/refusals.py): counted per (sender, action, code), so
+    a flood of identical ones adds a bounded number of audit entries and loses no count."""
+
+    actor: str
+    action: str
+    subject: str
+    sender: str  # who handed it over: "nats:<subject>" or "grpc:<caller>"
+    code: str
+    detail: Mapping[str, Any]
 ValueKey = tuple[str, str, str, str, str]  # node, cycle, period, framework digest, indicator
 
 
@@ -125,6 +138,7 @@ class OutboxRepo(Protocol):
 class AuditRepo(Protocol):
     async def append(self, actor: str, action: str, subject: str, detail: Mapping[str, Any], now: int) -> None: ...
     async def append_many(self, entries: Sequence[AuditEntry], now: int) -> None: ...
+    async def record(self, occurrences: Sequence[Occurrence], now: int, window: int) -> None: ...
 
 
 class FrameworkRepo(Protocol):

@@ -28,7 +28,8 @@ from sync.approvals import Attested, verify_attestations
 from sync.codec import Bundle, decode_bundle, framework_from_envelope
 from sync.envelope import PAYLOAD_RESULTS, EnvelopeError, code_of, digest, open_envelope
 from sync.identity import Me, Outcome
-from sync.ports import FrameworkRecord, ProtocolStore, ProtocolTx, TxT
+from sync.ports import FrameworkRecord, Occurrence, ProtocolStore, ProtocolTx, TxT
+from sync.refusals import OUT_OF_SEQUENCE, REPLAYED, record, sender_of
 from sync.results_sender import GENESIS
 from sync.rollup_check import RollupMismatch
 from sync.trust import CertificateTimeError, Identity, verify_signed_by
@@ -70,26 +71,31 @@ def _verify(me: Me, data: bytes, now: int,
         signer, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, chain, me.root, signed_at, me.trust)
         late = ("results.expired_in_transit", f"签名者证书在结果包送达前已过期（签于 {signed_at}），不计入数值 "
                 "(the signer's certificate expired before the bundle arrived; its values do not count)")
-    if signer.path[:-1] != me.path or signer.code not in me.children:
-        raise EnvelopeError(f"签名者 {signer.code} 不是本节点的下级 (signer is not a child of this node)",
-                            code="results.not_child")
-    if transport_subject is not None and transport_subject != "res." + ".".join(signer.path):
-        raise EnvelopeError(f"签名者 {signer.code} 不拥有主题 {transport_subject} (signer does not own the subject)",
-                            code="results.wrong_subject")
-    bundle = decode_bundle(payload)
-    if bundle.node != signer.code:
-        raise EnvelopeError(f"结果包属于 {bundle.node}，却由 {signer.code} 签名 (bundle node is not the signer)",
-                            code="results.node_not_signer")
+    try:
+        if signer.path[:-1] != me.path or signer.code not in me.children:
+            raise EnvelopeError(f"签名者 {signer.code} 不是本节点的下级 (signer is not a child of this node)",
+                                code="results.not_child")
+        if transport_subject is not None and transport_subject != "res." + ".".join(signer.path):
+            raise EnvelopeError(f"签名者 {signer.code} 不拥有主题 {transport_subject} (signer does not own the subject)",
+                                code="results.wrong_subject")
+        bundle = decode_bundle(payload)
+        if bundle.node != signer.code:
+            raise EnvelopeError(f"结果包属于 {bundle.node}，却由 {signer.code} 签名 (bundle node is not the signer)",
+                                code="results.node_not_signer")
+    except EnvelopeError as exc:
+        exc.signer = signer.code  # the signature verified: the audit entry names who signed it
+        raise
     return bundle, digest(payload), msg, signer, late
 
 
 async def receive_results(store: ProtocolStore[TxT], me: Me, data: bytes, now: int, on_accept: Accepted[TxT],
-                          transport_subject: str | None = None, *, hold: bool = False) -> Outcome:
-    return (await receive_results_batch(store, me, [(data, transport_subject)], now, on_accept, hold=hold))[0]
+                          transport_subject: str | None = None, *, hold: bool = False, peer: str = "") -> Outcome:
+    return (await receive_results_batch(store, me, [(data, transport_subject)], now, on_accept, hold=hold,
+                                        peer=peer))[0]
 
 
 async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequence[tuple[bytes, str | None]], now: int,
-                                on_accept: Accepted[TxT], *, hold: bool = False) -> list[Outcome]:
+                                on_accept: Accepted[TxT], *, hold: bool = False, peer: str = "") -> list[Outcome]:
     """Take a batch of messages (data, transport subject) in one transaction; one outcome each, in order.
 
     Verification (CPU) happens first, outside the transaction. Inside it, each child's bundles are
@@ -98,18 +104,28 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
     cycle, period and framework once, not once per bundle).
 
     ``hold`` (review: manual): a bundle that passes every check joins the child's chain as
-    ``pending``; its values count only once a person approves it (the node's review step)."""
+    ``pending``; its values count only once a person approves it (the node's review step).
+
+    ``peer``: who handed the messages over without a NATS subject (the gRPC caller). Refusals,
+    replays and gaps are recorded per sender (sync/refusals.py)."""
     outcomes: list[Outcome | None] = [None] * len(items)
     verified: list[tuple[int, Bundle, str, bytes, str | None, pb.ResultMessage, Identity, Rejection | None]] = []
-    rejections: list[tuple[Rejection, str, bytes]] = []  # ((code, reason), subject, data) audited in the same transaction
+    flagged: list[Occurrence] = []  # refusals, replays and gaps, recorded in the same transaction
     details: dict[str, dict[str, object]] = {}  # bundle id → what a refused roll-up's audit entry names
+
+    def flag(action: str, rejection: Rejection, bundle_id: str, data: bytes, subject: str | None, signer: str) -> None:
+        code, reason = rejection
+        flagged.append(Occurrence(me.code, action, bundle_id or digest(data), sender_of(subject, peer), code,
+                                  {"reason": reason, "code": code, "bytes": len(data), "signer": signer,
+                                   **details.get(bundle_id, {})}))
+
     for i, (data, subject) in enumerate(items):
         try:
             bundle, bundle_id, msg, signer, late = _verify(me, data, now, subject)
         except (EnvelopeError, ArithmeticError) as exc:
             code = code_of(exc, "results.arithmetic")
             outcomes[i] = Outcome(False, False, str(exc), code=code)
-            rejections.append(((code, str(exc)), "", data))
+            flag("reject.results", (code, str(exc)), "", data, subject, getattr(exc, "signer", ""))
             continue
         verified.append((i, bundle, bundle_id, data, subject, msg, signer, late))
     verified.sort(key=lambda v: (v[1].node, v[1].seq))
@@ -126,10 +142,13 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
             for i, bundle, bundle_id, data, subject, msg, signer, late in verified:
                 if bundle_id in known:
                     outcomes[i] = Outcome(True, True, "重复结果包，已接收过 (duplicate)", bundle.node, bundle_id)
+                    flag(REPLAYED, ("results.replay", "重复结果包，已接收过 (duplicate of a bundle already received)"),
+                         bundle_id, data, subject, signer.code)
                     continue
                 chain = _check_chain(tips.get(bundle.node), bundle)
                 if chain is not None and chain[0] == GAP:
                     outcomes[i] = Outcome(False, False, chain[1], bundle.node, bundle_id, retry=True, code=GAP)
+                    flag(OUT_OF_SEQUENCE, chain, bundle_id, data, subject, signer.code)
                     continue
                 rejected = chain or late
                 attested = Attested(0, 0)
@@ -146,7 +165,7 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
                         rejected = (code_of(exc, "results.unchecked"), f"结果包无法核对 (bundle cannot be checked): {exc}")
                 if chain is not None:  # a fork: not part of the chain, reported
                     outcomes[i] = Outcome(False, False, chain[1], bundle.node, bundle_id, code=chain[0])
-                    rejections.append((chain, bundle_id, data))
+                    flag("reject.results", chain, bundle_id, data, subject, signer.code)
                     continue
                 known.add(bundle_id)
                 tips[bundle.node] = (bundle.seq, bundle_id)
@@ -157,7 +176,7 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
                                     "status": status, "reason": rejected[1] if rejected else ""})
                 if rejected:
                     outcomes[i] = Outcome(False, False, rejected[1], bundle.node, bundle_id, code=rejected[0])
-                    rejections.append((rejected, bundle_id, data))
+                    flag("reject.results", rejected, bundle_id, data, subject, signer.code)
                     continue
                 detail: dict[str, object] = {
                     "node": bundle.node, "seq": bundle.seq, "cycle": bundle.cycle, "period": bundle.period,
@@ -176,9 +195,7 @@ async def receive_results_batch(store: ProtocolStore[TxT], me: Me, items: Sequen
             await tx.inbox.remember_many([(r["node"], r["bundle_id"]) for r in bundle_rows], now)
             await tx.results.put_reported(values, now)
             await tx.audit.append_many(audits, now)
-        await tx.audit.append_many([(me.code, "reject.results", subject or digest(data),
-                              {"reason": reason, "code": code, "bytes": len(data), **details.get(subject, {})})
-                             for (code, reason), subject, data in rejections], now)
+        await record(tx, me, flagged, now)
         if accepted:
             await on_accept(tx, accepted)
     if any(o is not None and o.accepted and not o.duplicate for o in outcomes):
@@ -199,7 +216,7 @@ async def pull_missing(store: ProtocolStore[TxT], me: Me, child: str, fetch: Cal
         messages = await fetch(before)
         for start in range(0, len(messages), batch):
             done = await receive_results_batch(store, me, [(d, None) for d in messages[start:start + batch]], clock(),
-                                               on_accept, hold=hold)
+                                               on_accept, hold=hold, peer=child)
             outcomes += done
             if any(o.retry for o in done):  # the child sent a gap itself: stop, the stream will ask again
                 return outcomes

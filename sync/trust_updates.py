@@ -29,7 +29,8 @@ from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.envelope import PAYLOAD_HEARTBEAT, EnvelopeError, code_of, open_signed, sign
 from sync.identity import Me
 from sync.limits import DEFAULT_LIMITS
-from sync.ports import ProtocolStore, ProtocolTx
+from sync.ports import Occurrence, ProtocolStore, ProtocolTx
+from sync.refusals import from_nats, record_alone
 from sync.trust import (
     CLOCK_SKEW,
     RevocationList,
@@ -122,18 +123,18 @@ async def persist_trust(store: ProtocolStore[ProtocolTx], me: Me, now: int, *, k
     me.trust.mark_saved(lists, new_keys)
 
 
-async def audit_list_problems(store: ProtocolStore[ProtocolTx], me: Me, problems: list[EnvelopeError], now: int) -> None:
-    if problems:
-        async with store.tx() as tx:
-            for p in problems:
-                await tx.audit.append(me.code, "reject.revocations", me.parent or "",
-                                      {"reason": str(p)[:500], "code": p.code}, now)
+async def audit_list_problems(store: ProtocolStore[ProtocolTx], me: Me, problems: list[EnvelopeError], now: int,
+                              sender: str) -> None:
+    """``sender``: who handed over the message that carried the lists (sync/refusals.py)."""
+    await record_alone(store, me, [Occurrence(me.code, "reject.revocations", me.parent or "", sender, p.code,
+                                              {"reason": str(p)[:500], "code": p.code}) for p in problems], now)
 
 
 async def receive_trust_update(store: ProtocolStore[ProtocolTx], me: Me, data: bytes, now: int,
-                               last: Pulse | None) -> tuple[Pulse, int]:
+                               last: Pulse | None, sent_by: str = "") -> tuple[Pulse, int]:
     """Verify a parent's TrustUpdate; return the new pulse and how many newer revocation lists it
-    brought. Raises EnvelopeError (audited) if refused."""
+    brought. Raises EnvelopeError (audited, naming ``sent_by``: sync/refusals.py) if refused."""
+    sent_by = sent_by or from_nats("hb." + ".".join(me.path[:-1]))
     installed: list[RevocationList] = []
     problems: list[EnvelopeError] = []
     try:
@@ -156,13 +157,12 @@ async def receive_trust_update(store: ProtocolStore[ProtocolTx], me: Me, data: b
     except (EnvelopeError, ArithmeticError) as exc:
         code = code_of(exc, "heartbeat.arithmetic")
         await persist_trust(store, me, now, keys=False)
-        await audit_list_problems(store, me, problems, now)
-        async with store.tx() as tx:
-            await tx.audit.append(me.code, "reject.heartbeat", me.parent or "",
-                           {"reason": str(exc), "code": code, "bytes": len(data)}, now)
+        await audit_list_problems(store, me, problems, now, sent_by)
+        await record_alone(store, me, [Occurrence(me.code, "reject.heartbeat", me.parent or "", sent_by, code,
+                                                  {"reason": str(exc), "code": code, "bytes": len(data)})], now)
         raise EnvelopeError(str(exc), code=code) from None
     await persist_trust(store, me, now, keys=True)
-    await audit_list_problems(store, me, problems, now)
+    await audit_list_problems(store, me, problems, now, sent_by)
     return pulse, len(installed)
 
 

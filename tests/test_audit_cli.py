@@ -55,3 +55,34 @@ def test_verify_export_and_tamper(tmp_path: Path) -> None:
     db.close()
     gap = appraise("audit", "verify", "--config", str(config), "--no-anchor")
     assert gap.returncode == 1 and "entry 5" in gap.stderr and "sequence gap" in gap.stderr
+
+
+def test_a_full_verification_finds_an_edit_that_the_checkpoint_hides(tmp_path: Path) -> None:
+    """The node verifies from its checkpoint on (nodes/services/audit_log.py), so an entry edited
+    before it goes unseen there; ``appraise audit verify`` walks from genesis and names it."""
+    from sqlalchemy import text
+
+    from nodes.runtime import build_services
+
+    fed = Federation(tmp_path / "fed", load_topology())
+    fed.prepare()
+    config = fed.node_dir("5101") / "node.yaml"
+
+    async def fill_verify_tamper() -> tuple[int, bool]:
+        cfg = load_config(config)
+        store = await Store.open(cfg.store_url)
+        try:
+            node = build_services(cfg, store)
+            async with store.tx() as tx:
+                await tx.audit.append_many([("5101", "accept.results", f"b{i}", {"seq": i}) for i in range(5)],
+                                           1_700_000_000)
+            verified = (await node.audit.verify()).verified_seq
+            async with store.tx() as tx:
+                await tx.conn.execute(text("UPDATE audit_log SET detail = :d WHERE seq = 2"), {"d": '{"seq":9}'})
+            return verified, (await node.audit.verify()).intact
+        finally:
+            await store.close()
+
+    assert asyncio.run(fill_verify_tamper()) == (5, True)
+    bad = appraise("audit", "verify", "--config", str(config))
+    assert bad.returncode == 1 and "entry 2" in bad.stderr and "altered" in bad.stderr

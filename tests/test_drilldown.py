@@ -44,8 +44,8 @@ class Dishonest:
     async def fetch_frameworks(self, requester: str, cycle: str) -> tuple[list[bytes], bytes]:
         return await self.honest.fetch_frameworks(requester, cycle)
 
-    async def submit_results(self, message: bytes) -> tuple[bool, str]:
-        return await self.honest.submit_results(message)
+    async def submit_results(self, message: bytes, caller: str) -> tuple[bool, str]:
+        return await self.honest.submit_results(message, caller)
 
     async def fetch_bundles(self, requester: str, after_seq: int) -> list[bytes]:
         return await self.honest.fetch_bundles(requester, after_seq)

@@ -147,7 +147,7 @@ def test_results_roll_up_to_the_province(running: tuple[Federation, Client]) -> 
     # The province verified, from each city's message alone, the city's approval of every county bundle
     # it rolled up and each county's approval of every township bundle below.
     taken = client.get("51", "/api/v1/audit", action="accept.results", limit=1000)["entries"]
-    latest = {e["detail"]["node"]: e["detail"] for e in taken}
+    latest = {e["detail"]["node"]: e["detail"] for e in reversed(taken)}  # newest first: the last one wins
     assert latest["5101"]["approved"] == 2 and latest["5101"]["approved_below"] == 4
     assert latest["5107"]["approved"] == 2 and latest["5107"]["approved_below"] == 4
     for code in ("51", "510104"):  # an auditor re-verifies every stored bundle as of its receipt

@@ -4,7 +4,9 @@ services on a real SQLite store holding a real signed cascade."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +85,76 @@ async def test_office_enters_values_and_reads_them_back(gateway: tuple[AsyncTest
                                                                          ("B3", "80", "entered")}
     sync = (await client.get("/api/v1/sync")).json()
     assert sync["results_to_parent"]["pending"] == 1 and sync["gave_up"] == []
-    audit = (await client.get("/api/v1/audit", params={"action": "enter.values"})).json()
+    audit = (await client.get("/api/v1/audit", params={"action": "enter.values"},
+                              headers={TOKEN_HEADER: f"Bearer {token}"})).json()
     assert audit["intact"] and audit["entries"][0]["actor"] == "admin"
     detail = audit["entries"][0]["detail"]  # issue 9 item 14: what was typed, beside what counts
     assert detail["values"] == {"A1": "12.5", "B3": "80"} and detail["as_entered"] == {"A1": "１２.5"}
+
+
+async def test_the_audit_log_is_the_offices_newest_first_page_by_page(
+        gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
+    client, node, token = gateway
+    auth = {TOKEN_HEADER: f"Bearer {token}"}
+    is_problem(await client.get("/api/v1/audit"), 401, "auth.required")
+    is_problem(await client.get("/api/v1/audit", headers={TOKEN_HEADER: "Bearer not-the-token"}), 401, "auth.required")
+    async with node.context.store.tx() as tx:
+        await tx.audit.append_many([("510104", "accept.results", f"b{i}", {"i": i}) for i in range(25)], 1_800_000_000)
+    seen: list[int] = []
+    params: dict[str, Any] = {"action": "accept.results", "limit": 10}
+    while True:
+        page = (await client.get("/api/v1/audit", params=params, headers=auth)).json()
+        assert page["intact"] and len(page["entries"]) <= 10
+        seen += [e["seq"] for e in page["entries"]]
+        if page["next"] is None:
+            break
+        params["before"] = page["next"]
+    assert [int(s) for s in seen] == sorted(seen, reverse=True) and len(seen) == 25
+    newest = (await client.get("/api/v1/audit", params={"limit": 1}, headers=auth)).json()
+    assert newest["entries"][0]["subject"] == "b24" and newest["verified_seq"] == newest["entries"][0]["seq"]
+    is_problem(await client.get("/api/v1/audit", params={"limit": 0}, headers=auth), 400, "request.malformed")
+
+
+async def test_metrics_count_refusals_and_replays_per_sender_in_each_nodes_own_registry(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sync.results_sender import send_bundle
+    from tests.support.receivers import Memory
+    from tests.test_review import me_of
+
+    node, fed = await make_county(tmp_path / "a")
+    other, _ = await make_county(tmp_path / "b")
+    try:
+        async with node.context.store.read() as r:
+            fw_digest = (await r.frameworks.list(role="issued"))[-1].digest
+        mem = Memory()
+        await send_bundle(mem, me_of(fed, "510104017"), cycle="2026", period="2026-Y", framework_digest=fw_digest,
+                          values={"A1": Decimal(5), "B3": Decimal(80)}, child_scores=(), now=int(time.time()))
+        assert (await node.results.submit(mem.queued[0], "510104017"))[0]
+        assert (await node.results.submit(mem.queued[0], "510104017"))[0]  # a replay: taken once, counted
+        for _ in range(3):  # any node's certificate may call SubmitResults: named, and counted
+            assert not (await node.results.submit(b"\xff\xff not a message", "5107"))[0]
+
+        async def samples(n: NodeServices) -> dict[tuple[str, str], float]:
+            async with AsyncTestClient(app=create_app(gateway_services(n))) as client:
+                is_problem(await client.get("/metrics"), 401, "auth.required")
+                r = await client.get("/metrics", headers={TOKEN_HEADER: f"Bearer {n.context.cfg.admin_token}"})
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain"), r.text
+            return {(s.labels["sender"], s.labels["kind"]): s.value for f in text_string_to_metric_families(r.text)
+                    if f.name == "fedappraisal_flagged_messages" for s in f.samples if s.name.endswith("_total")}
+
+        assert await samples(node) == {("grpc:510104017", "replay"): 1, ("grpc:5107", "rejected"): 3}
+        assert await samples(other) == {}  # several nodes in one process: each has its own registry
+        assert node.metrics.registry is not other.metrics.registry
+        async with AsyncTestClient(app=create_app(gateway_services(node))) as client:
+            audit = (await client.get("/api/v1/audit", headers={TOKEN_HEADER: f"Bearer {node.context.cfg.admin_token}"},
+                                      params={"action": "reject.results"})).json()
+        assert {(c["sender"], c["total"], c["pending"]) for c in audit["counters"]} >= {("grpc:5107", 3, 2)}
+        (entry,) = audit["entries"]  # one full entry; the other two wait in the window, counted
+        assert entry["detail"]["sender"] == "grpc:5107" and entry["detail"]["code"] == "results.malformed"
+    finally:
+        await node.context.store.close()
+        await other.context.store.close()
 
 
 async def test_security_headers_on_every_response(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:

@@ -3,6 +3,7 @@ catch-up that gave up recovers, and a node never forwards a drill-down deeper th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from proto.appraisal.v1 import appraisal_pb2 as pb
@@ -22,7 +23,7 @@ class Peer:
         self.fetched.append(requester)
         return [], b""
 
-    async def submit_results(self, message: bytes) -> tuple[bool, str]:
+    async def submit_results(self, message: bytes, caller: str) -> tuple[bool, str]:
         return False, "not here"
 
     async def query(self, request: pb.QueryRequest) -> pb.QueryReply:
@@ -73,3 +74,28 @@ async def test_a_drill_down_descends_no_deeper_than_the_nodes_limit(tmp_path: Pa
             await node.context.store.close()
         assert child.depths == [forwarded], limit
         assert town.code not in reply.partial  # it answered; the other township did not
+
+
+async def test_a_flood_of_submissions_names_the_callers_certificate_in_a_bounded_log(tmp_path: Path) -> None:
+    """SubmitResults takes any node's certificate; each refusal names the caller's, and a flood from
+    one certificate is one audit entry plus a count, not an entry per call."""
+    from nodes.runtime import FederationHandlers
+    from sync.transport.grpc import FederationClient
+
+    node, fed = await make_county(tmp_path)
+    servicer = FederationServicer(FederationHandlers(node), authenticated=True, me="510104")
+    server, port = await start_server("127.0.0.1:0", servicer, tls_of(fed.workdir, "510104"))
+    client = FederationClient(f"127.0.0.1:{port}", tls_of(fed.workdir, "5107"), "510104")  # 绵阳市's certificate
+    try:
+        for _ in range(300):
+            accepted, reason = await client.submit(b"\xff\xff\xff\xff not a message")
+            assert not accepted and "malformed" in reason
+        async with node.context.store.read() as r:
+            entries = await r.audit.entries(action="reject.results")
+            counters = await r.audit.counters()
+    finally:
+        await client.close()
+        await server.stop(grace=0)
+        await node.context.store.close()
+    assert [json.loads(e.detail)["sender"] for e in entries] == ["grpc:5107"]
+    assert [(c.sender, c.code, c.total, c.pending) for c in counters] == [("grpc:5107", "results.malformed", 300, 299)]

@@ -45,7 +45,7 @@ async def report(node: Node, town: Me, mem: Memory, a1: int) -> str:
     before = len(mem.queued)
     await send_bundle(mem, town, cycle="2026", period="2026-Y", framework_digest=fw_digest,
                       values={"A1": Decimal(a1), "B3": Decimal(80)}, child_scores=(), now=int(time.time()))
-    accepted, reason = await node.results.submit(mem.queued[before])
+    accepted, reason = await node.results.submit(mem.queued[before], "510104017")
     assert accepted, reason
     return str(mem.bundles[-1].id)
 

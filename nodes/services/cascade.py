@@ -37,7 +37,7 @@ class CascadeService:
     async def take(self, subject: str | None, data: bytes) -> bool:
         """One cascade message (``subject`` None: it came over gRPC); False: deliver it again later."""
         outcome = await receive_cascade(self.ctx.store, self.ctx.me, data, self.ctx.clock(), self._after_framework,
-                                        subject)
+                                        subject, peer=self.ctx.me.parent or "")  # over gRPC only from the parent called
         self.ctx.log_outcome("framework", outcome)
         return not outcome.retry
 

@@ -1,6 +1,6 @@
 """What the gateway shows, read from the store and the services' state: node identity and
 counts, the honest sync status, frameworks with their links, rankings, values, warnings,
-repeated grades, reviews and the audit log. Nothing here writes."""
+repeated grades and reviews (the audit log: nodes/services/audit_log.py). Nothing here writes."""
 
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ from aggregator.framework import Framework, FrameworkRef
 from aggregator.grading import repeated_grade_flags
 from aggregator.numbers import parse_decimal
 from aggregator.progress import warn
-from nodes.audit import AuditBreak
 from nodes.repositories.scores import ScoreRecord
 from nodes.services import versions
 from nodes.services.context import NodeContext, check_period, framework_of
 from nodes.services.reports import RESEND_EVERY, ReportService
 from nodes.services.trust import ParentWatch
 from nodes.services.versions import Version, label
-from sync.ports import AuditRecord, BundleHeader, FrameworkRecord, ResultRecord
+from sync.ports import BundleHeader, FrameworkRecord, ResultRecord
 from sync.reports import Ref
 
 REVIEW_STATUSES = ("pending", "returned", "accepted", "rejected")
@@ -147,10 +146,6 @@ class ReadModels:
     async def reviews(self, status: str, limit: int) -> list[BundleHeader]:
         async with self.ctx.store.read() as r:
             return await r.bundles.by_status(status, limit=limit)
-
-    async def audit(self, action: str | None, limit: int) -> tuple[list[AuditRecord], AuditBreak | None]:
-        async with self.ctx.store.read() as r:
-            return await r.audit.entries(limit=limit, action=action), await r.audit.verify()
 
     async def sync_status(self) -> dict[str, Any]:
         """What was sent, what JetStream acknowledged, what waits, and the last error — per direction.

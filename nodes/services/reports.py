@@ -22,6 +22,8 @@ from collections.abc import Callable
 from aggregator.errors import AppraisalError
 from nodes.services.context import NodeContext, framework_of
 from sync.envelope import code_of
+from sync.ports import Occurrence
+from sync.refusals import from_grpc, record, record_alone
 from sync.reports import DescendantState, Ref, Refusal, cascade_states, content_key, make_report, verify_report
 from sync.transport.grpc import FederationClient
 
@@ -119,18 +121,19 @@ class ReportService:
         try:
             reports, dropped = verify_report(ctx.me, data, now, caller)
         except (AppraisalError, ValueError, ArithmeticError) as exc:
-            async with ctx.store.tx() as tx:
-                await tx.audit.append(ctx.me.code, "reject.report", caller or "",
-                                      {"reason": str(exc)[:300], "code": code_of(exc, "report.unchecked"),
-                                       "caller": caller or "", "bytes": len(data)}, now)
+            code = code_of(exc, "report.unchecked")  # counted per sender, like every refusal (sync/refusals.py)
+            await record_alone(ctx.store, ctx.me, [Occurrence(
+                ctx.me.code, "reject.report", caller or "", from_grpc(caller or ""), code,
+                {"reason": str(exc)[:300], "code": code, "caller": caller or "", "bytes": len(data)})], now)
             return False, str(exc)
         async with ctx.store.tx() as tx:
             kept = await tx.reports.put_newer(reports, now)
             held = await tx.bundles.last(reports[0].node)
             if dropped:
-                await tx.audit.append(ctx.me.code, "reject.report", reports[0].node,
-                                      {"reason": "; ".join(dropped)[:500], "code": "report.descendant_dropped",
-                                       "caller": caller or "", "dropped": len(dropped)}, now)
+                await record(tx, ctx.me, [Occurrence(
+                    ctx.me.code, "reject.report", reports[0].node, from_grpc(caller or ""), "report.descendant_dropped",
+                    {"reason": "; ".join(dropped)[:500], "code": "report.descendant_dropped", "caller": caller or "",
+                     "dropped": len(dropped)})], now)
         if kept:
             ctx.wakeups.report.set()  # our own report now carries news from below
         if reports[0].bundle_seq > (held.seq if held is not None else 0):

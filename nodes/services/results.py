@@ -82,9 +82,11 @@ class ResultsService:
         return await bundles_for_parent(self.ctx.store, self.ctx.me, requester, after_seq,
                                         self.ctx.limits.pull_reply_bytes)
 
-    async def submit(self, data: bytes) -> tuple[bool, str]:
-        """gRPC SubmitResults: one bundle handed in directly."""
+    async def submit(self, data: bytes, caller: str) -> tuple[bool, str]:
+        """gRPC SubmitResults: one bundle handed in directly by ``caller`` (its TLS certificate's node
+        code; without TLS its host), who is named if it is refused."""
         ctx = self.ctx
-        outcome = await receive_results(ctx.store, ctx.me, data, ctx.clock(), self.after_results, None, hold=self.hold)
+        outcome = await receive_results(ctx.store, ctx.me, data, ctx.clock(), self.after_results, None, hold=self.hold,
+                                        peer=caller)
         ctx.log_outcome("results", outcome)
         return outcome.accepted, outcome.reason

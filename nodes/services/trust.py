@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from aggregator.errors import AppraisalError
 from nodes.services.context import NodeContext
+from sync.refusals import from_grpc, from_nats
 from sync.retry import GaveUp, RetryPolicy
 from sync.trust_updates import Pulse, heartbeat_update, receive_trust_update, revoke
 
@@ -87,8 +88,10 @@ class ParentWatch:
         """``catch_up`` False: the update came with a gRPC catch-up reply and may be older than
         the last one from NATS; that is not a replay, so keep whichever is newer."""
         try:
-            pulse, installed = await receive_trust_update(self.ctx.store, self.ctx.me, data, self.ctx.clock(),
-                                                          self.pulse if catch_up else None)
+            me = self.ctx.me
+            sender = from_nats("hb." + ".".join(me.path[:-1])) if catch_up else from_grpc(me.parent or "")
+            pulse, installed = await receive_trust_update(self.ctx.store, me, data, self.ctx.clock(),
+                                                          self.pulse if catch_up else None, sender)
         except (AppraisalError, ValueError) as exc:
             self.pulse_error = str(exc)[:300]
             log.warning("rejected heartbeat: %s", exc)

@@ -26,7 +26,8 @@ class Federation(Protocol):
     async def fetch_frameworks(self, requester: str, cycle: str) -> tuple[list[bytes], bytes]:
         """The cascade messages addressed to ``requester``, and this node's trust update."""
 
-    async def submit_results(self, message: bytes) -> tuple[bool, str]: ...
+    async def submit_results(self, message: bytes, caller: str) -> tuple[bool, str]:
+        """``caller``: the node code of the caller's TLS certificate (without TLS, its host)."""
     async def query(self, request: pb.QueryRequest) -> pb.QueryReply: ...
     async def fetch_bundles(self, requester: str, after_seq: int) -> list[bytes]: ...
     async def report(self, message: bytes, caller: str | None) -> tuple[bool, str]:
@@ -69,6 +70,13 @@ class FederationServicer(pb_grpc.FederationServicer):
         self._me = me  # this node's code: with TLS, only its ancestors may query it
         self._query_limit = query_limit or RateLimit(rate=20, burst=40)
 
+    def _caller(self, context: Context) -> str:
+        """Who is calling: with mutual TLS the certificate's node code; without it only the host (the
+        port would make every new connection a new caller)."""
+        if self._authenticated:
+            return peer_code(context.auth_context()) or ""
+        return context.peer().rsplit(":", 1)[0]
+
     async def _as(self, context: Context, requester: str) -> None:
         """With mutual TLS, a node asks only for itself."""
         if not self._authenticated:
@@ -88,20 +96,17 @@ class FederationServicer(pb_grpc.FederationServicer):
     async def SubmitResults(  # noqa: N802
         self, request: pb.SubmitResultsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.SubmitResultsReply:
-        ok, reason = await self._node.submit_results(request.message)
+        ok, reason = await self._node.submit_results(request.message, self._caller(context))
         return pb.SubmitResultsReply(accepted=ok, reason=reason)
 
     async def Query(  # noqa: N802
         self, request: pb.QueryRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.QueryReply:
-        if self._authenticated:
-            caller = peer_code(context.auth_context()) or ""
-            if not (self._me and self._me.startswith(caller) and caller != self._me):
-                # Drill-down goes from a level to its own subtree: only this node's ancestors ask.
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                    f"{caller[:12]} 不是本节点的上级，不能查询 (only an ancestor may query this node)")
-        else:
-            caller = context.peer().rsplit(":", 1)[0]  # the host, not the port: a new connection is no new budget
+        caller = self._caller(context)
+        if self._authenticated and not (self._me and self._me.startswith(caller) and caller != self._me):
+            # Drill-down goes from a level to its own subtree: only this node's ancestors ask.
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"{caller[:12]} 不是本节点的上级，不能查询 (only an ancestor may query this node)")
         if not self._query_limit.allow(caller):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "查询过于频繁，请稍后再试 (query rate limit exceeded)")
         return await self._node.query(request)

@@ -100,7 +100,7 @@ class Rig:
                 await tx.outbox.mark_sent(o.id, int(time.time()))
         assert bundles, "the county rolled up and signed its bundle"
         for o in bundles:
-            ok, reason = await self.city.results.submit(o.payload)
+            ok, reason = await self.city.results.submit(o.payload, county.context.me.code)
             assert ok, reason
 
     @contextlib.asynccontextmanager

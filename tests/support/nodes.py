@@ -42,16 +42,17 @@ indicators:
 
 
 async def make_county(tmp_path: Path, province: str = PROVINCE, *, store_url: str | None = None,
-                      **config: object) -> tuple[Node, Federation]:
+                      store: Store | None = None, **config: object) -> tuple[Node, Federation]:
     """锦江区's node on the demo keys, holding 成都市's framework (``config``: extra node.yaml settings;
-    ``store_url``: its store, else a SQLite file under ``tmp_path``)."""
-    node, fed = await county_node(tmp_path, store_url=store_url, **config)
+    ``store_url``: its store, else a SQLite file under ``tmp_path``; or ``store``, one already open)."""
+    node, fed = await county_node(tmp_path, store_url=store_url, store=store, **config)
     message, _ = city_cascade(fed, tmp_path, province)
     await node.cascade.take(None, message)
     return node, fed
 
 
-async def county_node(tmp_path: Path, *, store_url: str | None = None, **config: object) -> tuple[Node, Federation]:
+async def county_node(tmp_path: Path, *, store_url: str | None = None, store: Store | None = None,
+                      **config: object) -> tuple[Node, Federation]:
     """锦江区's node on the demo keys, holding nothing yet."""
     fed = Federation(tmp_path / "fed", load_topology())
     fed.prepare()
@@ -63,7 +64,7 @@ async def county_node(tmp_path: Path, *, store_url: str | None = None, **config:
         data.update(config)
         path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     node = build_services(load_config(path),
-                          await Store.open(store_url or f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
+                          store or await Store.open(store_url or f"sqlite+aiosqlite:///{tmp_path / 'county.db'}"))
     return node, fed
 
 
