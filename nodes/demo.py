@@ -277,7 +277,7 @@ class Demo:
         async def states() -> dict[str, Any]:
             return {d["node"]: d for d in (await self.get(prov.code, "/api/v1/sync"))["descendants"]}
 
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # reports go up within a heartbeat or two; a loaded machine is slower
         seen = await states()
         while (len(seen) < below or any(d["state"] != "current" for d in seen.values())) and time.monotonic() < deadline:
             await asyncio.sleep(0.5)

@@ -142,6 +142,7 @@ class NodeContext:
     def log_outcome(self, what: str, outcome: Outcome) -> None:
         if outcome.accepted and not outcome.duplicate:
             self.wakeups.outbox.set()  # after the commit, so the relay sees the new outbox rows
+            self.wakeups.report.set()  # and the parent hears at once what this node now holds
         if outcome.retry:
             log.info("%s not yet: %s", what, outcome.reason)
         elif not outcome.accepted:

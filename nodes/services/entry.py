@@ -54,6 +54,7 @@ class EntryService:
             bundle_id = await send_bundle(tx, ctx.me, cycle=cycle, period=period, framework_digest=row.digest,
                                           values=values, child_scores=(), now=now)
         ctx.wakeups.outbox.set()
+        ctx.wakeups.report.set()  # the report names the bundle just signed: one lost on the way is pulled
         return bundle_id
 
     async def enter_assessment(self, cycle: str, period: str, unit: str, body: Mapping[str, Any], actor: str) -> None:
