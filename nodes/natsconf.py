@@ -8,10 +8,10 @@ reply subject the requester named, and it publishes that answer itself, so the r
 permissions never apply to it; nor does nats-server (2.15) require the reply subject to be one the
 requester may subscribe to. In one shared account, a node that may send ``$JS.API.STREAM.INFO.FA_CASCADE``
 could name ``casc.51`` or ``hb.51.5101`` as the reply and have the server write the answer into the
-province's cascade or a city's heartbeat (tests/test_nats_replies.py shows it against the configuration
-this module rendered before). Across an account boundary the server rewrites the reply of every imported
-request to a one-off ``_R_`` subject in the exporting account, and delivers the answer back into the
-requester's own account under the reply it named. So whatever a node names as a reply, the answer lands
+province's cascade or a city's heartbeat (as the same requests from inside FEDERATION still do: the
+control in tests/test_nats_replies.py). Across an account boundary the server rewrites the reply of
+every imported request to a one-off ``_R_`` subject in the exporting account, and delivers the answer
+back into the requester's own account under the reply it named. So whatever a node names as a reply, the answer lands
 in its own account, where the only ways out are the node's own imports: its own ``res.``/``casc.``
 subjects (a stream message it could have published anyway, under its own subject and the stream's
 limits) and its own heartbeat. That holds for every API subject at once, because it does not depend on
