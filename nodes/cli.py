@@ -306,27 +306,33 @@ def deploy_nats_config(
     host: Annotated[str, typer.Option(help="节点连接 NATS 所用的主机名")] = "nats.example",
     port: int = 4222,
     store_dir: str = "/var/lib/nats/jetstream",
+    streams: Annotated[Path | None, typer.Option(help="流计划与运维地址（默认：与 --credentials 同目录的 streams.json）")] = None,
 ) -> None:
-    """生成 NATS 服务器配置：每个节点一个用户，只能发布自己的主题、只能用自己的消费者
-    (server config with one user per node, allowed only its own subjects and consumers)."""
+    """生成 NATS 服务器配置：每个节点一个账户，只能发布自己的主题、只能用自己的消费者；流由运维用
+    appraise deploy nats-streams --server single 创建 (server config with one account per node, allowed only
+    its own subjects and consumers; the operator creates the streams)."""
     import json
     import os
     import secrets
 
-    from nodes.natsconf import render
+    from nodes.natsconf import render, single_stream_plan
 
-    for path in (out, credentials):
+    streams = streams or credentials.with_name("streams.json")
+    for path in (out, credentials, streams):
         if path.exists():
             raise fail(f"{path} 已存在，不覆盖 (exists; not overwritten)")
     access = _topology_access(topology)
     passwords = {a.code: secrets.token_urlsafe(18) for a in access}
-    out.write_text(render(access, passwords, secrets.token_urlsafe(18), listen=f"0.0.0.0:{port}",
-                          store_dir=store_dir), encoding="utf-8")
+    operator = secrets.token_urlsafe(18)
+    out.write_text(render(access, passwords, operator, listen=f"0.0.0.0:{port}", store_dir=store_dir), encoding="utf-8")
     creds = {code: f"nats://node-{code}:{pw}@{host}:{port}" for code, pw in passwords.items()}
     credentials.write_text(json.dumps(creds, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    for path in (out, credentials):
+    plan = {"single": {"operator_url": f"nats://operator:{operator}@{host}:{port}", "streams": single_stream_plan()}}
+    streams.write_text(json.dumps(plan, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    for path in (out, credentials, streams):
         os.chmod(path, 0o600)
-    typer.echo(f"已生成 {len(access)} 个节点的 NATS 配置 (config for {len(access)} nodes): {out}; 各节点地址: {credentials}")
+    typer.echo(f"已生成 {len(access)} 个节点的 NATS 配置 (config for {len(access)} nodes): {out}; 各节点地址: {credentials}; "
+               f"启动后用 appraise deploy nats-streams --plan {streams} --server single 创建流 (then create the streams)")
 
 
 @deploy_app.command("nats-hierarchy")
@@ -378,11 +384,12 @@ def deploy_nats_hierarchy(
 
 @deploy_app.command("nats-streams")
 def deploy_nats_streams(
-    plan: Annotated[Path, typer.Option(help="appraise deploy nats-hierarchy 生成的 streams.json")],
-    server: Annotated[str, typer.Option(help="hub 或市代码")],
+    plan: Annotated[Path, typer.Option(help="appraise deploy nats-config 或 nats-hierarchy 生成的 streams.json")],
+    server: Annotated[str, typer.Option(help="single（单台服务器）、hub 或市代码")],
     url: Annotated[str | None, typer.Option(help="运维连接地址（默认取 streams.json 中的）")] = None,
 ) -> None:
-    """在一台分级 NATS 服务器上创建其所需的流 (create the streams one server of the hierarchy needs)."""
+    """在一台 NATS 服务器上创建其所需的流（带限额），或把已有的流更新到限额而不丢消息
+    (create the streams one server needs, with their limits, or update existing ones without losing a message)."""
     import json
 
     from sync.transport.nats import create_streams

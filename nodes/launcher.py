@@ -24,9 +24,10 @@ from typing import Any
 
 import yaml
 
-from nodes.natsconf import NodeAccess, ServerPlan, plan_hierarchy, render, render_server, stream_plan
+from nodes.natsconf import NodeAccess, ServerPlan, plan_hierarchy, render, render_server, single_stream_plan, stream_plan
 from sync import keys
 from sync.codec import write_chain
+from sync.transport.nats import create_streams
 from sync.transport.tls import create_ca, issue_node_cert
 from sync.trust import issue_certificate
 
@@ -145,6 +146,9 @@ class NatsServer:
             self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
                                          start_new_session=True)
         wait_port(self.port, 15, self.proc)
+        # The operator makes the streams (with their limits) before any node connects: a node may not.
+        # On a restart this updates streams left by an older version, keeping their messages.
+        asyncio.run(create_streams(self.url, single_stream_plan()))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         stop_process(self.proc, sig)
@@ -192,8 +196,6 @@ class NatsHierarchy:
         self.server_of = {n.code: plan.name for plan in self.plans for n in plan.nodes}
 
     def start(self) -> None:
-        from sync.transport.nats import create_streams
-
         for plan in self.plans:  # the hub first: leaf servers dial it
             d = self.workdir / "nats" / plan.name
             d.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,34 @@
-"""NATS server configuration for a federation: one user per node, allowed to publish only its own
-subjects and to consume only through its own durable consumers with their fixed filters
-(docs/design.md rule 12). The application still checks that a signer owns its subject; this makes the
-server refuse the forgery before any node sees it.
+"""NATS server configuration for a federation: every node is a user in an account of its own, and
+the streams live in one account, ``FEDERATION``, that no node is a member of (docs/design.md §4.5,
+rule 12). The application still checks that a signer owns its subject; this makes the server refuse
+the forgery before any node sees it.
+
+Why accounts and not only user permissions. The JetStream server answers an API request on whatever
+reply subject the requester named, and it publishes that answer itself, so the requester's publish
+permissions never apply to it; nor does nats-server (2.15) require the reply subject to be one the
+requester may subscribe to. In one shared account, a node that may send ``$JS.API.STREAM.INFO.FA_CASCADE``
+could name ``casc.51`` or ``hb.51.5101`` as the reply and have the server write the answer into the
+province's cascade or a city's heartbeat (as the same requests from inside FEDERATION still do: the
+control in tests/test_nats_replies.py). Across an account boundary the server rewrites the reply of
+every imported request to a one-off ``_R_`` subject in the exporting account, and delivers the answer
+back into the requester's own account under the reply it named. So whatever a node names as a reply, the answer lands
+in its own account, where the only ways out are the node's own imports: its own ``res.``/``casc.``
+subjects (a stream message it could have published anyway, under its own subject and the stream's
+limits) and its own heartbeat. That holds for every API subject at once, because it does not depend on
+which API subject was asked.
+
+What each node account imports from ``FEDERATION`` is exactly what the node may do there, one subject
+each: publish (with JetStream's acknowledgement) its own subjects, read the two streams' info, create,
+read and pull from its own durable consumers with their fixed filters, and acknowledge their messages.
+``FEDERATION`` exports only those kinds of subjects, and only to the node accounts of its server. A
+heartbeat is core NATS: the parent's account exports ``hb.<path>`` as a stream to its children's accounts
+(on a hierarchy's hub, to ``FEDERATION``, whose leaf connections carry it to the cities' servers). The
+node accounts have no JetStream of their own, so a node cannot make streams where no limit applies.
+
+Each user's own permissions repeat the same lists, so a node that tries anything else gets a
+permissions violation rather than silence. Streams are created and updated by the operator
+(``appraise deploy nats-streams``; the demo's launcher), never by a node: their limits
+(``sync.limits``) are only worth something if no node can choose them.
 """
 
 from __future__ import annotations
@@ -11,7 +38,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sync.limits import DEFAULT_LIMITS, Limits
+from sync.transport.nats import stream_limits
+
 STREAMS = ("FA_CASCADE", "FA_RESULTS")
+JS_ACCOUNT = "FEDERATION"  # the streams' account: operators and leaf connections, never a node
 
 
 @dataclass(frozen=True)
@@ -27,9 +58,14 @@ def inbox_prefix(code: str) -> str:
     return f"_INBOX.{code}"
 
 
+def node_account(code: str) -> str:
+    return f"NODE_{code}"
+
+
 def permissions(n: NodeAccess) -> dict[str, dict[str, list[str]]]:
+    """What node ``n``'s user may publish and subscribe to; its account imports the same (``_account``)."""
     p = ".".join(n.path)
-    pub = [f"$JS.API.STREAM.INFO.{s}" for s in STREAMS] + [f"$JS.API.STREAM.CREATE.{s}" for s in STREAMS]
+    pub = [f"$JS.API.STREAM.INFO.{s}" for s in STREAMS]
     pub.append("$JS.API.INFO")
     sub = [f"{inbox_prefix(n.code)}.>"]  # its own replies and pull deliveries, nobody else's
     if n.has_parent:  # its results go up; it reads what its parent cascades and its parent's heartbeat
@@ -51,18 +87,69 @@ def _consumer(stream: str, durable: str, filter_subject: str) -> list[str]:
             f"{api}.INFO.{stream}.{durable}", f"{api}.MSG.NEXT.{stream}.{durable}", f"$JS.ACK.{stream}.{durable}.>"]
 
 
+# What FEDERATION offers the node accounts of its server; each account imports only its own subjects of
+# these. Pull deliveries are many answers to one request, so MSG.NEXT answers as a stream.
+_SERVICES = ("$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.INFO.>",
+             "$JS.ACK.>", "casc.>", "res.>")
+_PULL = "$JS.API.CONSUMER.MSG.NEXT.>"
+
+
+def accounts(nodes: Sequence[NodeAccess], passwords: Mapping[str, str],
+             federation_users: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``accounts`` block of one server: ``FEDERATION`` (JetStream, ``federation_users``) and one
+    account per node of ``nodes`` (the nodes that connect to this server)."""
+    here = {n.code for n in nodes}
+    members = [node_account(n.code) for n in nodes]
+    exports: list[dict[str, Any]] = [{"service": s, "accounts": members} for s in _SERVICES]
+    exports += [{"service": _PULL, "response_type": "stream", "accounts": members},
+                {"stream": "hb.>", "accounts": members}]
+    federation: dict[str, Any] = {"jetstream": "enabled", "users": federation_users, "exports": exports}
+    out: dict[str, Any] = {JS_ACCOUNT: federation}
+    for n in nodes:
+        out[node_account(n.code)] = _account(n, nodes, here, passwords[n.code], federation)
+    return out
+
+
+def _account(n: NodeAccess, nodes: Sequence[NodeAccess], here: set[str], password: str,
+             federation: dict[str, Any]) -> dict[str, Any]:
+    perms = permissions(n)
+    own_hb = "hb." + ".".join(n.path)
+    imports: list[dict[str, Any]] = [{"service": {"account": JS_ACCOUNT, "subject": s}}
+                                     for s in perms["publish"]["allow"] if s != own_hb]
+    account: dict[str, Any] = {"users": [{"user": f"node-{n.code}", "password": password, "permissions": perms}],
+                               "imports": imports}
+    if n.has_parent:
+        # From the parent's account when it is on this server; else it came over the leaf connection
+        # into FEDERATION. (A stream import is not passed on by a second one, so there is no relay.)
+        parent = n.path[-2]
+        source = node_account(parent) if parent in here else JS_ACCOUNT
+        imports.append({"stream": {"account": source, "subject": "hb." + ".".join(n.path[:-1])}})
+    if n.has_children:
+        children = [node_account(c.code) for c in nodes if c.path[:-1] == n.path]
+        if not children:  # its children are on other servers: into FEDERATION, over the leaf connections
+            children = [JS_ACCOUNT]
+            federation.setdefault("imports", []).append({"stream": {"account": node_account(n.code), "subject": own_hb}})
+        account["exports"] = [{"stream": own_hb, "accounts": children}]
+    return account
+
+
 def render(nodes: Sequence[NodeAccess], passwords: Mapping[str, str], admin_password: str, *, listen: str,
            store_dir: str, server_name: str = "fedappraisal") -> str:
     """A nats-server configuration (JSON is valid NATS configuration syntax)."""
-    users = [{"user": f"node-{n.code}", "password": passwords[n.code], "permissions": permissions(n)} for n in nodes]
-    users.append({"user": "operator", "password": admin_password})  # operators and tests: unrestricted
     conf = {
         "listen": listen, "server_name": server_name, "max_payload": 8 * 1024 * 1024,
         # sync_interval always: acknowledged writes must survive a crash (rule 14)
         "jetstream": {"store_dir": store_dir, "sync_interval": "always"},
-        "accounts": {"FEDERATION": {"jetstream": "enabled", "users": users}},
+        # operators and tests: unrestricted, in the streams' account
+        "accounts": accounts(nodes, passwords, [{"user": "operator", "password": admin_password}]),
     }
     return json.dumps(conf, ensure_ascii=False, indent=2) + "\n"
+
+
+def single_stream_plan(limits: Limits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
+    """The streams of a single server (``render``): every subject of each kind, with the limits."""
+    return [{"name": "FA_CASCADE", "subjects": ["casc.>"], **stream_limits(limits)},
+            {"name": "FA_RESULTS", "subjects": ["res.>"], **stream_limits(limits)}]
 
 
 # --------------------------------------------------------------------------- a hierarchy of servers
@@ -126,9 +213,7 @@ def render_server(plan: ServerPlan, cities: Sequence[str], passwords: Mapping[st
                   restrict_leaves: bool = True) -> str:
     """One server's configuration. ``restrict_leaves`` False: the plain leaf-node set-up, only for
     the test that shows why the restriction is needed."""
-    users: list[dict[str, Any]] = [{"user": f"node-{n.code}", "password": passwords[n.code], "permissions": permissions(n)}
-                                   for n in plan.nodes]
-    users.append({"user": "operator", "password": admin_password})  # this server's operator: unrestricted
+    users: list[dict[str, Any]] = [{"user": "operator", "password": admin_password}]  # this server's operator
     conf: dict[str, Any] = {
         "listen": plan.listen, "server_name": f"fedappraisal-{plan.name}", "max_payload": 8 * 1024 * 1024,
         "jetstream": {"store_dir": store_dir, "sync_interval": "always", "domain": plan.domain},
@@ -138,24 +223,26 @@ def render_server(plan: ServerPlan, cities: Sequence[str], passwords: Mapping[st
                    **({"permissions": leaf_permissions()} if restrict_leaves else {})} for c in cities]
         conf["leafnodes"] = {"listen": plan.leaf_listen}
     else:
-        conf["leafnodes"] = {"remotes": [{"url": plan.hub_leaf_url, "account": "FEDERATION"}]}
-    conf["accounts"] = {"FEDERATION": {"jetstream": "enabled", "users": users}}
+        conf["leafnodes"] = {"remotes": [{"url": plan.hub_leaf_url, "account": JS_ACCOUNT}]}
+    conf["accounts"] = accounts(plan.nodes, passwords, users)
     return json.dumps(conf, ensure_ascii=False, indent=2) + "\n"
 
 
-def stream_plan(plan: ServerPlan, province: str, cities: Sequence[str]) -> list[dict[str, Any]]:
-    """The streams an operator creates on one server (nats-py StreamConfig fields)."""
+def stream_plan(plan: ServerPlan, province: str, cities: Sequence[str],
+                limits: Limits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
+    """The streams an operator creates on one server (nats-py StreamConfig fields), each with the limits."""
+    bounds = stream_limits(limits)
     if plan.domain == HUB_DOMAIN:
         return [
-            {"name": "FA_CASCADE", "subjects": [f"casc.{province}"]},
-            {"name": "FA_RESULTS", "subjects": [],
+            {"name": "FA_CASCADE", "subjects": [f"casc.{province}"], **bounds},
+            {"name": "FA_RESULTS", "subjects": [], **bounds,
              "sources": [{"name": "FA_RESULTS", "filter_subject": f"res.{province}.{c}",
                           "external": {"api": f"$JS.{city_domain(c)}.API"}} for c in cities]},
         ]
     c = plan.name
     return [
-        {"name": "FA_CASCADE", "subjects": [f"casc.{province}.{c}", f"casc.{province}.{c}.>"],
+        {"name": "FA_CASCADE", "subjects": [f"casc.{province}.{c}", f"casc.{province}.{c}.>"], **bounds,
          "sources": [{"name": "FA_CASCADE", "filter_subject": f"casc.{province}",
                       "external": {"api": f"$JS.{HUB_DOMAIN}.API"}}]},
-        {"name": "FA_RESULTS", "subjects": [f"res.{province}.{c}", f"res.{province}.{c}.>"]},
+        {"name": "FA_RESULTS", "subjects": [f"res.{province}.{c}", f"res.{province}.{c}.>"], **bounds},
     ]

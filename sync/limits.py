@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
+DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,25 @@ class Limits:
     audit_repeat_seconds: int = 300
     """Identical refusals (same sender, action and code) in this window are one full audit entry
     plus one summary entry with their count (sync/refusals.py), not one entry each."""
+
+    # --- the JetStream streams FA_CASCADE and FA_RESULTS, on each server. They apply where streams are
+    # made: by the operator (``appraise deploy nats-streams``, from ``nodes.natsconf`` plans), the demo's
+    # launcher, or a node on a server where it may create streams (tests). A full stream refuses new
+    # messages (discard new, per subject too): the sender's outbox keeps the row pending and says why,
+    # so nothing a parent has not yet consumed is ever dropped to make room.
+    stream_max_bytes: int = 1 * GiB
+    """Bytes one stream may hold; both streams together bound what the nodes can put on a server's
+    disk (JetStream reserves this much when the stream is created)."""
+    stream_max_msgs: int = 1_000_000
+    """Messages one stream may hold."""
+    stream_max_msgs_per_subject: int = 10_000
+    """Messages one subject may hold, i.e. one node's cascades or one node's results: a node flooding its
+    own subject is refused after this many, and the other subjects go on. (NATS has no per-subject byte
+    limit: a node sending the largest messages is bounded by ``stream_max_bytes`` only.)"""
+    stream_max_age_seconds: int = 90 * DAY
+    """Age at which a stored message is removed, consumed or not. Consumed messages are kept until then
+    (limits retention), so this is what frees room; one that a parent missed for longer is recovered over
+    gRPC (catch-up for frameworks, gap repair for bundles, docs/design.md §3.3)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

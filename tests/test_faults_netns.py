@@ -26,7 +26,6 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from nats.js.api import StorageType, StreamConfig
 
 from nodes.launcher import DATA, Federation, load_topology
 from tests.support.federation import CYCLE, PERIOD, Client, healthy, start_all, wait_until
@@ -98,11 +97,12 @@ def namespace() -> Iterator[Namespace]:
 
 
 async def _streams_with_short_window(url: str) -> None:
+    """The operator's streams (made by start_nats, with their limits), de-duplicating for WINDOW only."""
     nc = await nats.connect(url)
     js = nc.jetstream()
-    for name, subject in (("FA_CASCADE", "casc.>"), ("FA_RESULTS", "res.>")):
-        await js.add_stream(StreamConfig(name=name, subjects=[subject], storage=StorageType.FILE,
-                                         duplicate_window=WINDOW))
+    for name in ("FA_CASCADE", "FA_RESULTS"):
+        config = (await js.stream_info(name)).config
+        await js.update_stream(config.evolve(duplicate_window=WINDOW))
     await nc.close()
 
 

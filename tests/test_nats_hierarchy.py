@@ -20,7 +20,8 @@ import nats
 import pytest
 
 from nodes.launcher import NatsHierarchy, load_topology, nats_server_binary
-from nodes.natsconf import NodeAccess, inbox_prefix
+from nodes.natsconf import NodeAccess, inbox_prefix, permissions
+from tests.support.natsservers import topology_access
 
 pytestmark = pytest.mark.slow
 
@@ -187,3 +188,28 @@ def test_a_node_cannot_read_another_nodes_replies_or_widen_its_consumer(restrict
     errors = asyncio.run(attempt())
     assert any("permissions violation" in e and "_inbox.5101" in e for e in errors), errors
     assert any("permissions violation" in e and "durable.create" in e for e in errors), errors
+
+
+def test_a_node_on_a_city_server_cannot_land_api_replies_elsewhere(restricted: NatsHierarchy) -> None:
+    """Issue 9 item 4 on a hierarchy: 锦江区, on 成都市's server, names another node's subject as the reply of
+    each request it may send (tests/test_nats_replies.py for the single server); nothing lands there."""
+    me = next(a for a in topology_access() if a.code == "510104")
+    requests = [s.replace(".>", ".1.1.1.1.0") for s in permissions(me)["publish"]["allow"] if not s.startswith("hb.")]
+    victims = ("casc.51.5101", "res.51.5101.510105", "res.51.5101")  # 成都市's cascade, 青羊区's and 成都市's results
+
+    async def attack() -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+        before = {s: await stored(restricted.operator_url(s)) for s in ("hub", "5101")}
+        nc = await nats.connect(restricted.url_for("510104"), inbox_prefix=inbox_prefix("510104"))
+        for subject in requests:
+            for reply in victims:
+                await nc.publish(subject, b"{}", reply=reply)
+        await nc.flush()
+        await asyncio.sleep(1.5)  # time to travel to the hub, had anything landed
+        await nc.close()
+        return before, {s: await stored(restricted.operator_url(s)) for s in ("hub", "5101")}
+
+    before, after = asyncio.run(attack())
+    for server in ("hub", "5101"):
+        for stream in ("FA_CASCADE", "FA_RESULTS"):
+            for subject in victims:
+                assert after[server][stream].get(subject, 0) == before[server][stream].get(subject, 0), (server, subject)

@@ -1,18 +1,34 @@
-"""NATS JetStream transport: streams, publishing with message ids, durable pull consumers."""
+"""NATS JetStream transport: streams and their limits, publishing with message ids, durable pull consumers.
+
+Streams are the operator's: ``create_streams`` makes or updates them from a plan (``nodes.natsconf``),
+always with the limits of ``sync.limits`` (``stream_limits``). A node only checks that they are there
+(``NatsTransport.ensure_streams``); its account may not create or change a stream (docs/design.md §4.5).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, ExternalStream, PubAck, StorageType, StreamConfig, StreamSource
-from nats.js.errors import BadRequestError, FetchTimeoutError
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    ExternalStream,
+    PubAck,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+)
+from nats.js.client import JetStreamContext
+from nats.js.errors import BadRequestError, FetchTimeoutError, NotFoundError, ServiceUnavailableError
 
 from aggregator.errors import TransportFailure
 from sync.limits import DEFAULT_LIMITS, Limits
@@ -33,23 +49,87 @@ GiveUp = Callable[[str, bytes, str], Awaitable[None]]
 BATCH = DEFAULT_LIMITS.fetch_batch
 
 
-async def create_streams(url: str, streams: list[dict[str, Any]]) -> None:
-    """An operator creates (or updates) the streams one server of a hierarchy needs (nodes.natsconf.stream_plan)."""
+DUPLICATE_WINDOW = 120.0  # seconds; the server wants it no longer than max_age
+LIMIT_FIELDS = ("max_msgs", "max_bytes", "max_age", "max_msgs_per_subject", "discard", "discard_new_per_subject")
+
+
+def stream_limits(limits: Limits) -> dict[str, Any]:
+    """The limits every stream is made with (StreamConfig fields; ``max_age`` in seconds).
+
+    Discard new, per subject too: a full stream or subject refuses the publish, so the sender's outbox
+    keeps the row pending (and says why) instead of the stream dropping an older message that a parent
+    may not have consumed yet."""
+    return {"max_msgs": limits.stream_max_msgs, "max_bytes": limits.stream_max_bytes,
+            "max_age": float(limits.stream_max_age_seconds), "max_msgs_per_subject": limits.stream_max_msgs_per_subject,
+            "discard": DiscardPolicy.NEW.value, "discard_new_per_subject": True}
+
+
+def stream_config(spec: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> StreamConfig:
+    """One stream of a plan (nodes.natsconf); a limit the plan does not state (a plan written by an
+    older version states none) is taken from ``limits``."""
+    bounds = {**stream_limits(limits), **{k: spec[k] for k in LIMIT_FIELDS if k in spec}}
+    sources = [StreamSource(name=s["name"], filter_subject=s.get("filter_subject"),
+                            external=ExternalStream(api=s["external"]["api"]) if "external" in s else None)
+               for s in spec.get("sources", [])]
+    max_age = float(bounds["max_age"])
+    return StreamConfig(name=spec["name"], subjects=list(spec.get("subjects", [])), sources=sources or None,
+                        storage=StorageType.FILE, duplicate_window=min(DUPLICATE_WINDOW, max_age or DUPLICATE_WINDOW),
+                        max_msgs=int(bounds["max_msgs"]), max_bytes=int(bounds["max_bytes"]), max_age=max_age,
+                        max_msgs_per_subject=int(bounds["max_msgs_per_subject"]),
+                        discard=DiscardPolicy(bounds["discard"]),
+                        discard_new_per_subject=bool(bounds["discard_new_per_subject"]))
+
+
+def unbounded(cfg: StreamConfig) -> list[str]:
+    """The limits a stream lacks (one made by an older version has none)."""
+    lacking = [name for name in ("max_msgs", "max_bytes", "max_msgs_per_subject") if (getattr(cfg, name) or -1) <= 0]
+    if not cfg.max_age:
+        lacking.append("max_age")
+    if cfg.discard != DiscardPolicy.NEW:
+        lacking.append("discard")
+    return lacking
+
+
+async def create_streams(url: str, streams: list[dict[str, Any]], limits: Limits = DEFAULT_LIMITS) -> None:
+    """An operator creates the streams of one server (nodes.natsconf ``stream_plan``,
+    ``single_stream_plan``), or updates existing ones to the plan and its limits without losing a message."""
     nc = await nats.connect(url, connect_timeout=5)
     try:
         js = nc.jetstream()
         for spec in streams:
-            sources = [StreamSource(name=s["name"], filter_subject=s.get("filter_subject"),
-                                    external=ExternalStream(api=s["external"]["api"]) if "external" in s else None)
-                       for s in spec.get("sources", [])]
-            cfg = StreamConfig(name=spec["name"], subjects=list(spec.get("subjects", [])), sources=sources or None,
-                               storage=StorageType.FILE, duplicate_window=120.0)
+            cfg = stream_config(spec, limits)
             try:
                 await js.add_stream(cfg)
-            except BadRequestError:
-                await js.update_stream(cfg)
+            except BadRequestError:  # it exists with another configuration (e.g. without limits)
+                await update_keeping_messages(js, cfg)
     finally:
         await nc.close()
+
+
+async def update_keeping_messages(js: JetStreamContext, cfg: StreamConfig) -> StreamConfig:
+    """Update an existing stream to ``cfg``, but never so that the update itself removes a stored message.
+
+    nats-server enforces a lowered per-subject or age limit on update by deleting, whatever the discard
+    policy (a lowered message or byte limit under discard new only refuses new messages). So a subject
+    already holding more than ``max_msgs_per_subject`` keeps its count as its limit, and when the oldest
+    message is older than ``max_age`` every stored message is given a full ``max_age`` more (the age limit
+    is not raised again while it still covers them). Running the operator's command again once those
+    are consumed and gone brings the limits down to the plan's. Returns what was set."""
+    name = cfg.name or ""
+    info = await js.stream_info(name, subjects_filter=">")
+    state, current = info.state, info.config
+    kept = cfg
+    most = max((state.subjects or {}).values(), default=0)
+    if cfg.max_msgs_per_subject and 0 < cfg.max_msgs_per_subject < most:
+        kept = kept.evolve(max_msgs_per_subject=most)
+    if cfg.max_age and state.messages:
+        oldest = await js.get_msg(name, seq=state.first_seq)
+        age = time.time() - oldest.time.timestamp() if oldest.time else 0.0
+        if age >= cfg.max_age:
+            have = current.max_age or 0.0
+            kept = kept.evolve(max_age=have if have > age else age + cfg.max_age)
+    await js.update_stream(kept)
+    return kept
 
 
 class NatsTransport:
@@ -76,13 +156,35 @@ class NatsTransport:
         return bool(self.nc.is_connected)
 
     async def ensure_streams(self) -> None:
+        """Check that the two streams exist before publishing or consuming.
+
+        A node's account may read their info but not create or change them (nodes.natsconf): the
+        operator made them. Where a connection may (a bare server, as some tests use), a missing stream
+        is created, with this node's limits. A stream without limits (made by an older version) is
+        reported, not changed: the operator's ``appraise deploy nats-streams`` updates it."""
         for stream, subject in STREAMS.items():
-            cfg = StreamConfig(name=stream, subjects=[subject], storage=StorageType.FILE, duplicate_window=120.0)
             try:
-                await self.js.add_stream(cfg)
-            except BadRequestError:
-                # Another node created it first with the same subjects; that is the shared stream.
-                await self.js.stream_info(stream)
+                info = await self.js.stream_info(stream)
+            except NotFoundError:
+                await self._create(stream, subject)
+                continue
+            lacking = unbounded(info.config)
+            if lacking:
+                self.last_error = (f"流 {stream} 没有限额 {', '.join(lacking)}；请运维运行 appraise deploy nats-streams "
+                                   f"(stream {stream} has no limit on {', '.join(lacking)}; the operator should update it)")
+                log.warning("%s", self.last_error)
+
+    async def _create(self, stream: str, subject: str) -> None:
+        try:
+            await self.js.add_stream(stream_config({"name": stream, "subjects": [subject]}, self.limits))
+        except BadRequestError:
+            await self.js.stream_info(stream)  # another connection created it first: that is the shared stream
+        except (ServiceUnavailableError, NatsTimeoutError, TimeoutError):
+            # A node's user may not send STREAM.CREATE (the server drops it: no answer), nor does its
+            # account import it (no responder).
+            raise TransportFailure(f"流 {stream} 不存在，本节点无权创建；请运维运行 appraise deploy nats-streams "
+                                   f"(stream {stream} does not exist and this node may not create it; "
+                                   "the operator creates the streams)", code="transport.no_stream") from None
 
     async def publish(self, subject: str, payload: bytes, msg_id: str) -> PubAck:
         """Publish and wait for JetStream's acknowledgement; raises if not acknowledged, or if the
