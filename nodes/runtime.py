@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator
@@ -205,6 +206,9 @@ class NodeRuntime:
         self.http = _QuietServer(config)
         self._http_task = asyncio.create_task(self.http.serve(), name="http")
         ctx.wakeups.outbox.set()
+        # Everything loaded so far lives as long as the node: out of the collector's way, so that its
+        # full collections under load scan only what requests allocate (fewer long pauses at p99).
+        gc.freeze()
 
     async def gave_up(self, subject: str, data: bytes, reason: str) -> None:
         """A stream message that could never be settled: audited and shown in the sync status."""

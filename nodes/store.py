@@ -115,11 +115,14 @@ class Store:
         await self.engine.dispose()
 
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[Tx]:
+    async def tx(self, *, quiet: bool = False) -> AsyncIterator[Tx]:
+        """One write transaction. ``quiet``: it writes nothing a cached read shows (the outbox's
+        bookkeeping, descendants' reports, audit folding), so it leaves the generation alone."""
         async with self._write:
             async with self.engine.begin() as conn:
                 yield Tx(conn)
-            self.generation += 1  # after the commit: a read that saw the old data is never served again
+            if not quiet:
+                self.generation += 1  # after the commit: a read that saw the old data is never served again
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:

@@ -130,3 +130,16 @@ async def test_a_county_reports_the_framework_it_refused(tmp_path: Path) -> None
     [state] = cascade_states("5101", [replace(V2, digest=city_digest)], ["510104"], {"510104": report})[:1]
     assert state.state == "refused" and [r.code for r in state.refusals] == ["cascade.too_many_units"]
     await node.context.store.close()
+
+
+async def test_reports_made_within_one_second_are_told_apart(tmp_path: Path) -> None:
+    """(Found by the demo under load.) A township reports, takes its framework and reports again within
+    the same second: the parent keeps only newer reports, so the second must be newer, not as old."""
+    node, fed = await county_node(tmp_path)
+    first = parse_stored(await node.reports.build())
+    message, _ = city_cascade(fed, tmp_path)
+    await node.cascade.take(None, message)
+    second = parse_stored(await node.reports.build())
+    assert second.received and not first.received
+    assert second.reported_at > first.reported_at
+    await node.context.store.close()

@@ -53,7 +53,7 @@ class OutboxRelay:
                 continue
             try:
                 await self.publish(row.subject, row.payload, row.msg_id)
-                async with self.ctx.store.tx() as tx:
+                async with self.ctx.store.tx(quiet=True) as tx:  # no cached read shows the outbox
                     await tx.outbox.mark_sent(row.id, self.ctx.clock())
                 health.send_errors.pop(row.subject, None)
             except asyncio.CancelledError:

@@ -71,6 +71,9 @@ class FrameworkView:
     framework: Framework
 
 
+READ_TTL = 10.0  # seconds: what this node holds is valid until its next write in any case
+
+
 class ReadModels:
     def __init__(self, ctx: NodeContext, watch: ParentWatch | None, transport_state: TransportState | None,
                  reports: ReportService | None = None) -> None:
@@ -106,8 +109,13 @@ class ReadModels:
 
     async def versions(self, cycle: str, framework: str | None = None, version: int | None = None) -> list[Version]:
         """The framework versions a read shows: the ones in force, or the one asked for (versions.py)."""
-        async with self.ctx.store.read() as r:
-            return await versions.versions(self.ctx, r, cycle, framework, version)
+        async def compute() -> list[Version]:
+            async with self.ctx.store.read() as r:
+                return await versions.versions(self.ctx, r, cycle, framework, version)
+
+        # Cached under the store's generation, one computation per burst (nodes/read_cache.py); callers
+        # never change what they are given.
+        return await self.ctx.cache.get(("versions", cycle, framework, version), compute, READ_TTL)
 
     async def held(self, cycle: str) -> list[Version]:
         """Every version of this node's own frameworks of ``cycle``, oldest first."""
@@ -126,10 +134,14 @@ class ReadModels:
         period; the units not assessed come last."""
         shown = await self.versions(cycle) if shown is None else shown
         order = {v.digest: n for n, v in enumerate(shown)}
-        ranked = [RankedUnit(s, json.loads(s.explanation), shown[order[s.framework_digest]])
-                  for s in await self.scores(cycle, period) if s.framework_digest in order]
-        return sorted(ranked, key=lambda r: (order[r.record.framework_digest], r.record.period, not r.assessed,
-                                             r.record.rank, r.record.unit))
+
+        async def compute() -> list[RankedUnit]:
+            ranked = [RankedUnit(s, json.loads(s.explanation), shown[order[s.framework_digest]])
+                      for s in await self.scores(cycle, period) if s.framework_digest in order]
+            return sorted(ranked, key=lambda r: (order[r.record.framework_digest], r.record.period, not r.assessed,
+                                                 r.record.rank, r.record.unit))
+
+        return await self.ctx.cache.get(("rankings", cycle, period, tuple(order)), compute, READ_TTL)
 
     async def values(self, node: str, cycle: str,
                      shown: Sequence[Version] | None = None) -> list[tuple[ResultRecord, FrameworkRef]]:
@@ -139,9 +151,13 @@ class ReadModels:
         shown = await self.versions(cycle) if shown is None else shown
         own = node == self.ctx.me.code
         answers = {ref.digest: ref for ref in ((v.own if own else v.ref) for v in shown)}
-        async with self.ctx.store.read() as r:
-            rows = await r.results.of_node(node, cycle)
-        return [(row, answers[row.framework_digest]) for row in rows if row.framework_digest in answers]
+
+        async def compute() -> list[tuple[ResultRecord, FrameworkRef]]:
+            async with self.ctx.store.read() as r:
+                rows = await r.results.of_node(node, cycle)
+            return [(row, answers[row.framework_digest]) for row in rows if row.framework_digest in answers]
+
+        return await self.ctx.cache.get(("values", node, cycle, tuple(answers)), compute, READ_TTL)
 
     async def reviews(self, status: str, limit: int) -> list[BundleHeader]:
         async with self.ctx.store.read() as r:

@@ -40,6 +40,7 @@ class ReportService:
         self.behind = behind
         self.last_error = ""
         self.last_sent_at = 0
+        self._last_at = 0  # the time of the last report built
         self._client: FederationClient | None = None
 
     async def build(self) -> bytes:
@@ -68,8 +69,11 @@ class ReportService:
                 d = _detail(e.detail)
                 refusals.append(Refusal(e.subject, str(d.get("issuer", "")), int(str(d.get("version", 0) or 0)),
                                         str(d.get("code", "derive.failed")), str(d.get("reason", "")), e.at))
+        # Strictly increasing times: the parent keeps a report only if it is newer than the one it holds, and
+        # two reports within one second (before and after a framework arrived) must not look the same age.
+        self._last_at = max(ctx.clock(), self._last_at + 1)
         return make_report(ctx.me, received=received, issued=issued, refusals=refusals, audit_head=head,
-                           descendants=children, now=ctx.clock(), bundle_seq=last.seq if last is not None else 0)
+                           descendants=children, now=self._last_at, bundle_seq=last.seq if last is not None else 0)
 
     async def run(self) -> None:
         """As a child: keep the parent told."""
@@ -126,7 +130,7 @@ class ReportService:
                 ctx.me.code, "reject.report", caller or "", from_grpc(caller or ""), code,
                 {"reason": str(exc)[:300], "code": code, "caller": caller or "", "bytes": len(data)})], now)
             return False, str(exc)
-        async with ctx.store.tx() as tx:
+        async with ctx.store.tx(quiet=True) as tx:  # read by the sync status, which is never cached
             kept = await tx.reports.put_newer(reports, now)
             held = await tx.bundles.last(reports[0].node)
             if dropped:
