@@ -345,5 +345,8 @@ def test_a_better_value_never_lowers_the_share(method: str, direction: str, othe
         ui = UnitInputs(values={"X": x}, previous={"X": D(100)})
         return earn(i, "u", ui, Peers(peers), DAY).fraction
 
-    assert share_of(better) >= share_of(worse)
+    # (Found in CI.) Where the true shares are equal (a z-score against peers that all report the same:
+    # the unit's z is then constant), the 40-digit working context rounds two square roots differently in
+    # the 40th digit. Points are rounded to 6 decimals, so only a difference above 1e-30 is a real inversion.
+    assert share_of(worse) - share_of(better) <= Decimal("1e-30")  # the difference is exact in any context
     assert 0 <= share_of(better) <= i.cap
