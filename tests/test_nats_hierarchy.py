@@ -19,7 +19,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from nodes.launcher import NatsHierarchy, load_topology, nats_server_binary
+from nodes.launcher import NatsHierarchy, nats_server_binary
 from nodes.natsconf import NodeAccess, inbox_prefix, permissions
 from tests.support.natsservers import topology_access
 
@@ -27,14 +27,7 @@ pytestmark = pytest.mark.slow
 
 
 def access() -> list[NodeAccess]:
-    specs = load_topology()
-    by = {s.code: s for s in specs}
-
-    def path(code: str) -> tuple[str, ...]:
-        parent = by[code].parent
-        return (*path(parent), code) if parent else (code,)
-
-    return [NodeAccess(s.code, path(s.code), s.parent is not None, bool(s.children)) for s in specs]
+    return topology_access()
 
 
 def hierarchy(workdir: Path, *, restrict_leaves: bool) -> NatsHierarchy:
