@@ -20,10 +20,13 @@ from gateway.controllers.admin import AdminController
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
 from gateway.controllers.frameworks import FrameworkController
+from gateway.controllers.home import HomeController
 from gateway.controllers.metrics import MetricsController
 from gateway.controllers.node import NodeController
 from gateway.controllers.results import ResultsController
 from gateway.controllers.reviews import ReviewController
+from gateway.controllers.session import SessionController
+from gateway.controllers.users import UserController
 from gateway.deps import Services, dependencies
 from gateway.openapi import SchemaRenderPlugin
 from gateway.security import add_security_headers
@@ -41,7 +44,8 @@ def create_app(services: Services) -> Litestar:
     me = services.node.me
     return Litestar(
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
-                        AuditController, MetricsController, DashboardController,
+                        AuditController, MetricsController, DashboardController, SessionController, HomeController,
+                        UserController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},
@@ -49,7 +53,8 @@ def create_app(services: Services) -> Litestar:
         template_config=templates(),
         response_cache_config=response_cache.config(lambda: services.node.store.generation),
         stores={response_cache.STORE: response_cache.BoundedMemoryStore()},
-        state=State({"admin_token": services.node.cfg.admin_token}),
+        state=State({"admin_token": services.node.cfg.admin_token, "node_code": me.code, "node": services.node,
+                     "accounts": services.accounts}),
         openapi_config=OpenAPIConfig(
             title=f"fedappraisal gateway · {me.name}", version="1.0.0", path="/schema",
             render_plugins=[SchemaRenderPlugin()],

@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar.di import Provide
 
+from nodes.services.accounts import AccountService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import NodeContext
@@ -31,6 +32,7 @@ class Services:
     query: QueryService
     audit: AuditService
     metrics: NodeMetrics
+    accounts: AccountService
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -39,4 +41,5 @@ def dependencies(s: Services) -> dict[str, Provide]:
 
     return {"node_context": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
-            "audit_log": const(s.audit), "metrics": const(s.metrics)}
+            "audit_log": const(s.audit), "metrics": const(s.metrics),
+            "accounts": const(s.accounts)}

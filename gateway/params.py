@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from litestar.params import QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 CYCLE = r"^[0-9]{4}$"
 PERIOD = r"^[0-9]{4}-(Y|H[12]|Q[1-4]|M(0[1-9]|1[0-2]))$"
@@ -41,3 +41,5 @@ AuditBefore = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1,
 ReviewLimit = Annotated[int, QueryParameter(ge=0, le=1000)]
 Grade = Annotated[Literal["优秀", "良好", "一般", "差"], QueryParameter(description="等次")]
 ReviewStatus = Annotated[Literal["pending", "returned", "accepted", "rejected"], QueryParameter(description="审核状态")]
+
+LoginPath = Annotated[str, PathParameter(pattern=r"^[a-z][a-z0-9._-]{1,31}$", description="用户名 login")]

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.response import Redirect
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from aggregator.errors import AppraisalError
+from gateway.guards import Forbidden
+from gateway.pages import is_page, page_now
 from gateway.schemas import Problem
 
 log = logging.getLogger("fedappraisal.gateway")
@@ -23,7 +27,8 @@ log = logging.getLogger("fedappraisal.gateway")
 PROBLEM_JSON = "application/problem+json"
 STATUS_BY_KIND = {"bad_input": 422, "not_found": 404, "conflict": 409, "refused": 422, "trust": 422,
                   "store": 503, "transport": 503}
-TITLES = {400: "请求格式不符 (malformed request)", 401: "需要授权 (not authorised)", 404: "未找到 (not found)",
+TITLES = {400: "请求格式不符 (malformed request)", 401: "需要授权 (not authorised)",
+          403: "无权访问 (forbidden)", 404: "未找到 (not found)",
           405: "方法不允许 (method not allowed)", 409: "与现有数据冲突 (conflict)", 413: "请求过大 (too large)",
           422: "无法处理的请求 (unprocessable request)", 429: "请求过多 (too many requests)",
           500: "内部错误 (internal error)", 503: "暂时不可用 (unavailable)"}
@@ -39,7 +44,26 @@ def problem(status: int, code: str, detail: str, instance: str = "",
     return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    answer = _problem_of(request, exc)
+    if is_page(request) and answer.status_code != 405:
+        return _as_page(request, answer)
+    return answer
+
+
+def _as_page(request: Request[Any, Any, Any], answer: Response[bytes]) -> Response[Any]:
+    """The same refusal as a page: sign in first (401), or the problem's title and detail."""
+    body = msgspec.json.decode(answer.content)
+    if answer.status_code == 401 and request.method == "GET":
+        return Redirect(path="/login?" + urlencode({"next": request.url.path + (
+            "?" + request.url.query if request.url.query else "")}), status_code=303)
+    if body.get("code") == "auth.must_change" and request.method == "GET":
+        return Redirect(path="/account/password", status_code=303)
+    return page_now(request, "error.html.j2", request.app.state["node"], status=answer.status_code or 500,
+                    title=body["title"], detail=body["detail"], code=body["code"])
+
+
+def _problem_of(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     path = request.url.path
     if isinstance(exc, AppraisalError):
         return problem(STATUS_BY_KIND.get(exc.kind, 422), exc.code, str(exc), path)
@@ -53,6 +77,8 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         extra = exc.extra if isinstance(exc.extra, list) else None
         return problem(400, "request.malformed", str(exc.detail), path,
                        [e if isinstance(e, dict) else {"message": str(e)} for e in extra] if extra else None)
+    if isinstance(exc, Forbidden):
+        return problem(403, exc.code, str(exc.detail), path)
     if isinstance(exc, NotAuthorizedException):
         return problem(401, "auth.required", str(exc.detail), path)
     if isinstance(exc, HTTPException):
@@ -69,7 +95,9 @@ def documented(*statuses: int) -> dict[int, ResponseSpec]:
     """The problem responses an operation may answer, for its OpenAPI entry; every operation that
     reads the store may also answer 503."""
     statuses = (*statuses, 503)
-    why = {400: "请求不符合模式 (the request does not fit the schema)", 401: "需要管理令牌 (admin token required)",
+    why = {400: "请求不符合模式 (the request does not fit the schema)",
+           401: "需要登录或管理令牌 (a session or the bearer token is required)",
+           403: "角色或权限范围不允许，或 CSRF 令牌不符 (roles or scope do not allow it, or a bad CSRF token)",
            404: "未找到 (not found)", 409: "与现有数据冲突 (conflicts with what the node holds)",
            422: "请求无法处理 (well-formed but refused: the detail and code say why)",
            429: "请求过多 (rate limited)", 503: "暂时不可用 (store or transport unavailable)"}

@@ -409,9 +409,10 @@ class ReviewItem(Struct, kw_only=True):
 
 
 class _Decision(Struct, kw_only=True, forbid_unknown_fields=True, tag_field="decision"):
+    """The reviewer is whoever the request acts as (its session or the token): never a field."""
+
     node: NodeCode
     bundle_id: BundleId
-    reviewer: Name
 
 
 class Approve(_Decision, tag="approve"):

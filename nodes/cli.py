@@ -33,6 +33,9 @@ audit_app = typer.Typer(help="审计日志 (the hash-chained audit log)", no_arg
 app.add_typer(audit_app, name="audit")
 weights_app = typer.Typer(help="权重方法：层次分析法、熵权法 (weighting methods: AHP, entropy)", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
+from nodes.cli_users import users_app  # noqa: E402  (kept beside the other sub-commands)
+
+app.add_typer(users_app, name="users")
 err = Console(stderr=True, soft_wrap=True, highlight=False)  # messages carry file:line; never re-wrap them
 
 

@@ -13,6 +13,7 @@ import msgspec.inspect as mi
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aggregator.framework import LEVELS
+from nodes.accounts import DEFAULT_WEB_SETTINGS, WebSettings
 from nodes.store import StoreError, check_url
 from nodes.yamlfile import FileError, Located, Where, load
 from sync.codec import read_chain
@@ -53,6 +54,7 @@ class NodeConfig:
     tls: TlsFiles | None = None  # mutual TLS for gRPC with the deployment CA; None: plaintext (one machine only)
     review: str = "auto"  # children's bundles: approved on receipt (auto) or held for a person to approve (manual)
     limits: Limits = DEFAULT_LIMITS
+    web: WebSettings = DEFAULT_WEB_SETTINGS
 
 
 INVALID = "config.invalid"
@@ -122,6 +124,7 @@ class ConfigFile(_Section):
     children: list[PeerSection] = []
     # The dataclass itself, so that the keys of limits: are its fields and nothing else.
     limits: Limits = DEFAULT_LIMITS
+    web: WebSettings = DEFAULT_WEB_SETTINGS
 
 
 def check_keys(doc: Located) -> None:
@@ -288,8 +291,27 @@ def load_config(path: Path, *, now: int | None = None) -> NodeConfig:
         grpc_listen=_addr(doc, ("listen", "grpc"), "如 grpc: 127.0.0.1:7001"),
         http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
         admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat, tls=tls, review=review,
-        limits=_load_limits(doc),
+        limits=_load_limits(doc), web=_load_web(doc),
     )
+
+
+def _load_web(doc: Located) -> WebSettings:
+    raw = doc.data.get("web")
+    if raw is None:
+        return WebSettings()
+    if not isinstance(raw, dict):
+        raise doc.error(("web",), f"应为键值映射，如 web: {{idle_minutes: 60}}，实为 {raw!r} (expected a mapping)")
+    given: dict[str, Any] = {}
+    for name, value in raw.items():
+        default = getattr(WebSettings(), name)
+        if name == "cookie_secure":
+            if value not in ("auto", "always", "never"):
+                raise doc.error(("web", name), f"应为 auto、always 或 never，实为 {value!r} (auto, always or never)")
+        elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+            raise doc.error(("web", name), f"应为 1 至 10000 的整数，实为 {value!r}；默认为 {default} "
+                            "(an integer from 1 to 10000)")
+        given[name] = value
+    return WebSettings(**given)
 
 
 def _load_limits(doc: Located) -> Limits:

@@ -23,6 +23,7 @@ from gateway.deps import Services
 from nodes.clock import Clock, system_clock
 from nodes.config import NodeConfig
 from nodes.natsconf import inbox_prefix
+from nodes.services.accounts import AccountService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import Health, NodeContext, Tasks, Wakeups
@@ -98,6 +99,7 @@ class NodeServices:
     reports: ReportService
     audit: AuditService
     metrics: NodeMetrics
+    accounts: AccountService
 
 
 @dataclass
@@ -145,13 +147,14 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
         scoring=scoring, results=results, entry=EntryService(ctx, scoring),
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
-        reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx),
+        reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx), accounts=AccountService(ctx, cfg.web),
     )
 
 
 def gateway_services(s: NodeServices) -> Services:
     return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
-                    heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics)
+                    heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
+                    accounts=s.accounts)
 
 
 class NodeRuntime:

@@ -27,11 +27,13 @@ from nodes.repositories.audit import AuditRepository
 from nodes.repositories.bundles import BundleRepository
 from nodes.repositories.frameworks import FrameworkRepository
 from nodes.repositories.inbox import InboxRepository
+from nodes.repositories.intake import IntakeRepository
 from nodes.repositories.outbox import OutboxRepository
 from nodes.repositories.reports import ReportRepository
 from nodes.repositories.results import ResultRepository
 from nodes.repositories.scores import ScoreRepository
 from nodes.repositories.trust import TrustRepository
+from nodes.repositories.users import UserRepository
 from sync.limits import DEFAULT_LIMITS
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -145,6 +147,8 @@ class Tx:
         self.assessments = AssessmentRepository(conn)
         self.trust = TrustRepository(conn)
         self.reports = ReportRepository(conn)
+        self.users = UserRepository(conn)
+        self.intake = IntakeRepository(conn)
 
     async def counts(self) -> dict[str, int]:
         return {"frameworks": await self.frameworks.count(), "results": await self.results.count(),

@@ -175,3 +175,139 @@ node_reports = Table(
     Column("message", LargeBinary, nullable=False),  # the ReportMessage exactly as signed, to forward
     Column("received_at", BigInteger, nullable=False),
 )
+
+# People who work in this node's web application (issue 10). ``roles`` and the scope lists are JSON
+# arrays; an empty scope list means the whole node. ``password_hash`` is Argon2id ("" = no password
+# login: OIDC only, or never set). ``must_change``: the password was set by someone else (add, reset).
+users = Table(
+    "users", metadata,
+    Column("login", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("org", String(64), nullable=False, server_default=""),  # the department or unit the person works for
+    Column("roles", Text, nullable=False),
+    Column("units", Text, nullable=False, server_default="[]"),
+    Column("indicators", Text, nullable=False, server_default="[]"),
+    Column("password_hash", Text, nullable=False, server_default=""),
+    Column("must_change", Boolean, nullable=False, server_default=false()),
+    Column("oidc_subject", String(255), nullable=False, server_default=""),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Signed-in browser sessions: only the SHA-256 of the cookie's token is kept, so a copy of the store
+# does not let anyone sign in. ``csrf`` is the synchroniser token every form and htmx request carries.
+sessions = Table(
+    "sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("login", String(64), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),
+    Column("via", String(16), nullable=False),  # password | oidc
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+)
+
+# --- Data intake (issue 10): the task book, entry windows, entries under review, evidence files.
+
+# 任务书: who enters which key for which unit in a cycle. ``provider`` is an org ("区统计局"), or ""
+# for the evaluated unit itself; ``frequency`` M/Q/H/Y; ``confirm``: the evaluated unit confirms or
+# objects before the office's reviewer decides; ``minimum``/``maximum`` bound what may be entered.
+tasks = Table(
+    "tasks", metadata,
+    Column("cycle", String(16), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("indicator", String(64), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("frequency", String(1), nullable=False),
+    Column("confirm", Boolean, nullable=False, server_default=false()),
+    Column("minimum", String(64), nullable=False, server_default=""),
+    Column("maximum", String(64), nullable=False, server_default=""),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    PrimaryKeyConstraint("cycle", "unit", "indicator", name="pk_tasks"),
+)
+
+# Each period's entry window: open from ``opens_at``, due at ``due_at``; after it only with an unlock.
+task_periods = Table(
+    "task_periods", metadata,
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("opens_at", BigInteger, nullable=False),
+    Column("due_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("cycle", "period", name="pk_task_periods"),
+)
+
+task_unlocks = Table(
+    "task_unlocks", metadata,
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("until", BigInteger, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    PrimaryKeyConstraint("cycle", "period", "provider", name="pk_task_unlocks"),
+)
+
+# One cell's working state: what was entered, by whom, where it is in review, and the value last
+# approved (what a change after approval is compared with).
+entries = Table(
+    "entries", metadata,
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("comment", Text, nullable=False, server_default=""),
+    Column("status", String(16), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("entered_by", String(64), nullable=False),
+    Column("entered_at", BigInteger, nullable=False),
+    Column("submitted_at", BigInteger, nullable=False, server_default="0"),
+    Column("late", Boolean, nullable=False, server_default=false()),
+    Column("decided_by", String(64), nullable=False, server_default=""),
+    Column("decided_at", BigInteger, nullable=False, server_default="0"),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("approved_value", String(64), nullable=False, server_default=""),
+    PrimaryKeyConstraint("cycle", "period", "unit", "key", name="pk_entries"),
+)
+
+# Every step of every cell, never updated: the diff of each change is (before, value).
+entry_history = Table(
+    "entry_history", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # save | submit | confirm | object | approve | return
+    Column("before", String(64), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+# 台账 evidence files, stored once under their SHA-256, linked to the cells they support.
+attachments = Table(
+    "attachments", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("content_type", String(128), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("uploaded_by", String(64), nullable=False),
+    Column("uploaded_at", BigInteger, nullable=False),
+)
+
+attachment_links = Table(
+    "attachment_links", metadata,
+    Column("sha256", String(64), nullable=False),
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("key", String(64), nullable=False),
+    PrimaryKeyConstraint("sha256", "cycle", "period", "unit", "key", name="pk_attachment_links"),
+)

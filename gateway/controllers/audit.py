@@ -10,7 +10,7 @@ import json
 from litestar import Controller, get
 from litestar.di import NamedDependency
 
-from gateway.guards import admin_guard
+from gateway.guards import require
 from gateway.params import AuditBefore, AuditLimit, OptAction
 from gateway.problems import documented
 from gateway.schemas import AuditBreakView, AuditCounterView, AuditEntryView, AuditLog
@@ -19,10 +19,10 @@ from nodes.services.audit_log import AuditService
 
 class AuditController(Controller):
     tags = ("audit",)
-    guards = (admin_guard,)
+    guards = (require("audit.read"),)
     security = ({"bearer": []},)
 
-    @get("/api/v1/audit", summary="The node's audit log (hash-chained), newest first", responses=documented(400, 401))
+    @get("/api/v1/audit", summary="The node's audit log (hash-chained), newest first", responses=documented(400, 401, 403))
     async def audit(self, audit_log: NamedDependency[AuditService], action: OptAction = None,
                     before: AuditBefore = None, limit: AuditLimit = 200) -> AuditLog:
         verdict = await audit_log.verify()

@@ -6,13 +6,14 @@ import asyncio
 import base64
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from aggregator.errors import AppraisalError
-from gateway.guards import admin_guard
+from gateway.guards import actor, require
 from gateway.params import Envelopes, OptCycle
 from gateway.problems import documented
 from gateway.response_cache import ANSWER_SECONDS
@@ -59,16 +60,17 @@ class FrameworkController(Controller):
         return [view(h, envelopes) for h in await read.frameworks(cycle)]
 
     @post("/api/v1/admin/frameworks", summary="Publish a framework (YAML text) for this node's children",
-          tags=["admin"], status_code=201, guards=[admin_guard], responses=documented(400, 401, 409, 422),
-          security=[{"bearer": []}])
-    async def publish(self, cascade: NamedDependency[CascadeService], data: JSONBody[PublishFramework]) -> Published:
+          tags=["admin"], status_code=201, guards=[require("frameworks.manage")],
+          responses=documented(400, 401, 403, 409, 422), security=[{"bearer": []}])
+    async def publish(self, request: Request[Any, Any, Any], cascade: NamedDependency[CascadeService],
+                      data: JSONBody[PublishFramework]) -> Published:
         # The client's file name only labels messages; the file itself always has a fixed name.
         label = Path(data.filename).name or "framework.yaml"
         with TemporaryDirectory() as tmp:
             path = Path(tmp) / "framework.yaml"
             await asyncio.to_thread(path.write_text, data.yaml, encoding="utf-8")
             try:
-                digest = await cascade.publish_file(path, label=label)
+                digest = await cascade.publish_file(path, label=label, actor=actor(request).actor)
             except AppraisalError as exc:
                 raise type(exc)(str(exc).replace(str(path), label), code=exc.code) from None
         return Published(digest=digest)

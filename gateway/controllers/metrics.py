@@ -11,12 +11,12 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.guards import admin_guard
+from gateway.guards import require
 from nodes.services.metrics import NodeMetrics
 
 
 class MetricsController(Controller):
-    guards = (admin_guard,)
+    guards = (require("audit.read"),)
 
     @get("/metrics", include_in_schema=False)
     async def metrics(self, metrics: NamedDependency[NodeMetrics]) -> Response[bytes]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, post
+from typing import Any
+
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
-from gateway.guards import admin_guard
+from gateway.guards import actor, check_scope, require
 from gateway.params import ReviewLimit, ReviewStatus
 from gateway.problems import documented
 from gateway.schemas import Return, ReviewDecision, Reviewed, ReviewItem
@@ -29,9 +31,13 @@ class ReviewController(Controller):
                            reviewed_at=row.reviewed_at, reason=row.reason) for row in await read.reviews(status, limit)]
 
     @post("/api/v1/admin/reviews", summary="Approve a child's pending bundle, or return it for correction",
-          tags=["admin"], status_code=201, guards=[admin_guard], responses=documented(400, 401, 404, 409, 422),
-          security=[{"bearer": []}])
-    async def review(self, review_service: NamedDependency[ReviewService], data: JSONBody[ReviewDecision]) -> Reviewed:
+          tags=["admin"], status_code=201, guards=[require("values.review")],
+          responses=documented(400, 401, 403, 404, 409, 422), security=[{"bearer": []}])
+    async def review(self, request: Request[Any, Any, Any], review_service: NamedDependency[ReviewService],
+                     data: JSONBody[ReviewDecision]) -> Reviewed:
+        # The reviewer signed into the approval is the person of the session (or the token), never free text.
+        who = actor(request)
+        check_scope(who, units=[data.node])
         decision = "return" if isinstance(data, Return) else "approve"
-        status = await review_service.review(data.node, data.bundle_id, decision, data.note, data.reviewer.strip())
+        status = await review_service.review(data.node, data.bundle_id, decision, data.note, who.label, actor=who.actor)
         return Reviewed(bundle_id=data.bundle_id, status=status)

@@ -73,7 +73,7 @@ class CascadeService:
             return
         await issue_framework(tx, ctx.me, child, upstream, now)
 
-    async def publish_file(self, path: Path, label: str | None = None) -> str:
+    async def publish_file(self, path: Path, label: str | None = None, actor: str = "admin") -> str:
         """Publish a framework file for this node's children: the province's starting move, or an
         office's own decomposition of its parent's framework (pinned to the one in force, links checked).
         ``label``: the name to show for the file in messages (an upload's own name)."""
@@ -115,6 +115,9 @@ class CascadeService:
                 raise BadInput(f"{shown}: 下级将拒收此指标体系 (the children would refuse it): {exc}",
                                code="framework.children_would_refuse") from None
             digest = await issue_framework(tx, ctx.me, fw, upstream, ctx.clock(), authored=True)
+            await tx.audit.append(actor, "framework.publish", digest,
+                                  {"cycle": fw.cycle, "class": fw.unit_class, "version": fw.version, "file": shown},
+                                  ctx.clock())
         ctx.wakeups.outbox.set()
         return digest
 

@@ -18,9 +18,12 @@ class ReviewService:
         self.ctx = ctx
         self.scoring = scoring
 
-    async def review(self, child: str, bundle_id: str, decision: str, note: str, actor: str) -> str:
-        """Returns the bundle's new status."""
+    async def review(self, child: str, bundle_id: str, decision: str, note: str, reviewer: str,
+                     actor: str | None = None) -> str:
+        """Returns the bundle's new status. ``reviewer``: the person as the signed approval names them
+        (name and login); ``actor``: their login for the audit log (default: ``reviewer``)."""
         ctx = self.ctx
+        actor = actor or reviewer
         if decision not in DECISIONS:
             raise BadInput("decision 应为 approve（通过）或 return（退回） (decision must be approve or return)",
                            code="review.decision")
@@ -36,9 +39,9 @@ class ReviewService:
                 raise Conflict(f"该结果包的状态是 {row.status}，不在待审核中 (bundle is not pending review)",
                                code="review.not_pending")
             if decision == "return":
-                await tx.bundles.review(row.id, "returned", actor[:64], note[:500], now)
+                await tx.bundles.review(row.id, "returned", reviewer[:64], note[:500], now)
                 await tx.audit.append(actor, "review.return", row.id,
-                                      {"node": child, "seq": row.seq, "reason": note[:500]}, now)
+                                      {"node": child, "seq": row.seq, "reason": note[:500], "reviewer": reviewer[:64]}, now)
                 status = "returned"
             else:
                 later = [b for b in await tx.bundles.later(child, row.seq, row.cycle, row.period, row.framework_digest)
@@ -51,11 +54,11 @@ class ReviewService:
                                      framework_digest=bundle.framework_digest,
                                      values={k: to_text(v) for k, v in bundle.values.items()}, source="reported",
                                      bundle_id=row.id, now=now)
-                await tx.bundles.review(row.id, "accepted", actor[:64], "", now)
+                await tx.bundles.review(row.id, "accepted", reviewer[:64], "", now)
                 await tx.audit.append(actor, "review.approve", row.id,
-                                      {"node": child, "seq": row.seq, "note": note[:500]}, now)
+                                      {"node": child, "seq": row.seq, "note": note[:500], "reviewer": reviewer[:64]}, now)
                 await self.scoring.recompute(tx, bundle.cycle, bundle.period, bundle.framework_digest,
-                                             cause=f"{actor} 审核通过 {child}#{row.seq} (approved)", actor=actor)
+                                             cause=f"{reviewer} 审核通过 {child}#{row.seq} (approved)", actor=actor)
                 status = "accepted"
         ctx.wakeups.outbox.set()
         ctx.wakeups.heartbeat.set()
