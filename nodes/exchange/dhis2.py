@@ -230,6 +230,11 @@ def write_data_value_set(cells: Sequence[Cell], mapping: CodeMap = IDENTITY, *, 
         if org_unit is None:
             check.add(f"cells[{i}].unit", f"单位 {cell.unit} 不在映射文件 {mapping.source} 的 units: 中，请补上 "
                                           "(not in the mapping: add it)")
+        if ref is not None and not ref.in_data_value_sets:
+            check.add(f"cells[{i}].indicator", f"指标 {cell.indicator} 在映射文件 {mapping.source} 中只有 adx 分类，"
+                                               "请补上它的 categoryOptionCombo 才能导出为 dataValueSets "
+                                               "(mapped for ADX only: add its categoryOptionCombo)")
+            continue
         if ref is None or org_unit is None:
             continue
         dv = {"dataElement": ref.data_element, "period": to_dhis2(cell.period), "orgUnit": org_unit}

@@ -28,7 +28,7 @@ from typing import Any
 
 from aggregator.framework import valid_indicator_code
 from nodes.exchange.cells import ExchangeError, Problem, valid_unit
-from nodes.yamlfile import Where, load
+from nodes.yamlfile import FileError, Where, load
 
 # Their identifiers: DHIS2 uids (11 characters) or codes (up to 50): printable, no surrounding blanks.
 _THEIRS = re.compile(r"[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]{0,228}[^\s\x00-\x1f\x7f])?\Z")
@@ -47,6 +47,11 @@ class ElementRef:
     category_option_combo: str = ""  # dataValueSets (and ADX's categoryOptionCombo attribute)
     disaggregation: tuple[tuple[str, str], ...] = ()  # ADX category attributes, sorted by category
 
+    @property
+    def in_data_value_sets(self) -> bool:
+        """False for an ADX-only entry (categories without a categoryOptionCombo: JSON cannot say which)."""
+        return bool(self.category_option_combo) or not self.disaggregation
+
 
 @dataclass(frozen=True)
 class CodeMap:
@@ -63,7 +68,8 @@ class CodeMap:
 
     def __post_init__(self) -> None:
         for ours, ref in (self.indicators or {}).items():
-            self._by_coc[(ref.data_element, ref.category_option_combo)] = ours
+            if ref.in_data_value_sets:
+                self._by_coc[(ref.data_element, ref.category_option_combo)] = ours
             if ref.disaggregation:
                 self._by_adx[(ref.data_element, ref.disaggregation)] = ours
             self._by_element.setdefault(ref.data_element, []).append(ours)
@@ -85,7 +91,7 @@ class CodeMap:
             return self._identity_indicator(data_element)
         ours = self._by_coc.get((data_element, category_option_combo))
         if ours is None:
-            candidates = self._by_element.get(data_element, [])
+            candidates = [c for c in self._by_element.get(data_element, []) if self.indicators[c].in_data_value_sets]
             # DHIS2 names the default combo on every value it exports: a data element mapped once,
             # without a combo, takes any (two values that differ only in the combo are then duplicates).
             if len(candidates) == 1 and not self.indicators[candidates[0]].category_option_combo:
@@ -142,7 +148,11 @@ def load_map(path: Path | None) -> CodeMap:
     """The mapping in ``path`` (YAML), or the identity mapping when no file is given."""
     if path is None:
         return IDENTITY
-    doc = load(path, code="exchange.mapping")
+    try:
+        doc = load(path, code="exchange.mapping")
+    except FileError as exc:  # unreadable or malformed YAML: "file[:line[:column]]: message"
+        where, _, message = str(exc).partition(": ")
+        raise ExchangeError([Problem(where, message, "exchange.mapping")], what=f"映射文件 {path} (mapping file)") from None
     problems: list[Problem] = []
 
     def problem(where: Where, message: str, *, key: bool = False) -> None:
@@ -190,8 +200,7 @@ def _indicators(data: dict[str, Any], problem: Report) -> dict[str, ElementRef]:
         ref = _element_ref(where, spec, problem)
         if ref is None:
             continue
-        coc_key = (ref.data_element, ref.category_option_combo)
-        other = by_coc.setdefault(coc_key, ours)
+        other = by_coc.setdefault((ref.data_element, ref.category_option_combo), ours) if ref.in_data_value_sets else ours
         if other != ours:
             problem(where, f"与指标 {other} 映射到同一数据元素 {ref.data_element!r}"
                            f"{'、categoryOptionCombo ' + repr(ref.category_option_combo) if ref.category_option_combo else ''}"

@@ -171,10 +171,10 @@ def _row(row: dict[str, str], line: int, out: Collector, expected: str) -> None:
                                         "(every row must name the same dataflow)")
         ok = False
     action = row.get("ACTION", "I") or "I"
-    if action == "D":
+    if action == "D":  # its measure is any mark ("-"): nothing else of the row is read
         out.problem(at("ACTION"), "删除行 (D) 不能作为数值导入，请删去此行 (a delete row cannot be taken as a value: remove it)")
-        ok = False
-    elif action not in _TAKEN_ACTIONS:
+        return
+    if action not in _TAKEN_ACTIONS:
         out.problem(at("ACTION"), f"动作应为 I、A、M、R 之一，实为 {action!r} (action must be I, A, M or R)")
         ok = False
     unit, indicator = row["REF_AREA"], row["INDICATOR"]
