@@ -14,6 +14,7 @@ from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import NodeContext
 from nodes.services.entry import EntryService
+from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
@@ -33,6 +34,7 @@ class Services:
     audit: AuditService
     metrics: NodeMetrics
     accounts: AccountService
+    intake: IntakeService
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -42,4 +44,4 @@ def dependencies(s: Services) -> dict[str, Provide]:
     return {"node_context": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
             "audit_log": const(s.audit), "metrics": const(s.metrics),
-            "accounts": const(s.accounts)}
+            "accounts": const(s.accounts), "intake": const(s.intake)}

@@ -28,6 +28,7 @@ from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import Health, NodeContext, Tasks, Wakeups
 from nodes.services.entry import EntryService
+from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
 from nodes.services.outbox import OutboxRelay
 from nodes.services.query import QueryService
@@ -100,6 +101,7 @@ class NodeServices:
     audit: AuditService
     metrics: NodeMetrics
     accounts: AccountService
+    intake: IntakeService
 
 
 @dataclass
@@ -143,18 +145,20 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     scoring = ScoringService(ctx)
     results = ResultsService(ctx, scoring)
     reports = ReportService(ctx, behind=results.pull)
+    entry = EntryService(ctx, scoring)
     return NodeServices(
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
-        scoring=scoring, results=results, entry=EntryService(ctx, scoring),
+        scoring=scoring, results=results, entry=entry,
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
         reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx), accounts=AccountService(ctx, cfg.web),
+        intake=IntakeService(ctx, scoring, sign_own=entry.enter_values),
     )
 
 
 def gateway_services(s: NodeServices) -> Services:
     return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
-                    accounts=s.accounts)
+                    accounts=s.accounts, intake=s.intake)
 
 
 class NodeRuntime:

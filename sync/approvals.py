@@ -131,7 +131,8 @@ def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle,
     if set(evidence) - cited or set(approvals) - set(bundle.sources):
         raise EnvelopeError("审核记录或证据包含结果包未引用的来源 (approval or evidence for a bundle not cited)",
                             code="approval.not_cited")
-    derived = rollup_check.derived_framework(msg, signer, issued) if issued is not None and bundle.sources else None
+    derived = (rollup_check.derived_framework(msg, signer, issued)
+               if issued is not None and (bundle.sources or bundle.provided) else None)
     below = 0
     for node, bundle_id in bundle.sources:
         if not _is_child(node, signer):
@@ -149,7 +150,7 @@ def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle,
         if ev_bundle.node != node or approval.seq != ev_bundle.seq:
             raise EnvelopeError(f"来源 {node} 的证据与审核记录不符 (evidence does not match the approval)",
                                 code="approval.evidence_mismatch")
-        if ev_bundle.sources and derived is not None and depth > 1:
+        if (ev_bundle.sources or ev_bundle.provided) and derived is not None and depth > 1:
             at = min(now, approval.approved_at)
             below += verify_attestations(ev, ev_signer, ev_bundle, root, at, state, max_evidence, issued=derived,
                                          depth=depth - 1).approved

@@ -142,6 +142,8 @@ class Bundle:
     child_scores: tuple[tuple[str, Decimal, int], ...]
     created_at: int
     sources: tuple[tuple[str, str], ...] = ()  # (child node, bundle id) the values were rolled up from
+    # unit → values this node's providers entered about it, approved here; they count over the unit's own
+    provided: tuple[tuple[str, dict[str, Decimal]], ...] = ()
 
 
 def encode_bundle(b: Bundle) -> bytes:
@@ -153,6 +155,10 @@ def encode_bundle(b: Bundle) -> bytes:
         msg.child_scores.add(unit=unit, score=to_text(score), rank=rank)
     for node, bundle_id in sorted(b.sources):
         msg.sources.add(node=node, bundle_id=bundle_id)
+    for unit, vals in sorted(b.provided):
+        entry = msg.provided.add(unit=unit)
+        for code, v in sorted(vals.items()):
+            entry.values.add(indicator=code, value=to_text(v))
     return msg.SerializeToString(deterministic=True)
 
 
@@ -187,7 +193,27 @@ def decode_bundle(payload: bytes) -> Bundle:
     if any(not _HEX64.match(b) or not r.isdigit() or len(r) > 12 for r, b in sources) or len(set(sources)) != len(sources):
         raise EnvelopeError("结果包来源的节点代码或摘要无效或重复 (invalid or repeated source)", code="bundle.bad_source")
     return Bundle(msg.node, msg.cycle, msg.period, msg.framework_digest, msg.seq, msg.prev_hash, values, scores,
-                  msg.created_at, sources)
+                  msg.created_at, sources, _provided(msg))
+
+
+def _provided(msg: pb.ResultBundle) -> tuple[tuple[str, dict[str, Decimal]], ...]:
+    if len(msg.provided) > MAX_VALUES or sum(len(p.values) for p in msg.provided) > MAX_VALUES:
+        raise EnvelopeError("结果包中数据提供单位报送的数值过多 (too many provided values)", code="bundle.too_many_values")
+    out: list[tuple[str, dict[str, Decimal]]] = []
+    seen: set[str] = set()
+    for p in msg.provided:
+        if not p.unit.isdigit() or len(p.unit) > 12 or p.unit in seen:
+            raise EnvelopeError(f"结果包中数据提供单位报送的单位 {p.unit[:16]!r} 无效或重复 (invalid or repeated unit)",
+                                code="bundle.bad_provided")
+        seen.add(p.unit)
+        vals: dict[str, Decimal] = {}
+        for v in p.values:
+            if not valid_indicator_code(v.indicator) or v.indicator in vals:
+                raise EnvelopeError(f"结果包中 {p.unit} 的指标编码 {v.indicator[:40]!r} 无效或重复 (invalid or repeated)",
+                                    code="bundle.bad_provided")
+            vals[v.indicator] = _dec(v.value, f"{p.unit} 指标 {v.indicator} value")
+        out.append((p.unit, vals))
+    return tuple(out)
 
 
 # ----------------------------------------------------------- stored messages

@@ -6,7 +6,7 @@ bundle, so the parent can detect gaps and forks (docs/design.md rule 9).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from proto.appraisal.v1 import appraisal_pb2 as pb
@@ -24,20 +24,23 @@ MAX_PULL_BYTES = DEFAULT_LIMITS.pull_reply_bytes
 
 async def send_bundle(tx: ProtocolTx, me: Me, *, cycle: str, period: str, framework_digest: str,
                       values: dict[str, Decimal], child_scores: tuple[tuple[str, Decimal, int], ...],
-                      now: int, sources: Sequence[Source] = (), framework: bytes = b"") -> str:
+                      now: int, sources: Sequence[Source] = (), framework: bytes = b"",
+                      provided: Mapping[str, Mapping[str, Decimal]] | None = None) -> str:
     """``sources``: the children's bundles these values were rolled up from; this node approves
     each one (a signature over its hash) and forwards it as evidence (sync/approvals.py), with
     ``framework``, the envelope of the framework it issued to them and rolled them up by, so the
-    parent recomputes the values (sync/rollup_check.py)."""
+    parent recomputes the values (sync/rollup_check.py). ``provided``: values this node's data
+    providers entered about its units (approved here), which count over the units' own."""
     last = await tx.bundles.last(me.code)
     seq, prev = (last.seq + 1, last.id) if last is not None else (1, GENESIS)
     payload = encode_bundle(Bundle(me.code, cycle, period, framework_digest, seq, prev, values, child_scores, now,
-                                   tuple((s.node, s.bundle_id) for s in sources)))
+                                   tuple((s.node, s.bundle_id) for s in sources),
+                                   tuple((u, dict(v)) for u, v in sorted((provided or {}).items()) if v)))
     bundle_id = digest(payload)
     approvals, evidence = attach(me, sources, now)
     message = pb.ResultMessage(bundle=sign(PAYLOAD_RESULTS, payload, me.key), certificate_chain=list(me.chain),
                                approvals=approvals, evidence=evidence,
-                               framework=framework if sources else b"").SerializeToString()
+                               framework=framework if sources or provided else b"").SerializeToString()
     if len(message) > me.limits.message_bytes:
         raise EnvelopeError(f"结果消息 {len(message)} 字节，超过上限 {me.limits.message_bytes} (result message too large)",
                             code="results.too_large")

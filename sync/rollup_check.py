@@ -10,9 +10,10 @@ signed by the sender). The receiver, without asking anyone:
 2. checks that every source answers that framework, for the same cycle and period, from one of its
    units;
 3. merges the sources' signed values in chain order (a later bundle of a unit overrides an earlier
-   one, as the sender's store does), rolls them up with ``aggregator.rollup.roll_up`` (every rule,
-   the engine's own code) and requires the result to be exactly the bundle's values: the same keys,
-   equal numbers.
+   one, as the sender's store does), lays over them the values the sender's own data providers
+   entered about its units (``provided``, inside the sender's signature), rolls them up with
+   ``aggregator.rollup.roll_up`` (every rule, the engine's own code) and requires the result to be
+   exactly the bundle's values: the same keys, equal numbers.
 
 A disagreement raises :class:`RollupMismatch` naming the indicator, both values and the sources;
 the results receiver refuses the bundle as content and audits those fields. ``sync/approvals.py``
@@ -79,6 +80,11 @@ def recompute(bundle: Bundle, fw: Framework, fw_digest: str, sources: Evidence) 
             raise EnvelopeError(f"来源 {src.node} 不是汇总所依据指标体系的被考评单位 (source is not a unit of the "
                                 "roll-up's framework)", code="rollup.source_not_unit")
         values.setdefault(src.node, {}).update(src.values)
+    for unit, vals in bundle.provided:  # the sender's providers' values count over the unit's own, as they do there
+        if unit not in units:
+            raise EnvelopeError(f"数据提供单位报送的 {unit} 不是汇总所依据指标体系的被考评单位 (provided values for a unit "
+                                "outside the roll-up's framework)", code="rollup.source_not_unit")
+        values.setdefault(unit, {}).update(vals)
     try:
         rolled = roll_up(fw, values)
     except (ValueError, ArithmeticError) as exc:  # RollupIncompleteError is a ValueError

@@ -28,11 +28,35 @@ class ResultRepository:
 
     async def put_reported(self, values: Mapping[ValueKey, Mapping[str, str]], now: int) -> None:
         """Values of many bundles at once: (node, cycle, period, framework digest, indicator) →
-        {value, bundle_id}; each key at most once, so one statement upserts them all."""
+        {value, bundle_id}; each key at most once, so one statement upserts them all. A value this
+        node's data providers entered about the unit (``provided``) stays: it counts over the unit's
+        own report, whichever arrived first."""
+        keep = await self._provided_keys({(n, c, p, f) for n, c, p, f, _ in values})
         rows = [{"node": n, "cycle": c, "period": p, "framework_digest": f, "indicator": i, "value": v["value"],
                  "source": "reported", "bundle_id": v["bundle_id"], "updated_at": now}
-                for (n, c, p, f, i), v in values.items()]
+                for (n, c, p, f, i), v in values.items() if (n, c, p, f, i) not in keep]
         await bulk_upsert(self.conn, results, rows, _KEY, _UPDATE)
+
+    async def _provided_keys(self, groups: Iterable[tuple[str, str, str, str]]) -> set[tuple[str, ...]]:
+        groups = list(groups)
+        if not groups:
+            return set()
+        q = select(results.c.node, results.c.cycle, results.c.period, results.c.framework_digest,
+                   results.c.indicator).where(results.c.source == "provided",
+                                              results.c.node.in_(sorted({g[0] for g in groups})))
+        wanted = set(groups)
+        return {tuple(r) for r in await self.conn.execute(q) if tuple(r[:4]) in wanted}
+
+    async def provided(self, cycle: str, period: str, framework_digest: str,
+                       nodes: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Values this node's data providers entered about its units (approved here)."""
+        q = select(results.c.node, results.c.indicator, results.c.value).where(
+            results.c.cycle == cycle, results.c.period == period, results.c.framework_digest == framework_digest,
+            results.c.node.in_(list(nodes)), results.c.source == "provided")
+        out: dict[str, dict[str, str]] = {}
+        for n, i, v in await self.conn.execute(q):
+            out.setdefault(str(n), {})[str(i)] = str(v)
+        return out
 
     async def sources(self, cycle: str, period: str, framework_digest: str, nodes: Iterable[str]) -> list[Source]:
         """The children's bundles whose values are held for this framework and period."""

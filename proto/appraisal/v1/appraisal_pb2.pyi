@@ -830,6 +830,7 @@ class ResultBundle(_message.Message):
     CHILD_SCORES_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     SOURCES_FIELD_NUMBER: _builtins.int
+    PROVIDED_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     cycle: _builtins.str
     period: _builtins.str
@@ -847,6 +848,12 @@ class ResultBundle(_message.Message):
     def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceRef]:
         """the children's bundles these values were rolled up from"""
 
+    @_builtins.property
+    def provided(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProvidedValues]:
+        """Values this node's data providers (数据提供单位) entered about its units and its reviewers approved:
+        they count over what a unit reports for the same key, here and in the parent's recomputation.
+        """
+
     def __init__(
         self,
         *,
@@ -860,14 +867,38 @@ class ResultBundle(_message.Message):
         child_scores: _abc.Iterable[Global___UnitScore] | None = ...,
         created_at: _builtins.int = ...,
         sources: _abc.Iterable[Global___SourceRef] | None = ...,
+        provided: _abc.Iterable[Global___ProvidedValues] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_scores", b"child_scores", "created_at", b"created_at", "cycle", b"cycle", "framework_digest", b"framework_digest", "node", b"node", "period", b"period", "prev_hash", b"prev_hash", "seq", b"seq", "sources", b"sources", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_scores", b"child_scores", "created_at", b"created_at", "cycle", b"cycle", "framework_digest", b"framework_digest", "node", b"node", "period", b"period", "prev_hash", b"prev_hash", "provided", b"provided", "seq", b"seq", "sources", b"sources", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResultBundle: _TypeAlias = ResultBundle  # noqa: Y015
+
+@_typing.final
+class ProvidedValues(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    @_builtins.property
+    def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___IndicatorValue]: ...
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+        values: _abc.Iterable[Global___IndicatorValue] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unit", b"unit", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvidedValues: _TypeAlias = ProvidedValues  # noqa: Y015
 
 @_typing.final
 class SourceRef(_message.Message):
