@@ -171,11 +171,13 @@ def from_accept_language(header: str | None) -> str | None:
     for i, part in enumerate((header or "").split(",")[:32]):
         tag, _, params = part.partition(";")
         q = 1.0
-        m = re.search(r"q\s*=\s*([0-9.]+)", params)
+        m = re.search(r"q\s*=\s*([^;,\s]*)", params)
         if m:
             try:
                 q = float(m.group(1))
             except ValueError:
+                continue  # a malformed weight: this range is ignored
+            if not 0 <= q <= 1:
                 continue
         lang = supported(tag)
         if lang is not None and q > 0 and (best is None or (q, -i) > best[:2]):

@@ -58,7 +58,8 @@ class AssetError(Exception):
 
 
 def registry() -> str:
-    url = os.environ.get("FEDAPPRAISAL_NPM_REGISTRY") or os.environ.get("npm_config_registry")  # noqa: SIM112 - npm's own spelling or DEFAULT_REGISTRY
+    url = (os.environ.get("FEDAPPRAISAL_NPM_REGISTRY") or os.environ.get("npm_config_registry")  # noqa: SIM112 - npm's spelling
+           or os.environ.get("NPM_CONFIG_REGISTRY") or DEFAULT_REGISTRY)
     return url.rstrip("/")
 
 
