@@ -26,6 +26,12 @@ def test_dashboard_rankings_chart_drilldown_and_languages(page: Any, guard: Guar
     page.goto("/")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.get_by_role("heading", level=1)).to_contain_text("成都市（5101，市级）")
+    for landmark in ("banner", "main", "contentinfo"):
+        expect(page.get_by_role(landmark)).to_have_count(1)
+    expect(page.get_by_role("navigation", name="主导航").get_by_role("link", name="考评总览")).to_have_attribute(
+        "aria-current", "page")
+    # htmx is loaded, configured to inject no <style> (the CSP would refuse it) and to eval nothing.
+    assert page.evaluate("() => htmx.config.includeIndicatorStyles === false && htmx.config.allowEval === false")
     table = page.get_by_role("table", name=re.compile("2026 年度排名表"))
     expect(table.get_by_role("row")).to_have_count(3)  # the header row and two counties
     expect(table.get_by_role("row").nth(1)).to_contain_text("锦江区（510104）")
