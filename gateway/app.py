@@ -15,7 +15,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from gateway import problems, response_cache
+from gateway import i18n, problems, response_cache
 from gateway.controllers.admin import AdminController
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 def templates() -> TemplateConfig[JinjaTemplateEngine]:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       enable_async=False)
+    env.globals.update(i18n.template_globals())  # t(key), lang(), switch_language(), default_nav
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
 
 
@@ -49,7 +50,7 @@ def create_app(services: Services) -> Litestar:
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},
-        before_send=[add_security_headers],
+        before_send=[add_security_headers, i18n.remember_language],
         template_config=templates(),
         response_cache_config=response_cache.config(lambda: services.node.store.generation),
         stores={response_cache.STORE: response_cache.BoundedMemoryStore()},

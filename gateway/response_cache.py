@@ -17,6 +17,8 @@ from litestar.config.response_cache import ResponseCacheConfig, default_cache_ke
 from litestar.connection import Request
 from litestar.stores.memory import MemoryStore
 
+from gateway.i18n import language
+
 STORE = "response_cache"
 ANSWER_SECONDS = 10  # what this node holds: valid until its next write in any case
 FEDERATED_SECONDS = 1  # what also comes from below (drill-down, the dashboard): asked again every second at most
@@ -37,6 +39,6 @@ class BoundedMemoryStore(MemoryStore):
 
 def config(generation: Callable[[], int]) -> ResponseCacheConfig:
     def key(request: Request[Any, Any, Any]) -> str:
-        return f"{generation()}:{default_cache_key_builder(request)}"
+        return f"{generation()}:{language(request)}:{default_cache_key_builder(request)}"  # pages differ by language
 
     return ResponseCacheConfig(default_expiration=10, key_builder=key, store=STORE)

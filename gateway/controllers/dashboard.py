@@ -1,5 +1,6 @@
 """GET /: the dashboard page — rankings with grades and the drill-down of any indicator, one framework
-version at a time (the one in force unless ``framework`` or ``version`` names another), labelled."""
+version at a time (the one in force unless ``framework`` or ``version`` names another), labelled. The
+template translates the level and source keys (gateway/i18n.py); the rankings also feed its bar chart."""
 
 from __future__ import annotations
 
@@ -57,14 +58,15 @@ class DashboardController(Controller):
             ind = under.framework.indicator(indicator)
             drill = {"name": ind.name if ind is not None else indicator, "framework": shown_label(under),
                      "rows": [{"level": LEVEL_ZH[r.level], "level_key": r.level, "name": r.name,
-                               "unit": r.unit, "value": r.value, "source": SOURCE_ZH[r.source]}
+                               "unit": r.unit, "value": r.value, "source": SOURCE_ZH[r.source],
+                               "source_key": r.source}
                               for r in sorted(reply.rows, key=lambda r: r.unit)],
                      "partial": list(reply.partial),
                      "dropped": [{"unit": d.unit, "reason": d.reason, "by": d.by, "via": d.via} for d in reply.dropped],
                      "dropped_total": reply.dropped_total}
         me = node_context.me
         return Template(template_name="dashboard.html.j2", context={
-            "me": {"name": me.name, "code": me.code, "level": LEVEL_ZH.get(me.level, me.level)},
+            "me": {"name": me.name, "code": me.code, "level": LEVEL_ZH.get(me.level, me.level), "level_key": me.level},
             "cycle": cycle, "period": period, "indicator": indicator,
             "sections": sections, "others": others, "drill": drill,
         })
