@@ -21,6 +21,7 @@ from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
 from gateway.controllers.frameworks import FrameworkController
 from gateway.controllers.home import HomeController
+from gateway.controllers.intake import IntakeController
 from gateway.controllers.metrics import MetricsController
 from gateway.controllers.node import NodeController
 from gateway.controllers.results import ResultsController
@@ -46,7 +47,7 @@ def create_app(services: Services) -> Litestar:
     return Litestar(
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
-                        UserController,
+                        UserController, IntakeController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},

@@ -243,8 +243,17 @@ def switch_language(context: Context) -> dict[str, str]:
     return {"href": request.url.path + "?" + urlencode([*query, ("lang", other)]), "lang": other, "name": NAMES[other]}
 
 
+@pass_context
+def tr(context: Context, zh: str, en: str, **values: object) -> str:
+    """Both languages in the template itself, side by side (the pages of issue 10): they cannot drift
+    apart the way two catalogue entries can. Formatted like ``t``."""
+    request = _request(context)
+    text = en if (language(request) if request is not None else DEFAULT) == "en" else zh
+    return text.format(**values) if values else text
+
+
 def template_globals() -> Mapping[str, Callable[..., Any] | object]:
-    return {"t": t, "lang": lang, "switch_language": switch_language, "default_nav": DEFAULT_NAV}
+    return {"t": t, "tr": tr, "lang": lang, "switch_language": switch_language, "default_nav": DEFAULT_NAV}
 
 
 async def remember_language(message: Message, scope: Scope) -> None:

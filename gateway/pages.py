@@ -17,27 +17,31 @@ from litestar.response import Redirect, Template
 from aggregator.errors import BadInput
 from aggregator.framework import LEVEL_ZH
 from gateway.guards import CSRF_FIELD, PRINCIPAL_KEY, current
+from gateway.i18n import language
 from nodes.accounts import ROLES, Principal
 from nodes.services.context import NodeContext
 
 S = TypeVar("S", bound=msgspec.Struct)
 
-# (capability, path, label): the navigation, in the order of the year's work
-NAV: tuple[tuple[str | None, str, str], ...] = (
-    (None, "/home", "我的工作台"),
-    ("tasks.view", "/tasks", "任务书"),
-    ("values.enter", "/entry", "数据填报"),
-    ("values.review", "/review", "审核"),
-    (None, "/", "排名"),
-    ("users.manage", "/users", "用户管理"),
-    ("audit.read", "/audit", "审计日志"),
+# (capability, path, zh, en): the navigation, in the order of the year's work
+NAV: tuple[tuple[str | None, str, str, str], ...] = (
+    (None, "/home", "我的工作台", "My work"),
+    ("tasks.view", "/tasks", "任务书", "Task book"),
+    ("values.enter", "/entry", "数据填报", "Data entry"),
+    ("values.confirm", "/confirm", "数据确认", "Confirm"),
+    ("values.review", "/review", "审核", "Review"),
+    (None, "/", "考评总览", "Overview"),
+    ("users.manage", "/users", "用户管理", "Users"),
+    ("audit.read", "/audit", "审计日志", "Audit log"),
 )
 
 
-def nav_for(who: Principal | None) -> list[dict[str, str]]:
+def nav_for(who: Principal | None, lang: str = "zh-CN") -> list[dict[str, str]]:
+    pick = 3 if lang == "en" else 2
     if who is None:
-        return [{"href": "/", "label": "排名"}]
-    return [{"href": href, "label": label} for cap, href, label in NAV if cap is None or who.can(cap)]
+        return [{"href": "/", "label": str(NAV[5][pick])},
+                {"href": "/login", "label": "Sign in" if lang == "en" else "登录"}]
+    return [{"href": n[1], "label": str(n[pick])} for n in NAV if n[0] is None or who.can(n[0])]
 
 
 def who_for_page(who: Principal | None) -> dict[str, Any] | None:
@@ -59,9 +63,9 @@ def page_now(request: Request[Any, Any, Any], template: str, node: NodeContext, 
     who: Principal | None = request.state.get(PRINCIPAL_KEY)
     me = node.me
     return Template(template_name=template, status_code=status, context={
-        "me": {"name": me.name, "code": me.code, "level": LEVEL_ZH.get(me.level, me.level)},
+        "me": {"name": me.name, "code": me.code, "level": LEVEL_ZH.get(me.level, me.level), "level_key": me.level},
         "user": who_for_page(who), "csrf": who.csrf if who else "", "csrf_field": CSRF_FIELD,
-        "nav": nav_for(who), "path": request.url.path, **context})
+        "nav": nav_for(who, language(request)), "path": request.url.path, **context})
 
 
 def is_page(request: Request[Any, Any, Any]) -> bool:

@@ -43,3 +43,4 @@ Grade = Annotated[Literal["优秀", "良好", "一般", "差"], QueryParameter(d
 ReviewStatus = Annotated[Literal["pending", "returned", "accepted", "rejected"], QueryParameter(description="审核状态")]
 
 LoginPath = Annotated[str, PathParameter(pattern=r"^[a-z][a-z0-9._-]{1,31}$", description="用户名 login")]
+Sha256Path = Annotated[str, PathParameter(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of a file")]

@@ -1,16 +1,21 @@
-"""/home: each person's work page — what their roles let them do at this node, and what waits for them."""
+"""/home: each person's work page — their open tasks with deadlines, what was returned to them and
+why, what waits for their review or confirmation."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.response import Template
 
+from gateway.controllers.intake import CST, cst
 from gateway.guards import actor, signed_in
 from gateway.pages import page
+from nodes.intake import STATUS_ZH
 from nodes.services.context import NodeContext
+from nodes.services.intake import IntakeService
 from nodes.services.read_models import ReadModels
 
 
@@ -19,9 +24,14 @@ class HomeController(Controller):
 
     @get("/home", guards=[signed_in])
     async def home(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                   read: NamedDependency[ReadModels]) -> Template:
+                   read: NamedDependency[ReadModels], intake: NamedDependency[IntakeService]) -> Template:
         who = actor(request)
+        cycle = time.strftime("%Y", time.gmtime(node_context.clock() + CST))
         pending = len(await read.reviews("pending", 500)) if who.can("values.review") else 0
-        returned = len(await read.reviews("returned", 500)) if who.can("values.review") else 0
-        return await page(request, "home.html.j2", node_context, pending=pending, returned=returned,
-                          must_change=who.must_change)
+        to_review = len(await intake.queue(cycle, who)) if who.can("values.review") else 0
+        todo = await intake.todo(cycle, who) if who.can("values.enter") else None
+        periods = [{**p, "due": cst(int(str(p["due_at"])))} for p in todo.periods] if todo else []
+        returned = [{"ref": f"{e.unit}/{e.key}", "period": e.period, "value": e.value, "reason": e.reason,
+                     "status": STATUS_ZH.get(e.status, e.status), "by": e.decided_by} for e in todo.returned] if todo else []
+        return await page(request, "home.html.j2", node_context, pending=pending, to_review=to_review, cycle=cycle,
+                          periods=periods, returned=returned, must_change=who.must_change)

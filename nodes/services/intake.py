@@ -79,6 +79,12 @@ class Decided:
 
 
 @dataclass(frozen=True)
+class Todo:
+    periods: list[dict[str, object]]  # open periods with work left: period, cells, done, due_at, overdue
+    returned: list[EntryRecord]  # entries returned or objected to, waiting for whoever entered them
+
+
+@dataclass(frozen=True)
 class ReviewRow:
     entry: EntryRecord
     unit_name: str
@@ -137,9 +143,15 @@ class IntakeService:
                 raise Conflict(f"本节点尚无 {cycle} 年度的指标体系，无法生成任务书 (no framework for this cycle)",
                                code="tasks.no_framework")
             held = {(t.unit, t.indicator) for t in await tx.intake.tasks(cycle)}
+            # The node's own value of an indicator its children's frameworks link to is their roll-up,
+            # not an entry: only the rest are tasks for 本级.
+            rolled = {link.parent_indicator for u, (_, fw) in scope.by_unit.items() if u != self.ctx.me.code
+                      for ind in fw.leaves() for link in ind.links}
             rows: list[TaskRecord] = []
             for unit, (_, fw) in sorted(scope.by_unit.items()):
                 for ind in fw.leaves():
+                    if unit == self.ctx.me.code and ind.code in rolled:
+                        continue
                     if not any(c.indicator == ind.code for c in value_columns(fw, only=[ind.code])):
                         continue
                     if (unit, ind.code) not in held:
@@ -496,7 +508,7 @@ class IntakeService:
                        returned=len(cells) if decision == "return" else 0, bundles=tuple(bundles))
 
     # --- what a person's home page lists
-    async def todo(self, cycle: str, who: Principal) -> dict[str, object]:
+    async def todo(self, cycle: str, who: Principal) -> Todo:
         """Counts and deadlines for the home page: open tasks per period, returns, items to review."""
         now = self.ctx.clock()
         async with self.ctx.store.read() as r:
@@ -523,7 +535,7 @@ class IntakeService:
             if opens <= now and n["done"] < n["cells"]:
                 open_periods.append({"period": p, "cells": n["cells"], "done": n["done"], "due_at": due,
                                      "overdue": now >= due})
-        return {"periods": open_periods, "returned": returned}
+        return Todo(open_periods, returned)
 
 
 def cells_of(pairs: Iterable[str]) -> list[tuple[str, str]]:
