@@ -56,6 +56,7 @@ MAX_BYTES = 20 * MiB
 MAX_CELLS = 200_000
 UNPACKED_RATIO = 5  # the zip's members may unpack to at most this many times max_bytes (a zip bomb does not)
 MAX_MEMBERS = 10_000
+ROW_MARGIN, COL_MARGIN = 200, 20  # how far beyond the template's rows and columns a stray value is still found
 
 MARKER = "fedappraisal:intake:1"  # A3 of every data and comment sheet: this layout, version 1
 TITLE_ROW, HEADER_ROW, KEY_ROW, FIRST_ROW = 1, 2, 3, 4
@@ -341,7 +342,7 @@ def read_per_grid(data: bytes, grids: Sequence[Grid], *, filename: str, max_byte
     """As ``read``, one list per grid (in the order of ``grids``), for a caller that checks each grid."""
     problems: list[Problem] = []
     if len(data) > max_bytes:
-        raise IntakeRefused([Problem("", f"文件过大（{len(data) / MiB:.1f} MiB，上限 {max_bytes / MiB:.0f} MiB）："
+        raise IntakeRefused([Problem("", f"文件过大（{_size(len(data))}，上限 {_size(max_bytes)}）："
                                          "请只保留模板中的工作表后重新保存 (file too big)", "intake.too_big")], filename)
     _check_zip(data, max_bytes, filename)
     with warnings.catch_warnings():  # openpyxl warns about extensions it does not read: not the uploader's problem
@@ -355,8 +356,6 @@ def read_per_grid(data: bytes, grids: Sequence[Grid], *, filename: str, max_byte
             out = [_read_grid(wb, grid, i, len(grids), problems, budget) for i, grid in enumerate(grids)]
         except _Full:
             out = []
-        except IntakeRefused:
-            raise
         except Exception:  # a part openpyxl cannot parse: the file is damaged
             raise IntakeRefused([Problem("", "文件内容已损坏，无法读取：请重新下载模板填写 (the file is damaged)",
                                          "intake.not_xlsx")], filename) from None
@@ -365,6 +364,10 @@ def read_per_grid(data: bytes, grids: Sequence[Grid], *, filename: str, max_byte
     if problems:
         raise IntakeRefused(problems, filename)
     return out
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:.1f} MiB" if n >= MiB else f"{n / 1024:.1f} KiB"
 
 
 def _not_xlsx() -> Problem:
@@ -383,7 +386,7 @@ def _check_zip(data: bytes, max_bytes: int, filename: str) -> None:
     limit = UNPACKED_RATIO * max_bytes
     unpacked = sum(i.file_size for i in infos)
     if len(infos) > MAX_MEMBERS or unpacked > limit:
-        raise IntakeRefused([Problem("", f"文件解压后过大（{unpacked / MiB:.0f} MiB，上限 {limit / MiB:.0f} MiB）或内容过多："
+        raise IntakeRefused([Problem("", f"文件解压后过大（{_size(unpacked)}，上限 {_size(limit)}）或内容过多："
                                          "请用本系统下载的模板填写 (the file unpacks too big: a zip bomb?)",
                                      "intake.too_big")], filename)
 
@@ -435,9 +438,13 @@ def _text_of(cell: Any, where: str) -> _Typed | None:
     return _Typed(where, text) if text.strip() else None
 
 
-def _rows(ws: Any) -> Iterator[tuple[int, tuple[Any, ...]]]:
-    ws.reset_dimensions()  # a file's stated dimension may be wrong: read what is there
-    yield from enumerate(ws.iter_rows(), start=1)
+def _rows(ws: Any, grid: Grid) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """The sheet's rows, within the template's area and a margin around it. The bounds are given
+    (not the file's stated dimension, which may lie) because openpyxl pads every row to the widest:
+    rows with a cell in column XFD would otherwise cost 16,384 cells each."""
+    rows = ws.iter_rows(min_row=1, max_row=KEY_ROW + len(grid.rows) + ROW_MARGIN,
+                        min_col=1, max_col=FIRST_COL + len(grid.columns) - 1 + COL_MARGIN)
+    yield from enumerate(rows, start=1)
 
 
 def _read_grid(wb: Any, grid: Grid, index: int, count: int, problems: list[Problem],
@@ -491,7 +498,7 @@ def _read_sheet(ws: Any, name: str, grid: Grid, problems: list[Problem],
     found: dict[tuple[str, str], _Typed] = {}
     header = [CODE_HEADER, NAME_HEADER, *(header_text(grid, k) for k in keys)]
     checked_rows: set[int] = set()
-    for r, cells in _rows(ws):
+    for r, cells in _rows(ws, grid):
         if r == TITLE_ROW:
             continue
         if r == HEADER_ROW:

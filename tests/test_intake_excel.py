@@ -358,3 +358,18 @@ def test_three_thousand_cells_read_in_well_under_a_second() -> None:
     print(f"template (3,000 cells) {made_in * 1000:.0f} ms; read {len(got)} cells {read_in * 1000:.0f} ms")
     assert len(got) == 3000 and got[-1] == CellInput("510104099", "B29", "3296.5", "", "填报!AF103")
     assert read_in < 1.5
+
+
+def test_cells_far_outside_the_template_cost_nothing() -> None:
+    """openpyxl pads each row to the widest: rows reaching column XFD would cost 16,384 cells each,
+    so only the template's area and a margin are read (a stray value in the margin is still named)."""
+    def fill(wb: WorkbookType) -> None:
+        ws = wb["填报"]
+        for r in range(8, 3008):
+            ws.cell(r, 16384, "1")
+        ws["Y4"] = "1"  # the 20th column beyond the last key: inside the margin
+
+    data = edited(fill)
+    started = time.perf_counter()
+    assert refused(data) == [("填报!Y4", "intake.not_a_task")]
+    assert time.perf_counter() - started < 1.0
