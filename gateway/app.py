@@ -19,6 +19,7 @@ from gateway import i18n, problems, response_cache
 from gateway.controllers.admin import AdminController
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
+from gateway.controllers.entries_api import EntriesApiController
 from gateway.controllers.frameworks import FrameworkController
 from gateway.controllers.home import HomeController
 from gateway.controllers.intake import IntakeController
@@ -47,7 +48,7 @@ def create_app(services: Services) -> Litestar:
     return Litestar(
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
-                        UserController, IntakeController,
+                        UserController, IntakeController, EntriesApiController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},

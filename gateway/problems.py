@@ -66,7 +66,9 @@ def _as_page(request: Request[Any, Any, Any], answer: Response[bytes]) -> Respon
 def _problem_of(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     path = request.url.path
     if isinstance(exc, AppraisalError):
-        return problem(STATUS_BY_KIND.get(exc.kind, 422), exc.code, str(exc), path)
+        listed = getattr(exc, "problems", None)  # IntakeRefused, ExchangeError: every cell or place named
+        errors = [{"where": p.where, "message": p.message, "code": p.code} for p in listed[:1000]] if listed else None
+        return problem(STATUS_BY_KIND.get(exc.kind, 422), exc.code, str(exc), path, errors)
     if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)):
         log.warning("store unavailable on %s: %s", path, exc)
         return problem(503, "store.unavailable", "存储暂时不可用，请稍后重试 (store unavailable; try again)", path,

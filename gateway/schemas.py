@@ -487,3 +487,147 @@ class AuditLog(Struct, kw_only=True):
     entries: list[AuditEntryView]
     next: int | None
     counters: list[AuditCounterView]
+
+
+# --- people and intake (issue 10)
+UnitCode = Annotated[str, Meta(pattern=r"^[0-9A-Za-z-]{2,32}$", description="被考评单位：区划代码或部门代码",
+                               examples=["510104017"])]
+EntryKey = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                               description="末级指标编码，或其分子/分母（A3.num / A3.den）、加权平均的权数")]
+Login = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9._-]{1,31}$", description="用户名 login")]
+Role = Literal["office", "provider", "opinion", "reviewer", "unit", "auditor"]
+
+
+class UserIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A new account. Without ``password`` it gets a one-time password, returned once, to be changed at
+    the first sign-in; a given password must have at least 10 characters."""
+
+    login: Login
+    name: Name
+    roles: Annotated[list[Role], Meta(min_length=1, max_length=6)]
+    org: Annotated[str, Meta(max_length=64)] = ""
+    units: Annotated[list[UnitCode], Meta(max_length=10_000)] = []
+    indicators: Annotated[list[EntryKey], Meta(max_length=1000)] = []
+    password: Annotated[str, Meta(min_length=10, max_length=256)] | UnsetType = UNSET
+    oidc_subject: Annotated[str, Meta(max_length=255)] = ""
+
+
+class UserCreated(Struct, kw_only=True):
+    login: str
+    one_time_password: str  # "" when a password was given
+
+
+class UserView(Struct, kw_only=True):
+    login: str
+    name: str
+    org: str
+    roles: list[str]
+    units: list[str]
+    indicators: list[str]
+    disabled: bool
+    must_change: bool
+    locked_until: int
+    oidc: bool
+
+
+class TaskView(Struct, kw_only=True):
+    unit: str
+    indicator: str
+    provider: str
+    frequency: str
+    confirm: bool
+    minimum: str
+    maximum: str
+
+
+class TasksGenerated(Struct, kw_only=True):
+    cycle: str
+    tasks: int
+
+
+class GenerateTasks(Struct, kw_only=True, forbid_unknown_fields=True):
+    cycle: Cycle
+
+
+class CellIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    unit: UnitCode
+    key: EntryKey
+    value: Annotated[str, Meta(max_length=64, description="as typed: full-width digits are read as digits")]
+    comment: Note = ""
+
+
+class SaveEntries(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A batch of cells for one period: drafts, or (``submit``) for review. All of it is taken, or none."""
+
+    cycle: Cycle
+    period: Period
+    submit: bool = False
+    cells: Annotated[list[CellIn], Meta(min_length=1, max_length=50_000)]
+
+
+class EntriesSaved(Struct, kw_only=True):
+    saved: int
+    submitted: int
+    late: int
+    warnings: list[str]
+
+
+class CellRef(Struct, kw_only=True, forbid_unknown_fields=True):
+    unit: UnitCode
+    key: EntryKey
+
+
+class DecideEntries(Struct, kw_only=True, forbid_unknown_fields=True):
+    """审核: approve the cells (they count, and this node's own are signed and sent up) or return them."""
+
+    cycle: Cycle
+    period: Period
+    decision: Literal["approve", "return"]
+    reason: Note = ""
+    cells: Annotated[list[CellRef], Meta(min_length=1, max_length=50_000)]
+
+
+class EntriesDecided(Struct, kw_only=True):
+    approved: int
+    returned: int
+    bundles: list[str]
+
+
+class GridCellView(Struct, kw_only=True):
+    unit: str
+    key: str
+    value: str
+    comment: str
+    status: str
+    previous: str
+    last_year: str
+    reason: str
+    attachments: list[str]
+
+
+class GridColumnView(Struct, kw_only=True):
+    key: str
+    indicator: str
+    name: str
+    measure_unit: str
+    minimum: str
+    maximum: str
+
+
+class GridView(Struct, kw_only=True):
+    cycle: str
+    period: str
+    provider: str
+    opens_at: int
+    due_at: int
+    open: bool
+    units: list[dict[str, str]]
+    columns: list[GridColumnView]
+    cells: list[GridCellView]
+
+
+class Imported(Struct, kw_only=True):
+    format: str
+    periods: list[str]
+    saved: int
+    submitted: int

@@ -117,3 +117,48 @@ async def test_task_book_entry_review_as_pages(site: tuple[Node, AsyncTestClient
         digest = (await rd.frameworks.list(role="issued"))[-1].digest
         held = await rd.results.values("2026", "2026-Y", digest)
     assert held[TOWNS[0]]["A1"] == "1200" and "A1" not in held.get(TOWNS[1], {})
+
+
+async def test_excel_template_and_upload_as_pages(site: tuple[Node, AsyncTestClient[Any]]) -> None:
+    """Download the template, fill one cell wrong: every problem named by sheet!cell and nothing taken; then a
+    good file is taken, and the audit log says which file it came from (bench/pages.py times 3,000 cells)."""
+    import io
+
+    from openpyxl import load_workbook
+
+    node, client = site
+    await node.intake.generate("2026", SYSTEM)
+    await node.intake.edit_tasks("2026", "A1", [], SYSTEM, provider="区统计局", frequency="Y", confirm=False,
+                                 minimum="0", maximum="")
+    csrf = await sign_in(client, "tjj", "tjj-password-1")
+    r = await client.get("/entry/template.xlsx?cycle=2026&period=2026-Y")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/vnd.openxmlformats")
+
+    def filled(values: dict[str, str]) -> bytes:
+        wb = load_workbook(io.BytesIO(r.content))
+        ws = wb["填报"]
+        for row in ws.iter_rows(min_row=4):
+            code = str(row[0].value or "")
+            if code in values:
+                row[2].value = values[code]
+        out = io.BytesIO()
+        wb.save(out)
+        return out.getvalue()
+
+    bad = filled({TOWNS[0]: "1200", TOWNS[1]: "一千"})
+    page = await client.post("/entry/upload", data={"_csrf": csrf, "cycle": "2026", "period": "2026-Y",
+                                                    "action": "submit"},
+                             files={"file": ("统计局.xlsx", bad, "application/octet-stream")})
+    assert page.status_code == 422 and 'data-testid="upload-problems"' in page.text and "填报!C5" in page.text
+    async with node.context.store.read() as rd:
+        assert await rd.intake.entries("2026") == []
+    good = filled({TOWNS[0]: "1200", TOWNS[1]: "1000"})
+    page = await client.post("/entry/upload", data={"_csrf": csrf, "cycle": "2026", "period": "2026-Y",
+                                                    "action": "submit"},
+                             files={"file": ("统计局.xlsx", good, "application/octet-stream")})
+    assert page.status_code == 200 and 'data-testid="uploaded"' in page.text
+    async with node.context.store.read() as rd:
+        assert {(e.unit, e.value, e.status) for e in await rd.intake.entries("2026")} == {
+            (TOWNS[0], "1200", "submitted"), (TOWNS[1], "1000", "submitted")}
+        audit = [e for e in await rd.audit.entries() if e.action == "intake.submit"]
+    assert '"source":"excel:统计局.xlsx"' in audit[-1].detail.replace(" ", "")

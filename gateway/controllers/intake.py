@@ -9,6 +9,7 @@ cell's check as a fragment, for validation as the person types (htmx).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -26,14 +27,18 @@ from gateway.i18n import language
 from gateway.pages import page, see_other
 from gateway.params import OptCycle, OptPeriod, Sha256Path
 from gateway.problems import STATUS_BY_KIND
+from nodes import intake_excel
 from nodes.accounts import Principal
 from nodes.intake import STATUS_ZH, CellInput, IntakeRefused, Problem, check, periods_of
 from nodes.services.context import NodeContext
-from nodes.services.intake import IntakeService, cells_of
+from nodes.services.intake import IntakeService, cells_of, safe_name
 from nodes.services.read_models import ReadModels
 from nodes.services.review import ReviewService
 
 CST = 8 * 3600
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+UPLOAD_BYTES = 20 * 1024 * 1024
+UPLOAD_CELLS = 50_000  # a city's townships × indicators is a few thousand; reading 50,000 takes about a second
 STATUS_EN = {"": "not entered", "draft": "draft", "submitted": "submitted", "confirmed": "confirmed by the unit",
              "objected": "objected to by the unit", "approved": "approved", "returned": "returned"}
 
@@ -230,6 +235,50 @@ class IntakeController(Controller):
                                      status=STATUS_BY_KIND.get(e.kind, 422), typed=typed, error=str(e),
                                      error_code=e.code)
         return await self._entry(request, node_context, intake, cycle, period, saved=saved)
+
+    @get("/entry/template.xlsx", guards=[require("values.enter")])
+    async def excel_template(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
+                             intake: NamedDependency[IntakeService], cycle: OptCycle = None,
+                             period: OptPeriod = None) -> Response[bytes]:
+        """The person's grids for the period as an Excel value template (nodes/intake_excel.py)."""
+        who = actor(request)
+        cyc = _cycle(cycle)
+        per = period or f"{cyc}-Y"
+        grids = await intake.grids(cyc, per, who)
+        if not grids:
+            raise BadInput(f"{per} 没有您的填报任务，无需模板 (no tasks for this period)", code="intake.no_tasks")
+        data = await asyncio.to_thread(intake_excel.template, grids, node_name=node_context.me.name,
+                                       provider=who.org or who.label, generated_at=node_context.clock())
+        name = f"{node_context.me.code}-{per}-{who.org or who.login}.xlsx"
+        return Response(data, media_type=XLSX, headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}", "Cache-Control": "private"})
+
+    @post("/entry/upload", guards=[require("values.enter")])
+    async def excel_upload(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
+                           intake: NamedDependency[IntakeService]) -> Template:
+        """A filled template: every problem named by sheet!cell, and nothing taken from a file with any."""
+        form = await request.form()
+        cycle, period = _cycle(str(form.get("cycle", ""))), str(form.get("period", ""))
+        submit = str(form.get("action", "")) == "submit"
+        upload = form.get("file")
+        who = actor(request)
+        try:
+            if not isinstance(upload, UploadFile):
+                raise BadInput("请选择要上传的 Excel 文件 (choose a file)", code="intake.upload_missing")
+            data = await upload.read()
+            name = safe_name(upload.filename or "upload.xlsx")
+            grids = await intake.grids(cycle, period, who)
+            inputs = await asyncio.to_thread(intake_excel.read, data, grids, filename=name,
+                                             max_bytes=UPLOAD_BYTES, max_cells=UPLOAD_CELLS)
+            check_scope(who, units={c.unit for c in inputs}, indicators={c.key for c in inputs})
+            saved = await intake.save(cycle, period, inputs, who, submit=submit, source=f"excel:{name}")
+        except IntakeRefused as e:
+            return await self._entry(request, node_context, intake, cycle, period, status=422, error=str(e),
+                                     error_code=e.code, upload_problems=e.problems)
+        except AppraisalError as e:
+            return await self._entry(request, node_context, intake, cycle, period,
+                                     status=STATUS_BY_KIND.get(e.kind, 422), error=str(e), error_code=e.code)
+        return await self._entry(request, node_context, intake, cycle, period, saved=saved, uploaded=name)
 
     @post("/entry/check", guards=[require("values.enter")])
     async def check_cell(self, request: Request[Any, Any, Any], intake: NamedDependency[IntakeService]) -> Template:

@@ -280,8 +280,9 @@ class IntakeService:
 
     # --- entering
     async def save(self, cycle: str, period: str, inputs: Sequence[CellInput], who: Principal, *, submit: bool,
-                   source: str = "page") -> Saved:
-        """Take a batch of cells as drafts, or submit them for review; all of it or none."""
+                   source: str = "page", dry_run: bool = False) -> Saved:
+        """Take a batch of cells as drafts, or submit them for review; all of it or none. ``dry_run``:
+        check only (an import of several periods checks them all before taking any)."""
         if not who.can("values.enter"):
             raise BadInput("您的角色不能填报数据 (your roles cannot enter values)", code="auth.forbidden")
         now = self.ctx.clock()
@@ -308,6 +309,8 @@ class IntakeService:
                 raise IntakeRefused(problems, source)
             if not taken:
                 raise BadInput("没有要保存的数据 (nothing to save)", code="intake.nothing")
+            if dry_run:
+                return Saved(saved=len(taken), submitted=len(taken) if submit else 0, late=0, warnings=())
             tasks = {(t.unit, t.indicator): t for t in await tx.intake.tasks(cycle)}
             held = await tx.intake.entries_at(cycle, period, [(c.unit, c.key) for _, c in taken])
             rows, hist, late = [], [], 0
