@@ -746,10 +746,12 @@ async def _steps(d: object, framework: Path, check: bool) -> None:
 
     assert isinstance(d, Demo)
     await d.start()
+    await d.accounts()
     await d.cascade(framework)
     await d.report()
     await d.show()
     await d.check()
+    d.show_logins()
 
 
 def main() -> None:

@@ -6,6 +6,9 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
+import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -29,6 +32,19 @@ CYCLE = "2026"
 PERIOD = "2026-Y"
 INTEGER_UNITS = {"人", "个", "起"}
 
+# One account per role at every node (issue 10), the two providers the sample framework names, and an
+# evaluated unit's account for the node's first child (or, at a township, the township itself). The
+# passwords are random for each run, one per login, printed at the end and kept in logins.txt (0600).
+DEMO_ACCOUNTS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("office", "绩效办 王芳", ("office",), ""),
+    ("tjj", "统计局 张三", ("provider",), "统计局"),
+    ("sthj", "生态环境局 赵敏", ("provider",), "生态环境局"),
+    ("pingyi", "评估专家 孙丽", ("opinion",), ""),
+    ("shenhe", "审核人 李四", ("reviewer",), ""),
+    ("danwei", "被考评单位联络员 周强", ("unit",), ""),
+    ("shenji", "审计 钱进", ("auditor",), ""),
+)
+
 
 @dataclass
 class Summary:
@@ -46,6 +62,7 @@ class Summary:
     rollups_recomputed: int = 0
     descendants_current: int = 0
     anchors_held: int = 0
+    accounts: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -61,7 +78,8 @@ class Summary:
             "max_node_uss_mb": round(self.max_node_uss_mb, 1),
             "openapi_operations": self.openapi_operations, "openapi_schemas": self.openapi_schemas,
             "rollups_recomputed": self.rollups_recomputed, "descendants_current": self.descendants_current,
-            "anchors_held": self.anchors_held, "problems": self.problems[:20], "ok": self.ok,
+            "anchors_held": self.anchors_held, "accounts": self.accounts, "problems": self.problems[:20],
+            "ok": self.ok,
         }, ensure_ascii=False)
 
 
@@ -81,6 +99,7 @@ class Demo:
         self.http = httpx.AsyncClient(timeout=10)
         self.summary = Summary(nodes=len(self.fed.specs))
         self.entered: dict[str, dict[str, Decimal]] = {}
+        self.passwords = {login: secrets.token_urlsafe(9) for login, *_ in DEMO_ACCOUNTS}
 
     def name(self, code: str) -> str:
         s = self.fed.by_code[code]
@@ -171,24 +190,83 @@ class Demo:
         self.summary.cascade_seconds = time.monotonic() - t0
         c.print(f"指标体系逐级下发完成 (cascade complete): {self.summary.cascade_seconds:.2f} 秒")
 
+    async def accounts(self) -> None:
+        """Every node gets one account per role, through its own API (the office's token)."""
+        c = self.console
+        for spec in self.fed.specs:
+            first = spec.children[0] if spec.children else spec.code
+            for login, name, roles, org in DEMO_ACCOUNTS:
+                await self.post(spec.code, "/api/v1/users", {
+                    "login": login, "name": name, "roles": list(roles), "org": org,
+                    "units": [first] if "unit" in roles else [], "password": self.passwords[login]})
+        path = self.fed.workdir / "logins.txt"
+        lines = [f"{login}\t{self.passwords[login]}\t{name}\t{'、'.join(roles)}{('（' + org + '）') if org else ''}"
+                 for login, name, roles, org in DEMO_ACCOUNTS]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        self.summary.accounts = len(DEMO_ACCOUNTS) * len(self.fed.specs)
+        c.print(f"已为每个节点创建 {len(DEMO_ACCOUNTS)} 个角色账号，共 {self.summary.accounts} 个 "
+                f"(accounts per role at every node; passwords in {path})")
+
+    async def session(self, code: str, login: str) -> tuple[httpx.AsyncClient, str]:
+        """Signed in as a person, through the sign-in form as a browser does; returns the client and the
+        session's CSRF token."""
+        client = httpx.AsyncClient(base_url=self.fed.by_code[code].url, timeout=10)
+        page = await client.get("/login")
+        token = re.search(r'name="_csrf" value="([^"]+)"', page.text)
+        if token is None:
+            raise RuntimeError(f"{self.name(code)}: 登录页无 CSRF 令牌 (no CSRF token on the sign-in page)")
+        r = await client.post("/login", data={"_csrf": token.group(1), "login": login,
+                                              "password": self.passwords[login], "next": "/home"})
+        home = await client.get(r.headers.get("location", "/home"))
+        csrf = re.search(r'name="_csrf" value="([^"]+)"', home.text)
+        if r.status_code != 303 or csrf is None:
+            raise RuntimeError(f"{self.name(code)}: {login} 无法登录 (cannot sign in): HTTP {r.status_code}")
+        return client, csrf.group(1)
+
     async def report(self) -> None:
         c = self.console
-        c.print("\n[bold]乡镇报送数据[/] (townships report values)")
+        c.print("\n[bold]乡镇报送数据[/] (townships: providers enter, a reviewer approves, the node signs)")
         townships = [s for s in self.fed.specs if s.level == "township"]
         t0 = time.monotonic()
 
         async def one(s: NodeSpec) -> None:
             fws = await self.get(s.code, "/api/v1/frameworks", cycle=CYCLE)
             fw = next(f for f in fws if f["role"] == "received")
-            vals = {i["code"]: sample_value(s.code, i["code"], Decimal(i["target"]), i["unit"])
-                    for i in fw["indicators"] if i["leaf"]}
+            leaves = {i["code"]: i for i in fw["indicators"] if i["leaf"]}
+            await self.post(s.code, "/api/v1/tasks/generate", {"cycle": CYCLE})
+            vals: dict[str, Decimal] = {}
+            for login in ("tjj", "sthj"):  # each provider enters its own indicators
+                client, csrf = await self.session(s.code, login)
+                try:
+                    grids = (await client.get("/api/v1/entries", params={"cycle": CYCLE, "period": PERIOD})).json()
+                    cells = [{"unit": cell["unit"], "key": cell["key"],
+                              "value": str(sample_value(s.code, cell["key"], Decimal(leaves[cell["key"]]["target"]),
+                                                        leaves[cell["key"]]["unit"]))}
+                             for g in grids for cell in g["cells"]]
+                    r = await client.post("/api/v1/entries", headers={"x-csrf-token": csrf},
+                                          json={"cycle": CYCLE, "period": PERIOD, "submit": True, "cells": cells})
+                    if r.status_code != 201:
+                        raise RuntimeError(f"{self.name(s.code)} {login}: HTTP {r.status_code} {r.text}")
+                    vals.update({cell["key"]: Decimal(cell["value"]) for cell in cells})
+                finally:
+                    await client.aclose()
+            client, csrf = await self.session(s.code, "shenhe")
+            try:
+                r = await client.post("/api/v1/entries/review", headers={"x-csrf-token": csrf}, json={
+                    "cycle": CYCLE, "period": PERIOD, "decision": "approve",
+                    "cells": [{"unit": s.code, "key": k} for k in sorted(vals)]})
+                if r.status_code != 201:
+                    raise RuntimeError(f"{self.name(s.code)} shenhe: HTTP {r.status_code} {r.text}")
+            finally:
+                await client.aclose()
             self.entered[s.code] = vals
-            await self.post(s.code, "/api/v1/admin/values",
-                            {"cycle": CYCLE, "period": PERIOD, "values": {k: str(v) for k, v in vals.items()}})
 
         await asyncio.gather(*(one(s) for s in townships))
         self.summary.values = sum(len(v) for v in self.entered.values())
-        c.print(f"  {len(townships)} 个乡镇报送 {self.summary.values} 个数值 (values entered, signed, sent up)")
+        c.print(f"  {len(townships)} 个乡镇：统计局、生态环境局填报 {self.summary.values} 个数值，审核人审核通过后签名上报 "
+                "(values entered by providers, approved by a reviewer, signed, sent up)")
         prov = self.fed.province
         leaves = len(next(iter(self.entered.values())))
         reported: set[str] = set()
@@ -344,6 +422,16 @@ class Demo:
             t.add_row(LEVEL_ZH.get(r["level"], r["level"]), f"{'  ' * (len(r['unit']) // 3)}{r['name']}（{r['unit']}）",
                       r["value"], r["source"])
         self.console.print(t)
+
+    def show_logins(self) -> None:
+        t = Table(title="登录 (sign in): 每个节点网关的 /login，账号相同、密码见下 (the same accounts at every node)")
+        for col in ("用户名 login", "密码 password", "姓名", "角色 roles"):
+            t.add_column(col)
+        for login, name, roles, org in DEMO_ACCOUNTS:
+            t.add_row(login, self.passwords[login], name, "、".join(roles) + (f"（{org}）" if org else ""))
+        self.console.print(t)
+        for spec in [next(s for s in self.fed.specs if s.level == level) for level in LEVEL_ZH]:
+            self.console.print(f"  {LEVEL_ZH[spec.level]} {self.name(spec.code)}: {spec.url}/login")
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -237,6 +237,7 @@ async def fuzz(st: Path, args: argparse.Namespace, workdir: Path, out: Path) -> 
     try:
         try:
             await demo.start()
+            await demo.accounts()
             await demo.cascade(DATA / "sample-framework.yaml")
             await demo.report()
         except Exception as exc:

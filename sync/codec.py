@@ -198,7 +198,7 @@ def decode_bundle(payload: bytes) -> Bundle:
 
 def _provided(msg: pb.ResultBundle) -> tuple[tuple[str, dict[str, Decimal]], ...]:
     if len(msg.provided) > MAX_VALUES or sum(len(p.values) for p in msg.provided) > MAX_VALUES:
-        raise EnvelopeError("结果包中数据提供单位报送的数值过多 (too many provided values)", code="bundle.too_many_values")
+        raise EnvelopeError("结果包中数据提供单位报送的数值过多 (too many provided values)", code="bundle.too_many_provided")
     out: list[tuple[str, dict[str, Decimal]]] = []
     seen: set[str] = set()
     for p in msg.provided:
@@ -210,7 +210,7 @@ def _provided(msg: pb.ResultBundle) -> tuple[tuple[str, dict[str, Decimal]], ...
         for v in p.values:
             if not valid_indicator_code(v.indicator) or v.indicator in vals:
                 raise EnvelopeError(f"结果包中 {p.unit} 的指标编码 {v.indicator[:40]!r} 无效或重复 (invalid or repeated)",
-                                    code="bundle.bad_provided")
+                                    code="bundle.bad_provided_indicator")
             vals[v.indicator] = _dec(v.value, f"{p.unit} 指标 {v.indicator} value")
         out.append((p.unit, vals))
     return tuple(out)

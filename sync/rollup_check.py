@@ -83,7 +83,7 @@ def recompute(bundle: Bundle, fw: Framework, fw_digest: str, sources: Evidence) 
     for unit, vals in bundle.provided:  # the sender's providers' values count over the unit's own, as they do there
         if unit not in units:
             raise EnvelopeError(f"数据提供单位报送的 {unit} 不是汇总所依据指标体系的被考评单位 (provided values for a unit "
-                                "outside the roll-up's framework)", code="rollup.source_not_unit")
+                                "outside the roll-up's framework)", code="rollup.provided_not_unit")
         values.setdefault(unit, {}).update(vals)
     try:
         rolled = roll_up(fw, values)

@@ -88,7 +88,7 @@ async def test_a_dhis2_document_is_imported_whole_or_not_at_all(
         {"dataElement": "A1", "orgUnit": TOWNS[1], "value": "abc"}]}
     r = await client.post("/api/v1/entries/import", headers={**token, "content-type": "application/json"},
                           params={"format": "dhis2", "cycle": "2026"}, content=json.dumps(doc).encode())
-    assert r.status_code == 422 and any("dataValues[1]" in e["where"] for e in r.json()["errors"])
+    assert r.status_code == 422 and any("dataValues[1]" in e["where"] for e in r.json()["errors"]), r.text
     async with node.context.store.read() as rd:
         assert await rd.intake.entries("2026") == []
     doc["dataValues"][1]["value"] = "1000"

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Response
 
@@ -54,6 +56,19 @@ Submit = Annotated[bool, QueryParameter(description="submit for review at once (
 MEDIA = {"dhis2": "application/json", "adx": "application/adx+xml", "sdmx": "application/vnd.sdmx.data+csv"}
 MAX_IMPORT = 20 * 1024 * 1024
 MAX_IMPORT_VALUES = 50_000
+
+
+@dataclass
+class ImportOperation(Operation):
+    """The import's body is a document in another system's format, read as raw bytes (a JSON body must
+    not be decoded by the framework first): its schema is stated here for each media type."""
+
+    def __post_init__(self) -> None:
+        doc = "dataValueSets JSON, ADX XML or SDMX-CSV, as the format parameter says"
+        self.request_body = RequestBody(required=True, description=doc, content={
+            "application/json": OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT, description="DHIS2 dataValueSets")),
+            "application/adx+xml": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, description="IHE ADX")),
+            "text/csv": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, description="SDMX-CSV 2.0"))})
 
 
 def _mapping(node: NodeContext) -> CodeMap:
@@ -149,12 +164,13 @@ class EntriesApiController(Controller):
         return EntriesDecided(approved=d.approved, returned=d.returned, bundles=list(d.bundles))
 
     @post("/api/v1/entries/import", summary="Import a DHIS2 dataValueSets, ADX or SDMX-CSV document as entries",
-          guards=[require("values.enter")], status_code=201, responses=documented(400, 401, 403, 409, 422))
+          guards=[require("values.enter")], status_code=201, responses=documented(400, 401, 403, 409, 422),
+          operation_class=ImportOperation)
     async def import_document(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                               intake: NamedDependency[IntakeService], format: Format, cycle: Cycle,
                               submit: Submit = False) -> Imported:
         who = actor(request)
-        data = await request.body()
+        data = await request.body()  # raw: a DHIS2 client sends JSON, which must not be decoded here
         if len(data) > MAX_IMPORT:
             raise BadInput(f"文档 {len(data)} 字节，超过上限 {MAX_IMPORT} (document too large)", code="exchange.too_large")
         cells = await asyncio.to_thread(_read, format, data, _mapping(node_context))

@@ -284,7 +284,7 @@ class IntakeService:
         """Take a batch of cells as drafts, or submit them for review; all of it or none. ``dry_run``:
         check only (an import of several periods checks them all before taking any)."""
         if not who.can("values.enter"):
-            raise BadInput("您的角色不能填报数据 (your roles cannot enter values)", code="auth.forbidden")
+            raise BadInput("您的角色不能填报数据 (your roles cannot enter values)", code="intake.enter_role")
         now = self.ctx.clock()
         async with self.ctx.store.tx(quiet=True) as tx:
             grids = await self._grids(tx, cycle, period, who)
@@ -388,7 +388,7 @@ class IntakeService:
                       objection: str = "") -> int:
         """被考评单位确认 (or objects, with a reason: the entry goes back to its provider)."""
         if not who.can("values.confirm"):
-            raise BadInput("只有被考评单位可以确认 (only the evaluated unit confirms)", code="auth.forbidden")
+            raise BadInput("只有被考评单位可以确认 (only the evaluated unit confirms)", code="intake.confirm_role")
         now = self.ctx.clock()
         async with self.ctx.store.tx(quiet=True) as tx:
             held = await tx.intake.entries_at(cycle, period, cells)
@@ -447,7 +447,8 @@ class IntakeService:
                      reason: str = "") -> Decided:
         """Approve the cells (their values count: see the module docstring) or return them with a reason."""
         if decision not in ("approve", "return"):
-            raise BadInput("decision 应为 approve 或 return (approve or return)", code="review.decision")
+            raise BadInput("decision 应为 approve（通过）或 return（退回） (decision must be approve or return)",
+                           code="review.decision")
         if decision == "return" and not reason.strip():
             raise BadInput("退回须说明理由 (a return needs a reason)", code="review.reason_required")
         if not cells:
@@ -466,7 +467,7 @@ class IntakeService:
                 ready = e.status == "confirmed" or (e.status == "submitted" and not (t is not None and t.confirm))
                 if not ready:
                     raise Conflict(f"{u}/{k} 状态为「{STATUS_ZH.get(e.status, e.status)}」，不在待审核中 (not awaiting review)",
-                                   code="review.not_pending")
+                                   code="review.entry_not_pending")
                 if e.entered_by == who.actor and not who.system:
                     raise Conflict(f"{u}/{k} 由您本人填报，须由他人审核 (you entered it: someone else must review it)",
                                    code="review.own_entry")
