@@ -525,8 +525,11 @@ class IntakeService:
             for p in periods_of(cycle, t.frequency):
                 periods.setdefault(p, {"cells": 0, "done": 0})["cells"] += 1
         returned = []
+        if "unit" in who.roles and who.units:  # an evaluated unit sees what was returned about it, whoever entered it
+            about = await self._returned_about(cycle, who)
+            returned += about
         for e in entries:
-            if (e.unit, e.key.split(".")[0]) not in assigned:
+            if (e.unit, e.key.split(".")[0]) not in assigned or e in returned:
                 continue
             if e.status in ("submitted", "confirmed", "approved") and e.key.split(".")[0] == e.key:
                 periods.setdefault(e.period, {"cells": 0, "done": 0})["done"] += 1
@@ -540,6 +543,11 @@ class IntakeService:
                 open_periods.append({"period": p, "cells": n["cells"], "done": n["done"], "due_at": due,
                                      "overdue": now >= due})
         return Todo(open_periods, returned)
+
+    async def _returned_about(self, cycle: str, who: Principal) -> list[EntryRecord]:
+        async with self.ctx.store.read() as r:
+            return [e for e in await r.intake.entries(cycle, units=sorted(who.units), statuses=["returned", "objected"])
+                    if who.covers_indicator(e.key)]
 
 
 def cells_of(pairs: Iterable[str]) -> list[tuple[str, str]]:
