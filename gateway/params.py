@@ -44,3 +44,7 @@ ReviewStatus = Annotated[Literal["pending", "returned", "accepted", "rejected"],
 
 LoginPath = Annotated[str, PathParameter(pattern=r"^[a-z][a-z0-9._-]{1,31}$", description="用户名 login")]
 Sha256Path = Annotated[str, PathParameter(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of a file")]
+OptUnit = Annotated[str | None, QueryParameter(pattern=r"^[0-9A-Za-z-]{2,32}$", description="被考评单位代码 unit code")]
+OptKey = Annotated[str | None, QueryParameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                                              description="指标编码或其前缀 indicator code or prefix")]
+OptPage = Annotated[int | None, QueryParameter(ge=0, le=100_000, description="页码，从 0 起 (page, from 0)")]

@@ -110,7 +110,7 @@ async def test_return_approve_and_the_parent_recomputes_with_provided_values(
     await node.intake.save("2026", "2026-Y", [CellInput(TOWNS[0], "A1", "1200"), CellInput(TOWNS[1], "A1", "980")],
                            TJJ, submit=True)
     assert {s for _, s in (await entries(node)).values()} == {"submitted"}
-    queue = await node.intake.queue("2026", REVIEWER)
+    queue, _ = await node.intake.queue("2026", REVIEWER)
     assert [(q.entry.unit, q.entry.value) for q in queue] == [(TOWNS[0], "1200"), (TOWNS[1], "980")]
     # nobody approves their own entry; a return needs a reason
     with pytest.raises(AppraisalError) as own:
@@ -201,7 +201,7 @@ async def test_deadline_unlock_lateness_and_confirmation(county: tuple[Node, Fed
     async with node.context.store.read() as r:
         assert (await r.intake.entries("2026", "2026-Y"))[0].late
     # confirm: the reviewer sees nothing until the township confirms; an objection returns it to the provider
-    assert await node.intake.queue("2026", REVIEWER) == []
+    assert await node.intake.queue("2026", REVIEWER) == ([], 0)
     with pytest.raises(AppraisalError):
         await node.intake.confirm("2026", "2026-Y", [(TOWNS[1], "A1")], TOWN_STAFF)  # not its unit
     await node.intake.confirm("2026", "2026-Y", [(TOWNS[0], "A1")], TOWN_STAFF, objection="我镇统计口径为 1150")
@@ -209,7 +209,7 @@ async def test_deadline_unlock_lateness_and_confirmation(county: tuple[Node, Fed
     assert [e.reason for e in (await node.intake.todo("2026", TJJ)).returned] == ["我镇统计口径为 1150"]
     await node.intake.save("2026", "2026-Y", [CellInput(TOWNS[0], "A1", "1150", "按镇意见更正")], TJJ, submit=True)
     await node.intake.confirm("2026", "2026-Y", [(TOWNS[0], "A1")], TOWN_STAFF)
-    assert [q.entry.status for q in await node.intake.queue("2026", REVIEWER)] == ["confirmed"]
+    assert [q.entry.status for q in (await node.intake.queue("2026", REVIEWER))[0]] == ["confirmed"]
 
 
 async def test_evidence_files(county: tuple[Node, Federation, FixedClock]) -> None:

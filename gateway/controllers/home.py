@@ -28,7 +28,7 @@ class HomeController(Controller):
         who = actor(request)
         cycle = time.strftime("%Y", time.gmtime(node_context.clock() + CST))
         pending = len(await read.reviews("pending", 500)) if who.can("values.review") else 0
-        to_review = len(await intake.queue(cycle, who)) if who.can("values.review") else 0
+        to_review = await intake.waiting(cycle, who) if who.can("values.review") else 0
         todo = await intake.todo(cycle, who) if who.can("values.enter") else None
         periods = [{**p, "due": cst(int(str(p["due_at"])))} for p in todo.periods] if todo else []
         returned = [{"ref": f"{e.unit}/{e.key}", "period": e.period, "value": e.value, "reason": e.reason,

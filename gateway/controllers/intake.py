@@ -25,7 +25,7 @@ from aggregator.framework import valid_cycle, valid_period
 from gateway.guards import CSRF_FIELD, actor, check_scope, require
 from gateway.i18n import language
 from gateway.pages import page, see_other
-from gateway.params import OptCycle, OptPeriod, Sha256Path
+from gateway.params import OptCycle, OptKey, OptPage, OptPeriod, OptUnit, Sha256Path
 from gateway.problems import STATUS_BY_KIND
 from nodes import intake_excel
 from nodes.accounts import Principal
@@ -39,6 +39,8 @@ CST = 8 * 3600
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UPLOAD_BYTES = 20 * 1024 * 1024
 UPLOAD_CELLS = 50_000  # a city's townships × indicators is a few thousand; reading 50,000 takes about a second
+REVIEW_ROWS = 200  # entries shown on one review page (filter by unit or indicator for the others)
+GRID_ROWS = 25  # units shown on one entry page per grid (the Excel template has them all)
 STATUS_EN = {"": "not entered", "draft": "draft", "submitted": "submitted", "confirmed": "confirmed by the unit",
              "objected": "objected to by the unit", "approved": "approved", "returned": "returned"}
 
@@ -76,11 +78,14 @@ def _one(form: dict[str, list[str]], key: str, default: str = "") -> str:
 
 
 def grid_view(grid: Any, problems: dict[str, str] | None = None, typed: dict[str, tuple[str, str]] | None = None,
-              lang: str = "zh-CN") -> dict[str, Any]:
+              lang: str = "zh-CN", page_no: int = 0, per_page: int = 25) -> dict[str, Any]:
     problems = problems or {}
     typed = typed or {}
     rows = []
-    for row in grid.rows:
+    # The page of units shown; a unit with a problem is always shown, so that no refusal is hidden.
+    flagged = {ref.split("/", 1)[0] for ref in problems}
+    shown = [r for i, r in enumerate(grid.rows) if i // per_page == page_no or r.unit in flagged]
+    for row in shown:
         cells: list[dict[str, Any] | None] = []
         for col in grid.columns:
             state = grid.cells.get((row.unit, col.key))
@@ -95,8 +100,10 @@ def grid_view(grid: Any, problems: dict[str, str] | None = None, typed: dict[str
                           "attachments": state.attachments, "problem": problems.get(ref, ""),
                           "editable": state.status in ("", "draft", "returned", "objected", "approved")})
         rows.append({"unit": row.unit, "name": row.name, "cells": cells})
+    pages = max(1, -(-len(grid.rows) // per_page))
     return {"provider": grid.provider, "columns": grid.columns, "rows": rows, "open": grid.open,
-            "due": cst(grid.due_at), "opens": cst(grid.opens_at)}
+            "due": cst(grid.due_at), "opens": cst(grid.opens_at), "pages": pages, "page": page_no,
+            "units": len(grid.rows)}
 
 
 class IntakeController(Controller):
@@ -120,9 +127,14 @@ class IntakeController(Controller):
             ind = fw.indicator(t.indicator) if fw is not None else None
             g = by_ind.setdefault(t.indicator, {"code": t.indicator, "name": ind.name if ind else t.indicator,
                                                 "measure": ind.measure_unit if ind else "", "rows": []})
+            setting = (t.provider, t.frequency, t.confirm, t.minimum, t.maximum)
+            same = g.setdefault("settings", {}).setdefault(setting, {
+                "provider": t.provider, "frequency": t.frequency, "confirm": t.confirm, "minimum": t.minimum,
+                "maximum": t.maximum, "units": []})
+            same["units"].append(scope.names.get(t.unit, t.unit))
             g["rows"].append({"unit": t.unit, "name": scope.names.get(t.unit, t.unit), "provider": t.provider,
                               "frequency": t.frequency, "confirm": t.confirm, "minimum": t.minimum,
-                              "maximum": t.maximum, "by": t.updated_by})
+                              "maximum": t.maximum})
         periods = [{"period": p.period, "opens": cst_date(p.opens_at), "due": cst_date(p.due_at)}
                    for p in await intake.periods(cycle)]
         providers = sorted({t.provider for t in rows if t.provider})
@@ -187,12 +199,12 @@ class IntakeController(Controller):
     @get("/entry", guards=[require("values.enter")])
     async def entry(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                     intake: NamedDependency[IntakeService], cycle: OptCycle = None,
-                    period: OptPeriod = None) -> Template:
-        return await self._entry(request, node_context, intake, _cycle(cycle), period)
+                    period: OptPeriod = None, page: OptPage = 0) -> Template:
+        return await self._entry(request, node_context, intake, _cycle(cycle), period, page_no=page or 0)
 
     async def _entry(self, request: Request[Any, Any, Any], node: NodeContext, intake: IntakeService, cycle: str,
                      period: str | None, *, status: int = 200, problems: list[Problem] | None = None,
-                     typed: dict[str, tuple[str, str]] | None = None, **extra: Any) -> Template:
+                     typed: dict[str, tuple[str, str]] | None = None, page_no: int = 0, **extra: Any) -> Template:
         who = actor(request)
         tasks = await intake.tasks(cycle, who)
         periods = sorted({p for t in tasks for p in periods_of(cycle, t.frequency)})
@@ -202,11 +214,11 @@ class IntakeController(Controller):
             period = open_periods[0] if open_periods else (periods[-1] if periods else f"{cycle}-Y")
         lang = language(request)
         by_ref = {p.where: p.message for p in problems or []}
-        grids = [grid_view(g, by_ref, typed, lang) for g in await intake.grids(cycle, period, who)]
+        grids = [grid_view(g, by_ref, typed, lang, page_no, GRID_ROWS) for g in await intake.grids(cycle, period, who)]
         general = [p for p in problems or [] if p.where not in {c["ref"] for g in grids for r in g["rows"]
                                                               for c in r["cells"] if c}]
         return await page(request, "entry.html.j2", node, status=status, cycle=cycle, period=period, periods=periods,
-                          grids=grids, problems=problems or [], general=general, **extra)
+                          grids=grids, problems=problems or [], general=general, page_no=page_no, **extra)
 
     @post("/entry", guards=[require("values.enter")])
     async def save(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
@@ -284,7 +296,9 @@ class IntakeController(Controller):
     async def check_cell(self, request: Request[Any, Any, Any], intake: NamedDependency[IntakeService]) -> Template:
         """One cell, checked as it is typed (htmx): the message for that cell, or nothing."""
         form = await _form(request)
-        cycle, period, ref = _cycle(_one(form, "cycle")), _one(form, "period"), _one(form, "ref")
+        # the cell is the one value htmx sent (its input's own name, v:<unit>/<key>), or an explicit ref
+        ref = _one(form, "ref") or next((k[2:] for k in form if k.startswith("v:")), "")
+        cycle, period = _cycle(_one(form, "cycle")), _one(form, "period")
         unit, _, key = ref.partition("/")
         message = ""
         grids = await intake.grids(cycle, period, actor(request))
@@ -373,14 +387,16 @@ class IntakeController(Controller):
     @get("/review", guards=[require("values.review")])
     async def review_page(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                           intake: NamedDependency[IntakeService], read: NamedDependency[ReadModels],
-                          cycle: OptCycle = None) -> Template:
-        return await self._review(request, node_context, intake, read, _cycle(cycle))
+                          cycle: OptCycle = None, unit: OptUnit = None, key: OptKey = None) -> Template:
+        return await self._review(request, node_context, intake, read, _cycle(cycle), unit=unit or "", key=key or "")
 
     async def _review(self, request: Request[Any, Any, Any], node: NodeContext, intake: IntakeService,
-                      read: ReadModels, cycle: str, *, status: int = 200, **extra: Any) -> Template:
+                      read: ReadModels, cycle: str, *, status: int = 200, unit: str = "", key: str = "",
+                      **extra: Any) -> Template:
         who = actor(request)
         rows = []
-        for q in await intake.queue(cycle, who):
+        queue, total = await intake.queue(cycle, who, unit=unit, key=key, limit=REVIEW_ROWS)
+        for q in queue:
             e = q.entry
             rows.append({"ref": f"{e.unit}/{e.key}", "period": e.period, "unit": q.unit_name, "unit_code": e.unit,
                          "indicator": q.indicator_name, "key": e.key, "measure": q.measure_unit, "value": e.value,
@@ -396,7 +412,7 @@ class IntakeController(Controller):
                    if who.covers_unit(b.node)]
         files = await self._files(node, intake, cycle, rows)
         return await page(request, "review.html.j2", node, status=status, cycle=cycle, rows=rows, bundles=bundles,
-                          files=files, **extra)
+                          files=files, total=total, unit=unit, key=key, **extra)
 
     @staticmethod
     async def _files(node: NodeContext, intake: IntakeService, cycle: str,
@@ -415,9 +431,10 @@ class IntakeController(Controller):
         form = await _form(request)
         cycle = _cycle(_one(form, "cycle"))
         decision = "return" if _one(form, "action") == "return" else "approve"
+        picked = form.get("shown", []) if _one(form, "action") == "approve_page" else form.get("cell", [])
         try:
             by_period: dict[str, list[tuple[str, str]]] = {}
-            for item in form.get("cell", []):
+            for item in picked:
                 period, _, ref = item.partition("|")
                 by_period.setdefault(period, []).extend(cells_of([ref]))
             if not by_period:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nodes.repositories._sql import dialect_insert, upsert
@@ -193,13 +193,13 @@ class IntakeRepository:
             await self.conn.execute(entry_history.insert(), list(rows))
 
     async def history(self, cycle: str, period: str, cells: Iterable[tuple[str, str]]) -> list[HistoryRecord]:
-        cells = list(cells)
-        if not cells:
+        wanted = set(cells)
+        if not wanted:
             return []
         q = select(entry_history).where(entry_history.c.cycle == cycle, entry_history.c.period == period,
-                                        or_(*[and_(entry_history.c.unit == u, entry_history.c.key == k)
-                                              for u, k in cells[:200]])).order_by(entry_history.c.id)
-        return [HistoryRecord(*r) for r in await self.conn.execute(q)]
+                                        entry_history.c.unit.in_(sorted({u for u, _ in wanted})))
+        rows = [HistoryRecord(*r) for r in await self.conn.execute(q.order_by(entry_history.c.id))]
+        return [h for h in rows if (h.unit, h.key) in wanted]
 
     async def set_status(self, cycle: str, period: str, cells: Iterable[tuple[str, str]], **values: object) -> None:
         for u, k in cells:

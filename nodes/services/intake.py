@@ -416,32 +416,46 @@ class IntakeService:
                                    "reason": objection.strip()[:500]}, now)
         return len(cells)
 
-    async def queue(self, cycle: str, who: Principal, period: str | None = None) -> list[ReviewRow]:
-        """What waits for the reviewer: submitted entries (those needing the unit's confirmation once
-        confirmed), each with its history and evidence."""
+    async def _waiting(self, r: Tx, cycle: str, who: Principal, period: str | None) -> list[EntryRecord]:
+        tasks = {(t.unit, t.indicator): t for t in await r.intake.tasks(cycle)}
+        out = []
+        for e in await r.intake.entries(cycle, period, statuses=["submitted", "confirmed"]):
+            t = tasks.get((e.unit, e.key.split(".")[0]))
+            if (e.status == "submitted" and t is not None and t.confirm) or not who.covers_unit(e.unit) \
+                    or not who.covers_indicator(e.key):
+                continue  # awaiting the unit's confirmation first, or outside the reviewer's scope
+            out.append(e)
+        return out
+
+    async def waiting(self, cycle: str, who: Principal) -> int:
+        """How many entries wait for this reviewer (the home page's count)."""
+        async with self.ctx.store.read() as r:
+            return len(await self._waiting(r, cycle, who, None))
+
+    async def queue(self, cycle: str, who: Principal, period: str | None = None, *, unit: str = "",
+                    key: str = "", limit: int = 200) -> tuple[list[ReviewRow], int]:
+        """What waits for the reviewer — submitted entries (those needing the unit's confirmation once
+        confirmed) — filtered by unit or key prefix; the first ``limit`` of them with their history and
+        evidence, and how many there are in all."""
         async with self.ctx.store.read() as r:
             scope = await self.scope(r, cycle)
-            tasks = {(t.unit, t.indicator): t for t in await r.intake.tasks(cycle)}
+            waiting = [e for e in await self._waiting(r, cycle, who, period)
+                       if (not unit or e.unit == unit) and (not key or e.key.startswith(key))]
+            shown = waiting[:limit]
             rows = []
-            waiting = await r.intake.entries(cycle, period, statuses=["submitted", "confirmed"], limit=5000)
-            by_period: dict[str, list[EntryRecord]] = {}
-            for e in waiting:
-                t = tasks.get((e.unit, e.key.split(".")[0]))
-                if (e.status == "submitted" and t is not None and t.confirm) or not who.covers_unit(e.unit) \
-                        or not who.covers_indicator(e.key):
-                    continue
-                by_period.setdefault(e.period, []).append(e)
-            for p, es in sorted(by_period.items()):
-                hist = await r.intake.history(cycle, p, [(e.unit, e.key) for e in es])
+            for p in sorted({e.period for e in shown}):
+                es = [e for e in shown if e.period == p]
+                hist: dict[tuple[str, str], list[HistoryRecord]] = {}
+                for h in await r.intake.history(cycle, p, [(e.unit, e.key) for e in es]):
+                    hist.setdefault((h.unit, h.key), []).append(h)
                 files = await r.intake.attachments_of(cycle, p, {e.unit for e in es})
                 for e in es:
                     fw = scope.by_unit.get(e.unit, ("", None))[1]
                     ind = fw.indicator(e.key.split(".")[0]) if fw is not None else None
                     rows.append(ReviewRow(e, scope.names.get(e.unit, e.unit), ind.name if ind else e.key,
-                                          ind.measure_unit if ind else "",
-                                          tuple(h for h in hist if (h.unit, h.key) == (e.unit, e.key)),
+                                          ind.measure_unit if ind else "", tuple(hist.get((e.unit, e.key), ())),
                                           tuple(a.name for a in files.get((e.unit, e.key), []))))
-        return rows
+        return rows, len(waiting)
 
     async def decide(self, cycle: str, period: str, cells: Sequence[tuple[str, str]], decision: str, who: Principal,
                      reason: str = "") -> Decided:
@@ -526,10 +540,10 @@ class IntakeService:
                 periods.setdefault(p, {"cells": 0, "done": 0})["cells"] += 1
         returned = []
         if "unit" in who.roles and who.units:  # an evaluated unit sees what was returned about it, whoever entered it
-            about = await self._returned_about(cycle, who)
-            returned += about
+            returned += await self._returned_about(cycle, who)
+        listed = {(e.period, e.unit, e.key) for e in returned}
         for e in entries:
-            if (e.unit, e.key.split(".")[0]) not in assigned or e in returned:
+            if (e.unit, e.key.split(".")[0]) not in assigned or (e.period, e.unit, e.key) in listed:
                 continue
             if e.status in ("submitted", "confirmed", "approved") and e.key.split(".")[0] == e.key:
                 periods.setdefault(e.period, {"cells": 0, "done": 0})["done"] += 1
