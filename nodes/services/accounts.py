@@ -264,6 +264,15 @@ class AccountService:
                                 "(that identity has no enabled account here; ask the office)", code="auth.unbound")
         return session
 
+    async def refuse_oidc(self, reason: str, remote: str, subject: str = "-", detail: str = "") -> None:
+        """An OpenID Connect sign-in that failed before a subject could be trusted (the provider's error,
+        a bad state, a token that did not verify): audited like every other refusal."""
+        info: dict[str, object] = {"reason": reason[:64], "via": "oidc", "from": remote}
+        if detail:
+            info["detail"] = detail[:200]
+        async with self.ctx.store.tx(quiet=True) as tx:
+            await tx.audit.append("-", "login.refused", subject[:255] or "-", info, self.ctx.clock())
+
     async def _open(self, tx: Tx, u: UserRecord, via: str, now: int) -> Session:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         await tx.users.sweep(now)
