@@ -80,6 +80,16 @@ def check_password(password: str, login: str) -> str:
     return password
 
 
+def check_subject(subject: str) -> str:
+    """An OpenID Connect ``sub`` to bind ("" unbinds): as the provider issues it, at most 255 characters."""
+    subject = subject.strip()
+    if len(subject) > 255 or any(ord(c) < 33 or ord(c) == 127 for c in subject):
+        raise BadInput("统一身份认证用户标识 (sub) 至多 255 个字符，不含空白或控制字符 "
+                       "(the OIDC subject: at most 255 characters, no spaces or control characters)",
+                       code="users.oidc_subject")
+    return subject
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who a request acts as. ``units``/``indicators`` empty: the whole node."""

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 import warnings
@@ -290,6 +291,35 @@ async def test_an_unreachable_provider_and_a_node_without_oidc(tmp_path: Path) -
         refused_page(await web.get("/login/oidc"), 404, "auth.oidc.off", "本节点未启用统一身份认证登录")
         refused_page(await web.get("/login/oidc/callback?code=x&state=y"), 404, "auth.oidc.off", "未启用")
     await plain.context.store.close()
+
+
+def _csrf(html: str) -> str:
+    m = re.search(r'name="_csrf" value="([^"]+)"', html)
+    assert m, html[:2000]
+    return m.group(1)
+
+
+async def test_the_office_binds_a_subject_on_the_user_page(web: AsyncTestClient[Any], county: Node,
+                                                           provider: Provider) -> None:
+    await county.accounts.add("li", "李四", ["reviewer"], SYSTEM, password="li-si-password-1")
+    form = await web.get("/login")
+    r = await web.post("/login", data={"_csrf": _csrf(form.text), "login": "wang", "password": "wang-fang-password"})
+    assert r.status_code == 303
+    page = await web.get("/users/li")
+    assert 'name="oidc_subject" value=""' in page.text
+    csrf = _csrf(page.text)
+    edit = {"_csrf": csrf, "name": "李四", "roles": "reviewer"}
+    r = await web.post("/users/li", data={**edit, "oidc_subject": "510104-wang-0001"})  # 王芳's
+    assert r.status_code == 409 and "users.subject_taken" in r.text
+    r = await web.post("/users/li", data={**edit, "oidc_subject": "510104-li-0002"})
+    assert r.status_code == 303
+    r = await web.post("/users/li", data=edit)  # a form without the field leaves the binding alone
+    assert r.status_code == 303 and (await county.accounts.get("li")).oidc_subject == "510104-li-0002"
+    assert (await web.post("/logout", data={"_csrf": csrf})).status_code == 303
+    r = await journey(web, provider, "510104-li-0002")
+    assert r.status_code == 303 and "李四（li）" in (await web.get("/home")).text
+    changes = await audit(county, "users.change")
+    assert changes[0]["oidc_subject"] is True and "510104-li-0002" not in json.dumps(changes)
 
 
 # --- node.yaml oidc:
