@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -128,7 +127,7 @@ async def main() -> None:
     assert saved.submitted == cells, (saved, cells)
 
     # --- pages under load
-    await node.accounts.add("office", "绩效办", ["office"], SYSTEM, password="office-password-1")
+    await node.accounts.add("office", "绩效办", ["office"], SYSTEM, password="office-password-1")  # noqa: S106  (the bench's own account)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(gateway_services(node)), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))

@@ -25,11 +25,13 @@ from gateway.controllers.home import HomeController
 from gateway.controllers.intake import IntakeController
 from gateway.controllers.metrics import MetricsController
 from gateway.controllers.node import NodeController
+from gateway.controllers.oidc import OidcController
 from gateway.controllers.results import ResultsController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.session import SessionController
 from gateway.controllers.users import UserController
 from gateway.deps import Services, dependencies
+from gateway.oidc import RelyingParty, flow_key
 from gateway.openapi import SchemaRenderPlugin
 from gateway.security import add_security_headers
 
@@ -44,11 +46,12 @@ def templates() -> TemplateConfig[JinjaTemplateEngine]:
 
 
 def create_app(services: Services) -> Litestar:
-    me = services.node.me
+    me, cfg = services.node.me, services.node.cfg
+    oidc = RelyingParty(cfg.oidc, services.node.clock, flow_key(cfg.key.private_bytes_raw())) if cfg.oidc else None
     return Litestar(
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
-                        UserController, IntakeController, EntriesApiController,
+                        UserController, IntakeController, EntriesApiController, OidcController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},
@@ -57,7 +60,7 @@ def create_app(services: Services) -> Litestar:
         response_cache_config=response_cache.config(lambda: services.node.store.generation),
         stores={response_cache.STORE: response_cache.BoundedMemoryStore()},
         state=State({"admin_token": services.node.cfg.admin_token, "node_code": me.code, "node": services.node,
-                     "accounts": services.accounts}),
+                     "accounts": services.accounts, "oidc": oidc, "oidc_name": cfg.oidc.name if cfg.oidc else ""}),
         openapi_config=OpenAPIConfig(
             title=f"fedappraisal gateway · {me.name}", version="1.0.0", path="/schema",
             render_plugins=[SchemaRenderPlugin()],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aggregator.errors import BadInput
 
@@ -80,6 +80,16 @@ def check_password(password: str, login: str) -> str:
     return password
 
 
+def check_subject(subject: str) -> str:
+    """An OpenID Connect ``sub`` to bind ("" unbinds): as the provider issues it, at most 255 characters."""
+    subject = subject.strip()
+    if len(subject) > 255 or any(ord(c) < 33 or ord(c) == 127 for c in subject):
+        raise BadInput("统一身份认证用户标识 (sub) 至多 255 个字符，不含空白或控制字符 "
+                       "(the OIDC subject: at most 255 characters, no spaces or control characters)",
+                       code="users.oidc_subject")
+    return subject
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who a request acts as. ``units``/``indicators`` empty: the whole node."""
@@ -136,3 +146,24 @@ class WebSettings:
 
 
 DEFAULT_WEB_SETTINGS = WebSettings()
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """node.yaml ``oidc:``: signing in through an OpenID Connect provider (统一身份认证平台).
+
+    The provider vouches for a person's ``sub``; the node maps it to the one account bound to it
+    (``users.oidc_subject``). The gateway is a confidential client using the authorization-code flow
+    with PKCE; its callback is ``<redirect_base>/login/oidc/callback``, to be registered at the provider.
+    """
+
+    issuer: str  # exactly as the provider's discovery document and ID tokens name it
+    client_id: str
+    client_secret: str = field(repr=False)  # read from client_secret_file, never in node.yaml itself
+    redirect_base: str  # the gateway's external URL, as browsers reach it
+    name: str = "统一身份认证"  # the sign-in button's label: 使用{name}登录
+    scopes: str = "openid profile"
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.redirect_base.rstrip('/')}/login/oidc/callback"

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import msgspec.inspect as mi
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aggregator.framework import LEVELS
-from nodes.accounts import DEFAULT_WEB_SETTINGS, WebSettings
+from nodes.accounts import DEFAULT_WEB_SETTINGS, OidcSettings, WebSettings
 from nodes.store import StoreError, check_url
 from nodes.yamlfile import FileError, Located, Where, load
 from sync.codec import read_chain
@@ -55,6 +57,7 @@ class NodeConfig:
     review: str = "auto"  # children's bundles: approved on receipt (auto) or held for a person to approve (manual)
     limits: Limits = DEFAULT_LIMITS
     web: WebSettings = DEFAULT_WEB_SETTINGS
+    oidc: OidcSettings | None = None  # sign-in through an OpenID Connect provider; None: passwords only
 
 
 INVALID = "config.invalid"
@@ -108,6 +111,15 @@ class TlsSection(_Section):
     key: str
 
 
+class OidcSection(_Section):
+    issuer: str
+    client_id: str
+    client_secret_file: str
+    redirect_base: str
+    name: str = "统一身份认证"
+    scopes: str = "openid profile"
+
+
 class ConfigFile(_Section):
     node: NodeSection
     trust_root: TrustRootSection
@@ -125,6 +137,7 @@ class ConfigFile(_Section):
     # The dataclass itself, so that the keys of limits: are its fields and nothing else.
     limits: Limits = DEFAULT_LIMITS
     web: WebSettings = DEFAULT_WEB_SETTINGS
+    oidc: OidcSection | None = None
 
 
 def check_keys(doc: Located) -> None:
@@ -291,7 +304,7 @@ def load_config(path: Path, *, now: int | None = None) -> NodeConfig:
         grpc_listen=_addr(doc, ("listen", "grpc"), "如 grpc: 127.0.0.1:7001"),
         http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
         admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat, tls=tls, review=review,
-        limits=_load_limits(doc), web=_load_web(doc),
+        limits=_load_limits(doc), web=_load_web(doc), oidc=_load_oidc(doc, base),
     )
 
 
@@ -312,6 +325,58 @@ def _load_web(doc: Located) -> WebSettings:
                             "(an integer from 1 to 10000)")
         given[name] = value
     return WebSettings(**given)
+
+
+_PRINTABLE = re.compile(r"^[\x21-\x7e]+$")  # one token of visible ASCII: client ids, scopes
+
+
+def _load_oidc(doc: Located, base: Path) -> OidcSettings | None:
+    raw = doc.data.get("oidc")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise doc.error(("oidc",), f"应为键值映射，如 oidc: {{issuer: https://..., client_id: ...}}，实为 {raw!r} "
+                        "(expected a mapping)")
+    fix = "统一身份认证平台的地址，如 issuer: https://tyrz.sczwfw.gov.cn (the provider's issuer URL)"
+    issuer = str(_get(doc, ("oidc", "issuer"), (str,), fix))
+    parts = urlsplit(issuer)
+    if not parts.hostname or parts.query or parts.fragment or parts.username or not (
+            parts.scheme == "https" or (parts.scheme == "http" and parts.hostname == "127.0.0.1")):
+        raise doc.error(("oidc", "issuer"), f"issuer 应为 https:// 地址（仅测试可用 http://127.0.0.1），不含查询串，实为 "
+                        f"{issuer!r} (the issuer must be an https URL without query; plain http only on 127.0.0.1)")
+    client_id = str(_get(doc, ("oidc", "client_id"), (str,), "在统一身份认证平台登记本系统时分配的 client_id"))
+    if not _PRINTABLE.match(client_id) or len(client_id) > 255:
+        raise doc.error(("oidc", "client_id"), f"client_id 应为 1–255 个可见 ASCII 字符，实为 {client_id!r} "
+                        "(1-255 visible ASCII characters, as the provider assigned it)")
+    secret_file = base / str(_get(doc, ("oidc", "client_secret_file"), (str,),
+                                  "存放 client_secret 的文件路径（相对 node.yaml），如 client_secret_file: oidc_secret"))
+    try:
+        secret = secret_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise doc.error(("oidc", "client_secret_file"), f"无法读取客户端密钥文件 {secret_file}；请把平台分配的 "
+                        "client_secret 写入该文件 (cannot read the client secret file)") from None
+    if not secret or not _PRINTABLE.match(secret):
+        raise doc.error(("oidc", "client_secret_file"), f"客户端密钥文件 {secret_file} 为空或含空白、控制字符；"
+                        "应只含平台分配的 client_secret (the file must hold the client secret alone)")
+    base_url = str(_get(doc, ("oidc", "redirect_base"), (str,),
+                        "本网关对外的地址，如 redirect_base: https://jxb.chengdu.gov.cn"))
+    bparts = urlsplit(base_url)
+    if bparts.scheme not in ("http", "https") or not bparts.hostname or bparts.query or bparts.fragment \
+            or bparts.username:
+        raise doc.error(("oidc", "redirect_base"), f"redirect_base 应为本网关对外的 http(s):// 地址，如 "
+                        f"https://jxb.chengdu.gov.cn，实为 {base_url!r}；回调地址为 <redirect_base>/login/oidc/callback "
+                        "(the gateway's external URL; the callback is <redirect_base>/login/oidc/callback)")
+    name = raw.get("name", OidcSettings.name)
+    if not isinstance(name, str) or not name.strip() or len(name) > 64 or any(ord(c) < 32 for c in name):
+        raise doc.error(("oidc", "name"), f"name 是登录按钮上的平台名称，1–64 个字符，如 四川省统一身份认证平台，实为 {name!r} "
+                        "(the provider's name on the sign-in button, 1-64 characters)")
+    scopes = raw.get("scopes", OidcSettings.scopes)
+    words = scopes.split() if isinstance(scopes, str) else []
+    if "openid" not in words or not all(_PRINTABLE.match(w) for w in words):
+        raise doc.error(("oidc", "scopes"), f"scopes 应为以空格分隔、含 openid 的范围列表，如 \"openid profile\"，实为 "
+                        f"{scopes!r} (space-separated scopes including openid)")
+    return OidcSettings(issuer=issuer, client_id=client_id, client_secret=secret, redirect_base=base_url.rstrip("/"),
+                        name=name.strip(), scopes=" ".join(words))
 
 
 def _load_limits(doc: Located) -> Limits:

@@ -20,7 +20,7 @@ from litestar.response import Redirect, Template
 from aggregator.errors import BadInput
 from gateway.guards import CSRF_FIELD, actor, session_cookie, signed_in
 from gateway.pages import form_of, local_next, page, see_other
-from nodes.services.accounts import AccountService, SignInRefused
+from nodes.services.accounts import AccountService, Session, SignInRefused
 from nodes.services.context import NodeContext
 
 
@@ -40,32 +40,45 @@ def _login_cookie(request: Request[Any, Any, Any]) -> str:
     return f"fa_login_{request.app.state['node_code']}"
 
 
-def _secure(request: Request[Any, Any, Any], accounts: AccountService) -> bool:
+def secure_cookie(request: Request[Any, Any, Any], accounts: AccountService) -> bool:
     mode = accounts.settings.cookie_secure
     return mode == "always" or (mode == "auto" and request.url.scheme == "https")
 
 
-def _remote(request: Request[Any, Any, Any]) -> str:
+def remote_of(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "-"
+
+
+async def login_form(request: Request[Any, Any, Any], node: NodeContext, accounts: AccountService, *,
+                     status: int = 200, error: str = "", code: str = "", login: str = "", target: str = "") -> Template:
+    """The sign-in page (also where a refused OpenID Connect sign-in ends, gateway/controllers/oidc.py)."""
+    token = secrets.token_urlsafe(24)
+    t = await page(request, "login.html.j2", node, status=status, login_csrf=token, error=error, error_code=code,
+                   login=login, next=local_next(target or request.query_params.get("next")),
+                   oidc=request.app.state.get("oidc_name", ""))
+    t.cookies.append(Cookie(key=_login_cookie(request), value=token, httponly=True, samesite="strict",
+                            path="/login", secure=secure_cookie(request, accounts), max_age=3600))
+    return t
+
+
+def signed_in_response(request: Request[Any, Any, Any], accounts: AccountService, session: Session,
+                       target: str | None) -> Redirect:
+    """Where a sign-in ends, however it was made: the session cookie set, the sign-in form's own cookie gone."""
+    r = see_other("/account/password" if session.principal.must_change else local_next(target))
+    r.cookies.append(Cookie(key=session_cookie(request), value=session.token, httponly=True, samesite="lax",
+                            path="/", secure=secure_cookie(request, accounts),
+                            max_age=3600 * accounts.settings.session_hours))
+    r.cookies.append(Cookie(key=_login_cookie(request), value="", path="/login", max_age=0))
+    return r
 
 
 class SessionController(Controller):
     include_in_schema = False
 
-    async def _form(self, request: Request[Any, Any, Any], node: NodeContext, accounts: AccountService, *,
-                    status: int = 200, error: str = "", code: str = "", login: str = "", target: str = "") -> Template:
-        token = secrets.token_urlsafe(24)
-        t = await page(request, "login.html.j2", node, status=status, login_csrf=token, error=error, error_code=code,
-                       login=login, next=local_next(target or request.query_params.get("next")),
-                       oidc=request.app.state.get("oidc_name", ""))
-        t.cookies.append(Cookie(key=_login_cookie(request), value=token, httponly=True, samesite="strict",
-                                path="/login", secure=_secure(request, accounts), max_age=3600))
-        return t
-
     @get("/login")
     async def login_page(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                          accounts: NamedDependency[AccountService]) -> Template:
-        return await self._form(request, node_context, accounts)
+        return await login_form(request, node_context, accounts)
 
     @post("/login")
     async def login(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
@@ -75,21 +88,15 @@ class SessionController(Controller):
         supplied = str(form.get(CSRF_FIELD, ""))
         data = await form_of(request, SignInForm)
         if not expected or not hmac.compare_digest(expected.encode(), supplied.encode("utf-8", "surrogateescape")):
-            return await self._form(request, node_context, accounts, status=403, code="auth.csrf",
+            return await login_form(request, node_context, accounts, status=403, code="auth.csrf",
                                     error="登录页已过期，请重新输入 (the sign-in page expired; try again)",
                                     login=data.login[:64], target=data.next)
         try:
-            session = await accounts.sign_in(data.login, data.password, _remote(request))
+            session = await accounts.sign_in(data.login, data.password, remote_of(request))
         except SignInRefused as e:
-            return await self._form(request, node_context, accounts, status=401, error=str(e), code=e.code,
+            return await login_form(request, node_context, accounts, status=401, error=str(e), code=e.code,
                                     login=data.login[:64], target=data.next)
-        target = "/account/password" if session.principal.must_change else local_next(data.next)
-        r = see_other(target)
-        r.cookies.append(Cookie(key=session_cookie(request), value=session.token, httponly=True, samesite="lax",
-                                path="/", secure=_secure(request, accounts),
-                                max_age=3600 * accounts.settings.session_hours))
-        r.cookies.append(Cookie(key=_login_cookie(request), value="", path="/login", max_age=0))
-        return r
+        return signed_in_response(request, accounts, session, data.next)
 
     @post("/logout", guards=[signed_in])
     async def logout(self, request: Request[Any, Any, Any], accounts: NamedDependency[AccountService]) -> Redirect:

@@ -29,6 +29,7 @@ class UserForm(msgspec.Struct, forbid_unknown_fields=True):
     roles: list[str] = []
     units: list[str] = []
     indicators: str = ""  # comma- or space-separated codes or group prefixes
+    oidc_subject: str | None = None  # the edit page's 统一身份认证 binding; absent: left as it is
 
 
 def _codes(text: str) -> list[str]:
@@ -40,7 +41,7 @@ def _row(u: UserRecord, now: int, names: dict[str, str]) -> dict[str, Any]:
     return {"login": u.login, "name": u.name, "org": u.org, "roles": [ROLES[r] for r in u.roles if r in ROLES],
             "role_keys": list(u.roles), "units": [names.get(x, x) for x in u.units], "unit_keys": list(u.units),
             "indicators": " ".join(u.indicators), "state": state, "disabled": u.disabled,
-            "oidc": bool(u.oidc_subject)}
+            "oidc": bool(u.oidc_subject), "oidc_subject": u.oidc_subject}
 
 
 class UserController(Controller):
@@ -79,7 +80,8 @@ class UserController(Controller):
         u = await accounts.get(login)
         names = {node_context.me.code: f"{node_context.me.name}（本级）", **node_context.child_names}
         return await page(request, "user_edit.html.j2", node_context, u=_row(u, node_context.clock(), names),
-                          roles=[(k, v, ROLES_EN[k]) for k, v in ROLES.items()], units=sorted(names.items()))
+                          roles=[(k, v, ROLES_EN[k]) for k, v in ROLES.items()], units=sorted(names.items()),
+                          oidc=request.app.state.get("oidc_name", ""))
 
     @post("/users/{login:str}")
     async def save(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
@@ -87,13 +89,14 @@ class UserController(Controller):
         data = await form_of(request, UserForm, lists=("roles", "units"))
         try:
             await accounts.change(login, actor(request), name=data.name, roles=data.roles, org=data.org,
-                                  units=data.units, indicators=_codes(data.indicators))
+                                  units=data.units, indicators=_codes(data.indicators), oidc_subject=data.oidc_subject)
         except AppraisalError as e:
             u = await accounts.get(login)
             names = {node_context.me.code: f"{node_context.me.name}（本级）", **node_context.child_names}
             return await page(request, "user_edit.html.j2", node_context, status=STATUS_BY_KIND.get(e.kind, 422),
                               u=_row(u, node_context.clock(), names), error=str(e), error_code=e.code,
-                              roles=[(k, v, ROLES_EN[k]) for k, v in ROLES.items()], units=sorted(names.items()))
+                              roles=[(k, v, ROLES_EN[k]) for k, v in ROLES.items()], units=sorted(names.items()),
+                              oidc=request.app.state.get("oidc_name", ""))
         return see_other("/users")
 
     @post("/users/{login:str}/disable")

@@ -33,6 +33,7 @@ from nodes.accounts import (
     check_name,
     check_password,
     check_roles,
+    check_subject,
 )
 from nodes.repositories.users import SessionRecord, UserRecord
 from nodes.services.context import NodeContext
@@ -91,6 +92,7 @@ class AccountService:
                   oidc_subject: str = "") -> str:
         """Returns the one-time password when none was given ("" when one was)."""
         login, name, checked = check_login(login.strip()), check_name(name), check_roles(roles)
+        oidc_subject = check_subject(oidc_subject)
         scope_units = _scope_units(self.ctx, units)
         scope_inds = tuple(sorted({i.strip() for i in indicators if i.strip()}))
         given = password is not None
@@ -126,7 +128,7 @@ class AccountService:
 
     async def change(self, login: str, actor: Principal, *, name: str | None = None, roles: Sequence[str] | None = None,
                      org: str | None = None, units: Iterable[str] | None = None,
-                     indicators: Iterable[str] | None = None) -> None:
+                     indicators: Iterable[str] | None = None, oidc_subject: str | None = None) -> None:
         fields: dict[str, object] = {}
         if name is not None:
             fields["name"] = check_name(name)
@@ -138,6 +140,8 @@ class AccountService:
             fields["units"] = _scope_units(self.ctx, units)
         if indicators is not None:
             fields["indicators"] = tuple(sorted({i.strip() for i in indicators if i.strip()}))
+        if oidc_subject is not None:
+            fields["oidc_subject"] = check_subject(oidc_subject)
         now = self.ctx.clock()
         async with self.ctx.store.tx(quiet=True) as tx:
             before = await tx.users.get(login)
@@ -147,9 +151,19 @@ class AccountService:
                     and "office" not in fields["roles"]:  # type: ignore[operator]
                 raise Conflict("不能取消自己的绩效办角色 (you cannot remove your own office role)",
                                code="users.self_demote")
+            subject = fields.get("oidc_subject")
+            if subject == before.oidc_subject:
+                fields.pop("oidc_subject")
+            elif subject:
+                holder = await tx.users.by_subject(str(subject))
+                if holder is not None and holder.login != login:
+                    raise Conflict("该统一身份认证账号已绑定其他用户 (that OIDC subject is bound to another user)",
+                                   code="users.subject_taken")
             await tx.users.change(login, now, **fields)
+            # the subject itself stays out of the log (it may be derived from an ID number): only that it changed
             await tx.audit.append(actor.actor, "users.change", login,
-                                  {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}, now)
+                                  {k: (bool(v) if k == "oidc_subject" else list(v) if isinstance(v, tuple) else v)
+                                   for k, v in fields.items()}, now)
 
     async def set_disabled(self, login: str, disabled: bool, actor: Principal) -> None:
         if disabled and login == actor.login:
@@ -263,6 +277,15 @@ class AccountService:
             raise SignInRefused("该统一身份认证账号未在本节点开通或已停用，请联系绩效办 "
                                 "(that identity has no enabled account here; ask the office)", code="auth.unbound")
         return session
+
+    async def refuse_oidc(self, reason: str, remote: str, subject: str = "-", detail: str = "") -> None:
+        """An OpenID Connect sign-in that failed before a subject could be trusted (the provider's error,
+        a bad state, a token that did not verify): audited like every other refusal."""
+        info: dict[str, object] = {"reason": reason[:64], "via": "oidc", "from": remote}
+        if detail:
+            info["detail"] = detail[:200]
+        async with self.ctx.store.tx(quiet=True) as tx:
+            await tx.audit.append("-", "login.refused", subject[:255] or "-", info, self.ctx.clock())
 
     async def _open(self, tx: Tx, u: UserRecord, via: str, now: int) -> Session:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
