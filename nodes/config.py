@@ -34,6 +34,16 @@ class Peer:
 
 
 @dataclass(frozen=True)
+class Department:
+    """A department of this node's government (县直部门): a unit it appraises in a class of its own,
+    with no node of its own; it works in this node's web application through its accounts."""
+
+    code: str  # the node's code, a hyphen and a suffix: 510104-FGJ
+    name: str
+    unit_class: str
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     path: Path
     code: str
@@ -57,6 +67,7 @@ class NodeConfig:
     review: str = "auto"  # children's bundles: approved on receipt (auto) or held for a person to approve (manual)
     limits: Limits = DEFAULT_LIMITS
     web: WebSettings = DEFAULT_WEB_SETTINGS
+    departments: tuple[Department, ...] = ()
     oidc: OidcSettings | None = None  # sign-in through an OpenID Connect provider; None: passwords only
 
 
@@ -79,6 +90,12 @@ class NodeSection(_Section):
     code: str
     name: str
     level: Literal["province", "city", "county", "township"]
+
+
+class DepartmentSection(_Section):
+    code: str
+    name: str
+    class_: str = msgspec.field(name="class")
 
 
 class PeerSection(_Section):
@@ -134,6 +151,7 @@ class ConfigFile(_Section):
     review: Literal["auto", "manual"] = "auto"
     child_class: str = ""
     children: list[PeerSection] = []
+    departments: list[DepartmentSection] = []
     # The dataclass itself, so that the keys of limits: are its fields and nothing else.
     limits: Limits = DEFAULT_LIMITS
     web: WebSettings = DEFAULT_WEB_SETTINGS
@@ -300,12 +318,40 @@ def load_config(path: Path, *, now: int | None = None) -> NodeConfig:
     return NodeConfig(
         path=path, code=code, name=name, level=level, parent=parent, parent_grpc=parent_grpc,
         children=tuple(children), child_class=str(doc.data.get("child_class", "")), root=root, key=key,
+        departments=_load_departments(doc, code),
         chain=chain, store_url=store_url, nats_url=nats_url,
         grpc_listen=_addr(doc, ("listen", "grpc"), "如 grpc: 127.0.0.1:7001"),
         http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
         admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat, tls=tls, review=review,
         limits=_load_limits(doc), web=_load_web(doc), oidc=_load_oidc(doc, base),
     )
+
+
+_DEPT_SUFFIX = re.compile(r"^[0-9A-Za-z]{1,16}$")
+
+
+def _load_departments(doc: Located, code: str) -> tuple[Department, ...]:
+    raw = doc.data.get("departments") or []
+    if not isinstance(raw, list):
+        raise doc.error(("departments",), "应为部门列表，如 - {code: 510104-FGJ, name: 区发改局, class: 县直部门} "
+                        "(expected a list)")
+    out: list[Department] = []
+    seen: set[str] = set()
+    for i in range(len(raw)):
+        dcode = str(_get(doc, ("departments", i, "code"), (str,), f"部门代码，如 {code}-FGJ"))
+        prefix, sep, suffix = dcode.partition("-")
+        if prefix != code or not sep or not _DEPT_SUFFIX.match(suffix):
+            raise doc.error(("departments", i, "code"), f"部门代码 {dcode!r} 应为本节点代码、连字符和 1–16 位字母数字，"
+                            f"如 {code}-FGJ (department code: node code, hyphen, suffix)")
+        if dcode in seen:
+            raise doc.error(("departments", i, "code"), f"部门代码 {dcode} 重复 (duplicate department code)")
+        seen.add(dcode)
+        name = str(_get(doc, ("departments", i, "name"), (str,), "部门名称，如 区发改局")).strip()
+        cls = str(_get(doc, ("departments", i, "class"), (str,), "部门的考评类别，如 县直部门")).strip()
+        if not name or not cls or len(name) > 64 or len(cls) > 64:
+            raise doc.error(("departments", i), "部门名称和类别须为 1–64 个字符 (name and class: 1-64 characters)")
+        out.append(Department(dcode, name, cls))
+    return tuple(out)
 
 
 def _load_web(doc: Located) -> WebSettings:

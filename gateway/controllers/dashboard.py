@@ -36,7 +36,7 @@ class DashboardController(Controller):
                         cycle: Cycle = "2026", period: Period = "2026-Y",
                         indicator: OptIndicator = None, framework: OptFramework = None,
                         version: OptVersion = None) -> Template:
-        names = node_context.child_names
+        names = node_context.unit_names
         shown = await read.versions(cycle, framework, version)
         sections = []
         for v in shown:

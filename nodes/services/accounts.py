@@ -72,7 +72,7 @@ def principal_of(u: UserRecord, via: str, csrf: str) -> Principal:
 
 
 def _scope_units(ctx: NodeContext, units: Iterable[str]) -> tuple[str, ...]:
-    known = set(ctx.me.children) | {ctx.me.code}
+    known = set(ctx.me.children) | {ctx.me.code} | {d.code for d in ctx.cfg.departments}
     out = tuple(sorted({u.strip() for u in units if u.strip()}))
     unknown = [u for u in out if u not in known]
     if unknown:

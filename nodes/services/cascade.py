@@ -11,16 +11,33 @@ from pathlib import Path
 
 from aggregator.errors import BadInput, Conflict
 from aggregator.framework import Framework, Unit, check_links, derive_child_framework
-from nodes.framework_file import load_framework, pin_to_parent
+from nodes.framework_file import load_document, load_framework, pin_to_parent
 from nodes.services.context import NodeContext, framework_of
 from nodes.store import Tx
+from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.cascade_receiver import receive_cascade
 from sync.cascade_sender import issue_framework
-from sync.codec import cascade_envelopes
-from sync.envelope import EnvelopeError, code_of
+from sync.codec import cascade_envelopes, encode_framework
+from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, code_of, digest, sign
 from sync.framework_checks import check_issued
 
 TrustUpdate = Callable[[], Awaitable[bytes]]
+
+
+async def keep_internal(tx: Tx, ctx: NodeContext, fw: Framework, upstream: list[bytes]) -> str:
+    """A framework for this node's departments (role ``internal``): signed like any other, stored with
+    the upstream frameworks it decomposes, never cascaded (no node receives it)."""
+    payload = encode_framework(fw)
+    envelope = sign(PAYLOAD_FRAMEWORK, payload, ctx.me.key)
+    fw_digest = digest(payload)
+    now = ctx.clock()
+    held = pb.CascadeMessage(frameworks=[*upstream, envelope], certificate_chain=list(ctx.me.chain)).SerializeToString()
+    await tx.frameworks.put(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
+                            version=fw.version, role="internal", envelope=envelope, cascade=held, now=now, authored=True)
+    await tx.audit.append(ctx.me.code, "issue.framework.internal", fw_digest,
+                          {"cycle": fw.cycle, "class": fw.unit_class, "version": fw.version,
+                           "units": [u.code for u in fw.units]}, now)
+    return fw_digest
 
 
 class CascadeService:
@@ -30,6 +47,9 @@ class CascadeService:
 
     def _units(self) -> tuple[Unit, ...]:
         return tuple(Unit(c.code, c.name, self.ctx.cfg.child_class) for c in self.ctx.cfg.children)
+
+    def _department_units(self, unit_class: str) -> tuple[Unit, ...]:
+        return tuple(Unit(d.code, d.name, d.unit_class) for d in self.ctx.cfg.departments if d.unit_class == unit_class)
 
     async def on_batch(self, msgs: list[tuple[str, bytes]]) -> list[bool]:
         return [await self.take(subject, data) for subject, data in msgs]
@@ -80,11 +100,14 @@ class CascadeService:
         ctx = self.ctx
         shown = label or str(path)
         # Parsing is CPU work that a large file makes long: off the event loop, so the node keeps serving.
-        fw = await asyncio.to_thread(load_framework, path, units=self._units(), now=ctx.clock())
+        unit_class = str((await asyncio.to_thread(load_document, path)).data.get("class", ""))
+        departments = self._department_units(unit_class)  # 分类考评: a class of this node's own departments
+        fw = await asyncio.to_thread(load_framework, path, units=departments or self._units(), now=ctx.clock())
         if fw.issuer != ctx.me.code:
             raise BadInput(f"{shown}: issuer 为 {fw.issuer}，本节点是 {ctx.me.code} (a node publishes only its own frameworks)",
                            code="framework.not_own")
-        unknown = [u.code for u in fw.units if u.code not in ctx.me.children]
+        allowed = {u.code for u in departments} if departments else set(ctx.me.children)
+        unknown = [u.code for u in fw.units if u.code not in allowed]
         if unknown:
             raise BadInput(f"{shown}: 单位 {', '.join(unknown)} 不是本节点的下级 (units outside this node's children)",
                            code="framework.foreign_units")
@@ -109,12 +132,16 @@ class CascadeService:
                 parent: tuple[Framework, str] | None = (parent_fw, parent_row.digest)
             else:
                 parent = None
-            try:  # exactly the checks the children will make on receiving it
-                check_issued(fw, ctx.me.identity(), parent, ctx.clock(), ctx.limits)
-            except EnvelopeError as exc:
-                raise BadInput(f"{shown}: 下级将拒收此指标体系 (the children would refuse it): {exc}",
-                               code="framework.children_would_refuse") from None
-            digest = await issue_framework(tx, ctx.me, fw, upstream, ctx.clock(), authored=True)
+            if departments:
+                # Its units are departments, not nodes: nothing to cascade; kept here, signed, to score by.
+                digest = await keep_internal(tx, ctx, fw, upstream)
+            else:
+                try:  # exactly the checks the children will make on receiving it
+                    check_issued(fw, ctx.me.identity(), parent, ctx.clock(), ctx.limits)
+                except EnvelopeError as exc:
+                    raise BadInput(f"{shown}: 下级将拒收此指标体系 (the children would refuse it): {exc}",
+                                   code="framework.children_would_refuse") from None
+                digest = await issue_framework(tx, ctx.me, fw, upstream, ctx.clock(), authored=True)
             await tx.audit.append(actor, "framework.publish", digest,
                                   {"cycle": fw.cycle, "class": fw.unit_class, "version": fw.version, "file": shown},
                                   ctx.clock())

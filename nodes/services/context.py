@@ -139,6 +139,11 @@ class NodeContext:
     def child_names(self) -> dict[str, str]:
         return {c.code: c.name for c in self.cfg.children}
 
+    @property
+    def unit_names(self) -> dict[str, str]:
+        """Everything this node appraises: its children and its departments."""
+        return {**self.child_names, **{d.code: d.name for d in self.cfg.departments}}
+
     def log_outcome(self, what: str, outcome: Outcome) -> None:
         if outcome.accepted and not outcome.duplicate:
             self.wakeups.outbox.set()  # after the commit, so the relay sees the new outbox rows

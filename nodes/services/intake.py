@@ -120,11 +120,13 @@ class IntakeService:
     async def scope(self, tx: Tx, cycle: str) -> Scope:
         me = self.ctx.me
         by_unit: dict[str, tuple[str, Framework]] = {}
-        names = {me.code: f"{me.name}（{SELF}）", **self.ctx.child_names}
+        names = {me.code: f"{me.name}（{SELF}）", **self.ctx.child_names,
+                 **{d.code: d.name for d in self.ctx.cfg.departments}}
         received = await tx.frameworks.list(role="received", cycle=cycle)
         if received:
             by_unit[me.code] = (received[-1].digest, framework_of(received[-1]))
-        for row in sorted(await tx.frameworks.list(role="issued", cycle=cycle), key=lambda r: r.version):
+        own = [*await tx.frameworks.list(role="issued", cycle=cycle), *await tx.frameworks.list(role="internal", cycle=cycle)]
+        for row in sorted(own, key=lambda r: r.version):
             fw = framework_of(row)
             for u in fw.units:
                 by_unit[u.code] = (row.digest, fw)  # the highest version naming the unit wins

@@ -79,11 +79,24 @@ class ScoringService:
             own[r.parent_indicator] = r.value
             own.update(r.extra)
         target_digest = fw.parent.digest if fw.parent is not None else fw_digest
+        internal = row.role == "internal"
+        # A roll-up of this node's departments is its own attested value (本级), as an entry is: its
+        # parent cannot recompute it (no node below signed the departments' values) and is told so by
+        # the bundle, which carries no sources.
         await tx.results.put(node=me.code, cycle=cycle, period=period, framework_digest=target_digest,
-                             values={k: to_text(v) for k, v in own.items()}, source="rolled_up", bundle_id="", now=now)
-        await tx.audit.append(me.code, "rollup", target_digest, {"cycle": cycle, "period": period,
+                             values={k: to_text(v) for k, v in own.items()}, source="entered" if internal else "rolled_up",
+                             bundle_id="", now=now)
+        await tx.audit.append(me.code, "rollup", target_digest, {"cycle": cycle, "period": period, "internal": internal,
                                                                   "values": {k: to_text(v) for k, v in own.items()}}, now)
-        if me.parent is None:
+        if me.parent is None or not own:
+            return
+        if internal:
+            last = await tx.bundles.last(me.code)
+            prev = bundle_from_message(last.message) if last is not None else None
+            if prev is None or (prev.cycle, prev.period, prev.framework_digest, prev.values) != (
+                    cycle, period, target_digest, own):
+                await send_bundle(tx, me, cycle=cycle, period=period, framework_digest=target_digest, values=own,
+                                  child_scores=(), now=now)
             return
         provided = {u: {k: parse_decimal(v, k) for k, v in vals.items()} for u, vals in
                     (await tx.results.provided(cycle, period, fw_digest, [u.code for u in fw.units])).items()}

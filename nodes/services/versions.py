@@ -101,6 +101,8 @@ async def versions(ctx: NodeContext, r: Tx, cycle: str, framework: str | None = 
                    version: int | None = None) -> list[Version]:
     """This node's own frameworks of ``cycle`` that a read shows (module docstring)."""
     rows = await r.frameworks.list(role="issued" if ctx.me.children else "received", cycle=cycle)
+    # and the frameworks of its departments (分类考评: each class ranked by its own framework)
+    rows = [*rows, *await r.frameworks.list(role="internal", cycle=cycle)]
     return [decoded(ctx, row) for row in choose(rows, cycle, framework, version)]
 
 
