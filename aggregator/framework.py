@@ -410,11 +410,14 @@ def _check_targets(ind: Indicator) -> list[Problem]:
     return []
 
 
-def check_links(parent: Framework, parent_digest: str, child: Framework, child_targets_unit: str) -> list[Problem]:
+def check_links(parent: Framework, parent_digest: str, child: Framework, child_targets_unit: str, *,
+                cascading: bool = True) -> list[Problem]:
     """The linkage checks (docs/design.md §3.1) for a child framework derived from ``parent``.
 
     ``child_targets_unit`` is the unit (in the parent framework) whose target the child's
-    decomposed targets must cover: the child framework's issuer.
+    decomposed targets must cover: the child framework's issuer. ``cascading=False``: a framework
+    for the node's own departments, which need not decompose every must-cascade indicator (the
+    governments below do); what it does link is checked all the same.
     """
     problems: list[Problem] = []
     if child.parent is None or child.parent.digest != parent_digest:
@@ -450,7 +453,7 @@ def check_links(parent: Framework, parent_digest: str, child: Framework, child_t
         problems.extend(_check_contributions(p, contributions, child, child_targets_unit,
                                              parent.unit_class_of(child_targets_unit)))
     for p in parent.leaves():
-        if p.must_cascade and p.code not in linked:
+        if cascading and p.must_cascade and p.code not in linked:
             problems.append(Problem(p.code, "上级必须分解的指标没有下级指标衔接 (must-cascade indicator is not linked)"))
     return problems
 

@@ -749,6 +749,7 @@ async def _steps(d: object, framework: Path, check: bool) -> None:
     await d.accounts()
     await d.cascade(framework)
     await d.report()
+    await d.departments()
     await d.show()
     await d.check()
     d.show_logins()

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from aggregator.framework import LEVEL_ZH, compose
 from aggregator.numbers import round_value
+from nodes.launcher import DATA as DATA_DIR
 from nodes.launcher import Federation, NodeSpec, load_topology
 from sync.cascade_receiver import verify_framework_chain
 from sync.envelope import EnvelopeError
@@ -63,6 +64,7 @@ class Summary:
     descendants_current: int = 0
     anchors_held: int = 0
     accounts: int = 0
+    departments_ranked: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -78,7 +80,8 @@ class Summary:
             "max_node_uss_mb": round(self.max_node_uss_mb, 1),
             "openapi_operations": self.openapi_operations, "openapi_schemas": self.openapi_schemas,
             "rollups_recomputed": self.rollups_recomputed, "descendants_current": self.descendants_current,
-            "anchors_held": self.anchors_held, "accounts": self.accounts, "problems": self.problems[:20],
+            "anchors_held": self.anchors_held, "accounts": self.accounts,
+            "departments_ranked": self.departments_ranked, "problems": self.problems[:20],
             "ok": self.ok,
         }, ensure_ascii=False)
 
@@ -287,6 +290,44 @@ class Demo:
         self.summary.rollup_seconds = time.monotonic() - t0
         c.print(f"结果逐级汇总至省 (roll-up complete): {self.summary.rollup_seconds:.2f} 秒")
 
+    async def departments(self) -> None:
+        """A county appraises its departments too (分类考评): it publishes their framework, 统计局 enters
+        their values, the reviewer approves, and they are ranked in their own class."""
+        c = self.console
+        text = (DATA_DIR / "department-framework.yaml").read_text(encoding="utf-8")
+        for s in (s for s in self.fed.specs if s.departments):
+            await self.post(s.code, "/api/v1/admin/frameworks", {"yaml": text, "filename": "department-framework.yaml"})
+            await self.post(s.code, "/api/v1/tasks/generate", {"cycle": CYCLE})
+            depts = {d["code"] for d in s.departments}
+            client, csrf = await self.session(s.code, "tjj")
+            try:
+                grids = (await client.get("/api/v1/entries", params={"cycle": CYCLE, "period": PERIOD})).json()
+                cells = [{"unit": cell["unit"], "key": cell["key"],
+                          "value": str(min(Decimal(100), sample_value(cell["unit"], cell["key"], Decimal(95), "%")))}
+                         for g in grids for cell in g["cells"] if cell["unit"] in depts]
+                r = await client.post("/api/v1/entries", headers={"x-csrf-token": csrf},
+                                      json={"cycle": CYCLE, "period": PERIOD, "submit": True, "cells": cells})
+                if r.status_code != 201:
+                    raise RuntimeError(f"{self.name(s.code)} 部门数据: HTTP {r.status_code} {r.text}")
+            finally:
+                await client.aclose()
+            client, csrf = await self.session(s.code, "shenhe")
+            try:
+                r = await client.post("/api/v1/entries/review", headers={"x-csrf-token": csrf}, json={
+                    "cycle": CYCLE, "period": PERIOD, "decision": "approve",
+                    "cells": [{"unit": x["unit"], "key": x["key"]} for x in cells]})
+                if r.status_code != 201:
+                    raise RuntimeError(f"{self.name(s.code)} 部门审核: HTTP {r.status_code} {r.text}")
+            finally:
+                await client.aclose()
+            ranked = [x for x in await self.get(s.code, "/api/v1/rankings", cycle=CYCLE, period=PERIOD)
+                      if x["unit"] in depts]
+            if len(ranked) != len(depts):
+                self.summary.problems.append(f"{s.code}: 部门排名缺失 (departments not ranked): {len(ranked)}/{len(depts)}")
+            self.summary.departments_ranked += len(ranked)
+            order = "、".join(f"{x['rank']}. {x['name']} {x['score']}" for x in sorted(ranked, key=lambda x: x["rank"]))
+            c.print(f"  [green]✓[/] {self.name(s.code)} 县直部门分类考评 (departments ranked in their own class): {order}")
+
     # ---------------------------------------------------------------- check
     def expected_rollup(self, code: str, rules: dict[str, str]) -> dict[str, Decimal]:
         s = self.fed.by_code[code]
@@ -311,7 +352,8 @@ class Demo:
                 s.problems.append(f"{spec.code}: 审计日志不完整 (audit log broken): {audit['first_break']}")
             for fw in await self.get(spec.code, "/api/v1/frameworks", envelopes=True):
                 try:
-                    _, digest, msg = verify_framework_chain(base64.b64decode(fw["cascade"]), root, now)
+                    _, digest, msg = verify_framework_chain(base64.b64decode(fw["cascade"]), root, now,
+                                                            internal=fw["role"] == "internal")
                 except EnvelopeError as exc:
                     s.problems.append(f"{spec.code}: 指标体系 {fw['digest'][:12]} 验证失败: {exc}")
                     continue

@@ -90,6 +90,7 @@ class NodeSpec:
     grpc_port: int = 0
     http_port: int = 0
     children: list[str] = field(default_factory=list)
+    departments: list[dict[str, str]] = field(default_factory=list)  # {code, name, class}: appraised here, no node
     # A node on a host of its own: the network namespace it runs in and its address there.
     netns: str = ""
     host: str = "127.0.0.1"
@@ -101,7 +102,8 @@ class NodeSpec:
 
 def load_topology(path: Path | None = None) -> list[NodeSpec]:
     data = json.loads((path or DATA / "demo-topology.json").read_text(encoding="utf-8"))
-    specs = [NodeSpec(n["code"], n["name"], n["level"], n["parent"]) for n in data["nodes"]]
+    specs = [NodeSpec(n["code"], n["name"], n["level"], n["parent"], departments=list(n.get("departments", [])))
+             for n in data["nodes"]]
     by = {s.code: s for s in specs}
     for s in specs:
         if s.parent is not None:
@@ -366,6 +368,8 @@ class Federation:
             cfg["children"] = [{"code": c, "name": self.by_code[c].name,
                                 "grpc": f"{self.address(s, self.by_code[c])}:{self.by_code[c].grpc_port}"}
                                for c in s.children]
+        if s.departments:
+            cfg["departments"] = [dict(dep) for dep in s.departments]
         # It holds the node's NATS password: readable by the node's user only, like its keys.
         self._write_secret(d / "node.yaml", yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False).encode())
 

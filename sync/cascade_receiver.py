@@ -22,7 +22,7 @@ from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import decode_framework
 from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, code_of, open_envelope
 from sync.envelope import digest as sha
-from sync.framework_checks import check_issued
+from sync.framework_checks import check_internal, check_issued
 from sync.identity import Me, Outcome
 from sync.limits import DEFAULT_LIMITS, Limits
 from sync.ports import Occurrence, ProtocolStore, ProtocolTx, TxT
@@ -67,14 +67,17 @@ def parse_cascade(data: bytes) -> pb.CascadeMessage:
 
 
 def verify_framework_chain(data: bytes, root: Identity, now: int, state: TrustState | None = None,
-                           limits: Limits = DEFAULT_LIMITS) -> tuple[Framework, str, pb.CascadeMessage]:
-    """Verify every framework of a cascade message up to ``root``; return the last one."""
+                           limits: Limits = DEFAULT_LIMITS, *,
+                           internal: bool = False) -> tuple[Framework, str, pb.CascadeMessage]:
+    """Verify every framework of a cascade message up to ``root``; return the last one. ``internal``:
+    the last is a framework its signer keeps for its own departments (framework_checks.check_internal)."""
     if len(data) > limits.message_bytes:
         raise EnvelopeError(f"下发消息 {len(data)} 字节，超过上限 {limits.message_bytes} (cascade message too large)",
                             code="cascade.too_large")
     msg = parse_cascade(data)
-    if not msg.frameworks or len(msg.frameworks) > 3:
-        raise EnvelopeError(f"下发消息应含1至3个指标体系，实含 {len(msg.frameworks)} 个 (bad framework chain length)",
+    deepest = 4 if internal else 3  # a township's framework for its departments sits below the county's
+    if not msg.frameworks or len(msg.frameworks) > deepest:
+        raise EnvelopeError(f"下发消息应含1至{deepest}个指标体系，实含 {len(msg.frameworks)} 个 (bad framework chain length)",
                             code="cascade.bad_length")
     if len(msg.certificate_chain) != len(msg.frameworks) - 1:
         raise EnvelopeError("证书链与指标体系链长度不符 (certificate chain does not match framework chain)",
@@ -85,7 +88,8 @@ def verify_framework_chain(data: bytes, root: Identity, now: int, state: TrustSt
         signer, payload = verify_signed_by(env, PAYLOAD_FRAMEWORK, chain, root, now, state)
         fw = decode_framework(payload)
         fw_digest = sha(payload)
-        check_issued(fw, signer, prev, now, limits)
+        last = depth == len(msg.frameworks) - 1
+        (check_internal if internal and last else check_issued)(fw, signer, prev, now, limits)
         prev = (fw, fw_digest)
     assert prev is not None
     return prev[0], prev[1], msg

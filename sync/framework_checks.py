@@ -48,3 +48,32 @@ def check_issued(fw: Framework, signer: Identity, parent: tuple[Framework, str] 
             raise EnvelopeError("衔接检查未通过 (linkage check failed): " + "; ".join(map(str, problems[:5])),
                                 code="cascade.linkage")
 
+
+
+def check_internal(fw: Framework, signer: Identity, parent: tuple[Framework, str] | None, now: int | None,
+                   limits: Limits = DEFAULT_LIMITS) -> None:
+    """A framework a node keeps for its own departments (分类考评; never cascaded): the same checks as
+    ``check_issued``, except that its units are the signer's departments (``<signer>-<suffix>``) and it
+    need not decompose every must-cascade indicator of the parent's (the governments below do)."""
+    if fw.issuer != signer.code:
+        raise EnvelopeError(f"指标体系发布者 {fw.issuer} 与签名者 {signer.code} 不符 (issuer is not the signer)",
+                            code="cascade.issuer_not_signer")
+    if len(fw.units) > limits.units:
+        raise EnvelopeError("被考评单位过多 (too many units)", code="cascade.too_many_units")
+    for u in fw.units:
+        prefix, sep, suffix = u.code.partition("-")
+        if prefix != signer.code or not sep or not suffix.isalnum() or len(suffix) > 16:
+            raise EnvelopeError(f"部门指标体系的单位 {u.code} 不是 {signer.code} 的部门 (unit is not one of the issuer's "
+                                "departments)", code="cascade.not_a_department")
+    structure = check_structure(fw)
+    if structure:
+        raise EnvelopeError(f"指标体系 {fw.issuer} v{fw.version} 结构检查未通过 (structure check failed): "
+                            + "; ".join(map(str, structure[:5])), code="cascade.structure")
+    if now is not None and fw.expires_at < now:
+        raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)",
+                            code="cascade.expired")
+    if parent is not None:
+        problems = check_links(parent[0], parent[1], fw, fw.issuer, cascading=False)
+        if problems:
+            raise EnvelopeError("衔接检查未通过 (linkage check failed): " + "; ".join(map(str, problems[:5])),
+                                code="cascade.linkage")

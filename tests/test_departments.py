@@ -6,6 +6,7 @@ roll-up is this node's own value of it, signed into this node's bundle for its p
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +22,9 @@ from nodes.launcher import Federation, load_topology
 from nodes.runtime import NodeServices as Node
 from nodes.runtime import build_services
 from nodes.store import Store
+from sync.cascade_receiver import verify_framework_chain
 from sync.codec import bundle_from_message
+from sync.envelope import EnvelopeError
 from tests.support.nodes import make_county
 
 TOWN = "510104017"
@@ -97,6 +100,13 @@ async def test_departments_are_appraised_in_their_own_class_and_roll_into_the_no
         row = await r.frameworks.get(digest)
         assert row is not None and row.role == "internal"
         assert await r.outbox.pending_count() == before  # cascaded to no one: no node receives it
+    # anyone can verify it up to the province key, as a department framework; as a cascade it would be refused
+    cfg = node.context.cfg
+    fw, got, _ = verify_framework_chain(row.cascade, cfg.root, int(time.time()), internal=True)
+    assert got == digest and [u.code for u in fw.units] == [d["code"] for d in DEPTS]
+    with pytest.raises(EnvelopeError) as not_a_cascade:
+        verify_framework_chain(row.cascade, cfg.root, int(time.time()))
+    assert not_a_cascade.value.code == "cascade.bad_length"  # no cascade reaches below a township
     # the task book: K1 for each department (each enters its own), K2 from the street's statistics station;
     # the township's own A1 is now its departments' roll-up, so it is no task; its B3 is rated, not entered
     await node.intake.generate("2026", OFFICE)

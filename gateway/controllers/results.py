@@ -70,7 +70,7 @@ class ResultsController(Controller):
     async def rankings(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels], cycle: Cycle,
                        period: OptPeriod = None, framework: OptFramework = None,
                        version: OptVersion = None) -> list[Ranking]:
-        names = node_context.child_names
+        names = node_context.unit_names
         shown = await read.versions(cycle, framework, version)
         return [Ranking(unit=r.record.unit, name=names.get(r.record.unit, r.record.unit), period=r.record.period,
                         score=r.record.score, rank=r.record.rank, grade=r.explanation.get("grade"),

@@ -125,7 +125,7 @@ class CascadeService:
                 parent_row = received[-1]
                 parent_fw = framework_of(parent_row)
                 fw = pin_to_parent(fw, parent_fw, parent_row.digest)
-                problems = check_links(parent_fw, parent_row.digest, fw, ctx.me.code)
+                problems = check_links(parent_fw, parent_row.digest, fw, ctx.me.code, cascading=not departments)
                 if problems:
                     raise BadInput("\n".join(f"{shown}: {p}" for p in problems), code="framework.links")
                 upstream = cascade_envelopes(parent_row.cascade)
