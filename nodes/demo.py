@@ -199,7 +199,7 @@ class Demo:
         for spec in self.fed.specs:
             first = spec.children[0] if spec.children else spec.code
             for login, name, roles, org in DEMO_ACCOUNTS:
-                await self.post(spec.code, "/api/v1/users", {
+                await self.post(spec.code, "/api/v1/admin/users", {
                     "login": login, "name": name, "roles": list(roles), "org": org,
                     "units": [first] if "unit" in roles else [], "password": self.passwords[login]})
         path = self.fed.workdir / "logins.txt"
@@ -248,7 +248,7 @@ class Demo:
                               "value": str(sample_value(s.code, cell["key"], Decimal(leaves[cell["key"]]["target"]),
                                                         leaves[cell["key"]]["unit"]))}
                              for g in grids for cell in g["cells"]]
-                    r = await client.post("/api/v1/entries", headers={"x-csrf-token": csrf},
+                    r = await client.post("/api/v1/entries/batch", headers={"x-csrf-token": csrf},
                                           json={"cycle": CYCLE, "period": PERIOD, "submit": True, "cells": cells})
                     if r.status_code != 201:
                         raise RuntimeError(f"{self.name(s.code)} {login}: HTTP {r.status_code} {r.text}")
@@ -305,7 +305,7 @@ class Demo:
                 cells = [{"unit": cell["unit"], "key": cell["key"],
                           "value": str(min(Decimal(100), sample_value(cell["unit"], cell["key"], Decimal(95), "%")))}
                          for g in grids for cell in g["cells"] if cell["unit"] in depts]
-                r = await client.post("/api/v1/entries", headers={"x-csrf-token": csrf},
+                r = await client.post("/api/v1/entries/batch", headers={"x-csrf-token": csrf},
                                       json={"cycle": CYCLE, "period": PERIOD, "submit": True, "cells": cells})
                 if r.status_code != 201:
                     raise RuntimeError(f"{self.name(s.code)} 部门数据: HTTP {r.status_code} {r.text}")

@@ -35,19 +35,19 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[Node, AsyncTestClient[Any],
 
 async def test_users_tasks_entries_and_review_over_json(api: tuple[Node, AsyncTestClient[Any], dict[str, str]]) -> None:
     _node, client, token = api
-    r = await client.post("/api/v1/users", headers=token, json={"login": "tjj", "name": "张三", "roles": ["provider"],
+    r = await client.post("/api/v1/admin/users", headers=token, json={"login": "tjj", "name": "张三", "roles": ["provider"],
                                                                  "org": "区统计局", "password": "tjj-password-1"})
     assert r.status_code == 201 and r.json() == {"login": "tjj", "one_time_password": ""}
-    r = await client.post("/api/v1/users", headers=token, json={"login": "li", "name": "李四", "roles": ["reviewer"]})
+    r = await client.post("/api/v1/admin/users", headers=token, json={"login": "li", "name": "李四", "roles": ["reviewer"]})
     assert r.status_code == 201 and len(r.json()["one_time_password"]) >= 16
-    r = await client.post("/api/v1/users", headers=token, json={"login": "x", "name": "x", "roles": ["king"]})
+    r = await client.post("/api/v1/admin/users", headers=token, json={"login": "x", "name": "x", "roles": ["king"]})
     assert r.status_code == 400
     assert [u["login"] for u in (await client.get("/api/v1/users", headers=token)).json()] == ["li", "tjj"]
     assert (await client.post("/api/v1/tasks/generate", headers=token, json={"cycle": "2026"})).json()["tasks"] == 2
     csrf = await sign_in(client, "tjj", "tjj-password-1")
     session = {"x-csrf-token": csrf}
     assert (await client.get("/api/v1/tasks", params={"cycle": "2026"}, headers=session)).json() == []
-    r = await client.post("/api/v1/users", headers=session, json={"login": "y1", "name": "y", "roles": ["office"]})
+    r = await client.post("/api/v1/admin/users", headers=session, json={"login": "y1", "name": "y", "roles": ["office"]})
     assert r.status_code == 403  # a provider manages no accounts
     await client.post("/logout", data={"_csrf": csrf})
     await _node.intake.edit_tasks("2026", "A1", [], SYSTEM, provider="区统计局",
@@ -56,13 +56,13 @@ async def test_users_tasks_entries_and_review_over_json(api: tuple[Node, AsyncTe
     session = {"x-csrf-token": csrf}
     grids = (await client.get("/api/v1/entries", params={"cycle": "2026", "period": "2026-Y"}, headers=session)).json()
     assert [c["unit"] for c in grids[0]["cells"]] == list(TOWNS)
-    r = await client.post("/api/v1/entries", headers=session, json={
+    r = await client.post("/api/v1/entries/batch", headers=session, json={
         "cycle": "2026", "period": "2026-Y", "submit": True,
         "cells": [{"unit": TOWNS[0], "key": "A1", "value": "x"}, {"unit": TOWNS[1], "key": "A1", "value": "-1"}]})
     body = r.json()
     assert r.status_code == 422 and [(e["where"], e["code"]) for e in body["errors"]] == [
         ("cells[0]", "intake.not_a_number"), ("cells[1]", "intake.below_minimum")]
-    r = await client.post("/api/v1/entries", headers=session, json={
+    r = await client.post("/api/v1/entries/batch", headers=session, json={
         "cycle": "2026", "period": "2026-Y", "submit": True,
         "cells": [{"unit": TOWNS[0], "key": "A1", "value": "1200"}, {"unit": TOWNS[1], "key": "A1", "value": "900"}]})
     assert r.status_code == 201 and r.json()["submitted"] == 2

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Response
 
@@ -71,6 +71,20 @@ class ImportOperation(Operation):
             "text/csv": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, description="SDMX-CSV 2.0"))})
 
 
+@dataclass
+class ExportOperation(Operation):
+    """The export answers a document in the format asked for: its media type and shape stated here."""
+
+    def __post_init__(self) -> None:
+        content = {
+            MEDIA["dhis2"]: OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT, description="DHIS2 dataValueSets")),
+            MEDIA["adx"]: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, description="IHE ADX")),
+            MEDIA["sdmx"]: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, description="SDMX-CSV 2.0"))}
+        if self.responses is not None:
+            self.responses["200"] = OpenAPIResponse(description="the values, as the format parameter says",
+                                                    content=content)
+
+
 def _mapping(node: NodeContext) -> CodeMap:
     path = Path(node.cfg.path).parent / "exchange-map.yaml"
     return load_map(path if path.exists() else None)
@@ -103,7 +117,7 @@ class EntriesApiController(Controller):
                          indicators=list(u.indicators), disabled=u.disabled, must_change=u.must_change,
                          locked_until=u.locked_until, oidc=bool(u.oidc_subject)) for u in await accounts.list()]
 
-    @post("/api/v1/users", summary="Add an account (a one-time password is returned once unless one is given)",
+    @post("/api/v1/admin/users", summary="Add an account (a one-time password is returned once unless one is given)",
           guards=[require("users.manage")], status_code=201, responses=documented(400, 401, 403, 409, 422))
     async def add_user(self, request: Request[Any, Any, Any], accounts: NamedDependency[AccountService],
                        data: JSONBody[UserIn]) -> UserCreated:
@@ -143,7 +157,7 @@ class EntriesApiController(Controller):
                                     attachments=list(s.attachments)) for (u, k), s in sorted(g.cells.items())]))
         return out
 
-    @post("/api/v1/entries", summary="Save cells as drafts or submit them for review (all or none)",
+    @post("/api/v1/entries/batch", summary="Save cells as drafts or submit them for review (all or none)",
           guards=[require("values.enter")], status_code=201, responses=documented(400, 401, 403, 409, 422))
     async def save(self, request: Request[Any, Any, Any], intake: NamedDependency[IntakeService],
                    data: JSONBody[SaveEntries]) -> EntriesSaved:
@@ -193,7 +207,7 @@ class EntriesApiController(Controller):
         return Imported(format=format, periods=sorted(by_period), saved=saved, submitted=submitted)
 
     @get("/api/v1/entries/export", summary="The values that count at this node for a period, as DHIS2, ADX or SDMX-CSV",
-         guards=[require("values.view")], responses=documented(400, 401, 403, 422))
+         guards=[require("values.view")], responses=documented(400, 401, 403, 422), operation_class=ExportOperation)
     async def export_document(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                               intake: NamedDependency[IntakeService], format: Format, cycle: Cycle,
                               period: Period) -> Response[bytes]:

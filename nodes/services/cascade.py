@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aggregator.errors import BadInput, Conflict
+from aggregator.errors import AppraisalError, BadInput, Conflict
 from aggregator.framework import Framework, Unit, check_links, derive_child_framework
 from nodes.framework_file import load_document, load_framework, pin_to_parent
 from nodes.services.context import NodeContext, framework_of
@@ -22,6 +22,16 @@ from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, code_of, digest, sig
 from sync.framework_checks import check_issued
 
 TrustUpdate = Callable[[], Awaitable[bytes]]
+
+
+def _class_of(path: Path) -> str:
+    """The class a framework file names (to know whose units fill it in); "" when it cannot be read:
+    the full load that follows then says what is wrong with the file."""
+    try:
+        data = load_document(path).data
+    except AppraisalError:
+        return ""
+    return str(data.get("class", "")) if isinstance(data, dict) else ""
 
 
 async def keep_internal(tx: Tx, ctx: NodeContext, fw: Framework, upstream: list[bytes]) -> str:
@@ -100,7 +110,7 @@ class CascadeService:
         ctx = self.ctx
         shown = label or str(path)
         # Parsing is CPU work that a large file makes long: off the event loop, so the node keeps serving.
-        unit_class = str((await asyncio.to_thread(load_document, path)).data.get("class", ""))
+        unit_class = await asyncio.to_thread(_class_of, path)
         departments = self._department_units(unit_class)  # 分类考评: a class of this node's own departments
         fw = await asyncio.to_thread(load_framework, path, units=departments or self._units(), now=ctx.clock())
         if fw.issuer != ctx.me.code:
