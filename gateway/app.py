@@ -30,6 +30,7 @@ from gateway.controllers.results import ResultsController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.session import SessionController
 from gateway.controllers.users import UserController
+from gateway.controllers.views import ViewsController
 from gateway.deps import Services, dependencies
 from gateway.oidc import RelyingParty, flow_key
 from gateway.openapi import SchemaRenderPlugin
@@ -52,6 +53,7 @@ def create_app(services: Services) -> Litestar:
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
                         UserController, IntakeController, EntriesApiController, OidcController,
+                        ViewsController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},

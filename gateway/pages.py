@@ -30,6 +30,8 @@ NAV: tuple[tuple[str | None, str, str, str], ...] = (
     ("values.enter", "/entry", "数据填报", "Data entry"),
     ("values.confirm", "/confirm", "数据确认", "Confirm"),
     ("values.review", "/review", "审核", "Review"),
+    ("opinions.enter", "/opinions", "评估意见", "Opinions"),
+    ("tasks.view", "/frameworks", "指标体系", "Frameworks"),
     (None, "/", "考评总览", "Overview"),
     ("users.manage", "/users", "用户管理", "Users"),
     ("audit.read", "/audit", "审计日志", "Audit log"),
@@ -39,7 +41,7 @@ NAV: tuple[tuple[str | None, str, str, str], ...] = (
 def nav_for(who: Principal | None, lang: str = "zh-CN") -> list[dict[str, str]]:
     pick = 3 if lang == "en" else 2
     if who is None:
-        return [{"href": "/", "label": str(NAV[5][pick])},
+        return [{"href": "/", "label": str(NAV[7][pick])},
                 {"href": "/login", "label": "Sign in" if lang == "en" else "登录"}]
     return [{"href": n[1], "label": str(n[pick])} for n in NAV if n[0] is None or who.can(n[0])]
 

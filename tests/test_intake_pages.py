@@ -162,3 +162,31 @@ async def test_excel_template_and_upload_as_pages(site: tuple[Node, AsyncTestCli
             (TOWNS[0], "1200", "submitted"), (TOWNS[1], "1000", "submitted")}
         audit = [e for e in await rd.audit.entries() if e.action == "intake.submit"]
     assert '"source":"excel:统计局.xlsx"' in audit[-1].detail.replace(" ", "")
+
+
+async def test_framework_view_audit_log_and_opinions_as_pages(site: tuple[Node, AsyncTestClient[Any]]) -> None:
+    node, client = site
+    await node.accounts.add("shen", "沈审计", ["auditor"], SYSTEM, password="shen-password-1")
+    await node.accounts.add("pingyi", "孙丽", ["opinion"], SYSTEM, password="pingyi-password-1")
+    csrf = await sign_in(client, "wang", "wang-password-1")
+    page = await client.get("/frameworks?cycle=2026")
+    # the county's framework for its townships: each leaf's link to 成都市's indicator, and that version
+    assert page.status_code == 200 and "地区生产总值" in page.text and 'data-testid="parent-version"' in page.text
+    assert "→ A1 地区生产总值（sum）" in page.text and "5101 2026" in page.text
+    await client.post("/logout", data={"_csrf": csrf})
+    csrf = await sign_in(client, "pingyi", "pingyi-password-1")
+    page = await client.get("/opinions?cycle=2026&period=2026-Y")
+    assert page.status_code == 200 and 'name="r:B3"' in page.text
+    r = await client.post("/opinions", data={"_csrf": csrf, "cycle": "2026", "period": "2026-Y", "unit": TOWNS[0],
+                                             "r:B3": "88 90 120"})
+    assert r.status_code == 422 and "0 到 100" in r.text
+    r = await client.post("/opinions", data={"_csrf": csrf, "cycle": "2026", "period": "2026-Y", "unit": TOWNS[0],
+                                             "r:B3": "88 90 92"})
+    assert r.status_code == 200 and "已记录" in r.text
+    assert (await client.get("/audit")).status_code == 403  # an opinion provider reads no audit log
+    await client.post("/logout", data={"_csrf": csrf})
+    await sign_in(client, "shen", "shen-password-1")
+    page = await client.get("/audit")
+    assert page.status_code == 200 and 'data-testid="audit-intact"' in page.text
+    assert "enter.assessment" in page.text and "pingyi" in page.text
+    assert (await client.get("/entry")).status_code == 403 and (await client.get("/users")).status_code == 403
