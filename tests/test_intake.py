@@ -187,8 +187,10 @@ async def test_a_report_of_the_unit_does_not_overwrite_a_provided_value(
 
 async def test_deadline_unlock_lateness_and_confirmation(county: tuple[Node, Federation, FixedClock]) -> None:
     node, _, clock = county
-    await node.intake.edit_tasks("2026", "A1", [], OFFICE, provider="区统计局", frequency="Y", confirm=True,
-                                 minimum="", maximum="")
+    # the review chain set for the group A (经济发展): every leaf under it now needs the unit's confirmation
+    assert await node.intake.edit_tasks("2026", "A", [], OFFICE, provider="区统计局", frequency="Y", confirm=True,
+                                        minimum="", maximum="") == 2
+    assert all(t.confirm for t in await node.intake.tasks("2026", OFFICE))
     clock.now = DUE + 60  # past the deadline: closed until the office unlocks it
     with pytest.raises(IntakeRefused) as closed:
         await node.intake.save("2026", "2026-Y", [CellInput(TOWNS[0], "A1", "1200")], TJJ, submit=True)

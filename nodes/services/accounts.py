@@ -67,8 +67,10 @@ class Session:
 
 
 def principal_of(u: UserRecord, via: str, csrf: str) -> Principal:
+    # A person signed in through OIDC uses no password here: a one-time password set for the account
+    # is not theirs to change before they may work.
     return Principal(login=u.login, name=u.name, roles=frozenset(u.roles), org=u.org, units=frozenset(u.units),
-                     indicators=u.indicators, via=via, csrf=csrf, must_change=u.must_change)
+                     indicators=u.indicators, via=via, csrf=csrf, must_change=u.must_change and via != "oidc")
 
 
 def _scope_units(ctx: NodeContext, units: Iterable[str]) -> tuple[str, ...]:

@@ -184,7 +184,21 @@ class IntakeService:
             raise BadInput("下限不能大于上限 (minimum above maximum)", code="tasks.bounds")
         now = self.ctx.clock()
         async with self.ctx.store.tx(quiet=True) as tx:
-            held = [t for t in await tx.intake.tasks(cycle) if t.indicator == indicator and (not units or t.unit in units)]
+            scope = await self.scope(tx, cycle)
+
+            def under(t: TaskRecord) -> bool:
+                """``indicator`` is the task's leaf, or a group above it (a review chain set per group)."""
+                if t.indicator == indicator:
+                    return True
+                fw = scope.by_unit.get(t.unit, ("", None))[1]
+                ind = fw.indicator(t.indicator) if fw is not None else None
+                while ind is not None and ind.parent_code:
+                    if ind.parent_code == indicator:
+                        return True
+                    ind = fw.indicator(ind.parent_code) if fw is not None else None
+                return False
+
+            held = [t for t in await tx.intake.tasks(cycle) if under(t) and (not units or t.unit in units)]
             if not held:
                 raise NotFound(f"任务书中没有指标 {indicator[:32]} 的任务 (no such task)", code="tasks.not_found")
             rows = [replace(t, provider=provider.strip()[:64], frequency=frequency, confirm=confirm,
