@@ -92,9 +92,19 @@ async def test_one_time_password_lockout_reset_and_disable(tmp_path: Path) -> No
                                                                                   ("admin", "li.review")]
     assert [e.actor for e in await audit_of(node, "users.disable")] == ["wang.office"]
     refused = [json.loads(e.detail) for e in await audit_of(node, "login.refused")]
-    assert {"reason": "password", "failures": 1, "from": "10.0.0.1"} in refused
+    assert {"reason": "password", "failures": 1, "login": "wang.office", "sender": "http:10.0.0.1",
+            "count": 1} in refused
     assert any(d["reason"] == "locked" for d in refused) and any(d["reason"] == "disabled" for d in refused)
     assert len(await audit_of(node, "login.locked")) == 1
+    # guesses from one address are counted, not written one by one: a flood adds a bounded number of entries
+    before = len(await audit_of(node, "login.refused"))
+    for i in range(12):
+        with pytest.raises(SignInRefused):
+            await accounts.sign_in(f"nobody{i}", "guess-guess-guess", "10.6.6.6")
+    assert len(await audit_of(node, "login.refused")) == before + 1
+    async with base.context.store.read() as r:
+        counted = {(c.sender, c.code): c.total for c in await r.audit.counters()}
+    assert counted[("http:10.6.6.6", "unknown")] == 12
     await base.context.store.close()
 
 

@@ -38,6 +38,7 @@ from nodes.accounts import (
 from nodes.repositories.users import SessionRecord, UserRecord
 from nodes.services.context import NodeContext
 from nodes.store import Tx
+from sync.ports import Occurrence
 
 _HASHER = PasswordHasher()
 _DUMMY = _HASHER.hash(secrets.token_urlsafe(16))
@@ -239,23 +240,34 @@ class AccountService:
                        now: int) -> SignInRefused | None:
         s = self.settings
         generic = SignInRefused("用户名或密码错误，或账号已停用 (wrong login or password, or the account is disabled)")
+
+        async def refused(reason: str, **detail: object) -> None:
+            # Counted per (address, reason) and window (sync/refusals.py), so that a flood of guesses adds a
+            # bounded number of audit entries and loses no count; a lock-out is always an entry of its own.
+            await tx.audit.record([Occurrence(actor=login or "-", action="login.refused", subject=login or "-",
+                                              sender=f"http:{remote}", code=reason,
+                                              detail={"reason": reason, "login": login, **detail})],
+                                  now, self.ctx.limits.audit_repeat_seconds)
+
         if u is None:
-            await tx.audit.append(login or "-", "login.refused", login or "-", {"reason": "unknown", "from": remote}, now)
+            await refused("unknown")
             return generic
         if u.locked_until > now:
-            await tx.audit.append(login, "login.refused", login, {"reason": "locked", "from": remote}, now)
+            await refused("locked")
             minutes = (u.locked_until - now + 59) // 60
             return SignInRefused(f"账号因多次密码错误已锁定，请 {minutes} 分钟后再试或请绩效办重置 "
                                  f"(locked after repeated failures; try in {minutes} min or ask the office)",
                                  code="auth.locked")
         if u.disabled or not u.password_hash:
-            await tx.audit.append(login, "login.refused", login,
-                                  {"reason": "disabled" if u.disabled else "no_password", "from": remote}, now)
+            await refused("disabled" if u.disabled else "no_password")
             return generic
         if not ok:
             failures, locked = await tx.users.note_failure(login, s.lockout_attempts, now + 60 * s.lockout_minutes)
-            await tx.audit.append(login, "login.locked" if locked else "login.refused", login,
-                                  {"reason": "password", "failures": failures, "from": remote}, now)
+            if locked:
+                await tx.audit.append(login, "login.locked", login,
+                                      {"reason": "password", "failures": failures, "from": remote}, now)
+            else:
+                await refused("password", failures=failures)
             if locked:
                 return SignInRefused(f"密码连续错误 {failures} 次，账号已锁定 {s.lockout_minutes} 分钟 "
                                      f"(locked for {s.lockout_minutes} min after {failures} failures)",
