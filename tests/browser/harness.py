@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-# --lang: the browser's own words (a file field's 选择文件) in Chinese, as on the offices' machines; the
-# pages' language is each context's locale.
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--lang=zh-CN"]
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 INSTALL = "apt-get install -y chromium fonts-noto-cjk"
 VIEWPORT = {"width": 1366, "height": 768}
 

@@ -219,9 +219,9 @@ def test_county_journeys(federation: Federation, federation_contexts: Contexts, 
     def filled(text: str) -> tuple[bytes, str]:
         wb = load_workbook(io.BytesIO(template))
         ws = wb["填报"]
-        col = next(c.column for c in ws[3] if c.value == "A1")  # the hidden key row names each column
-        row = next(r for r in ws.iter_rows(min_row=4) if r[0].value == T2)
-        target = ws.cell(row[0].row, col)
+        col = next(j for j, c in enumerate(ws[3], start=1) if c.value == "A1")  # the hidden key row names the keys
+        row = next(i for i, r in enumerate(ws.iter_rows(min_row=4), start=4) if r[0].value == T2)
+        target = ws.cell(row, col)
         target.value = text
         out = io.BytesIO()
         wb.save(out)
