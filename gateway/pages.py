@@ -34,7 +34,7 @@ NAV: tuple[tuple[str | None, str, str, str], ...] = (
     ("tasks.view", "/frameworks", "指标体系", "Frameworks"),
     (None, "/", "考评总览", "Overview"),
     ("users.manage", "/users", "用户管理", "Users"),
-    ("audit.read", "/audit", "审计日志", "Audit log"),
+    ("audit.read", "/api/v1/audit", "审计日志", "Audit log"),  # no page of its own yet: the log as JSON
 )
 
 
@@ -70,9 +70,16 @@ def page_now(request: Request[Any, Any, Any], template: str, node: NodeContext, 
         "nav": nav_for(who, language(request)), "path": request.url.path, **context})
 
 
+ANSWERS = ["text/html", "application/problem+json", "application/json"]
+
+
 def is_page(request: Request[Any, Any, Any]) -> bool:
-    """A person's browser asked for a page (not the JSON API, the schema, metrics or a static file)."""
-    return not request.url.path.startswith(("/api/", "/schema", "/metrics", "/health", "/static"))
+    """A person's browser asked for a page (not the JSON API, the schema, metrics or a static file).
+    A client that asks a page's URL for JSON rather than HTML (``Accept: application/problem+json``: a
+    script with a session) gets the refusal as problem+json, as the API answers it."""
+    if request.url.path.startswith(("/api/", "/schema", "/metrics", "/health", "/static")):
+        return False
+    return request.accept.best_match(ANSWERS, default="text/html") == "text/html"
 
 
 def local_next(target: str | None, default: str = "/home") -> str:

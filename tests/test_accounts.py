@@ -221,6 +221,10 @@ async def test_sign_in_sets_a_safe_cookie_and_pages_follow_roles(web: tuple[Asyn
     csrf = await sign_in(client, "tjj", "tjj-password-1")
     r = await client.get("/users")
     assert r.status_code == 403 and "绩效办" in r.text and 'data-code="auth.forbidden"' in r.text
+    # the same page's URL asked for JSON (a script with the session): the refusal as problem+json
+    r = await client.get("/users", headers={"accept": "application/problem+json"})
+    assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "auth.forbidden" and "绩效办" in r.json()["detail"]
     r = await client.get("/api/v1/audit")
     assert r.status_code == 403 and r.json()["code"] == "auth.forbidden"
     r = await client.post("/api/v1/admin/reviews", headers={"x-csrf-token": csrf},

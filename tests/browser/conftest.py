@@ -12,6 +12,9 @@
   origin than the gateway's is aborted and fails the test (no CDN: the offices have no internet), and
   so does every console error (a CSP violation, a missing file, an exception in a script).
 - ``shoot(page, name)``: a full-page PNG at artefacts/screenshots/<test>/<nn>-<name>.png (gitignored).
+- ``federation`` (module scope): a small real federation of node processes (harness.Federation: the
+  demo on 四川省 → 成都市 → 锦江区 → two townships), for the journeys across it (test_journeys.py);
+  ``federation_contexts(origin, *also)``: guarded contexts on its gateways, checked with the test.
 """
 
 from __future__ import annotations
@@ -24,7 +27,17 @@ from typing import Any
 
 import pytest
 
-from tests.browser.harness import ARGS, ROOT, Gateway, Guard, chromium_path, guarded_context, in_ci, missing_browser
+from tests.browser.harness import (
+    ARGS,
+    ROOT,
+    Federation,
+    Gateway,
+    Guard,
+    chromium_path,
+    guarded_context,
+    in_ci,
+    missing_browser,
+)
 
 SHOTS = ROOT / "artefacts" / "screenshots"
 VENDOR_STAMP = ROOT / "gateway" / "static" / "vendor" / ".fetched.json"
@@ -97,6 +110,36 @@ def contexts(browser: Any, gateway: Gateway, request: pytest.FixtureRequest) -> 
             context.close()
 
 
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    if not VENDOR_STAMP.is_file():
+        pytest.fail("gateway/static/vendor/ is empty: run ./dev setup (or python scripts/fetch_assets.py) first")
+    with Federation(tmp_path_factory.mktemp("browser-federation")) as f:
+        yield f
+
+
+@pytest.fixture
+def federation_contexts(browser: Any, federation: Federation,
+                        request: pytest.FixtureRequest) -> Iterator[Callable[..., tuple[Any, Guard]]]:
+    """``federation_contexts(code, *also)``: a new guarded context whose base URL is node ``code``'s
+    gateway, allowed to reach the gateways of the nodes ``also`` and nothing else."""
+    guards = request.node.stash.setdefault(GUARDS, [])
+    opened: list[Any] = []
+
+    def make(code: str, *also: str, **options: Any) -> tuple[Any, Guard]:
+        context, guard = guarded_context(browser, federation.url(code),
+                                         also=[federation.url(c) for c in also], **options)
+        opened.append(context)
+        guards.append(guard)
+        return context, guard
+
+    try:
+        yield make
+    finally:
+        for context in opened:
+            context.close()
+
+
 @pytest.fixture
 def page_context(contexts: Callable[..., tuple[Any, Guard]]) -> tuple[Any, Guard]:
     return contexts()
@@ -142,6 +185,12 @@ def shoot(request: pytest.FixtureRequest) -> Callable[[Any, str], Path]:
         count += 1
         path = folder / f"{count:02d}-{safe_name(name)}.png"
         page.screenshot(path=str(path), full_page=True)
+        # A full-page capture resizes the viewport for a moment; Chromium then scrolls a focused text
+        # field back into view at the next mouse press, so a click right after would land elsewhere
+        # (mousedown on the button, mouseup on what scrolled under it). Focusing the field again,
+        # without scrolling, settles it.
+        page.evaluate("() => { const a = document.activeElement;"
+                      " if (a && a !== document.body) { a.blur(); a.focus({preventScroll: true}); } }")
         return path
 
     return take
