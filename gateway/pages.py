@@ -34,7 +34,7 @@ NAV: tuple[tuple[str | None, str, str, str], ...] = (
     ("tasks.view", "/frameworks", "指标体系", "Frameworks"),
     (None, "/", "考评总览", "Overview"),
     ("users.manage", "/users", "用户管理", "Users"),
-    ("audit.read", "/api/v1/audit", "审计日志", "Audit log"),  # no page of its own yet: the log as JSON
+    ("audit.read", "/audit", "审计日志", "Audit log"),
 )
 
 

@@ -77,7 +77,8 @@ class ViewsController(Controller):
                     before: AuditBefore = None) -> Template:
         verdict = await audit_log.verify()
         rows, after = await audit_log.page(AUDIT_PAGE, before, action)
-        entries = [{"seq": e.seq, "at": cst(e.at), "actor": e.actor, "action": e.action, "subject": e.subject[:64],
+        entries = [{"seq": e.seq, "at": cst(e.at), "actor": e.actor, "action": e.action, "subject": e.subject[:255],
+                    "short": e.subject if len(e.subject) <= 20 else e.subject[:16] + "…",
                     "detail": json.dumps(json.loads(e.detail), ensure_ascii=False)[:400], "hash": e.hash[:12]}
                    for e in rows]
         broken = verdict.first_break

@@ -310,7 +310,7 @@ def test_county_journeys(federation: Federation, federation_contexts: Contexts, 
     expect(tjj2.get_by_role("alert")).to_contain_text(f"权限范围不含单位 {T2}")
     expect(tjj2.locator("[data-code='auth.scope']")).to_have_count(1)
     shoot(tjj2, "scope-403")
-    r = tjj2.request.post("/api/v1/entries", headers={"X-CSRF-Token": csrf(tjj2)}, data={
+    r = tjj2.request.post("/api/v1/entries/batch", headers={"X-CSRF-Token": csrf(tjj2)}, data={
         "cycle": CYCLE, "period": PERIOD, "submit": False, "cells": [{"unit": T2, "key": "A1", "value": "1"}]})
     assert r.status == 403 and r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "auth.scope" and T2 in r.json()["detail"]
@@ -333,9 +333,11 @@ def test_county_journeys(federation: Federation, federation_contexts: Contexts, 
         r = audit.request.get(path, headers={"Accept": "application/problem+json"})
         assert r.status == 403 and r.headers["content-type"].startswith("application/problem+json"), path
         assert r.json()["code"] == "auth.forbidden" and roles in r.json()["detail"]
-    log = audit.request.get(str(audit.get_by_role("navigation", name="主导航").get_by_role(
-        "link", name="审计日志").get_attribute("href")))  # the auditor's own link: the log, not a 404
-    assert log.status == 200 and log.json()["intact"] is True
+    audit.get_by_role("navigation", name="主导航").get_by_role("link", name="审计日志").click()  # the auditor's own page
+    expect(audit.get_by_test_id("audit-intact")).to_be_visible()
+    expect(audit.locator("table.audit")).to_contain_text("intake.approve")  # the reviewer's decision, by login
+    expect(audit.locator("table.audit")).to_contain_text("shenhe")
+    shoot(audit, "audit-log")
     for path in ("/api/v1/users", f"/api/v1/entries?cycle={CYCLE}&period={PERIOD}"):
         r = audit.request.get(path)
         assert r.status == 403 and r.headers["content-type"].startswith("application/problem+json"), path
