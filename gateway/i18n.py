@@ -40,6 +40,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "nav.dashboard": "考评总览",
         "lang.switch": "切换语言",
         "user.signed_in": "当前用户：{name}",
+        "user.sign_in": "登录",
         "node.label": "{name}（{code}，{level}级）",
         "unit": "{name}（{code}）",
         "dash.heading": "{name}绩效考评",
@@ -86,7 +87,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "footer.api": "接口：",
         "footer.status": "节点状态",
         "footer.frameworks": "指标体系",
-        "footer.audit": "审计日志凭管理令牌查阅",
+        "footer.audit": "审计日志：审计/纪检与绩效办登录后查阅",
     },
     "en": {
         "site.title": "Performance appraisal",
@@ -96,6 +97,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "nav.dashboard": "Overview",
         "lang.switch": "Language",
         "user.signed_in": "Signed in as {name}",
+        "user.sign_in": "Sign in",
         "node.label": "{name} ({code}, {level})",
         "unit": "{name} ({code})",
         "dash.heading": "{name}: performance appraisal",
@@ -142,7 +144,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "footer.api": "API: ",
         "footer.status": "Node status",
         "footer.frameworks": "Frameworks",
-        "footer.audit": "the audit log needs the admin token",
+        "footer.audit": "the audit log: auditors and the office, once signed in",
     },
 }
 
