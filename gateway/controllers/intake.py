@@ -119,8 +119,7 @@ class IntakeController(Controller):
                      status: int = 200, **extra: Any) -> Template:
         who = actor(request)
         rows = await intake.tasks(cycle, who)
-        async with node.store.read() as r:
-            scope = await intake.scope(r, cycle)
+        scope = await intake.scope_of(cycle)
         by_ind: dict[str, dict[str, Any]] = {}
         for t in rows:
             fw = scope.by_unit.get(t.unit, ("", None))[1]
@@ -347,7 +346,7 @@ class IntakeController(Controller):
         async with node.store.read() as r:
             waiting = await r.intake.entries(cycle, units=sorted(who.units) or [node.me.code], statuses=["submitted"])
             tasks = {(t.unit, t.indicator): t for t in await r.intake.tasks(cycle)}
-            scope = await intake.scope(r, cycle)
+        scope = await intake.scope_of(cycle)
         rows = []
         for e in waiting:
             t = tasks.get((e.unit, e.key.split(".")[0]))

@@ -228,6 +228,17 @@ class IntakeRepository:
             out.setdefault((str(u), str(k)), []).append(AttachmentRecord(*rest))
         return out
 
+    async def attachments_in(self, cycle: str) -> dict[tuple[str, str, str], list[AttachmentRecord]]:
+        """(period, unit, key) → the evidence files of every cell of ``cycle``."""
+        q = select(attachment_links.c.period, attachment_links.c.unit, attachment_links.c.key, attachments.c.sha256,
+                   attachments.c.name, attachments.c.content_type, attachments.c.size, attachments.c.uploaded_by,
+                   attachments.c.uploaded_at).join(attachments, attachments.c.sha256 == attachment_links.c.sha256).where(
+            attachment_links.c.cycle == cycle).order_by(attachments.c.uploaded_at)
+        out: dict[tuple[str, str, str], list[AttachmentRecord]] = {}
+        for p, u, k, *rest in await self.conn.execute(q):
+            out.setdefault((str(p), str(u), str(k)), []).append(AttachmentRecord(*rest))
+        return out
+
     async def attachment(self, sha256: str) -> tuple[AttachmentRecord, bytes] | None:
         row = (await self.conn.execute(select(attachments).where(attachments.c.sha256 == sha256))).first()
         if row is None:

@@ -41,10 +41,18 @@ from nodes.intake import (
     value_columns,
     window_of,
 )
-from nodes.repositories.intake import EntryRecord, HistoryRecord, PeriodRecord, TaskRecord, UnlockRecord
+from nodes.repositories.intake import (
+    AttachmentRecord,
+    EntryRecord,
+    HistoryRecord,
+    PeriodRecord,
+    TaskRecord,
+    UnlockRecord,
+)
 from nodes.services.context import NodeContext, check_period, framework_of
 from nodes.services.scoring import ScoringService
 from nodes.store import Tx
+from sync.ports import FrameworkRecord
 
 SignOwn = Callable[[str, str, Mapping[str, object], str], Awaitable[str]]
 MAX_ATTACHMENT = 10 * 1024 * 1024
@@ -110,14 +118,93 @@ def safe_name(name: str) -> str:
     return base[:120]
 
 
+SNAPSHOT_TTL = 10.0  # seconds; any committed write makes a new one sooner (nodes/read_cache.py)
+
+
+class _HeldIntake:
+    """What the pages read of intake for one cycle, loaded in one go and kept under the store's
+    generation: the task book, windows, unlocks, entries (and last year's approved ones), evidence
+    links. It answers the read methods of IntakeRepository the page paths use, from memory."""
+
+    def __init__(self, tasks: list[TaskRecord], periods: list[PeriodRecord], unlocks: list[UnlockRecord],
+                 entries: list[EntryRecord], files: dict[tuple[str, str, str], list[AttachmentRecord]]) -> None:
+        self._tasks, self._periods, self._unlocks, self._entries, self._files = tasks, periods, unlocks, entries, files
+
+    async def tasks(self, cycle: str, provider: str | None = None,
+                    units: Iterable[str] | None = None) -> list[TaskRecord]:
+        wanted = None if units is None else set(units)
+        return [t for t in self._tasks if t.cycle == cycle and (provider is None or t.provider == provider)
+                and (wanted is None or t.unit in wanted)]
+
+    async def periods(self, cycle: str) -> list[PeriodRecord]:
+        return [p for p in self._periods if p.cycle == cycle]
+
+    async def unlocks(self, cycle: str, period: str | None = None) -> list[UnlockRecord]:
+        return [u for u in self._unlocks if u.cycle == cycle and (period is None or u.period == period)]
+
+    async def entries(self, cycle: str, period: str | None = None, *, units: Iterable[str] | None = None,
+                      statuses: Iterable[str] | None = None, provider: str | None = None,
+                      limit: int | None = None) -> list[EntryRecord]:
+        wanted = None if units is None else set(units)
+        states = None if statuses is None else set(statuses)
+        out = [e for e in self._entries if e.cycle == cycle and (period is None or e.period == period)
+               and (wanted is None or e.unit in wanted) and (states is None or e.status in states)
+               and (provider is None or e.provider == provider)]
+        return out if limit is None else out[:limit]
+
+    async def approved(self, cycles: Iterable[str], periods: Iterable[str],
+                       units: Iterable[str]) -> dict[tuple[str, str, str], str]:
+        cs, ps, us = set(cycles), set(periods), set(units)
+        return {(e.period, e.unit, e.key): e.approved_value for e in self._entries
+                if e.cycle in cs and e.period in ps and e.unit in us and e.approved_value}
+
+    async def attachments_of(self, cycle: str, period: str,
+                             units: Iterable[str]) -> dict[tuple[str, str], list[AttachmentRecord]]:
+        us = set(units)
+        return {(u, k): f for (p, u, k), f in self._files.items() if p == period and u in us}
+
+
+class _HeldFrameworks:
+    def __init__(self, rows: list[FrameworkRecord]) -> None:
+        self._rows = rows
+
+    async def list(self, role: str | None = None, cycle: str | None = None) -> list[FrameworkRecord]:
+        return [r for r in self._rows if (role is None or r.role == role) and (cycle is None or r.cycle == cycle)]
+
+
+@dataclass(frozen=True)
+class _Held:
+    """Quacks like the Tx the read paths are written against (``intake``, ``frameworks``)."""
+
+    intake: _HeldIntake
+    frameworks: _HeldFrameworks
+
+
 class IntakeService:
     def __init__(self, ctx: NodeContext, scoring: ScoringService, sign_own: SignOwn) -> None:
         self.ctx = ctx
         self.scoring = scoring
         self.sign_own = sign_own
 
+    async def _held(self, cycle: str) -> _Held:
+        async def load() -> _Held:
+            async with self.ctx.store.read() as r:
+                last = str(int(cycle) - 1)
+                entries = [*await r.intake.entries(cycle),
+                           *[e for e in await r.intake.entries(last) if e.approved_value]]
+                return _Held(
+                    _HeldIntake(await r.intake.tasks(cycle), await r.intake.periods(cycle), await r.intake.unlocks(cycle),
+                                entries, await r.intake.attachments_in(cycle)),
+                    _HeldFrameworks([row for role in ("received", "issued", "internal")
+                                     for row in await r.frameworks.list(role=role, cycle=cycle)]))
+        return await self.ctx.cache.get(("intake", cycle), load, SNAPSHOT_TTL)
+
+    async def scope_of(self, cycle: str) -> Scope:
+        """``scope`` as the pages read it: from the cycle's held snapshot."""
+        return await self.scope(await self._held(cycle), cycle)
+
     # --- what applies to whom
-    async def scope(self, tx: Tx, cycle: str) -> Scope:
+    async def scope(self, tx: Tx | _Held, cycle: str) -> Scope:
         me = self.ctx.me
         by_unit: dict[str, tuple[str, Framework]] = {}
         names = {me.code: f"{me.name}（{SELF}）", **self.ctx.child_names,
@@ -139,7 +226,7 @@ class IntakeService:
         to, with the framework's provider and frequency; rows the office has edited are kept."""
         check_period(cycle, f"{cycle}-Y")
         now = self.ctx.clock()
-        async with self.ctx.store.tx(quiet=True) as tx:
+        async with self.ctx.store.tx() as tx:
             scope = await self.scope(tx, cycle)
             if not scope.by_unit:
                 raise Conflict(f"本节点尚无 {cycle} 年度的指标体系，无法生成任务书 (no framework for this cycle)",
@@ -168,8 +255,8 @@ class IntakeService:
         return len(rows)
 
     async def tasks(self, cycle: str, who: Principal) -> list[TaskRecord]:
-        async with self.ctx.store.read() as r:
-            return [t for t in await r.intake.tasks(cycle) if _task_visible(who, t)]
+        r = await self._held(cycle)
+        return [t for t in await r.intake.tasks(cycle) if _task_visible(who, t)]
 
     async def edit_tasks(self, cycle: str, indicator: str, units: Sequence[str], who: Principal, *, provider: str,
                          frequency: str, confirm: bool, minimum: str, maximum: str) -> int:
@@ -183,7 +270,7 @@ class IntakeService:
                 maximum.strip(), ""):
             raise BadInput("下限不能大于上限 (minimum above maximum)", code="tasks.bounds")
         now = self.ctx.clock()
-        async with self.ctx.store.tx(quiet=True) as tx:
+        async with self.ctx.store.tx() as tx:
             scope = await self.scope(tx, cycle)
 
             def under(t: TaskRecord) -> bool:
@@ -223,7 +310,7 @@ class IntakeService:
         if due_at <= opens_at:
             raise BadInput("截止时间须晚于开始时间 (the deadline must come after the opening)", code="tasks.window")
         now = self.ctx.clock()
-        async with self.ctx.store.tx(quiet=True) as tx:
+        async with self.ctx.store.tx() as tx:
             await tx.intake.put_periods([PeriodRecord(cycle, period, opens_at, due_at)])
             await tx.audit.append(who.actor, "tasks.window", period, {"opens_at": opens_at, "due_at": due_at}, now)
 
@@ -234,7 +321,7 @@ class IntakeService:
         now = self.ctx.clock()
         if until <= now:
             raise BadInput("解锁期限须晚于现在 (the unlock must end in the future)", code="tasks.unlock_until")
-        async with self.ctx.store.tx(quiet=True) as tx:
+        async with self.ctx.store.tx() as tx:
             await tx.intake.put_unlock(UnlockRecord(cycle, period, provider.strip()[:64], until, who.actor,
                                                     reason.strip()[:500]))
             await tx.audit.append(who.actor, "tasks.unlock", period,
@@ -245,10 +332,9 @@ class IntakeService:
     async def grids(self, cycle: str, period: str, who: Principal) -> list[Grid]:
         """The person's grids for the period: one per framework, units × keys of their tasks."""
         check_period(cycle, period)
-        async with self.ctx.store.read() as r:
-            return await self._grids(r, cycle, period, who)
+        return await self._grids(await self._held(cycle), cycle, period, who)
 
-    async def _grids(self, r: Tx, cycle: str, period: str, who: Principal) -> list[Grid]:
+    async def _grids(self, r: Tx | _Held, cycle: str, period: str, who: Principal) -> list[Grid]:
         now = self.ctx.clock()
         scope = await self.scope(r, cycle)
         mine = [t for t in await r.intake.tasks(cycle) if _task_visible(who, t) and period in periods_of(cycle, t.frequency)
@@ -302,7 +388,7 @@ class IntakeService:
         if not who.can("values.enter"):
             raise BadInput("您的角色不能填报数据 (your roles cannot enter values)", code="intake.enter_role")
         now = self.ctx.clock()
-        async with self.ctx.store.tx(quiet=True) as tx:
+        async with self.ctx.store.tx() as tx:
             grids = await self._grids(tx, cycle, period, who)
             where = {(row.unit, col.key): g for g in grids for row in g.rows for col in g.columns
                      if (row.unit, col.key) in g.cells}
@@ -374,7 +460,7 @@ class IntakeService:
                            code="intake.attachment_too_large")
         sha = hashlib.sha256(data).hexdigest()
         now = self.ctx.clock()
-        async with self.ctx.store.tx(quiet=True) as tx:
+        async with self.ctx.store.tx() as tx:
             grids = await self._grids(tx, cycle, period, who)
             if not any((unit, key) in g.cells for g in grids):
                 raise BadInput(f"单位 {unit[:16]} 的 {key[:32]} 不在您 {period} 的填报任务中 (not one of your tasks)",
@@ -406,7 +492,7 @@ class IntakeService:
         if not who.can("values.confirm"):
             raise BadInput("只有被考评单位可以确认 (only the evaluated unit confirms)", code="intake.confirm_role")
         now = self.ctx.clock()
-        async with self.ctx.store.tx(quiet=True) as tx:
+        async with self.ctx.store.tx() as tx:
             held = await tx.intake.entries_at(cycle, period, cells)
             tasks = {(t.unit, t.indicator): t for t in await tx.intake.tasks(cycle)}
             for u, k in cells:
@@ -432,7 +518,7 @@ class IntakeService:
                                    "reason": objection.strip()[:500]}, now)
         return len(cells)
 
-    async def _waiting(self, r: Tx, cycle: str, who: Principal, period: str | None) -> list[EntryRecord]:
+    async def _waiting(self, r: Tx | _Held, cycle: str, who: Principal, period: str | None) -> list[EntryRecord]:
         tasks = {(t.unit, t.indicator): t for t in await r.intake.tasks(cycle)}
         out = []
         for e in await r.intake.entries(cycle, period, statuses=["submitted", "confirmed"]):
@@ -445,17 +531,17 @@ class IntakeService:
 
     async def waiting(self, cycle: str, who: Principal) -> int:
         """How many entries wait for this reviewer (the home page's count)."""
-        async with self.ctx.store.read() as r:
-            return len(await self._waiting(r, cycle, who, None))
+        return len(await self._waiting(await self._held(cycle), cycle, who, None))
 
     async def queue(self, cycle: str, who: Principal, period: str | None = None, *, unit: str = "",
                     key: str = "", limit: int = 200) -> tuple[list[ReviewRow], int]:
         """What waits for the reviewer — submitted entries (those needing the unit's confirmation once
         confirmed) — filtered by unit or key prefix; the first ``limit`` of them with their history and
         evidence, and how many there are in all."""
+        held = await self._held(cycle)
         async with self.ctx.store.read() as r:
-            scope = await self.scope(r, cycle)
-            waiting = [e for e in await self._waiting(r, cycle, who, period)
+            scope = await self.scope(held, cycle)
+            waiting = [e for e in await self._waiting(held, cycle, who, period)
                        if (not unit or e.unit == unit) and (not key or e.key.startswith(key))]
             shown = waiting[:limit]
             rows = []
@@ -464,7 +550,7 @@ class IntakeService:
                 hist: dict[tuple[str, str], list[HistoryRecord]] = {}
                 for h in await r.intake.history(cycle, p, [(e.unit, e.key) for e in es]):
                     hist.setdefault((h.unit, h.key), []).append(h)
-                files = await r.intake.attachments_of(cycle, p, {e.unit for e in es})
+                files = await held.intake.attachments_of(cycle, p, {e.unit for e in es})
                 for e in es:
                     fw = scope.by_unit.get(e.unit, ("", None))[1]
                     ind = fw.indicator(e.key.split(".")[0]) if fw is not None else None
@@ -545,10 +631,10 @@ class IntakeService:
     async def todo(self, cycle: str, who: Principal) -> Todo:
         """Counts and deadlines for the home page: open tasks per period, returns, items to review."""
         now = self.ctx.clock()
-        async with self.ctx.store.read() as r:
-            mine = [t for t in await r.intake.tasks(cycle) if _task_visible(who, t)]
-            windows = {p.period: p for p in await r.intake.periods(cycle)}
-            entries = await r.intake.entries(cycle, units={t.unit for t in mine}) if mine else []
+        r = await self._held(cycle)
+        mine = [t for t in await r.intake.tasks(cycle) if _task_visible(who, t)]
+        windows = {p.period: p for p in await r.intake.periods(cycle)}
+        entries = await r.intake.entries(cycle, units={t.unit for t in mine}) if mine else []
         assigned = {(t.unit, t.indicator) for t in mine}
         periods: dict[str, dict[str, int]] = {}
         for t in mine:
@@ -575,9 +661,9 @@ class IntakeService:
         return Todo(open_periods, returned)
 
     async def _returned_about(self, cycle: str, who: Principal) -> list[EntryRecord]:
-        async with self.ctx.store.read() as r:
-            return [e for e in await r.intake.entries(cycle, units=sorted(who.units), statuses=["returned", "objected"])
-                    if who.covers_indicator(e.key)]
+        r = await self._held(cycle)
+        return [e for e in await r.intake.entries(cycle, units=sorted(who.units), statuses=["returned", "objected"])
+                if who.covers_indicator(e.key)]
 
 
 def cells_of(pairs: Iterable[str]) -> list[tuple[str, str]]:
