@@ -6,6 +6,7 @@ roll-up is this node's own value of it, signed into this node's bundle for its p
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -153,3 +154,24 @@ async def test_a_department_framework_names_only_departments(town: tuple[Node, F
     with pytest.raises(AppraisalError) as e:
         await node.cascade.publish_file(src)
     assert e.value.code == "framework.foreign_units"
+
+
+async def test_opinion_providers_rate_departments_too(town: tuple[Node, Federation], tmp_path: Path) -> None:
+    """A department framework with an indicator scored by raters: the opinion provider's ratings of a
+    department are recorded against the department's own framework and re-score its class."""
+    node, _ = town
+    src = tmp_path / "depts.yaml"
+    src.write_text(dept_framework(link=False).replace(
+        "weight: 40, unit: \"%\", target: 95, provider: 街道统计站, rollup: mean}",
+        "weight: 20, unit: \"%\", target: 95, provider: 街道统计站, rollup: mean}\n"
+        "      - {code: K3, name: 群众评议, weight: 20, method: raters}"), encoding="utf-8")
+    digest = await node.cascade.publish_file(src)
+    await node.entry.enter_assessment("2026", "2026-Y", DEPTS[1]["code"], {"ratings": {"K3": [90, 80, 85]}}, "pingyi")
+    async with node.context.store.read() as r:
+        held = await r.assessments.for_period("2026", "2026-Y")
+        scores = {s.unit: s for s in await r.scores.list("2026", "2026-Y") if s.framework_digest == digest}
+    assert json.loads(held[DEPTS[1]["code"]])["ratings"]["K3"] == ["90", "80", "85"]
+    assert DEPTS[1]["code"] in scores  # scored by the departments' framework
+    with pytest.raises(AppraisalError) as e:
+        await node.entry.enter_assessment("2026", "2026-Y", "510104017-XXX", {"ratings": {"K3": [90]}}, "pingyi")
+    assert e.value.code == "entry.not_a_unit"

@@ -97,18 +97,20 @@ class ViewsController(Controller):
                         period: str | None, *, status: int = 200, **extra: Any) -> Template:
         who = actor(request)
         per = period or f"{cycle}-Y"
-        rated = []
+        # each unit with the rated indicators of the framework it is appraised by (the latest naming it)
+        by_unit: dict[str, tuple[int, list[dict[str, str]]]] = {}
         for h in await read.frameworks(cycle):
-            if h.record.role != "issued":
+            if h.record.role not in ("issued", "internal"):
                 continue
-            for i in h.framework.leaves():
-                if i.method == "raters":
-                    rated.append({"code": i.code, "name": i.name})
-        units = [{"code": c.code, "name": c.name} for c in node.cfg.children if who.covers_unit(c.code)]
-        seen: set[str] = set()
-        rated = [r for r in rated if not (r["code"] in seen or seen.add(r["code"]))]  # type: ignore[func-returns-value]
+            rated = [{"code": i.code, "name": i.name} for i in h.framework.leaves() if i.method == "raters"]
+            for u in h.framework.units:
+                if who.covers_unit(u.code) and h.framework.version >= by_unit.get(u.code, (0, []))[0]:
+                    by_unit[u.code] = (h.framework.version, rated)
+        names = node.unit_names
+        units = [{"code": code, "name": names.get(code, code), "rated": rated}
+                 for code, (_, rated) in sorted(by_unit.items()) if rated]
         return await page(request, "opinions.html.j2", node, status=status, cycle=cycle, period=per, units=units,
-                          rated=rated, level=LEVEL_ZH.get(node.me.level, ""), **extra)
+                          level=LEVEL_ZH.get(node.me.level, ""), **extra)
 
     @post("/opinions", guards=[require("opinions.enter")])
     async def rate(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],

@@ -60,12 +60,16 @@ class EntryService:
     async def enter_assessment(self, cycle: str, period: str, unit: str, body: Mapping[str, Any], actor: str) -> None:
         ctx = self.ctx
         check_period(cycle, period)
-        if unit not in ctx.me.children:
-            raise BadInput(f"{unit[:12]} 不是本节点的被考评单位 (not a unit of this node)", code="entry.not_a_unit")
+        if unit not in ctx.me.children and unit not in {d.code for d in ctx.cfg.departments}:
+            raise BadInput(f"{unit[:24]} 不是本节点的被考评单位 (not a unit of this node)", code="entry.not_a_unit")
         entered = normalise(body)  # an AssessmentError (BadInput) names the field and the fix
         now = ctx.clock()
         async with ctx.store.tx() as tx:
-            issued = list(await tx.frameworks.list(role="issued", cycle=cycle))
+            # the framework this unit is appraised by: a child's issued one, or its departments' (分类考评)
+            own = [*await tx.frameworks.list(role="issued", cycle=cycle),
+                   *await tx.frameworks.list(role="internal", cycle=cycle)]
+            issued = sorted((r for r in own if unit in {u.code for u in framework_of(r).units}),
+                            key=lambda r: r.version)
             if not issued:
                 raise Conflict(f"本节点尚未发布 {cycle} 年度指标体系 (no framework issued for this cycle)",
                                code="entry.no_issued_framework")
