@@ -133,8 +133,10 @@ def value_columns(fw: Framework, bounds: Mapping[str, tuple[Decimal | None, Deci
                         Column(f"{ind.code}.den", ind.code, f"{ind.name}（分母）", "", Decimal(0))]
             elif name == "weighted_mean" and by and all(c.key != by for c in out):
                 out.append(Column(by, ind.code, f"{ind.name}（权数 {by}）", "", Decimal(0)))
-    seen: set[str] = set()
-    return tuple(c for c in out if not (c.key in seen or seen.add(c.key)))  # type: ignore[func-returns-value]
+    first: dict[str, Column] = {}
+    for c in out:
+        first.setdefault(c.key, c)  # a weight shared by two leaves is one column
+    return tuple(first.values())
 
 
 def _outlier(value: Decimal, against: str, label: str) -> str:

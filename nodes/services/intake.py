@@ -354,7 +354,7 @@ class IntakeService:
         files = await r.intake.attachments_of(cycle, period, units)
         state = {(e.unit, e.key): e for e in held}
         grids = []
-        for digest, ts in by_fw.items():
+        for ts in by_fw.values():
             fw = scope.by_unit[ts[0].unit][1]
             bounds = {t.indicator: (parse_decimal(t.minimum, "") if t.minimum else None,
                                     parse_decimal(t.maximum, "") if t.maximum else None) for t in ts}
@@ -377,7 +377,6 @@ class IntakeService:
             is_open = opens <= now < due or bool(providers & unlocked) or who.system
             grids.append(Grid(cycle, period, "、".join(sorted(p or SELF for p in providers)), rows, columns, cells,
                               opens, due, is_open))
-            del digest
         return grids
 
     # --- entering
