@@ -202,7 +202,7 @@ def test_the_registry_comes_from_our_variable_then_npms_then_the_public_one(monk
 def test_the_shipped_lock_pins_every_package_by_sha512() -> None:
     lock = fa.load_lock()
     names = {p["name"]: p for p in lock["packages"]}
-    assert set(names) == {"htmx.org", "chart.js", "@fontsource/noto-sans-sc"}
+    assert set(names) == {"htmx.org", "chart.js", "@fontsource/noto-sans-sc", "axe-core"}  # axe: the a11y audit
     assert names["htmx.org"]["version"].startswith("2.") and names["chart.js"]["version"].startswith("4.")
     assert all(p["integrity"].startswith("sha512-") and len(base64.b64decode(p["integrity"][7:])) == 64
                for p in lock["packages"])
