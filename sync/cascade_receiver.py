@@ -22,7 +22,7 @@ from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import decode_framework
 from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, code_of, open_envelope
 from sync.envelope import digest as sha
-from sync.framework_checks import check_internal, check_issued
+from sync.framework_checks import check_issued
 from sync.identity import Me, Outcome
 from sync.limits import DEFAULT_LIMITS, Limits
 from sync.ports import Occurrence, ProtocolStore, ProtocolTx, TxT
@@ -70,7 +70,7 @@ def verify_framework_chain(data: bytes, root: Identity, now: int, state: TrustSt
                            limits: Limits = DEFAULT_LIMITS, *,
                            internal: bool = False) -> tuple[Framework, str, pb.CascadeMessage]:
     """Verify every framework of a cascade message up to ``root``; return the last one. ``internal``:
-    the last is a framework its signer keeps for its own departments (framework_checks.check_internal)."""
+    the last is a framework its signer keeps for its own departments (``check_issued(departments=True)``)."""
     if len(data) > limits.message_bytes:
         raise EnvelopeError(f"下发消息 {len(data)} 字节，超过上限 {limits.message_bytes} (cascade message too large)",
                             code="cascade.too_large")
@@ -89,7 +89,7 @@ def verify_framework_chain(data: bytes, root: Identity, now: int, state: TrustSt
         fw = decode_framework(payload)
         fw_digest = sha(payload)
         last = depth == len(msg.frameworks) - 1
-        (check_internal if internal and last else check_issued)(fw, signer, prev, now, limits)
+        check_issued(fw, signer, prev, now, limits, departments=internal and last)
         prev = (fw, fw_digest)
     assert prev is not None
     return prev[0], prev[1], msg

@@ -13,11 +13,15 @@ from sync.trust import Identity, valid_code
 
 
 def check_issued(fw: Framework, signer: Identity, parent: tuple[Framework, str] | None, now: int | None,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+                 limits: Limits = DEFAULT_LIMITS, *, departments: bool = False) -> None:
     """What a receiver checks of one framework its signer issued: units within the signer's scope,
     structure, expiry (``now`` None: not checked, for a framework judged as of an earlier time) and,
     under ``parent`` (framework, digest), the linkage. Cascade receivers and roll-up checks share it,
-    so a framework a parent accepts as the basis of a roll-up is one its children would accept."""
+    so a framework a parent accepts as the basis of a roll-up is one its children would accept.
+
+    ``departments``: a framework the signer keeps for its own departments (分类考评; never cascaded):
+    its units are the signer's departments (``<signer>-<suffix>``), and it need not decompose every
+    must-cascade indicator of the parent's (the governments below do)."""
     if fw.issuer != signer.code:
         raise EnvelopeError(f"指标体系发布者 {fw.issuer} 与签名者 {signer.code} 不符 (issuer is not the signer)",
                             code="cascade.issuer_not_signer")
@@ -25,7 +29,12 @@ def check_issued(fw: Framework, signer: Identity, parent: tuple[Framework, str] 
         raise EnvelopeError("被考评单位过多 (too many units)", code="cascade.too_many_units")
     child_level = {"province": "city", "city": "county", "county": "township"}.get(signer.level, "")
     for u in fw.units:
-        if not valid_code(u.code, child_level) or not u.code.startswith(signer.code):
+        if departments:
+            prefix, sep, suffix = u.code.partition("-")
+            if prefix != signer.code or not sep or not suffix.isalnum() or len(suffix) > 16:
+                raise EnvelopeError(f"部门指标体系的单位 {u.code} 不是 {signer.code} 的部门 (unit is not one of the "
+                                    "issuer's departments)", code="cascade.not_a_department")
+        elif not valid_code(u.code, child_level) or not u.code.startswith(signer.code):
             raise EnvelopeError(f"指标体系的单位 {u.code} 超出发布者 {signer.code} 的管辖范围 "
                                 "(unit outside the issuer's scope)", code="cascade.unit_out_of_scope")
     structure = check_structure(fw)
@@ -43,37 +52,7 @@ def check_issued(fw: Framework, signer: Identity, parent: tuple[Framework, str] 
         if fw.issuer not in {u.code for u in pfw.units}:
             raise EnvelopeError(f"{fw.issuer} 不是上级指标体系的被考评单位 (issuer is not a unit of the parent framework)",
                                 code="cascade.issuer_not_unit")
-        problems = check_links(pfw, pdigest, fw, fw.issuer)
-        if problems:
-            raise EnvelopeError("衔接检查未通过 (linkage check failed): " + "; ".join(map(str, problems[:5])),
-                                code="cascade.linkage")
-
-
-
-def check_internal(fw: Framework, signer: Identity, parent: tuple[Framework, str] | None, now: int | None,
-                   limits: Limits = DEFAULT_LIMITS) -> None:
-    """A framework a node keeps for its own departments (分类考评; never cascaded): the same checks as
-    ``check_issued``, except that its units are the signer's departments (``<signer>-<suffix>``) and it
-    need not decompose every must-cascade indicator of the parent's (the governments below do)."""
-    if fw.issuer != signer.code:
-        raise EnvelopeError(f"指标体系发布者 {fw.issuer} 与签名者 {signer.code} 不符 (issuer is not the signer)",
-                            code="cascade.issuer_not_signer")
-    if len(fw.units) > limits.units:
-        raise EnvelopeError("被考评单位过多 (too many units)", code="cascade.too_many_units")
-    for u in fw.units:
-        prefix, sep, suffix = u.code.partition("-")
-        if prefix != signer.code or not sep or not suffix.isalnum() or len(suffix) > 16:
-            raise EnvelopeError(f"部门指标体系的单位 {u.code} 不是 {signer.code} 的部门 (unit is not one of the issuer's "
-                                "departments)", code="cascade.not_a_department")
-    structure = check_structure(fw)
-    if structure:
-        raise EnvelopeError(f"指标体系 {fw.issuer} v{fw.version} 结构检查未通过 (structure check failed): "
-                            + "; ".join(map(str, structure[:5])), code="cascade.structure")
-    if now is not None and fw.expires_at < now:
-        raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)",
-                            code="cascade.expired")
-    if parent is not None:
-        problems = check_links(parent[0], parent[1], fw, fw.issuer, cascading=False)
+        problems = check_links(pfw, pdigest, fw, fw.issuer, cascading=not departments)
         if problems:
             raise EnvelopeError("衔接检查未通过 (linkage check failed): " + "; ".join(map(str, problems[:5])),
                                 code="cascade.linkage")

@@ -245,3 +245,36 @@ async def test_intake_on_every_store(tmp_path: Path, store: Store) -> None:
     async with node.context.store.read() as r:
         last = await r.bundles.last("510104")
     assert last is not None and bundle_from_message(last.message).values["A1"] == Decimal(200)
+
+
+async def test_a_certified_county_cannot_slip_in_provided_values_for_units_not_its_own(
+        county: tuple[Node, Federation, FixedClock]) -> None:
+    """A dishonest county signs a roll-up whose `provided` values name a township of another county, or a
+    unit code that is no code at all: its city refuses the first by name when it recomputes the roll-up,
+    and the codec refuses the second before anything else is read."""
+    from sync.envelope import EnvelopeError
+    from sync.results_sender import send_bundle
+    from tests.support.receivers import Memory
+
+    node, _, _ = county
+    cfg = node.context.cfg
+    now = int(time.time())
+    async with node.context.store.read() as r:
+        received = (await r.frameworks.list(role="received"))[-1]
+        issued = (await r.frameworks.list(role="issued"))[-1]
+    signer = verify_chain(cfg.chain, cfg.root, now)
+    mem = Memory()
+    await send_bundle(mem, node.context.me, cycle="2026", period="2026-Y", framework_digest=received.digest,
+                      values={"A1": Decimal(5)}, child_scores=(), now=now, framework=issued.envelope,
+                      provided={"510105002": {"A1": Decimal(5)}})  # 草市街街道 belongs to 青羊区
+    bad = mem.queued[-1]
+    with pytest.raises(EnvelopeError) as foreign:
+        verify_attestations(pb.ResultMessage.FromString(bad), signer, bundle_from_message(bad), cfg.root, now,
+                            issued=(framework_of(received), received.digest))
+    assert foreign.value.code == "rollup.provided_not_unit"
+    await send_bundle(mem, node.context.me, cycle="2026", period="2026-Y", framework_digest=received.digest,
+                      values={"A1": Decimal(5)}, child_scores=(), now=now, framework=issued.envelope,
+                      provided={"51010401x": {"A1": Decimal(5)}})
+    with pytest.raises(EnvelopeError) as junk:
+        bundle_from_message(mem.queued[-1])
+    assert junk.value.code == "bundle.bad_provided"

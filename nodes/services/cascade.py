@@ -14,11 +14,10 @@ from aggregator.framework import Framework, Unit, check_links, derive_child_fram
 from nodes.framework_file import load_document, load_framework, pin_to_parent
 from nodes.services.context import NodeContext, framework_of
 from nodes.store import Tx
-from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.cascade_receiver import receive_cascade
 from sync.cascade_sender import issue_framework
-from sync.codec import cascade_envelopes, encode_framework
-from sync.envelope import PAYLOAD_FRAMEWORK, EnvelopeError, code_of, digest, sign
+from sync.codec import cascade_envelopes
+from sync.envelope import EnvelopeError, code_of
 from sync.framework_checks import check_issued
 
 TrustUpdate = Callable[[], Awaitable[bytes]]
@@ -32,22 +31,6 @@ def _class_of(path: Path) -> str:
     except AppraisalError:
         return ""
     return str(data.get("class", "")) if isinstance(data, dict) else ""
-
-
-async def keep_internal(tx: Tx, ctx: NodeContext, fw: Framework, upstream: list[bytes]) -> str:
-    """A framework for this node's departments (role ``internal``): signed like any other, stored with
-    the upstream frameworks it decomposes, never cascaded (no node receives it)."""
-    payload = encode_framework(fw)
-    envelope = sign(PAYLOAD_FRAMEWORK, payload, ctx.me.key)
-    fw_digest = digest(payload)
-    now = ctx.clock()
-    held = pb.CascadeMessage(frameworks=[*upstream, envelope], certificate_chain=list(ctx.me.chain)).SerializeToString()
-    await tx.frameworks.put(digest=fw_digest, issuer=fw.issuer, cycle=fw.cycle, unit_class=fw.unit_class,
-                            version=fw.version, role="internal", envelope=envelope, cascade=held, now=now, authored=True)
-    await tx.audit.append(ctx.me.code, "issue.framework.internal", fw_digest,
-                          {"cycle": fw.cycle, "class": fw.unit_class, "version": fw.version,
-                           "units": [u.code for u in fw.units]}, now)
-    return fw_digest
 
 
 class CascadeService:
@@ -144,7 +127,7 @@ class CascadeService:
                 parent = None
             if departments:
                 # Its units are departments, not nodes: nothing to cascade; kept here, signed, to score by.
-                digest = await keep_internal(tx, ctx, fw, upstream)
+                digest = await issue_framework(tx, ctx.me, fw, upstream, ctx.clock(), authored=True, internal=True)
             else:
                 try:  # exactly the checks the children will make on receiving it
                     check_issued(fw, ctx.me.identity(), parent, ctx.clock(), ctx.limits)

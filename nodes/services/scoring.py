@@ -90,23 +90,21 @@ class ScoringService:
                                                                   "values": {k: to_text(v) for k, v in own.items()}}, now)
         if me.parent is None or not own:
             return
-        if internal:
-            last = await tx.bundles.last(me.code)
-            prev = bundle_from_message(last.message) if last is not None else None
-            if prev is None or (prev.cycle, prev.period, prev.framework_digest, prev.values) != (
-                    cycle, period, target_digest, own):
-                await send_bundle(tx, me, cycle=cycle, period=period, framework_digest=target_digest, values=own,
-                                  child_scores=(), now=now)
-            return
-        provided = {u: {k: parse_decimal(v, k) for k, v in vals.items()} for u, vals in
-                    (await tx.results.provided(cycle, period, fw_digest, [u.code for u in fw.units])).items()}
+        units = [u.code for u in fw.units]
+        provided = {} if internal else {
+            u: {k: parse_decimal(v, k) for k, v in vals.items()}
+            for u, vals in (await tx.results.provided(cycle, period, fw_digest, units)).items()}
         last = await tx.bundles.last(me.code)
         if last is not None:
             prev = bundle_from_message(last.message)
             if (prev.cycle, prev.period, prev.framework_digest, prev.values, dict(prev.provided)) == (
                     cycle, period, target_digest, own, provided):
                 return
-        sources = await tx.results.sources(cycle, period, fw_digest, [u.code for u in fw.units])
+        if internal:  # the node's own attested values: no sources, no framework to recompute by
+            await send_bundle(tx, me, cycle=cycle, period=period, framework_digest=target_digest, values=own,
+                              child_scores=(), now=now)
+            return
+        sources = await tx.results.sources(cycle, period, fw_digest, units)
         await send_bundle(tx, me, cycle=cycle, period=period, framework_digest=target_digest, values=own,
                           child_scores=tuple((s.unit, s.score, s.rank) for s in scored), now=now, sources=sources,
                           framework=row.envelope, provided=provided)
