@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -35,3 +36,22 @@ class UnitInputs:
     surveys: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)  # group → score 0..100 (满意度)
     milestones: Mapping[str, Sequence[Milestone]] = field(default_factory=dict)
     events: Sequence[Event] = ()
+
+
+def to_inputs(values: Mapping[str, Decimal], document: str | None) -> UnitInputs:
+    """A unit's inputs from its values and its assessment document (canonical JSON, as
+    nodes/assessments.py writes it): the same function at the node that scores and at anyone who
+    recomputes a published score from the document it signed (sync/publication.py)."""
+    if not document:
+        return UnitInputs(values=values)
+    doc = json.loads(document)
+    return UnitInputs(
+        values=values,
+        previous={k: Decimal(v) for k, v in doc.get("previous", {}).items()},
+        ratings={k: [Decimal(x) for x in v] for k, v in doc.get("ratings", {}).items()},
+        surveys={k: {g: Decimal(x) for g, x in v.items()} for k, v in doc.get("surveys", {}).items()},
+        milestones={k: [Milestone(m["code"], date.fromisoformat(m["due"]),
+                                  date.fromisoformat(m["done"]) if m.get("done") else None, Decimal(m["quality"]))
+                        for m in v] for k, v in doc.get("milestones", {}).items()},
+        events=tuple(Event(e["item"], Decimal(e["points"]), e.get("note", "")) for e in doc.get("events", [])),
+    )

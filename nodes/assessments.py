@@ -12,7 +12,6 @@ from typing import Any
 
 from aggregator.errors import BadInput
 from aggregator.framework import valid_indicator_code
-from aggregator.inputs import Event, Milestone, UnitInputs
 from aggregator.numbers import NumberError, parse_decimal, to_text
 
 KINDS = ("ratings", "surveys", "milestones", "events", "previous")
@@ -124,19 +123,3 @@ def merge(old: str | None, new: Mapping[str, Any]) -> str:
     doc = json.loads(old) if old else {}
     doc.update(new)
     return json.dumps(doc, ensure_ascii=False, sort_keys=True)
-
-
-def to_inputs(values: Mapping[str, Decimal], document: str | None) -> UnitInputs:
-    if not document:
-        return UnitInputs(values=values)
-    doc = json.loads(document)
-    return UnitInputs(
-        values=values,
-        previous={k: Decimal(v) for k, v in doc.get("previous", {}).items()},
-        ratings={k: [Decimal(x) for x in v] for k, v in doc.get("ratings", {}).items()},
-        surveys={k: {g: Decimal(x) for g, x in v.items()} for k, v in doc.get("surveys", {}).items()},
-        milestones={k: [Milestone(m["code"], date.fromisoformat(m["due"]),
-                                  date.fromisoformat(m["done"]) if m.get("done") else None, Decimal(m["quality"]))
-                        for m in v] for k, v in doc.get("milestones", {}).items()},
-        events=tuple(Event(e["item"], Decimal(e["points"]), e.get("note", "")) for e in doc.get("events", [])),
-    )

@@ -29,6 +29,7 @@ from nodes.repositories.frameworks import FrameworkRepository
 from nodes.repositories.inbox import InboxRepository
 from nodes.repositories.intake import IntakeRepository
 from nodes.repositories.outbox import OutboxRepository
+from nodes.repositories.publications import PublicationRepository, UseListRepository
 from nodes.repositories.reports import ReportRepository
 from nodes.repositories.results import ResultRepository
 from nodes.repositories.scores import ScoreRepository
@@ -149,6 +150,8 @@ class Tx:
         self.reports = ReportRepository(conn)
         self.users = UserRepository(conn)
         self.intake = IntakeRepository(conn)
+        self.publications = PublicationRepository(conn)
+        self.use_lists = UseListRepository(conn)
 
     async def counts(self) -> dict[str, int]:
         return {"frameworks": await self.frameworks.count(), "results": await self.results.count(),

@@ -311,3 +311,124 @@ attachment_links = Table(
     Column("key", String(64), nullable=False),
     PrimaryKeyConstraint("sha256", "cycle", "period", "unit", "key", name="pk_attachment_links"),
 )
+
+# --- The close of the year (issue 11): publication, appeals, rectification, public comments,
+# results use, feedback reports.
+
+# Every signed version of a node's published results (公示 → final), never updated: a later change
+# is a new version naming the previous one. ``role``: own (this node published it) | received (a
+# child's final results, sent up in its report). ``proof``: the PublicationProof to download ("" for
+# received ones, whose evidence stays at the child).
+publications = Table(
+    "publications", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("node", String(12), nullable=False),
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("unit_class", String(64), nullable=False),
+    Column("framework_digest", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("state", String(12), nullable=False),  # publicity | final
+    Column("public", Boolean, nullable=False, server_default=false()),
+    Column("opens_at", BigInteger, nullable=False, server_default="0"),
+    Column("closes_at", BigInteger, nullable=False, server_default="0"),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("role", String(8), nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("proof", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    UniqueConstraint("node", "cycle", "period", "unit_class", "version", name="uq_publication_version"),
+)
+
+# 申诉/复核: an evaluated unit's appeal against one value, score or grade of a publication.
+appeals = Table(
+    "appeals", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("publication", String(64), nullable=False),  # the publication's digest appealed against
+    Column("target", String(8), nullable=False),  # value | score | grade
+    Column("indicator", String(64), nullable=False, server_default=""),  # value: the key
+    Column("reason", Text, nullable=False),
+    Column("evidence", Text, nullable=False, server_default="[]"),  # JSON array of attachment sha256
+    Column("status", String(12), nullable=False),  # filed | assigned | upheld | partly | rejected | withdrawn
+    Column("filed_by", String(64), nullable=False),
+    Column("filed_at", BigInteger, nullable=False),
+    Column("decide_by", BigInteger, nullable=False, server_default="0"),  # the deadline for a decision
+    Column("reviewer", String(64), nullable=False, server_default=""),
+    Column("assigned_by", String(64), nullable=False, server_default=""),
+    Column("assigned_at", BigInteger, nullable=False, server_default="0"),
+    Column("decision", Text, nullable=False, server_default=""),  # the reason given with the decision
+    Column("decided_by", String(64), nullable=False, server_default=""),
+    Column("decided_at", BigInteger, nullable=False, server_default="0"),
+    Column("before", Text, nullable=False, server_default="{}"),  # JSON: value/score/rank/grade when filed
+    Column("after", Text, nullable=False, server_default="{}"),  # JSON: the same after the correction
+)
+
+# 整改: one rectification item of a unit, from a weak indicator, an appeal, a public comment or the office.
+rectifications = Table(
+    "rectifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle", String(16), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("source", String(8), nullable=False),  # weak | appeal | comment | office | carried
+    Column("ref", String(64), nullable=False, server_default=""),  # indicator code, appeal or comment id
+    Column("title", Text, nullable=False),
+    Column("measure", Text, nullable=False, server_default=""),  # what the unit will do (整改措施)
+    Column("owner", String(64), nullable=False),  # the person or office responsible
+    Column("deadline", BigInteger, nullable=False),
+    Column("status", String(8), nullable=False),  # open | done | carried
+    Column("evidence", Text, nullable=False, server_default="[]"),  # JSON array of attachment sha256
+    Column("closure", Text, nullable=False, server_default=""),  # how it was closed
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("closed_by", String(64), nullable=False, server_default=""),
+    Column("closed_at", BigInteger, nullable=False, server_default="0"),
+    Column("carried_from", Integer, nullable=False, server_default="0"),  # the item of last year it continues
+)
+
+# 公众评议: a comment from the public about a unit, routed to it; the unit answers each one.
+public_comments = Table(
+    "public_comments", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle", String(16), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("contact", String(128), nullable=False, server_default=""),
+    Column("sender", String(64), nullable=False),  # a hash of the address it came from (rate limits, not identity)
+    Column("created_at", BigInteger, nullable=False),
+    Column("status", String(8), nullable=False),  # new | answered | hidden
+    Column("answer", Text, nullable=False, server_default=""),
+    Column("answered_by", String(64), nullable=False, server_default=""),
+    Column("answered_at", BigInteger, nullable=False, server_default="0"),
+    Column("rectification", Integer, nullable=False, server_default="0"),  # the item it became, if any
+)
+
+# 结果运用: signed lists produced by the node's rules from final publications.
+use_lists = Table(
+    "use_lists", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("cycle", String(16), nullable=False),
+    Column("list", String(32), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    UniqueConstraint("cycle", "list", "version", name="uq_use_list_version"),
+)
+
+# 绩效报告: the PDF of each unit's feedback report, generated in batch from a publication.
+feedback_reports = Table(
+    "feedback_reports", metadata,
+    Column("cycle", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("publication", String(64), nullable=False),
+    Column("pdf", LargeBinary, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("generated_at", BigInteger, nullable=False),
+    Column("generated_by", String(64), nullable=False),
+    PrimaryKeyConstraint("cycle", "period", "unit", name="pk_feedback_reports"),
+)

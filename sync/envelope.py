@@ -20,6 +20,8 @@ PAYLOAD_REVOCATIONS = "application/vnd.fedappraisal.revocation-list.v1+protobuf"
 PAYLOAD_HEARTBEAT = "application/vnd.fedappraisal.heartbeat.v1+protobuf"
 PAYLOAD_APPROVAL = "application/vnd.fedappraisal.approval.v1+protobuf"
 PAYLOAD_REPORT = "application/vnd.fedappraisal.node-report.v1+protobuf"
+PAYLOAD_PUBLICATION = "application/vnd.fedappraisal.publication.v1+protobuf"
+PAYLOAD_USE_LIST = "application/vnd.fedappraisal.use-list.v1+protobuf"
 
 MAX_ENVELOPE_BYTES = 2 * 1024 * 1024  # one value for every node (a format limit, see sync/limits.py)
 # What one NATS message may carry (the servers run with max_payload 8MB): a cascade holds up to

@@ -13,10 +13,10 @@ import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from aggregator.inputs import to_inputs
 from aggregator.numbers import parse_decimal, to_text
 from aggregator.rollup import RollupIncompleteError, roll_up
 from aggregator.scoring import appraise
-from nodes.assessments import to_inputs
 from nodes.services.context import NodeContext, framework_of
 from nodes.store import Tx
 from sync.codec import bundle_from_message

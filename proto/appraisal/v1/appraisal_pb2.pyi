@@ -1030,6 +1030,7 @@ class NodeReport(_message.Message):
     AUDIT_HASH_FIELD_NUMBER: _builtins.int
     DESCENDANTS_FIELD_NUMBER: _builtins.int
     BUNDLE_SEQ_FIELD_NUMBER: _builtins.int
+    PUBLICATIONS_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     reported_at: _builtins.int
     audit_seq: _builtins.int
@@ -1053,6 +1054,12 @@ class NodeReport(_message.Message):
     def descendants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """the children's latest ReportMessages, each as signed by its node"""
 
+    @_builtins.property
+    def publications(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """that never arrived shows as a gap at the parent, which pulls it
+        Envelope(Publication): this node's latest final results per
+        """
+
     def __init__(
         self,
         *,
@@ -1065,10 +1072,11 @@ class NodeReport(_message.Message):
         audit_hash: _builtins.str = ...,
         descendants: _abc.Iterable[_builtins.bytes] | None = ...,
         bundle_seq: _builtins.int = ...,
+        publications: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_hash", b"audit_hash", "audit_seq", b"audit_seq", "bundle_seq", b"bundle_seq", "descendants", b"descendants", "issued", b"issued", "node", b"node", "received", b"received", "refusals", b"refusals", "reported_at", b"reported_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_hash", b"audit_hash", "audit_seq", b"audit_seq", "bundle_seq", b"bundle_seq", "descendants", b"descendants", "issued", b"issued", "node", b"node", "publications", b"publications", "received", b"received", "refusals", b"refusals", "reported_at", b"reported_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1158,6 +1166,296 @@ class ReportMessage(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportMessage: _TypeAlias = ReportMessage  # noqa: Y015
+
+@_typing.final
+class PublishedValue(_message.Message):
+    """------------------------------------------------------------------ publication (公示 / 终审公布)
+
+    One published figure's input: a value a unit was scored on and where it comes from.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDICATOR_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    BUNDLE_ID_FIELD_NUMBER: _builtins.int
+    indicator: _builtins.str
+    value: _builtins.str
+    """decimal string"""
+    source: _builtins.str
+    """reported (from bundle_id, signed by the unit's node) | provided | entered (attested here)"""
+    bundle_id: _builtins.str
+    """reported: hex sha256 of that bundle's payload"""
+    def __init__(
+        self,
+        *,
+        indicator: _builtins.str = ...,
+        value: _builtins.str = ...,
+        source: _builtins.str = ...,
+        bundle_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_id", b"bundle_id", "indicator", b"indicator", "source", b"source", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishedValue: _TypeAlias = PublishedValue  # noqa: Y015
+
+@_typing.final
+class PublishedUnit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    GRADE_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    ASSESSMENT_FIELD_NUMBER: _builtins.int
+    EXPLANATION_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    name: _builtins.str
+    score: _builtins.str
+    """decimal string"""
+    rank: _builtins.int
+    grade: _builtins.str
+    """empty when the period is not graded"""
+    assessment: _builtins.str
+    """canonical JSON of the ratings, surveys, milestones and events scored; empty: none"""
+    explanation: _builtins.str
+    """canonical JSON of the score's explanation (per indicator and group), as computed"""
+    @_builtins.property
+    def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishedValue]: ...
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+        name: _builtins.str = ...,
+        score: _builtins.str = ...,
+        rank: _builtins.int = ...,
+        grade: _builtins.str = ...,
+        values: _abc.Iterable[Global___PublishedValue] | None = ...,
+        assessment: _builtins.str = ...,
+        explanation: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "explanation", b"explanation", "grade", b"grade", "name", b"name", "rank", b"rank", "score", b"score", "unit", b"unit", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishedUnit: _TypeAlias = PublishedUnit  # noqa: Y015
+
+@_typing.final
+class Publication(_message.Message):
+    """A node's results of one (cycle, period, framework) for its evaluated units, as published: during the
+    publicity window (公示中) and then final (终审). Every version is signed and kept; a later one names the
+    one it replaces and why.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    CYCLE_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PUBLISHED_AT_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    WINDOW_OPENS_FIELD_NUMBER: _builtins.int
+    WINDOW_CLOSES_FIELD_NUMBER: _builtins.int
+    PUBLIC_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    cycle: _builtins.str
+    period: _builtins.str
+    state: _builtins.str
+    """publicity | final"""
+    version: _builtins.int
+    """1, 2, … per (node, cycle, period, class)"""
+    previous: _builtins.str
+    """digest of the publication this one replaces; empty for the first"""
+    reason: _builtins.str
+    """why this version was made (required from version 2 on)"""
+    published_at: _builtins.int
+    as_of: _builtins.int
+    """the moment the scores were computed as of (lagging, interim targets)"""
+    window_opens: _builtins.int
+    """publicity: the window for appeals (申诉期)"""
+    window_closes: _builtins.int
+    public: _builtins.bool
+    """publicity also shown to the public (final results always are)"""
+    @_builtins.property
+    def framework(self) -> Global___FrameworkRef:
+        """the publisher's framework the units were scored by"""
+
+    @_builtins.property
+    def units(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishedUnit]: ...
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        cycle: _builtins.str = ...,
+        period: _builtins.str = ...,
+        framework: Global___FrameworkRef | None = ...,
+        state: _builtins.str = ...,
+        version: _builtins.int = ...,
+        previous: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        published_at: _builtins.int = ...,
+        as_of: _builtins.int = ...,
+        window_opens: _builtins.int = ...,
+        window_closes: _builtins.int = ...,
+        public: _builtins.bool = ...,
+        units: _abc.Iterable[Global___PublishedUnit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["framework", b"framework"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "cycle", b"cycle", "framework", b"framework", "node", b"node", "period", b"period", "previous", b"previous", "public", b"public", "published_at", b"published_at", "reason", b"reason", "state", b"state", "units", b"units", "version", b"version", "window_closes", b"window_closes", "window_opens", b"window_opens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Publication: _TypeAlias = Publication  # noqa: Y015
+
+@_typing.final
+class PublicationProof(_message.Message):
+    """Everything needed to check a publication offline against the province key alone
+    (`appraise public verify`): the publisher's certificates, the framework it scored by, each unit's
+    signed bundle as received (with its certificates, approvals and evidence one level deeper) and the
+    publisher's approval of each.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUBLICATION_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_CHAIN_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    APPROVALS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    publication: _builtins.bytes
+    """Envelope(Publication), signed by the publisher"""
+    framework: _builtins.bytes
+    """Envelope(Framework) signed by the publisher"""
+    @_builtins.property
+    def certificate_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """the publisher's certificates"""
+
+    @_builtins.property
+    def evidence(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """ResultMessage of each bundle a published value cites, as received"""
+
+    @_builtins.property
+    def approvals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Envelope(Approval) by the publisher over each of those bundles"""
+
+    @_builtins.property
+    def previous(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """earlier versions' Envelope(Publication), newest first"""
+
+    def __init__(
+        self,
+        *,
+        publication: _builtins.bytes = ...,
+        certificate_chain: _abc.Iterable[_builtins.bytes] | None = ...,
+        framework: _builtins.bytes = ...,
+        evidence: _abc.Iterable[_builtins.bytes] | None = ...,
+        approvals: _abc.Iterable[_builtins.bytes] | None = ...,
+        previous: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals", b"approvals", "certificate_chain", b"certificate_chain", "evidence", b"evidence", "framework", b"framework", "previous", b"previous", "publication", b"publication"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublicationProof: _TypeAlias = PublicationProof  # noqa: Y015
+
+@_typing.final
+class UseEntry(_message.Message):
+    """A results-use list (结果运用): the units a configured rule puts on a list for a body that uses it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    BECAUSE_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    name: _builtins.str
+    rule: _builtins.str
+    """the rule's code"""
+    because: _builtins.str
+    """what made the rule apply, for people"""
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+        name: _builtins.str = ...,
+        rule: _builtins.str = ...,
+        because: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["because", b"because", "name", b"name", "rule", b"rule", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UseEntry: _TypeAlias = UseEntry  # noqa: Y015
+
+@_typing.final
+class UseList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    CYCLE_FIELD_NUMBER: _builtins.int
+    LIST_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    PUBLICATIONS_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    cycle: _builtins.str
+    list: _builtins.str
+    """the list's code (e.g. reward, criticism, rectification_report)"""
+    title: _builtins.str
+    body: _builtins.str
+    """the body that uses it: organisation | discipline | finance | …"""
+    issued_at: _builtins.int
+    version: _builtins.int
+    @_builtins.property
+    def publications(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """digests of the final publications it rests on"""
+
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___UseEntry]: ...
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        cycle: _builtins.str = ...,
+        list: _builtins.str = ...,
+        title: _builtins.str = ...,
+        body: _builtins.str = ...,
+        publications: _abc.Iterable[_builtins.str] | None = ...,
+        entries: _abc.Iterable[Global___UseEntry] | None = ...,
+        issued_at: _builtins.int = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cycle", b"cycle", "entries", b"entries", "issued_at", b"issued_at", "list", b"list", "node", b"node", "publications", b"publications", "title", b"title", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UseList: _TypeAlias = UseList  # noqa: Y015
 
 @_typing.final
 class FetchFrameworksRequest(_message.Message):
