@@ -32,7 +32,14 @@ NAV: tuple[tuple[str | None, str, str, str], ...] = (
     ("values.review", "/review", "审核", "Review"),
     ("opinions.enter", "/opinions", "评估意见", "Opinions"),
     ("tasks.view", "/frameworks", "指标体系", "Frameworks"),
-    (None, "/", "考评总览", "Overview"),
+    ("results.interim", "/dashboard", "考评总览", "Overview"),
+    ("publication.view", "/publication", "结果公示", "Publication"),
+    ("appeals.view", "/appeals", "申诉复核", "Appeals"),
+    ("feedback.view", "/feedback", "绩效报告", "Feedback reports"),
+    ("rectification.view", "/rectification", "整改", "Rectification"),
+    ("comments.answer", "/comments", "公众评议", "Public comments"),
+    ("use.view", "/use", "结果运用", "Results use"),
+    (None, "/public", "结果查询", "Public results"),
     ("users.manage", "/users", "用户管理", "Users"),
     ("audit.read", "/audit", "审计日志", "Audit log"),
 )
@@ -41,7 +48,7 @@ NAV: tuple[tuple[str | None, str, str, str], ...] = (
 def nav_for(who: Principal | None, lang: str = "zh-CN") -> list[dict[str, str]]:
     pick = 3 if lang == "en" else 2
     if who is None:
-        return [{"href": "/", "label": str(NAV[7][pick])},
+        return [{"href": "/public", "label": "Public results" if lang == "en" else "结果查询"},
                 {"href": "/login", "label": "Sign in" if lang == "en" else "登录"}]
     return [{"href": n[1], "label": str(n[pick])} for n in NAV if n[0] is None or who.can(n[0])]
 

@@ -40,6 +40,22 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "values.view": frozenset({"office", "provider", "opinion", "reviewer", "unit", "auditor"}),
     "audit.read": frozenset({"office", "auditor"}),
     "revocations.manage": frozenset({"office"}),
+    # the close of the year (issue 11)
+    "results.interim": frozenset({"office", "reviewer", "auditor"}),  # computed results before publication
+    "publication.manage": frozenset({"office"}),  # open 公示, finalise, revise
+    "publication.view": frozenset({"office", "provider", "opinion", "reviewer", "unit", "auditor"}),  # 公示中
+    "appeals.file": frozenset({"unit"}),
+    "appeals.assign": frozenset({"office"}),
+    "appeals.decide": frozenset({"reviewer"}),  # only the reviewer the office assigned
+    "appeals.view": frozenset({"office", "reviewer", "unit", "auditor"}),
+    "feedback.generate": frozenset({"office"}),
+    "feedback.view": frozenset({"office", "reviewer", "unit", "auditor"}),
+    "rectification.manage": frozenset({"office"}),  # create, assign, accept closure, carry into next year
+    "rectification.update": frozenset({"unit"}),  # its measures, progress and closure evidence
+    "rectification.view": frozenset({"office", "unit", "auditor"}),
+    "comments.answer": frozenset({"office", "unit"}),  # 公众评议: the unit answers each comment
+    "use.manage": frozenset({"office"}),  # 结果运用: produce the signed lists
+    "use.view": frozenset({"office", "auditor"}),
 }
 
 SYSTEM_LOGIN = "admin"  # the bearer token (machines, scripts): every capability, on the whole node

@@ -31,6 +31,7 @@ from nodes.services.entry import EntryService
 from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
 from nodes.services.outbox import OutboxRelay
+from nodes.services.publication import PublicationService
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
 from nodes.services.reports import ReportService
@@ -102,6 +103,7 @@ class NodeServices:
     metrics: NodeMetrics
     accounts: AccountService
     intake: IntakeService
+    publication: PublicationService
 
 
 @dataclass
@@ -151,7 +153,7 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
         scoring=scoring, results=results, entry=entry,
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
         reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx), accounts=AccountService(ctx, cfg.web),
-        intake=IntakeService(ctx, scoring, sign_own=entry.enter_values),
+        intake=IntakeService(ctx, scoring, sign_own=entry.enter_values), publication=PublicationService(ctx),
     )
 
 

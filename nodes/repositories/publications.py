@@ -5,10 +5,12 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nodes.tables import publications, use_lists
+from nodes.tables import appeals, publications, use_lists
+
+UNDECIDED = ("filed", "assigned")  # appeal states that hold a publication back from final
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,15 @@ class PublicationRepository:
         for p in await self.list(node=node, cycle=cycle):
             latest[(p.cycle, p.period, p.unit_class)] = p
         return list(latest.values())
+
+
+    async def open_appeals(self, digests: builtins.list[str]) -> int:
+        """Appeals not yet decided against any of these publication versions."""
+        if not digests:
+            return 0
+        q = select(func.count()).select_from(appeals).where(appeals.c.publication.in_(digests),
+                                                            appeals.c.status.in_(UNDECIDED))
+        return int((await self.conn.execute(q)).scalar_one())
 
 
 class UseListRepository:

@@ -78,6 +78,12 @@ class ResultRepository:
             out.setdefault(node, {})[ind] = val
         return out
 
+    async def rows(self, cycle: str, period: str, framework_digest: str, nodes: Iterable[str]) -> list[ResultRecord]:
+        """Every value held for ``nodes`` under one framework, with its source and bundle."""
+        q = select(results).where(results.c.cycle == cycle, results.c.period == period,
+                                  results.c.framework_digest == framework_digest, results.c.node.in_(list(nodes)))
+        return [ResultRecord(*row) for row in await self.conn.execute(q.order_by(results.c.node, results.c.indicator))]
+
     async def of_node(self, node: str, cycle: str | None = None) -> list[ResultRecord]:
         q = select(results).where(results.c.node == node).order_by(results.c.cycle, results.c.period,
                                                                    results.c.indicator)
