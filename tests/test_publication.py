@@ -7,63 +7,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from aggregator.errors import AppraisalError
-from nodes.accounts import Principal
 from nodes.launcher import Federation
 from nodes.runtime import NodeServices as Node
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
 from sync import publication as pubs
 from sync.envelope import PAYLOAD_PUBLICATION, EnvelopeError, open_envelope, sign
-from sync.results_sender import send_bundle
-from tests.support.nodes import make_county
-from tests.support.receivers import Memory
-from tests.test_review import me_of
-
-TOWNS = ("510104017", "510104018")
-OFFICE = Principal(login="wang", name="王", roles=frozenset({"office"}), via="password")
-DAY = 86400
+from sync.trust import Identity
+from tests.support.closing import DAY, OFFICE, county_with_results, publicise, root_of
 
 
 @pytest.fixture
 async def county(tmp_path: Path) -> AsyncIterator[tuple[Node, Federation]]:
-    node, fed = await make_county(tmp_path)
-    async with node.context.store.read() as r:
-        fw_digest = (await r.frameworks.list(role="issued"))[-1].digest
-    for n, town in enumerate(TOWNS):
-        mem = Memory()
-        await send_bundle(mem, me_of(fed, town), cycle="2026", period="2026-Y", framework_digest=fw_digest,
-                          values={"A1": Decimal(500 + 400 * n), "B3": Decimal(80)}, child_scores=(), now=int(time.time()))
-        accepted, reason = await node.results.submit(mem.queued[-1], town)
-        assert accepted, reason
+    node, fed = await county_with_results(tmp_path)
     yield node, fed
     await node.context.store.close()
-
-
-async def publicise(node: Node, **kw: object) -> pubs.PublicationRecord:  # type: ignore[name-defined]
-    now = node.context.clock()
-    args: dict[str, object] = {"cycle": "2026", "period": "2026-Y", "unit_class": "乡镇街道", "opens_at": now - 60,
-                               "closes_at": now + 7 * DAY, "public": False} | kw
-    async with node.context.store.tx() as tx:
-        return await node.publication.publicise(tx, OFFICE, **args)  # type: ignore[arg-type]
-
-
-def root_of(fed: Federation) -> pubs.Identity:  # type: ignore[name-defined]
-    from nodes.config import load_config
-
-    return load_config(fed.node_dir("510104") / "node.yaml").root
 
 
 async def test_publicity_then_final_each_version_signed_and_the_proof_verifies(county: tuple[Node, Federation]) -> None:
     node, fed = county
     async with node.context.store.read() as r:
         klass = (await node.publication.frameworks(r, "2026"))[0].unit_class
-    first = await publicise(node, unit_class=klass)
+    first = await publicise(node)
     doc = pubs.read(first.envelope)
     assert (doc.state, doc.version, doc.previous) == ("publicity", 1, "")
     assert [u.unit for u in sorted(doc.units, key=lambda u: u.rank)] == ["510104018", "510104017"]
@@ -116,9 +86,7 @@ def resign(proof: bytes, fed: Federation, edit: object) -> bytes:
 
 async def test_a_dishonest_publisher_is_caught_offline(county: tuple[Node, Federation]) -> None:
     node, fed = county
-    async with node.context.store.read() as r:
-        klass = (await node.publication.frameworks(r, "2026"))[0].unit_class
-    proof = (await publicise(node, unit_class=klass)).proof
+    proof = (await publicise(node)).proof
     root = root_of(fed)
 
     def caught(data: bytes) -> str:
@@ -160,6 +128,6 @@ async def test_a_dishonest_publisher_is_caught_offline(county: tuple[Node, Feder
     assert caught(msg.SerializeToString()) == "publication.not_approved"
 
     # another root key: the chain does not lead to it
-    other = pubs.Identity("51", "四川省", "province", keys.generate().public_key(), ("51",), 2**62)  # type: ignore[attr-defined]
+    other = Identity("51", "四川省", "province", keys.generate().public_key(), ("51",), 2**62)
     with pytest.raises(EnvelopeError):
         pubs.verify_proof(proof, other)
