@@ -631,3 +631,74 @@ class Imported(Struct, kw_only=True):
     periods: list[str]
     saved: int
     submitted: int
+
+
+# --- the public results site (gateway/controllers/public.py; built by nodes/public_data.py)
+
+class PublicFrameworkRef(Struct, kw_only=True):
+    issuer: str
+    cycle: str
+    unit_class: str
+    version: int
+    digest: str
+
+
+class PublicLinks(Struct, kw_only=True):
+    proof: str
+    csv: str
+    sdmx: str
+    json: str
+
+
+class PublicPublicationSummary(Struct, kw_only=True):
+    """One published result (final, or publicity the office made public: state ``publicity``, 公示中)."""
+
+    digest: Annotated[str, Meta(description="SHA-256 of the signed publication: its identity and ETag")]
+    node: str
+    node_name: str
+    cycle: str
+    period: str
+    unit_class: str
+    state: Literal["publicity", "final"]
+    version: int
+    published_at: Annotated[int, Meta(description="Unix seconds")]
+    window_opens: int
+    window_closes: int
+    framework: PublicFrameworkRef
+    unit_count: int
+    links: PublicLinks
+
+
+class PublicValue(Struct, kw_only=True):
+    indicator: str
+    name: str
+    value: Annotated[str, Meta(description="decimal text, exactly as signed")]
+    source: Literal["reported", "provided", "entered"]
+    bundle_id: Annotated[str, Meta(description="reported: the signed bundle it rests on (in the proof)")]
+
+
+class PublicGroup(Struct, kw_only=True):
+    code: str
+    name: str
+    weight: str
+    points: Annotated[str, Meta(description="Σ of the unit's published leaf points under this group")]
+
+
+class PublicUnit(Struct, kw_only=True):
+    unit: str
+    name: str
+    score: str
+    rank: Annotated[int, Meta(description="0 when not assessed")]
+    grade: str
+    assessed: bool
+    values: list[PublicValue]
+    groups: list[PublicGroup]
+
+
+class PublicPublication(PublicPublicationSummary, kw_only=True):
+    """A published result with every figure, exactly as signed (verify with its proof)."""
+
+    reason: str
+    previous: Annotated[str, Meta(description="digest of the version this one follows; empty for the first")]
+    as_of: int
+    units: list[PublicUnit]

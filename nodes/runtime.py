@@ -31,6 +31,7 @@ from nodes.services.entry import EntryService
 from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
 from nodes.services.outbox import OutboxRelay
+from nodes.services.public_site import PublicSite
 from nodes.services.publication import PublicationService
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
@@ -104,6 +105,7 @@ class NodeServices:
     accounts: AccountService
     intake: IntakeService
     publication: PublicationService
+    public_site: PublicSite
 
 
 @dataclass
@@ -148,19 +150,21 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     results = ResultsService(ctx, scoring)
     reports = ReportService(ctx, behind=results.pull)
     entry = EntryService(ctx, scoring)
+    publication = PublicationService(ctx)
     return NodeServices(
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
         scoring=scoring, results=results, entry=entry,
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
         reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx), accounts=AccountService(ctx, cfg.web),
-        intake=IntakeService(ctx, scoring, sign_own=entry.enter_values), publication=PublicationService(ctx),
+        intake=IntakeService(ctx, scoring, sign_own=entry.enter_values), publication=publication,
+        public_site=PublicSite(ctx, publication),
     )
 
 
 def gateway_services(s: NodeServices) -> Services:
     return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
-                    accounts=s.accounts, intake=s.intake)
+                    accounts=s.accounts, intake=s.intake, public_site=s.public_site)
 
 
 class NodeRuntime:

@@ -28,7 +28,7 @@
   }
 
   function glyphs(data) {
-    var text = (data.labels || []).join("") + (data.title || "") + "0123456789.-";
+    var text = (data.labels || []).join("") + (data.title || "") + (data.score || "") + (data.rank || "") + "0123456789.-";
     if (!document.fonts || !document.fonts.load) {
       return Promise.resolve();
     }
@@ -80,7 +80,35 @@
     });
   }
 
-  var KINDS = { rankings: rankings };
+  /* A unit over the cycles (the public site): {score, rank, labels, scores, ranks}; score on the left
+   * axis, rank on the right one, reversed (1 on top). */
+  function trend(canvas, data) {
+    return new window.Chart(canvas, {
+      type: "line",
+      data: {
+        labels: data.labels,
+        datasets: [
+          { label: data.score, data: data.scores.map(Number), borderColor: BAR, backgroundColor: BAR, yAxisID: "y" },
+          { label: data.rank, data: data.ranks.map(Number), borderColor: "#8a5a00", backgroundColor: "#8a5a00",
+            borderDash: [6, 4], yAxisID: "rank" }
+        ]
+      },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        scales: {
+          y: { position: "left", title: { display: true, text: data.score, color: TEXT }, ticks: { color: TEXT },
+               grid: { color: GRID } },
+          rank: { position: "right", reverse: true, min: 1, title: { display: true, text: data.rank, color: TEXT },
+                  ticks: { color: TEXT, precision: 0 }, grid: { display: false } },
+          x: { ticks: { color: TEXT }, grid: { display: false } }
+        }
+      }
+    });
+  }
+
+  var KINDS = { rankings: rankings, trend: trend };
 
   function draw(canvas) {
     var kind = KINDS[canvas.getAttribute("data-chart")];
