@@ -12,11 +12,10 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 
 from aggregator.numbers import to_text
 from gateway.app import create_app
@@ -24,6 +23,7 @@ from nodes.exchange.sdmx import read_sdmx_csv
 from nodes.launcher import Federation
 from nodes.runtime import NodeServices as Node
 from nodes.runtime import gateway_services
+from nodes.store import Store
 from sync import publication as pubs
 from sync.keys import public_hex
 from tests.support.closing import OFFICE, TOWNS, county_with_results, finalise, publicise, root_of, unit_class
@@ -34,11 +34,14 @@ PROBLEM = {"accept": "application/problem+json"}  # a script, not a browser: the
 
 
 @pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[tuple[Node, Federation, AsyncTestClient[Any]]]:
-    node, fed = await county_with_results(tmp_path)
-    async with AsyncTestClient(app=create_app(gateway_services(node))) as client:
+async def site(tmp_path: Path, store: Store) -> AsyncIterator[tuple[Node, Federation, httpx.AsyncClient]]:
+    """锦江区 with both townships' signed bundles, on SQLite and on PostgreSQL (tests/conftest.py)."""
+    node, fed = await county_with_results(tmp_path, store=store)
+    # httpx on the app in this event loop (not the test client's portal thread): asyncpg's connections
+    # belong to the loop that opened them
+    transport = httpx.ASGITransport(app=create_app(gateway_services(node)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:
         yield node, fed, client
-    await node.context.store.close()
 
 
 def _class_url(klass: str) -> str:
@@ -46,7 +49,7 @@ def _class_url(klass: str) -> str:
 
 
 async def test_nothing_before_publication_and_internal_publicity_not_shown(
-        site: tuple[Node, Federation, AsyncTestClient[Any]]) -> None:
+        site: tuple[Node, Federation, httpx.AsyncClient]) -> None:
     node, _, client = site
     klass = await unit_class(node)
     r = await client.get("/public", headers=HTML)
@@ -66,7 +69,7 @@ async def test_nothing_before_publication_and_internal_publicity_not_shown(
     assert 'data-testid="no-results"' in r.text
 
 
-async def test_public_publicity_is_shown_marked_then_final(site: tuple[Node, Federation, AsyncTestClient[Any]]) -> None:
+async def test_public_publicity_is_shown_marked_then_final(site: tuple[Node, Federation, httpx.AsyncClient]) -> None:
     node, fed, client = site
     klass = await unit_class(node)
     first = await publicise(node, public=True)
@@ -98,7 +101,7 @@ async def test_public_publicity_is_shown_marked_then_final(site: tuple[Node, Fed
     assert r.status_code == 200 and "published appraisal results" in r.text and ">Final<" in r.text
 
 
-async def test_downloads_verify_and_equal_the_signed_figures(site: tuple[Node, Federation, AsyncTestClient[Any]]) -> None:
+async def test_downloads_verify_and_equal_the_signed_figures(site: tuple[Node, Federation, httpx.AsyncClient]) -> None:
     node, fed, client = site
     await publicise(node)
     final = await finalise(node)
@@ -163,7 +166,7 @@ async def test_downloads_verify_and_equal_the_signed_figures(site: tuple[Node, F
     assert (await client.get(f"/public/proofs/{'0' * 64}.pb", headers=PROBLEM)).json()["code"] == "publication.not_found"
 
 
-async def test_search_and_unit_page(site: tuple[Node, Federation, AsyncTestClient[Any]]) -> None:
+async def test_search_and_unit_page(site: tuple[Node, Federation, httpx.AsyncClient]) -> None:
     node, _, client = site
     await publicise(node)
     final = await finalise(node)
@@ -188,7 +191,7 @@ async def test_search_and_unit_page(site: tuple[Node, Federation, AsyncTestClien
 
 
 async def test_superseded_final_answers_404_naming_the_current(
-        site: tuple[Node, Federation, AsyncTestClient[Any]]) -> None:
+        site: tuple[Node, Federation, httpx.AsyncClient]) -> None:
     node, _, client = site
     klass = await unit_class(node)
     await publicise(node)
@@ -210,7 +213,7 @@ async def test_superseded_final_answers_404_naming_the_current(
     assert revised.digest in page.text and "更正" in page.text
 
 
-async def test_openapi_documents_the_public_api(site: tuple[Node, Federation, AsyncTestClient[Any]]) -> None:
+async def test_openapi_documents_the_public_api(site: tuple[Node, Federation, httpx.AsyncClient]) -> None:
     _, _, client = site
     doc = (await client.get("/schema/openapi.json")).json()
     op = doc["paths"]["/api/v1/public/publications/{digest}"]["get"]
