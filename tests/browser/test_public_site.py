@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import expect
@@ -193,3 +194,25 @@ def test_without_javascript_the_tables_hold_the_figures(
     page.goto("/public")
     expect(page.get_by_role("table").first).to_contain_text(f.name)
     shoot(page, "public-index-no-js")
+
+
+def test_the_public_pages_pass_the_accessibility_audit(
+        county: PublishedCounty, public_contexts: Callable[..., tuple[Any, Guard]]) -> None:
+    """axe-core, WCAG 2.1 A and AA, as tests/browser/test_accessibility.py runs it (this context alone
+    bypasses the CSP to inject it)."""
+    from tests.browser.test_accessibility import AXE, audit
+
+    assert county.final is not None and AXE.is_file()
+    unit = county.final.units[0]
+    context, _ = public_contexts(bypass_csp=True)
+    page = context.new_page()
+    found = {}
+    for path in ("/public", f"/public/search?q={unit.unit[:6]}", f"/public/units/{unit.unit}",
+                 f"/public/2026/{quote(county.final.framework.unit_class)}?period=2026-Y", "/public?lang=en"):
+        assert page.goto(path).status == 200, path
+        if "units" in path:
+            expect(page.locator("canvas[data-chart='trend']")).to_have_attribute("data-drawn", "done")
+        bad = audit(page)
+        if bad:
+            found[path] = bad
+    assert not found, found
