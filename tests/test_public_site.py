@@ -10,8 +10,11 @@ import csv
 import io
 import json
 import re
+import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import httpx
@@ -26,8 +29,19 @@ from nodes.runtime import gateway_services
 from nodes.store import Store
 from sync import publication as pubs
 from sync.keys import public_hex
-from tests.support.closing import OFFICE, TOWNS, county_with_results, finalise, publicise, root_of, unit_class
+from sync.results_sender import send_bundle
+from tests.support.closing import (
+    OFFICE,
+    TOWNS,
+    county_with_results,
+    finalise,
+    me_of,
+    publicise,
+    root_of,
+    unit_class,
+)
 from tests.support.pages import assert_no_inline_script
+from tests.support.receivers import Memory
 
 HTML = {"accept": "text/html"}
 PROBLEM = {"accept": "application/problem+json"}  # a script, not a browser: the refusal as problem+json
@@ -166,8 +180,22 @@ async def test_downloads_verify_and_equal_the_signed_figures(site: tuple[Node, F
     assert (await client.get(f"/public/proofs/{'0' * 64}.pb", headers=PROBLEM)).json()["code"] == "publication.not_found"
 
 
+async def report_next(node: Node, fed: Federation, town: str, values: dict[str, Decimal], period: str) -> None:
+    """``town``'s next signed bundle (its chain continues from the one the county holds)."""
+    async with node.context.store.read() as r:
+        last = await r.bundles.last(town)
+        fw_digest = (await r.frameworks.list(role="issued"))[-1].digest
+    assert last is not None
+    mem = Memory()
+    mem.bundles.append(SimpleNamespace(id=last.id, seq=last.seq, message=last.message))
+    await send_bundle(mem, me_of(fed, town), cycle="2026", period=period, framework_digest=fw_digest, values=values,
+                      child_scores=(), now=int(time.time()))
+    accepted, reason = await node.results.submit(mem.queued[-1], town)
+    assert accepted, reason
+
+
 async def test_search_and_unit_page(site: tuple[Node, Federation, httpx.AsyncClient]) -> None:
-    node, _, client = site
+    node, fed, client = site
     await publicise(node)
     final = await finalise(node)
     doc = pubs.read(final.envelope)
@@ -188,6 +216,18 @@ async def test_search_and_unit_page(site: tuple[Node, Federation, httpx.AsyncCli
     assert "经济发展" in page.text and f"/public/proofs/{final.digest}.pb" in page.text
     assert "地区生产总值" in page.text
     assert (await client.get("/public/units/999999999", headers=HTML)).status_code == 404
+
+    # a second publication (the first half, under publicity made public): the unit's page holds both
+    for n, town in enumerate(TOWNS):
+        await report_next(node, fed, town, {"A1": Decimal(300 + 100 * n), "B3": Decimal(70)}, "2026-H1")
+    half = await publicise(node, period="2026-H1", public=True)
+    page = await client.get(f"/public/units/{TOWNS[1]}", headers=HTML)
+    history = page.text.split('data-testid="history"')[1].split("</table>")[0]
+    assert history.count("<tr><td>") == 2 and "2026 · 2026-H1" in history and "2026 · 2026-Y" in history
+    assert f"/public/proofs/{half.digest}.pb" in history and f"/public/proofs/{final.digest}.pb" in history
+    trend = json.loads(re.search(r'<script type="application/json" id="trend-data">([^<]*)</script>', page.text)[1])
+    assert trend["labels"] == ["2026 2026-H1", "2026 2026-Y"] and trend["of"] == 2
+    assert trend["scores"][1] == to_text(f.score)
 
 
 async def test_superseded_final_answers_404_naming_the_current(

@@ -125,7 +125,8 @@ class PublicController(Controller):
         return _page(request, node_context, "public_unit.html.j2", snap, code=code, name=latest.figure.name,
                      history=history, latest={**history[-1], "groups": groups, "values": values},
                      trend_chart={"title": "", "labels": [f"{h['cycle']} {h['period']}" for h in trend],
-                                  "scores": [h["score"] for h in trend], "ranks": [h["rank"] for h in trend]},
+                                  "scores": [h["score"] for h in trend], "ranks": [h["rank"] for h in trend],
+                                  "of": max((h["of"] for h in trend), default=1)},
                      group_chart={"labels": [g["name"] for g in groups], "units": [g["code"] for g in groups],
                                   "values": [g["points"] for g in groups], "weights": [g["weight"] for g in groups]})
 

@@ -80,8 +80,8 @@
     });
   }
 
-  /* A unit over the cycles (the public site): {score, rank, labels, scores, ranks}; score on the left
-   * axis, rank on the right one, reversed (1 on top). */
+  /* A unit over the cycles (the public site): {score, rank, labels, scores, ranks, of}; score on the
+   * left axis, rank on the right one, reversed (1 on top, ``of``, the units ranked, at the bottom). */
   function trend(canvas, data) {
     return new window.Chart(canvas, {
       type: "line",
@@ -100,7 +100,7 @@
         scales: {
           y: { position: "left", title: { display: true, text: data.score, color: TEXT }, ticks: { color: TEXT },
                grid: { color: GRID } },
-          rank: { position: "right", reverse: true, min: 1, title: { display: true, text: data.rank, color: TEXT },
+          rank: { position: "right", reverse: true, min: 1, max: data.of || undefined, title: { display: true, text: data.rank, color: TEXT },
                   ticks: { color: TEXT, precision: 0 }, grid: { display: false } },
           x: { ticks: { color: TEXT }, grid: { display: false } }
         }
