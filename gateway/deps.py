@@ -16,6 +16,7 @@ from nodes.services.context import NodeContext
 from nodes.services.entry import EntryService
 from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
+from nodes.services.publication import PublicationService
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
 from nodes.services.review import ReviewService
@@ -35,6 +36,7 @@ class Services:
     metrics: NodeMetrics
     accounts: AccountService
     intake: IntakeService
+    publication: PublicationService
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -44,4 +46,5 @@ def dependencies(s: Services) -> dict[str, Provide]:
     return {"node_context": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
             "audit_log": const(s.audit), "metrics": const(s.metrics),
-            "accounts": const(s.accounts), "intake": const(s.intake)}
+            "accounts": const(s.accounts), "intake": const(s.intake),
+            "publication": const(s.publication)}
