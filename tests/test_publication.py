@@ -201,3 +201,37 @@ async def test_the_office_publishes_through_the_page_and_others_see_only_what_th
                 assert await node.publication.visible(rd, None) == []
     finally:
         await node.context.store.close()
+
+
+async def test_a_citizen_verifies_a_downloaded_proof_with_the_province_key_alone(county: tuple[Node, Federation],
+                                                                                 tmp_path: Path) -> None:
+    """`appraise public verify FILE --root-key HEX`, as a separate process: exit 0 and the ranking for
+    the proof as published, exit 1 naming the fault for one a publisher edited, 2 for a bad key."""
+    import json
+    import subprocess
+    import sys
+
+    node, fed = county
+    proof = (await publicise(node)).proof
+    good, bad = tmp_path / "good.pb", tmp_path / "bad.pb"
+    good.write_bytes(proof)
+
+    def cheat(p: pb.Publication) -> None:
+        p.units[0].score = "88"
+
+    bad.write_bytes(resign(proof, fed, cheat))
+    hex_key = keys.public_hex(root_of(fed).public_key)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nodes.cli", "public", "verify", *args], capture_output=True,
+                              text=True, timeout=120, check=False)
+
+    ok = run(str(good), "--root-key", hex_key)
+    assert ok.returncode == 0 and "核验通过" in ok.stdout and "510104018" in ok.stdout, ok.stdout + ok.stderr
+    as_json = json.loads(run(str(good), "--root-key", hex_key, "--json").stdout)
+    assert as_json["ok"] and as_json["units"] == 2 and as_json["values_checked"] == 4
+    caught = run(str(bad), "--root-key", hex_key)
+    assert caught.returncode == 1 and "publication.score_mismatch" in caught.stderr, caught.stderr
+    other = run(str(good), "--root-key", keys.public_hex(keys.generate().public_key()))
+    assert other.returncode == 1, other.stdout
+    assert run(str(good), "--root-key", "zz").returncode == 2
