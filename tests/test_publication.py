@@ -235,3 +235,37 @@ async def test_a_citizen_verifies_a_downloaded_proof_with_the_province_key_alone
     other = run(str(good), "--root-key", keys.public_hex(keys.generate().public_key()))
     assert other.returncode == 1, other.stdout
     assert run(str(good), "--root-key", "zz").returncode == 2
+
+
+async def test_final_results_ride_up_in_the_report_and_only_the_reporters_own_final_ones(
+        county: tuple[Node, Federation]) -> None:
+    """终审结果上报: the county's report carries its final publication as signed; the city checks that the
+    county signed it and that it is final — a publicity version, or another node's results, is refused."""
+    from dataclasses import replace
+
+    from sync.reports import make_report, verify_report
+    from tests.support.closing import finalise, me_of
+
+    node, fed = county
+    publicity = await publicise(node)
+    final = await finalise(node)
+    report = await node.reports.build()
+    city = replace(me_of(fed, "5101"), children={"510104": "锦江区", "510105": "青羊区"})
+    (own, *_), _dropped = verify_report(city, report, node.context.clock())
+    assert own.publications == (final.envelope,)
+
+    county_me = me_of(fed, "510104")
+    head = (0, "0" * 64)
+    forged = make_report(county_me, received=(), issued=(), refusals=(), audit_head=head, descendants=(),
+                         now=node.context.clock(), publications=[publicity.envelope])
+    with pytest.raises(EnvelopeError) as refused:
+        verify_report(city, forged, node.context.clock())
+    assert refused.value.code == "report.not_final"
+    # bytes the county did not sign (a signature that does not verify)
+    msg = pb.Envelope.FromString(final.envelope)
+    msg.signatures[0].sig = bytes(64)
+    forged = make_report(county_me, received=(), issued=(), refusals=(), audit_head=head, descendants=(),
+                         now=node.context.clock(), publications=[msg.SerializeToString()])
+    with pytest.raises(EnvelopeError) as refused:
+        verify_report(city, forged, node.context.clock())
+    assert refused.value.code == "report.bad_publication"
