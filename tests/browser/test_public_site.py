@@ -9,8 +9,11 @@ gateway and the console stays free of errors (conftest.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -177,6 +180,14 @@ def test_a_citizen_finds_a_unit_sees_chart_and_table_and_checks_the_proof(
     assert saved.suffix == ".pb"
     checked = pubs.verify_proof(saved.read_bytes(), county.root)
     assert checked.publication.digest == county.final.digest
+    # the command the page shows, run as shown (FILE: the download), as a separate process
+    shown = page.get_by_test_id("verify-command").inner_text().split()
+    assert shown[:4] == ["appraise", "public", "verify", "FILE"] and shown[4] == "--root-key"
+    done = subprocess.run([sys.executable, "-m", "nodes.cli", "public", "verify", str(saved), *shown[4:], "--json"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    verdict = json.loads(done.stdout)
+    assert verdict["ok"] and verdict["digest"] == county.final.digest and verdict["units"] == 2
 
 
 def test_without_javascript_the_tables_hold_the_figures(
