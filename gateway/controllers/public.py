@@ -27,7 +27,6 @@ from gateway.controllers.intake import cst_date
 from gateway.pages import page_now
 from gateway.params import OptPeriod
 from gateway.problems import documented
-from gateway.response_cache import ANSWER_SECONDS
 from gateway.schemas import PublicPublication, PublicPublicationSummary
 from nodes import public_data
 from nodes.services.context import NodeContext
@@ -44,6 +43,7 @@ ClassPath = Annotated[str, PathParameter(min_length=1, max_length=64, descriptio
 CyclePath = Annotated[str, PathParameter(pattern=r"^[0-9]{4}$", description="考评年度 appraisal year")]
 Query = Annotated[str, QueryParameter(max_length=64, description="单位名称或代码 unit name or code")]
 
+PAGE_SECONDS = 300  # a page is kept under the store's generation: any write makes the next request render it anew
 FINAL_MAX_AGE = 3600  # a final version stays the current one unless revised (then its digest answers 404)
 PUBLICITY_MAX_AGE = 60  # publicity is followed by the final version within days
 KINDS = {"csv": ("csv", "text/csv; charset=utf-8", "csv"), "sdmx.csv": ("sdmx", "text/csv; charset=utf-8", "sdmx.csv"),
@@ -91,7 +91,7 @@ class PublicController(Controller):
 
     include_in_schema = False
 
-    @get("/public", cache=ANSWER_SECONDS)
+    @get("/public", cache=PAGE_SECONDS)
     async def index(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                     public_site: NamedDependency[PublicSite]) -> Template:
         snap = await public_site.snapshot()
@@ -99,14 +99,14 @@ class PublicController(Controller):
                   for c in snap.cycles()]
         return _page(request, node_context, "public.html.j2", snap, cycles=cycles, top=TOP)
 
-    @get("/public/search", cache=ANSWER_SECONDS)
+    @get("/public/search", cache=PAGE_SECONDS)
     async def search(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                      public_site: NamedDependency[PublicSite], q: Query = "") -> Template:
         snap = await public_site.snapshot()
         found = [{"code": c, "name": n, "href": f"/public/units/{quote(c)}"} for c, n in snap.search(q)]
         return _page(request, node_context, "public_search.html.j2", snap, q=q.strip(), found=found)
 
-    @get("/public/units/{code:str}", cache=ANSWER_SECONDS)
+    @get("/public/units/{code:str}", cache=PAGE_SECONDS)
     async def unit(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                    public_site: NamedDependency[PublicSite], code: UnitPath) -> Template:
         snap = await public_site.snapshot()
@@ -148,7 +148,7 @@ class PublicController(Controller):
         return _download(request, s, s.file(kind, snap.node_name), media,
                          f"{s.doc.node}-{s.doc.cycle}-{s.doc.period}-v{s.doc.version}-{s.digest[:12]}.{suffix}")
 
-    @get("/public/{cycle:str}/{unit_class:str}", cache=ANSWER_SECONDS)
+    @get("/public/{cycle:str}/{unit_class:str}", cache=PAGE_SECONDS)
     async def ranking(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                       public_site: NamedDependency[PublicSite], cycle: CyclePath, unit_class: ClassPath,
                       period: OptPeriod = None) -> Template:
@@ -169,14 +169,14 @@ class PublicController(Controller):
 class PublicApiController(Controller):
     tags = ("public",)
 
-    @get("/api/v1/public/publications", cache=ANSWER_SECONDS, responses=documented(),
+    @get("/api/v1/public/publications", cache=PAGE_SECONDS, responses=documented(),
          summary="Published results the public may see: final versions, and publicity made public (公示中)")
     async def publications(self, public_site: NamedDependency[PublicSite]) -> list[PublicPublicationSummary]:
         snap = await public_site.snapshot()
         return [msgspec.convert(public_data.summary(s.doc, snap.node_name), PublicPublicationSummary)
                 for s in snap.shown]
 
-    @get("/api/v1/public/publications/{digest:str}", cache=ANSWER_SECONDS, responses=documented(400, 404),
+    @get("/api/v1/public/publications/{digest:str}", cache=PAGE_SECONDS, responses=documented(400, 404),
          summary="One published result with every figure as signed (its proof: links.proof)")
     async def publication(self, public_site: NamedDependency[PublicSite], digest: DigestPath) -> PublicPublication:
         s = await public_site.get(digest)
