@@ -62,6 +62,8 @@ class ResultsUseService:
             for r in rows:
                 latest[(r.cycle, r.list)] = r
             rows = list(latest.values())
+        order = {code: i for i, code in enumerate(dict.fromkeys(r.list for r in self.rules))}
+        rows.sort(key=lambda r: (r.cycle, order.get(r.list, len(order)), r.list, r.version))
         return [(r, use_lists.read(r.envelope)) for r in rows]
 
     async def get(self, digest: str) -> Held:
