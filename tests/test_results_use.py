@@ -30,15 +30,16 @@ from aggregator.errors import AppraisalError
 from aggregator.framework import FrameworkRef
 from aggregator.grading import GRADE_ORDER
 from gateway.app import create_app
+from nodes import use_export
 from nodes.accounts import SYSTEM
-from nodes.config import load_config
+from nodes.config import _load_results_use, load_config
 from nodes.launcher import Federation, load_topology
 from nodes.repositories.publications import PublicationRecord
 from nodes.results_use import DEFAULT_RULES, Rule, When, evaluate
 from nodes.runtime import NodeServices as Node
 from nodes.runtime import gateway_services
 from nodes.store import Store
-from nodes.yamlfile import FileError
+from nodes.yamlfile import FileError, load
 from sync import publication as pubs
 from sync import use_lists
 from sync.envelope import PAYLOAD_USE_LIST, EnvelopeError, sign
@@ -204,7 +205,18 @@ def test_no_rules_configured_means_the_default_rules(tmp_path: Path) -> None:
     fed = Federation(tmp_path / "fed", load_topology())
     fed.prepare()
     assert load_config(fed.node_dir("510104") / "node.yaml").results_use is None
-    assert {r.list for r in DEFAULT_RULES} == {"reward", "criticism", "rectification_talk"}
+    # the shipped example writes the default rules out: the two stay the same
+    shipped = Path(__file__).resolve().parent.parent / "deploy" / "nodes" / "510104.yaml"
+    assert _load_results_use(load(shipped)) == DEFAULT_RULES
+
+
+def test_exports_never_hold_a_formula() -> None:
+    u = use_lists.UseList("510104", "2026", "criticism", "公开批评", "organisation", ("a" * 64,),
+                          (use_lists.UseEntry("510104017", '=HYPERLINK("http://x","点我")', "r", "-1+1"),), 1, 1, "d" * 64)
+    ws = load_workbook(io.BytesIO(use_export.xlsx([u], "锦江区"))).worksheets[0]
+    assert ws.cell(11, 3).value == '=HYPERLINK("http://x","点我")' and ws.cell(11, 3).data_type == "s"
+    row = next(csv.DictReader(io.StringIO(use_export.csv_bytes([u]).decode("utf-8-sig"))))
+    assert row["name"] == "\'=HYPERLINK(\"http://x\",\"点我\")" and row["because"] == "\'-1+1"
 
 
 # ------------------------------------------------------------------ the pure rules (Hypothesis)
