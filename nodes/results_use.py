@@ -113,10 +113,23 @@ def finals_of(publications: Iterable[Published], cycle: str) -> list[Published]:
     return [latest[k] for k in sorted(latest)]
 
 
-def holds(rule: Rule, unit: str, cycle: str, by_cycle: dict[str, list[Published]]) -> str | None:
+Index = dict[str, dict[str, tuple[Published, Figure]]]  # cycle → unit → its publication and figure
+
+
+def index(by_cycle: dict[str, list[Published]]) -> Index:
+    out: Index = {}
+    for c, pubs in by_cycle.items():
+        at = out.setdefault(c, {})
+        for p in pubs:
+            for f in p.units:
+                at.setdefault(f.unit, (p, f))
+    return out
+
+
+def holds(rule: Rule, unit: str, cycle: str, held: Index) -> str | None:
     """Why ``rule`` holds for ``unit`` in ``cycle`` (for people), or None when it does not."""
     w = rule.when
-    current = _figure(unit, by_cycle.get(cycle, []))
+    current = held.get(cycle, {}).get(unit)
     if current is None:
         return None
     pub, fig = current
@@ -124,7 +137,7 @@ def holds(rule: Rule, unit: str, cycle: str, by_cycle: dict[str, list[Published]
     if w.grades or w.cycles > 1:
         run = []
         for c in reversed(cycles_back(cycle, w.cycles - 1)):
-            found = _figure(unit, by_cycle.get(c, []))
+            found = held.get(c, {}).get(unit)
             if found is None or not found[1].grade or (w.grades and found[1].grade not in w.grades):
                 return None
             run.append(f"{c} {found[1].grade}")
@@ -145,6 +158,7 @@ def evaluate(rules: Sequence[Rule], cycle: str, publications: Iterable[Published
     """Every list the rules name, for ``cycle``, from the final publications of it and the cycles before."""
     pubs = list(publications)
     by_cycle = {c: finals_of(pubs, c) for c in cycles_back(cycle, history_needed(rules))}
+    held = index(by_cycle)
     units = sorted({(p.framework.unit_class, f.rank, f.unit): f.name for p in by_cycle[cycle] for f in p.units}.items())
     out: list[Drafted] = []
     for code in dict.fromkeys(r.list for r in rules):
@@ -152,7 +166,7 @@ def evaluate(rules: Sequence[Rule], cycle: str, publications: Iterable[Published
         entries = []
         for (klass, rank, unit), name in units:
             for r in of_list:
-                because = holds(r, unit, cycle, by_cycle)
+                because = holds(r, unit, cycle, held)
                 if because is not None:
                     entries.append(Entry(unit, name, klass, rank, r.code, because))
                     break
@@ -165,10 +179,3 @@ def used(rules: Sequence[Rule], cycle: str, publications: Iterable[Published]) -
     pubs = list(publications)
     return sorted(p.digest for c in cycles_back(cycle, history_needed(rules)) for p in finals_of(pubs, c))
 
-
-def _figure(unit: str, pubs: list[Published]) -> tuple[Published, Figure] | None:
-    for p in pubs:
-        f = p.unit(unit)
-        if f is not None:
-            return p, f
-    return None
