@@ -398,3 +398,8 @@ async def test_json_api(site: tuple[Node, Federation, AsyncTestClient[Any]]) -> 
     assert [g["digest"] for g in got] == [m["digest"] for m in made] and not any(g["new"] for g in got)
     assert (await client.get("/api/v1/use-lists?cycle=26", headers=token)).status_code == 400
     assert (await client.post("/api/v1/use-lists", json={"cycle": "2026"})).status_code == 401
+
+
+async def test_options_names_both_methods(site: tuple[Node, Federation, AsyncTestClient[Any]]) -> None:
+    r = await site[2].options("/api/v1/use-lists")
+    assert r.status_code == 204 and r.headers["allow"] == "GET, OPTIONS, POST"

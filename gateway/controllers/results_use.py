@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, HttpMethod, Request, get, post, route
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Response, Template
@@ -24,7 +24,7 @@ from gateway.i18n import language
 from gateway.pages import form_of, page
 from gateway.params import OptCycle
 from gateway.problems import STATUS_BY_KIND, documented
-from gateway.use_schemas import ProduceUseLists, UseEntryView, UseListView
+from gateway.schemas import ProduceUseLists, UseEntryView, UseListView
 from nodes import use_export
 from nodes.results_use import Rule, body_name
 from nodes.services.context import NodeContext
@@ -51,7 +51,7 @@ def _cycle(text: str | None) -> str:
 
 def view(held: Held, new: bool = False) -> UseListView:
     rec, u = held
-    return UseListView(digest=rec.digest, node=u.node, cycle=u.cycle, list=u.list, title=u.title, body=u.body,
+    return UseListView(digest=rec.digest, node=u.node, cycle=u.cycle, list_=u.list, title=u.title, body=u.body,
                        body_name=body_name(u.body), version=u.version, issued_at=u.issued_at,
                        created_by=rec.created_by, publications=list(u.publications),
                        entries=[UseEntryView(unit=e.unit, name=e.name, rule=e.rule, because=e.because)
@@ -139,6 +139,12 @@ class ResultsUseController(Controller):
         if ext == "xlsx":
             return _attachment(await asyncio.to_thread(use_export.xlsx, [u], me.name), XLSX, f"{name}.xlsx")
         return _attachment(use_export.csv_bytes([u]), "text/csv; charset=utf-8", f"{name}.csv")
+
+    @route("/api/v1/use-lists", http_method=HttpMethod.OPTIONS, include_in_schema=False)
+    async def allowed(self) -> Response[None]:
+        """Litestar's own OPTIONS answer lists only the methods of the first handler of a path (GET);
+        this path has two."""
+        return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"})
 
     @get("/api/v1/use-lists", summary="Results-use lists (结果运用): the latest version of each, or every version",
          guards=[require("use.view")], responses=documented(400, 401, 403), security=[{"bearer": []}])
