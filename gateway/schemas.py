@@ -631,35 +631,3 @@ class Imported(Struct, kw_only=True):
     periods: list[str]
     saved: int
     submitted: int
-
-
-# --- results use (结果运用): /api/v1/use-lists (gateway/controllers/results_use.py)
-
-class ProduceUseLists(Struct, kw_only=True, forbid_unknown_fields=True):
-    cycle: Cycle
-
-
-class UseEntryView(Struct, kw_only=True):
-    unit: str
-    name: str
-    rule: str
-    because: str
-
-
-class UseListView(Struct, kw_only=True):
-    digest: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the signed payload")]
-    node: str
-    cycle: str
-    list_: str = msgspec.field(name="list")
-    title: str
-    body: str
-    body_name: str
-    version: int
-    issued_at: int
-    created_by: str
-    publications: list[str]
-    entries: list[UseEntryView]
-    new: bool = False  # produced by this request (POST); False: the latest version already said the same
-    xlsx: str = ""
-    csv: str = ""
-    dsse: str = ""

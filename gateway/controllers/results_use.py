@@ -24,7 +24,7 @@ from gateway.i18n import language
 from gateway.pages import form_of, page
 from gateway.params import OptCycle
 from gateway.problems import STATUS_BY_KIND, documented
-from gateway.schemas import ProduceUseLists, UseEntryView, UseListView
+from gateway.use_schemas import ProduceUseLists, UseEntryView, UseListView
 from nodes import use_export
 from nodes.results_use import Rule, body_name
 from nodes.services.context import NodeContext
