@@ -28,6 +28,7 @@ from gateway.controllers.node import NodeController
 from gateway.controllers.oidc import OidcController
 from gateway.controllers.publication import PublicationApiController, PublicationPageController
 from gateway.controllers.results import ResultsController
+from gateway.controllers.results_use import ResultsUseController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.session import SessionController
 from gateway.controllers.users import UserController
@@ -54,7 +55,7 @@ def create_app(services: Services) -> Litestar:
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
                         UserController, IntakeController, EntriesApiController, OidcController,
-                        ViewsController, PublicationApiController, PublicationPageController,
+                        ViewsController, PublicationApiController, PublicationPageController, ResultsUseController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},

@@ -19,6 +19,7 @@ from nodes.services.metrics import NodeMetrics
 from nodes.services.publication import PublicationService
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
+from nodes.services.results_use import ResultsUseService
 from nodes.services.review import ReviewService
 from nodes.services.trust import HeartbeatService
 
@@ -37,6 +38,7 @@ class Services:
     accounts: AccountService
     intake: IntakeService
     publication: PublicationService
+    results_use: ResultsUseService
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -47,4 +49,4 @@ def dependencies(s: Services) -> dict[str, Provide]:
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
             "audit_log": const(s.audit), "metrics": const(s.metrics),
             "accounts": const(s.accounts), "intake": const(s.intake),
-            "publication": const(s.publication)}
+            "publication": const(s.publication), "results_use": const(s.results_use)}
