@@ -10,6 +10,7 @@ from typing import Any
 from litestar.di import Provide
 
 from nodes.services.accounts import AccountService
+from nodes.services.appeals import AppealService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import NodeContext
@@ -35,6 +36,7 @@ class Services:
     metrics: NodeMetrics
     accounts: AccountService
     intake: IntakeService
+    appeals: AppealService
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -44,4 +46,5 @@ def dependencies(s: Services) -> dict[str, Provide]:
     return {"node_context": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
             "audit_log": const(s.audit), "metrics": const(s.metrics),
-            "accounts": const(s.accounts), "intake": const(s.intake)}
+            "accounts": const(s.accounts), "intake": const(s.intake),
+            "appeals": const(s.appeals)}
