@@ -252,7 +252,7 @@ class AppealService:
                 "before": a.before, "reopened": reopened}, now)
             return await self._get(tx, a.id)
 
-    async def withdraw(self, who: Principal, appeal_id: int) -> AppealRecord:
+    async def withdraw(self, who: Principal, appeal_id: int, note: str = "") -> AppealRecord:
         now = self.ctx.clock()
         async with self.ctx.store.tx() as tx:
             a = await self._get(tx, appeal_id)
@@ -261,7 +261,8 @@ class AppealService:
             if a.status not in OPEN:
                 raise Conflict(f"申诉 #{a.id} 已决定或撤回 (already decided or withdrawn)", code="appeals.withdraw_closed")
             await tx.appeals.change(a.id, status="withdrawn", decided_by=who.actor, decided_at=now)
-            await tx.audit.append(who.actor, "appeal.withdraw", f"appeal:{a.id}", {"unit": a.unit}, now)
+            await tx.audit.append(who.actor, "appeal.withdraw", f"appeal:{a.id}",
+                                  {"unit": a.unit, "note": note.strip()[:500]}, now)
             return await self._get(tx, a.id)
 
     async def on_published(self, tx: Tx, who: Principal, rec: PublicationRecord) -> None:
