@@ -20,6 +20,7 @@ from nodes.accounts import SYSTEM, Principal
 from nodes.intake import CellInput
 from nodes.launcher import Federation
 from nodes.runtime import NodeServices as Node
+from nodes.services.appeals import Upload
 from nodes.store import Store
 from sync import publication as pubs
 from tests.support.closing import DAY, OFFICE, TOWNS, county_with_results, finalise, publicise, unit_class
@@ -154,6 +155,30 @@ async def test_deadline_enforced_unless_the_office_extends_it_and_finalise_waits
                      ("li", "appeal.decide")]
     # the appellant sees the decision in its task list
     assert [(x.id, x.status) for x in await node.appeals.todo(T17)] == [(a.id, "rejected")]
+
+
+async def test_evidence_files_and_a_grade_appeal_corrected_by_the_next_publication(
+        county: tuple[Node, Federation]) -> None:
+    node, _ = county
+    await publicise(node)
+    pdf = b"%PDF-1.4 the township's own evidence"
+    await refused("appeals.evidence_type", file_a1(node, uploads=[Upload("x.exe", b"MZ")]))
+    await refused("appeals.evidence_empty", file_a1(node, uploads=[Upload("x.pdf", b"")]))
+    await refused("appeals.evidence_format", file_a1(node, evidence=["not-a-hash"]))
+    a = await file_a1(node, target="grade", indicator="", reason="等次有误", uploads=[Upload("../证明.pdf", pdf)])  # type: ignore[misc]
+    assert len(a.evidence) == 1
+    assert await node.appeals.evidence(T17, a.id, a.evidence[0]) == ("证明.pdf", "application/pdf", pdf)
+    with pytest.raises(AppraisalError):  # the other township may not see the appeal or its files
+        await node.appeals.evidence(T18, a.id, a.evidence[0])
+    # another township cannot cite the first one's file by its hash
+    await refused("appeals.evidence_not_yours", file_a1(node, T18, unit=TOWNS[1], target="score", indicator="",
+                                                        evidence=list(a.evidence)))
+    await node.appeals.assign(OFFICE, a.id, "zhao")
+    await node.appeals.decide(ZHAO, a.id, "partly", "评估意见已由绩效办复核")
+    again = await publicise(node, reason="复核后重新公示", opens_at=node.context.clock() - 60,
+                            closes_at=node.context.clock() + 7 * DAY)
+    done = await node.appeals.get(OFFICE, a.id)
+    assert done.after["publication"] == again.digest and done.after["grade"] == a.before["grade"]
 
 
 async def test_withdrawn_appeal_no_longer_holds_the_publication(county: tuple[Node, Federation]) -> None:

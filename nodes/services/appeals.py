@@ -164,10 +164,9 @@ class AppealService:
                 raise Conflict(f"{cycle} 年度 {period} 的结果不在公示期内（公示期至 {_day(pub.closes_at)}），不能申诉 "
                                "(appeals are filed only while the publicity window is open)", code="appeals.window_closed")
             key = check_target(target, indicator, fig)
-            for up in uploads:
-                shas.append(await self._store_upload(tx, who, up, now))
-            shas = list(check_evidence(shas))
-            await self._check_files(tx, who, unit, shas)
+            sent = [await self._store_upload(tx, who, up, now) for up in uploads]
+            shas = list(check_evidence([*shas, *sent]))
+            await self._check_files(tx, who, unit, shas, sent)
             if any(a.target == target and a.indicator == key
                    for a in await tx.appeals.list(cycle=cycle, period=period, units=[unit], statuses=OPEN)):
                 raise Conflict(f"{unit} 对{TARGET_ZH[target]} {key} 已有未决定的申诉 (an appeal of this is already open)",
@@ -359,13 +358,14 @@ class AppealService:
         await tx.audit.append(who.actor, "appeal.attach", sha, {"name": name, "size": len(up.data)}, now)
         return sha
 
-    async def _check_files(self, tx: Tx, who: Principal, unit: str, shas: Sequence[str]) -> None:
+    async def _check_files(self, tx: Tx, who: Principal, unit: str, shas: Sequence[str], sent: Sequence[str]) -> None:
+        """Each file is held, and is the person's (uploaded by them, now or before) or supports a cell of the unit."""
         held = await tx.appeals.files(shas)
         for sha in shas:
             if sha not in held:
                 raise NotFound(f"evidence：没有附件 {sha[:12]}…，请先上传 (no such file: upload it first)",
                                code="appeals.evidence_missing")
-            if held[sha][1] != who.actor and unit not in await tx.appeals.file_units(sha):
+            if sha not in sent and held[sha][1] != who.actor and unit not in await tx.appeals.file_units(sha):
                 raise NotFound(f"evidence：附件 {sha[:12]}… 既非您上传，也不属于本单位的数据 "
                                "(not a file of yours or of your unit)", code="appeals.evidence_not_yours")
 
