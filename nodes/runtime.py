@@ -164,7 +164,7 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
 def gateway_services(s: NodeServices) -> Services:
     return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
-                    accounts=s.accounts, intake=s.intake, appeals=s.appeals)
+                    accounts=s.accounts, intake=s.intake, publication=s.publication, appeals=s.appeals)
 
 
 class NodeRuntime:

@@ -272,7 +272,7 @@ def _framework(envelope: bytes, chain: list[bytes], root: Identity, pub: Publish
     fw = decode_framework(payload)
     if (fw.cycle, fw.unit_class, fw.version) != (pub.cycle, pub.framework.unit_class, pub.framework.version):
         raise ProofError("指标体系的年度、类别或版本与公布结果不符 (framework header differs)",
-                         code="publication.framework_mismatch")
+                         code="publication.framework_header")
     return fw
 
 
