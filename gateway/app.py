@@ -17,6 +17,7 @@ from litestar.template.config import TemplateConfig
 
 from gateway import i18n, problems, response_cache
 from gateway.controllers.admin import AdminController
+from gateway.controllers.appeals import AppealsApiController, AppealsPageController
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
 from gateway.controllers.entries_api import EntriesApiController
@@ -56,6 +57,7 @@ def create_app(services: Services) -> Litestar:
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
                         UserController, IntakeController, EntriesApiController, OidcController,
                         ViewsController, PublicationApiController, PublicationPageController, ResultsUseController,
+                        AppealsApiController, AppealsPageController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},

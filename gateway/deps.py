@@ -10,6 +10,7 @@ from typing import Any
 from litestar.di import Provide
 
 from nodes.services.accounts import AccountService
+from nodes.services.appeals import AppealService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import NodeContext
@@ -39,6 +40,7 @@ class Services:
     intake: IntakeService
     publication: PublicationService
     results_use: ResultsUseService
+    appeals: AppealService
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -49,4 +51,5 @@ def dependencies(s: Services) -> dict[str, Provide]:
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
             "audit_log": const(s.audit), "metrics": const(s.metrics),
             "accounts": const(s.accounts), "intake": const(s.intake),
-            "publication": const(s.publication), "results_use": const(s.results_use)}
+            "publication": const(s.publication), "results_use": const(s.results_use),
+            "appeals": const(s.appeals)}
