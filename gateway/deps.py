@@ -18,6 +18,7 @@ from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
+from nodes.services.rectification import RectificationService
 from nodes.services.review import ReviewService
 from nodes.services.trust import HeartbeatService
 
@@ -35,6 +36,7 @@ class Services:
     metrics: NodeMetrics
     accounts: AccountService
     intake: IntakeService
+    rectification: RectificationService
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -44,4 +46,5 @@ def dependencies(s: Services) -> dict[str, Provide]:
     return {"node_context": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
             "audit_log": const(s.audit), "metrics": const(s.metrics),
-            "accounts": const(s.accounts), "intake": const(s.intake)}
+            "accounts": const(s.accounts), "intake": const(s.intake),
+            "rectification": const(s.rectification)}

@@ -34,6 +34,7 @@ from nodes.services.outbox import OutboxRelay
 from nodes.services.publication import PublicationService
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
+from nodes.services.rectification import RectificationService
 from nodes.services.reports import ReportService
 from nodes.services.results import ResultsService
 from nodes.services.review import ReviewService
@@ -104,6 +105,7 @@ class NodeServices:
     accounts: AccountService
     intake: IntakeService
     publication: PublicationService
+    rectification: RectificationService
 
 
 @dataclass
@@ -154,13 +156,14 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
         reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx), accounts=AccountService(ctx, cfg.web),
         intake=IntakeService(ctx, scoring, sign_own=entry.enter_values), publication=PublicationService(ctx),
+        rectification=RectificationService(ctx),
     )
 
 
 def gateway_services(s: NodeServices) -> Services:
     return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
-                    accounts=s.accounts, intake=s.intake)
+                    accounts=s.accounts, intake=s.intake, rectification=s.rectification)
 
 
 class NodeRuntime:

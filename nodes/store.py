@@ -30,6 +30,7 @@ from nodes.repositories.inbox import InboxRepository
 from nodes.repositories.intake import IntakeRepository
 from nodes.repositories.outbox import OutboxRepository
 from nodes.repositories.publications import PublicationRepository, UseListRepository
+from nodes.repositories.rectification import RectificationRepository
 from nodes.repositories.reports import ReportRepository
 from nodes.repositories.results import ResultRepository
 from nodes.repositories.scores import ScoreRepository
@@ -152,6 +153,7 @@ class Tx:
         self.intake = IntakeRepository(conn)
         self.publications = PublicationRepository(conn)
         self.use_lists = UseListRepository(conn)
+        self.rectification = RectificationRepository(conn)
 
     async def counts(self) -> dict[str, int]:
         return {"frameworks": await self.frameworks.count(), "results": await self.results.count(),

@@ -17,6 +17,7 @@ from nodes.intake import STATUS_ZH
 from nodes.services.context import NodeContext
 from nodes.services.intake import IntakeService
 from nodes.services.read_models import ReadModels
+from nodes.services.rectification import RectificationService
 
 
 class HomeController(Controller):
@@ -24,7 +25,8 @@ class HomeController(Controller):
 
     @get("/home", guards=[signed_in])
     async def home(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                   read: NamedDependency[ReadModels], intake: NamedDependency[IntakeService]) -> Template:
+                   read: NamedDependency[ReadModels], intake: NamedDependency[IntakeService],
+                   rectification: NamedDependency[RectificationService]) -> Template:
         who = actor(request)
         cycle = time.strftime("%Y", time.gmtime(node_context.clock() + CST))
         pending = len(await read.reviews("pending", 500)) if who.can("values.review") else 0
@@ -33,5 +35,6 @@ class HomeController(Controller):
         periods = [{**p, "due": cst(int(str(p["due_at"])))} for p in todo.periods] if todo else []
         returned = [{"ref": f"{e.unit}/{e.key}", "period": e.period, "value": e.value, "reason": e.reason,
                      "status": STATUS_ZH.get(e.status, e.status), "by": e.decided_by} for e in todo.returned] if todo else []
+        rect = await rectification.todo(who) if who.can("rectification.view") or who.can("comments.answer") else None
         return await page(request, "home.html.j2", node_context, pending=pending, to_review=to_review, cycle=cycle,
-                          periods=periods, returned=returned, must_change=who.must_change)
+                          periods=periods, returned=returned, must_change=who.must_change, rect=rect)
