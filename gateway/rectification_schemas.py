@@ -10,7 +10,6 @@ from msgspec import Meta, Struct
 
 from gateway.schemas import Cycle
 
-Timestamp = Annotated[int, Meta(ge=1, le=2**53, description="Unix seconds")]
 Deadline = Annotated[int, Meta(ge=1, le=2**53, description="整改期限 deadline, Unix seconds (after now, within 3 years)")]
 ItemId = Annotated[int, Meta(ge=1, le=2**53)]
 UnitCode = Annotated[str, Meta(pattern=r"^[0-9A-Za-z-]{2,32}$", description="被考评单位代码 unit code")]

@@ -30,6 +30,7 @@ SOURCE_ZH = {"weak": "薄弱指标", "appeal": "申诉复核", "comment": "公�
 SOURCE_EN = {"weak": "weak indicator", "appeal": "appeal", "comment": "public comment", "office": "by the office",
              "carried": "carried from last year"}
 DECIDED_APPEALS = ("upheld", "partly", "rejected")
+ONE = Decimal(1)
 WEAK_PER_UNIT = 3  # at most this many weak indicators per unit become items at once
 
 MAX_TITLE = 200
@@ -86,7 +87,8 @@ def _shares(parts: object) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
 
 def weak_indicators(pub: Published, per_unit: int = WEAK_PER_UNIT) -> list[Weak]:
     """Per unit, its indicators with the lowest share of their weight that lie below the class
-    average share (the publication is one class), lowest first, at most ``per_unit`` each. A unit
+    average share (the publication is one class) and short of full marks, lowest first, at most
+    ``per_unit`` each. A unit
     not scored (it reported nothing) has no parts and no weak indicators: its gap is the absence."""
     shares = {f.unit: _shares(f.explain().get("parts")) for f in pub.units}
     totals: dict[str, list[Decimal]] = {}
@@ -97,7 +99,7 @@ def weak_indicators(pub: Published, per_unit: int = WEAK_PER_UNIT) -> list[Weak]
     out: list[Weak] = []
     for f in pub.units:
         below = [Weak(f.unit, f.name, code, share, average[code], score, weight)
-                 for code, (share, score, weight) in shares[f.unit].items() if share < average[code]]
+                 for code, (share, score, weight) in shares[f.unit].items() if share < min(average[code], ONE)]
         below.sort(key=lambda w: (w.share, w.share - w.average, w.indicator))
         out.extend(below[:per_unit])
     return out

@@ -11,13 +11,13 @@ checked against the person's scope (``check_scope``) before the service is calle
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import JSONBody, PathParameter
 from litestar.response import Response, Template
 
 from aggregator.errors import AppraisalError, BadInput, NotFound
@@ -50,6 +50,9 @@ from nodes.services.context import NodeContext
 from nodes.services.rectification import Item, RateLimited, RectificationService, current_cycle
 
 DAY = 86400
+ItemPath = Annotated[int, PathParameter(ge=1, le=2**53, description="整改事项编号 rectification item id")]
+CommentPath = Annotated[int, PathParameter(ge=1, le=2**53, description="评议意见编号 comment id")]
+UnitPath = Annotated[str, PathParameter(max_length=32, description="被考评单位代码 unit code")]
 COMMENT_STATUS_ZH = {"new": "待答复", "answered": "已答复", "hidden": "已屏蔽"}
 COMMENT_STATUS_EN = {"new": "waiting for an answer", "answered": "answered", "hidden": "hidden"}
 
@@ -174,14 +177,14 @@ class RectificationController(Controller):
 
     @post("/rectification/{item:int}/measure", guards=[require("rectification.update")])
     async def measure(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                      rectification: NamedDependency[RectificationService], item: int) -> Template:
+                      rectification: NamedDependency[RectificationService], item: ItemPath) -> Template:
         async def do(who: Principal, form: dict[str, str]) -> None:
             await rectification.set_measure(who, item, form.get("measure", ""))
         return await self._on_item(request, node_context, rectification, item, "measure", do)
 
     @post("/rectification/{item:int}/evidence", guards=[require("rectification.update")])
     async def evidence(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                       rectification: NamedDependency[RectificationService], item: int) -> Template:
+                       rectification: NamedDependency[RectificationService], item: ItemPath) -> Template:
         upload = (await request.form()).get("file")
 
         async def do(who: Principal, _form: dict[str, str]) -> None:
@@ -192,28 +195,28 @@ class RectificationController(Controller):
 
     @post("/rectification/{item:int}/request", guards=[require("rectification.update")])
     async def request_closure(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                              rectification: NamedDependency[RectificationService], item: int) -> Template:
+                              rectification: NamedDependency[RectificationService], item: ItemPath) -> Template:
         async def do(who: Principal, form: dict[str, str]) -> None:
             await rectification.request_closure(who, item, form.get("closure", ""))
         return await self._on_item(request, node_context, rectification, item, "request", do)
 
     @post("/rectification/{item:int}/accept", guards=[require("rectification.manage")])
     async def accept(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                     rectification: NamedDependency[RectificationService], item: int) -> Template:
+                     rectification: NamedDependency[RectificationService], item: ItemPath) -> Template:
         async def do(who: Principal, _form: dict[str, str]) -> None:
             await rectification.accept(who, item)
         return await self._on_item(request, node_context, rectification, item, "accept", do)
 
     @post("/rectification/{item:int}/reopen", guards=[require("rectification.manage")])
     async def reopen(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                     rectification: NamedDependency[RectificationService], item: int) -> Template:
+                     rectification: NamedDependency[RectificationService], item: ItemPath) -> Template:
         async def do(who: Principal, form: dict[str, str]) -> None:
             await rectification.reopen(who, item, form.get("reason", ""))
         return await self._on_item(request, node_context, rectification, item, "reopen", do)
 
     @get("/rectification/{item:int}/evidence/{sha256:str}", guards=[require("rectification.view")])
     async def evidence_file(self, request: Request[Any, Any, Any],
-                            rectification: NamedDependency[RectificationService], item: int,
+                            rectification: NamedDependency[RectificationService], item: ItemPath,
                             sha256: Sha256Path) -> Response[bytes]:
         found = (await rectification.item(item)).record
         check_scope(actor(request), units=[found.unit])
@@ -258,21 +261,21 @@ class RectificationController(Controller):
 
     @post("/comments/{comment:int}/answer", guards=[require("comments.answer")])
     async def answer(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                     rectification: NamedDependency[RectificationService], comment: int) -> Template:
+                     rectification: NamedDependency[RectificationService], comment: CommentPath) -> Template:
         async def do(who: Principal, form: dict[str, str]) -> None:
             await rectification.answer(who, comment, form.get("answer", ""))
         return await self._on_comment(request, node_context, rectification, comment, "answer", do)
 
     @post("/comments/{comment:int}/hide", guards=[require("rectification.manage")])
     async def hide(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                   rectification: NamedDependency[RectificationService], comment: int) -> Template:
+                   rectification: NamedDependency[RectificationService], comment: CommentPath) -> Template:
         async def do(who: Principal, form: dict[str, str]) -> None:
             await rectification.hide(who, comment, form.get("reason", ""))
         return await self._on_comment(request, node_context, rectification, comment, "hide", do)
 
     @post("/comments/{comment:int}/item", guards=[require("rectification.manage")])
     async def make_item(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                        rectification: NamedDependency[RectificationService], comment: int) -> Template:
+                        rectification: NamedDependency[RectificationService], comment: CommentPath) -> Template:
         async def do(who: Principal, form: dict[str, str]) -> None:
             await rectification.from_comment(who, comment=comment, deadline=_deadline(form.get("deadline", "")),
                                              title=form.get("title", ""))
@@ -281,7 +284,7 @@ class RectificationController(Controller):
     # ------------------------------------------------------------------ the public form (no login)
     @get("/public/comment/{unit:str}")
     async def public_comment_form(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                                  rectification: NamedDependency[RectificationService], unit: str) -> Template:
+                                  rectification: NamedDependency[RectificationService], unit: UnitPath) -> Template:
         return await self._public(request, node_context, rectification, unit[:32])
 
     async def _public(self, request: Request[Any, Any, Any], node: NodeContext, rect: RectificationService,
@@ -294,7 +297,7 @@ class RectificationController(Controller):
 
     @post("/public/comment/{unit:str}", guards=[public_form])
     async def public_comment(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                             rectification: NamedDependency[RectificationService], unit: str) -> Template:
+                             rectification: NamedDependency[RectificationService], unit: UnitPath) -> Template:
         form = await _form(request)
         unit = unit[:32]
         address = request.client.host if request.client else ""
@@ -350,7 +353,7 @@ class RectificationApiController(Controller):
                                                        "the office's acceptance or return",
           guards=[require("rectification.view")], status_code=200, responses=documented(400, 401, 403, 404, 409, 422))
     async def update(self, request: Request[Any, Any, Any], rectification: NamedDependency[RectificationService],
-                     item: int, data: JSONBody[UpdateRectification]) -> RectificationView:
+                     item: ItemPath, data: JSONBody[UpdateRectification]) -> RectificationView:
         who = actor(request)
         found = (await rectification.item(item)).record
         if isinstance(data, (SetMeasure, RequestClosure)):

@@ -282,7 +282,7 @@ class RectificationService:
             old = await self._change(tx, item)
             if old.status != rules.OPEN:
                 raise Conflict(f"整改事项 {item} 当前为「{rules.STATUS_ZH[old.status]}」，不能再上传佐证材料 "
-                               "(evidence is added while the item is open)", code="rectification.not_open")
+                               "(evidence is added while the item is open)", code="rectification.evidence_closed")
             shas = rules.evidence([*old.evidence, sha])
             await tx.intake.put_attachment(sha, name, ATTACHMENT_TYPES[ext], data, who.actor, now)
             await tx.rectification.set(item, evidence=shas)
