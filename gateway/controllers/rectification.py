@@ -335,6 +335,7 @@ class RectificationApiController(Controller):
         if isinstance(data, FromWeak):
             made = await rectification.from_weak(who, cycle=data.cycle, deadline=data.deadline)
         elif isinstance(data, FromAppeal):
+            check_scope(who, units=[await rectification.appeal_unit(data.appeal)])
             made = [await rectification.from_appeal(who, appeal=data.appeal, deadline=data.deadline, title=data.title)]
         elif isinstance(data, FromComment):
             check_scope(who, units=[(await rectification.comment(data.comment)).unit])

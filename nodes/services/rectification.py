@@ -179,12 +179,13 @@ class RectificationService:
                                    owner=owner, deadline=deadline)
 
     async def from_weak(self, who: Principal, *, cycle: str, deadline: int) -> list[RectificationRecord]:
-        """One item per weak indicator of the current publication (``weak``), except those already made."""
+        """One item per weak indicator of the current publication (``weak``) of a unit in ``who``'s
+        scope, except those already made."""
         rules.deadline(deadline, self.ctx.clock())
         made = []
         async with self.ctx.store.tx() as tx:
             for w, name in await self._weak(tx, cycle):
-                if await tx.rectification.find(cycle, w.unit, "weak", w.indicator) is not None:
+                if not who.covers_unit(w.unit) or await tx.rectification.find(cycle, w.unit, "weak", w.indicator):
                     continue
                 made.append(await self._add(tx, who, cycle=cycle, unit=w.unit, source="weak", ref=w.indicator,
                                             title=w.title(name), owner=w.unit, deadline=deadline))
@@ -207,6 +208,14 @@ class RectificationService:
                 f"申诉复核（{what}）：{a.decision}"[:rules.MAX_TITLE])
             return await self._add(tx, who, cycle=a.cycle, unit=a.unit, source="appeal", ref=str(appeal), title=text,
                                    owner=a.unit, deadline=deadline)
+
+    async def appeal_unit(self, appeal: int) -> str:
+        """The unit an appeal is from (the gateway checks the asker's scope before making an item of it)."""
+        async with self.ctx.store.read() as r:
+            a = await r.rectification.appeal(appeal)
+        if a is None:
+            raise NotFound(f"没有申诉 {appeal} (no such appeal)", code="rectification.no_appeal")
+        return a.unit
 
     async def from_comment(self, who: Principal, *, comment: int, deadline: int, title: str = "") -> RectificationRecord:
         """An item from a public comment (source ``comment``); the comment names the item it became."""
@@ -234,6 +243,8 @@ class RectificationService:
         made = []
         async with self.ctx.store.tx() as tx:
             for old in await tx.rectification.items(cycle=cycle, statuses=[rules.OPEN, rules.REVIEW]):
+                if not who.covers_unit(old.unit):
+                    continue
                 rules.check_move(old.status, rules.CARRIED, old.id)
                 made.append(await self._add(tx, who, cycle=nxt, unit=old.unit, source="carried", ref=str(old.id),
                                             title=old.title, owner=old.owner, deadline=deadline, measure=old.measure,
