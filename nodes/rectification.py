@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -178,8 +179,14 @@ def contact(value: str) -> str:
 def sender_of(key: bytes, address: str) -> str:
     """What a comment keeps of where it came from: a keyed hash of the address (the key is the
     node's, so the small IPv4 space cannot be searched back from a stored value), good for rate
-    limits and nothing else."""
-    return hmac.new(key, b"sender\0" + address.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+    limits and nothing else. An IPv6 address counts as its /64, which one subscriber holds whole."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        where = address
+    else:
+        where = str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+    return hmac.new(key, b"sender\0" + where.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
 
 
 def form_token(key: bytes, unit: str, now: int) -> str:

@@ -99,6 +99,11 @@ def test_moves_overdue_and_form_token() -> None:
     assert rules.overdue("open", 100, 100) and not rules.overdue("open", 100, 99)
     assert not rules.overdue("review", 100, 200) and not rules.overdue("done", 100, 200)
     key = b"k" * 32
+    # the address is kept only as a keyed hash; an IPv6 subscriber's /64 counts as one sender
+    assert rules.sender_of(key, "2001:db8:1:2::5") == rules.sender_of(key, "2001:db8:1:2:ffff::9")
+    assert rules.sender_of(key, "2001:db8:1:3::5") != rules.sender_of(key, "2001:db8:1:2::5")
+    assert rules.sender_of(key, "10.0.0.1") != rules.sender_of(key, "10.0.0.2") != rules.sender_of(b"j" * 32, "10.0.0.2")
+    assert "10.0.0.1" not in rules.sender_of(key, "10.0.0.1")
     token = rules.form_token(key, "510104017", 1000)
     rules.check_form_token(key, "510104017", token, 1000 + 60)
     for unit, tok, now in (("510104018", token, 1060), ("510104017", token, 1000 + rules.FORM_TOKEN_SECONDS),

@@ -87,6 +87,22 @@ class RectificationRepository:
                                           .returning(rectifications.c.id))).scalar_one()
         return replace(item, id=int(new_id))
 
+    async def add_many(self, items: builtins.list[RectificationRecord]) -> builtins.list[RectificationRecord]:
+        """Insert in one statement; the records with their ids, in order (writes are serialised by the
+        store's lock, so the new ids are those above the highest before)."""
+        if not items:
+            return []
+        before = int((await self.conn.execute(select(func.coalesce(func.max(rectifications.c.id), 0)))).scalar_one())
+        rows = []
+        for item in items:
+            values = {k: v for k, v in item.__dict__.items() if k != "id"}
+            values["evidence"] = json.dumps(list(item.evidence))
+            rows.append(values)
+        await self.conn.execute(rectifications.insert(), rows)
+        ids = [int(i) for i in (await self.conn.execute(select(rectifications.c.id).where(
+            rectifications.c.id > before).order_by(rectifications.c.id))).scalars()]
+        return [replace(item, id=i) for item, i in zip(items, ids, strict=True)]
+
     async def get(self, item: int) -> RectificationRecord | None:
         row = (await self.conn.execute(select(rectifications).where(rectifications.c.id == item))).first()
         return None if row is None else _item(row)
@@ -122,6 +138,11 @@ class RectificationRepository:
         if "evidence" in values:
             values["evidence"] = json.dumps(list(values["evidence"]))
         await self.conn.execute(update(rectifications).where(rectifications.c.id == item).values(**values))
+
+    async def set_many(self, items: builtins.list[int], **values: Any) -> None:
+        for start in range(0, len(items), 500):
+            await self.conn.execute(update(rectifications).where(rectifications.c.id.in_(items[start:start + 500]))
+                                    .values(**values))
 
     # --- the appeal an item answers (the appeals table belongs to the appeals service; read only here)
     async def appeal(self, appeal: int) -> AppealRef | None:

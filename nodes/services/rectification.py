@@ -24,7 +24,7 @@ from nodes.repositories.rectification import CommentRecord, RectificationRecord
 from nodes.services.context import NodeContext, framework_of
 from nodes.store import Tx
 from sync import publication as pubs
-from sync.ports import Occurrence
+from sync.ports import AuditEntry, Occurrence
 
 CST = 8 * 3600
 PER_SENDER_HOUR = 5  # public comments one address may send in an hour
@@ -55,6 +55,12 @@ class Todo:
     open: int
     overdue: int
     review: int  # closure requested, waiting for the office
+
+
+def _created(who: Principal, r: RectificationRecord) -> AuditEntry:
+    return (who.actor, "rectification.create", str(r.id),
+            {"cycle": r.cycle, "unit": r.unit, "source": r.source, "ref": r.ref, "title": r.title, "owner": r.owner,
+             "deadline": r.deadline, "carried_from": r.carried_from})
 
 
 def current_cycle(now: int) -> str:
@@ -162,9 +168,7 @@ class RectificationService:
             id=0, cycle=cycle, unit=unit, source=source, ref=ref, title=title, measure=measure, owner=owner or unit,
             deadline=deadline, status=rules.OPEN, evidence=(), closure="", created_by=who.actor, created_at=now,
             closed_by="", closed_at=0, carried_from=carried_from))
-        await tx.audit.append(who.actor, "rectification.create", str(item.id),
-                              {"cycle": cycle, "unit": unit, "source": source, "ref": ref, "title": title,
-                               "owner": item.owner, "deadline": deadline, "carried_from": carried_from}, now)
+        await tx.audit.append_many([_created(who, item)], now)
         return item
 
     async def create(self, who: Principal, *, cycle: str, unit: str, title: str, deadline: int,
@@ -182,13 +186,16 @@ class RectificationService:
         """One item per weak indicator of the current publication (``weak``) of a unit in ``who``'s
         scope, except those already made."""
         rules.deadline(deadline, self.ctx.clock())
-        made = []
+        now = self.ctx.clock()
         async with self.ctx.store.tx() as tx:
-            for w, name in await self._weak(tx, cycle):
-                if not who.covers_unit(w.unit) or await tx.rectification.find(cycle, w.unit, "weak", w.indicator):
-                    continue
-                made.append(await self._add(tx, who, cycle=cycle, unit=w.unit, source="weak", ref=w.indicator,
-                                            title=w.title(name), owner=w.unit, deadline=deadline))
+            held = {(x.unit, x.ref) for x in await tx.rectification.items(cycle=cycle, source="weak")}
+            made = await tx.rectification.add_many([RectificationRecord(
+                id=0, cycle=cycle, unit=w.unit, source="weak", ref=w.indicator, title=w.title(name), measure="",
+                owner=w.unit, deadline=deadline, status=rules.OPEN, evidence=(), closure="", created_by=who.actor,
+                created_at=now, closed_by="", closed_at=0, carried_from=0)
+                for w, name in await self._weak(tx, cycle)
+                if who.covers_unit(w.unit) and (w.unit, w.indicator) not in held])
+            await tx.audit.append_many([_created(who, r) for r in made], now)
         return made
 
     async def from_appeal(self, who: Principal, *, appeal: int, deadline: int, title: str = "") -> RectificationRecord:
@@ -240,19 +247,23 @@ class RectificationService:
         ``carried``."""
         rules.deadline(deadline, self.ctx.clock())
         nxt = rules.next_cycle(cycle)
-        made = []
+        now = self.ctx.clock()
         async with self.ctx.store.tx() as tx:
-            for old in await tx.rectification.items(cycle=cycle, statuses=[rules.OPEN, rules.REVIEW]):
-                if not who.covers_unit(old.unit):
-                    continue
+            olds = [old for old in await tx.rectification.items(cycle=cycle, statuses=[rules.OPEN, rules.REVIEW])
+                    if who.covers_unit(old.unit)]
+            for old in olds:
                 rules.check_move(old.status, rules.CARRIED, old.id)
-                made.append(await self._add(tx, who, cycle=nxt, unit=old.unit, source="carried", ref=str(old.id),
-                                            title=old.title, owner=old.owner, deadline=deadline, measure=old.measure,
-                                            carried_from=old.id))
-                await tx.rectification.set(old.id, status=rules.CARRIED, closed_by=who.actor,
-                                           closed_at=self.ctx.clock())
-                await tx.audit.append(who.actor, "rectification.carry", str(old.id),
-                                      {"cycle": cycle, "into": nxt, "item": made[-1].id}, self.ctx.clock())
+            made = await tx.rectification.add_many([RectificationRecord(
+                id=0, cycle=nxt, unit=old.unit, source="carried", ref=str(old.id), title=old.title, measure=old.measure,
+                owner=old.owner, deadline=deadline, status=rules.OPEN, evidence=(), closure="", created_by=who.actor,
+                created_at=now, closed_by="", closed_at=0, carried_from=old.id) for old in olds])
+            await tx.rectification.set_many([old.id for old in olds], status=rules.CARRIED, closed_by=who.actor,
+                                            closed_at=now)
+            entries: list[AuditEntry] = []
+            for new in made:
+                entries += [_created(who, new), (who.actor, "rectification.carry", str(new.carried_from),
+                                                 {"cycle": cycle, "into": nxt, "item": new.id})]
+            await tx.audit.append_many(entries, now)
         return made
 
     # ------------------------------------------------------------------ the unit's work, the office's acceptance
