@@ -15,13 +15,15 @@ import msgspec
 from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
-from gateway import schemas
+from gateway import rectification_schemas, schemas
+
+MODULES = (schemas, rectification_schemas)  # the modules whose Structs are request and response bodies
 
 
 @functools.cache
 def body_components() -> dict[str, Any]:
-    structs = [v for v in vars(schemas).values()
-               if isinstance(v, type) and issubclass(v, msgspec.Struct) and v.__module__ == schemas.__name__
+    structs = [v for m in MODULES for v in vars(m).values()
+               if isinstance(v, type) and issubclass(v, msgspec.Struct) and v.__module__ == m.__name__
                and not v.__name__.startswith("_")]
     _, components = msgspec.json.schema_components(structs, ref_template="#/components/schemas/{name}")
     return components

@@ -421,6 +421,10 @@ async def test_the_api_creates_and_updates_items(site: tuple[Node, AsyncTestClie
     assert r.status_code == 409 and r.json()["code"] == "rectification.state"
     r = await client.post("/api/v1/rectifications/9999", json={"action": "accept"}, headers=token)
     assert r.status_code == 404
+    allow = (await client.options("/api/v1/rectifications")).headers["allow"]
+    assert {m.strip() for m in allow.split(",")} == {"GET", "POST", "OPTIONS"}
+    doc = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    assert doc["SetMeasure"]["additionalProperties"] is False  # msgspec's own schema, as the server enforces it
 
     csrf = await sign_in(client, "u18", "u18-password-1")
     r = await client.post(f"/api/v1/rectifications/{item}", json={"action": "accept"}, headers={"x-csrf-token": csrf})

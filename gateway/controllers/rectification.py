@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, HttpMethod, Request, get, post, route
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
@@ -318,6 +318,15 @@ class RectificationController(Controller):
 class RectificationApiController(Controller):
     tags = ("rectification",)
     security = ({"bearer": []},)
+
+    @route("/api/v1/rectifications", http_method=[HttpMethod.OPTIONS], include_in_schema=False,
+           sync_to_thread=False)
+    def allow(self) -> Response[None]:
+        """Litestar's own OPTIONS handler of a path with GET and POST handlers names only the methods of
+        the first one registered (it is made for the first route built and kept when the route is
+        rebuilt with the next handler). A controller registers its handlers in name order, so this one,
+        named before ``create`` and ``list_items``, comes first and no automatic one is made."""
+        return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"})
 
     @get("/api/v1/rectifications", summary="Rectification items (整改) the caller may see",
          guards=[require("rectification.view")], responses=documented(400, 401, 403))
