@@ -26,6 +26,7 @@ from gateway.controllers.intake import IntakeController
 from gateway.controllers.metrics import MetricsController
 from gateway.controllers.node import NodeController
 from gateway.controllers.oidc import OidcController
+from gateway.controllers.publication import PublicationApiController, PublicationPageController
 from gateway.controllers.rectification import RectificationApiController, RectificationController
 from gateway.controllers.results import ResultsController
 from gateway.controllers.reviews import ReviewController
@@ -54,7 +55,8 @@ def create_app(services: Services) -> Litestar:
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
                         UserController, IntakeController, EntriesApiController, OidcController,
-                        ViewsController, RectificationController, RectificationApiController,
+                        ViewsController, PublicationApiController, PublicationPageController,
+                        RectificationController, RectificationApiController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},

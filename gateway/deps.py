@@ -16,6 +16,7 @@ from nodes.services.context import NodeContext
 from nodes.services.entry import EntryService
 from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
+from nodes.services.publication import PublicationService
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
 from nodes.services.rectification import RectificationService
@@ -36,6 +37,7 @@ class Services:
     metrics: NodeMetrics
     accounts: AccountService
     intake: IntakeService
+    publication: PublicationService
     rectification: RectificationService
 
 
@@ -47,4 +49,5 @@ def dependencies(s: Services) -> dict[str, Provide]:
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
             "audit_log": const(s.audit), "metrics": const(s.metrics),
             "accounts": const(s.accounts), "intake": const(s.intake),
+            "publication": const(s.publication),
             "rectification": const(s.rectification)}

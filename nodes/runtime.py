@@ -163,7 +163,8 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
 def gateway_services(s: NodeServices) -> Services:
     return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
-                    accounts=s.accounts, intake=s.intake, rectification=s.rectification)
+                    accounts=s.accounts, intake=s.intake, publication=s.publication,
+                    rectification=s.rectification)
 
 
 class NodeRuntime:

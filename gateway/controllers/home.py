@@ -8,10 +8,10 @@ from typing import Any
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
 from gateway.controllers.intake import CST, cst
-from gateway.guards import actor, signed_in
+from gateway.guards import actor, current, signed_in
 from gateway.pages import page
 from nodes.intake import STATUS_ZH
 from nodes.services.context import NodeContext
@@ -22,6 +22,11 @@ from nodes.services.rectification import RectificationService
 
 class HomeController(Controller):
     include_in_schema = False
+
+    @get("/")
+    async def start(self, request: Request[Any, Any, Any]) -> Redirect:
+        """Signed in: one's work; otherwise the published results (nothing computed is public)."""
+        return Redirect("/home" if await current(request) is not None else "/public")
 
     @get("/home", guards=[signed_in])
     async def home(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],

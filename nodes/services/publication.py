@@ -115,7 +115,7 @@ class PublicationService:
         if last is None or last.state != pubs.FINAL:
             raise Conflict("只有终审结果才能修订 (only final results are revised)", code="publication.not_final")
         if not reason.strip():
-            raise BadInput("修订须说明原因 (a revision needs a reason)", code="publication.reason")
+            raise BadInput("修订须说明原因 (a revision needs a reason)", code="publication.revision_reason")
         row = await self._framework(tx, cycle, unit_class)
         return await self._publish(tx, who, row, period, pubs.FINAL, last, reason, last.opens_at, last.closes_at, True,
                                    now)
