@@ -28,6 +28,7 @@ from gateway.controllers.metrics import MetricsController
 from gateway.controllers.node import NodeController
 from gateway.controllers.oidc import OidcController
 from gateway.controllers.publication import PublicationApiController, PublicationPageController
+from gateway.controllers.rectification import RectificationApiController, RectificationController
 from gateway.controllers.results import ResultsController
 from gateway.controllers.results_use import ResultsUseController
 from gateway.controllers.reviews import ReviewController
@@ -58,6 +59,7 @@ def create_app(services: Services) -> Litestar:
                         UserController, IntakeController, EntriesApiController, OidcController,
                         ViewsController, PublicationApiController, PublicationPageController, ResultsUseController,
                         AppealsApiController, AppealsPageController,
+                        RectificationController, RectificationApiController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},
@@ -66,7 +68,8 @@ def create_app(services: Services) -> Litestar:
         response_cache_config=response_cache.config(lambda: services.node.store.generation),
         stores={response_cache.STORE: response_cache.BoundedMemoryStore()},
         state=State({"admin_token": services.node.cfg.admin_token, "node_code": me.code, "node": services.node,
-                     "accounts": services.accounts, "oidc": oidc, "oidc_name": cfg.oidc.name if cfg.oidc else ""}),
+                     "accounts": services.accounts, "oidc": oidc,
+                     "rectification": services.rectification, "oidc_name": cfg.oidc.name if cfg.oidc else ""}),
         openapi_config=OpenAPIConfig(
             title=f"fedappraisal gateway · {me.name}", version="1.0.0", path="/schema",
             render_plugins=[SchemaRenderPlugin()],

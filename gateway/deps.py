@@ -20,6 +20,7 @@ from nodes.services.metrics import NodeMetrics
 from nodes.services.publication import PublicationService
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
+from nodes.services.rectification import RectificationService
 from nodes.services.results_use import ResultsUseService
 from nodes.services.review import ReviewService
 from nodes.services.trust import HeartbeatService
@@ -41,6 +42,7 @@ class Services:
     publication: PublicationService
     results_use: ResultsUseService
     appeals: AppealService
+    rectification: RectificationService
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -52,4 +54,4 @@ def dependencies(s: Services) -> dict[str, Provide]:
             "audit_log": const(s.audit), "metrics": const(s.metrics),
             "accounts": const(s.accounts), "intake": const(s.intake),
             "publication": const(s.publication), "results_use": const(s.results_use),
-            "appeals": const(s.appeals)}
+            "appeals": const(s.appeals), "rectification": const(s.rectification)}

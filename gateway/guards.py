@@ -147,3 +147,22 @@ def actor(request: Request[Any, Any, Any]) -> Principal:
 
 
 admin_guard = require("revocations.manage")  # machine-only routes of old: the token or an office session
+
+
+def check_capability(who: Principal, capability: str) -> None:
+    """For a route whose body says what it does (an update that is the unit's or the office's act):
+    the principal must hold the capability that act needs, as ``require`` would have checked."""
+    if not who.can(capability):
+        roles = "、".join(ROLES[r] for r in sorted(CAPABILITIES[capability]))
+        raise Forbidden(f"{who.label} 无权执行此操作，需要角色：{roles} (your roles do not allow {capability})")
+
+
+async def public_form(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A form anyone may post without signing in (公众评议): no session, so no CSRF token, but a post
+    a browser makes from another site's page is refused by its ``Origin`` (the form carries a token of
+    its own, checked by the service)."""
+    if connection.scope.get("method", "GET") in SAFE_METHODS:
+        return
+    origin = connection.headers.get("origin")
+    if origin is not None and (origin == "null" or origin.split("://", 1)[-1] != connection.headers.get("host", "")):
+        raise Forbidden("跨站请求被拒绝 (cross-origin request refused)", "auth.csrf")

@@ -35,6 +35,7 @@ from nodes.services.outbox import OutboxRelay
 from nodes.services.publication import PublicationService
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
+from nodes.services.rectification import RectificationService
 from nodes.services.reports import ReportService
 from nodes.services.results import ResultsService
 from nodes.services.results_use import ResultsUseService
@@ -108,6 +109,7 @@ class NodeServices:
     publication: PublicationService
     results_use: ResultsUseService
     appeals: AppealService
+    rectification: RectificationService
 
 
 @dataclass
@@ -161,6 +163,7 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
         intake=IntakeService(ctx, scoring, sign_own=entry.enter_values),
         publication=PublicationService(ctx, on_publish=[appeals.on_published]), appeals=appeals,
         results_use=ResultsUseService(ctx),
+        rectification=RectificationService(ctx),
     )
 
 
@@ -168,7 +171,7 @@ def gateway_services(s: NodeServices) -> Services:
     return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
                     accounts=s.accounts, intake=s.intake, publication=s.publication,
-                    results_use=s.results_use, appeals=s.appeals)
+                    results_use=s.results_use, appeals=s.appeals, rectification=s.rectification)
 
 
 class NodeRuntime:

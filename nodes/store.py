@@ -31,6 +31,7 @@ from nodes.repositories.inbox import InboxRepository
 from nodes.repositories.intake import IntakeRepository
 from nodes.repositories.outbox import OutboxRepository
 from nodes.repositories.publications import PublicationRepository, UseListRepository
+from nodes.repositories.rectification import RectificationRepository
 from nodes.repositories.reports import ReportRepository
 from nodes.repositories.results import ResultRepository
 from nodes.repositories.scores import ScoreRepository
@@ -154,6 +155,7 @@ class Tx:
         self.publications = PublicationRepository(conn)
         self.use_lists = UseListRepository(conn)
         self.appeals = AppealRepository(conn)
+        self.rectification = RectificationRepository(conn)
 
     async def counts(self) -> dict[str, int]:
         return {"frameworks": await self.frameworks.count(), "results": await self.results.count(),

@@ -19,6 +19,7 @@ from nodes.services.appeals import AppealService
 from nodes.services.context import NodeContext
 from nodes.services.intake import IntakeService
 from nodes.services.read_models import ReadModels
+from nodes.services.rectification import RectificationService
 
 
 class HomeController(Controller):
@@ -32,7 +33,8 @@ class HomeController(Controller):
     @get("/home", guards=[signed_in])
     async def home(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                    read: NamedDependency[ReadModels], intake: NamedDependency[IntakeService],
-                   appeals: NamedDependency[AppealService]) -> Template:
+                   appeals: NamedDependency[AppealService],
+                   rectification: NamedDependency[RectificationService]) -> Template:
         who = actor(request)
         cycle = time.strftime("%Y", time.gmtime(node_context.clock() + CST))
         pending = len(await read.reviews("pending", 500)) if who.can("values.review") else 0
@@ -44,5 +46,6 @@ class HomeController(Controller):
         appealed = [{"id": a.id, "unit": a.unit, "status": APPEAL_STATUS.get(a.status, a.status), "decision": a.decision,
                      "decide_by": cst(a.decide_by), "target": a.indicator or a.target}
                     for a in await appeals.todo(who)] if who.can("appeals.view") else []
+        rect = await rectification.todo(who) if who.can("rectification.view") or who.can("comments.answer") else None
         return await page(request, "home.html.j2", node_context, pending=pending, to_review=to_review, cycle=cycle,
-                          periods=periods, returned=returned, must_change=who.must_change, appeals=appealed)
+                          periods=periods, returned=returned, must_change=who.must_change, appeals=appealed, rect=rect)
