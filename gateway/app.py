@@ -17,6 +17,7 @@ from litestar.template.config import TemplateConfig
 
 from gateway import i18n, problems, response_cache
 from gateway.controllers.admin import AdminController
+from gateway.controllers.appeals import AppealsApiController, AppealsPageController
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
 from gateway.controllers.entries_api import EntriesApiController
@@ -28,7 +29,9 @@ from gateway.controllers.node import NodeController
 from gateway.controllers.oidc import OidcController
 from gateway.controllers.public import PublicApiController, PublicController
 from gateway.controllers.publication import PublicationApiController, PublicationPageController
+from gateway.controllers.rectification import RectificationApiController, RectificationController
 from gateway.controllers.results import ResultsController
+from gateway.controllers.results_use import ResultsUseController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.session import SessionController
 from gateway.controllers.users import UserController
@@ -55,7 +58,9 @@ def create_app(services: Services) -> Litestar:
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
                         UserController, IntakeController, EntriesApiController, OidcController,
-                        ViewsController, PublicationApiController, PublicationPageController,
+                        ViewsController, PublicationApiController, PublicationPageController, ResultsUseController,
+                        AppealsApiController, AppealsPageController,
+                        RectificationController, RectificationApiController,
                         PublicController, PublicApiController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
@@ -65,7 +70,8 @@ def create_app(services: Services) -> Litestar:
         response_cache_config=response_cache.config(lambda: services.node.store.generation),
         stores={response_cache.STORE: response_cache.BoundedMemoryStore()},
         state=State({"admin_token": services.node.cfg.admin_token, "node_code": me.code, "node": services.node,
-                     "accounts": services.accounts, "oidc": oidc, "oidc_name": cfg.oidc.name if cfg.oidc else ""}),
+                     "accounts": services.accounts, "oidc": oidc,
+                     "rectification": services.rectification, "oidc_name": cfg.oidc.name if cfg.oidc else ""}),
         openapi_config=OpenAPIConfig(
             title=f"fedappraisal gateway · {me.name}", version="1.0.0", path="/schema",
             render_plugins=[SchemaRenderPlugin()],

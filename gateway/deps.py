@@ -10,6 +10,7 @@ from typing import Any
 from litestar.di import Provide
 
 from nodes.services.accounts import AccountService
+from nodes.services.appeals import AppealService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import NodeContext
@@ -20,6 +21,8 @@ from nodes.services.public_site import PublicSite
 from nodes.services.publication import PublicationService
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
+from nodes.services.rectification import RectificationService
+from nodes.services.results_use import ResultsUseService
 from nodes.services.review import ReviewService
 from nodes.services.trust import HeartbeatService
 
@@ -38,6 +41,9 @@ class Services:
     accounts: AccountService
     intake: IntakeService
     publication: PublicationService
+    results_use: ResultsUseService
+    appeals: AppealService
+    rectification: RectificationService
     public_site: PublicSite
 
 
@@ -49,4 +55,6 @@ def dependencies(s: Services) -> dict[str, Provide]:
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
             "audit_log": const(s.audit), "metrics": const(s.metrics),
             "accounts": const(s.accounts), "intake": const(s.intake),
-            "publication": const(s.publication), "public_site": const(s.public_site)}
+            "publication": const(s.publication), "results_use": const(s.results_use),
+            "appeals": const(s.appeals), "rectification": const(s.rectification),
+            "public_site": const(s.public_site)}

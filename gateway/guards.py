@@ -131,6 +131,13 @@ def check_scope(who: Principal, units: Iterable[str] = (), indicators: Iterable[
             raise Forbidden(f"{who.label} 的权限范围不含指标 {code[:32]} (indicator outside your scope)", "auth.scope")
 
 
+def check_assigned(who: Principal, assignee: str) -> None:
+    """Work assigned to one person (an appeal's reviewer): only that person acts on it, not the token."""
+    if who.system or who.login != assignee:
+        raise Forbidden(f"{who.label} 不是绩效办为此指定的复核人 (only the reviewer the office assigned may decide)",
+                        "appeals.not_assigned")
+
+
 def actor(request: Request[Any, Any, Any]) -> Principal:
     """The principal a guarded handler acts for (its guard has resolved it)."""
     who: Principal | None = request.state.get(PRINCIPAL_KEY)
@@ -140,3 +147,22 @@ def actor(request: Request[Any, Any, Any]) -> Principal:
 
 
 admin_guard = require("revocations.manage")  # machine-only routes of old: the token or an office session
+
+
+def check_capability(who: Principal, capability: str) -> None:
+    """For a route whose body says what it does (an update that is the unit's or the office's act):
+    the principal must hold the capability that act needs, as ``require`` would have checked."""
+    if not who.can(capability):
+        roles = "、".join(ROLES[r] for r in sorted(CAPABILITIES[capability]))
+        raise Forbidden(f"{who.label} 无权执行此操作，需要角色：{roles} (your roles do not allow {capability})")
+
+
+async def public_form(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A form anyone may post without signing in (公众评议): no session, so no CSRF token, but a post
+    a browser makes from another site's page is refused by its ``Origin`` (the form carries a token of
+    its own, checked by the service)."""
+    if connection.scope.get("method", "GET") in SAFE_METHODS:
+        return
+    origin = connection.headers.get("origin")
+    if origin is not None and (origin == "null" or origin.split("://", 1)[-1] != connection.headers.get("host", "")):
+        raise Forbidden("跨站请求被拒绝 (cross-origin request refused)", "auth.csrf")

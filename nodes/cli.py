@@ -755,6 +755,7 @@ async def _steps(d: object, framework: Path, check: bool) -> None:
     await d.departments()
     await d.show()
     await d.check()
+    await d.close_year()
     d.show_logins()
 
 

@@ -65,6 +65,14 @@ class Summary:
     anchors_held: int = 0
     accounts: int = 0
     departments_ranked: int = 0
+    publications: int = 0
+    appeals: int = 0
+    finals: int = 0
+    comments_answered: int = 0
+    rectification_items: int = 0
+    use_lists: int = 0
+    proofs_verified: int = 0
+    rollups_in_proofs: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -81,7 +89,11 @@ class Summary:
             "openapi_operations": self.openapi_operations, "openapi_schemas": self.openapi_schemas,
             "rollups_recomputed": self.rollups_recomputed, "descendants_current": self.descendants_current,
             "anchors_held": self.anchors_held, "accounts": self.accounts,
-            "departments_ranked": self.departments_ranked, "problems": self.problems[:20],
+            "departments_ranked": self.departments_ranked, "publications": self.publications, "appeals": self.appeals,
+            "finals": self.finals, "comments_answered": self.comments_answered,
+            "rectification_items": self.rectification_items, "use_lists": self.use_lists,
+            "proofs_verified": self.proofs_verified, "rollups_in_proofs": self.rollups_in_proofs,
+            "problems": self.problems[:20],
             "ok": self.ok,
         }, ensure_ascii=False)
 
@@ -92,6 +104,9 @@ def sample_value(township: str, indicator: str, target: Decimal, unit: str) -> D
     factor = Decimal(80 + h % 46) / 100
     quantum = Decimal(1) if unit in INTEGER_UNITS else Decimal("0.01")
     return (target * factor).quantize(quantum, rounding=ROUND_HALF_UP)
+
+
+WINDOW = 20  # seconds: the demo's publicity window (公示期); an office's lasts days
 
 
 class Demo:
@@ -327,6 +342,172 @@ class Demo:
             self.summary.departments_ranked += len(ranked)
             order = "、".join(f"{x['rank']}. {x['name']} {x['score']}" for x in sorted(ranked, key=lambda x: x["rank"]))
             c.print(f"  [green]✓[/] {self.name(s.code)} 县直部门分类考评 (departments ranked in their own class): {order}")
+
+    # ---------------------------------------------------------------- the close of the year
+    async def close_year(self) -> None:
+        """The second half of the year on the sample data (issue 11): every node with units opens 公示 for
+        a short window (WINDOW seconds here; days in an office), a township's liaison appeals one of its
+        values at its county, an eligible reviewer upholds it, the county's 统计局 re-enters the value and
+        the reviewer approves it, the office publishes again with the reason; a citizen leaves a comment
+        that the unit answers; after the window every node finalises (counties first, so the corrected
+        value rides up), rectification items are made from weak indicators, the results-use lists are
+        signed, and a citizen downloads the province's proof and checks it with the province key."""
+        c, s = self.console, self.summary
+        c.print("\n[bold]年终：公示、申诉复核、终审上报、整改、结果运用、结果查询[/] (the close of the year)")
+        publishers = [x for x in self.fed.specs if x.children or x.departments]
+        now = int(time.time())
+        closes = now + WINDOW
+        classes: dict[str, list[str]] = {}
+        for x in publishers:
+            fws = await self.get(x.code, "/api/v1/frameworks", cycle=CYCLE)
+            classes[x.code] = sorted({f["class"] for f in fws if f["role"] in ("issued", "internal")})
+            for k in classes[x.code]:
+                await self.post(x.code, "/api/v1/publications/publicity", {
+                    "cycle": CYCLE, "period": PERIOD, "class": k, "opens_at": now - 60, "closes_at": closes,
+                    "public": True})
+                s.publications += 1
+        c.print(f"  {len(publishers)} 个节点签名公示 {s.publications} 份结果，公示期 {WINDOW} 秒（演示） "
+                f"(publicity opened, visible to the units and the public)")
+
+        county = next(x for x in self.fed.specs if x.level == "county" and x.departments)
+        town = county.children[0]  # the demo's liaison (danwei) speaks for the first unit
+        await self.post(county.code, "/api/v1/tasks/generate", {"cycle": CYCLE})
+        tasks = await self.get(county.code, "/api/v1/tasks", cycle=CYCLE)
+        key = next(t["indicator"] for t in tasks if t["unit"] == town and t["provider"] == "统计局")
+        published = next(p for p in await self.get(county.code, "/api/v1/publications", cycle=CYCLE)
+                         if any(u["unit"] == town for u in p["units"]))
+        liaison, csrf = await self.session(county.code, "danwei")
+        try:
+            r = await liaison.post("/api/v1/appeals", headers={"x-csrf-token": csrf}, json={
+                "cycle": CYCLE, "period": PERIOD, "unit": town, "target": "value", "indicator": key,
+                "reason": "统计口径有误：年末数据已由区统计局核定更正，请复核 (the year-end figure was revised)"})
+            if r.status_code != 201:
+                raise RuntimeError(f"{self.name(county.code)} 申诉: HTTP {r.status_code} {r.text}")
+            appeal = r.json()
+        finally:
+            await liaison.aclose()
+        await self.post(county.code, f"/api/v1/appeals/{appeal['id']}/assign", {"reviewer": "shenhe"})
+        reviewer, csrf = await self.session(county.code, "shenhe")
+        try:
+            r = await reviewer.post(f"/api/v1/appeals/{appeal['id']}/decide", headers={"x-csrf-token": csrf}, json={
+                "decision": "upheld", "reason": "核对统计年报，原值有误，复核成立 (checked against the yearbook: upheld)"})
+            if r.status_code not in (200, 201):
+                raise RuntimeError(f"{self.name(county.code)} 复核: HTTP {r.status_code} {r.text}")
+        finally:
+            await reviewer.aclose()
+        corrected = (Decimal(appeal["before"]["value"]) * Decimal("1.05")).quantize(Decimal("0.01"))
+        provider, csrf = await self.session(county.code, "tjj")
+        try:
+            r = await provider.post("/api/v1/entries/batch", headers={"x-csrf-token": csrf}, json={
+                "cycle": CYCLE, "period": PERIOD, "submit": True,
+                "cells": [{"unit": town, "key": key, "value": str(corrected), "comment": f"申诉 #{appeal['id']} 更正"}]})
+            if r.status_code != 201:
+                raise RuntimeError(f"{self.name(county.code)} 更正: HTTP {r.status_code} {r.text}")
+        finally:
+            await provider.aclose()
+        reviewer, csrf = await self.session(county.code, "shenhe")
+        try:
+            r = await reviewer.post("/api/v1/entries/review", headers={"x-csrf-token": csrf}, json={
+                "cycle": CYCLE, "period": PERIOD, "decision": "approve", "cells": [{"unit": town, "key": key}]})
+            if r.status_code != 201:
+                raise RuntimeError(f"{self.name(county.code)} 更正审核: HTTP {r.status_code} {r.text}")
+        finally:
+            await reviewer.aclose()
+        await self.post(county.code, "/api/v1/publications/publicity", {
+            "cycle": CYCLE, "period": PERIOD, "class": published["class"], "opens_at": now - 60, "closes_at": closes,
+            "public": True, "reason": f"申诉 #{appeal['id']} 复核成立，{key} 已更正 (appeal upheld, value corrected)"})
+        after = next(a for a in await self.get(county.code, "/api/v1/appeals", cycle=CYCLE) if a["id"] == appeal["id"])
+        if after["status"] != "upheld" or after["after"].get("value") != str(corrected):
+            s.problems.append(f"{county.code}: 申诉更正未体现在新的公示中 (the correction is not in the new publicity): "
+                              f"{after['status']} {after['after']}")
+        s.appeals += 1
+        c.print(f"  [green]✓[/] {self.name(town)} 对 {key} 提出申诉 → 审核人复核成立 → 统计局更正 {appeal['before']['value']}"
+                f" → {corrected} → 审核通过 → 重新公示 (appeal upheld and corrected through entry and review); "
+                f"名次 {appeal['before'].get('rank')} → {after['after'].get('rank')}")
+
+        await self.public_comment(county, town)
+
+        wait = closes - time.time() + 1
+        if wait > 0:
+            c.print(f"  等待公示期结束 (waiting {wait:.0f} s for the window to close)…")
+            await asyncio.sleep(wait)
+        for level in ("county", "city", "province"):
+            for x in (x for x in publishers if x.level == level):
+                for k in classes[x.code]:
+                    await self.post(x.code, "/api/v1/publications/final", {"cycle": CYCLE, "period": PERIOD, "class": k})
+                    s.finals += 1
+            await asyncio.sleep(2)  # the corrected county bundle reaches the city before it finalises
+        c.print(f"  [green]✓[/] {s.finals} 份结果终审、签名、冻结，并随状态报告上报 (final, signed, frozen, reported up)")
+
+        deadline = int(time.time()) + 90 * 86400
+        for x in publishers:
+            made = await self.post(x.code, "/api/v1/rectifications", {"from": "weak", "cycle": CYCLE, "deadline": deadline})
+            s.rectification_items += len(made)
+            lists = await self.post(x.code, "/api/v1/use-lists", {"cycle": CYCLE})
+            s.use_lists += len(lists) if isinstance(lists, list) else 1
+        c.print(f"  [green]✓[/] 薄弱指标生成整改事项 {s.rectification_items} 项；结果运用名单 {s.use_lists} 份"
+                "（签名，可导出 Excel/CSV） (rectification items from weak indicators; signed results-use lists)")
+        await self.check_public()
+
+    async def public_comment(self, county: NodeSpec, town: str) -> None:
+        """公众评议: a citizen's comment on the public form (no account), answered by the unit."""
+        base = self.fed.by_code[county.code].url
+        async with httpx.AsyncClient(base_url=base, timeout=10, headers={"Origin": base}) as citizen:
+            form = await citizen.get(f"/public/comment/{town}")
+            token = re.search(r'name="token" value="([^"]+)"', form.text)
+            if token is None:
+                raise RuntimeError(f"{self.name(county.code)}: 评议表单无令牌 (no form token)")
+            r = await citizen.post(f"/public/comment/{town}", data={
+                "token": token.group(1), "body": "建议公开本街道民生项目的进度，方便群众监督。", "contact": "", "website": ""})
+            if r.status_code != 200:
+                raise RuntimeError(f"{self.name(county.code)} 公众评议: HTTP {r.status_code}")
+        liaison, csrf = await self.session(county.code, "danwei")
+        try:
+            comments = (await liaison.get("/api/v1/comments", params={"cycle": CYCLE})).json()
+            for cm in comments:
+                if cm["status"] == "new":
+                    await liaison.post(f"/comments/{cm['id']}/answer", data={
+                        "_csrf": csrf, "answer": "感谢建议，项目进度将每季度在街道公开栏和网站公开。"})
+            answered = [cm for cm in (await liaison.get("/api/v1/comments", params={"cycle": CYCLE})).json()
+                        if cm["status"] == "answered"]
+        finally:
+            await liaison.aclose()
+        if not answered:
+            self.summary.problems.append(f"{county.code}: 公众评议未得到答复 (the public comment was not answered)")
+        self.summary.comments_answered += len(answered)
+        self.console.print(f"  [green]✓[/] 公众评议 {len(answered)} 条已由 {self.name(town)} 逐条答复 (public comments answered)")
+
+    async def check_public(self) -> None:
+        """A citizen on the province's public site: the final ranking, and its proof checked offline with
+        the province's key alone (sync/publication.py verify_with_key, as `appraise public verify`)."""
+        from sync.publication import verify_with_key
+
+        s, c = self.summary, self.console
+        key = public_from_hex(self.fed.root_public, "root")
+        for x in self.fed.specs:
+            if not (x.children or x.departments):
+                continue
+            base = self.fed.by_code[x.code].url
+            for p in await self.get(x.code, "/api/v1/publications", cycle=CYCLE):
+                if p["state"] != "final":
+                    continue
+                proof = await self.http.get(f"{base}/publication/proof/{p['digest']}",
+                                            headers={"Authorization": f"Bearer {self.fed.tokens[x.code]}"})
+                try:
+                    checked = verify_with_key(proof.content, key)
+                except EnvelopeError as exc:
+                    s.problems.append(f"{x.code}: 终审结果证明未通过核验 (the proof does not verify): {exc}")
+                    continue
+                s.proofs_verified += 1
+                s.rollups_in_proofs += checked.rollups
+        prov = self.fed.province
+        page = await self.http.get(prov.url + "/public")
+        if page.status_code != 200 or "终审" not in page.text:
+            s.problems.append(f"省级公开结果页无终审结果 (no final results on the public site): HTTP {page.status_code}")
+        c.print(f"  [green]✓[/] 公众在结果查询网站看到终审结果；{s.proofs_verified} 份证明文件仅凭省级公钥离线核验通过"
+                f"（其中重算逐级汇总 {s.rollups_in_proofs} 次） (proofs verified offline with the province key alone)")
+        c.print(f"  结果查询 (public results): {prov.url}/public · 核验 (verify): appraise public verify FILE "
+                f"--root-key {self.fed.root_public}")
 
     # ---------------------------------------------------------------- check
     def expected_rollup(self, code: str, rules: dict[str, str]) -> dict[str, Decimal]:

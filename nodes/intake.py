@@ -11,6 +11,7 @@ in no part (``check`` returns the problems and nothing else).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -277,3 +278,17 @@ def previous_period(period: str) -> str:
 
 def same_period_last_year(period: str) -> str:
     return f"{int(period[:4]) - 1}{period[4:]}"
+
+
+# --- evidence files (台账, closure evidence): kept once under their SHA-256
+MAX_ATTACHMENT = 10 * 1024 * 1024
+ATTACHMENT_TYPES = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+                    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                    ".ofd": "application/ofd", ".txt": "text/plain", ".csv": "text/csv", ".zip": "application/zip"}
+
+
+def safe_name(name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = re.sub(r"[\x00-\x1f\x7f\"<>:|?*]", "_", base).strip(" .") or "file"
+    return base[:120]

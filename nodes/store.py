@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from aggregator.errors import StoreFailure
+from nodes.repositories.appeals import AppealRepository
 from nodes.repositories.assessments import AssessmentRepository
 from nodes.repositories.audit import AuditRepository
 from nodes.repositories.bundles import BundleRepository
@@ -30,6 +31,7 @@ from nodes.repositories.inbox import InboxRepository
 from nodes.repositories.intake import IntakeRepository
 from nodes.repositories.outbox import OutboxRepository
 from nodes.repositories.publications import PublicationRepository, UseListRepository
+from nodes.repositories.rectification import RectificationRepository
 from nodes.repositories.reports import ReportRepository
 from nodes.repositories.results import ResultRepository
 from nodes.repositories.scores import ScoreRepository
@@ -152,6 +154,8 @@ class Tx:
         self.intake = IntakeRepository(conn)
         self.publications = PublicationRepository(conn)
         self.use_lists = UseListRepository(conn)
+        self.appeals = AppealRepository(conn)
+        self.rectification = RectificationRepository(conn)
 
     async def counts(self) -> dict[str, int]:
         return {"frameworks": await self.frameworks.count(), "results": await self.results.count(),

@@ -379,7 +379,7 @@ rectifications = Table(
     Column("measure", Text, nullable=False, server_default=""),  # what the unit will do (整改措施)
     Column("owner", String(64), nullable=False),  # the person or office responsible
     Column("deadline", BigInteger, nullable=False),
-    Column("status", String(8), nullable=False),  # open | done | carried
+    Column("status", String(8), nullable=False),  # open | review (closure asked) | done | carried
     Column("evidence", Text, nullable=False, server_default="[]"),  # JSON array of attachment sha256
     Column("closure", Text, nullable=False, server_default=""),  # how it was closed
     Column("created_by", String(64), nullable=False),

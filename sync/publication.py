@@ -270,13 +270,15 @@ def verify_with_key(data: bytes, root_key: Ed25519PublicKey) -> Checked:
     """:func:`verify_proof` for someone who holds only the province's public key (a citizen): the
     province's code is read from the first certificate, which that key must have signed."""
     try:
-        chain = list(pb.PublicationProof.FromString(data[:MAX_PROOF_BYTES + 1]).certificate_chain)
-        first = pb.NodeCertificate.FromString(open_envelope(chain[0], PAYLOAD_CERTIFICATE).payload) if chain else None
+        proof = pb.PublicationProof.FromString(data[:MAX_PROOF_BYTES + 1])
+        chain = list(proof.certificate_chain)
+        if chain:
+            code = pb.NodeCertificate.FromString(open_envelope(chain[0], PAYLOAD_CERTIFICATE).payload).issuer_code
+        else:  # the province publishes under its own key: no certificate between it and the key
+            code = pb.Publication.FromString(open_envelope(proof.publication, PAYLOAD_PUBLICATION).payload).node
     except DecodeError:
         raise ProofError("不是公布结果证明文件 (not a publication proof)", code="publication.not_a_proof") from None
-    if first is None:
-        raise ProofError("证明文件中没有证书链 (the proof carries no certificates)", code="publication.no_chain")
-    return verify_proof(data, root_identity(first.issuer_code, "", root_key))
+    return verify_proof(data, root_identity(code, "", root_key))
 
 
 def _framework(envelope: bytes, chain: list[bytes], root: Identity, pub: Published) -> Framework:

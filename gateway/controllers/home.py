@@ -13,10 +13,13 @@ from litestar.response import Redirect, Template
 from gateway.controllers.intake import CST, cst
 from gateway.guards import actor, current, signed_in
 from gateway.pages import page
+from nodes.appeals import STATUS_ZH as APPEAL_STATUS
 from nodes.intake import STATUS_ZH
+from nodes.services.appeals import AppealService
 from nodes.services.context import NodeContext
 from nodes.services.intake import IntakeService
 from nodes.services.read_models import ReadModels
+from nodes.services.rectification import RectificationService
 
 
 class HomeController(Controller):
@@ -29,7 +32,9 @@ class HomeController(Controller):
 
     @get("/home", guards=[signed_in])
     async def home(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                   read: NamedDependency[ReadModels], intake: NamedDependency[IntakeService]) -> Template:
+                   read: NamedDependency[ReadModels], intake: NamedDependency[IntakeService],
+                   appeals: NamedDependency[AppealService],
+                   rectification: NamedDependency[RectificationService]) -> Template:
         who = actor(request)
         cycle = time.strftime("%Y", time.gmtime(node_context.clock() + CST))
         pending = len(await read.reviews("pending", 500)) if who.can("values.review") else 0
@@ -38,5 +43,9 @@ class HomeController(Controller):
         periods = [{**p, "due": cst(int(str(p["due_at"])))} for p in todo.periods] if todo else []
         returned = [{"ref": f"{e.unit}/{e.key}", "period": e.period, "value": e.value, "reason": e.reason,
                      "status": STATUS_ZH.get(e.status, e.status), "by": e.decided_by} for e in todo.returned] if todo else []
+        appealed = [{"id": a.id, "unit": a.unit, "status": APPEAL_STATUS.get(a.status, a.status), "decision": a.decision,
+                     "decide_by": cst(a.decide_by), "target": a.indicator or a.target}
+                    for a in await appeals.todo(who)] if who.can("appeals.view") else []
+        rect = await rectification.todo(who) if who.can("rectification.view") or who.can("comments.answer") else None
         return await page(request, "home.html.j2", node_context, pending=pending, to_review=to_review, cycle=cycle,
-                          periods=periods, returned=returned, must_change=who.must_change)
+                          periods=periods, returned=returned, must_change=who.must_change, appeals=appealed, rect=rect)

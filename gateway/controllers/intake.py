@@ -27,11 +27,12 @@ from gateway.i18n import language
 from gateway.pages import page, see_other
 from gateway.params import OptCycle, OptKey, OptPage, OptPeriod, OptUnit, Sha256Path
 from gateway.problems import STATUS_BY_KIND
+from gateway.rectification_view import rectification_tasks
 from nodes import intake_excel
 from nodes.accounts import Principal
-from nodes.intake import STATUS_ZH, CellInput, IntakeRefused, Problem, check, periods_of
+from nodes.intake import STATUS_ZH, CellInput, IntakeRefused, Problem, check, periods_of, safe_name
 from nodes.services.context import NodeContext
-from nodes.services.intake import IntakeService, cells_of, safe_name
+from nodes.services.intake import IntakeService, cells_of
 from nodes.services.read_models import ReadModels
 from nodes.services.review import ReviewService
 
@@ -137,8 +138,10 @@ class IntakeController(Controller):
         periods = [{"period": p.period, "opens": cst_date(p.opens_at), "due": cst_date(p.due_at)}
                    for p in await intake.periods(cycle)]
         providers = sorted({t.provider for t in rows if t.provider})
+        rectification = await rectification_tasks(request, cycle, who)
         return await page(request, "tasks.html.j2", node, status=status, cycle=cycle, groups=list(by_ind.values()),
-                          periods=periods, providers=providers, manage=who.can("tasks.manage"), **extra)
+                          periods=periods, providers=providers, manage=who.can("tasks.manage"),
+                          rectification=rectification, **extra)
 
     @post("/tasks/generate", guards=[require("tasks.manage")])
     async def generate(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],

@@ -16,7 +16,6 @@ Checks of each cell (in the task, editable, a number in bounds, outliers explain
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -26,6 +25,8 @@ from aggregator.framework import Framework
 from aggregator.numbers import parse_decimal
 from nodes.accounts import Principal
 from nodes.intake import (
+    ATTACHMENT_TYPES,
+    MAX_ATTACHMENT,
     STATUS_ZH,
     CellInput,
     CellState,
@@ -37,6 +38,7 @@ from nodes.intake import (
     check,
     periods_of,
     previous_period,
+    safe_name,
     same_period_last_year,
     value_columns,
     window_of,
@@ -55,11 +57,6 @@ from nodes.store import Tx
 from sync.ports import FrameworkRecord
 
 SignOwn = Callable[[str, str, Mapping[str, object], str], Awaitable[str]]
-MAX_ATTACHMENT = 10 * 1024 * 1024
-ATTACHMENT_TYPES = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-                    ".ofd": "application/ofd", ".txt": "text/plain", ".csv": "text/csv", ".zip": "application/zip"}
 SELF = "本级"  # how the node itself is named among its units
 
 
@@ -110,12 +107,6 @@ def _task_visible(who: Principal, t: TaskRecord) -> bool:
     if "provider" in who.roles and t.provider and t.provider == who.org:
         return True
     return "unit" in who.roles and not t.provider and bool(who.units) and t.unit in who.units
-
-
-def safe_name(name: str) -> str:
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = re.sub(r"[\x00-\x1f\x7f\"<>:|?*]", "_", base).strip(" .") or "file"
-    return base[:120]
 
 
 SNAPSHOT_TTL = 10.0  # seconds; any committed write makes a new one sooner (nodes/read_cache.py)
