@@ -229,6 +229,18 @@ async def test_search_and_unit_page(site: tuple[Node, Federation, httpx.AsyncCli
     assert trend["labels"] == ["2026 2026-H1", "2026 2026-Y"] and trend["of"] == 2
     assert trend["scores"][1] == to_text(f.score)
 
+    # public comments (公众评议): only an answered one is shown, question and answer, on the unit's page
+    assert f'href="/public/comment/{TOWNS[1]}"' in page.text and 'data-testid="comment"' not in page.text
+    rect = node.rectification
+    c = await rect.submit_comment(unit=TOWNS[1], body="窗口办事排队太久", contact="13800000000", address="10.0.0.9",
+                                  token=rect.form_token(TOWNS[1]))
+    page = await client.get(f"/public/units/{TOWNS[1]}", headers=HTML)
+    assert "窗口办事排队太久" not in page.text
+    await rect.answer(OFFICE, c.id, "已增设两个窗口")
+    page = await client.get(f"/public/units/{TOWNS[1]}", headers=HTML)
+    assert page.text.count('data-testid="comment"') == 1 and "窗口办事排队太久" in page.text
+    assert "已增设两个窗口" in page.text and "13800000000" not in page.text
+
 
 async def test_superseded_final_answers_404_naming_the_current(
         site: tuple[Node, Federation, httpx.AsyncClient]) -> None:

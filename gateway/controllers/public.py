@@ -31,6 +31,7 @@ from gateway.schemas import PublicPublication, PublicPublicationSummary
 from nodes import public_data
 from nodes.services.context import NodeContext
 from nodes.services.public_site import PublicSite, Shown, Snapshot, current_path
+from nodes.services.rectification import RectificationService
 from sync.publication import FINAL
 
 DIGEST = r"[0-9a-f]{64}"
@@ -108,7 +109,8 @@ class PublicController(Controller):
 
     @get("/public/units/{code:str}", cache=PAGE_SECONDS)
     async def unit(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
-                   public_site: NamedDependency[PublicSite], code: UnitPath) -> Template:
+                   public_site: NamedDependency[PublicSite], rectification: NamedDependency[RectificationService],
+                   code: UnitPath) -> Template:
         snap = await public_site.snapshot()
         rows = snap.unit(code)
         if not rows:
@@ -122,8 +124,13 @@ class PublicController(Controller):
         values = [{"indicator": v.indicator, "name": names.get(v.indicator, ""), "value": to_text(v.value),
                    "source": v.source, "bundle": v.bundle_id[:12]} for v in latest.figure.values]
         trend = [h for h in history if h["assessed"]]
+        comments = [{"cycle": c.cycle, "body": c.body, "answer": c.answer, "asked": cst_date(c.created_at),
+                     "answered": cst_date(c.answered_at)}
+                    for cycle in sorted({h["cycle"] for h in history}, reverse=True)
+                    for c in await rectification.answered(cycle, code)]
         return _page(request, node_context, "public_unit.html.j2", snap, code=code, name=latest.figure.name,
-                     history=history, latest={**history[-1], "groups": groups, "values": values},
+                     history=history, comments=comments, comment_href=f"/public/comment/{quote(code)}",
+                     latest={**history[-1], "groups": groups, "values": values},
                      trend_chart={"title": "", "labels": [f"{h['cycle']} {h['period']}" for h in trend],
                                   "scores": [h["score"] for h in trend], "ranks": [h["rank"] for h in trend],
                                   "of": max((h["of"] for h in trend), default=1)},
