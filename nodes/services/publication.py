@@ -168,7 +168,10 @@ class PublicationService:
                 raise Conflict(f"{cited[bundle_id]} 的数值所依据的结果包 {bundle_id[:12]}… 不在本节点 "
                                "(the bundle a value rests on is not held)", code="publication.bundle_missing")
             sources.append(Source(b.node, b.id, bundle_from_message(b.message).seq, b.message, b.reviewer))
-        approvals, evidence = attach(me, sources, now)
+        # the evidence exactly as received: its own evidence still carries the frameworks the level below
+        # rolled up by, which the check needs two levels down (attach trims those for a parent)
+        approvals, _ = attach(me, sources, now)
+        evidence = [src.message for src in sources]
         previous = [p.envelope for p in reversed(await self.history(tx, row.cycle, period, row.unit_class))]
         proof = pubs.make_proof(envelope, me.chain, row.envelope, evidence, approvals, previous)
         rec = PublicationRecord(signed.digest, me.code, row.cycle, period, row.unit_class, row.digest, doc.version,
