@@ -20,6 +20,7 @@ from gateway.controllers.admin import AdminController
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
 from gateway.controllers.entries_api import EntriesApiController
+from gateway.controllers.feedback import FeedbackApiController, FeedbackController
 from gateway.controllers.frameworks import FrameworkController
 from gateway.controllers.home import HomeController
 from gateway.controllers.intake import IntakeController
@@ -53,7 +54,7 @@ def create_app(services: Services) -> Litestar:
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
                         UserController, IntakeController, EntriesApiController, OidcController,
-                        ViewsController,
+                        ViewsController, FeedbackController, FeedbackApiController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},

@@ -14,6 +14,7 @@ from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import NodeContext
 from nodes.services.entry import EntryService
+from nodes.services.feedback import FeedbackService
 from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
 from nodes.services.query import QueryService
@@ -35,6 +36,7 @@ class Services:
     metrics: NodeMetrics
     accounts: AccountService
     intake: IntakeService
+    feedback: FeedbackService  # 绩效报告 (issue 11)
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -44,4 +46,5 @@ def dependencies(s: Services) -> dict[str, Provide]:
     return {"node_context": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
             "audit_log": const(s.audit), "metrics": const(s.metrics),
-            "accounts": const(s.accounts), "intake": const(s.intake)}
+            "accounts": const(s.accounts), "intake": const(s.intake),
+            "feedback_service": const(s.feedback)}

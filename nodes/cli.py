@@ -36,6 +36,9 @@ app.add_typer(weights_app, name="weights")
 from nodes.cli_users import users_app  # noqa: E402  (kept beside the other sub-commands)
 
 app.add_typer(users_app, name="users")
+from nodes.cli_reports import reports_app  # noqa: E402  (绩效报告, issue 11)
+
+app.add_typer(reports_app, name="reports")
 err = Console(stderr=True, soft_wrap=True, highlight=False)  # messages carry file:line; never re-wrap them
 
 

@@ -28,6 +28,7 @@ from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import Health, NodeContext, Tasks, Wakeups
 from nodes.services.entry import EntryService
+from nodes.services.feedback import FeedbackService
 from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
 from nodes.services.outbox import OutboxRelay
@@ -104,6 +105,7 @@ class NodeServices:
     accounts: AccountService
     intake: IntakeService
     publication: PublicationService
+    feedback: FeedbackService
 
 
 @dataclass
@@ -154,13 +156,14 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
         reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx), accounts=AccountService(ctx, cfg.web),
         intake=IntakeService(ctx, scoring, sign_own=entry.enter_values), publication=PublicationService(ctx),
+        feedback=FeedbackService(ctx),
     )
 
 
 def gateway_services(s: NodeServices) -> Services:
     return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
-                    accounts=s.accounts, intake=s.intake)
+                    accounts=s.accounts, intake=s.intake, feedback=s.feedback)
 
 
 class NodeRuntime:

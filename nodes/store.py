@@ -25,6 +25,7 @@ from aggregator.errors import StoreFailure
 from nodes.repositories.assessments import AssessmentRepository
 from nodes.repositories.audit import AuditRepository
 from nodes.repositories.bundles import BundleRepository
+from nodes.repositories.feedback import FeedbackRepository
 from nodes.repositories.frameworks import FrameworkRepository
 from nodes.repositories.inbox import InboxRepository
 from nodes.repositories.intake import IntakeRepository
@@ -152,6 +153,7 @@ class Tx:
         self.intake = IntakeRepository(conn)
         self.publications = PublicationRepository(conn)
         self.use_lists = UseListRepository(conn)
+        self.feedback = FeedbackRepository(conn)  # 绩效报告 (and what they read of appeals, rectification)
 
     async def counts(self) -> dict[str, int]:
         return {"frameworks": await self.frameworks.count(), "results": await self.results.count(),
