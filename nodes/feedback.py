@@ -7,8 +7,9 @@ publication names, or of the bundles its values cite. Nothing is recomputed from
 - **Breakdown by indicator group**: each top-level indicator of the framework (a 一级指标), the
   points its leaves earned against its weight, and the class average of the same.
 - **Rank and grade in the class**: as published, with the number of units ranked and the class average.
-- **Strengths**: the leaves with the highest share of their weight earned.
-- **Weak indicators**: a leaf is weak when it is among the lowest shares of weight earned, or below
+- **Strengths**: the leaves with the highest share of their weight earned (at most :data:`TOP`, and
+  at most a third of the leaves), each at or above the class average on it.
+- **Weak indicators**: a leaf is weak when it is among the lowest shares of weight earned (as many), or below
   the class average share on that leaf by more than :data:`BELOW_AVERAGE`, or its value lags its
   target (aggregator/progress.py ``warn``, as ``/api/v1/warnings`` computes it: yellow or red).
 - **Trend**: the unit's figure in the latest publication of each earlier cycle this node holds.
@@ -277,9 +278,11 @@ def build(pub: Published, fw: Framework, unit: str, *, history: Sequence[Publish
                             sum((ln.points for ln in mine), ZERO), class_points, len(mine)))
 
     measured = [ln for ln in lines if ln.share is not None and ln.weight > 0]
-    strengths = tuple(sorted(measured, key=lambda ln: (-(ln.share or ZERO), -ln.weight, ln.code))[:TOP])
-    lowest = {ln.code for ln in sorted(measured, key=lambda ln: (ln.share or ZERO, -ln.weight, ln.code))[:TOP]
-              if (ln.share or ZERO) < 1}
+    k = max(1, min(TOP, len(measured) // 3))  # a third of the leaves at most: two leaves are one strength, one weak
+    strengths = tuple(ln for ln in sorted(measured, key=lambda ln: (-(ln.share or ZERO), -ln.weight, ln.code))[:k]
+                      if (ln.share or ZERO) > 0 and (ln.class_share is None or (ln.share or ZERO) >= ln.class_share))
+    lowest = {ln.code for ln in sorted(measured, key=lambda ln: (ln.share or ZERO, -ln.weight, ln.code))[:k]
+              if (ln.share or ZERO) < 1 and ln not in strengths}
     weak: list[Weak] = []
     for ln in lines:
         reasons: list[str] = []
