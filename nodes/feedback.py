@@ -152,6 +152,17 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class SourceGroup:
+    """The values that share one origin: one cited bundle, or this node's providers or entry."""
+
+    number: int  # 1-based, as the indicator table refers to it
+    source: str
+    bundle_id: str
+    bundle: BundleInfo | None
+    indicators: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Adjustment:
     item: str
     name: str
@@ -196,7 +207,11 @@ class Report:
     appeals: tuple[AppealItem, ...]
     rectifications: tuple[RectItem, ...]
     provenance: tuple[Provenance, ...]
+    sources: tuple[SourceGroup, ...]  # the provenance grouped by origin (one row per bundle in the report)
     generated_at: int
+
+    def source_number(self, indicator: str) -> int:
+        return next((g.number for g in self.sources if indicator in g.indicators), 0)
 
 
 def _dec(raw: object) -> Decimal:
@@ -327,6 +342,12 @@ def build(pub: Published, fw: Framework, unit: str, *, history: Sequence[Publish
     provenance = tuple(Provenance(v.indicator, names.get(v.indicator, ""), v.value, v.source,
                                   bundles.get(v.bundle_id) if v.bundle_id else None, v.bundle_id)
                        for v in sorted(fig.values, key=lambda v: v.indicator))
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for p in provenance:
+        grouped.setdefault((p.source, p.bundle_id), []).append(p.indicator)
+    sources = tuple(SourceGroup(n, src, bid, bundles.get(bid) if bid else None, tuple(codes))
+                    for n, ((src, bid), codes) in enumerate(sorted(grouped.items(), key=lambda kv: (kv[0][0] != "reported",
+                                                                                                kv[0])), 1))
     rects = tuple(RectItem(r.id, r.cycle, r.source, r.ref, r.title, r.measure, r.owner, r.deadline, r.status,
                            overdue=r.status == "open" and 0 < r.deadline < now)
                   for r in sorted(rectifications, key=lambda r: (r.deadline, r.id)) if r.status == "open")
@@ -341,4 +362,4 @@ def build(pub: Published, fw: Framework, unit: str, *, history: Sequence[Publish
         bonus=_dec(explained.get("bonus")), deduction=_dec(explained.get("deduction")), adjustments=adjustments,
         groups=tuple(groups), lines=tuple(lines), strengths=strengths, weak=tuple(weak), trend=tuple(trend),
         appeals=tuple(sorted(appeals, key=lambda a: (a.filed_at, a.id))), rectifications=rects,
-        provenance=provenance, generated_at=now)
+        provenance=provenance, sources=sources, generated_at=now)

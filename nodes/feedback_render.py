@@ -39,6 +39,7 @@ FONT_DIR = Path(os.environ.get("FEDAPPRAISAL_CJK_FONT_DIR")
                 or HERE.parent / "gateway" / "static" / "vendor" / "noto-sans-sc-ttf")
 FONTS = (("400", "400Regular/NotoSansSC_400Regular.ttf"), ("700", "700Bold/NotoSansSC_700Bold.ttf"))
 CST = 8 * 3600
+POOL_MIN = 6  # reports per worker below which the pool's start (WeasyPrint and the fonts, ~1.5 s) does not pay
 
 
 @pass_context
@@ -160,7 +161,7 @@ def render_many(reports: Sequence[Report], *, workers: int = 0, lang: str = "zh-
     """Every report's PDF, in order; ``workers`` processes (0: one per CPU, at most 4; 1: in this
     process). ``progress(done, report)`` after each one."""
     workers = workers or min(4, os.cpu_count() or 1)
-    if workers <= 1 or len(reports) < 2 * workers:
+    if workers <= 1 or len(reports) < POOL_MIN * workers:
         out = []
         for n, r in enumerate(reports, 1):
             out.append(pdf(r, lang))

@@ -172,10 +172,10 @@ async def test_batch_in_worker_processes_gives_the_same_reports(county: tuple[No
     await publicise(node)
     async with node.context.store.read() as r:
         reps = [await node.feedback.report(r, "2026", None, t) for t in TOWNS]
-    reps = reps * 3  # six: enough for two workers
+    reps = reps * feedback_render.POOL_MIN  # enough for two workers
     done: list[int] = []
     many = feedback_render.render_many(reps, workers=2, progress=lambda n, _: done.append(n))
-    assert sorted(done) == list(range(1, 7)) and len(many) == 6
+    assert sorted(done) == list(range(1, len(reps) + 1)) and len(many) == len(reps)
     for rep, data in zip(reps, many, strict=True):
         text, _ = pdf_text(data)
         assert rep.name in "".join(text.split())
