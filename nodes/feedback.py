@@ -253,10 +253,40 @@ def _mean(xs: Sequence[Decimal]) -> Decimal:
         return sum(xs, ZERO) / len(xs)
 
 
+@dataclass(frozen=True)
+class ClassView:
+    """What every report of one publication shares: each unit's explained parts, the ranked units and
+    the class averages per leaf and per group (computed once per batch, not once per unit)."""
+
+    parts: Mapping[str, Mapping[str, Mapping[str, object]]]  # unit → leaf → part
+    scored: tuple[Figure, ...]
+    leaf_share: Mapping[str, Decimal | None]  # leaf → class average share
+    group_points: Mapping[str, Decimal]  # group → class average points
+    average: Decimal
+
+
+def class_view(pub: Published, fw: Framework) -> ClassView:
+    groups_of = _group_of(fw)
+    parts = {f.unit: _parts(f) for f in pub.units}
+    scored = tuple(f for f in pub.units if f.explain().get("assessed", True) and f.rank > 0)
+    leaf_share: dict[str, Decimal | None] = {}
+    for leaf in fw.leaves():
+        peers = [s for s in (_share(parts[f.unit].get(leaf.code)) for f in scored) if s is not None]
+        leaf_share[leaf.code] = _mean(peers) if peers else None
+    group_points: dict[str, Decimal] = {}
+    for top in {g.code for g in groups_of.values()}:
+        leaves = [code for code, g in groups_of.items() if g.code == top]
+        group_points[top] = _mean([sum((_dec(parts[f.unit].get(code, {}).get("score")) for code in leaves), ZERO)
+                                   for f in scored])
+    return ClassView(parts, scored, leaf_share, group_points, _mean([f.score for f in scored]))
+
+
 def build(pub: Published, fw: Framework, unit: str, *, history: Sequence[Published] = (),
           appeals: Sequence[AppealItem] = (), rectifications: Sequence[RectItem] = (),
-          bundles: Mapping[str, BundleInfo] | None = None, node_name: str = "", now: int = 0) -> Report:
-    """The report of ``unit`` from publication ``pub`` of framework ``fw`` (see the module docstring)."""
+          bundles: Mapping[str, BundleInfo] | None = None, node_name: str = "", now: int = 0,
+          view: ClassView | None = None) -> Report:
+    """The report of ``unit`` from publication ``pub`` of framework ``fw`` (see the module docstring);
+    ``view``: :func:`class_view` of the same publication, when a batch has it already."""
     fig = pub.unit(unit)
     if fig is None:
         raise NotFound(f"单位 {unit[:16]} 不在 {pub.cycle} 年度 {pub.period} 的公布结果中 (unit not in the publication)",
@@ -264,20 +294,19 @@ def build(pub: Published, fw: Framework, unit: str, *, history: Sequence[Publish
     bundles = bundles or {}
     groups_of = _group_of(fw)
     explained = fig.explain()
-    all_parts = {f.unit: _parts(f) for f in pub.units}
-    scored = [f for f in pub.units if f.explain().get("assessed", True) and f.rank > 0]
+    view = view or class_view(pub, fw)
+    scored = view.scored
     values = {v.indicator: v.value for v in fig.values}
     unit_class = fw.unit_class_of(unit)
 
     lines: list[Line] = []
     for leaf in fw.leaves():
-        part = all_parts[unit].get(leaf.code)
-        peers = [s for s in (_share(all_parts[f.unit].get(leaf.code)) for f in scored) if s is not None]
+        part = view.parts[unit].get(leaf.code)
         share = _share(part)
         lines.append(Line(
             code=leaf.code, name=leaf.name, group=groups_of[leaf.code].code, method=leaf.method,
             weight=leaf.weight, points=_dec(part.get("score")) if part else ZERO, share=share,
-            class_share=_mean(peers) if peers else None, value=values.get(leaf.code), measure_unit=leaf.measure_unit,
+            class_share=view.leaf_share.get(leaf.code), value=values.get(leaf.code), measure_unit=leaf.measure_unit,
             target=leaf.target_for(unit, unit_class), note=str(part.get("note", "")) if part else "",
             missing=part is not None and "share" not in part and not str(part.get("note", "")).startswith("中期不考核")))
 
@@ -287,10 +316,8 @@ def build(pub: Published, fw: Framework, unit: str, *, history: Sequence[Publish
         mine = [ln for ln in lines if ln.group == top.code]
         if not mine:
             continue
-        class_points = _mean([sum((_dec(all_parts[f.unit].get(ln.code, {}).get("score")) for ln in mine), ZERO)
-                              for f in scored])
-        groups.append(Group(top.code, top.name, top.weight,
-                            sum((ln.points for ln in mine), ZERO), class_points, len(mine)))
+        groups.append(Group(top.code, top.name, top.weight, sum((ln.points for ln in mine), ZERO),
+                            view.group_points.get(top.code, ZERO), len(mine)))
 
     measured = [ln for ln in lines if ln.share is not None and ln.weight > 0]
     k = max(1, min(TOP, len(measured) // 3))  # a third of the leaves at most: two leaves are one strength, one weak
@@ -358,7 +385,7 @@ def build(pub: Published, fw: Framework, unit: str, *, history: Sequence[Publish
         version=pub.version, state=pub.state, published_at=pub.published_at, score=fig.score, rank=fig.rank,
         of=len(scored), grade=fig.grade, grade_reason=str(explained.get("grade_reason", "")),
         assessed=bool(explained.get("assessed", True)), complete=bool(explained.get("complete", True)),
-        class_average=_mean([f.score for f in scored]), base=_dec(explained.get("base")),
+        class_average=view.average, base=_dec(explained.get("base")),
         bonus=_dec(explained.get("bonus")), deduction=_dec(explained.get("deduction")), adjustments=adjustments,
         groups=tuple(groups), lines=tuple(lines), strengths=strengths, weak=tuple(weak), trend=tuple(trend),
         appeals=tuple(sorted(appeals, key=lambda a: (a.filed_at, a.id))), rectifications=rects,

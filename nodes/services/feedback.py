@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aggregator.errors import NotFound
+from aggregator.framework import Framework
 from nodes import feedback_render
 from nodes.accounts import Principal
-from nodes.feedback import BundleInfo, Report, build
+from nodes.feedback import BundleInfo, ClassView, Report, build, class_view
 from nodes.repositories.feedback import StoredReport
 from nodes.repositories.publications import PublicationRecord
 from nodes.services.context import NodeContext, check_period, framework_of
@@ -38,6 +39,15 @@ class Generated:
     publication: str
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class _Context:
+    rec: PublicationRecord
+    pub: pubs.Published
+    fw: Framework
+    history: list[pubs.Published]
+    view: ClassView
 
 
 def default_period(cycle: str, period: str | None) -> str:
@@ -75,19 +85,21 @@ class FeedbackService:
         per = default_period(cycle, period)
         return await self._report(tx, await self._publication_of(tx, cycle, per, unit), unit)
 
-    async def _report(self, tx: Tx, rec: PublicationRecord, unit: str) -> Report:
+    async def _context(self, tx: Tx, rec: PublicationRecord) -> _Context:
+        """What every unit's report of one publication shares, read and decoded once."""
         pub = pubs.read(rec.envelope)
         fw_row = await tx.frameworks.get(rec.framework_digest)
         if fw_row is None:  # not reached: a publication is made from a framework held here
             raise NotFound("公布结果所依据的指标体系不在本节点 (the publication's framework is not held)",
                            code="feedback.framework_missing")
-        fig = pub.unit(unit)
-        history = []
-        for other in await tx.publications.current(self.ctx.me.code):
-            if other.role == "own" and other.cycle < rec.cycle and other.period.endswith(rec.period[4:]):
-                doc = pubs.read(other.envelope)
-                if doc.unit(unit) is not None:
-                    history.append(doc)
+        fw = framework_of(fw_row)
+        history = [pubs.read(o.envelope) for o in await tx.publications.current(self.ctx.me.code)
+                   if o.role == "own" and o.cycle < rec.cycle and o.period.endswith(rec.period[4:])]
+        return _Context(rec, pub, fw, history, class_view(pub, fw))
+
+    async def _report(self, tx: Tx, rec: PublicationRecord, unit: str, shared: _Context | None = None) -> Report:
+        c = shared or await self._context(tx, rec)
+        fig = c.pub.unit(unit)
         bundles: dict[str, BundleInfo] = {}
         for v in fig.values if fig is not None else ():
             if v.bundle_id and v.bundle_id not in bundles:
@@ -95,10 +107,10 @@ class FeedbackService:
                 if b is not None:
                     bundles[v.bundle_id] = BundleInfo(b.id, b.node, b.seq, b.received_at, b.status, b.reviewer,
                                                       b.reviewed_at)
-        return build(pub, framework_of(fw_row), unit, history=history,
+        return build(c.pub, c.fw, unit, history=[h for h in c.history if h.unit(unit) is not None],
                      appeals=await tx.feedback.appeals(rec.cycle, unit, rec.period),
                      rectifications=await tx.feedback.rectifications(unit, rec.cycle), bundles=bundles,
-                     node_name=self.ctx.me.name, now=self.ctx.clock())
+                     node_name=self.ctx.me.name, now=self.ctx.clock(), view=c.view)
 
     async def stored(self, tx: Tx, cycle: str, period: str | None = None) -> list[StoredReport]:
         return await tx.feedback.list(cycle, default_period(cycle, period))
@@ -129,9 +141,10 @@ class FeedbackService:
                                code="feedback.nothing_published")
             todo: list[tuple[PublicationRecord, Report]] = []
             for rec in recs:
-                for u in pubs.read(rec.envelope).units:
+                shared = await self._context(r, rec)
+                for u in shared.pub.units:
                     if units is None or u.unit in units:
-                        todo.append((rec, await self._report(r, rec, u.unit)))
+                        todo.append((rec, await self._report(r, rec, u.unit, shared)))
         total = len(todo)
         if progress is not None:
             progress(0, total, "")
