@@ -5,11 +5,12 @@
 Starts the demo federation (15 nodes, SQLite, embedded nats-server; the same steps as `./dev demo`),
 and in the same run a one-route Litestar app ("hello") served the same way (uvicorn, one process).
 wrk (Debian package ``wrk``) drives each endpoint of the province's gateway at ``--connections``
-connections for ``--seconds`` seconds: hello (the baseline), ``/api/v1/rankings``, ``/`` (the
-dashboard), ``/api/v1/drilldown`` (depth 3, which fans out over gRPC to every level) and
-``/api/v1/values``. It prints per endpoint req/s, p50 and p99 latency and the ratio to the baseline;
-for the drill-down also the fraction of partial answers (a sample of answers fetched before and after
-the load, and every non-200 answer during it). The last line is JSON.
+connections for ``--seconds`` seconds: hello (the baseline), ``/api/v1/rankings``, ``/dashboard``,
+``/api/v1/drilldown`` (depth 3, which fans out over gRPC to every level) and ``/api/v1/values``, all with
+the office's bearer token (computed results are not public: issue 11). It prints per endpoint req/s, p50
+and p99 latency and the ratio to the baseline; for the drill-down also the fraction of partial answers (a
+sample of answers fetched before and after the load, and every non-200 answer during it). The last line
+is JSON.
 """
 
 from __future__ import annotations
@@ -76,9 +77,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wrk(url: str, seconds: int, connections: int, lua: Path) -> dict[str, Any]:
+def wrk(url: str, seconds: int, connections: int, lua: Path, token: str = "") -> dict[str, Any]:
+    auth = ["-H", f"Authorization: Bearer {token}"] if token else []  # computed results need results.interim
     done = subprocess.run(["wrk", f"-t{min(2, os.cpu_count() or 1)}", f"-c{connections}", f"-d{seconds}s",
-                           "--latency", "-s", str(lua), url], capture_output=True, text=True, check=True,
+                           "--latency", *auth, "-s", str(lua), url], capture_output=True, text=True, check=True,
                           timeout=seconds + 60)
     out = done.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -105,8 +107,8 @@ async def demo_up(workdir: Path) -> Demo:
     return d
 
 
-def partial_fraction(url: str, samples: int = 20) -> float:
-    with httpx.Client(timeout=10) as http:
+def partial_fraction(url: str, token: str, samples: int = 20) -> float:
+    with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
         partial = 0
         for _ in range(samples):
             r = http.get(url)
@@ -137,6 +139,7 @@ def main() -> int:
         try:
             d = loop.run_until_complete(demo_up(Path(tmp) / "demo"))
             prov = d.fed.province.url
+            token = d.fed.tokens[d.fed.province.code]
             for _ in range(100):
                 try:
                     httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
@@ -146,10 +149,11 @@ def main() -> int:
             q = f"cycle={CYCLE}&period={PERIOD}"
             drill = f"{prov}/api/v1/drilldown?{q}&indicator=A1&depth=3"
             targets = {"hello": f"http://127.0.0.1:{port}/", "rankings": f"{prov}/api/v1/rankings?{q}",
-                       "dashboard": f"{prov}/", "drilldown": drill, "values": f"{prov}/api/v1/values?cycle={CYCLE}"}
-            before = partial_fraction(drill)
-            results = {name: wrk(url, args.seconds, args.connections, lua) for name, url in targets.items()}
-            after = partial_fraction(drill)
+                       "dashboard": f"{prov}/dashboard", "drilldown": drill, "values": f"{prov}/api/v1/values?cycle={CYCLE}"}
+            before = partial_fraction(drill, token)
+            results = {name: wrk(url, args.seconds, args.connections, lua, "" if name == "hello" else token)
+                       for name, url in targets.items()}
+            after = partial_fraction(drill, token)
         finally:
             if d is not None:
                 loop.run_until_complete(d.close())

@@ -47,7 +47,7 @@ from nodes.launcher import Federation, NodeSpec
 from nodes.runtime import build_services, gateway_services
 from nodes.store import Store
 
-PAGES = ("/health", "/login", "/home", "/", "/tasks", "/users", "/entry?cycle=2026&period=2026-Y",
+PAGES = ("/health", "/login", "/home", "/dashboard", "/tasks", "/users", "/entry?cycle=2026&period=2026-Y",
          "/review?cycle=2026")
 
 

@@ -17,6 +17,7 @@ from litestar.template.config import TemplateConfig
 
 from gateway import i18n, problems, response_cache
 from gateway.controllers.admin import AdminController
+from gateway.controllers.appeals import AppealsApiController, AppealsPageController
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
 from gateway.controllers.entries_api import EntriesApiController
@@ -27,7 +28,9 @@ from gateway.controllers.intake import IntakeController
 from gateway.controllers.metrics import MetricsController
 from gateway.controllers.node import NodeController
 from gateway.controllers.oidc import OidcController
+from gateway.controllers.publication import PublicationApiController, PublicationPageController
 from gateway.controllers.results import ResultsController
+from gateway.controllers.results_use import ResultsUseController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.session import SessionController
 from gateway.controllers.users import UserController
@@ -54,7 +57,8 @@ def create_app(services: Services) -> Litestar:
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
                         UserController, IntakeController, EntriesApiController, OidcController,
-                        ViewsController, FeedbackController, FeedbackApiController,
+                        ViewsController, PublicationApiController, PublicationPageController, ResultsUseController,
+                        AppealsApiController, AppealsPageController, FeedbackController, FeedbackApiController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},

@@ -10,6 +10,7 @@ from typing import Any
 from litestar.di import Provide
 
 from nodes.services.accounts import AccountService
+from nodes.services.appeals import AppealService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import NodeContext
@@ -17,8 +18,10 @@ from nodes.services.entry import EntryService
 from nodes.services.feedback import FeedbackService
 from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
+from nodes.services.publication import PublicationService
 from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
+from nodes.services.results_use import ResultsUseService
 from nodes.services.review import ReviewService
 from nodes.services.trust import HeartbeatService
 
@@ -37,6 +40,9 @@ class Services:
     accounts: AccountService
     intake: IntakeService
     feedback: FeedbackService  # 绩效报告 (issue 11)
+    publication: PublicationService
+    results_use: ResultsUseService
+    appeals: AppealService
 
 
 def dependencies(s: Services) -> dict[str, Provide]:
@@ -47,4 +53,6 @@ def dependencies(s: Services) -> dict[str, Provide]:
             "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
             "audit_log": const(s.audit), "metrics": const(s.metrics),
             "accounts": const(s.accounts), "intake": const(s.intake),
+            "publication": const(s.publication), "results_use": const(s.results_use),
+            "appeals": const(s.appeals),
             "feedback_service": const(s.feedback)}

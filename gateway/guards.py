@@ -131,6 +131,13 @@ def check_scope(who: Principal, units: Iterable[str] = (), indicators: Iterable[
             raise Forbidden(f"{who.label} 的权限范围不含指标 {code[:32]} (indicator outside your scope)", "auth.scope")
 
 
+def check_assigned(who: Principal, assignee: str) -> None:
+    """Work assigned to one person (an appeal's reviewer): only that person acts on it, not the token."""
+    if who.system or who.login != assignee:
+        raise Forbidden(f"{who.label} 不是绩效办为此指定的复核人 (only the reviewer the office assigned may decide)",
+                        "appeals.not_assigned")
+
+
 def actor(request: Request[Any, Any, Any]) -> Principal:
     """The principal a guarded handler acts for (its guard has resolved it)."""
     who: Principal | None = request.state.get(PRINCIPAL_KEY)

@@ -152,7 +152,7 @@ if CATALOGUE["zh-CN"].keys() != CATALOGUE["en"].keys():  # pragma: no cover - a 
     raise RuntimeError(f"i18n: keys differ: {sorted(CATALOGUE['zh-CN'].keys() ^ CATALOGUE['en'].keys())}")
 
 # The dashboard is the only page in every node's navigation; pages may pass their own ``nav`` list.
-DEFAULT_NAV = ({"href": "/", "key": "nav.dashboard"},)
+DEFAULT_NAV = ({"href": "/dashboard", "key": "nav.dashboard"},)
 
 
 def supported(value: str | None) -> str | None:

@@ -48,3 +48,4 @@ OptUnit = Annotated[str | None, QueryParameter(pattern=r"^[0-9A-Za-z-]{2,32}$", 
 OptKey = Annotated[str | None, QueryParameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
                                               description="指标编码或其前缀 indicator code or prefix")]
 OptPage = Annotated[int | None, QueryParameter(ge=0, le=100_000, description="页码，从 0 起 (page, from 0)")]
+OptDone = Annotated[str | None, QueryParameter(pattern=r"^[0-9a-f]{1,64}$", description="刚完成的操作 (what was just done)")]

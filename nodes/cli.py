@@ -39,6 +39,9 @@ app.add_typer(users_app, name="users")
 from nodes.cli_reports import reports_app  # noqa: E402  (绩效报告, issue 11)
 
 app.add_typer(reports_app, name="reports")
+from nodes.cli_public import public_app  # noqa: E402
+
+app.add_typer(public_app, name="public")
 err = Console(stderr=True, soft_wrap=True, highlight=False)  # messages carry file:line; never re-wrap them
 
 

@@ -14,8 +14,12 @@ import msgspec
 import msgspec.inspect as mi
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from aggregator.errors import AppraisalError
 from aggregator.framework import LEVELS
+from aggregator.grading import GRADE_ORDER
+from aggregator.numbers import parse_decimal
 from nodes.accounts import DEFAULT_WEB_SETTINGS, OidcSettings, WebSettings
+from nodes.results_use import CODE, MAX_CYCLES, Rule, When
 from nodes.store import StoreError, check_url
 from nodes.yamlfile import FileError, Located, Where, load
 from sync.codec import read_chain
@@ -69,6 +73,7 @@ class NodeConfig:
     web: WebSettings = DEFAULT_WEB_SETTINGS
     departments: tuple[Department, ...] = ()
     oidc: OidcSettings | None = None  # sign-in through an OpenID Connect provider; None: passwords only
+    results_use: tuple[Rule, ...] | None = None  # 结果运用 rules; None: nodes/results_use.py DEFAULT_RULES
 
 
 INVALID = "config.invalid"
@@ -137,6 +142,21 @@ class OidcSection(_Section):
     scopes: str = "openid profile"
 
 
+class UseWhenSection(_Section):
+    grade: str | list[str] | None = None
+    cycles: int = 1
+    rank_bottom: int | None = None
+    score_below: int | float | str | None = None
+
+
+class UseRuleSection(_Section):
+    code: str
+    list: str
+    title: str
+    body: str
+    when: UseWhenSection
+
+
 class ConfigFile(_Section):
     node: NodeSection
     trust_root: TrustRootSection
@@ -156,6 +176,7 @@ class ConfigFile(_Section):
     limits: Limits = DEFAULT_LIMITS
     web: WebSettings = DEFAULT_WEB_SETTINGS
     oidc: OidcSection | None = None
+    results_use: list[UseRuleSection] | None = None
 
 
 def check_keys(doc: Located) -> None:
@@ -324,7 +345,74 @@ def load_config(path: Path, *, now: int | None = None) -> NodeConfig:
         http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
         admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat, tls=tls, review=review,
         limits=_load_limits(doc), web=_load_web(doc), oidc=_load_oidc(doc, base),
+        results_use=_load_results_use(doc),
     )
+
+
+def _load_results_use(doc: Located) -> tuple[Rule, ...] | None:
+    """``results_use:``: the rules of 结果运用 (nodes/results_use.py); absent: the default rules."""
+    if "results_use" not in doc.data or doc.data["results_use"] is None:
+        return None
+    raw = doc.data["results_use"]
+    example = ("如 - {code: reward, list: reward, title: 绩效奖励, body: finance, when: {grade: [优秀, 良好]}}")
+    if not isinstance(raw, list) or not raw:
+        raise doc.error(("results_use",), f"应为规则列表，{example} (expected a non-empty list of rules)")
+    out: list[Rule] = []
+    lists: dict[str, tuple[str, str]] = {}
+    for i, item in enumerate(raw):
+        where: Where = ("results_use", i)
+        if not isinstance(item, dict):
+            raise doc.error(where, f"应为一条规则，{example} (expected a rule mapping)")
+        texts: dict[str, str] = {}
+        for key, fix in (("code", "规则代码，如 reward_excellent"), ("list", "清单代码，如 reward"),
+                         ("title", "清单标题，如 绩效奖励"), ("body", "使用清单的机关，如 finance、organisation、discipline")):
+            text = str(_get(doc, (*where, key), (str,), fix)).strip()
+            if key == "title":
+                if not 1 <= len(text) <= 64:
+                    raise doc.error((*where, key), "标题须为 1–64 个字符 (title: 1-64 characters)")
+            elif not CODE.match(text):
+                raise doc.error((*where, key), f"{text[:40]!r} 应为小写字母开头、1–32 位小写字母数字或下划线，如 reward "
+                                "(a code: lower-case letters, digits, underscores; 1-32 characters)")
+            texts[key] = text
+        if any(r.code == texts["code"] for r in out):
+            raise doc.error((*where, "code"), f"规则代码 {texts['code']} 重复 (duplicate rule code)")
+        seen = lists.setdefault(texts["list"], (texts["title"], texts["body"]))
+        if seen != (texts["title"], texts["body"]):
+            raise doc.error(where, f"清单 {texts['list']} 的各条规则须使用相同的 title 和 body，前面已写为 {seen[0]} / "
+                            f"{seen[1]} (rules of one list share its title and body)")
+        out.append(Rule(texts["code"], texts["list"], texts["title"], texts["body"], _load_when(doc, (*where, "when"))))
+    return tuple(out)
+
+
+def _load_when(doc: Located, where: Where) -> When:
+    raw = _get(doc, where, (dict,), "规则成立的条件，如 when: {grade: 一般, cycles: 2}")
+    grade = raw.get("grade")
+    grades = [grade] if isinstance(grade, str) else grade if isinstance(grade, list) else [] if grade is None else None
+    if grades is None or any(not isinstance(g, str) or g not in GRADE_ORDER for g in grades):
+        raise doc.error((*where, "grade"), f"等次应为 {'、'.join(GRADE_ORDER)} 之一或其列表，实为 {grade!r} "
+                        "(grade: one of the grades, or a list of them)")
+    cycles = raw.get("cycles", 1)
+    if isinstance(cycles, bool) or not isinstance(cycles, int) or not 1 <= cycles <= MAX_CYCLES:
+        raise doc.error((*where, "cycles"), f"cycles（连续年度数）应为 1 至 {MAX_CYCLES} 的整数，实为 {cycles!r} "
+                        "(cycles running: an integer 1-10)")
+    if cycles > 1 and not grades:
+        raise doc.error((*where, "cycles"), "连续年度须与 grade 一起使用，如 {grade: 一般, cycles: 2} "
+                        "(cycles running needs a grade)")
+    bottom = raw.get("rank_bottom")
+    if bottom is not None and (isinstance(bottom, bool) or not isinstance(bottom, int) or not 1 <= bottom <= 10_000):
+        raise doc.error((*where, "rank_bottom"), f"rank_bottom（排名后 N 名）应为正整数，实为 {bottom!r} "
+                        "(rank_bottom: a positive integer)")
+    below = raw.get("score_below")
+    score = None
+    if below is not None:
+        try:
+            score = parse_decimal(below, "score_below")
+        except AppraisalError:
+            raise doc.error((*where, "score_below"), f"score_below（得分低于）应为数字，如 60，实为 {below!r} "
+                            "(score_below: a number)") from None
+    if not grades and bottom is None and score is None:
+        raise doc.error(where, "条件至少写一项：grade、rank_bottom 或 score_below (a rule needs at least one condition)")
+    return When(frozenset(grades), cycles, bottom, score)
 
 
 _DEPT_SUFFIX = re.compile(r"^[0-9A-Za-z]{1,16}$")

@@ -24,6 +24,7 @@ from nodes.clock import Clock, system_clock
 from nodes.config import NodeConfig
 from nodes.natsconf import inbox_prefix
 from nodes.services.accounts import AccountService
+from nodes.services.appeals import AppealService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import Health, NodeContext, Tasks, Wakeups
@@ -37,6 +38,7 @@ from nodes.services.query import QueryService
 from nodes.services.read_models import ReadModels
 from nodes.services.reports import ReportService
 from nodes.services.results import ResultsService
+from nodes.services.results_use import ResultsUseService
 from nodes.services.review import ReviewService
 from nodes.services.scoring import ScoringService
 from nodes.services.trust import HeartbeatService, ParentWatch
@@ -106,6 +108,8 @@ class NodeServices:
     intake: IntakeService
     publication: PublicationService
     feedback: FeedbackService
+    results_use: ResultsUseService
+    appeals: AppealService
 
 
 @dataclass
@@ -150,12 +154,15 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     results = ResultsService(ctx, scoring)
     reports = ReportService(ctx, behind=results.pull)
     entry = EntryService(ctx, scoring)
+    appeals = AppealService(ctx)
     return NodeServices(
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
         scoring=scoring, results=results, entry=entry,
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
         reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx), accounts=AccountService(ctx, cfg.web),
-        intake=IntakeService(ctx, scoring, sign_own=entry.enter_values), publication=PublicationService(ctx),
+        intake=IntakeService(ctx, scoring, sign_own=entry.enter_values),
+        publication=PublicationService(ctx, on_publish=[appeals.on_published]), appeals=appeals,
+        results_use=ResultsUseService(ctx),
         feedback=FeedbackService(ctx),
     )
 
@@ -163,7 +170,8 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
 def gateway_services(s: NodeServices) -> Services:
     return Services(node=s.context, read=s.read, cascade=s.cascade, entry=s.entry, review=s.review,
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
-                    accounts=s.accounts, intake=s.intake, feedback=s.feedback)
+                    accounts=s.accounts, intake=s.intake, publication=s.publication,
+                    results_use=s.results_use, appeals=s.appeals, feedback=s.feedback)
 
 
 class NodeRuntime:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from aggregator.errors import StoreFailure
+from nodes.repositories.appeals import AppealRepository
 from nodes.repositories.assessments import AssessmentRepository
 from nodes.repositories.audit import AuditRepository
 from nodes.repositories.bundles import BundleRepository
@@ -154,6 +155,7 @@ class Tx:
         self.publications = PublicationRepository(conn)
         self.use_lists = UseListRepository(conn)
         self.feedback = FeedbackRepository(conn)  # 绩效报告 (and what they read of appeals, rectification)
+        self.appeals = AppealRepository(conn)
 
     async def counts(self) -> dict[str, int]:
         return {"frameworks": await self.frameworks.count(), "results": await self.results.count(),

@@ -76,6 +76,11 @@ class Limits:
     """Identical refusals (same sender, action and code) in this window are one full audit entry
     plus one summary entry with their count (sync/refusals.py), not one entry each."""
 
+    # --- the close of the year
+    appeal_decide_days: int = 10
+    """Days after a publicity window closes within which the assigned reviewer decides an appeal
+    (申诉/复核); the office may extend one appeal's deadline, audited."""
+
     # --- the JetStream streams FA_CASCADE and FA_RESULTS, on each server. They apply where streams are
     # made: by the operator (``appraise deploy nats-streams``, from ``nodes.natsconf`` plans), the demo's
     # launcher, or a node on a server where it may create streams (tests). A full stream refuses new

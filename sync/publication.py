@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
 from aggregator.errors import AppraisalError
@@ -49,6 +50,7 @@ from sync.approvals import verify_attestations
 from sync.codec import decode_bundle, decode_framework
 from sync.envelope import (
     PAYLOAD_APPROVAL,
+    PAYLOAD_CERTIFICATE,
     PAYLOAD_FRAMEWORK,
     PAYLOAD_PUBLICATION,
     PAYLOAD_RESULTS,
@@ -59,7 +61,7 @@ from sync.envelope import (
     sign,
 )
 from sync.identity import Me
-from sync.trust import Identity, verify_chain, verify_signed_by
+from sync.trust import Identity, root_identity, verify_chain, verify_signed_by
 
 PUBLICITY, FINAL = "publicity", "final"
 STATES = (PUBLICITY, FINAL)
@@ -264,6 +266,19 @@ def verify_proof(data: bytes, root: Identity) -> Checked:
     return out
 
 
+def verify_with_key(data: bytes, root_key: Ed25519PublicKey) -> Checked:
+    """:func:`verify_proof` for someone who holds only the province's public key (a citizen): the
+    province's code is read from the first certificate, which that key must have signed."""
+    try:
+        chain = list(pb.PublicationProof.FromString(data[:MAX_PROOF_BYTES + 1]).certificate_chain)
+        first = pb.NodeCertificate.FromString(open_envelope(chain[0], PAYLOAD_CERTIFICATE).payload) if chain else None
+    except DecodeError:
+        raise ProofError("不是公布结果证明文件 (not a publication proof)", code="publication.not_a_proof") from None
+    if first is None:
+        raise ProofError("证明文件中没有证书链 (the proof carries no certificates)", code="publication.no_chain")
+    return verify_proof(data, root_identity(first.issuer_code, "", root_key))
+
+
 def _framework(envelope: bytes, chain: list[bytes], root: Identity, pub: Published) -> Framework:
     issuer, payload = verify_signed_by(envelope, PAYLOAD_FRAMEWORK, chain, root, pub.published_at)
     if issuer.code != pub.node or digest(payload) != pub.framework.digest:
@@ -272,7 +287,7 @@ def _framework(envelope: bytes, chain: list[bytes], root: Identity, pub: Publish
     fw = decode_framework(payload)
     if (fw.cycle, fw.unit_class, fw.version) != (pub.cycle, pub.framework.unit_class, pub.framework.version):
         raise ProofError("指标体系的年度、类别或版本与公布结果不符 (framework header differs)",
-                         code="publication.framework_mismatch")
+                         code="publication.framework_header")
     return fw
 
 
@@ -373,7 +388,7 @@ def _scores_match(pub: Published, fw: Framework, out: Checked) -> None:
                            ("等次 grade", mine.grade, theirs.grade), ("说明 explanation", mine.explanation, theirs.explanation)):
             if a != b:
                 shown = (str(a)[:60], str(b)[:60])
-                raise ProofError(f"{mine.unit} 的{what}重新计算为 {shown[0]}，公布为 {shown[1]} (recomputed figure differs)",
+                raise ProofError(f"{mine.unit} 的{what} 重新计算为 {shown[0]}，公布为 {shown[1]} (recomputed figure differs)",
                                  code="publication.score_mismatch")
 
 

@@ -29,12 +29,13 @@ from google.protobuf.message import DecodeError
 
 from aggregator.framework import LEVELS
 from proto.appraisal.v1 import appraisal_pb2 as pb
-from sync.envelope import PAYLOAD_REPORT, EnvelopeError, open_envelope, sign
+from sync.envelope import PAYLOAD_PUBLICATION, PAYLOAD_REPORT, EnvelopeError, open_envelope, sign, verify_signature
 from sync.identity import Me
 from sync.trust import Identity, valid_code, verify_signed_by
 
 MAX_REFS = 200  # frameworks held or issued, per report
 MAX_REFUSALS = 20
+MAX_PUBLICATIONS = 64  # latest final results per (cycle, period, class) a report carries
 MAX_DEPTH = 3  # a province sees cities, counties and townships
 CLOCK_SKEW = 300  # seconds a report's time may run ahead of the receiver's clock
 
@@ -71,13 +72,17 @@ class Report:
     message: bytes = field(repr=False)  # the ReportMessage exactly as signed: what is stored and forwarded
     via: str = ""  # the node whose report carried it; "" when its node sent it itself
     bundle_seq: int = 0  # the last bundle it signed for its parent
+    # its latest final results (Envelope(Publication)), each checked as signed by this node and final
+    publications: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 def make_report(me: Me, *, received: Sequence[Ref], issued: Sequence[Ref], refusals: Sequence[Refusal],
-                audit_head: tuple[int, str], descendants: Sequence[bytes], now: int, bundle_seq: int = 0) -> bytes:
-    """This node's ReportMessage, signed."""
+                audit_head: tuple[int, str], descendants: Sequence[bytes], now: int, bundle_seq: int = 0,
+                publications: Sequence[bytes] = ()) -> bytes:
+    """This node's ReportMessage, signed (``publications``: its latest final results, sent up)."""
     report = pb.NodeReport(node=me.code, reported_at=now, audit_seq=audit_head[0], audit_hash=audit_head[1],
-                           descendants=list(descendants), bundle_seq=bundle_seq)
+                           descendants=list(descendants), bundle_seq=bundle_seq,
+                           publications=list(publications)[:MAX_PUBLICATIONS])
     for r in list(received)[:MAX_REFS]:
         report.received.add(issuer=r.issuer, cycle=r.cycle, unit_class=r.unit_class, version=r.version, digest=r.digest)
     for r in list(issued)[:MAX_REFS]:
@@ -135,8 +140,21 @@ def _open(data: bytes, root: Identity, now: int, me: Me) -> tuple[Identity, pb.N
     if not 0 < report.reported_at <= now + CLOCK_SKEW:
         raise EnvelopeError("状态报告时间无效或在未来 (report time invalid or in the future)", code="report.bad_time")
     if (len(report.received) > MAX_REFS or len(report.issued) > MAX_REFS or len(report.refusals) > MAX_REFUSALS
-            or len(report.descendants) > me.limits.units):
+            or len(report.descendants) > me.limits.units or len(report.publications) > MAX_PUBLICATIONS):
         raise EnvelopeError("状态报告条目过多 (status report too long)", code="report.too_long")
+    for envelope in report.publications:
+        # final results travel up as their publisher signed them: each one checked here, so a child
+        # cannot forward another node's results, nor a publicity version as final
+        try:
+            opened = open_envelope(envelope, PAYLOAD_PUBLICATION)
+            verify_signature(opened, signer.public_key)
+            pub = pb.Publication.FromString(opened.payload)
+        except (EnvelopeError, DecodeError):
+            raise EnvelopeError(f"{signer.code} 报告中的终审结果未由其签名或无法解析 (a final result not signed by the "
+                                "reporting node)", code="report.bad_publication") from None
+        if pub.node != signer.code or pub.state != "final":
+            raise EnvelopeError(f"{signer.code} 报告中的结果不是其本级的终审结果 (not the reporting node's final result)",
+                                code="report.not_final")
     return signer, report
 
 
@@ -168,7 +186,8 @@ def _report(r: pb.NodeReport, data: bytes, via: str) -> Report:
                          x.framework.digest, tuple(x.units)) for x in r.issued),
         refusals=tuple(Refusal(x.framework_digest, x.issuer, x.version, x.code, x.reason, x.refused_at)
                        for x in r.refusals),
-        audit_seq=r.audit_seq, audit_hash=r.audit_hash, message=data, via=via, bundle_seq=r.bundle_seq)
+        audit_seq=r.audit_seq, audit_hash=r.audit_hash, message=data, via=via, bundle_seq=r.bundle_seq,
+        publications=tuple(r.publications))
 
 
 def parse_stored(data: bytes, via: str = "") -> Report:

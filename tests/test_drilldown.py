@@ -90,7 +90,7 @@ async def test_a_dishonest_child_cannot_add_units_names_or_script_to_the_drill_d
     await rig.serve_county(Dishonest(FederationHandlers(rig.county)))  # 青羊区 is not served: unreachable
     async with rig.gateway() as client:
         r = await client.get("/api/v1/drilldown", params={"cycle": CYCLE, "period": PERIOD, "indicator": "A1"})
-        page = await client.get("/", params={"cycle": CYCLE, "period": PERIOD, "indicator": "A1"})
+        page = await client.get("/dashboard", params={"cycle": CYCLE, "period": PERIOD, "indicator": "A1"})
     assert r.status_code == 206, r.text  # partial (青羊区 unreachable), in the status as in the body
     body = r.json()
     rows = {row["unit"]: row for row in body["rows"]}
@@ -245,7 +245,7 @@ async def _check_every_read(client: httpx.AsyncClient, c1: str, c2: str, p1: str
         assert {r["unit"]: r["value"] for r in drill["rows"]} == {"5101": a1, "510104": a1, TOWNS[0]: towns[0],
                                                                    TOWNS[1]: towns[1]}
         assert len(drill["rows"]) == 4  # each unit once
-        page = (await client.get("/", params={"cycle": CYCLE, "period": PERIOD, "indicator": "A1", **params})).text
+        page = (await client.get("/dashboard", params={"cycle": CYCLE, "period": PERIOD, "indicator": "A1", **params})).text
         assert f"第 {n} 版 · {mine[:12]}" in page and page.count("锦江区（510104）") == 2  # ranked once, drilled once
         assert (">999<" in page) == (n == 2) and (">333<" in page) == (n == 1)
         assert ("地区生产总值（新口径）" in page) == (n == 2)  # the name of the version whose figure is shown

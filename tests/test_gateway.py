@@ -42,8 +42,8 @@ async def test_every_error_is_a_problem_document(gateway: tuple[AsyncTestClient[
     client, _node, token = gateway
     auth = {TOKEN_HEADER: f"Bearer {token}"}
     is_problem(await client.get("/api/v1/nothing-here"), 404, "not_found")
-    is_problem(await client.get("/api/v1/rankings", params={"cycle": "26"}), 400, "request.malformed")
-    is_problem(await client.get("/api/v1/flags", params={"years": 99}), 400, "request.malformed")
+    is_problem(await client.get("/api/v1/rankings", params={"cycle": "26"}, headers=auth), 400, "request.malformed")
+    is_problem(await client.get("/api/v1/flags", params={"years": 99}, headers=auth), 400, "request.malformed")
     is_problem(await client.post("/api/v1/admin/values", json={"cycle": "2026", "period": "2026-Y", "values": {}}),
                401, "auth.required")
     # A non-ASCII Authorization header is a clean refusal, not a 500 (compare_digest on str would raise).
@@ -81,7 +81,7 @@ async def test_office_enters_values_and_reads_them_back(gateway: tuple[AsyncTest
                           json={"cycle": "2026", "period": "2026-Y", "values": {"A1": "１２.5", "B3": 80}})
     assert r.status_code == 201, r.text
     assert len(r.json()["bundle_id"]) == 64
-    rows = (await client.get("/api/v1/values", params={"cycle": "2026"})).json()
+    rows = (await client.get("/api/v1/values", params={"cycle": "2026"}, headers={TOKEN_HEADER: f"Bearer {token}"})).json()
     assert {(v["indicator"], v["value"], v["source"]) for v in rows} == {("A1", "12.5", "entered"),
                                                                          ("B3", "80", "entered")}
     sync = (await client.get("/api/v1/sync")).json()
@@ -160,7 +160,7 @@ async def test_metrics_count_refusals_and_replays_per_sender_in_each_nodes_own_r
 
 async def test_security_headers_on_every_response(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
     client, _node, _token = gateway
-    for path in ("/", "/health", "/api/v1/status", "/api/v1/nothing-here", "/static/app.css", "/schema/openapi.json"):
+    for path in ("/", "/public", "/health", "/api/v1/status", "/api/v1/nothing-here", "/static/app.css", "/schema/openapi.json"):
         r = await client.get(path)
         csp = r.headers.get("content-security-policy", "")
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp, path
@@ -178,7 +178,8 @@ async def test_pages_are_templates_with_autoescaping(tmp_path: Path) -> None:
             await tx.results.put(node="510104017", cycle="2026", period="2026-Y", framework_digest=digest,
                                  values={"A1": "5"}, source="reported", bundle_id="b", now=1)
         async with AsyncTestClient(app=create_app(gateway_services(node))) as client:
-            page = await client.get("/", params={"cycle": "2026", "period": "2026-Y", "indicator": "A1"})
+            page = await client.get("/dashboard", params={"cycle": "2026", "period": "2026-Y", "indicator": "A1"},
+                                    headers={TOKEN_HEADER: f"Bearer {node.context.cfg.admin_token}"})
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert hostile not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
         assert_no_inline_script(page.text)  # nothing the CSP would have to allow
@@ -194,7 +195,7 @@ async def test_openapi_describes_every_body(gateway: tuple[AsyncTestClient[Any],
     assert {"Problem", "EnterValues", "EnterAssessment", "Approve", "Return", "Revoke", "PublishFramework", "Ranking",
             "Drilldown", "SyncStatus", "AuditLog"} <= set(schemas)
     operations = [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()]
-    assert len(operations) == 26
+    assert len(operations) == 38
     for path, method, op in operations:
         ok = [s for s in op["responses"] if s.startswith("2")]
         assert ok, (method, path)
@@ -245,6 +246,7 @@ async def test_warning_levels_filter_and_a_lost_store_is_a_503(tmp_path: Path) -
     node, _fed = await make_county(tmp_path)
     try:
         async with AsyncTestClient(app=create_app(gateway_services(node))) as client:
+            client.headers[TOKEN_HEADER] = f"Bearer {node.context.cfg.admin_token}"
             r = await client.get("/api/v1/warnings", params={"cycle": "2026", "period": "2026-Y", "level": "red"})
             assert r.status_code == 200 and r.json() == []
             is_problem(await client.get("/api/v1/warnings", params={"cycle": "2026", "period": "2026-Y",
@@ -280,7 +282,8 @@ async def test_hostile_bodies_are_clear_refusals(gateway: tuple[AsyncTestClient[
 
 async def test_a_unit_that_reported_nothing_is_listed_last_as_not_assessed(
         gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
-    client, node, _token = gateway
+    client, node, token = gateway
+    client.headers[TOKEN_HEADER] = f"Bearer {token}"
     async with node.context.store.tx() as tx:
         digest = (await tx.frameworks.list(role="issued"))[-1].digest
         await tx.results.put(node="510104018", cycle="2026", period="2026-Y", framework_digest=digest,
@@ -289,5 +292,19 @@ async def test_a_unit_that_reported_nothing_is_listed_last_as_not_assessed(
     rows = (await client.get("/api/v1/rankings", params={"cycle": "2026", "period": "2026-Y"})).json()
     assert [(r["unit"], r["assessed"], r["rank"]) for r in rows] == [("510104018", True, 1), ("510104017", False, 0)]
     assert rows[1]["grade"] == "" and "not assessed" in rows[1]["explanation"]["grade_reason"]
-    page = (await client.get("/", params={"cycle": "2026", "period": "2026-Y"})).text
+    page = (await client.get("/dashboard", params={"cycle": "2026", "period": "2026-Y"})).text
     assert "未参评" in page and page.index("东湖街道") < page.index("未参评")
+
+
+async def test_computed_results_are_not_public(gateway: tuple[AsyncTestClient[Any], NodeServices, str]) -> None:
+    """Issue 11: interim scores, ranks, values and the dashboard need results.interim; "/" sends the
+    public to the published results."""
+    client, _node, token = gateway
+    params = {"cycle": "2026", "period": "2026-Y"}
+    for path in ("/api/v1/rankings", "/api/v1/values", "/api/v1/warnings", "/api/v1/flags"):
+        is_problem(await client.get(path, params=params), 401, "auth.required")
+        assert (await client.get(path, params=params, headers={TOKEN_HEADER: f"Bearer {token}"})).status_code == 200, path
+    r = await client.get("/dashboard", params=params, headers={"accept": "text/html"}, follow_redirects=False)
+    assert r.status_code in (302, 303) and r.headers["location"].startswith("/login"), r.status_code
+    r = await client.get("/", follow_redirects=False)
+    assert r.status_code in (302, 303) and r.headers["location"] == "/public"

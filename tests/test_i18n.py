@@ -53,6 +53,7 @@ def test_every_key_the_templates_use_is_in_both_catalogues() -> None:
 async def client(tmp_path: Path) -> AsyncIterator[AsyncTestClient[Any]]:
     node, _fed = await make_county(tmp_path)
     async with AsyncTestClient(app=create_app(gateway_services(node))) as c:
+        c.headers["Authorization"] = f"Bearer {node.context.cfg.admin_token}"  # the dashboard is results.interim
         yield c
     await node.context.store.close()
 
@@ -64,21 +65,21 @@ def lang_of(html: str) -> str:
 
 
 async def test_lang_query_sets_the_cookie_and_the_cache_keeps_languages_apart(client: AsyncTestClient[Any]) -> None:
-    first = await client.get("/")
+    first = await client.get("/dashboard")
     assert first.status_code == 200 and lang_of(first.text) == "zh-CN" and "名次" in first.text
     assert "set-cookie" not in first.headers and "Accept-Language" in first.headers["vary"]
     # The same URL, cached a moment ago in Chinese, asked for in English by its header: English.
-    english = await client.get("/", headers={"accept-language": "en-US,en;q=0.9"})
+    english = await client.get("/dashboard", headers={"accept-language": "en-US,en;q=0.9"})
     assert lang_of(english.text) == "en" and "Rank" in english.text and "名次" not in english.text
-    switched = await client.get("/", params={"lang": "en"})
+    switched = await client.get("/dashboard", params={"lang": "en"})
     cookie = switched.headers["set-cookie"]
     assert cookie.startswith("lang=en;") and "SameSite=Lax" in cookie and "Path=/" in cookie
     assert lang_of(switched.text) == "en"
-    assert 'href="/?lang=zh-CN"' in switched.text  # the switch back, to this same page
+    assert 'href="/dashboard?lang=zh-CN"' in switched.text  # the switch back, to this same page
     # The cookie (the test client keeps it) now decides, over the browser's Accept-Language.
-    again = await client.get("/", headers={"accept-language": "zh-CN"})
+    again = await client.get("/dashboard", headers={"accept-language": "zh-CN"})
     assert lang_of(again.text) == "en" and "set-cookie" not in again.headers
-    back = await client.get("/", params={"lang": "zh-CN", "cycle": "2026"})
+    back = await client.get("/dashboard", params={"lang": "zh-CN", "cycle": "2026"})
     assert lang_of(back.text) == "zh-CN" and back.headers["set-cookie"].startswith("lang=zh-CN;")
-    assert 'href="/?cycle=2026&amp;lang=en"' in back.text  # other parameters kept
+    assert 'href="/dashboard?cycle=2026&amp;lang=en"' in back.text  # other parameters kept
     assert (await client.get("/api/v1/status")).status_code == 200  # JSON answers are unaffected

@@ -49,7 +49,8 @@ async def test_a_first_quarter_is_scored_against_a_quarter_of_the_target_and_not
         # In this test's own event loop (Litestar's test client runs the app in a thread of its own, and an asyncpg
         # connection belongs to the loop that opened it).
         transport = httpx.ASGITransport(app=create_app(gateway_services(node)))
-        async with httpx.AsyncClient(transport=transport, base_url="http://county.test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://county.test",
+                                     headers={"Authorization": f"Bearer {node.context.cfg.admin_token}"}) as client:
             rows: list[dict[str, Any]] = (await client.get("/api/v1/rankings",
                                                            params={"cycle": "2026", "period": "2026-Q1"})).json()
             assert [(r["unit"], r["score"], r["rank"], r["grade"], r["interim"], r["graded"]) for r in rows] == [
@@ -57,7 +58,7 @@ async def test_a_first_quarter_is_scored_against_a_quarter_of_the_target_and_not
             assert "interim period: not graded" in rows[0]["explanation"]["grade_reason"]
             year_rows = (await client.get("/api/v1/rankings", params={"cycle": "2026", "period": "2026-Y"})).json()
             assert all(r["interim"] is False and r["graded"] is True and r["grade"] for r in year_rows)
-            page = (await client.get("/", params={"cycle": "2026", "period": "2026-Q1"})).text
+            page = (await client.get("/dashboard", params={"cycle": "2026", "period": "2026-Q1"})).text
             assert "中期考评" in page and "不评定等次" in page
     finally:
         await node.context.store.close()

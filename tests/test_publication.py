@@ -5,6 +5,7 @@ changed score, unapproved bundle, foreign signature)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -71,7 +72,7 @@ async def test_publicity_then_final_each_version_signed_and_the_proof_verifies(c
     with pytest.raises(AppraisalError) as no_reason:
         async with node.context.store.tx() as tx:
             await node.publication.revise(tx, OFFICE, cycle="2026", period="2026-Y", unit_class=klass, reason=" ")
-    assert no_reason.value.code == "publication.reason"
+    assert no_reason.value.code == "publication.revision_reason"
 
 
 def resign(proof: bytes, fed: Federation, edit: object) -> bytes:
@@ -131,3 +132,140 @@ async def test_a_dishonest_publisher_is_caught_offline(county: tuple[Node, Feder
     other = Identity("51", "四川省", "province", keys.generate().public_key(), ("51",), 2**62)
     with pytest.raises(EnvelopeError):
         pubs.verify_proof(proof, other)
+
+
+async def test_the_office_publishes_through_the_page_and_others_see_only_what_they_may(tmp_path: Path) -> None:
+    """As a browser posts it: the office opens 公示 from /publication; a unit account sees the ranking
+    marked 公示中 and its window; a provider without publication.manage cannot publish (403); the API
+    answers the same; the proof downloads and verifies; the public sees nothing yet."""
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+    from nodes.accounts import SYSTEM
+    from nodes.runtime import gateway_services
+    from tests.test_accounts import no_redirects, sign_in
+    from tests.test_intake_pages import csrf_of
+
+    node, fed = await county_with_results(tmp_path)
+
+    def day(offset: int) -> str:
+        return time.strftime("%Y-%m-%d", time.gmtime(node.context.clock() + 8 * 3600 + offset * DAY))
+
+    try:
+        for login, roles, kw in (("wang", ["office"], {}), ("t17", ["unit"], {"units": ["510104017"]}),
+                                 ("tjj", ["provider"], {"org": "区统计局"})):
+            await node.accounts.add(login, login, roles, SYSTEM, password=f"{login}-password-1", **kw)
+        async with no_redirects(AsyncTestClient(app=create_app(gateway_services(node)))) as client:
+            assert (await client.get("/publication")).status_code in (302, 303)  # sign in first
+            csrf = await sign_in(client, "wang", "wang-password-1")
+            page = await client.get("/publication?cycle=2026")
+            assert page.status_code == 200 and "未公示" in page.text
+            klass = re.search(r'name="class" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+            bad = await client.post("/publication", data={"_csrf": csrf, "action": "publicise", "cycle": "2026",
+                                                          "class": klass, "opens": "2026-13-01", "closes": "x"})
+            assert bad.status_code == 422 and "form.date" in bad.text
+            r = await client.post("/publication", data={"_csrf": csrf_of(page.text), "action": "publicise",
+                                                        "cycle": "2026", "class": klass, "period": "2026-Y",
+                                                        "opens": day(0), "closes": day(7)})
+            assert r.status_code == 303, r.text
+            page = await client.get("/publication?cycle=2026")
+            assert "公示中" in page.text and "下载证明文件" in page.text
+            digest = re.search(r'href="/publication/proof/([0-9a-f]{64})"', page.text).group(1)  # type: ignore[union-attr]
+            proof = await client.get(f"/publication/proof/{digest}")
+            assert proof.status_code == 200
+            assert pubs.verify_proof(proof.content, root_of(fed)).units == 2
+            await client.post("/logout", data={"_csrf": csrf})
+
+            csrf = await sign_in(client, "t17", "t17-password-1")
+            page = await client.get("/publication?cycle=2026")
+            assert page.status_code == 200 and "公示中" in page.text and 'class="mine"' in page.text
+            assert "开始公示" not in page.text and "全部版本" not in page.text
+            api = (await client.get("/api/v1/publications", params={"cycle": "2026"})).json()
+            assert [(p["state"], p["version"], len(p["units"])) for p in api] == [("publicity", 1, 2)]
+            r = await client.post("/api/v1/publications/final", json={"cycle": "2026", "period": "2026-Y", "class": klass},
+                                  headers={"x-csrf-token": csrf})
+            assert r.status_code == 403
+            await client.post("/logout", data={"_csrf": csrf})
+
+            # the bearer token (SYSTEM) finalising too early: a conflict, named
+            auth = {"Authorization": f"Bearer {node.context.cfg.admin_token}"}
+            r = await client.post("/api/v1/publications/final", headers=auth,
+                                  json={"cycle": "2026", "period": "2026-Y", "class": klass})
+            assert r.status_code == 409 and r.json()["code"] == "publication.window_open"
+            r = await client.post("/api/v1/publications/publicity", headers=auth, json={"cycle": "2026", "period": "2026-Y",
+                                                                              "class": klass, "opens_at": 1, "closes_at": 2})
+            assert r.status_code == 422 and r.json()["code"] == "publication.window"
+            # not signed in: the internal API refuses, and there is nothing public yet
+            assert (await client.get("/api/v1/publications")).status_code == 401
+            async with node.context.store.read() as rd:
+                assert await node.publication.visible(rd, None) == []
+    finally:
+        await node.context.store.close()
+
+
+async def test_a_citizen_verifies_a_downloaded_proof_with_the_province_key_alone(county: tuple[Node, Federation],
+                                                                                 tmp_path: Path) -> None:
+    """`appraise public verify FILE --root-key HEX`, as a separate process: exit 0 and the ranking for
+    the proof as published, exit 1 naming the fault for one a publisher edited, 2 for a bad key."""
+    import json
+    import subprocess
+    import sys
+
+    node, fed = county
+    proof = (await publicise(node)).proof
+    good, bad = tmp_path / "good.pb", tmp_path / "bad.pb"
+    good.write_bytes(proof)
+
+    def cheat(p: pb.Publication) -> None:
+        p.units[0].score = "88"
+
+    bad.write_bytes(resign(proof, fed, cheat))
+    hex_key = keys.public_hex(root_of(fed).public_key)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nodes.cli", "public", "verify", *args], capture_output=True,
+                              text=True, timeout=120, check=False)
+
+    ok = run(str(good), "--root-key", hex_key)
+    assert ok.returncode == 0 and "核验通过" in ok.stdout and "510104018" in ok.stdout, ok.stdout + ok.stderr
+    as_json = json.loads(run(str(good), "--root-key", hex_key, "--json").stdout)
+    assert as_json["ok"] and as_json["units"] == 2 and as_json["values_checked"] == 4
+    caught = run(str(bad), "--root-key", hex_key)
+    assert caught.returncode == 1 and "publication.score_mismatch" in caught.stderr, caught.stderr
+    other = run(str(good), "--root-key", keys.public_hex(keys.generate().public_key()))
+    assert other.returncode == 1, other.stdout
+    assert run(str(good), "--root-key", "zz").returncode == 2
+
+
+async def test_final_results_ride_up_in_the_report_and_only_the_reporters_own_final_ones(
+        county: tuple[Node, Federation]) -> None:
+    """终审结果上报: the county's report carries its final publication as signed; the city checks that the
+    county signed it and that it is final — a publicity version, or another node's results, is refused."""
+    from dataclasses import replace
+
+    from sync.reports import make_report, verify_report
+    from tests.support.closing import finalise, me_of
+
+    node, fed = county
+    publicity = await publicise(node)
+    final = await finalise(node)
+    report = await node.reports.build()
+    city = replace(me_of(fed, "5101"), children={"510104": "锦江区", "510105": "青羊区"})
+    (own, *_), _dropped = verify_report(city, report, node.context.clock())
+    assert own.publications == (final.envelope,)
+
+    county_me = me_of(fed, "510104")
+    head = (0, "0" * 64)
+    forged = make_report(county_me, received=(), issued=(), refusals=(), audit_head=head, descendants=(),
+                         now=node.context.clock(), publications=[publicity.envelope])
+    with pytest.raises(EnvelopeError) as refused:
+        verify_report(city, forged, node.context.clock())
+    assert refused.value.code == "report.not_final"
+    # bytes the county did not sign (a signature that does not verify)
+    msg = pb.Envelope.FromString(final.envelope)
+    msg.signatures[0].sig = bytes(64)
+    forged = make_report(county_me, received=(), issued=(), refusals=(), audit_head=head, descendants=(),
+                         now=node.context.clock(), publications=[msg.SerializeToString()])
+    with pytest.raises(EnvelopeError) as refused:
+        verify_report(city, forged, node.context.clock())
+    assert refused.value.code == "report.bad_publication"

@@ -1,4 +1,5 @@
-"""GET /: the dashboard page — rankings with grades and the drill-down of any indicator, one framework
+"""GET /dashboard: the internal dashboard (computed results before publication: results.interim only)
+— rankings with grades and the drill-down of any indicator, one framework
 version at a time (the one in force unless ``framework`` or ``version`` names another), labelled. The
 template translates the level and source keys (gateway/i18n.py); the rankings also feed its bar chart."""
 
@@ -11,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 
 from aggregator.framework import LEVEL_ZH
+from gateway.guards import require
 from gateway.params import Cycle, OptFramework, OptIndicator, OptVersion, Period
 from gateway.response_cache import FEDERATED_SECONDS
 from nodes.services.context import NodeContext
@@ -30,7 +32,7 @@ def shown_label(v: Version) -> dict[str, Any]:
 class DashboardController(Controller):
     include_in_schema = False
 
-    @get("/", cache=FEDERATED_SECONDS)
+    @get("/dashboard", cache=FEDERATED_SECONDS, guards=[require("results.interim")])
     async def dashboard(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels],
                         query_service: NamedDependency[QueryService],
                         cycle: Cycle = "2026", period: Period = "2026-Y",

@@ -1,6 +1,7 @@
 """/api/v1/rankings, /values, /warnings, /flags, /drilldown: results held here and below, one
 framework version at a time (the one in force unless ``framework`` or ``version`` names another),
-every figure labelled with the version it answers."""
+every figure labelled with the version it answers. These are computed, unpublished results: only for
+results.interim (the office, reviewers, auditors, the bearer token); the public reads /public."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_206_PARTIAL_CONTENT
 
 from aggregator.framework import FrameworkRef
+from gateway.guards import require
 from gateway.params import (
     Cycle,
     Depth,
@@ -64,9 +66,11 @@ PARTIAL = ResponseSpec(data_container=Drilldown, generate_examples=False,
 
 class ResultsController(Controller):
     tags = ("results",)
+    guards = (require("results.interim"),)
+    security = ({"bearer": []},)
 
     @get("/api/v1/rankings", summary="Scores and ranks of this node's units, under one framework version",
-         cache=ANSWER_SECONDS, responses=documented(400, 404, 409))
+         cache=ANSWER_SECONDS, responses=documented(400, 401, 403, 404, 409))
     async def rankings(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels], cycle: Cycle,
                        period: OptPeriod = None, framework: OptFramework = None,
                        version: OptVersion = None) -> list[Ranking]:
@@ -80,7 +84,7 @@ class ResultsController(Controller):
                 for r in await read.rankings(cycle, period, shown)]
 
     @get("/api/v1/values", summary="Values held for a cycle: this node's own and its children's, under one version",
-         cache=ANSWER_SECONDS, responses=documented(400, 404, 409))
+         cache=ANSWER_SECONDS, responses=documented(400, 401, 403, 404, 409))
     async def values(self, node_context: NamedDependency[NodeContext], read: NamedDependency[ReadModels], cycle: Cycle,
                      node_code: OptNode = None, framework: OptFramework = None,
                      version: OptVersion = None) -> list[ValueRow]:
@@ -90,7 +94,7 @@ class ResultsController(Controller):
                          framework_digest=v.framework_digest, framework=label(ref)) for v, ref in rows]
 
     @get("/api/v1/warnings", summary="预警: units behind the time-proportional target in a period",
-         cache=ANSWER_SECONDS, responses=documented(400, 404, 409, 422))
+         cache=ANSWER_SECONDS, responses=documented(400, 401, 403, 404, 409, 422))
     async def warnings(self, read: NamedDependency[ReadModels], cycle: Cycle, period: Period,
                        level: WarningLevel = None, framework: OptFramework = None,
                        version: OptVersion = None) -> list[WarningRow]:
@@ -98,14 +102,14 @@ class ResultsController(Controller):
         return [msgspec.convert(w, WarningRow) for w in found if level is None or w["level"] == level]
 
     @get("/api/v1/flags", summary="Units with the same grade several years running (e.g. 一般 two years)",
-         cache=ANSWER_SECONDS, responses=documented(400))
+         cache=ANSWER_SECONDS, responses=documented(400, 401, 403))
     async def flags(self, read: NamedDependency[ReadModels], grade: Grade = "一般",
                     years: Years = 2) -> Flags:
         return Flags(grade=grade, years=years, units=await read.repeated_grades(grade, years))
 
     @get("/api/v1/drilldown", summary="One indicator over this node's subtree under one framework version "
                                       "(federated over gRPC; only units named by signed frameworks are kept)",
-         cache=FEDERATED_SECONDS, responses={**documented(400, 404, 409), 206: PARTIAL})
+         cache=FEDERATED_SECONDS, responses={**documented(400, 401, 403, 404, 409), 206: PARTIAL})
     async def drilldown(self, query_service: NamedDependency[QueryService], read: NamedDependency[ReadModels],
                         cycle: Cycle, period: Period, indicator: Indicator, depth: Depth = 3,
                         framework: OptFramework = None, version: OptVersion = None) -> Response[Drilldown]:

@@ -12,6 +12,8 @@ revision: another final version, with a reason; every version stays held and vis
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+
 from aggregator.errors import BadInput, Conflict, NotFound
 from aggregator.framework import FrameworkRef
 from aggregator.numbers import parse_decimal
@@ -26,11 +28,14 @@ from sync.ports import FrameworkRecord
 
 MAX_WINDOW = 90 * 86400  # a publicity window longer than a quarter is a typing error
 MAX_REASON = 1000
+# Called in the publishing transaction with each new version (the appeals service fills corrected appeals).
+OnPublish = Callable[[Tx, Principal, PublicationRecord], Awaitable[None]]
 
 
 class PublicationService:
-    def __init__(self, ctx: NodeContext) -> None:
+    def __init__(self, ctx: NodeContext, on_publish: Sequence[OnPublish] = ()) -> None:
         self.ctx = ctx
+        self.on_publish = tuple(on_publish)
 
     # ------------------------------------------------------------------ reads
 
@@ -115,7 +120,7 @@ class PublicationService:
         if last is None or last.state != pubs.FINAL:
             raise Conflict("只有终审结果才能修订 (only final results are revised)", code="publication.not_final")
         if not reason.strip():
-            raise BadInput("修订须说明原因 (a revision needs a reason)", code="publication.reason")
+            raise BadInput("修订须说明原因 (a revision needs a reason)", code="publication.revision_reason")
         row = await self._framework(tx, cycle, unit_class)
         return await self._publish(tx, who, row, period, pubs.FINAL, last, reason, last.opens_at, last.closes_at, True,
                                    now)
@@ -173,6 +178,8 @@ class PublicationService:
             "cycle": row.cycle, "period": period, "class": row.unit_class, "framework": row.digest,
             "version": doc.version, "previous": doc.previous, "reason": doc.reason, "public": public,
             "window": [opens_at, closes_at], "units": len(figures)}, now)
+        for hook in self.on_publish:
+            await hook(tx, who, rec)
         self.ctx.wakeups.report.set()  # a final version rides up in the next report
         return rec
 

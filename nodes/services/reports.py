@@ -17,14 +17,25 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aggregator.errors import AppraisalError
+from nodes.repositories.publications import PublicationRecord
 from nodes.services.context import NodeContext, framework_of
+from sync import publication as pubs
 from sync.envelope import code_of
 from sync.ports import Occurrence
 from sync.refusals import from_grpc, record, record_alone
-from sync.reports import DescendantState, Ref, Refusal, cascade_states, content_key, make_report, verify_report
+from sync.reports import (
+    DescendantState,
+    Ref,
+    Refusal,
+    Report,
+    cascade_states,
+    content_key,
+    make_report,
+    verify_report,
+)
 from sync.transport.grpc import FederationClient
 
 log = logging.getLogger("fedappraisal.reports")
@@ -53,6 +64,7 @@ class ReportService:
             head = await r.audit.head()
             children = await r.reports.direct()
             last = await r.bundles.last(ctx.me.code)
+            finals = [p for p in await r.publications.current(ctx.me.code) if p.state == "final" and p.role == "own"]
         received = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest) for f in received_rows])
         issued_fws = {f.digest: framework_of(f) for f in issued_rows}
         issued = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest,
@@ -73,7 +85,8 @@ class ReportService:
         # two reports within one second (before and after a framework arrived) must not look the same age.
         self._last_at = max(ctx.clock(), self._last_at + 1)
         return make_report(ctx.me, received=received, issued=issued, refusals=refusals, audit_head=head,
-                           descendants=children, now=self._last_at, bundle_seq=last.seq if last is not None else 0)
+                           descendants=children, now=self._last_at, bundle_seq=last.seq if last is not None else 0,
+                           publications=[p.envelope for p in sorted(finals, key=lambda p: p.created_at)[-64:]])
 
     async def run(self) -> None:
         """As a child: keep the parent told."""
@@ -138,11 +151,35 @@ class ReportService:
                     ctx.me.code, "reject.report", reports[0].node, from_grpc(caller or ""), "report.descendant_dropped",
                     {"reason": "; ".join(dropped)[:500], "code": "report.descendant_dropped", "caller": caller or "",
                      "dropped": len(dropped)})], now)
-        if kept:
+        taken = await self._take_publications(reports, now)
+        if kept or taken:
             ctx.wakeups.report.set()  # our own report now carries news from below
         if reports[0].bundle_seq > (held.seq if held is not None else 0):
             self.behind(reports[0].node)  # signed, reported, never arrived: pull it
         return True, ""
+
+    async def _take_publications(self, reports: Sequence[Report], now: int) -> int:
+        """Keep the final results the reports carried (verified in sync/reports.py) that are not held:
+        one read to find them (every report repeats them), a write only for new ones."""
+        carried = [(rep, pubs.read(envelope), envelope) for rep in reports for envelope in rep.publications]
+        if not carried:
+            return 0
+        async with self.ctx.store.read() as r:
+            new = [(rep, doc, env) for rep, doc, env in carried if await r.publications.get(doc.digest) is None]
+        if not new:
+            return 0
+        async with self.ctx.store.tx() as tx:
+            for rep, doc, envelope in new:
+                if await tx.publications.get(doc.digest) is not None:
+                    continue
+                await tx.publications.add(PublicationRecord(
+                    doc.digest, doc.node, doc.cycle, doc.period, doc.framework.unit_class, doc.framework.digest,
+                    doc.version, doc.state, doc.public, doc.window_opens, doc.window_closes, doc.reason, "received",
+                    envelope, b"", now, f"report:{rep.via or rep.node}"))
+                await tx.audit.append(self.ctx.me.code, "publication.received", doc.digest, {
+                    "node": doc.node, "cycle": doc.cycle, "period": doc.period, "class": doc.framework.unit_class,
+                    "version": doc.version, "via": rep.via or rep.node}, now)
+        return len(new)
 
     async def anchor(self, requester: str) -> bytes:
         """gRPC FetchAnchor: the requester's own last report held here (a child asks only for itself)."""

@@ -48,6 +48,7 @@ class Gateway:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.url = ""
+        self.token = ""  # the city's bearer token: its dashboard shows computed results (results.interim)
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,6 +98,7 @@ class Gateway:
             await rig.serve_county()
             async with rig.gateway() as client:
                 self.url = str(client.base_url).rstrip("/")
+                self.token = city.context.cfg.admin_token
                 self._ready.set()
                 await self._stop.wait()
         finally:

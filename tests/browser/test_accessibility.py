@@ -19,7 +19,7 @@ from tests.browser.harness import ROOT, Federation
 AXE = ROOT / "gateway" / "static" / "vendor" / "axe-core" / "axe.min.js"
 COUNTY = "510104"
 PAGES = {
-    "office": ["/home", "/tasks?cycle=2026", "/users", "/frameworks?cycle=2026", "/review?cycle=2026", "/",
+    "office": ["/home", "/tasks?cycle=2026", "/users", "/frameworks?cycle=2026", "/review?cycle=2026", "/dashboard",
                "/entry?cycle=2026&period=2026-Y", "/audit"],
     "tjj": ["/home", "/entry?cycle=2026&period=2026-Y", "/account/password"],
     "pingyi": ["/opinions?cycle=2026&period=2026-Y"],

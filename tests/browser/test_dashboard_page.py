@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.browser.harness import VIEWPORT, Guard
+from tests.browser.harness import VIEWPORT, Gateway, Guard
 
 Shoot = Callable[[Any, str], Path]
 
@@ -22,8 +23,15 @@ def chart_labels(page: Any) -> list[str]:
     return list(page.evaluate("() => Chart.getChart(document.querySelector('canvas[data-chart]')).data.labels"))
 
 
+@pytest.fixture
+def page_context(contexts: Callable[..., tuple[Any, Guard]], gateway: Gateway) -> tuple[Any, Guard]:
+    """The dashboard shows computed results, for results.interim only: the office's bearer token here
+    (the journeys sign people in)."""
+    return contexts(extra_http_headers={"Authorization": f"Bearer {gateway.token}"})
+
+
 def test_dashboard_rankings_chart_drilldown_and_languages(page: Any, guard: Guard, shoot: Shoot) -> None:
-    page.goto("/")
+    page.goto("/dashboard")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.get_by_role("heading", level=1)).to_contain_text("成都市（5101，市级）")
     for landmark in ("banner", "main", "contentinfo"):
@@ -78,7 +86,7 @@ def test_dashboard_rankings_chart_drilldown_and_languages(page: Any, guard: Guar
     assert cookie["value"] == "en" and cookie["sameSite"] == "Lax" and cookie["path"] == "/"
     shoot(page, "english")
 
-    page.goto("/")  # no ?lang=: the cookie remembers
+    page.goto("/dashboard")  # no ?lang=: the cookie remembers
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.get_by_role("link", name="中文")).to_be_visible()
     page.get_by_role("link", name="中文").click()
@@ -91,7 +99,7 @@ def test_dashboard_rankings_chart_drilldown_and_languages(page: Any, guard: Guar
 def test_the_guard_fails_a_page_that_reaches_elsewhere_or_breaks_the_csp(page: Any, guard: Guard) -> None:
     """The offline rules themselves can fail: a CDN request is aborted and recorded, and an inline style
     on a gateway page is a CSP violation in the console."""
-    page.goto("/")
+    page.goto("/dashboard")
     expect(page.locator("canvas[data-chart='rankings']")).to_have_attribute("data-drawn", "done")
     assert guard.failures() == []
     page.evaluate("() => { const s = document.createElement('style'); s.textContent = 'p {}'; document.head.append(s); }")
@@ -105,13 +113,14 @@ def test_the_guard_fails_a_page_that_reaches_elsewhere_or_breaks_the_csp(page: A
 
 
 def test_the_page_reads_without_javascript_and_follows_accept_language(contexts: Callable[..., tuple[Any, Guard]],
-                                                                       shoot: Shoot) -> None:
+                                                                       gateway: Gateway, shoot: Shoot) -> None:
     """No script: the rankings are a plain table (the chart is an extra). A browser asking for English
     first (Accept-Language, no cookie) gets English."""
     for locale, js, lang, header in (("zh-CN", False, "zh-CN", "名次"), ("en-US", True, "en", "Rank")):
-        context, _ = contexts(locale=locale, java_script_enabled=js)
+        context, _ = contexts(locale=locale, java_script_enabled=js,
+                              extra_http_headers={"Authorization": f"Bearer {gateway.token}"})
         page = context.new_page()
-        page.goto("/")
+        page.goto("/dashboard")
         expect(page.locator("html")).to_have_attribute("lang", lang)
         expect(page.get_by_role("columnheader", name=header)).to_be_visible()
         expect(page.get_by_role("row").filter(has_text="锦江区")).to_be_visible()

@@ -90,9 +90,10 @@ def test_county_journeys(federation: Federation, federation_contexts: Contexts, 
     def context(code: str = COUNTY) -> Any:
         return federation_contexts(code, PROVINCE)[0].new_page()
 
-    # 7 (before): the province's dashboard as the public sees it.
+    # 7 (before): the province's dashboard (computed results: its auditor signs in to watch them).
     province = context(PROVINCE)
-    province.goto("/")
+    sign_in(province, "shenji", federation.password("shenji"))
+    province.goto("/dashboard")
     expect(province.get_by_role("heading", level=1)).to_contain_text("四川省")
     before = chengdu_score(province)
     shoot(province, "province-before")

@@ -116,7 +116,9 @@ class Rig:
                 task.result()
             await asyncio.sleep(0.01)
         try:
-            async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30) as client:
+            token = self.city.context.cfg.admin_token  # computed results: results.interim (the bearer token has it)
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30,
+                                         headers={"Authorization": f"Bearer {token}"}) as client:
                 yield client
         finally:
             server.should_exit = True
