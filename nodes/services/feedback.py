@@ -56,6 +56,27 @@ def default_period(cycle: str, period: str | None) -> str:
     return per
 
 
+_DECODED: dict[str, tuple[pubs.Published, ClassView | None]] = {}  # digest → decoded (immutable under its digest)
+
+
+def _read(rec: PublicationRecord) -> pubs.Published:
+    hit = _DECODED.get(rec.digest)
+    if hit is None:
+        if len(_DECODED) >= 64:
+            _DECODED.clear()
+        hit = _DECODED[rec.digest] = (pubs.read(rec.envelope), None)
+    return hit[0]
+
+
+def _view(rec: PublicationRecord, pub: pubs.Published, fw: Framework) -> ClassView:
+    hit = _DECODED.get(rec.digest)
+    if hit is not None and hit[1] is not None:
+        return hit[1]
+    view = class_view(pub, fw)
+    _DECODED[rec.digest] = (pub, view)
+    return view
+
+
 class FeedbackService:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
@@ -71,12 +92,12 @@ class FeedbackService:
         """(publication, unit, name) for every unit of the current publications."""
         out: list[tuple[PublicationRecord, str, str]] = []
         for p in await self.publications(tx, cycle, default_period(cycle, period)):
-            out.extend((p, u.unit, u.name) for u in pubs.read(p.envelope).units)
+            out.extend((p, u.unit, u.name) for u in _read(p).units)
         return out
 
     async def _publication_of(self, tx: Tx, cycle: str, period: str, unit: str) -> PublicationRecord:
         for p in await self.publications(tx, cycle, period):
-            if pubs.read(p.envelope).unit(unit) is not None:
+            if _read(p).unit(unit) is not None:
                 return p
         raise NotFound(f"{cycle} 年度 {period} 尚无包含单位 {unit[:16]} 的公布结果，公示或终审后才有绩效报告 "
                        "(no publication names this unit yet: reports follow publication)", code="feedback.no_publication")
@@ -87,15 +108,15 @@ class FeedbackService:
 
     async def _context(self, tx: Tx, rec: PublicationRecord) -> _Context:
         """What every unit's report of one publication shares, read and decoded once."""
-        pub = pubs.read(rec.envelope)
+        pub = _read(rec)
         fw_row = await tx.frameworks.get(rec.framework_digest)
         if fw_row is None:  # not reached: a publication is made from a framework held here
             raise NotFound("公布结果所依据的指标体系不在本节点 (the publication's framework is not held)",
                            code="feedback.framework_missing")
         fw = framework_of(fw_row)
-        history = [pubs.read(o.envelope) for o in await tx.publications.current(self.ctx.me.code)
+        history = [_read(o) for o in await tx.publications.current(self.ctx.me.code)
                    if o.role == "own" and o.cycle < rec.cycle and o.period.endswith(rec.period[4:])]
-        return _Context(rec, pub, fw, history, class_view(pub, fw))
+        return _Context(rec, pub, fw, history, _view(rec, pub, fw))
 
     async def _report(self, tx: Tx, rec: PublicationRecord, unit: str, shared: _Context | None = None) -> Report:
         c = shared or await self._context(tx, rec)
