@@ -21,6 +21,7 @@ from gateway.controllers.appeals import AppealsApiController, AppealsPageControl
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
 from gateway.controllers.entries_api import EntriesApiController
+from gateway.controllers.feedback import FeedbackApiController, FeedbackController
 from gateway.controllers.frameworks import FrameworkController
 from gateway.controllers.home import HomeController
 from gateway.controllers.intake import IntakeController
@@ -62,6 +63,7 @@ def create_app(services: Services) -> Litestar:
                         AppealsApiController, AppealsPageController,
                         RectificationController, RectificationApiController,
                         PublicController, PublicApiController,
+                        FeedbackController, FeedbackApiController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
         exception_handlers={Exception: problems.handle},

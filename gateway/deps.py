@@ -15,6 +15,7 @@ from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import NodeContext
 from nodes.services.entry import EntryService
+from nodes.services.feedback import FeedbackService
 from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
 from nodes.services.public_site import PublicSite
@@ -40,6 +41,7 @@ class Services:
     metrics: NodeMetrics
     accounts: AccountService
     intake: IntakeService
+    feedback: FeedbackService  # 绩效报告 (issue 11)
     publication: PublicationService
     results_use: ResultsUseService
     appeals: AppealService
@@ -57,4 +59,5 @@ def dependencies(s: Services) -> dict[str, Provide]:
             "accounts": const(s.accounts), "intake": const(s.intake),
             "publication": const(s.publication), "results_use": const(s.results_use),
             "appeals": const(s.appeals), "rectification": const(s.rectification),
-            "public_site": const(s.public_site)}
+            "public_site": const(s.public_site),
+            "feedback_service": const(s.feedback)}

@@ -36,6 +36,9 @@ app.add_typer(weights_app, name="weights")
 from nodes.cli_users import users_app  # noqa: E402  (kept beside the other sub-commands)
 
 app.add_typer(users_app, name="users")
+from nodes.cli_reports import reports_app  # noqa: E402  (绩效报告, issue 11)
+
+app.add_typer(reports_app, name="reports")
 from nodes.cli_public import public_app  # noqa: E402
 
 app.add_typer(public_app, name="public")

@@ -29,6 +29,7 @@ from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import Health, NodeContext, Tasks, Wakeups
 from nodes.services.entry import EntryService
+from nodes.services.feedback import FeedbackService
 from nodes.services.intake import IntakeService
 from nodes.services.metrics import NodeMetrics
 from nodes.services.outbox import OutboxRelay
@@ -108,6 +109,7 @@ class NodeServices:
     accounts: AccountService
     intake: IntakeService
     publication: PublicationService
+    feedback: FeedbackService
     results_use: ResultsUseService
     appeals: AppealService
     rectification: RectificationService
@@ -168,6 +170,7 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
         results_use=ResultsUseService(ctx),
         rectification=RectificationService(ctx),
         public_site=PublicSite(ctx, publication),
+        feedback=FeedbackService(ctx),
     )
 
 
@@ -176,7 +179,7 @@ def gateway_services(s: NodeServices) -> Services:
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
                     accounts=s.accounts, intake=s.intake, publication=s.publication,
                     results_use=s.results_use, appeals=s.appeals, rectification=s.rectification,
-                    public_site=s.public_site)
+                    public_site=s.public_site, feedback=s.feedback)
 
 
 class NodeRuntime:

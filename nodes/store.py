@@ -26,6 +26,7 @@ from nodes.repositories.appeals import AppealRepository
 from nodes.repositories.assessments import AssessmentRepository
 from nodes.repositories.audit import AuditRepository
 from nodes.repositories.bundles import BundleRepository
+from nodes.repositories.feedback import FeedbackRepository
 from nodes.repositories.frameworks import FrameworkRepository
 from nodes.repositories.inbox import InboxRepository
 from nodes.repositories.intake import IntakeRepository
@@ -154,6 +155,7 @@ class Tx:
         self.intake = IntakeRepository(conn)
         self.publications = PublicationRepository(conn)
         self.use_lists = UseListRepository(conn)
+        self.feedback = FeedbackRepository(conn)  # 绩效报告 (and what they read of appeals, rectification)
         self.appeals = AppealRepository(conn)
         self.rectification = RectificationRepository(conn)
 

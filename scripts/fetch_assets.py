@@ -1,5 +1,6 @@
-"""Fetch the pages' third-party assets (htmx, Chart.js, the Noto Sans SC web font) from an npm registry
-into gateway/static/vendor/, as pinned by gateway/assets.lock.json.
+"""Fetch the pages' third-party assets (htmx, Chart.js, the Noto Sans SC web font) and the PDF reports'
+CJK font (Noto Sans SC as TrueType, for WeasyPrint: nodes/feedback_render.py) from an npm registry into
+gateway/static/vendor/, as pinned by gateway/assets.lock.json.
 
 Why: offices run the gateway on an intranet without internet, so every script, style and font a page
 uses is served by the gateway itself, never a CDN. They are installed at install time (``./dev setup``)

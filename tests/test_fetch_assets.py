@@ -202,7 +202,9 @@ def test_the_registry_comes_from_our_variable_then_npms_then_the_public_one(monk
 def test_the_shipped_lock_pins_every_package_by_sha512() -> None:
     lock = fa.load_lock()
     names = {p["name"]: p for p in lock["packages"]}
-    assert set(names) == {"htmx.org", "chart.js", "@fontsource/noto-sans-sc", "axe-core"}  # axe: the a11y audit
+    # axe: the a11y audit; the Noto Sans SC TTFs: the CJK font of the PDF reports (WeasyPrint reads no woff2 subsets)
+    assert set(names) == {"htmx.org", "chart.js", "@fontsource/noto-sans-sc", "axe-core", "@expo-google-fonts/noto-sans-sc"}
+    assert all(f.endswith((".ttf", "LICENSE_FONT")) for f in names["@expo-google-fonts/noto-sans-sc"]["files"])
     assert names["htmx.org"]["version"].startswith("2.") and names["chart.js"]["version"].startswith("4.")
     assert all(p["integrity"].startswith("sha512-") and len(base64.b64decode(p["integrity"][7:])) == 64
                for p in lock["packages"])
