@@ -73,6 +73,8 @@ class Summary:
     use_lists: int = 0
     proofs_verified: int = 0
     rollups_in_proofs: int = 0
+    feedback_reports: int = 0
+    feedback_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -93,6 +95,7 @@ class Summary:
             "finals": self.finals, "comments_answered": self.comments_answered,
             "rectification_items": self.rectification_items, "use_lists": self.use_lists,
             "proofs_verified": self.proofs_verified, "rollups_in_proofs": self.rollups_in_proofs,
+            "feedback_reports": self.feedback_reports, "feedback_seconds": round(self.feedback_seconds, 1),
             "problems": self.problems[:20],
             "ok": self.ok,
         }, ensure_ascii=False)
@@ -447,7 +450,27 @@ class Demo:
             s.use_lists += len(lists) if isinstance(lists, list) else 1
         c.print(f"  [green]✓[/] 薄弱指标生成整改事项 {s.rectification_items} 项；结果运用名单 {s.use_lists} 份"
                 "（签名，可导出 Excel/CSV） (rectification items from weak indicators; signed results-use lists)")
+        await self.feedback(publishers)
         await self.check_public()
+
+    async def feedback(self, publishers: list[NodeSpec]) -> None:
+        """绩效报告: every node writes each of its units a feedback report (HTML and PDF) from its final results."""
+        s, c = self.summary, self.console
+        t0 = time.monotonic()
+        for x in publishers:
+            base = self.fed.by_code[x.code].url
+            auth = {"Authorization": f"Bearer {self.fed.tokens[x.code]}"}
+            r = await self.http.post(f"{base}/feedback/generate", data={"cycle": CYCLE}, headers=auth, timeout=300)
+            if r.status_code != 200:
+                raise RuntimeError(f"{self.name(x.code)} 绩效报告: HTTP {r.status_code} {r.text[:300]}")
+            unit = x.children[0] if x.children else x.departments[0]["code"]
+            pdf = await self.http.get(f"{base}/feedback/{CYCLE}/{unit}.pdf", headers=auth, timeout=60)
+            if pdf.status_code != 200 or not pdf.content.startswith(b"%PDF"):
+                s.problems.append(f"{x.code}: {unit} 的绩效报告 PDF 无法取得 (no PDF): HTTP {pdf.status_code}")
+            s.feedback_reports += len(x.children) + len(x.departments)
+        s.feedback_seconds = time.monotonic() - t0
+        c.print(f"  [green]✓[/] 绩效报告 {s.feedback_reports} 份（网页与 PDF），{s.feedback_seconds:.1f} 秒 "
+                "(a feedback report for every unit, HTML and PDF)")
 
     async def public_comment(self, county: NodeSpec, town: str) -> None:
         """公众评议: a citizen's comment on the public form (no account), answered by the unit."""
