@@ -18,7 +18,9 @@ cascaded and the townships' values reported (conftest.py ``federation``). At 锦
    problem+json.
 
 Every step is a screenshot under artefacts/screenshots/; no request leaves the two gateways and the
-console stays free of errors (conftest.py)."""
+console stays free of errors (conftest.py). ``test_the_close_of_the_year`` (issue 11) goes on in the same
+federation: 公示, an appeal filed, assigned, decided and seen, the public site, feedback reports and
+rectification items."""
 
 from __future__ import annotations
 
@@ -346,3 +348,79 @@ def test_county_journeys(federation: Federation, federation_contexts: Contexts, 
     assert r.status == 403 and r.json()["code"] == "auth.forbidden"
     lap("8 refusals")
     print(f"\nfederation: {federation.timings}\njourneys: {timings}")
+
+
+def test_the_close_of_the_year(federation: Federation, federation_contexts: Contexts, shoot: Shoot) -> None:
+    """Issue 11 at 锦江区, each step as its person does it in Chromium: the office opens 公示 (also to the
+    public) from /publication; the township's liaison appeals a value on /appeals; the office assigns the
+    one eligible reviewer; the reviewer rejects it with a reason; the liaison sees the decision and the
+    reason on its home page; a citizen, signed in nowhere, finds the township's results marked 公示中 on
+    the public site; the office writes every unit's feedback report and opens one; the office makes
+    rectification items from the weak indicators."""
+    def context(code: str = COUNTY) -> Any:
+        return federation_contexts(code)[0].new_page()
+
+    office = context()
+    sign_in(office, "office", federation.password("office"))
+    office.goto(f"/publication?cycle={CYCLE}")
+    section = office.locator("section.card").filter(has=office.get_by_role("button", name="开始公示")).first
+    section.get_by_label("向社会公示").check()
+    section.get_by_role("button", name="开始公示").click()
+    expect(office.get_by_role("status")).to_contain_text("已签名发布")
+    expect(office.locator("main")).to_contain_text("公示中")
+    shoot(office, "publication-opened")
+
+    unit = context()
+    sign_in(unit, "danwei", federation.password("danwei"))
+    unit.goto("/appeals")
+    form = unit.locator(f"form.appeal-file[data-unit='{T1}']")
+    form.get_by_label("申诉对象").select_option("value")
+    form.get_by_label("指标（申诉数值时）").select_option(index=1)
+    form.get_by_label(re.compile("申诉理由")).fill("该项数值未计入第四季度竣工项目，请复核。")
+    form.get_by_role("button", name="提交申诉").click()
+    row = unit.locator("tr[data-appeal]").first
+    expect(row).to_have_attribute("data-status", "filed")
+    shoot(unit, "appeal-filed")
+
+    office.goto("/appeals")
+    row = office.locator("tr[data-appeal]").first
+    row.get_by_label("复核人").select_option("shenhe")
+    row.get_by_role("button", name="指定").click()
+    expect(office.locator("tr[data-appeal]").first).to_have_attribute("data-status", "assigned")
+
+    reviewer = context()
+    sign_in(reviewer, "shenhe", federation.password("shenhe"))
+    reviewer.goto("/appeals")
+    row = reviewer.locator("tr[data-appeal]").first
+    row.get_by_label("申诉不成立").check()
+    row.get_by_label("决定理由（必填）").fill("经核对统计台账，第四季度项目已计入，原值无误。")
+    row.get_by_role("button", name="作出决定").click()
+    expect(reviewer.locator("tr[data-appeal]").first).to_have_attribute("data-status", "rejected")
+    shoot(reviewer, "appeal-decided")
+
+    unit.goto("/home")
+    expect(unit.locator("main")).to_contain_text("经核对统计台账，第四季度项目已计入")
+    shoot(unit, "appeal-on-home")
+
+    citizen = context()
+    citizen.goto("/")
+    expect(citizen).to_have_url(re.compile(r"/public$"))
+    expect(citizen.locator("main")).to_contain_text("公示中")
+    citizen.get_by_role("link", name=re.compile("锦官驿街道")).first.click()
+    expect(citizen.get_by_role("table").first).to_be_visible()
+    shoot(citizen, "public-publicity")
+
+    office.goto(f"/feedback?cycle={CYCLE}")
+    office.get_by_test_id("generate-all").click()
+    expect(office.get_by_test_id("generated")).to_contain_text("已生成")
+    office.goto(f"/feedback/{CYCLE}/{T1}")
+    expect(office.locator("main")).to_contain_text("锦官驿街道")
+    shoot(office, "feedback-report-page")
+    pdf = office.request.get(f"/feedback/{CYCLE}/{T1}.pdf")
+    assert pdf.status == 200 and pdf.body().startswith(b"%PDF")
+
+    office.goto(f"/rectification?cycle={CYCLE}")
+    office.locator("#w-deadline").fill("2027-03-31")
+    office.get_by_role("button", name=re.compile("薄弱指标一键生成")).click()
+    expect(office.get_by_test_id("done")).to_contain_text("已从薄弱指标生成")
+    shoot(office, "rectification-items")
