@@ -485,7 +485,7 @@ def test_demo_runs_until_ctrl_c_then_check_reruns_cleanly(tmp_path: Path) -> Non
     reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True)  # type: ignore[union-attr]
     reader.start()
     seen: list[str] = []
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 360  # the close of the year included: a 20 s publicity window, the reports
     while time.monotonic() < deadline and not any("Ctrl-C" in ln for ln in seen):
         try:
             seen.append(lines.get(timeout=1))
@@ -513,10 +513,15 @@ def test_demo_runs_until_ctrl_c_then_check_reruns_cleanly(tmp_path: Path) -> Non
     assert all(_bindable(p) for p in ports), "ports still held after Ctrl-C"
 
     again = subprocess.run([sys.executable, "-m", "nodes.cli", "demo", "--check", "--dir", str(workdir)],
-                           capture_output=True, text=True, timeout=300, check=False)
+                           capture_output=True, text=True, timeout=480, check=False)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     summary = json.loads(again.stdout.strip().splitlines()[-1])
     assert summary["ok"] is True and summary["nodes"] == 15 and summary["values"] == 64
+    # the close of the year: 公示 and final at the 7 nodes with units (8 classes), the appeal, every proof
+    # checked with the province key alone, a report per unit
+    assert (summary["publications"], summary["finals"], summary["appeals"]) == (8, 8, 1)
+    assert summary["proofs_verified"] == 8 and summary["rollups_in_proofs"] > 0
+    assert summary["feedback_reports"] == 17 and summary["comments_answered"] == 1
     for key in ("cascade_seconds", "rollup_seconds"):
         assert summary[key] > 0
     assert subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, check=False).stdout == b""
