@@ -168,11 +168,14 @@ def test_results_roll_up_to_the_province(running: tuple[Federation, Client]) -> 
     assert {w["unit"] for w in warnings} == {"5101", "5107"} and {w["level"] for w in warnings} <= {"green", "yellow",
                                                                                                      "red"}
     assert client.get("51", "/api/v1/flags")["units"] == []  # one cycle only: nothing can repeat yet
-    bad = client.http.get(fed.by_code["51"].url + "/api/v1/warnings", params={"cycle": CYCLE, "period": "2026-Q9"})
+    auth = {"Authorization": f"Bearer {fed.tokens['51']}"}  # computed results: results.interim
+    bad = client.http.get(fed.by_code["51"].url + "/api/v1/warnings", params={"cycle": CYCLE, "period": "2026-Q9"},
+                          headers=auth)
     assert bad.status_code == 400 and bad.json()["code"] == "request.malformed"  # the schema's pattern refuses it
-    other = client.http.get(fed.by_code["51"].url + "/api/v1/warnings", params={"cycle": CYCLE, "period": "2025-Q1"})
+    other = client.http.get(fed.by_code["51"].url + "/api/v1/warnings", params={"cycle": CYCLE, "period": "2025-Q1"},
+                            headers=auth)
     assert other.status_code == 422 and other.json()["code"] == "input.period"  # a period of another cycle
-    page = client.http.get(fed.by_code["51"].url + "/", params={"indicator": "A1"}).text
+    page = client.http.get(fed.by_code["51"].url + "/dashboard", params={"indicator": "A1"}, headers=auth).text
     assert "绵阳市（5107）" in page and "锦官驿街道（510104017）" in page
     openapi = client.get("51", "/schema/openapi.json")
     assert "/api/v1/drilldown" in openapi["paths"]
