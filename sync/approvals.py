@@ -47,6 +47,7 @@ class Source:
     seq: int
     message: bytes  # the child's ResultMessage as received
     reviewer: str = ""  # who approved it here; "" when approved on receipt
+    approved_at: int = 0  # when it was approved here; 0: now (as the roll-up is signed)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class Attested:
 def attach(me: Me, sources: Sequence[Source], now: int) -> tuple[list[bytes], list[bytes]]:
     """The approvals this node signs over its sources, and the evidence it forwards with them."""
     approvals = [sign(PAYLOAD_APPROVAL, pb.Approval(approver=me.code, node=s.node, bundle_id=s.bundle_id, seq=s.seq,
-                                                     approved_at=now, reviewer=s.reviewer[:64]).SerializeToString(),
+                                                     approved_at=s.approved_at or now,
+                                                     reviewer=s.reviewer[:64]).SerializeToString(),
                       me.key)
                  for s in sources]
     evidence = []
@@ -89,7 +91,7 @@ def _approvals(envelopes: Sequence[bytes], approver: Identity) -> dict[tuple[str
     return out
 
 
-def _is_child(node: str, parent: Identity) -> bool:
+def is_child(node: str, parent: Identity) -> bool:
     if parent.level == "township":
         return False
     return node.startswith(parent.code) and valid_code(node, LEVELS[LEVELS.index(parent.level) + 1])
@@ -135,7 +137,7 @@ def verify_attestations(msg: pb.ResultMessage, signer: Identity, bundle: Bundle,
                if issued is not None and (bundle.sources or bundle.provided) else None)
     below = 0
     for node, bundle_id in bundle.sources:
-        if not _is_child(node, signer):
+        if not is_child(node, signer):
             raise EnvelopeError(f"来源 {node} 不是 {signer.code} 的下级 (source is not a child of the sender)",
                                 code="approval.source_not_child")
         approval = approvals.get((node, bundle_id))

@@ -77,6 +77,13 @@ def cosign(data: bytes, key: Ed25519PrivateKey) -> bytes:
     return env.SerializeToString()
 
 
+def signer_ids(data: bytes) -> set[str]:
+    """The key ids that signed a stored envelope (unverified: for choosing what to send)."""
+    env = pb.Envelope()
+    env.ParseFromString(data)
+    return {s.keyid for s in env.signatures}
+
+
 @dataclass(frozen=True)
 class Opened:
     """An envelope parsed but not yet trusted."""

@@ -46,7 +46,7 @@ from aggregator.inputs import to_inputs
 from aggregator.numbers import parse_decimal, to_text
 from aggregator.scoring import UnitScore, appraise
 from proto.appraisal.v1 import appraisal_pb2 as pb
-from sync.approvals import verify_attestations
+from sync.approvals import is_child, verify_attestations
 from sync.codec import decode_bundle, decode_framework
 from sync.envelope import (
     PAYLOAD_APPROVAL,
@@ -182,14 +182,21 @@ def decode(payload: bytes) -> Published:
             if v.source not in SOURCES:
                 raise ProofError(f"{u.unit[:16]} 指标 {v.indicator[:40]} 的来源 {v.source[:16]!r} 无效 (invalid source)",
                                  code="publication.bad_source")
-            vals.append(Value(v.indicator, parse_decimal(v.value, f"{u.unit[:16]} {v.indicator[:40]}"), v.source,
+            vals.append(Value(v.indicator, _number(v.value, f"{u.unit[:16]} {v.indicator[:40]}"), v.source,
                               v.bundle_id))
-        units.append(Figure(u.unit, u.name, parse_decimal(u.score, f"{u.unit[:16]} score"), u.rank, u.grade,
+        units.append(Figure(u.unit, u.name, _number(u.score, f"{u.unit[:16]} score"), u.rank, u.grade,
                             tuple(vals), u.assessment, u.explanation))
     f = msg.framework
     return Published(msg.node, msg.cycle, msg.period, FrameworkRef(f.issuer, f.cycle, f.unit_class, f.version, f.digest),
                      msg.state, msg.version, msg.previous, msg.reason, msg.published_at, msg.as_of, msg.window_opens,
                      msg.window_closes, msg.public, tuple(units), digest(payload))
+
+
+def _number(text: str, where: str) -> Decimal:
+    try:
+        return parse_decimal(text, where)
+    except AppraisalError as exc:
+        raise ProofError(f"公布结果中的数值无效：{exc} (invalid number)", code="publication.bad_number") from None
 
 
 def sign_publication(me: Me, p: Published) -> tuple[bytes, Published]:
@@ -305,8 +312,9 @@ def _units_match(pub: Published, fw: Framework) -> None:
 
 
 def _bundles(proof: pb.PublicationProof, signer: Identity, root: Identity, fw: Framework, pub: Published,
-             out: Checked) -> dict[str, dict[str, Decimal]]:
-    """bundle id → its values, for every piece of evidence, each checked (module docstring, 3)."""
+             out: Checked) -> dict[str, tuple[str, dict[str, Decimal]]]:
+    """bundle id → (the node that signed it, its values), for every piece of evidence, each checked
+    (module docstring, 3)."""
     approvals: dict[str, pb.Approval] = {}
     for data in proof.approvals:
         a = open_signed(data, PAYLOAD_APPROVAL, signer.public_key, pb.Approval(), "审核记录无法解析 (malformed approval)",
@@ -315,7 +323,7 @@ def _bundles(proof: pb.PublicationProof, signer: Identity, root: Identity, fw: F
         if a.approver != signer.code:
             raise ProofError("审核记录的审核节点不是发布者 (approval by another node)", code="publication.approval_signer")
         approvals[a.bundle_id] = a
-    held: dict[str, dict[str, Decimal]] = {}
+    held: dict[str, tuple[str, dict[str, Decimal]]] = {}
     for data in proof.evidence:
         msg = pb.ResultMessage()
         try:
@@ -330,6 +338,9 @@ def _bundles(proof: pb.PublicationProof, signer: Identity, root: Identity, fw: F
         at = min(pub.published_at, approval.approved_at)
         unit_node, payload = verify_signed_by(msg.bundle, PAYLOAD_RESULTS, list(msg.certificate_chain), root, at)
         bundle = decode_bundle(payload)
+        if not is_child(bundle.node, signer):
+            raise ProofError(f"结果包 {bundle_id[:12]}… 由 {bundle.node[:12]} 签名，不是发布者的下级 (evidence from a node "
+                             "that is not the publisher's child)", code="publication.evidence_not_child")
         if bundle.node != unit_node.code or approval.node != bundle.node or approval.seq != bundle.seq:
             raise ProofError(f"结果包 {bundle_id[:12]}… 的签名者、单位或序号与审核记录不符 (evidence does not match)",
                              code="publication.evidence_mismatch")
@@ -343,22 +354,26 @@ def _bundles(proof: pb.PublicationProof, signer: Identity, root: Identity, fw: F
                              code="publication.rollup") from None
         out.rollups += 1 if bundle.sources or bundle.provided else 0
         out.approvals += 1 + attested.approved + attested.approved_below
-        held[bundle_id] = dict(bundle.values)
+        held[bundle_id] = (bundle.node, dict(bundle.values))
         out.bundles += 1
     return held
 
 
-def _values_match(pub: Published, bundles: dict[str, dict[str, Decimal]], out: Checked) -> None:
+def _values_match(pub: Published, bundles: dict[str, tuple[str, dict[str, Decimal]]], out: Checked) -> None:
     for u in pub.units:
         cited: set[str] = set()
         for v in u.values:
             if v.source != "reported":
                 out.attested += 1
                 continue
-            vals = bundles.get(v.bundle_id)
-            if vals is None:
+            found = bundles.get(v.bundle_id)
+            if found is None:
                 raise ProofError(f"{u.unit} 指标 {v.indicator} 引用的结果包 {v.bundle_id[:12]}… 不在证明中 (evidence missing)",
                                  code="publication.evidence_missing")
+            signed_by, vals = found
+            if signed_by != u.unit:  # a unit's reported value comes from that unit's own signed bundle
+                raise ProofError(f"{u.unit} 指标 {v.indicator} 引用的是 {signed_by} 的结果包 (value cites another unit's "
+                                 "bundle)", code="publication.evidence_unit")
             if vals.get(v.indicator) != v.value:
                 signed = to_text(vals[v.indicator]) if v.indicator in vals else "（无）"
                 raise ProofError(f"{u.unit} 指标 {v.indicator} 公布为 {to_text(v.value)}，其签名结果包中为 {signed} "
@@ -367,7 +382,7 @@ def _values_match(pub: Published, bundles: dict[str, dict[str, Decimal]], out: C
             out.reported += 1
         keys = {v.indicator for v in u.values}
         for bundle_id in cited:
-            left_out = [k for k in bundles[bundle_id] if k not in keys]
+            left_out = [k for k in bundles[bundle_id][1] if k not in keys]
             if left_out:
                 raise ProofError(f"{u.unit} 的签名结果包中指标 {', '.join(sorted(left_out)[:5])} 未计入 (signed values left out)",
                                  code="publication.value_left_out")
@@ -379,14 +394,16 @@ def _scores_match(pub: Published, fw: Framework, out: Checked) -> None:
     try:
         again = figures(fw, {u.unit: u.values for u in pub.units}, {u.unit: u.assessment for u in pub.units},
                         pub.as_of, pub.period)
-    except (AppraisalError, ValueError, ArithmeticError, LookupError) as exc:
-        raise ProofError(f"无法按公布的数值重新计分：{exc} (cannot recompute the scores)",
+    except (AppraisalError, ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as exc:
+        # TypeError/AttributeError: an assessment document that is JSON but not the shape scored
+        raise ProofError(f"无法按公布的数值重新计分：{str(exc)[:200]} (cannot recompute the scores)",
                          code="publication.recompute_failed") from None
     for mine in again:
         theirs = pub.unit(mine.unit)
         if theirs is None:  # not reached: _units_match saw the same units
             continue
-        for what, a, b in (("得分 score", to_text(mine.score), to_text(theirs.score)), ("排名 rank", mine.rank, theirs.rank),
+        for what, a, b in (("名称 name", mine.name, theirs.name),
+                           ("得分 score", to_text(mine.score), to_text(theirs.score)), ("排名 rank", mine.rank, theirs.rank),
                            ("等次 grade", mine.grade, theirs.grade), ("说明 explanation", mine.explanation, theirs.explanation)):
             if a != b:
                 shown = (str(a)[:60], str(b)[:60])
@@ -395,14 +412,22 @@ def _scores_match(pub: Published, fw: Framework, out: Checked) -> None:
 
 
 def _previous(proof: pb.PublicationProof, signer: Identity, pub: Published, out: Checked) -> None:
-    want = pub.previous
+    """Each earlier version: signed by the publisher, the same (node, cycle, period, class), one version
+    lower, and named by the one after it; version 1 names none and only version 1 does."""
+    if (pub.version == 1) != (pub.previous == ""):
+        raise ProofError(f"第 {pub.version} 版与其前一版本的引用不符 (version and previous do not agree)",
+                         code="publication.version_previous")
+    want, newer = pub.previous, pub.version
     for data in proof.previous:
         old = open_signed(data, PAYLOAD_PUBLICATION, signer.public_key, pb.Publication(), "公布结果无法解析 (malformed)",
                           "早先版本的签名无效 (an earlier version's signature does not verify)",
                           not_signed_code="publication.bad_signature")
-        if digest(open_envelope(data, PAYLOAD_PUBLICATION).payload) != want:
+        same = (old.node, old.cycle, old.period, old.framework.unit_class) == (
+            pub.node, pub.cycle, pub.period, pub.framework.unit_class)
+        if digest(open_envelope(data, PAYLOAD_PUBLICATION).payload) != want or not same or old.version != newer - 1 \
+                or (old.version == 1) != (old.previous == ""):
             raise ProofError("早先版本的链条断开 (the earlier versions do not chain)", code="publication.previous_chain")
-        want = old.previous
+        want, newer = old.previous, old.version
         out.previous += 1
     if want:
         out.notes.append("更早的版本未附在证明中 (earlier versions not included)")

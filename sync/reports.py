@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError
 
 from aggregator.framework import LEVELS
 from proto.appraisal.v1 import appraisal_pb2 as pb
+from sync import publication
 from sync.envelope import PAYLOAD_PUBLICATION, PAYLOAD_REPORT, EnvelopeError, open_envelope, sign, verify_signature
 from sync.identity import Me
 from sync.trust import Identity, valid_code, verify_signed_by
@@ -148,10 +149,14 @@ def _open(data: bytes, root: Identity, now: int, me: Me) -> tuple[Identity, pb.N
         try:
             opened = open_envelope(envelope, PAYLOAD_PUBLICATION)
             verify_signature(opened, signer.public_key)
-            pub = pb.Publication.FromString(opened.payload)
-        except (EnvelopeError, DecodeError):
+            pub = publication.decode(opened.payload)  # every field readable, so the receiver can keep it
+        except EnvelopeError:
             raise EnvelopeError(f"{signer.code} 报告中的终审结果未由其签名或无法解析 (a final result not signed by the "
                                 "reporting node)", code="report.bad_publication") from None
+        if len(pub.cycle) > 16 or len(pub.period) > 16 or len(pub.framework.unit_class) > 64 \
+                or len(pub.framework.digest) != 64:
+            raise EnvelopeError(f"{signer.code} 报告中的终审结果字段过长 (a final result's header is too long)",
+                                code="report.publication_header")
         if pub.node != signer.code or pub.state != "final":
             raise EnvelopeError(f"{signer.code} 报告中的结果不是其本级的终审结果 (not the reporting node's final result)",
                                 code="report.not_final")

@@ -47,6 +47,15 @@ async def test_publicity_then_final_each_version_signed_and_the_proof_verifies(c
         assert await node.publication.visible(r, None) == []
         assert [p.digest for p in await node.publication.visible(r, OFFICE)] == [first.digest]
 
+    # a publicity made public, then corrected by a version kept internal: the public no longer sees the old one
+    shown = await publicise(node, public=True, reason="公开")
+    async with node.context.store.read() as r:
+        assert [p.digest for p in await node.publication.visible(r, None)] == [shown.digest]
+    first = await publicise(node, public=False, reason="更正后仅向被考评单位公示")
+    async with node.context.store.read() as r:
+        assert await node.publication.visible(r, None) == []
+    assert pubs.verify_proof(first.proof, root_of(fed)).previous == 2
+
     # finalising waits for the window to close
     with pytest.raises(AppraisalError) as early:
         async with node.context.store.tx() as tx:
@@ -56,15 +65,15 @@ async def test_publicity_then_final_each_version_signed_and_the_proof_verifies(c
     async with node.context.store.tx() as tx:
         final = await node.publication.finalise(tx, OFFICE, cycle="2026", period="2026-Y", unit_class=klass)
     doc2 = pubs.read(final.envelope)
-    assert (doc2.state, doc2.version, doc2.previous) == ("final", 2, first.digest)
+    assert (doc2.state, doc2.version, doc2.previous) == ("final", 4, first.digest)
     checked = pubs.verify_proof(final.proof, root_of(fed))
-    assert checked.previous == 1
+    assert checked.previous == 3
     async with node.context.store.read() as r:
         assert [p.digest for p in await node.publication.visible(r, None)] == [final.digest]
         with pytest.raises(AppraisalError):  # superseded: auditors only
             await node.publication.get_visible(r, None, first.digest)
         audit = [e.action for e in await r.audit.entries() if e.action.startswith("publication.")]
-    assert audit == ["publication.publicity", "publication.final"]
+    assert audit == ["publication.publicity"] * 3 + ["publication.final"]
     with pytest.raises(AppraisalError) as again:
         await publicise(node, unit_class=klass, reason="x", opens_at=node.context.clock(),
                         closes_at=node.context.clock() + DAY)
@@ -110,6 +119,24 @@ async def test_a_dishonest_publisher_is_caught_offline(county: tuple[Node, Feder
     def hide_value(p: pb.Publication) -> None:
         del p.units[0].values[0]
 
+    def other_units_bundle(p: pb.Publication) -> None:  # 510104017 shown with 510104018's signed figures
+        a, b = p.units[0], p.units[1]
+        for va, vb in zip(a.values, b.values, strict=True):
+            va.value, va.bundle_id = vb.value, vb.bundle_id
+
+    def renamed(p: pb.Publication) -> None:
+        p.units[0].name = "别的街道"
+
+    def skipped_history(p: pb.Publication) -> None:
+        p.version = 5
+
+    def bad_number(p: pb.Publication) -> None:
+        p.units[0].score = "abc"
+
+    assert caught(resign(proof, fed, other_units_bundle)) == "publication.evidence_unit"
+    assert caught(resign(proof, fed, renamed)) == "publication.score_mismatch"
+    assert caught(resign(proof, fed, skipped_history)) == "publication.version_previous"
+    assert caught(resign(proof, fed, bad_number)) == "publication.bad_number"
     assert caught(resign(proof, fed, bump_value)) == "publication.value_mismatch"
     assert caught(resign(proof, fed, drop_unit)) == "publication.unit_missing"
     assert caught(resign(proof, fed, better_score)) == "publication.score_mismatch"

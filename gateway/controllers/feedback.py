@@ -106,7 +106,7 @@ class FeedbackController(Controller):
 
 class FeedbackApiController(Controller):
     @get("/api/v1/feedback/{cycle:str}/{unit:str}", summary="One unit's feedback report (绩效报告) as JSON",
-         guards=[require("feedback.view")], responses=documented(400, 401, 403, 404))
+         guards=[require("feedback.view")], responses=documented(400, 401, 403, 404, 422))
     async def report_json(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                           feedback_service: NamedDependency[FeedbackService], cycle: CyclePath, unit: UnitPath,
                           period: OptPeriod = None) -> FeedbackReport:

@@ -24,6 +24,7 @@ from nodes.store import Tx
 from sync import publication as pubs
 from sync.approvals import Source, attach
 from sync.codec import bundle_from_message
+from sync.envelope import EnvelopeError
 from sync.ports import FrameworkRecord
 
 MAX_WINDOW = 90 * 86400  # a publicity window longer than a quarter is a typing error
@@ -52,15 +53,13 @@ class PublicationService:
         return await tx.publications.list(node=self.ctx.me.code, cycle=cycle, period=period, unit_class=unit_class)
 
     async def visible(self, tx: Tx, who: Principal | None, *, cycle: str | None = None) -> list[PublicationRecord]:
-        """What ``who`` may see of this node's publications, the latest visible version per
-        (cycle, period, class): the public sees final versions and publicity the office made public;
-        a signed-in person with publication.view also sees publicity; interim results never."""
-        out = []
-        for key_rows in _grouped(await tx.publications.list(node=self.ctx.me.code, cycle=cycle, role="own")):
-            shown = [p for p in key_rows if _may_see(who, p)]
-            if shown:
-                out.append(shown[-1])
-        return out
+        """What ``who`` may see of this node's publications: per (cycle, period, class) the latest version,
+        if ``who`` may see it. The public sees final versions and publicity the office made public; a
+        signed-in person with publication.view also sees publicity; interim results never."""
+        # Only ever the latest version: a publicity version made public and then corrected by one the office
+        # kept internal is not shown to the public any more (it would be a superseded ranking).
+        return [rows[-1] for rows in _grouped(await tx.publications.list(node=self.ctx.me.code, cycle=cycle, role="own"))
+                if _may_see(who, rows[-1])]
 
     async def get_visible(self, tx: Tx, who: Principal | None, digest: str) -> PublicationRecord:
         """One version by digest: the latest visible ones to everyone allowed, earlier ones to auditors."""
@@ -167,13 +166,20 @@ class PublicationService:
             if b is None:  # a value that cites no bundle held: publishing it would not verify
                 raise Conflict(f"{cited[bundle_id]} 的数值所依据的结果包 {bundle_id[:12]}… 不在本节点 "
                                "(the bundle a value rests on is not held)", code="publication.bundle_missing")
-            sources.append(Source(b.node, b.id, bundle_from_message(b.message).seq, b.message, b.reviewer))
+            # approved when it was taken (or reviewed), not now: the township's certificate is checked as of then
+            sources.append(Source(b.node, b.id, bundle_from_message(b.message).seq, b.message, b.reviewer,
+                                  b.reviewed_at or b.received_at))
         # the evidence exactly as received: its own evidence still carries the frameworks the level below
         # rolled up by, which the check needs two levels down (attach trims those for a parent)
         approvals, _ = attach(me, sources, now)
         evidence = [src.message for src in sources]
         previous = [p.envelope for p in reversed(await self.history(tx, row.cycle, period, row.unit_class))]
         proof = pubs.make_proof(envelope, me.chain, row.envelope, evidence, approvals, previous)
+        try:  # never publish what anyone checking it would refuse
+            pubs.verify_proof(proof, me.root)
+        except EnvelopeError as exc:
+            raise Conflict(f"公布结果的证明未通过核验，未公布：{exc} (the proof would not verify; nothing published)",
+                           code="publication.proof_invalid") from None
         rec = PublicationRecord(signed.digest, me.code, row.cycle, period, row.unit_class, row.digest, doc.version,
                                 state, public, opens_at, closes_at, doc.reason, "own", envelope, proof, now, who.actor)
         await tx.publications.add(rec)

@@ -23,7 +23,8 @@ from aggregator.errors import AppraisalError
 from nodes.repositories.publications import PublicationRecord
 from nodes.services.context import NodeContext, framework_of
 from sync import publication as pubs
-from sync.envelope import code_of
+from sync.envelope import code_of, keyid, signer_ids
+from sync.identity import Me
 from sync.ports import Occurrence
 from sync.refusals import from_grpc, record, record_alone
 from sync.reports import (
@@ -86,7 +87,7 @@ class ReportService:
         self._last_at = max(ctx.clock(), self._last_at + 1)
         return make_report(ctx.me, received=received, issued=issued, refusals=refusals, audit_head=head,
                            descendants=children, now=self._last_at, bundle_seq=last.seq if last is not None else 0,
-                           publications=[p.envelope for p in sorted(finals, key=lambda p: p.created_at)[-64:]])
+                           publications=_carried(finals, ctx.me))
 
     async def run(self) -> None:
         """As a child: keep the parent told."""
@@ -172,6 +173,16 @@ class ReportService:
             for rep, doc, envelope in new:
                 if await tx.publications.get(doc.digest) is not None:
                     continue
+                held = [p for p in await tx.publications.list(node=doc.node, cycle=doc.cycle, period=doc.period,
+                                                              unit_class=doc.framework.unit_class)
+                        if p.version == doc.version]
+                if held:  # two different versions with one number, both signed by that node: kept as evidence
+                    await tx.audit.append(self.ctx.me.code, "reject.publication", doc.digest, {
+                        "node": doc.node, "cycle": doc.cycle, "class": doc.framework.unit_class,
+                        "version": doc.version, "held": held[0].digest, "code": "publication.equivocation",
+                        "reason": "同一版本号下有两份不同的终审结果 (two different results under one version number)"},
+                        now)
+                    continue
                 await tx.publications.add(PublicationRecord(
                     doc.digest, doc.node, doc.cycle, doc.period, doc.framework.unit_class, doc.framework.digest,
                     doc.version, doc.state, doc.public, doc.window_opens, doc.window_closes, doc.reason, "received",
@@ -218,3 +229,20 @@ def _detail(detail: str) -> dict[str, object]:
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+CARRIED_BYTES = 1024 * 1024  # final results one report carries (the parent keeps what it took before)
+
+
+def _carried(finals: Sequence[PublicationRecord], me: Me) -> list[bytes]:
+    """The newest final results signed under this node's current key, up to CARRIED_BYTES: older ones
+    reached the parent in earlier reports, and one signed under a key since rotated would not verify."""
+    kid = keyid(me.key.public_key())
+    out: list[bytes] = []
+    size = 0
+    for p in sorted(finals, key=lambda p: p.created_at, reverse=True):
+        if kid not in signer_ids(p.envelope) or size + len(p.envelope) > CARRIED_BYTES or len(out) >= 64:
+            continue
+        out.append(p.envelope)
+        size += len(p.envelope)
+    return out
