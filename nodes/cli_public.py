@@ -26,8 +26,8 @@ def verify(
 ) -> None:
     """离线核验：签名、证书链、审核、逐级汇总与每个得分的计算；不通过则退出码 1
     (signatures, certificate chains, approvals, the arithmetic of every roll-up and score; exit 1 if not)."""
+    from aggregator.errors import AppraisalError
     from sync import keys
-    from sync.envelope import EnvelopeError
     from sync.publication import verify_with_key
 
     try:
@@ -42,7 +42,7 @@ def verify(
         raise typer.Exit(code=2) from None
     try:
         checked = verify_with_key(data, key)
-    except EnvelopeError as exc:
+    except AppraisalError as exc:  # every refusal of the check (EnvelopeError is one) names its code
         if as_json:
             typer.echo(json.dumps({"ok": False, "code": exc.code, "reason": str(exc)}, ensure_ascii=False))
         else:
