@@ -109,7 +109,7 @@ def sample_value(township: str, indicator: str, target: Decimal, unit: str) -> D
     return (target * factor).quantize(quantum, rounding=ROUND_HALF_UP)
 
 
-WINDOW = 20  # seconds: the demo's publicity window (公示期); an office's lasts days
+WINDOW = 12  # seconds: the demo's publicity window (公示期); an office's lasts days
 
 
 class Demo:

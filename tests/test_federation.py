@@ -488,7 +488,7 @@ def test_demo_runs_until_ctrl_c_then_check_reruns_cleanly(tmp_path: Path) -> Non
     reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True)  # type: ignore[union-attr]
     reader.start()
     seen: list[str] = []
-    deadline = time.monotonic() + 360  # the close of the year included: a 20 s publicity window, the reports
+    deadline = time.monotonic() + 360  # the close of the year included: a 12 s publicity window, the reports
     while time.monotonic() < deadline and not any("Ctrl-C" in ln for ln in seen):
         try:
             seen.append(lines.get(timeout=1))
