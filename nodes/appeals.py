@@ -26,13 +26,6 @@ MAX_REASON = 2000
 MAX_EVIDENCE = 20
 DEFAULT_DECIDE_DAYS = 10
 DAY = 86400
-EVIDENCE_BYTES = 10 * 1024 * 1024
-EVIDENCE_TYPES = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                  ".ofd": "application/ofd", ".docx":
-                      "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-                  ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                  ".txt": "text/plain", ".zip": "application/zip"}
-
 STATUS_ZH = {"filed": "已提交，待分配复核人", "assigned": "复核中", "upheld": "申诉成立", "partly": "部分成立",
              "rejected": "申诉不成立", "withdrawn": "已撤回"}
 STATUS_EN = {"filed": "filed, awaiting a reviewer", "assigned": "under review", "upheld": "upheld",
@@ -89,15 +82,6 @@ def check_evidence(evidence: Iterable[str]) -> tuple[str, ...]:
     if len(out) > MAX_EVIDENCE:
         raise BadInput(f"evidence：至多 {MAX_EVIDENCE} 个附件 (at most {MAX_EVIDENCE} files)", code="appeals.evidence_count")
     return tuple(out)
-
-
-def evidence_type(filename: str) -> str:
-    """The content type of an evidence file by its name; refused when not one of EVIDENCE_TYPES."""
-    ext = ("." + filename.rsplit(".", 1)[-1].lower()) if "." in filename else ""
-    if ext not in EVIDENCE_TYPES:
-        raise BadInput(f"{filename[:80]}：不支持的文件类型，可用 {'、'.join(sorted(EVIDENCE_TYPES))} (evidence file type)",
-                       code="appeals.evidence_type")
-    return EVIDENCE_TYPES[ext]
 
 
 def before_of(figure: Figure, target: str, indicator: str) -> dict[str, object]:

@@ -11,6 +11,7 @@ in no part (``check`` returns the problems and nothing else).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -292,3 +293,27 @@ def safe_name(name: str) -> str:
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     base = re.sub(r"[\x00-\x1f\x7f\"<>:|?*]", "_", base).strip(" .") or "file"
     return base[:120]
+
+
+@dataclass(frozen=True)
+class EvidenceFile:
+    name: str
+    content_type: str
+    sha256: str
+
+
+def evidence_file(filename: str, data: bytes, code: str = "intake.attachment") -> EvidenceFile:
+    """An uploaded evidence file checked (a listed type, not empty, at most MAX_ATTACHMENT): the one
+    check of every upload into the attachment store (台账, closure evidence, an appeal's materials).
+    ``code``: the prefix of the refusals' codes (``<code>_type``, ``_empty``, ``_too_large``)."""
+    name = safe_name(filename)
+    ext = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
+    if ext not in ATTACHMENT_TYPES:
+        raise BadInput(f"{name}: 不支持的文件类型，可用 {'、'.join(sorted(ATTACHMENT_TYPES))} (file type not accepted)",
+                       code=f"{code}_type")
+    if not data:
+        raise BadInput(f"{name}: 文件为空 (empty file)", code=f"{code}_empty")
+    if len(data) > MAX_ATTACHMENT:
+        raise BadInput(f"{name}: 文件 {len(data) // 1024} KB，超过上限 {MAX_ATTACHMENT // 1024 // 1024} MB (too large)",
+                       code=f"{code}_too_large")
+    return EvidenceFile(name, ATTACHMENT_TYPES[ext], hashlib.sha256(data).hexdigest())

@@ -14,7 +14,6 @@ before, after and the appeal. Every step is audited under the person's login.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from nodes.accounts import Principal
 from nodes.appeals import (
     CORRECTING,
     DECISIONS,
-    EVIDENCE_BYTES,
     OPEN,
     TARGET_ZH,
     Account,
@@ -34,10 +32,10 @@ from nodes.appeals import (
     check_reason,
     check_target,
     decide_by,
-    evidence_type,
     ineligible,
     may_decide,
 )
+from nodes.intake import evidence_file
 from nodes.repositories.appeals import AppealRecord
 from nodes.repositories.intake import EntryRecord, UnlockRecord
 from nodes.repositories.publications import PublicationRecord
@@ -346,15 +344,9 @@ class AppealService:
         return {"cell": f"{a.unit}/{a.indicator}", "provider": task.provider, "value": value, "unlocked_until": until}
 
     async def _store_upload(self, tx: Tx, who: Principal, up: Upload, now: int) -> str:
-        name = (up.name.replace("\\", "/").rsplit("/", 1)[-1].strip(" .") or "file")[:120]
-        ctype = evidence_type(name)
-        if not up.data:
-            raise BadInput(f"{name}：文件为空 (empty evidence file)", code="appeals.evidence_empty")
-        if len(up.data) > EVIDENCE_BYTES:
-            raise BadInput(f"{name}：文件 {len(up.data) // 1024} KB，超过上限 {EVIDENCE_BYTES // 1024 // 1024} MB "
-                           "(evidence file too large)", code="appeals.evidence_too_large")
-        sha = hashlib.sha256(up.data).hexdigest()
-        await tx.intake.put_attachment(sha, name, ctype, up.data, who.actor, now)
+        f = evidence_file(up.name, up.data, code="appeals.evidence")  # the intake's one check of an upload
+        name, sha = f.name, f.sha256
+        await tx.intake.put_attachment(sha, name, f.content_type, up.data, who.actor, now)
         await tx.audit.append(who.actor, "appeal.attach", sha, {"name": name, "size": len(up.data)}, now)
         return sha
 

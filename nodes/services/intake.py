@@ -15,7 +15,6 @@ Checks of each cell (in the task, editable, a number in bounds, outliers explain
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -25,8 +24,6 @@ from aggregator.framework import Framework
 from aggregator.numbers import parse_decimal
 from nodes.accounts import Principal
 from nodes.intake import (
-    ATTACHMENT_TYPES,
-    MAX_ATTACHMENT,
     STATUS_ZH,
     CellInput,
     CellState,
@@ -36,9 +33,9 @@ from nodes.intake import (
     Problem,
     Row,
     check,
+    evidence_file,
     periods_of,
     previous_period,
-    safe_name,
     same_period_last_year,
     value_columns,
     window_of,
@@ -438,24 +435,15 @@ class IntakeService:
     async def attach(self, cycle: str, period: str, unit: str, key: str, filename: str, data: bytes,
                      who: Principal) -> str:
         """Evidence for one cell (台账): kept under its SHA-256, at most ``MAX_ATTACHMENT`` bytes."""
-        name = safe_name(filename)
-        ext = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
-        if ext not in ATTACHMENT_TYPES:
-            raise BadInput(f"{name}: 不支持的文件类型，可用 {'、'.join(sorted(ATTACHMENT_TYPES))} (file type not accepted)",
-                           code="intake.attachment_type")
-        if not data:
-            raise BadInput(f"{name}: 文件为空 (empty file)", code="intake.attachment_empty")
-        if len(data) > MAX_ATTACHMENT:
-            raise BadInput(f"{name}: 文件 {len(data) // 1024} KB，超过上限 {MAX_ATTACHMENT // 1024 // 1024} MB (too large)",
-                           code="intake.attachment_too_large")
-        sha = hashlib.sha256(data).hexdigest()
+        f = evidence_file(filename, data)
+        name, sha = f.name, f.sha256
         now = self.ctx.clock()
         async with self.ctx.store.tx() as tx:
             grids = await self._grids(tx, cycle, period, who)
             if not any((unit, key) in g.cells for g in grids):
                 raise BadInput(f"单位 {unit[:16]} 的 {key[:32]} 不在您 {period} 的填报任务中 (not one of your tasks)",
                                code="intake.not_assigned")
-            await tx.intake.put_attachment(sha, name, ATTACHMENT_TYPES[ext], data, who.actor, now)
+            await tx.intake.put_attachment(sha, name, f.content_type, data, who.actor, now)
             await tx.intake.link_attachment(sha, cycle, period, unit, key)
             await tx.intake.add_history([{"cycle": cycle, "period": period, "unit": unit, "key": key, "at": now,
                                           "actor": who.actor, "action": "attach", "before": "", "value": "",

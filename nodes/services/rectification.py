@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from aggregator.errors import BadInput, Conflict, NotFound, Refused
 from nodes import rectification as rules
 from nodes.accounts import Principal
-from nodes.intake import ATTACHMENT_TYPES, MAX_ATTACHMENT, safe_name
+from nodes.intake import evidence_file
 from nodes.repositories.rectification import CommentRecord, RectificationRecord
 from nodes.services.context import NodeContext, framework_of
 from nodes.store import Tx
@@ -288,17 +288,8 @@ class RectificationService:
 
     async def attach(self, who: Principal, item: int, filename: str, data: bytes) -> str:
         """A closure evidence file, kept in the attachment store under its SHA-256 (as intake's 台账)."""
-        name = safe_name(filename)
-        ext = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
-        if ext not in ATTACHMENT_TYPES:
-            raise BadInput(f"{name}: 不支持的文件类型，可用 {'、'.join(sorted(ATTACHMENT_TYPES))} (file type not accepted)",
-                           code="intake.attachment_type")
-        if not data:
-            raise BadInput(f"{name}: 文件为空 (empty file)", code="intake.attachment_empty")
-        if len(data) > MAX_ATTACHMENT:
-            raise BadInput(f"{name}: 文件 {len(data) // 1024} KB，超过上限 {MAX_ATTACHMENT // 1024 // 1024} MB (too large)",
-                           code="intake.attachment_too_large")
-        sha = hashlib.sha256(data).hexdigest()
+        f = evidence_file(filename, data)
+        name, sha = f.name, f.sha256
         now = self.ctx.clock()
         async with self.ctx.store.tx() as tx:
             old = await self._change(tx, item)
@@ -306,7 +297,7 @@ class RectificationService:
                 raise Conflict(f"整改事项 {item} 当前为「{rules.STATUS_ZH[old.status]}」，不能再上传佐证材料 "
                                "(evidence is added while the item is open)", code="rectification.evidence_closed")
             shas = rules.evidence([*old.evidence, sha])
-            await tx.intake.put_attachment(sha, name, ATTACHMENT_TYPES[ext], data, who.actor, now)
+            await tx.intake.put_attachment(sha, name, f.content_type, data, who.actor, now)
             await tx.rectification.set(item, evidence=shas)
             await tx.audit.append(who.actor, "rectification.evidence", str(item),
                                   {"unit": old.unit, "sha256": sha, "name": name, "size": len(data)}, now)
