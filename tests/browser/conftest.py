@@ -19,9 +19,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +92,15 @@ def browser() -> Iterator[Any]:
 GUARDS = pytest.StashKey[list[Guard]]()
 
 
-@pytest.fixture
-def contexts(browser: Any, gateway: Gateway, request: pytest.FixtureRequest) -> Iterator[Callable[..., tuple[Any, Guard]]]:
-    """``contexts(**options)``: a new guarded browser context on the gateway (harness.guarded_context),
-    checked with the test and closed after it."""
+@contextmanager
+def context_maker(browser: Any, request: pytest.FixtureRequest, url: str) -> Iterator[Callable[..., tuple[Any, Guard]]]:
+    """``make(**options)``: a new guarded browser context on ``url`` (harness.guarded_context), checked
+    with the test and closed after it. The one factory behind every contexts fixture."""
     guards = request.node.stash.setdefault(GUARDS, [])
     opened: list[Any] = []
 
     def make(**options: Any) -> tuple[Any, Guard]:
-        context, guard = guarded_context(browser, gateway.url, **options)
+        context, guard = guarded_context(browser, url, **options)
         opened.append(context)
         guards.append(guard)
         return context, guard
@@ -108,6 +110,14 @@ def contexts(browser: Any, gateway: Gateway, request: pytest.FixtureRequest) -> 
     finally:
         for context in opened:
             context.close()
+
+
+@pytest.fixture
+def contexts(browser: Any, gateway: Gateway, request: pytest.FixtureRequest) -> Iterator[Callable[..., tuple[Any, Guard]]]:
+    """``contexts(**options)``: a new guarded browser context on the gateway (harness.guarded_context),
+    checked with the test and closed after it."""
+    with context_maker(browser, request, gateway.url) as make:
+        yield make
 
 
 @pytest.fixture(scope="module")
@@ -123,21 +133,12 @@ def federation_contexts(browser: Any, federation: Federation,
                         request: pytest.FixtureRequest) -> Iterator[Callable[..., tuple[Any, Guard]]]:
     """``federation_contexts(code, *also)``: a new guarded context whose base URL is node ``code``'s
     gateway, allowed to reach the gateways of the nodes ``also`` and nothing else."""
-    guards = request.node.stash.setdefault(GUARDS, [])
-    opened: list[Any] = []
+    with contextlib.ExitStack() as stack:
+        def make(code: str, *also: str, **options: Any) -> tuple[Any, Guard]:
+            on = stack.enter_context(context_maker(browser, request, federation.url(code)))
+            return on(also=[federation.url(c) for c in also], **options)
 
-    def make(code: str, *also: str, **options: Any) -> tuple[Any, Guard]:
-        context, guard = guarded_context(browser, federation.url(code),
-                                         also=[federation.url(c) for c in also], **options)
-        opened.append(context)
-        guards.append(guard)
-        return context, guard
-
-    try:
         yield make
-    finally:
-        for context in opened:
-            context.close()
 
 
 @pytest.fixture

@@ -42,25 +42,27 @@ def missing_browser() -> str | None:
 # -- the gateway under test ----------------------------------------------------------------------------
 
 
-class Gateway:
-    """成都市's gateway (uvicorn) and 锦江区's gRPC service, in an event loop of their own thread."""
+class InThread:
+    """Something served by an event loop of its own thread while the test drives a browser in its own
+    (Playwright's sync API holds the test thread's loop): ``_serve`` sets ``_ready`` once it is up and
+    returns when ``_stop`` is set; a failure is raised in the test's thread."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.url = ""
-        self.token = ""  # the city's bearer token: its dashboard shows computed results (results.interim)
+    what = "the gateway under test"
+    start_seconds = 120
+
+    def __init__(self) -> None:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="gateway-under-test", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.what, daemon=True)
 
-    def __enter__(self) -> Gateway:
+    def __enter__(self) -> Any:
         self._thread.start()
-        if not self._ready.wait(120):
-            raise AssertionError("the gateway under test did not start within 120 s")
+        if not self._ready.wait(self.start_seconds):
+            raise AssertionError(f"{self.what} did not start within {self.start_seconds} s")
         if self._error is not None:
-            raise AssertionError(f"the gateway under test did not start: {self._error!r}") from self._error
+            raise AssertionError(f"{self.what} did not start: {self._error!r}") from self._error
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -68,21 +70,38 @@ class Gateway:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(60)
         if self._error is not None:
-            raise AssertionError(f"the gateway under test failed: {self._error!r}") from self._error
+            raise AssertionError(f"{self.what} failed: {self._error!r}") from self._error
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._serve())
+            asyncio.run(self._start())
         except BaseException as e:  # reported in the test's thread, never as an unhandled thread exception
             self._error = e
         finally:
             self._ready.set()
 
+    async def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await self._serve()
+
+    async def _serve(self) -> None:
+        raise NotImplementedError
+
+
+class Gateway(InThread):
+    """成都市's gateway (uvicorn) and 锦江区's gRPC service, in an event loop of their own thread."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.url = ""
+        self.token = ""  # the city's bearer token: its dashboard shows computed results (results.interim)
+        super().__init__()
+
     async def _serve(self) -> None:
         from tests.support.drill import CYCLE, PERIOD, make_rig
 
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        assert self._stop is not None
         rig = await make_rig(self.workdir)
         try:
             await rig.publish(1)
@@ -143,7 +162,7 @@ def sample_framework_for(units: set[str], out: Path) -> Path:
     return out
 
 
-class Federation:
+class Federation(InThread):
     """``nodes.demo.Demo`` on a subset of the demo topology: real node processes on SQLite, a real
     nats-server, the sample framework cascaded, the demo's accounts at every node and the townships'
     values entered, approved and rolled up to the province. Its asyncio loop runs in a thread of its
@@ -154,12 +173,8 @@ class Federation:
         self.codes = codes
         self.demo: Any = None
         self.timings: dict[str, float] = {}
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="federation-under-test", daemon=True)
         self._pythonpath = os.environ.get("PYTHONPATH")
+        super().__init__()
 
     def url(self, code: str) -> str:
         return str(self.demo.fed.by_code[code].url)
@@ -172,35 +187,24 @@ class Federation:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(fn(), self._loop).result(timeout)
 
+    what = "the federation under test"
+    start_seconds = 240
+
     def __enter__(self) -> Federation:
         # The node processes import this checkout (not whatever the venv was installed from), from
         # their own working directories: an absolute PYTHONPATH.
         os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [self._pythonpath])])
-        self._thread.start()
-        if not self._ready.wait(240):
-            raise AssertionError("the federation under test did not come up within 240 s")
-        if self._error is not None:
-            raise AssertionError(f"the federation under test did not come up: {self._error!r}") from self._error
+        super().__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(60)
-        if self._pythonpath is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = self._pythonpath
-        if self._error is not None:
-            raise AssertionError(f"the federation under test failed: {self._error!r}") from self._error
-
-    def _run(self) -> None:
         try:
-            asyncio.run(self._serve())
-        except BaseException as e:  # reported in the test's thread
-            self._error = e
+            super().__exit__(*exc)
         finally:
-            self._ready.set()
+            if self._pythonpath is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = self._pythonpath
 
     async def _serve(self) -> None:
         import time
@@ -209,8 +213,7 @@ class Federation:
 
         from nodes.demo import Demo
 
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        assert self._stop is not None
         specs = subset_topology(self.codes)
         cities = {s.code for s in specs if s.level == "city"}
         framework = sample_framework_for(cities, self.workdir / "sample-framework.yaml")

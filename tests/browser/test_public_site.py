@@ -14,7 +14,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,13 @@ from playwright.sync_api import expect
 from aggregator.numbers import to_text
 from sync import publication as pubs
 from sync.trust import Identity
-from tests.browser.conftest import GUARDS, VENDOR_STAMP
-from tests.browser.harness import VIEWPORT, Guard, guarded_context
+from tests.browser.conftest import VENDOR_STAMP, context_maker
+from tests.browser.harness import VIEWPORT, Guard, InThread
 
 Shoot = Callable[[Any, str], Path]
 
 
-class PublishedCounty:
+class PublishedCounty(InThread):
     """锦江区's gateway after its townships' results were publicised and finalised."""
 
     def __init__(self, workdir: Path) -> None:
@@ -40,34 +39,7 @@ class PublishedCounty:
         self.url = ""
         self.root: Identity | None = None
         self.final: pubs.Published | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="public-gateway-under-test", daemon=True)
-
-    def __enter__(self) -> PublishedCounty:
-        self._thread.start()
-        if not self._ready.wait(120):
-            raise AssertionError("the gateway under test did not start within 120 s")
-        if self._error is not None:
-            raise AssertionError(f"the gateway under test did not start: {self._error!r}") from self._error
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(60)
-        if self._error is not None:
-            raise AssertionError(f"the gateway under test failed: {self._error!r}") from self._error
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as e:  # reported in the test's thread
-            self._error = e
-        finally:
-            self._ready.set()
+        super().__init__()
 
     async def _serve(self) -> None:
         import uvicorn
@@ -76,8 +48,7 @@ class PublishedCounty:
         from nodes.runtime import gateway_services
         from tests.support.closing import county_with_results, finalise, publicise, root_of
 
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        assert self._stop is not None
         node, fed = await county_with_results(self.workdir)
         try:
             await publicise(node, public=True)
@@ -114,20 +85,8 @@ def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PublishedCounty
 @pytest.fixture
 def public_contexts(browser: Any, county: PublishedCounty,
                     request: pytest.FixtureRequest) -> Iterator[Callable[..., tuple[Any, Guard]]]:
-    guards = request.node.stash.setdefault(GUARDS, [])
-    opened: list[Any] = []
-
-    def make(**options: Any) -> tuple[Any, Guard]:
-        context, guard = guarded_context(browser, county.url, **options)
-        opened.append(context)
-        guards.append(guard)
-        return context, guard
-
-    try:
+    with context_maker(browser, request, county.url) as make:
         yield make
-    finally:
-        for context in opened:
-            context.close()
 
 
 def test_a_citizen_finds_a_unit_sees_chart_and_table_and_checks_the_proof(
