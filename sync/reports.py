@@ -73,8 +73,10 @@ class Report:
     message: bytes = field(repr=False)  # the ReportMessage exactly as signed: what is stored and forwarded
     via: str = ""  # the node whose report carried it; "" when its node sent it itself
     bundle_seq: int = 0  # the last bundle it signed for its parent
-    # its latest final results (Envelope(Publication)), each checked as signed by this node and final
+    # its latest final results (Envelope(Publication)), each checked as signed by this node and final,
+    # and the same decoded (by _open, once)
     publications: tuple[bytes, ...] = field(default=(), repr=False)
+    published: tuple[publication.Published, ...] = field(default=(), repr=False)
 
 
 def make_report(me: Me, *, received: Sequence[Ref], issued: Sequence[Ref], refusals: Sequence[Refusal],
@@ -110,20 +112,21 @@ def verify_report(me: Me, data: bytes, now: int, caller: str | None = None) -> t
     Raises EnvelopeError when the child's own report fails."""
     if len(data) > me.limits.message_bytes:
         raise EnvelopeError(f"状态报告 {len(data)} 字节，超过上限 (status report too large)", code="report.too_large")
-    signer, report = _open(data, me.root, now, me)
+    signer, report, published = _open(data, me.root, now, me)
     if signer.path[:-1] != me.path or signer.code not in me.children:
         raise EnvelopeError(f"状态报告签名者 {signer.code} 不是本节点的下级 (report signer is not a child of this node)",
                             code="report.not_child")
     if caller is not None and caller != signer.code:
         raise EnvelopeError(f"TLS 证书属于 {caller[:12]}，报告却由 {signer.code} 签名 (report signed by another node "
                             "than the caller)", code="report.not_caller")
-    out = [_report(report, data, "")]
+    out = [_report(report, data, "", published)]
     dropped: list[str] = []
     _nested(me, report, signer, now, 1, out, dropped)
     return out, dropped
 
 
-def _open(data: bytes, root: Identity, now: int, me: Me) -> tuple[Identity, pb.NodeReport]:
+def _open(data: bytes, root: Identity, now: int,
+          me: Me) -> tuple[Identity, pb.NodeReport, tuple[publication.Published, ...]]:
     msg = pb.ReportMessage()
     try:
         msg.ParseFromString(data)
@@ -143,6 +146,7 @@ def _open(data: bytes, root: Identity, now: int, me: Me) -> tuple[Identity, pb.N
     if (len(report.received) > MAX_REFS or len(report.issued) > MAX_REFS or len(report.refusals) > MAX_REFUSALS
             or len(report.descendants) > me.limits.units or len(report.publications) > MAX_PUBLICATIONS):
         raise EnvelopeError("状态报告条目过多 (status report too long)", code="report.too_long")
+    published = []
     for envelope in report.publications:
         # final results travel up as their publisher signed them: each one checked here, so a child
         # cannot forward another node's results, nor a publicity version as final
@@ -157,10 +161,11 @@ def _open(data: bytes, root: Identity, now: int, me: Me) -> tuple[Identity, pb.N
                 or len(pub.framework.digest) != 64:
             raise EnvelopeError(f"{signer.code} 报告中的终审结果字段过长 (a final result's header is too long)",
                                 code="report.publication_header")
+        published.append(pub)
         if pub.node != signer.code or pub.state != "final":
             raise EnvelopeError(f"{signer.code} 报告中的结果不是其本级的终审结果 (not the reporting node's final result)",
                                 code="report.not_final")
-    return signer, report
+    return signer, report, tuple(published)
 
 
 def _nested(me: Me, report: pb.NodeReport, signer: Identity, now: int, depth: int, out: list[Report],
@@ -172,18 +177,18 @@ def _nested(me: Me, report: pb.NodeReport, signer: Identity, now: int, depth: in
     below = LEVELS[LEVELS.index(signer.level) + 1]
     for data in report.descendants:
         try:
-            child, inner = _open(data, me.root, now, me)
+            child, inner, inner_published = _open(data, me.root, now, me)
             if child.path[:-1] != signer.path or not valid_code(child.code, below):
                 raise EnvelopeError(f"{child.code} 不是 {signer.code} 的下级 (not a child of the forwarding node)",
                                     code="report.not_descendant")
         except (EnvelopeError, ValueError, ArithmeticError) as exc:
             dropped.append(f"{signer.code} 转来的下级报告 (a report forwarded by {signer.code}): {exc}"[:300])
             continue
-        out.append(_report(inner, data, signer.code))
+        out.append(_report(inner, data, signer.code, inner_published))
         _nested(me, inner, child, now, depth + 1, out, dropped)
 
 
-def _report(r: pb.NodeReport, data: bytes, via: str) -> Report:
+def _report(r: pb.NodeReport, data: bytes, via: str, published: tuple[publication.Published, ...] = ()) -> Report:
     return Report(
         node=r.node, reported_at=r.reported_at,
         received=tuple(Ref(x.issuer, x.cycle, x.unit_class, x.version, x.digest) for x in r.received),
@@ -192,7 +197,7 @@ def _report(r: pb.NodeReport, data: bytes, via: str) -> Report:
         refusals=tuple(Refusal(x.framework_digest, x.issuer, x.version, x.code, x.reason, x.refused_at)
                        for x in r.refusals),
         audit_seq=r.audit_seq, audit_hash=r.audit_hash, message=data, via=via, bundle_seq=r.bundle_seq,
-        publications=tuple(r.publications))
+        publications=tuple(r.publications), published=published)
 
 
 def parse_stored(data: bytes, via: str = "") -> Report:

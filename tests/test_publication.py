@@ -296,3 +296,44 @@ async def test_final_results_ride_up_in_the_report_and_only_the_reporters_own_fi
     with pytest.raises(EnvelopeError) as refused:
         verify_report(city, forged, node.context.clock())
     assert refused.value.code == "report.bad_publication"
+
+
+async def test_the_parent_keeps_a_childs_final_results_and_keeps_equivocation_as_evidence(
+        county: tuple[Node, Federation], tmp_path: Path) -> None:
+    """成都市 takes 锦江区's report: the final publication it carries is kept (role received, audited).
+    The county then signs a second, different "version 2" and sends it: the report is taken, the
+    second final is not, and the audit log names both digests (publication.equivocation)."""
+    from nodes.config import load_config
+    from nodes.runtime import build_services
+    from nodes.store import Store
+    from sync.reports import make_report
+    from tests.support.closing import finalise, me_of
+
+    node, fed = county
+    await publicise(node)
+    final = await finalise(node)
+    city = build_services(load_config(fed.node_dir("5101") / "node.yaml"),
+                          await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'city.db'}"),
+                          node.context.clock)  # the county's clock is past the window (finalise moved it)
+    try:
+        ok, why = await city.reports.take(await node.reports.build(), "510104")
+        assert ok, why
+        async with city.context.store.read() as r:
+            held = await r.publications.list(node="510104")
+        assert [(p.digest, p.role, p.state) for p in held] == [(final.digest, "received", "final")]
+
+        other = pb.Publication.FromString(open_envelope(final.envelope, PAYLOAD_PUBLICATION).payload)
+        other.reason = "另一份同版本号的终审结果"
+        key = keys.load_private(fed.node_dir("510104") / "key.pem")
+        forged = sign(PAYLOAD_PUBLICATION, other.SerializeToString(deterministic=True), key)
+        report = make_report(me_of(fed, "510104"), received=(), issued=(), refusals=(), audit_head=(0, "0" * 64),
+                             descendants=(), now=node.context.clock() + 5, publications=[forged])
+        ok, why = await city.reports.take(report, "510104")
+        assert ok, why
+        async with city.context.store.read() as r:
+            assert [p.digest for p in await r.publications.list(node="510104")] == [final.digest]
+            refused = [e for e in await r.audit.entries() if e.action == "reject.publication"]
+        assert len(refused) == 1 and '"publication.equivocation"' in refused[0].detail
+        assert final.digest in refused[0].detail
+    finally:
+        await city.context.store.close()

@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from aggregator.errors import AppraisalError
 from nodes.repositories.publications import PublicationRecord
 from nodes.services.context import NodeContext, framework_of
-from sync import publication as pubs
 from sync.envelope import code_of, keyid, signer_ids
 from sync.identity import Me
 from sync.ports import Occurrence
@@ -162,7 +161,8 @@ class ReportService:
     async def _take_publications(self, reports: Sequence[Report], now: int) -> int:
         """Keep the final results the reports carried (verified in sync/reports.py) that are not held:
         one read to find them (every report repeats them), a write only for new ones."""
-        carried = [(rep, pubs.read(envelope), envelope) for rep in reports for envelope in rep.publications]
+        carried = [(rep, doc, envelope) for rep in reports
+                   for doc, envelope in zip(rep.published, rep.publications, strict=True)]
         if not carried:
             return 0
         async with self.ctx.store.read() as r:
