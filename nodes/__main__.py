@@ -1,4 +1,5 @@
-"""`python -m nodes --config FILE`: the node process entry point.
+"""`python -m nodes --config FILE`: the node process entry point; `python -m nodes --host FILE`: a
+node host's (many nodes in one process, nodes/host.py).
 
 Kept apart from the `appraise` CLI so a node process does not load typer and rich.
 """
@@ -17,11 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     # installs it), ~8 MB per node process; the gateway uses msgspec only, so keep it out.
     sys.modules.setdefault("pydantic", None)  # type: ignore[arg-type]
     parser = argparse.ArgumentParser(prog="python -m nodes", description="运行一个节点 (run one node)")
-    parser.add_argument("--config", "-c", type=Path, required=True, help="节点配置文件 (node.yaml)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", "-c", type=Path, help="节点配置文件 (node.yaml)")
+    which.add_argument("--host", type=Path, help="主机配置文件 (host.yaml: many nodes in one process)")
     args = parser.parse_args(argv)
     from nodes.config import load_config
-    from nodes.runtime import run_node
     from nodes.yamlfile import FileError
+
+    if args.host is not None:
+        return _host(args.host)
+    from nodes.runtime import run_node
 
     try:
         cfg = load_config(args.config)
@@ -30,6 +36,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {cfg.code} %(levelname)s %(name)s: %(message)s")
     asyncio.run(run_node(cfg))
+    return 0
+
+
+def _host(path: Path) -> int:
+    from nodes.host import load_host_config, run_host
+    from nodes.yamlfile import FileError
+
+    try:
+        cfg = load_host_config(path)
+    except FileError as exc:
+        print(f"错误 (error): 主机未启动 (host not started):\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {cfg.name} %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_host(cfg))
     return 0
 
 

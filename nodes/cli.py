@@ -25,6 +25,8 @@ node_app = typer.Typer(help="运行节点 (run a node)", no_args_is_help=True)
 keys_app = typer.Typer(help="密钥与证书 (keys and node certificates)", no_args_is_help=True)
 fw_app = typer.Typer(help="指标体系 (frameworks)", no_args_is_help=True)
 app.add_typer(node_app, name="node")
+host_app = typer.Typer(help="节点主机：一个进程承载多个节点 (node hosts: many nodes in one process)", no_args_is_help=True)
+app.add_typer(host_app, name="host")
 app.add_typer(keys_app, name="keys")
 app.add_typer(fw_app, name="framework")
 deploy_app = typer.Typer(help="部署 (deployment helpers)", no_args_is_help=True)
@@ -56,6 +58,16 @@ def node_run(config: Annotated[Path, typer.Option("--config", "-c", help="节点
     from nodes.__main__ import main as node_main
 
     code = node_main(["--config", str(config)])
+    if code:
+        raise typer.Exit(code=code)
+
+
+@host_app.command("run")
+def host_run(config: Annotated[Path, typer.Option("--config", "-c", help="主机配置文件 (host.yaml)")]) -> None:
+    """在一个进程中启动 host.yaml 所列的全部节点，共用一个 HTTP 与一个 gRPC 监听 (start every node of a host)."""
+    from nodes.__main__ import main as node_main
+
+    code = node_main(["--host", str(config)])
     if code:
         raise typer.Exit(code=code)
 

@@ -23,7 +23,7 @@ from rich.table import Table
 from aggregator.framework import LEVEL_ZH, compose
 from aggregator.numbers import round_value
 from nodes.launcher import DATA as DATA_DIR
-from nodes.launcher import Federation, NodeSpec, load_topology
+from nodes.launcher import Federation, NodeSpec, load_topology, loopback_client
 from sync.cascade_receiver import verify_framework_chain
 from sync.envelope import EnvelopeError
 from sync.keys import public_from_hex
@@ -114,10 +114,10 @@ WINDOW = 12  # seconds: the demo's publicity window (公示期); an office's las
 
 class Demo:
     def __init__(self, workdir: Path, console: Console, specs: list[NodeSpec] | None = None,
-                 store_url_for: Any = None) -> None:
+                 store_url_for: Any = None, hosts: dict[str, list[str]] | None = None) -> None:
         self.console = console
-        self.fed = Federation(workdir, specs or load_topology(), store_url_for)
-        self.http = httpx.AsyncClient(timeout=10)
+        self.fed = Federation(workdir, specs or load_topology(), store_url_for, hosts=hosts)
+        self.http = loopback_client(timeout=10)
         self.summary = Summary(nodes=len(self.fed.specs))
         self.entered: dict[str, dict[str, Decimal]] = {}
         self.passwords = {login: secrets.token_urlsafe(9) for login, *_ in DEMO_ACCOUNTS}
@@ -150,15 +150,15 @@ class Demo:
         # Never the operator's URL: it carries the unrestricted password (it stays in the server's config file).
         c.print("NATS JetStream 已启动，每个节点只能用自己的账号 (nats-server up; each node has its own account)")
         t0 = time.monotonic()
-        for s in self.fed.specs:
-            self.fed.start_node(s.code)
+        self.fed.start()
         pending = {s.code for s in self.fed.specs}
         with c.status("节点启动中 (starting nodes)…") as status:
             while pending:
                 exited = self.fed.exited()
                 if exited:
                     code = next(iter(exited))
-                    raise RuntimeError(f"节点 {self.name(code)} 启动失败 (node failed to start):\n"
+                    who = code if code.startswith("host:") else self.name(code)
+                    raise RuntimeError(f"节点 {who} 启动失败 (node failed to start):\n"
                                        f"{self.fed.log_tail(code)}")
                 for code in list(pending):
                     try:
@@ -168,7 +168,7 @@ class Demo:
                     pending.discard(code)
                     s = self.fed.by_code[code]
                     c.print(f"  [green]✓[/] {LEVEL_ZH[s.level]:>2} {self.name(code)} 已上线 "
-                            f"(up) http://127.0.0.1:{s.http_port}")
+                            f"(up) {s.url}")
                 status.update(f"节点启动中：{len(self.fed.specs) - len(pending)}/{len(self.fed.specs)}")
                 if time.monotonic() - t0 > 90:
                     raise TimeoutError("节点未能在90秒内全部上线 (nodes did not come up in 90 s): "
@@ -233,7 +233,7 @@ class Demo:
     async def session(self, code: str, login: str) -> tuple[httpx.AsyncClient, str]:
         """Signed in as a person, through the sign-in form as a browser does; returns the client and the
         session's CSRF token."""
-        client = httpx.AsyncClient(base_url=self.fed.by_code[code].url, timeout=10)
+        client = loopback_client(base_url=self.fed.by_code[code].url, timeout=10)
         page = await client.get("/login")
         token = re.search(r'name="_csrf" value="([^"]+)"', page.text)
         if token is None:
@@ -475,7 +475,7 @@ class Demo:
     async def public_comment(self, county: NodeSpec, town: str) -> None:
         """公众评议: a citizen's comment on the public form (no account), answered by the unit."""
         base = self.fed.by_code[county.code].url
-        async with httpx.AsyncClient(base_url=base, timeout=10, headers={"Origin": base}) as citizen:
+        async with loopback_client(base_url=base, timeout=10, headers={"Origin": base}) as citizen:
             form = await citizen.get(f"/public/comment/{town}")
             token = re.search(r'name="token" value="([^"]+)"', form.text)
             if token is None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from nodes.natsconf import NodeAccess, ServerPlan, plan_hierarchy, render, render_server, single_stream_plan, stream_plan
@@ -94,10 +95,48 @@ class NodeSpec:
     # A node on a host of its own: the network namespace it runs in and its address there.
     netns: str = ""
     host: str = "127.0.0.1"
+    hosted: str = ""  # the node host carrying it (nodes/host.py), or "" for a process of its own
 
     @property
     def url(self) -> str:
+        # A hosted node is told apart by its host name (RFC 6761: every *.localhost is loopback; Chromium
+        # resolves them, and loopback_transport() does for httpx).
+        if self.hosted:
+            return f"http://{self.code}.localhost:{self.http_port}"
         return f"http://{self.host}:{self.http_port}"
+
+
+class LoopbackTransport(httpx.AsyncBaseTransport):
+    """httpx resolving ``*.localhost`` to 127.0.0.1 as browsers do, keeping the Host header that names
+    the hosted node (glibc does not resolve those names without systemd's nss-myhostname)."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host.endswith(".localhost"):
+            # A copy: the client files the response's cookies under the original request's host name.
+            request = httpx.Request(request.method, request.url.copy_with(host="127.0.0.1"), headers=request.headers,
+                                    stream=request.stream, extensions=request.extensions)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def loopback_client(**kwargs: Any) -> httpx.AsyncClient:
+    """An httpx client that reaches hosted nodes by their *.localhost names."""
+    return httpx.AsyncClient(transport=LoopbackTransport(), **kwargs)
+
+
+@dataclass
+class HostSpec:
+    """A node host of the federation: one process carrying ``codes``, one HTTP and one gRPC port."""
+
+    name: str
+    codes: list[str]
+    grpc_port: int = 0
+    http_port: int = 0
 
 
 def load_topology(path: Path | None = None) -> list[NodeSpec]:
@@ -258,10 +297,18 @@ class Federation:
     """A province-to-township federation of real node processes under ``workdir``."""
 
     def __init__(self, workdir: Path, specs: list[NodeSpec], store_url_for: Any = None, *,
-                 nats_hierarchy: bool = False) -> None:
+                 nats_hierarchy: bool = False, hosts: dict[str, list[str]] | None = None) -> None:
+        """``hosts``: node hosts by name and the codes each carries (nodes/host.py); a node in none
+        runs in a process of its own."""
         self.workdir = workdir
         self.specs = specs
         self.by_code = {s.code: s for s in specs}
+        self.hosts = {name: HostSpec(name, list(codes)) for name, codes in (hosts or {}).items()}
+        for h in self.hosts.values():
+            for code in h.codes:
+                if self.by_code[code].hosted:
+                    raise ValueError(f"node {code} is on two hosts")
+                self.by_code[code].hosted = h.name
         self.nats: NatsServer | NatsHierarchy = NatsHierarchy(workdir) if nats_hierarchy else NatsServer(workdir)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.root_public = ""
@@ -318,12 +365,26 @@ class Federation:
             self.tokens[s.code] = token
             (d / "admin.token").write_text(token + "\n", encoding="utf-8")
             os.chmod(d / "admin.token", 0o600)
+        for h in self.hosts.values():  # a hosted node is reached at its host's two ports
+            h.grpc_port, h.http_port = free_port(), free_port()
+            for code in h.codes:
+                self.by_code[code].grpc_port, self.by_code[code].http_port = h.grpc_port, h.http_port
         prov = self.province
         self.root_public = keys.public_hex(private[prov.code].public_key())
         self.nats.add_nodes([NodeAccess(s.code, self.path(s.code), s.parent is not None, bool(s.children))
                              for s in self.specs])
         for s in self.specs:
             self._write_config(s, prov)
+        for h in self.hosts.values():
+            d = self.host_dir(h.name)
+            d.mkdir(parents=True)
+            doc = {"host": {"name": h.name},
+                   "listen": {"grpc": f"127.0.0.1:{h.grpc_port}", "http": f"127.0.0.1:{h.http_port}"},
+                   "nodes": [f"../../nodes/{code}/node.yaml" for code in h.codes]}
+            (d / "host.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    def host_dir(self, name: str) -> Path:
+        return self.workdir / "hosts" / name
 
     @staticmethod
     def _write_secret(path: Path, data: bytes) -> None:
@@ -378,7 +439,25 @@ class Federation:
             self.nats.listen_host = "0.0.0.0"  # nodes in network namespaces dial the host's veth address
         self.nats.start()
 
+    def start(self) -> None:
+        """Every host and every node not on a host, each its own process."""
+        for h in self.hosts.values():
+            self.start_host(h.name)
+        for s in self.specs:
+            if not s.hosted:
+                self.start_node(s.code)
+
+    def start_host(self, name: str) -> None:
+        d = self.host_dir(name)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2")
+        with (d / "host.log").open("ab") as log:
+            self.procs[f"host:{name}"] = subprocess.Popen(
+                [sys.executable, "-m", "nodes", "--host", str(d / "host.yaml")],
+                stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(d))
+
     def start_node(self, code: str) -> None:
+        if self.by_code[code].hosted:
+            raise ValueError(f"node {code} runs on host {self.by_code[code].hosted}: start_host")
         d = self.node_dir(code)
         # Two malloc arenas: gRPC's threads otherwise each get their own, several MB of RSS for nothing.
         env = dict(os.environ, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2")
@@ -406,7 +485,13 @@ class Federation:
         return {c: rc for c, p in self.procs.items() if (rc := p.poll()) is not None}
 
     def log_tail(self, code: str, lines: int = 15) -> str:
-        path = self.node_dir(code) / "node.log"
+        """The end of a node's log, or of its host's (``code`` a node code or ``host:<name>``)."""
+        if code.startswith("host:"):
+            path = self.host_dir(code[5:]) / "host.log"
+        elif self.by_code[code].hosted:
+            path = self.host_dir(self.by_code[code].hosted) / "host.log"
+        else:
+            path = self.node_dir(code) / "node.log"
         if not path.exists():
             return ""
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])

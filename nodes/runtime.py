@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from litestar import Litestar
 
 from gateway.app import create_app
 from gateway.deps import Services
@@ -56,8 +57,8 @@ from sync.transport.nats import STREAM_CASCADE, STREAM_RESULTS, NatsTransport
 log = logging.getLogger("fedappraisal.node")
 
 
-class _QuietServer(uvicorn.Server):
-    """uvicorn inside the node: the node, not uvicorn, owns SIGINT/SIGTERM."""
+class QuietServer(uvicorn.Server):
+    """uvicorn inside a node or a host: the node (or host), not uvicorn, owns SIGINT/SIGTERM."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -194,6 +195,7 @@ class NodeRuntime:
         self.grpc_server: object = None
         self.grpc_port = 0
         self.http: uvicorn.Server | None = None
+        self._http_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
     @property
@@ -201,6 +203,31 @@ class NodeRuntime:
         return self.services.context
 
     async def start(self) -> None:
+        """The node alone in its process: its own gRPC and HTTP listeners."""
+        await self.start_core()
+        self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, self.servicer(), self.cfg.tls,
+                                                              max_message=self.cfg.limits.grpc_message_bytes)
+        host, _, port = self.cfg.http_listen.rpartition(":")
+        config = uvicorn.Config(self.app(), host=host, port=int(port), log_level="warning",
+                                lifespan="on", access_log=False)
+        self.http = QuietServer(config)
+        self._http_task = asyncio.create_task(self.http.serve(), name="http")
+        # Everything loaded so far lives as long as the node: out of the collector's way, so that its
+        # full collections under load scan only what requests allocate (fewer long pauses at p99).
+        gc.freeze()
+
+    def servicer(self) -> FederationServicer:
+        """What answers this node's gRPC calls, whichever listener they arrive on (alone, or a host's)."""
+        me, limits = self.ctx.me, self.cfg.limits
+        return FederationServicer(FederationHandlers(self.services), authenticated=self.cfg.tls is not None,
+                                  me=me.code, query_limit=RateLimit(limits.query_rate, limits.query_burst))
+
+    def app(self) -> Litestar:
+        """This node's gateway (pages and API), served alone or behind a host's listener."""
+        return create_app(gateway_services(self.services))
+
+    async def start_core(self) -> None:
+        """Trust, NATS and the node's own tasks: everything but listeners (a host brings its own)."""
         s, ctx, me, limits = self.services, self.ctx, self.ctx.me, self.cfg.limits
         async with self.store.read() as r:
             me.trust.load([row.envelope for row in await r.trust.revocation_lists()],
@@ -210,10 +237,6 @@ class NodeRuntime:
                                                 retry=retry, limits=limits)
         self._transport.nats = self.nats
         await self.nats.ensure_streams()
-        servicer = FederationServicer(FederationHandlers(s), authenticated=self.cfg.tls is not None, me=me.code,
-                                      query_limit=RateLimit(limits.query_rate, limits.query_burst))
-        self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, servicer, self.cfg.tls,
-                                                              max_message=limits.grpc_message_bytes)
         if me.parent is not None:
             self.nats.consume(STREAM_CASCADE, f"casc-{me.code}", me.parent_cascade_subject(), s.cascade.on_batch,
                               self.gave_up)
@@ -228,15 +251,7 @@ class NodeRuntime:
             ctx.tasks.spawn(s.reports.run(), name="report-up")
         if me.children:
             ctx.tasks.spawn(s.heartbeat.run(), name="heartbeat")
-        host, _, port = self.cfg.http_listen.rpartition(":")
-        config = uvicorn.Config(create_app(gateway_services(s)), host=host, port=int(port), log_level="warning",
-                                lifespan="on", access_log=False)
-        self.http = _QuietServer(config)
-        self._http_task = asyncio.create_task(self.http.serve(), name="http")
         ctx.wakeups.outbox.set()
-        # Everything loaded so far lives as long as the node: out of the collector's way, so that its
-        # full collections under load scan only what requests allocate (fewer long pauses at p99).
-        gc.freeze()
 
     async def gave_up(self, subject: str, data: bytes, reason: str) -> None:
         """A stream message that could never be settled: audited and shown in the sync status."""
@@ -262,7 +277,7 @@ class NodeRuntime:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.services.reports.stop()
         await self.ctx.channels.close()
-        if self.http is not None:
+        if self._http_task is not None:
             await asyncio.gather(self._http_task, return_exceptions=True)
         if self.nats is not None:
             await self.nats.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -99,6 +100,19 @@ def _upgrade(conn: Connection) -> None:
 
 
 
+_MIGRATING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _migrations() -> asyncio.Lock:
+    """One migration at a time per event loop: alembic's ``op`` and context are module-global, so two
+    stores of one node host upgrading at once would run each other's operations."""
+    loop = asyncio.get_running_loop()
+    lock = _MIGRATING.get(loop)
+    if lock is None:
+        lock = _MIGRATING[loop] = asyncio.Lock()
+    return lock
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -113,7 +127,7 @@ class Store:
         engine = create_async_engine(url, pool_pre_ping=False, pool_size=connections, max_overflow=0)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        async with engine.begin() as conn:
+        async with _migrations(), engine.begin() as conn:
             await conn.run_sync(_upgrade)
         return cls(engine)
 

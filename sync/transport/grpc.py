@@ -37,6 +37,7 @@ class Federation(Protocol):
 
 
 MAX_MESSAGE = DEFAULT_LIMITS.grpc_message_bytes
+TARGET_HEADER = "fa-node"  # the code of the node a call is for (gRPC metadata)
 
 
 Context = grpc.aio.ServicerContext[object, object]
@@ -131,8 +132,58 @@ class FederationServicer(pb_grpc.FederationServicer):
         return pb.FetchAnchorReply(message=await self._node.anchor(request.requester))
 
 
-async def start_server(listen: str, servicer: FederationServicer, tls: TlsFiles | None = None,
+class RoutingServicer(pb_grpc.FederationServicer):
+    """One gRPC listener for every node of a host: each call goes to the servicer of the node its
+    ``fa-node`` metadata names, and that node's servicer decides, as it does alone, who may ask what
+    (the caller is still the node its TLS certificate names). With TLS the host presents the named
+    node's own certificate (chosen by the client's SNI, node-<code>.nodes.fedappraisal), so a client
+    that reached a host not carrying its peer fails the handshake instead of talking to a stranger.
+    A call naming no node goes to the only node, or is refused when there are several."""
+
+    def __init__(self, nodes: dict[str, FederationServicer]) -> None:
+        self._nodes = nodes
+
+    async def _route(self, context: Context) -> FederationServicer:
+        target = next((str(v) for k, v in (context.invocation_metadata() or ()) if k == TARGET_HEADER), "")
+        if not target and len(self._nodes) == 1:
+            return next(iter(self._nodes.values()))
+        servicer = self._nodes.get(target)
+        if servicer is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"本主机不承载节点 {target[:12] or '(未指明)'} (this host does not carry that node)")
+            raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+        return servicer
+
+    async def FetchFrameworks(  # noqa: N802
+        self, request: pb.FetchFrameworksRequest, context: Context
+    ) -> pb.FetchFrameworksReply:
+        return await (await self._route(context)).FetchFrameworks(request, context)
+
+    async def SubmitResults(  # noqa: N802
+        self, request: pb.SubmitResultsRequest, context: Context
+    ) -> pb.SubmitResultsReply:
+        return await (await self._route(context)).SubmitResults(request, context)
+
+    async def Query(self, request: pb.QueryRequest, context: Context) -> pb.QueryReply:  # noqa: N802
+        return await (await self._route(context)).Query(request, context)
+
+    async def FetchBundles(  # noqa: N802
+        self, request: pb.FetchBundlesRequest, context: Context
+    ) -> pb.FetchBundlesReply:
+        return await (await self._route(context)).FetchBundles(request, context)
+
+    async def Report(self, request: pb.ReportRequest, context: Context) -> pb.ReportReply:  # noqa: N802
+        return await (await self._route(context)).Report(request, context)
+
+    async def FetchAnchor(  # noqa: N802
+        self, request: pb.FetchAnchorRequest, context: Context
+    ) -> pb.FetchAnchorReply:
+        return await (await self._route(context)).FetchAnchor(request, context)
+
+
+async def start_server(listen: str, servicer: pb_grpc.FederationServicer, tls: TlsFiles | list[TlsFiles] | None = None,
                        max_message: int = MAX_MESSAGE) -> tuple[grpc.aio.Server, int]:
+    """``tls``: one node's files, or a host's (one certificate per node, all from one CA)."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message),
                                       ("grpc.max_send_message_length", max_message)])
     pb_grpc.add_FederationServicer_to_server(servicer, server)
@@ -158,31 +209,33 @@ class FederationClient:
             options.append(("grpc.ssl_target_name_override", node_host(peer)))
             self.channel = grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
         self.stub = pb_grpc.FederationStub(self.channel)
+        # Which node of the listener is meant: a node host answers many on one port (RoutingServicer).
+        self._md: tuple[tuple[str, str], ...] | None = ((TARGET_HEADER, peer),) if peer else None
 
     async def fetch_frameworks(self, requester: str, cycle: str = "", timeout: float = 5) -> tuple[list[bytes], bytes]:
         reply = await self.stub.FetchFrameworks(pb.FetchFrameworksRequest(requester=requester, cycle=cycle),
-                                                timeout=timeout)
+                                                timeout=timeout, metadata=self._md)
         return list(reply.messages), reply.trust
 
     async def submit(self, message: bytes, timeout: float = 5) -> tuple[bool, str]:
-        reply = await self.stub.SubmitResults(pb.SubmitResultsRequest(message=message), timeout=timeout)
+        reply = await self.stub.SubmitResults(pb.SubmitResultsRequest(message=message), timeout=timeout, metadata=self._md)
         return reply.accepted, reply.reason
 
     async def fetch_bundles(self, requester: str, after_seq: int, timeout: float = 10) -> list[bytes]:
         reply = await self.stub.FetchBundles(pb.FetchBundlesRequest(requester=requester, after_seq=after_seq),
-                                             timeout=timeout)
+                                             timeout=timeout, metadata=self._md)
         return list(reply.messages)
 
     async def query(self, request: pb.QueryRequest, timeout: float = 5) -> pb.QueryReply:
-        reply: pb.QueryReply = await self.stub.Query(request, timeout=timeout)
+        reply: pb.QueryReply = await self.stub.Query(request, timeout=timeout, metadata=self._md)
         return reply
 
     async def report(self, message: bytes, timeout: float = 5) -> tuple[bool, str]:
-        reply = await self.stub.Report(pb.ReportRequest(message=message), timeout=timeout)
+        reply = await self.stub.Report(pb.ReportRequest(message=message), timeout=timeout, metadata=self._md)
         return reply.accepted, reply.reason
 
     async def fetch_anchor(self, requester: str, timeout: float = 5) -> bytes:
-        reply = await self.stub.FetchAnchor(pb.FetchAnchorRequest(requester=requester), timeout=timeout)
+        reply = await self.stub.FetchAnchor(pb.FetchAnchorRequest(requester=requester), timeout=timeout, metadata=self._md)
         return bytes(reply.message)
 
     async def close(self) -> None:

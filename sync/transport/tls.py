@@ -49,8 +49,17 @@ class TlsFiles:
                            code="tls.unreadable") from None
 
 
-def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
-    return grpc.ssl_server_credentials([(tls.key, tls.cert)], root_certificates=tls.ca, require_client_auth=True)
+def server_credentials(tls: TlsFiles | Sequence[TlsFiles]) -> grpc.ServerCredentials:
+    """One node's certificate, or a host's: one per hosted node, gRPC choosing by the client's SNI.
+    Every node of a host must trust the same deployment CA (one set of client roots per listener)."""
+    files = [tls] if isinstance(tls, TlsFiles) else list(tls)
+    if not files:
+        raise TlsError("没有 TLS 证书 (no TLS certificate)", code="tls.none")
+    if any(f.ca != files[0].ca for f in files):
+        raise TlsError("同一主机上的节点须信任同一部署 CA (nodes of one host must trust one deployment CA)",
+                       code="tls.mixed_ca")
+    return grpc.ssl_server_credentials([(f.key, f.cert) for f in files], root_certificates=files[0].ca,
+                                       require_client_auth=True)
 
 
 def channel_credentials(tls: TlsFiles) -> grpc.ChannelCredentials:

@@ -1,0 +1,154 @@
+"""Node hosts (nodes/host.py): many nodes in one process, one HTTP and one gRPC listener.
+
+End to end, the demo federation runs on three processes (the province alone, one host per city
+carrying the city, its counties and their townships) over a real nats-server with mutual TLS, and
+passes the demo's own check: the province's roll-up equals the townships' signed values recomputed,
+every chain verified, every audit head anchored. Hosting changes where a node runs, not what it
+signs: each hosted node answers with its own certificate, and a call to a node a host does not
+carry is refused rather than answered by a neighbour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+import yaml
+from rich.console import Console
+
+from nodes.demo import Demo
+from nodes.host import HostConfigError, HostRouter, load_host_config, node_of_host
+from nodes.launcher import DATA, Federation, load_topology
+from sync.transport.grpc import FederationClient
+from sync.transport.tls import TlsFiles
+
+pytestmark = pytest.mark.slow
+
+
+def hosts_by_city() -> dict[str, list[str]]:
+    specs = load_topology()
+    return {f"h{city}": [s.code for s in specs if s.code.startswith(city)] for city in ("5101", "5107")}
+
+
+def tls_of(fed: Federation, code: str) -> TlsFiles:
+    d = fed.node_dir(code)
+    return TlsFiles.load(fed.workdir / "tls" / "ca.pem", d / "tls.pem", d / "tls.key")
+
+
+def test_demo_federation_on_node_hosts_passes_the_demo_check(tmp_path: Path) -> None:
+    async def flow() -> None:
+        demo = Demo(tmp_path / "fed", Console(quiet=True), load_topology(), hosts=hosts_by_city())
+        try:
+            await demo.start()
+            fed = demo.fed
+            assert sorted(fed.procs) == ["51", "host:h5101", "host:h5107"]  # 15 nodes, 3 processes
+            await demo.accounts()
+            await demo.cascade(DATA / "sample-framework.yaml")
+            await demo.report()
+            await demo.check()
+            assert demo.summary.ok, demo.summary.problems
+            assert demo.summary.rollups_recomputed >= 6 and demo.summary.anchors_held == 14
+
+            county, town, other = fed.by_code["510104"], fed.by_code["510104017"], fed.by_code["510703"]
+            assert county.grpc_port == town.grpc_port != other.grpc_port  # one listener per host
+            # Each hosted node's own identity on the shared listener: the township's status is its own.
+            status = await demo.get(town.code, "/api/v1/status")
+            assert status["code"] == town.code
+            async with httpx.AsyncClient() as plain:  # the bare host: its index and health, no node's data
+                r = await plain.get(f"http://127.0.0.1:{town.http_port}/health")
+                assert r.json()["host"] == "h5101" and r.json()["nodes"] == 7
+                r = await plain.get(f"http://127.0.0.1:{town.http_port}/api/v1/status")
+                assert r.status_code == 404 and r.json()["code"] == "host.unknown_node"
+                r = await plain.get(f"http://127.0.0.1:{town.http_port}/api/v1/status",
+                                    headers={"Host": f"510703.localhost:{town.http_port}"})
+                assert r.status_code == 404  # 涪城区 is on the other host: never answered here
+
+            # gRPC: the township's parent asks it for its bundles over the host's one listener, with TLS.
+            client = FederationClient(f"127.0.0.1:{town.grpc_port}", tls_of(fed, county.code), peer=town.code)
+            try:
+                assert await client.fetch_bundles(county.code, 0)
+            finally:
+                await client.close()
+            # A client expecting a node this host does not carry fails the TLS handshake (SNI picks no
+            # certificate naming it), whatever the call's metadata says.
+            stray = FederationClient(f"127.0.0.1:{town.grpc_port}", tls_of(fed, "5107"), peer=other.code)
+            try:
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stray.fetch_bundles("5107", 0, timeout=3)
+                assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            finally:
+                await stray.close()
+        finally:
+            await demo.close()
+
+    asyncio.run(flow())
+
+
+def test_host_router_sends_each_request_to_the_node_its_host_name_names() -> None:
+    calls: list[str] = []
+
+    def app_of(code: str):  # type: ignore[no-untyped-def]
+        async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+            calls.append(code)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": code.encode()})
+        return lambda: app
+
+    built: list[str] = []
+
+    def lazily(code: str):  # type: ignore[no-untyped-def]
+        make = app_of(code)
+
+        def build():  # type: ignore[no-untyped-def]
+            built.append(code)
+            return make()
+        return build
+
+    router = HostRouter("h", {"510104": lazily("510104"), "510104017": lazily("510104017")},
+                        {"510104": "锦江区", "510104017": "锦官驿街道"})
+
+    async def get(host: str, path: str = "/") -> tuple[int, bytes]:
+        transport = httpx.ASGITransport(app=router)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as c:
+            r = await c.get(path, headers={"Host": host})
+            return r.status_code, r.content
+
+    async def flow() -> None:
+        assert built == []  # no node's gateway is built before its first request
+        assert await get("510104017.localhost:8443", "/home") == (200, b"510104017")
+        assert await get("510104.nodes.example.gov.cn", "/") == (200, b"510104")
+        assert await get("510104.localhost") == (200, b"510104")
+        assert built == ["510104017", "510104"]  # built once each
+        status, body = await get("5101.localhost", "/api/v1/status")
+        assert status == 404 and b"host.unknown_node" in body
+        status, body = await get("127.0.0.1:8443", "/")
+        assert status == 200 and "锦官驿街道".encode() in body and b"//510104017.127.0.0.1:8443/" in body
+
+    asyncio.run(flow())
+    assert node_of_host([(b"host", b"510104.localhost")], {"510104": 1}) == "510104"
+    assert node_of_host([(b"host", b"evil.510104.localhost")], {"510104": 1}) is None
+
+
+def test_host_file_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    fed = Federation(tmp_path / "fed", load_topology(), hosts={"h": ["510104", "510104017"]})
+    fed.prepare()
+    good = fed.host_dir("h") / "host.yaml"
+    cfg = load_host_config(good)
+    assert [n.code for n in cfg.nodes] == ["510104", "510104017"] and cfg.name == "h"
+    doc = yaml.safe_load(good.read_text(encoding="utf-8"))
+
+    def bad(change: dict[str, object], code: str) -> None:
+        path = fed.host_dir("h") / f"{code}.yaml"
+        path.write_text(yaml.safe_dump({**doc, **change}), encoding="utf-8")
+        with pytest.raises(HostConfigError) as caught:
+            load_host_config(path)
+        assert caught.value.code == code and str(path) in str(caught.value)
+
+    bad({"nodes": [doc["nodes"][0]] * 2}, "host.duplicate_node")
+    bad({"nodes": ["nowhere/node.yaml"]}, "host.node_missing")
+    bad({"nodes": []}, "host.no_nodes")
+    bad({"listen": {"http": "8443", "grpc": "127.0.0.1:7443"}}, "host.bad_address")
+    bad({"port": 1}, "host.unknown_key")
