@@ -151,6 +151,7 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     ctx = NodeContext(cfg=cfg, me=me, store=store, clock=clock, limits=cfg.limits, wakeups=Wakeups(),
                       health=Health(), tasks=Tasks())
     late = transport or NatsLink()
+    store.on_commit.append(ctx.wakeups.outbox.set)
     retry = RetryPolicy.from_limits(cfg.limits)
     heartbeat = HeartbeatService(ctx, late.announce)
     cascade = CascadeService(ctx, heartbeat.trust_update)

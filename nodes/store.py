@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,9 @@ class Store:
         self.engine = engine
         self._write = asyncio.Lock()
         self.generation = 0  # committed write transactions so far: what read caches are valid against
+        # Called after each committed non-quiet write: how the outbox relay learns of new rows without
+        # polling (a node host carries thousands of idle nodes).
+        self.on_commit: list[Callable[[], None]] = []
 
     @classmethod
     async def open(cls, url: str, connections: int = DEFAULT_LIMITS.store_connections) -> Store:
@@ -143,6 +146,8 @@ class Store:
                 yield Tx(conn)
             if not quiet:
                 self.generation += 1  # after the commit: a read that saw the old data is never served again
+                for hook in self.on_commit:
+                    hook()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:

@@ -8,7 +8,6 @@ pauses by the node's one retry policy before trying the failed ones again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -30,8 +29,10 @@ class OutboxRelay:
         failures = 0  # consecutive rounds with a failed subject
         wakeup = self.ctx.wakeups.outbox
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout=1.0)
+            # Woken by every committed write (Store.on_commit, wired by the runtime) and after a failed
+            # round's pause: an idle node costs no timer.
+            if not failures:
+                await wakeup.wait()
             wakeup.clear()
             stalled = await self.relay_once()
             failures = failures + 1 if stalled else 0
