@@ -298,8 +298,9 @@ def main() -> None:
             shutil.rmtree(base, ignore_errors=True)
     print("\nnodes  mode        start-up  cascade  roll-up  RSS MB  MB/node  ok")
     for r in runs:
-        print(f"{r['nodes']:>5}  {'hosted' if r['hosted'] else 'alone ':<10}  {r.get('startup_s', '-'):>8}  "
-              f"{r.get('cascade_s', '-'):>7}  {r.get('rollup_s', '-'):>7}  {r['rss_mb']:>6}  {r['rss_per_node_mb']:>7}  {r['ok']}")
+        mode = "hosted" if r["hosted"] else "alone"
+        print(f"{r['nodes']:>5}  {mode:<10}  {r.get('startup_s', '-'):>8}  {r.get('cascade_s', '-'):>7}  "
+              f"{r.get('rollup_s', '-'):>7}  {r['rss_mb']:>6}  {r['rss_per_node_mb']:>7}  {r['ok']}")
     for n in args.baseline:
         alone = next((r for r in runs if r["nodes"] >= n and not r["hosted"]), None)
         hosted = next((r for r in runs if r["nodes"] == (alone or {}).get("nodes") and r["hosted"]), None)
