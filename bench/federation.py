@@ -181,13 +181,7 @@ async def run_once(workdir: Path, nodes: int, hosted: bool) -> dict[str, Any]:
         result["startup_s"] = round(time.monotonic() - t0, 2)
         print(f"start-up: {result['startup_s']} s (keys and configurations before it: {prepare_s:.1f} s)", flush=True)
 
-        # Cascade: publish at the province; a node is polled only once its parent holds its frameworks.
         prov = fed.province
-        r = await http.post(prov.url + "/api/v1/admin/frameworks", headers=auth[prov.code],
-                            json={"yaml": framework_for(FRAMEWORK, set(by)), "filename": FRAMEWORK.name})
-        if r.status_code != 201:
-            raise RuntimeError(f"publish: HTTP {r.status_code} {r.text[:500]}")
-        t0 = time.monotonic()
         done: set[str] = set()
 
         async def held() -> dict[str, int]:
@@ -203,6 +197,13 @@ async def run_once(workdir: Path, nodes: int, hosted: bool) -> dict[str, Any]:
                 out[s.code] = len(st.json()["frameworks"])
             return out
 
+        await held()  # once before: each host's first answer opens every node's store connection
+        # Cascade: publish at the province; every node's frameworks are read from its host's /nodes.
+        r = await http.post(prov.url + "/api/v1/admin/frameworks", headers=auth[prov.code],
+                            json={"yaml": framework_for(FRAMEWORK, set(by)), "filename": FRAMEWORK.name})
+        if r.status_code != 201:
+            raise RuntimeError(f"publish: HTTP {r.status_code} {r.text[:500]}")
+        t0 = time.monotonic()
         while len(done) < len(specs):
             for code, n in (await held()).items():
                 s = by[code]

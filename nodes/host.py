@@ -14,7 +14,7 @@ listeners:
   cache key of the gateway looks for them (gateway.deps.node_state). Every node keeps its own
   origin: cookies, sessions and CSRF tokens of one hosted node are never sent to another, and each
   node's cookies carry its code. The bare host name answers ``/health``, ``/nodes`` (each node's
-  frameworks held, outbox and NATS state, read from its store) and an index of the nodes carried.
+  frameworks held and NATS state) and an index of the nodes carried.
 * **gRPC**: one server (:class:`sync.transport.grpc.RoutingServicer`). A call goes to the node its
   ``fa-node`` metadata names; with TLS the host presents that node's own certificate (by SNI), and
   that node's servicer checks the caller's certificate exactly as it does alone.
@@ -234,6 +234,7 @@ class NodeHost:
         self.http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._held: dict[str, tuple[int, int]] = {}  # node → (store generation, frameworks held)
 
     @classmethod
     async def open(cls, cfg: HostConfig) -> NodeHost:
@@ -246,15 +247,18 @@ class NodeHost:
         return cls(cfg, list(await asyncio.gather(*(one(n) for n in cfg.nodes))))
 
     async def states(self) -> list[dict[str, Any]]:
-        """Per hosted node: who it is, how many frameworks it holds, whether NATS is connected, what its
-        outbox still has to send (for operators and benchmarks: no node's gateway is built for it)."""
+        """Per hosted node: who it is, how many frameworks it holds, whether NATS is connected (for
+        operators and benchmarks: no node's gateway is involved). A node's store is read again only
+        after a write, so polling a host of thousands costs next to nothing."""
         out = []
         for code, n in self.nodes.items():
-            async with n.store.read() as r:
-                frameworks = await r.frameworks.count()
-                pending = await r.outbox.pending_count()
-            out.append({"code": code, "name": n.cfg.name, "level": n.cfg.level, "frameworks": frameworks,
-                        "outbox_pending": pending, "nats_connected": n.nats is not None and n.nats.connected})
+            generation = n.store.generation
+            cached = self._held.get(code)
+            if cached is None or cached[0] != generation:
+                async with n.store.read() as r:
+                    cached = self._held[code] = (generation, await r.frameworks.count())
+            out.append({"code": code, "name": n.cfg.name, "level": n.cfg.level, "frameworks": cached[1],
+                        "nats_connected": n.nats is not None and n.nats.connected})
         return out
 
     async def start(self) -> None:

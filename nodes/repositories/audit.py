@@ -111,6 +111,11 @@ class AuditRepository:
                 audit_counters.c.code == r.code).values(pending=0))
         return len(rows)
 
+    async def open_windows(self) -> int:
+        """Counters with occurrences not yet folded into a summary entry."""
+        q = select(func.count()).select_from(audit_counters).where(audit_counters.c.pending > 0)
+        return int((await self.conn.execute(q)).scalar_one())
+
     async def counters(self, limit: int = 1000) -> list[CounterRecord]:
         """The counters, most recently seen first."""
         q = select(audit_counters).order_by(audit_counters.c.last_at.desc(), audit_counters.c.sender).limit(limit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from dataclasses import dataclass
 
 from nodes.audit import FIELDS, GENESIS, AuditBreak, verify_entries
@@ -42,6 +43,9 @@ class AuditService:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         self._verifying = asyncio.Lock()
+        # Set by every committed write (Store.on_commit): the background round runs only after one.
+        self.changed = asyncio.Event()
+        ctx.store.on_commit.append(self.changed.set)
 
     async def verify(self) -> Verdict:
         """From the checkpoint to the tip. Callers arriving during a check wait for it and then find
@@ -92,16 +96,24 @@ class AuditService:
 
     async def run(self) -> None:
         """The ``audit`` task: fold ended windows and move the checkpoint on, in the background, so
-        summaries reach the chain even when the flood stops and reads find little to hash."""
+        summaries reach the chain even when the flood stops and reads find little to hash. It runs a
+        period after a write and not otherwise: an idle node (thousands on one host) costs no timer, and
+        a jitter of a tenth keeps the nodes of a host that started together from folding in step."""
         period = max(1.0, min(60.0, self.ctx.limits.audit_repeat_seconds / 2))
         while True:
-            await asyncio.sleep(period)
+            await self.changed.wait()
+            await asyncio.sleep(period * (1 + random.random() / 10))
+            self.changed.clear()
             try:
                 await self.fold()
                 await self.verify()
+                async with self.ctx.store.read() as r:
+                    if await r.audit.open_windows():
+                        self.changed.set()  # a window still counting: fold it when it is over
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store may be away for a while; the next round tries again
+                self.changed.set()
                 self.ctx.health.last_error = f"audit: {exc}"
                 log.warning("audit fold or verification failed: %s", exc)
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 
@@ -113,7 +114,7 @@ class ReportService:
                 await self._close()
             wakeup = ctx.wakeups.report
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout=ctx.cfg.heartbeat_seconds)
+                await asyncio.wait_for(wakeup.wait(), timeout=ctx.cfg.heartbeat_seconds * (0.95 + random.random() / 10))
             wakeup.clear()
             await asyncio.sleep(max(0.0, MIN_GAP - (time.monotonic() - started)))
 

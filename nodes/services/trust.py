@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 
 from aggregator.errors import AppraisalError
@@ -64,7 +65,8 @@ class HeartbeatService:
             except Exception as exc:  # children notice the silence; say why here
                 self.ctx.health.last_error = f"heartbeat: {exc}"
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout=self.ctx.cfg.heartbeat_seconds)
+                # A tenth of jitter: the nodes of a host that started together do not beat in step.
+                await asyncio.wait_for(wakeup.wait(), timeout=self.ctx.cfg.heartbeat_seconds * (0.95 + random.random() / 10))
             wakeup.clear()
 
     async def revoke(self, code: str, serial: int, reason: str, actor: str) -> int:
