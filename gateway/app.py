@@ -25,7 +25,7 @@ from gateway.controllers.feedback import FeedbackApiController, FeedbackControll
 from gateway.controllers.frameworks import FrameworkController
 from gateway.controllers.home import HomeController
 from gateway.controllers.intake import IntakeController
-from gateway.controllers.metrics import MetricsController
+from gateway.controllers.metrics import MetricsController, http_latency
 from gateway.controllers.node import NodeController
 from gateway.controllers.oidc import OidcController
 from gateway.controllers.public import PublicApiController, PublicController
@@ -66,6 +66,7 @@ def create_app(services: Services) -> Litestar:
                         FeedbackController, FeedbackApiController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
+        middleware=[http_latency(services.metrics)],
         exception_handlers={Exception: problems.handle},
         before_send=[add_security_headers, i18n.remember_language],
         template_config=templates(),
