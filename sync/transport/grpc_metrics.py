@@ -23,7 +23,7 @@ NAME = "fedappraisal_grpc_server_handling_seconds"
 TARGET_HEADER = "fa-node"  # as sync/transport/grpc.py: the hosted node a call is for
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]]
 
 
 def _code(context: Any, default: grpc.StatusCode) -> str:
