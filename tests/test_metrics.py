@@ -72,7 +72,8 @@ async def test_a_nodes_metrics_show_ingest_lag_outbox_cascade_and_anchors(tmp_pa
     try:
         ref = await issued_ref(node)
         mem = Memory()
-        await send_bundle(mem, me_of(fed, "510104017"), cycle="2026", period="2026-Y", framework_digest=ref.digest,
+        await send_bundle(mem, me_of(fed, "510104017"),  # type: ignore[arg-type]  # Memory: the outbox alone
+                          cycle="2026", period="2026-Y", framework_digest=ref.digest,
                           values={"A1": Decimal(5), "B3": Decimal(80)}, child_scores=(), now=int(time.time()))
         assert (await node.results.submit(mem.queued[0], "510104017"))[0]
         # The township's signed report: it holds the county's framework, its audit head is at 7, and it
@@ -119,7 +120,7 @@ def test_outbox_subjects_fold_into_bounded_streams() -> None:
 
 
 async def test_a_host_renders_all_its_nodes_once_with_a_node_label(tmp_path: Path) -> None:
-    county, fed = await make_county(tmp_path)
+    county, fed = await make_county(tmp_path)  # fed: the demo keys the city's configuration uses
     city = build_services(load_config(fed.node_dir("5101") / "node.yaml"),
                           await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'city.db'}"))
     try:
@@ -139,7 +140,7 @@ async def test_a_host_renders_all_its_nodes_once_with_a_node_label(tmp_path: Pat
 
 
 async def test_grpc_latency_per_method_and_status_through_a_real_server(tmp_path: Path) -> None:
-    node, fed = await make_county(tmp_path)
+    node, _fed = await make_county(tmp_path)
     registry = CollectorRegistry(auto_describe=False)
     servicer = FederationServicer(FederationHandlers(node), me="510104")
     server, port = await start_server("127.0.0.1:0", RoutingServicer({"510104": servicer}),
@@ -155,7 +156,7 @@ async def test_grpc_latency_per_method_and_status_through_a_real_server(tmp_path
         # A method with no handler is answered by gRPC itself and never becomes a label.
         raw = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
-            await raw.unary_unary("/appraisal.v1.Federation/Made" + "Up")(b"")
+            await raw.unary_unary("/appraisal.v1.Federation/Made" + "Up")(b"")  # type: ignore[arg-type]
         assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
         await raw.close()
         from prometheus_client import generate_latest
@@ -174,7 +175,7 @@ async def test_grpc_latency_per_method_and_status_through_a_real_server(tmp_path
 
 
 async def test_ready_names_what_is_not_ready_then_answers_200_with_a_real_nats(tmp_path: Path, nats_url: str) -> None:
-    node, fed = await make_county(tmp_path)
+    node, _fed = await make_county(tmp_path)
     link = NatsLink()
     node = build_services(node.context.cfg, node.context.store, transport=link)
     try:
