@@ -39,13 +39,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-import psutil  # noqa: E402
+import httpx
+import psutil
 
-from aggregator.framework import compose  # noqa: E402
-from aggregator.numbers import round_value  # noqa: E402
-from nodes.demo import CYCLE, PERIOD, sample_value  # noqa: E402
-from nodes.launcher import DATA, Federation, NodeSpec, load_topology, loopback_client  # noqa: E402
+from aggregator.framework import compose
+from aggregator.numbers import round_value
+from nodes.demo import CYCLE, PERIOD, framework_for, sample_value
+from nodes.launcher import DATA, Federation, NodeSpec, load_topology, loopback_client
 
 FRAMEWORK = DATA / "sample-framework.yaml"
 CONCURRENCY = 16  # the benchmark's own requests in flight: it measures the federation, not itself
@@ -184,23 +184,30 @@ async def run_once(workdir: Path, nodes: int, hosted: bool) -> dict[str, Any]:
         # Cascade: publish at the province; a node is polled only once its parent holds its frameworks.
         prov = fed.province
         r = await http.post(prov.url + "/api/v1/admin/frameworks", headers=auth[prov.code],
-                            json={"yaml": FRAMEWORK.read_text(encoding="utf-8"), "filename": FRAMEWORK.name})
-        r.raise_for_status()
+                            json={"yaml": framework_for(FRAMEWORK, set(by)), "filename": FRAMEWORK.name})
+        if r.status_code != 201:
+            raise RuntimeError(f"publish: HTTP {r.status_code} {r.text[:500]}")
         t0 = time.monotonic()
         done: set[str] = set()
 
-        async def holds(s: NodeSpec) -> bool:
-            try:
-                st = (await http.get(s.url + "/api/v1/status", headers=auth[s.code])).json()
-            except httpx.HTTPError:
-                return False
-            return len(st["frameworks"]) >= (1 if s.parent else 0) + (1 if s.children else 0)
+        async def held() -> dict[str, int]:
+            """Frameworks held per node: from each host's /nodes (no node gateway is built to answer),
+            and for a node alone, its status."""
+            out: dict[str, int] = {}
+            for h in fed.hosts.values():
+                doc = (await http.get(f"http://127.0.0.1:{h.http_port}/nodes")).json()
+                out.update({n["code"]: n["frameworks"] for n in doc["nodes"]})
+            alone = [s for s in specs if not s.hosted and s.code not in done]
+            for s, st in zip(alone, await _gather_limited([http.get(s.url + "/api/v1/status", headers=auth[s.code])
+                                                            for s in alone]), strict=True):
+                out[s.code] = len(st.json()["frameworks"])
+            return out
 
         while len(done) < len(specs):
-            ready = [s for s in specs if s.code not in done and (s.parent is None or s.parent in done)]
-            for s, ok in zip(ready, await _gather_limited([holds(s) for s in ready]), strict=True):
-                if ok:
-                    done.add(s.code)
+            for code, n in (await held()).items():
+                s = by[code]
+                if n >= (1 if s.parent else 0) + (1 if s.children else 0):
+                    done.add(code)
             if time.monotonic() - t0 > 600:
                 raise TimeoutError(f"cascade: {len(specs) - len(done)} nodes without their framework")
             if len(done) < len(specs):
@@ -291,8 +298,9 @@ def main() -> None:
             shutil.rmtree(base, ignore_errors=True)
     print("\nnodes  mode        start-up  cascade  roll-up  RSS MB  MB/node  ok")
     for r in runs:
-        print(f"{r['nodes']:>5}  {'hosted' if r['hosted'] else 'alone ':<10}  {r.get('startup_s', '-'):>8}  "
-              f"{r.get('cascade_s', '-'):>7}  {r.get('rollup_s', '-'):>7}  {r['rss_mb']:>6}  {r['rss_per_node_mb']:>7}  {r['ok']}")
+        mode = "hosted" if r["hosted"] else "alone"
+        print(f"{r['nodes']:>5}  {mode:<10}  {r.get('startup_s', '-'):>8}  {r.get('cascade_s', '-'):>7}  "
+              f"{r.get('rollup_s', '-'):>7}  {r['rss_mb']:>6}  {r['rss_per_node_mb']:>7}  {r['ok']}")
     for n in args.baseline:
         alone = next((r for r in runs if r["nodes"] >= n and not r["hosted"]), None)
         hosted = next((r for r in runs if r["nodes"] == (alone or {}).get("nodes") and r["hosted"]), None)

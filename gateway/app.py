@@ -5,6 +5,7 @@ gateway's own static files, and security headers on every response."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar
@@ -37,7 +38,7 @@ from gateway.controllers.reviews import ReviewController
 from gateway.controllers.session import SessionController
 from gateway.controllers.users import UserController
 from gateway.controllers.views import ViewsController
-from gateway.deps import Services, dependencies
+from gateway.deps import Services, dependencies, state_of
 from gateway.oidc import RelyingParty, flow_key
 from gateway.openapi import SchemaRenderPlugin
 from gateway.security import add_security_headers
@@ -52,9 +53,23 @@ def templates() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
 
 
-def create_app(services: Services) -> Litestar:
-    me, cfg = services.node.me, services.node.cfg
-    oidc = RelyingParty(cfg.oidc, services.node.clock, flow_key(cfg.key.private_bytes_raw())) if cfg.oidc else None
+def relying_party(services: Services) -> RelyingParty | None:
+    cfg = services.node.cfg
+    return RelyingParty(cfg.oidc, services.node.clock, flow_key(cfg.key.private_bytes_raw())) if cfg.oidc else None
+
+
+def node_scope(services: Services) -> dict[str, Any]:
+    """One node's entry for a host's shared application (put in each request's scope as NODE_SCOPE)."""
+    return state_of(services, relying_party(services))
+
+
+def create_app(services: Services | None, *, title: str = "") -> Litestar:
+    """One node's gateway, or (``services`` None) the one application of a node host, serving every
+    node it carries: each request's node comes in its scope (gateway.deps.NODE_SCOPE), so routes,
+    templates and schemas are built once per process, not once per node."""
+    state = state_of(services, relying_party(services)) if services is not None else {}
+    if services is not None:
+        title = services.node.me.name
     return Litestar(
         route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
@@ -70,13 +85,11 @@ def create_app(services: Services) -> Litestar:
         exception_handlers={Exception: problems.handle},
         before_send=[add_security_headers, i18n.remember_language],
         template_config=templates(),
-        response_cache_config=response_cache.config(lambda: services.node.store.generation),
+        response_cache_config=response_cache.config(),
         stores={response_cache.STORE: response_cache.BoundedMemoryStore()},
-        state=State({"admin_token": services.node.cfg.admin_token, "node_code": me.code, "node": services.node,
-                     "accounts": services.accounts, "oidc": oidc,
-                     "rectification": services.rectification, "oidc_name": cfg.oidc.name if cfg.oidc else ""}),
+        state=State(state),
         openapi_config=OpenAPIConfig(
-            title=f"fedappraisal gateway · {me.name}", version="1.0.0", path="/schema",
+            title=f"fedappraisal gateway · {title}", version="1.0.0", path="/schema",
             render_plugins=[SchemaRenderPlugin()],
             components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")})),
         debug=False,

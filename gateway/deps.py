@@ -4,9 +4,12 @@ builds a service or opens the store."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.di import Provide
 
 from nodes.services.accounts import AccountService
@@ -49,15 +52,46 @@ class Services:
     public_site: PublicSite
 
 
-def dependencies(s: Services) -> dict[str, Provide]:
-    def const(value: Any) -> Provide:
-        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+# Where a node host's shared application finds the node a request is for (set by nodes/host.py's
+# router from the Host header); a node alone keeps the same mapping in its application's state.
+NODE_SCOPE = "fedappraisal.node"
 
-    return {"node_context": const(s.node), "read": const(s.read), "cascade": const(s.cascade), "entry": const(s.entry),
-            "review_service": const(s.review), "heartbeat": const(s.heartbeat), "query_service": const(s.query),
-            "audit_log": const(s.audit), "metrics": const(s.metrics),
-            "accounts": const(s.accounts), "intake": const(s.intake),
-            "publication": const(s.publication), "results_use": const(s.results_use),
-            "appeals": const(s.appeals), "rectification": const(s.rectification),
-            "public_site": const(s.public_site),
-            "feedback_service": const(s.feedback)}
+# Dependency name → the Services field it is.
+_PROVIDED = {"node_context": "node", "read": "read", "cascade": "cascade", "entry": "entry",
+             "review_service": "review", "heartbeat": "heartbeat", "query_service": "query", "audit_log": "audit",
+             "metrics": "metrics", "accounts": "accounts", "intake": "intake", "publication": "publication",
+             "results_use": "results_use", "appeals": "appeals", "rectification": "rectification",
+             "public_site": "public_site", "feedback_service": "feedback"}
+
+
+def node_state(connection: ASGIConnection[Any, Any, Any, Any]) -> Mapping[str, Any]:
+    """The node this request is for: its services, admin token, code, OIDC relying party."""
+    found = cast("Mapping[str, Any] | None", connection.scope.get(NODE_SCOPE))
+    return found if found is not None else connection.app.state
+
+
+def dependencies(s: Services | None) -> dict[str, Provide]:
+    """Each service by name: the node's own (``s``), or, for a host's shared application (None),
+    the one of the node the request is for."""
+    if s is not None:
+        def const(value: Any) -> Provide:
+            return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+        return {name: const(getattr(s, field)) for name, field in _PROVIDED.items()}
+
+    def per_request(field: str) -> Provide:
+        def get(request: Request[Any, Any, Any]) -> Any:
+            return getattr(node_state(request)["services"], field)
+
+        return Provide(get, sync_to_thread=False)
+
+    return {name: per_request(field) for name, field in _PROVIDED.items()}
+
+
+def state_of(s: Services, oidc: Any) -> dict[str, Any]:
+    """What the gateway keeps per node (the application's state alone, the request's scope on a host)."""
+    cfg = s.node.cfg
+    return {"services": s, "admin_token": cfg.admin_token, "node_code": s.node.me.code, "node": s.node,
+            "accounts": s.accounts, "oidc": oidc, "rectification": s.rectification,
+            "oidc_name": cfg.oidc.name if cfg.oidc else ""}
+

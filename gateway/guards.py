@@ -20,6 +20,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from gateway.deps import node_state
 from nodes.accounts import CAPABILITIES, ROLES, SYSTEM, Principal
 
 PRINCIPAL_KEY = "principal"
@@ -44,7 +45,7 @@ class PasswordChangeRequired(Forbidden):
 
 def session_cookie(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     """One cookie name per node: browsers share cookies between ports of one host (the demo's nodes)."""
-    return f"fa_session_{connection.app.state['node_code']}"
+    return f"fa_session_{node_state(connection)['node_code']}"
 
 
 def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
@@ -52,7 +53,7 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     if not header:
         return None
     scheme, _sep, supplied = header.partition(" ")
-    token: str = connection.app.state["admin_token"]
+    token: str = node_state(connection)["admin_token"]
     # compare_digest refuses non-ASCII str; compare bytes so any header is a clean refusal.
     if scheme.lower() != "bearer" or not supplied.strip() or not hmac.compare_digest(
             supplied.strip().encode("utf-8", "surrogateescape"), token.encode()):
@@ -70,7 +71,7 @@ async def current(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal |
     if who is None:
         token = connection.cookies.get(session_cookie(connection), "")
         if token:
-            who = await connection.app.state["accounts"].resolve(token)
+            who = await node_state(connection)["accounts"].resolve(token)
     state[PRINCIPAL_KEY] = who
     return who
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from aggregator.errors import AppraisalError
+from gateway.deps import node_state
 from gateway.guards import Forbidden
 from gateway.pages import is_page, page_now
 from gateway.schemas import Problem
@@ -59,7 +60,7 @@ def _as_page(request: Request[Any, Any, Any], answer: Response[bytes]) -> Respon
             "?" + request.url.query if request.url.query else "")}), status_code=303)
     if body.get("code") == "auth.must_change" and request.method == "GET":
         return Redirect(path="/account/password", status_code=303)
-    return page_now(request, "error.html.j2", request.app.state["node"], status=answer.status_code or 500,
+    return page_now(request, "error.html.j2", node_state(request)["node"], status=answer.status_code or 500,
                     title=body["title"], detail=body["detail"], code=body["code"])
 
 

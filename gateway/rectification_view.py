@@ -9,6 +9,7 @@ from typing import Any
 from litestar import Request
 
 from aggregator.errors import BadInput
+from gateway.deps import node_state
 from gateway.i18n import language
 from nodes import rectification as rules
 from nodes.accounts import Principal
@@ -48,6 +49,6 @@ async def rectification_tasks(request: Request[Any, Any, Any], cycle: str, who: 
     """The task book's section of rectification tasks (items carried into ``cycle``), for /tasks."""
     if not who.can("rectification.view"):
         return []
-    rect: RectificationService = request.app.state["rectification"]
+    rect: RectificationService = node_state(request)["rectification"]
     lang = language(request)
     return [item_row(i, lang) for i in await rect.tasks_of(cycle, who)]

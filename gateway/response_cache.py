@@ -9,7 +9,6 @@ Security headers are added on the way out (``before_send``), cached or not.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from litestar.config.response_cache import ResponseCacheConfig, default_cache_ke
 from litestar.connection import Request
 from litestar.stores.memory import MemoryStore
 
+from gateway.deps import node_state
 from gateway.i18n import language
 
 STORE = "response_cache"
@@ -37,8 +37,11 @@ class BoundedMemoryStore(MemoryStore):
                 del self._store[next(iter(self._store))]  # the oldest first: dicts keep insertion order
 
 
-def config(generation: Callable[[], int]) -> ResponseCacheConfig:
+def config() -> ResponseCacheConfig:
     def key(request: Request[Any, Any, Any]) -> str:
-        return f"{generation()}:{language(request)}:{default_cache_key_builder(request)}"  # pages differ by language
+        # Per node (a host's application serves many), per store generation, per language.
+        node = node_state(request)
+        return (f"{node['node_code']}:{node['node'].store.generation}:{language(request)}:"
+                f"{default_cache_key_builder(request)}")
 
     return ResponseCacheConfig(default_expiration=10, key_builder=key, store=STORE)

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import psutil
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -107,6 +108,25 @@ def sample_value(township: str, indicator: str, target: Decimal, unit: str) -> D
     factor = Decimal(80 + h % 46) / 100
     quantum = Decimal(1) if unit in INTEGER_UNITS else Decimal("0.01")
     return (target * factor).quantize(quantum, rounding=ROUND_HALF_UP)
+
+
+def framework_for(path: Path, units: set[str]) -> str:
+    """The sample framework for a topology of one's choosing: per-unit targets only for units it has
+    (the file names 成都市 and 绵阳市; a city of another topology takes the common target)."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+
+    def prune(indicators: list[dict[str, Any]]) -> None:
+        for ind in indicators:
+            if "targets" in ind:
+                kept = {u: t for u, t in ind["targets"].items() if u in units}
+                if kept:
+                    ind["targets"] = kept
+                else:
+                    del ind["targets"]
+            prune(ind.get("children", []))
+
+    prune(doc["indicators"])
+    return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
 
 
 WINDOW = 12  # seconds: the demo's publicity window (公示期); an office's lasts days

@@ -15,11 +15,12 @@ import logging
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from litestar import Litestar
 
-from gateway.app import create_app
+from gateway.app import create_app, node_scope
 from gateway.deps import Services
 from nodes.clock import Clock, system_clock
 from nodes.config import NodeConfig
@@ -224,8 +225,12 @@ class NodeRuntime:
                                   me=me.code, query_limit=RateLimit(limits.query_rate, limits.query_burst))
 
     def app(self) -> Litestar:
-        """This node's gateway (pages and API), served alone or behind a host's listener."""
+        """This node's gateway (pages and API) when it runs alone."""
         return create_app(gateway_services(self.services))
+
+    def gateway_scope(self) -> dict[str, Any]:
+        """This node's entry in a host's shared gateway application (gateway.deps.NODE_SCOPE)."""
+        return node_scope(gateway_services(self.services))
 
     async def start_core(self) -> None:
         """Trust, NATS and the node's own tasks: everything but listeners (a host brings its own)."""

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from rich.console import Console
 
+from gateway.deps import NODE_SCOPE
 from nodes.demo import Demo
 from nodes.host import HostConfigError, HostRouter, load_host_config, node_of_host
 from nodes.launcher import DATA, Federation, load_topology
@@ -88,26 +89,19 @@ def test_demo_federation_on_node_hosts_passes_the_demo_check(tmp_path: Path) -> 
 
 
 def test_host_router_sends_each_request_to_the_node_its_host_name_names() -> None:
-    calls: list[str] = []
+    """The shared gateway sees, in each request's scope, the node the host name names: and only that."""
+    gateways: list[int] = []
 
-    def app_of(code: str):  # type: ignore[no-untyped-def]
+    def gateway():  # type: ignore[no-untyped-def]
+        gateways.append(1)
+
         async def app(scope, receive, send):  # type: ignore[no-untyped-def]
-            calls.append(code)
             await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": code.encode()})
-        return lambda: app
+            await send({"type": "http.response.body", "body": scope[NODE_SCOPE]["node_code"].encode()})
+        return app
 
-    built: list[str] = []
-
-    def lazily(code: str):  # type: ignore[no-untyped-def]
-        make = app_of(code)
-
-        def build():  # type: ignore[no-untyped-def]
-            built.append(code)
-            return make()
-        return build
-
-    router = HostRouter("h", {"510104": lazily("510104"), "510104017": lazily("510104017")},
+    router = HostRouter("h", gateway, {"510104": lambda: {"node_code": "510104"},
+                                       "510104017": lambda: {"node_code": "510104017"}},
                         {"510104": "锦江区", "510104017": "锦官驿街道"})
 
     async def get(host: str, path: str = "/") -> tuple[int, bytes]:
@@ -117,11 +111,11 @@ def test_host_router_sends_each_request_to_the_node_its_host_name_names() -> Non
             return r.status_code, r.content
 
     async def flow() -> None:
-        assert built == []  # no node's gateway is built before its first request
+        assert gateways == [] and router.built == 0  # nothing is built before a request needs it
         assert await get("510104017.localhost:8443", "/home") == (200, b"510104017")
         assert await get("510104.nodes.example.gov.cn", "/") == (200, b"510104")
         assert await get("510104.localhost") == (200, b"510104")
-        assert built == ["510104017", "510104"]  # built once each
+        assert gateways == [1] and router.built == 2  # one application for every node
         status, body = await get("5101.localhost", "/api/v1/status")
         assert status == 404 and b"host.unknown_node" in body
         status, body = await get("127.0.0.1:8443", "/")

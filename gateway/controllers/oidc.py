@@ -21,6 +21,7 @@ from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from gateway.controllers.session import login_form, remote_of, secure_cookie, signed_in_response
+from gateway.deps import node_state
 from gateway.oidc import FLOW_SECONDS, Flow, OidcFailure, RelyingParty
 from gateway.pages import local_next
 from nodes.services.accounts import AccountService, SignInRefused
@@ -30,11 +31,11 @@ _ERROR = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 
 
 def _flow_cookie(request: Request[Any, Any, Any]) -> str:
-    return f"fa_oidc_{request.app.state['node_code']}"
+    return f"fa_oidc_{node_state(request)['node_code']}"
 
 
 def _party(request: Request[Any, Any, Any]) -> RelyingParty | None:
-    rp: RelyingParty | None = request.app.state.get("oidc")
+    rp: RelyingParty | None = node_state(request).get("oidc")
     return rp
 
 

@@ -18,6 +18,7 @@ from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from aggregator.errors import BadInput
+from gateway.deps import node_state
 from gateway.guards import CSRF_FIELD, actor, session_cookie, signed_in
 from gateway.pages import form_of, local_next, page, see_other
 from nodes.services.accounts import AccountService, Session, SignInRefused
@@ -37,7 +38,7 @@ class PasswordForm(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _login_cookie(request: Request[Any, Any, Any]) -> str:
-    return f"fa_login_{request.app.state['node_code']}"
+    return f"fa_login_{node_state(request)['node_code']}"
 
 
 def secure_cookie(request: Request[Any, Any, Any], accounts: AccountService) -> bool:
@@ -55,7 +56,7 @@ async def login_form(request: Request[Any, Any, Any], node: NodeContext, account
     token = secrets.token_urlsafe(24)
     t = await page(request, "login.html.j2", node, status=status, login_csrf=token, error=error, error_code=code,
                    login=login, next=local_next(target or request.query_params.get("next")),
-                   oidc=request.app.state.get("oidc_name", ""))
+                   oidc=node_state(request).get("oidc_name", ""))
     t.cookies.append(Cookie(key=_login_cookie(request), value=token, httponly=True, samesite="strict",
                             path="/login", secure=secure_cookie(request, accounts), max_age=3600))
     return t

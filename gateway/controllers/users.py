@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from aggregator.errors import AppraisalError
+from gateway.deps import node_state
 from gateway.guards import actor, require
 from gateway.pages import form_of, page, see_other
 from gateway.params import LoginPath
@@ -81,7 +82,7 @@ class UserController(Controller):
         names = {node_context.me.code: f"{node_context.me.name}（本级）", **node_context.child_names}
         return await page(request, "user_edit.html.j2", node_context, u=_row(u, node_context.clock(), names),
                           roles=[(k, v, ROLES_EN[k]) for k, v in ROLES.items()], units=sorted(names.items()),
-                          oidc=request.app.state.get("oidc_name", ""))
+                          oidc=node_state(request).get("oidc_name", ""))
 
     @post("/users/{login:str}")
     async def save(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
@@ -96,7 +97,7 @@ class UserController(Controller):
             return await page(request, "user_edit.html.j2", node_context, status=STATUS_BY_KIND.get(e.kind, 422),
                               u=_row(u, node_context.clock(), names), error=str(e), error_code=e.code,
                               roles=[(k, v, ROLES_EN[k]) for k, v in ROLES.items()], units=sorted(names.items()),
-                              oidc=request.app.state.get("oidc_name", ""))
+                              oidc=node_state(request).get("oidc_name", ""))
         return see_other("/users")
 
     @post("/users/{login:str}/disable")
