@@ -81,7 +81,7 @@ def create_app(services: Services | None, *, title: str = "") -> Litestar:
                         FeedbackController, FeedbackApiController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
-        middleware=[http_latency(services.metrics)],
+        middleware=[http_latency(services.metrics if services is not None else None)],
         exception_handlers={Exception: problems.handle},
         before_send=[add_security_headers, i18n.remember_language],
         template_config=templates(),

@@ -138,7 +138,7 @@ def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
 async def test_host_probes_ask_routes_the_host_and_the_gateway_answer(tmp_path: Path) -> None:
     from litestar.testing import AsyncTestClient
 
-    from gateway.app import create_app
+    from gateway.app import create_app, node_scope
     from nodes.host import HostRouter
     from nodes.runtime import gateway_services
     from tests.support.nodes import make_county
@@ -147,7 +147,7 @@ async def test_host_probes_ask_routes_the_host_and_the_gateway_answer(tmp_path: 
     try:
         app = create_app(gateway_services(node))
         routes = {r.path for r in app.routes}
-        router = HostRouter("cd", {"510104": lambda: app}, {"510104": "锦江区"})
+        router = HostRouter("cd", lambda: app, {"510104": lambda: node_scope(gateway_services(node))}, {"510104": "锦江区"})
         hosts = {n: t for n, t in pod_specs().items() if t["metadata"]["labels"].get("fedappraisal/role") == "host"}
         assert set(hosts) == {"host-51", "host-cd"}
         for name, tpl in hosts.items():

@@ -206,3 +206,20 @@ async def test_ready_names_what_is_not_ready_then_answers_200_with_a_real_nats(t
             assert (await client.get("/health")).status_code == 200  # alive all the same
     finally:
         await node.context.store.close()
+
+
+async def test_a_hosts_shared_gateway_measures_each_request_into_its_nodes_registry(tmp_path: Path) -> None:
+    from gateway.app import node_scope
+    from nodes.host import HostRouter
+
+    node, _fed = await make_county(tmp_path)
+    try:
+        router = HostRouter("cd", lambda: create_app(None, title="cd"),
+                            {"510104": lambda: node_scope(gateway_services(node))}, {"510104": "锦江区"})
+        async with AsyncTestClient(app=router) as client:  # type: ignore[type-var]
+            assert (await client.get("/health", headers={"host": "510104.localhost"})).status_code == 200
+        text = (await collect_all([node.metrics])).decode()
+        assert value(samples(text), "fedappraisal_http_request_duration_seconds_count", node="510104", route="/health",
+                     status="200") == 1
+    finally:
+        await node.context.store.close()

@@ -9,8 +9,8 @@ OpenAPI document (it is not JSON)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
@@ -18,6 +18,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.deps import NODE_SCOPE
 from gateway.guards import require
 from nodes.services.metrics import NodeMetrics
 
@@ -32,12 +33,19 @@ class MetricsController(Controller):
         return Response(content=await metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-def http_latency(metrics: NodeMetrics) -> Callable[..., ASGIApp]:
+def _metrics_of(scope: Scope) -> NodeMetrics | None:
+    """On a host's shared application: the metrics of the node the request is for."""
+    found = cast("Mapping[str, Any] | None", scope.get(NODE_SCOPE))
+    return cast(NodeMetrics, found["services"].metrics) if found is not None else None
+
+
+def http_latency(metrics: NodeMetrics | None) -> Callable[..., ASGIApp]:
     """Litestar middleware: each routed request's time to its last body byte, labelled with the
     route template (``/api/v1/frameworks/{digest:str}``, never the path the client sent), the method
     and the status the response had (problem documents included: an exception handler sits between
     the handler and this middleware). Requests that match no route are not measured here (their
-    paths are whatever a client made up)."""
+    paths are whatever a client made up). ``metrics`` None: a host's shared application, each request
+    measured into the registry of the node it is for."""
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def measured(scope: Scope, receive: Receive, send: Send) -> None:
@@ -58,8 +66,10 @@ def http_latency(metrics: NodeMetrics) -> Callable[..., ASGIApp]:
             finally:
                 method = str(scope.get("method", ""))
                 route: Any = scope.get("path_template") or "unmatched"
-                metrics.observe_http(str(route), method if method in METHODS else "other", status,
-                                     time.perf_counter() - started)
+                target = metrics if metrics is not None else _metrics_of(scope)
+                if target is not None:
+                    target.observe_http(str(route), method if method in METHODS else "other", status,
+                                        time.perf_counter() - started)
 
         return measured
 
