@@ -26,7 +26,7 @@ from gateway.controllers.feedback import FeedbackApiController, FeedbackControll
 from gateway.controllers.frameworks import FrameworkController
 from gateway.controllers.home import HomeController
 from gateway.controllers.intake import IntakeController
-from gateway.controllers.metrics import MetricsController
+from gateway.controllers.metrics import MetricsController, http_latency
 from gateway.controllers.node import NodeController
 from gateway.controllers.oidc import OidcController
 from gateway.controllers.public import PublicApiController, PublicController
@@ -81,6 +81,7 @@ def create_app(services: Services | None, *, title: str = "") -> Litestar:
                         FeedbackController, FeedbackApiController,
                         create_static_files_router(path="/static", directories=[HERE / "static"])],
         dependencies=dependencies(services),
+        middleware=[http_latency(services.metrics if services is not None else None)],
         exception_handlers={Exception: problems.handle},
         before_send=[add_security_headers, i18n.remember_language],
         template_config=templates(),

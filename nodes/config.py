@@ -19,6 +19,8 @@ from aggregator.framework import LEVELS
 from aggregator.grading import GRADE_ORDER
 from aggregator.numbers import parse_decimal
 from nodes.accounts import DEFAULT_WEB_SETTINGS, OidcSettings, WebSettings
+from nodes.logs import DEFAULT_LOG, LogSettings
+from nodes.logs import LEVELS as LOG_LEVELS
 from nodes.results_use import CODE, MAX_CYCLES, Rule, When
 from nodes.store import StoreError, check_url
 from nodes.yamlfile import FileError, Located, Where, load
@@ -74,6 +76,7 @@ class NodeConfig:
     departments: tuple[Department, ...] = ()
     oidc: OidcSettings | None = None  # sign-in through an OpenID Connect provider; None: passwords only
     results_use: tuple[Rule, ...] | None = None  # 结果运用 rules; None: nodes/results_use.py DEFAULT_RULES
+    log: LogSettings = DEFAULT_LOG  # log: {format: text|json, level}; the environment may override (nodes/logs.py)
 
 
 INVALID = "config.invalid"
@@ -142,6 +145,11 @@ class OidcSection(_Section):
     scopes: str = "openid profile"
 
 
+class LogSection(_Section):
+    format: Literal["text", "json"] = "text"
+    level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)
+
+
 class UseWhenSection(_Section):
     grade: str | list[str] | None = None
     cycles: int = 1
@@ -177,6 +185,7 @@ class ConfigFile(_Section):
     web: WebSettings = DEFAULT_WEB_SETTINGS
     oidc: OidcSection | None = None
     results_use: list[UseRuleSection] | None = None
+    log: LogSection | None = None
 
 
 def check_keys(doc: Located) -> None:
@@ -345,8 +354,24 @@ def load_config(path: Path, *, now: int | None = None) -> NodeConfig:
         http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
         admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat, tls=tls, review=review,
         limits=_load_limits(doc), web=_load_web(doc), oidc=_load_oidc(doc, base),
-        results_use=_load_results_use(doc),
+        results_use=_load_results_use(doc), log=_load_log(doc),
     )
+
+
+def _load_log(doc: Located) -> LogSettings:
+    """``log:``: how the node logs (nodes/logs.py); FEDAPPRAISAL_LOG_FORMAT / _LEVEL override it."""
+    raw = doc.data.get("log")
+    if raw is None:
+        return DEFAULT_LOG
+    if not isinstance(raw, dict):
+        raise doc.error(("log",), f"应为键值映射，如 log: {{format: json, level: INFO}}，实为 {raw!r} (expected a mapping)")
+    fmt = raw.get("format", DEFAULT_LOG.format)
+    if fmt not in ("text", "json"):
+        raise doc.error(("log", "format"), f"应为 json（每行一个 JSON 对象）或 text，实为 {fmt!r} (json or text)")
+    level = raw.get("level", DEFAULT_LOG.level)
+    if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
+        raise doc.error(("log", "level"), f"应为 {'/'.join(LOG_LEVELS)} 之一，实为 {level!r} (a logging level)")
+    return LogSettings("json" if fmt == "json" else "text", level.upper())
 
 
 def _load_results_use(doc: Located) -> tuple[Rule, ...] | None:

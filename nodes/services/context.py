@@ -71,6 +71,15 @@ class Health:
         self.gave_up = [g for g in self.gave_up if g["what"] != what]
 
 
+@dataclass
+class Readiness:
+    """What the runtime has brought up, for ``/ready`` (nodes/services/readiness.py): set by the
+    runtime (or a host) as each part starts, never by a request."""
+
+    trust_loaded: bool = False  # revocation lists and known keys loaded from the store
+    grpc_serving: bool = False  # the gRPC listener (the node's own, or its host's) is started
+
+
 class Tasks:
     """Background tasks the runtime cancels on stop."""
 
@@ -123,6 +132,7 @@ class NodeContext:
     wakeups: Wakeups
     health: Health
     tasks: Tasks
+    readiness: Readiness = field(default_factory=Readiness)
     cache: ReadCache = field(init=False)
     channels: Channels = field(init=False)
 

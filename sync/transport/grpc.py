@@ -9,6 +9,7 @@ field is taken at its word; the node's status says so.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 import grpc
@@ -182,9 +183,12 @@ class RoutingServicer(pb_grpc.FederationServicer):
 
 
 async def start_server(listen: str, servicer: pb_grpc.FederationServicer, tls: TlsFiles | list[TlsFiles] | None = None,
-                       max_message: int = MAX_MESSAGE) -> tuple[grpc.aio.Server, int]:
-    """``tls``: one node's files, or a host's (one certificate per node, all from one CA)."""
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message),
+                       max_message: int = MAX_MESSAGE,
+                       interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> tuple[grpc.aio.Server, int]:
+    """``tls``: one node's files, or a host's (one certificate per node, all from one CA).
+    ``interceptors``: e.g. the latency histogram of sync/transport/grpc_metrics.py."""
+    server = grpc.aio.server(interceptors=list(interceptors) or None,
+                             options=[("grpc.max_receive_message_length", max_message),
                                       ("grpc.max_send_message_length", max_message)])
     pb_grpc.add_FederationServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
