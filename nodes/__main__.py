@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--host", type=Path, help="主机配置文件 (host.yaml: many nodes in one process)")
     args = parser.parse_args(argv)
     from nodes.config import load_config
+    from nodes.logs import configure
     from nodes.yamlfile import FileError
 
     if args.host is not None:
@@ -34,13 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     except FileError as exc:
         print(f"错误 (error): 节点未启动 (node not started):\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {cfg.code} %(levelname)s %(name)s: %(message)s")
+    configure(cfg.log, node=cfg.code)
     asyncio.run(run_node(cfg))
     return 0
 
 
 def _host(path: Path) -> int:
     from nodes.host import load_host_config, run_host
+    from nodes.logs import configure
     from nodes.yamlfile import FileError
 
     try:
@@ -48,7 +49,7 @@ def _host(path: Path) -> int:
     except FileError as exc:
         print(f"错误 (error): 主机未启动 (host not started):\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {cfg.name} %(levelname)s %(name)s: %(message)s")
+    configure(cfg.log)  # each hosted node's records carry its code (nodes/logs.py node_context)
     asyncio.run(run_host(cfg))
     return 0
 

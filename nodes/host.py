@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import html
 import json
 import logging
@@ -43,10 +44,15 @@ import uvicorn
 from gateway.app import create_app
 from gateway.deps import NODE_SCOPE
 from nodes.config import NodeConfig, load_config
+from nodes.logs import LogSettings, node_context
 from nodes.runtime import NodeRuntime, QuietServer
+from nodes.services import readiness
+from nodes.services.metrics import collect_all, host_registry
+from nodes.services.readiness import not_ready
 from nodes.store import Store
 from nodes.yamlfile import FileError, load
 from sync.transport.grpc import RoutingServicer, start_server
+from sync.transport.grpc_metrics import interceptor
 
 log = logging.getLogger("fedappraisal.host")
 
@@ -55,7 +61,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-HOST_KEYS = {"host", "listen", "nodes", "start_concurrency"}
+HOST_KEYS = {"host", "listen", "nodes", "start_concurrency", "metrics_token_file", "log"}
 
 
 class HostConfigError(FileError):
@@ -69,6 +75,8 @@ class HostConfig:
     grpc_listen: str
     nodes: tuple[NodeConfig, ...]
     start_concurrency: int = 16  # nodes connecting and loading at once during start-up
+    metrics_token: str = ""  # bearer token for the bare host's /metrics (every node's, with a node label)
+    log: LogSettings | None = None
 
 
 def _addr(text: object, where: str, path: Path) -> str:
@@ -120,9 +128,24 @@ def load_host_config(path: Path, *, now: int | None = None) -> HostConfig:
     concurrency = data.get("start_concurrency", 16)
     if not isinstance(concurrency, int) or concurrency < 1:
         raise HostConfigError(f"{path}: start_concurrency: 应为正整数 (a positive integer)", code="host.bad_concurrency")
+    token = ""
+    if data.get("metrics_token_file"):
+        token_path = path.parent / str(data["metrics_token_file"])
+        try:
+            token = token_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise HostConfigError(f"{path}: metrics_token_file: 无法读取 {token_path} (cannot read): {exc.strerror}",
+                                  code="host.metrics_token") from None
+    log_doc = data.get("log")
+    log_settings = None
+    if log_doc is not None:
+        fmt, level = (log_doc.get("format", "text"), log_doc.get("level", "INFO")) if isinstance(log_doc, dict) else ("", "")
+        if fmt not in ("text", "json") or not isinstance(level, str):
+            raise HostConfigError(f"{path}: log: 应为 {{format: text|json, level: INFO}} (log settings)", code="host.log")
+        log_settings = LogSettings(format="json" if fmt == "json" else "text", level=level.upper())
     return HostConfig(name=name, http_listen=_addr(listen.get("http"), "listen.http", path),
                       grpc_listen=_addr(listen.get("grpc"), "listen.grpc", path), nodes=tuple(nodes),
-                      start_concurrency=concurrency)
+                      start_concurrency=concurrency, metrics_token=token, log=log_settings)
 
 
 def node_of_host(headers: list[tuple[bytes, bytes]], carried: set[str] | dict[str, Any]) -> str | None:
@@ -139,7 +162,9 @@ class HostRouter:
     host name names in its scope (gateway.deps.NODE_SCOPE)."""
 
     def __init__(self, name: str, gateway: Callable[[], Any], scopes: dict[str, Callable[[], dict[str, Any]]],
-                 names: dict[str, str], states: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None) -> None:
+                 names: dict[str, str], states: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+                 ready: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+                 metrics: Callable[[], Awaitable[bytes]] | None = None, metrics_token: str = "") -> None:
         """``gateway``: builds the shared application (once, on the first request for any node);
         ``scopes``: per node code, its entry; ``states``: what ``/nodes`` answers (each node's code,
         level and what it holds)."""
@@ -150,6 +175,9 @@ class HostRouter:
         self._scopes: dict[str, dict[str, Any]] = {}
         self._names = names
         self._states = states
+        self._ready = ready
+        self._metrics = metrics
+        self._metrics_token = metrics_token
 
     def scope_for(self, code: str) -> dict[str, Any]:
         entry = self._scopes.get(code)
@@ -182,6 +210,24 @@ class HostRouter:
             body = json.dumps({"status": "ok", "host": self.name, "nodes": len(self._make),
                                "gateways_built": self.built}).encode()
             await _respond(send, 200, "application/json", body)
+        elif scope["path"] == "/ready" and self._ready is not None:
+            failing = await self._ready()
+            if failing:
+                body = json.dumps({"type": "about:blank", "title": "主机未就绪 (host not ready)", "status": 503,
+                                   "code": "node.not_ready", "checks": failing}, ensure_ascii=False).encode()
+                await _respond(send, 503, "application/problem+json", body)
+            else:
+                await _respond(send, 200, "application/json", json.dumps({"status": "ready", "host": self.name}).encode())
+        elif scope["path"] == "/metrics" and self._metrics is not None:
+            if not self._metrics_token or not _bearer_is(scope, self._metrics_token):
+                body = json.dumps({"type": "about:blank", "title": "需要主机的指标令牌 (metrics token required)",
+                                   "status": 401, "code": "auth.required",
+                                   "detail": "在 host.yaml 中配置 metrics_token_file，并以 Bearer 令牌抓取 "
+                                             "(set metrics_token_file in host.yaml; scrape with it as a bearer token)"},
+                                  ensure_ascii=False).encode()
+                await _respond(send, 401, "application/problem+json", body)
+            else:
+                await _respond(send, 200, "text/plain; version=0.0.4; charset=utf-8", await self._metrics())
         elif scope["path"] == "/nodes" and self._states is not None:
             body = json.dumps({"host": self.name, "nodes": await self._states()}, ensure_ascii=False).encode()
             await _respond(send, 200, "application/json", body)
@@ -214,6 +260,14 @@ class HostRouter:
                 return
 
 
+def _bearer_is(scope: Scope, token: str) -> bool:
+    for k, v in scope.get("headers", []):
+        if k == b"authorization":
+            given = v.decode("latin-1")
+            return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())
+    return False
+
+
 async def _respond(send: Send, status: int, content_type: str, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
@@ -228,7 +282,9 @@ class NodeHost:
         self.nodes = {n.cfg.code: n for n in nodes}
         self.router = HostRouter(cfg.name, lambda: create_app(None, title=cfg.name),
                                  {code: n.gateway_scope for code, n in self.nodes.items()},
-                                 {code: n.cfg.name for code, n in self.nodes.items()}, self.states)
+                                 {code: n.cfg.name for code, n in self.nodes.items()}, self.states,
+                                 ready=self.failing, metrics=self.metrics, metrics_token=cfg.metrics_token)
+        self.registry = host_registry()  # the process's own metrics and the shared gRPC listener's
         self.grpc_server: Any = None
         self.grpc_port = 0
         self.http: uvicorn.Server | None = None
@@ -261,19 +317,34 @@ class NodeHost:
                         "nats_connected": n.nats is not None and n.nats.connected})
         return out
 
+    async def failing(self) -> list[dict[str, Any]]:
+        """Every check of every hosted node that fails (nodes/services/readiness.py)."""
+        out = []
+        for code, n in self.nodes.items():
+            for c in not_ready(await readiness.check(n.ctx, n.transport)):
+                out.append({"node": code, "check": c.name, "code": c.code, "detail": c.detail})
+        return out
+
+    async def metrics(self) -> bytes:
+        return await collect_all([n.services.metrics for n in self.nodes.values()], self.registry)
+
     async def start(self) -> None:
         limit = asyncio.Semaphore(self.cfg.start_concurrency)
 
         async def one(node: NodeRuntime) -> None:
             async with limit:
-                await node.start_core()
+                with node_context(node.cfg.code):  # its tasks' log records name it
+                    await node.start_core()
 
         await asyncio.gather(*(one(n) for n in self.nodes.values()))
         tls = [n.cfg.tls for n in self.nodes.values() if n.cfg.tls is not None]
         routing = RoutingServicer({code: n.servicer() for code, n in self.nodes.items()})
         max_message = max(n.cfg.limits.grpc_message_bytes for n in self.nodes.values())
-        self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, routing, tls or None,
-                                                              max_message=max_message)
+        self.grpc_server, self.grpc_port = await start_server(
+            self.cfg.grpc_listen, routing, tls or None, max_message=max_message,
+            interceptors=[interceptor(self.registry, nodes=set(self.nodes))])
+        for n in self.nodes.values():
+            n.ctx.readiness.grpc_serving = True
         host, _, port = self.cfg.http_listen.rpartition(":")
         config = uvicorn.Config(self.router, host=host, port=int(port), log_level="warning", lifespan="on",
                                 access_log=False)

@@ -378,8 +378,10 @@ class Federation:
         for h in self.hosts.values():
             d = self.host_dir(h.name)
             d.mkdir(parents=True)
+            self._write_secret(d / "metrics.token", (secrets.token_urlsafe(24) + "\n").encode())
             doc = {"host": {"name": h.name},
                    "listen": {"grpc": f"127.0.0.1:{h.grpc_port}", "http": f"127.0.0.1:{h.http_port}"},
+                   "metrics_token_file": "metrics.token",
                    "nodes": [f"../../nodes/{code}/node.yaml" for code in h.codes]}
             (d / "host.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
 

@@ -33,7 +33,7 @@ from nodes.services.context import Health, NodeContext, Tasks, Wakeups
 from nodes.services.entry import EntryService
 from nodes.services.feedback import FeedbackService
 from nodes.services.intake import IntakeService
-from nodes.services.metrics import NodeMetrics
+from nodes.services.metrics import NodeMetrics, host_registry
 from nodes.services.outbox import OutboxRelay
 from nodes.services.public_site import PublicSite
 from nodes.services.publication import PublicationService
@@ -53,6 +53,7 @@ from sync.ports import Occurrence
 from sync.refusals import from_nats, record_alone
 from sync.retry import RetryPolicy
 from sync.transport.grpc import FederationServicer, RateLimit, start_server
+from sync.transport.grpc_metrics import interceptor
 from sync.transport.nats import STREAM_CASCADE, STREAM_RESULTS, NatsTransport
 
 log = logging.getLogger("fedappraisal.node")
@@ -167,7 +168,8 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
         scoring=scoring, results=results, entry=entry,
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
-        reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx), accounts=AccountService(ctx, cfg.web),
+        reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx, reports=reports, transport=late),
+        accounts=AccountService(ctx, cfg.web),
         intake=IntakeService(ctx, scoring, sign_own=entry.enter_values),
         publication=publication, appeals=appeals,
         results_use=ResultsUseService(ctx),
@@ -201,14 +203,23 @@ class NodeRuntime:
         self._stop = asyncio.Event()
 
     @property
+    def transport(self) -> NatsLink:
+        """The node's NATS link (connected after start)."""
+        return self._transport
+
+    @property
     def ctx(self) -> NodeContext:
         return self.services.context
 
     async def start(self) -> None:
         """The node alone in its process: its own gRPC and HTTP listeners."""
         await self.start_core()
+        metrics = self.services.metrics
+        metrics.process = host_registry()
         self.grpc_server, self.grpc_port = await start_server(self.cfg.grpc_listen, self.servicer(), self.cfg.tls,
-                                                              max_message=self.cfg.limits.grpc_message_bytes)
+                                                              max_message=self.cfg.limits.grpc_message_bytes,
+                                                              interceptors=[interceptor(metrics.registry)])
+        self.ctx.readiness.grpc_serving = True
         host, _, port = self.cfg.http_listen.rpartition(":")
         config = uvicorn.Config(self.app(), host=host, port=int(port), log_level="warning",
                                 lifespan="on", access_log=False)
@@ -238,6 +249,7 @@ class NodeRuntime:
         async with self.store.read() as r:
             me.trust.load([row.envelope for row in await r.trust.revocation_lists()],
                           [(row.code, row.serial, row.keyid) for row in await r.trust.known_keys()])
+        ctx.readiness.trust_loaded = True
         retry = RetryPolicy.from_limits(limits)
         self.nats = await NatsTransport.connect(self.cfg.nats_url, f"fedappraisal-{me.code}", inbox_prefix(me.code),
                                                 retry=retry, limits=limits)

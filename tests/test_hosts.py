@@ -66,6 +66,12 @@ def test_demo_federation_on_node_hosts_passes_the_demo_check(tmp_path: Path) -> 
                 r = await plain.get(f"http://127.0.0.1:{town.http_port}/api/v1/status",
                                     headers={"Host": f"510703.localhost:{town.http_port}"})
                 assert r.status_code == 404  # 涪城区 is on the other host: never answered here
+                assert (await plain.get(f"http://127.0.0.1:{town.http_port}/ready")).status_code == 200
+                base = f"http://127.0.0.1:{town.http_port}/metrics"
+                assert (await plain.get(base)).status_code == 401
+                token = (fed.host_dir("h5101") / "metrics.token").read_text(encoding="utf-8").strip()
+                text = (await plain.get(base, headers={"Authorization": f"Bearer {token}"})).text
+                assert 'node="510104017"' in text and 'node="510703"' not in text  # this host's nodes only
 
             # gRPC: the township's parent asks it for its bundles over the host's one listener, with TLS.
             client = FederationClient(f"127.0.0.1:{town.grpc_port}", tls_of(fed, county.code), peer=town.code)
