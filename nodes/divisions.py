@@ -235,8 +235,8 @@ def validate(rows: Sequence[Row], file: str) -> list[Row]:
     by: dict[str, Row] = {}
     for r in rows:
         if level_of(r.code12) != r.level:
-            fits = level_of(r.code12)
-            raise DivisionError(r.src or file, r.line, "level", f"代码 {r.code12} 的零位表明层级为 {fits or '无（不是区划代码）'}，"
+            fits = level_of(r.code12) or "无（不是区划代码）"
+            raise DivisionError(r.src or file, r.line, "level", f"代码 {r.code12} 的零位表明层级为 {fits}，"
                                 f"而此行写 {r.level} (the code's zeros do not fit the level)", code="divisions.level")
         if not r.name:
             raise DivisionError(r.src or file, r.line, "name", "名称为空 (empty name)", code="divisions.name")
