@@ -82,7 +82,16 @@ def test_the_skip_gets_stand_ins() -> None:
     assert all(d.parent == "441900" and d.code.startswith("441900") for d in t.children("441900"))
     assert len(t.children("441900")) == 36
     assert t.get("429004").parent == "4290"  # 仙桃市 under NBS's own 省直辖县级行政区划 grouping
-    check_topology(t.topology("44", max_children=30))
+    for province in t.provinces():  # every province's whole tree makes valid node configurations
+        check_topology(t.topology(province.code))
+
+
+def test_a_list_without_the_grouping_gets_a_stand_in_city() -> None:
+    t = divisions.parse("code,name,level,parent\n42,湖北省,province,\n429004,仙桃市,county,42\n"
+                        "429004001,沙嘴街道,township,429004\n".encode(), "mca-style.csv", 2024)
+    city = t.get("4290")
+    assert (city.name, city.level, city.parent, city.stand_in) == ("省直辖县级行政区划", "city", "42", True)
+    assert t.get("429004").parent == "4290"
     check_topology(t.topology("42"))
 
 
@@ -229,6 +238,9 @@ BAD = {
                              "divisions.parent"),
     "parent-not-ancestor": (_replace("510104,锦江区,county,5101", "510104,锦江区,county,5190"), 4, "parent",
                             "divisions.parent"),
+    "township-under-city": (_replace("township,510104", "township,5101"), 5, "parent", "divisions.parent"),
+    "township-under-city-no-county": (_replace("510104017,锦官驿街道,township,510104", "510105017,某街道,township,5101"),
+                                      5, "parent", "divisions.parent"),
     "unknown-level": (_replace("township,510104", "town,510104"), 5, "level", "divisions.level"),
     "empty-name": (_replace("成都市", ""), 3, "name", "divisions.name"),
     "province-with-parent": (_replace("四川省,province,", "四川省,province,52"), 2, "parent", "divisions.parent"),
