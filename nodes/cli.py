@@ -44,6 +44,9 @@ app.add_typer(reports_app, name="reports")
 from nodes.cli_public import public_app  # noqa: E402
 
 app.add_typer(public_app, name="public")
+from nodes.cli_divisions import divisions_app  # noqa: E402  (国家统计局 区划代码, issue 12)
+
+app.add_typer(divisions_app, name="divisions")
 err = Console(stderr=True, soft_wrap=True, highlight=False)  # messages carry file:line; never re-wrap them
 
 
