@@ -25,10 +25,24 @@ from typing import Any
 import httpx
 import yaml
 
-from nodes.natsconf import NodeAccess, ServerPlan, plan_hierarchy, render, render_server, single_stream_plan, stream_plan
+from nodes.natsconf import (
+    HubMember,
+    NodeAccess,
+    ServerPlan,
+    ServerTls,
+    is_seed,
+    leaf_seed_conf,
+    leaf_seed_file,
+    new_seed,
+    plan_hierarchy,
+    render,
+    render_server,
+    single_stream_plan,
+    stream_plan,
+)
 from sync import keys
 from sync.codec import write_chain
-from sync.transport.nats import create_streams
+from sync.transport.nats import connect_options, create_streams
 from sync.transport.tls import create_ca, issue_node_cert
 from sync.trust import issue_certificate
 
@@ -150,30 +164,124 @@ def load_topology(path: Path | None = None) -> list[NodeSpec]:
     return specs
 
 
-class NatsServer:
-    """An embedded nats-server whose users are the federation's nodes (see :mod:`nodes.natsconf`)."""
+class _NatsSecrets:
+    """What the launcher's NATS servers share: each user's secret and, with ``secure``, nkey seeds in
+    files (mode 0600, like key.pem) and server certificates from a CA of the federation's NATS.
 
-    def __init__(self, workdir: Path) -> None:
+    Without ``secure`` (the default, which nodes/launcher.Federation and the older tests use) every user
+    has a password carried in its URL, as configurations written before nkeys do."""
+
+    def __init__(self, workdir: Path, secure: bool) -> None:
+        self.workdir = workdir
+        self.secure = secure
+        self.operator_password = new_seed() if secure else secrets.token_urlsafe(18)
+        self.tls_dir = workdir / "nats" / "tls"
+        self.seed_dir = workdir / "nats" / "seeds"
+        self._ca: tuple[bytes, bytes] | None = None
+
+    def secret(self) -> str:
+        return new_seed() if self.secure else secrets.token_urlsafe(18)
+
+    @property
+    def scheme(self) -> str:
+        return "tls" if self.secure else "nats"
+
+    def seed_file(self, user: str, seed: str) -> Path:
+        """``seed`` in ``seeds/<user>.nk`` (mode 0600), written once."""
+        path = self.seed_dir / f"{user}.nk"
+        if not path.exists():
+            self.seed_dir.mkdir(parents=True, exist_ok=True)
+            _write_private(path, seed.encode())
+        return path
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    def server_tls(self, name: str) -> ServerTls | None:
+        """A certificate for server ``name`` (reached at 127.0.0.1, and at 0.0.0.0's addresses by name)."""
+        if not self.secure:
+            return None
+        if self._ca is None:
+            self.tls_dir.mkdir(parents=True, exist_ok=True)
+            self._ca = create_ca("fedappraisal NATS (demo)")
+            _write_private(self.tls_dir / "ca.key", self._ca[0])
+            self.ca_file.write_bytes(self._ca[1])
+        key, cert = issue_node_cert(*self._ca, f"nats-{name}", hosts=("127.0.0.1", "localhost"))
+        _write_private(self.tls_dir / f"{name}.key", key)
+        (self.tls_dir / f"{name}.pem").write_bytes(cert)
+        return ServerTls(str(self.tls_dir / f"{name}.pem"), str(self.tls_dir / f"{name}.key"), str(self.ca_file))
+
+    def options(self, user: str, secret: str) -> dict[str, Any]:
+        """nats-py keyword arguments for ``user`` (with ``secure``: its seed file and the CA)."""
+        if not self.secure:
+            return {}
+        return connect_options(str(self.seed_file(user, secret)), str(self.ca_file))
+
+    async def create_streams(self, url: str, plan: list[dict[str, Any]]) -> None:
+        """As the operator: the streams of one server (``sync.transport.nats.create_streams``)."""
+        if not self.secure:
+            await create_streams(url, plan)
+            return
+        await create_streams(url, plan, seed_file=str(self.seed_file("operator", self.operator_password)),
+                             ca_file=str(self.ca_file))
+
+    def section(self, user: str, secret: str, url: str) -> str | dict[str, str]:
+        """The ``nats:`` setting of a node.yaml: a URL with a password, or {url, seed_file, ca}."""
+        if not self.secure:
+            return url
+        return {"url": url, "seed_file": str(self.seed_file(user, secret)), "ca": str(self.ca_file)}
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+class NatsServer:
+    """An embedded nats-server whose users are the federation's nodes (see :mod:`nodes.natsconf`).
+
+    ``secure``: nkeys instead of passwords and TLS on every connection; then ``url``/``url_for`` carry
+    no secret, and a connection also needs ``operator_options()``/``options_for(code)`` (nats-py
+    keyword arguments) or, for a node process, ``nats_section(code)`` in its node.yaml."""
+
+    def __init__(self, workdir: Path, *, secure: bool = False) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.access: list[NodeAccess] = []
-        self.passwords: dict[str, str] = {}
-        self.operator_password = secrets.token_urlsafe(18)
+        self.passwords: dict[str, str] = {}  # each node's password, or with ``secure`` its nkey seed
+        self._secrets = _NatsSecrets(workdir, secure)
+        self.operator_password = self._secrets.operator_password
         self.listen_host = "127.0.0.1"
 
     @property
     def url(self) -> str:
         """The operator's URL (unrestricted): for tools and tests, never given to a node."""
+        if self._secrets.secure:
+            return f"tls://127.0.0.1:{self.port}"
         return f"nats://operator:{self.operator_password}@127.0.0.1:{self.port}"
 
     def url_for(self, code: str, host: str = "127.0.0.1") -> str:
         """What node ``code`` connects with: its own user, allowed only its own subjects."""
+        if self._secrets.secure:
+            return f"tls://{host}:{self.port}"
         return f"nats://node-{code}:{self.passwords[code]}@{host}:{self.port}"
+
+    def operator_options(self) -> dict[str, Any]:
+        return self._secrets.options("operator", self.operator_password)
+
+    def options_for(self, code: str) -> dict[str, Any]:
+        return self._secrets.options(f"node-{code}", self.passwords[code])
+
+    def nats_section(self, code: str, host: str = "127.0.0.1") -> str | dict[str, str]:
+        """Node ``code``'s ``nats:`` setting (nodes/config.py): its URL, seed file and the CA."""
+        return self._secrets.section(f"node-{code}", self.passwords[code], self.url_for(code, host))
 
     def add_nodes(self, access: list[NodeAccess]) -> None:
         self.access = access
-        self.passwords = {a.code: secrets.token_urlsafe(18) for a in access}
+        self.passwords = {a.code: self._secrets.secret() for a in access}
 
     def start(self) -> None:
         store = self.workdir / "nats" / "jetstream"
@@ -181,7 +289,7 @@ class NatsServer:
         conf = self.workdir / "nats" / "nats-server.conf"
         conf.write_text(render(self.access, self.passwords, self.operator_password,
                                listen=f"{self.listen_host}:{self.port}", store_dir=str(store),
-                               server_name="fedappraisal-demo"), encoding="utf-8")
+                               server_name="fedappraisal-demo", tls=self._secrets.server_tls("demo")), encoding="utf-8")
         os.chmod(conf, 0o600)
         with (self.workdir / "nats" / "nats-server.log").open("ab") as log:
             self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
@@ -189,7 +297,7 @@ class NatsServer:
         wait_port(self.port, 15, self.proc)
         # The operator makes the streams (with their limits) before any node connects: a node may not.
         # On a restart this updates streams left by an older version, keeping their messages.
-        asyncio.run(create_streams(self.url, single_stream_plan()))
+        asyncio.run(self._secrets.create_streams(self.url, single_stream_plan()))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         stop_process(self.proc, sig)
@@ -198,17 +306,25 @@ class NatsServer:
 
 class NatsHierarchy:
     """The province's hub and one leaf server per city, each with its own JetStream domain
-    (:func:`nodes.natsconf.plan_hierarchy`); the same interface as :class:`NatsServer`."""
+    (:func:`nodes.natsconf.plan_hierarchy`); the same interface as :class:`NatsServer`.
 
-    def __init__(self, workdir: Path, *, restrict_leaves: bool = True) -> None:
+    ``hub_cluster``: the hub as a JetStream cluster of that many servers ("hub-1", …; streams with as
+    many replicas), the city servers' leaf connections listing every one of them. ``secure``: nkeys
+    and TLS on every connection (client, leaf, route), as :class:`NatsServer`."""
+
+    def __init__(self, workdir: Path, *, restrict_leaves: bool = True, secure: bool = False,
+                 hub_cluster: int = 1) -> None:
         """``restrict_leaves`` False: the plain leaf-node set-up, only to show why the restriction matters."""
         self.workdir = workdir
         self.restrict_leaves = restrict_leaves
+        self.hub_cluster = hub_cluster
         self.ports: dict[str, int] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.proc_of: dict[str, subprocess.Popen[bytes]] = {}  # server name → its process
         self.passwords: dict[str, str] = {}
-        self.server_of: dict[str, str] = {}  # node code → "hub" or its city
-        self.operator_password = secrets.token_urlsafe(18)
+        self.server_of: dict[str, str] = {}  # node code → "hub" (or "hub-1" in a cluster) or its city
+        self._secrets = _NatsSecrets(workdir, secure)
+        self.operator_password = self._secrets.operator_password
         self.plans: list[ServerPlan] = []
         self.listen_host = "127.0.0.1"
         self.leaf_passwords: dict[str, str] = {}
@@ -216,45 +332,68 @@ class NatsHierarchy:
         self.province = ""
 
     @property
+    def hubs(self) -> list[str]:
+        """The hub's server names: ["hub"], or ["hub-1", "hub-2", "hub-3"] for a cluster of three."""
+        return [p.name for p in self.plans if p.is_hub]
+
+    @property
     def url(self) -> str:
-        return self.operator_url("hub")
+        return self.operator_url(self.hubs[0])
 
     def operator_url(self, server: str) -> str:
-        return f"nats://operator:{self.operator_password}@127.0.0.1:{self.ports[server]}"
+        """``server``: a city, a hub cluster's member, or "hub" (a cluster: every member, comma separated)."""
+        names = self.hubs if server == "hub" else [server]
+        if self._secrets.secure:
+            return ",".join(f"tls://127.0.0.1:{self.ports[n]}" for n in names)
+        return ",".join(f"nats://operator:{self.operator_password}@127.0.0.1:{self.ports[n]}" for n in names)
 
     def url_for(self, code: str, host: str = "127.0.0.1") -> str:
-        return f"nats://node-{code}:{self.passwords[code]}@{host}:{self.ports[self.server_of[code]]}"
+        server = self.server_of[code]
+        servers = self.hubs if server in self.hubs else [server]
+        if self._secrets.secure:
+            return ",".join(f"tls://{host}:{self.ports[s]}" for s in servers)
+        return ",".join(f"nats://node-{code}:{self.passwords[code]}@{host}:{self.ports[s]}" for s in servers)
+
+    def operator_options(self) -> dict[str, Any]:
+        return self._secrets.options("operator", self.operator_password)
+
+    def options_for(self, code: str) -> dict[str, Any]:
+        return self._secrets.options(f"node-{code}", self.passwords[code])
+
+    def nats_section(self, code: str, host: str = "127.0.0.1") -> str | dict[str, str]:
+        return self._secrets.section(f"node-{code}", self.passwords[code], self.url_for(code, host))
+
+    def leaf_seed(self, city: str) -> str:
+        """City ``city``'s leaf secret (with ``secure``, the seed its server signs in to the hub with)."""
+        return self.leaf_passwords[city]
 
     def add_nodes(self, access: list[NodeAccess]) -> None:
-        self.passwords = {a.code: secrets.token_urlsafe(18) for a in access}
+        self.passwords = {a.code: self._secrets.secret() for a in access}
         cities = [a.code for a in access if len(a.path) == 2]
-        self.ports = {"hub": free_port(), **{c: free_port() for c in cities}}
-        self.leaf_passwords = {c: secrets.token_urlsafe(18) for c in cities}
+        hubs = ["hub"] if self.hub_cluster <= 1 else [f"hub-{i}" for i in range(1, self.hub_cluster + 1)]
+        self.ports = {**{h: free_port() for h in hubs}, **{c: free_port() for c in cities}}
+        self.leaf_passwords = {c: self._secrets.secret() for c in cities}
         self.cities = cities
         self.province = next(a.code for a in access if not a.has_parent)
-        self.plans = plan_hierarchy(access, f"127.0.0.1:{self.ports['hub']}", f"127.0.0.1:{free_port()}",
-                                    {c: f"127.0.0.1:{self.ports[c]}" for c in cities}, "127.0.0.1", self.leaf_passwords)
+        members = [HubMember(f"127.0.0.1:{self.ports[h]}", f"127.0.0.1:{free_port()}", "127.0.0.1",
+                             f"127.0.0.1:{free_port()}" if len(hubs) > 1 else "", "127.0.0.1") for h in hubs]
+        self.plans = plan_hierarchy(access, members[0].listen, members[0].leaf_listen,
+                                    {c: f"127.0.0.1:{self.ports[c]}" for c in cities}, "127.0.0.1", self.leaf_passwords,
+                                    hub_members=members)
         self.server_of = {n.code: plan.name for plan in self.plans for n in plan.nodes}
 
     def start(self) -> None:
         for plan in self.plans:  # the hub first: leaf servers dial it
-            d = self.workdir / "nats" / plan.name
-            d.mkdir(parents=True, exist_ok=True)
-            conf = d / "nats-server.conf"
-            conf.write_text(render_server(plan, self.cities, self.passwords, self.leaf_passwords, self.operator_password,
-                                          str(d / "jetstream"), restrict_leaves=self.restrict_leaves), encoding="utf-8")
-            os.chmod(conf, 0o600)
-            with (d / "nats-server.log").open("ab") as log:
-                self.procs.append(subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
-                                                   start_new_session=True))
-            wait_port(self.ports[plan.name], 15, self.procs[-1])
+            self.start_server(plan.name)
 
         async def streams() -> None:
             deadline = time.monotonic() + 30
-            for plan in self.plans:
-                while True:  # a leaf's sources need its leaf-node connection to the hub
+            plans = [p for p in self.plans if not p.is_hub or p.name == self.hubs[0]]  # a cluster's streams once
+            for plan in plans:
+                while True:  # a leaf's sources need its leaf-node connection to the hub; replicas a meta leader
                     try:
-                        await create_streams(self.operator_url(plan.name), stream_plan(plan, self.province, self.cities))
+                        await self._secrets.create_streams(self.operator_url("hub" if plan.is_hub else plan.name),
+                                                           stream_plan(plan, self.province, self.cities))
                         break
                     except Exception:
                         if time.monotonic() > deadline:
@@ -263,10 +402,35 @@ class NatsHierarchy:
 
         asyncio.run(streams())
 
+    def start_server(self, name: str) -> None:
+        """Start (or restart, keeping its JetStream store) server ``name`` of the plan."""
+        plan = next(p for p in self.plans if p.name == name)
+        d = self.workdir / "nats" / plan.name
+        d.mkdir(parents=True, exist_ok=True)
+        conf = d / "nats-server.conf"
+        if not conf.exists():
+            conf.write_text(render_server(plan, self.cities, self.passwords, self.leaf_passwords, self.operator_password,
+                                          str(d / "jetstream"), restrict_leaves=self.restrict_leaves,
+                                          tls=self._secrets.server_tls(plan.name)), encoding="utf-8")
+            os.chmod(conf, 0o600)
+            if not plan.is_hub and is_seed(self.leaf_passwords[plan.name]):
+                _write_private(d / leaf_seed_file(plan.name), leaf_seed_conf(self.leaf_passwords[plan.name]).encode())
+        with (d / "nats-server.log").open("ab") as log:
+            proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
+                                    start_new_session=True)
+        self.procs.append(proc)
+        self.proc_of[name] = proc
+        wait_port(self.ports[plan.name], 15, proc)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Stop one server (SIGKILL: as a crashed machine), e.g. a hub cluster's member."""
+        stop_process(self.proc_of.pop(name, None), sig)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         for p in self.procs:
             stop_process(p, sig)
         self.procs = []
+        self.proc_of = {}
 
 
 def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:

@@ -34,15 +34,84 @@ permissions violation rather than silence. Streams are created and updated by th
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import nkeys
 
 from sync.limits import DEFAULT_LIMITS, Limits
 from sync.transport.nats import stream_limits
 
 STREAMS = ("FA_CASCADE", "FA_RESULTS")
 JS_ACCOUNT = "FEDERATION"  # the streams' account: operators and leaf connections, never a node
+
+
+# --------------------------------------------------------------------------- how each user authenticates
+#
+# Every secret these functions take (a node's, a leaf connection's, an operator's) is either an nkey
+# (nats-server ``nkey:`` users: the server keeps only the public key and checks a signature of a fresh
+# challenge, so its configuration holds nothing worth stealing) or, for configurations written before
+# nkeys, a password. A seed ``SU…`` or a public key ``U…`` means an nkey user; anything else a password.
+# Given a seed, only its public key is written into a server's configuration, except where the server
+# itself must sign in (a city server's leaf connection): that seed goes into a file of its own
+# (``leaf_seed_file``, mode 0600) which the configuration includes, so the configuration can be shown.
+
+_PUBLIC = re.compile(r"U[A-Z2-7]{55}")
+_SEED = re.compile(r"SU[A-Z2-7]{56}")
+
+
+def new_seed() -> str:
+    """A new user nkey seed (``SU…``): the private key of one node, leaf connection or operator."""
+    seed: bytes = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    return seed.decode()
+
+
+def is_seed(secret: str) -> bool:
+    return bool(_SEED.fullmatch(secret))
+
+
+def is_nkey(secret: str) -> bool:
+    return is_seed(secret) or bool(_PUBLIC.fullmatch(secret))
+
+
+def public_key(secret: str) -> str:
+    """The public key (``U…``) of a seed; a public key as it is."""
+    if not is_seed(secret):
+        return secret
+    key: bytes = nkeys.from_seed(secret.encode()).public_key
+    return key.decode()
+
+
+def _user(name: str, secret: str, **extra: Any) -> dict[str, Any]:
+    """One ``users`` entry: an nkey user when ``secret`` is an nkey, else (older configurations) a password."""
+    if is_nkey(secret):
+        return {"nkey": public_key(secret), **extra}
+    return {"user": name, "password": secret, **extra}
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """A NATS server's certificate from the deployment CA (sync/transport/tls.py), its key and the CA.
+
+    Clients (nodes, operators) must speak TLS and check the server against the CA; they sign in with
+    their nkey, so no client certificate is asked for. Server to server (cluster routes, leaf
+    connections) both sides show a certificate of the CA (``verify``): a route or a leaf connection
+    from a machine without one is refused before any protocol is spoken."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+    def block(self, *, verify: bool) -> dict[str, Any]:
+        return {"cert_file": self.cert_file, "key_file": self.key_file, "ca_file": self.ca_file,
+                "verify": verify, "timeout": 5}
+
+    def client(self) -> dict[str, Any]:
+        """What a server dialling out (a leaf remote) shows and checks."""
+        return {"cert_file": self.cert_file, "key_file": self.key_file, "ca_file": self.ca_file, "timeout": 5}
 
 
 @dataclass(frozen=True)
@@ -97,7 +166,8 @@ _PULL = "$JS.API.CONSUMER.MSG.NEXT.>"
 def accounts(nodes: Sequence[NodeAccess], passwords: Mapping[str, str],
              federation_users: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``accounts`` block of one server: ``FEDERATION`` (JetStream, ``federation_users``) and one
-    account per node of ``nodes`` (the nodes that connect to this server)."""
+    account per node of ``nodes`` (the nodes that connect to this server). ``passwords``: each node's
+    nkey (seed or public key) or, in older configurations, its password."""
     here = {n.code for n in nodes}
     members = [node_account(n.code) for n in nodes]
     exports: list[dict[str, Any]] = [{"service": s, "accounts": members} for s in _SERVICES]
@@ -116,8 +186,7 @@ def _account(n: NodeAccess, nodes: Sequence[NodeAccess], here: set[str], passwor
     own_hb = "hb." + ".".join(n.path)
     imports: list[dict[str, Any]] = [{"service": {"account": JS_ACCOUNT, "subject": s}}
                                      for s in perms["publish"]["allow"] if s != own_hb]
-    account: dict[str, Any] = {"users": [{"user": f"node-{n.code}", "password": password, "permissions": perms}],
-                               "imports": imports}
+    account: dict[str, Any] = {"users": [_user(f"node-{n.code}", password, permissions=perms)], "imports": imports}
     if n.has_parent:
         # From the parent's account when it is on this server; else it came over the leaf connection
         # into FEDERATION. (A stream import is not passed on by a second one, so there is no relay.)
@@ -134,16 +203,28 @@ def _account(n: NodeAccess, nodes: Sequence[NodeAccess], here: set[str], passwor
 
 
 def render(nodes: Sequence[NodeAccess], passwords: Mapping[str, str], admin_password: str, *, listen: str,
-           store_dir: str, server_name: str = "fedappraisal") -> str:
-    """A nats-server configuration (JSON is valid NATS configuration syntax)."""
-    conf = {
+           store_dir: str, server_name: str = "fedappraisal", tls: ServerTls | None = None) -> str:
+    """A nats-server configuration (JSON is valid NATS configuration syntax). ``tls``: clients must
+    use TLS (a plaintext connection is refused)."""
+    conf: dict[str, Any] = {
         "listen": listen, "server_name": server_name, "max_payload": 8 * 1024 * 1024,
         # sync_interval always: acknowledged writes must survive a crash (rule 14)
         "jetstream": {"store_dir": store_dir, "sync_interval": "always"},
         # operators and tests: unrestricted, in the streams' account
-        "accounts": accounts(nodes, passwords, [{"user": "operator", "password": admin_password}]),
+        "accounts": accounts(nodes, passwords, [_user("operator", admin_password)]),
     }
-    return json.dumps(conf, ensure_ascii=False, indent=2) + "\n"
+    if tls is not None:
+        conf["tls"] = tls.block(verify=False)
+    return _dump(conf)
+
+
+_INCLUDE = "__include__"
+
+
+def _dump(conf: Mapping[str, Any]) -> str:
+    """JSON, except that a ``__include__`` key becomes the NATS ``include`` directive (a file of its own)."""
+    text = json.dumps(conf, ensure_ascii=False, indent=2)
+    return re.sub(rf'"{_INCLUDE}": ("[^"]+")', r"include \1", text) + "\n"
 
 
 def single_stream_plan(limits: Limits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
@@ -186,56 +267,120 @@ def leaf_permissions() -> dict[str, dict[str, list[str]]]:
 
 
 @dataclass(frozen=True)
+class HubMember:
+    """One server of the province's hub: a cluster of three in a real province (JetStream replicas 3, so
+    the hub's streams survive the loss of any one), or a single server."""
+
+    listen: str              # host:port for clients (the province's node, operators)
+    leaf_listen: str         # host:port where city servers connect
+    leaf_host: str           # how the city servers reach leaf_listen's port
+    cluster_listen: str = ""  # host:port for routes among the hub's servers ("" for a single hub)
+    route_host: str = ""      # how the other hub servers reach cluster_listen's port
+
+
+@dataclass(frozen=True)
 class ServerPlan:
-    name: str                     # "hub" or a city code
+    name: str                     # "hub", "hub-<i>" (a cluster's i-th server) or a city code
     domain: str
     listen: str                   # host:port for clients
     nodes: tuple[NodeAccess, ...]  # the nodes that connect to this server
     leaf_listen: str = ""          # hub only: where leaf servers connect
-    hub_leaf_url: str = ""         # leaf only: nats-leaf://user:password@hub:port
+    hub_leaf_url: str = ""         # leaf only: the first of hub_leaf_urls (older callers)
+    hub_leaf_urls: tuple[str, ...] = ()  # leaf only: every hub server, so the leaf fails over between them
+    cluster_listen: str = ""       # a hub cluster's member only
+    routes: tuple[str, ...] = ()   # a hub cluster's member only: every member's route URL
+
+    @property
+    def is_hub(self) -> bool:
+        return self.domain == HUB_DOMAIN
+
+    @property
+    def replicas(self) -> int:
+        """JetStream replicas of this server's streams: the hub cluster's size, else 1."""
+        return len(self.routes) if self.routes else 1
+
+
+def _port(hostport: str) -> str:
+    return hostport.rsplit(":", 1)[1]
 
 
 def plan_hierarchy(nodes: Sequence[NodeAccess], hub_listen: str, leaf_listen: str,
-                   city_listen: Mapping[str, str], hub_leaf_host: str, leaf_passwords: Mapping[str, str]) -> list[ServerPlan]:
+                   city_listen: Mapping[str, str], hub_leaf_host: str, leaf_passwords: Mapping[str, str], *,
+                   hub_members: Sequence[HubMember] = ()) -> list[ServerPlan]:
+    """The hub (``hub_listen``/``leaf_listen``/``hub_leaf_host``, or ``hub_members``: a cluster, whose
+    servers are named hub-1, hub-2, …) and one leaf server per city. ``leaf_passwords``: each city's leaf
+    connection secret (an nkey seed, or a password for an older configuration, then carried in the URL)."""
     province = next(n for n in nodes if not n.has_parent)
     cities = [n for n in nodes if len(n.path) == 2]
-    plans = [ServerPlan("hub", HUB_DOMAIN, hub_listen, (province,), leaf_listen=leaf_listen)]
-    leaf_port = leaf_listen.rsplit(":", 1)[1]
+    members = list(hub_members) or [HubMember(hub_listen, leaf_listen, hub_leaf_host)]
+    clustered = len(members) > 1
+    routes = tuple(f"nats-route://{m.route_host}:{_port(m.cluster_listen)}" for m in members) if clustered else ()
+    plans = [ServerPlan(f"hub-{i}" if clustered else "hub", HUB_DOMAIN, m.listen, (province,), leaf_listen=m.leaf_listen,
+                        cluster_listen=m.cluster_listen if clustered else "", routes=routes)
+             for i, m in enumerate(members, 1)]
     for c in cities:
-        members = tuple(n for n in nodes if len(n.path) >= 2 and n.path[1] == c.code)
-        plans.append(ServerPlan(c.code, city_domain(c.code), city_listen[c.code], members,
-                                hub_leaf_url=f"nats-leaf://leaf-{c.code}:{leaf_passwords[c.code]}@{hub_leaf_host}:{leaf_port}"))
+        secret = leaf_passwords[c.code]
+        auth = "" if is_nkey(secret) else f"leaf-{c.code}:{secret}@"
+        urls = tuple(f"nats-leaf://{auth}{m.leaf_host}:{_port(m.leaf_listen)}" for m in members)
+        city_nodes = tuple(n for n in nodes if len(n.path) >= 2 and n.path[1] == c.code)
+        plans.append(ServerPlan(c.code, city_domain(c.code), city_listen[c.code], city_nodes,
+                                hub_leaf_url=urls[0], hub_leaf_urls=urls))
     return plans
+
+
+def leaf_seed_file(city: str) -> str:
+    """The file, beside the city server's configuration, holding the seed its leaf connection signs in
+    with (``leaf_seed_conf``); the configuration includes it by this name."""
+    return f"{city}.leaf-seed.conf"
+
+
+def leaf_seed_conf(seed: str) -> str:
+    return f'nkey: "{seed}"\n'
 
 
 def render_server(plan: ServerPlan, cities: Sequence[str], passwords: Mapping[str, str],
                   leaf_passwords: Mapping[str, str], admin_password: str, store_dir: str, *,
-                  restrict_leaves: bool = True) -> str:
+                  restrict_leaves: bool = True, tls: ServerTls | None = None) -> str:
     """One server's configuration. ``restrict_leaves`` False: the plain leaf-node set-up, only for
-    the test that shows why the restriction is needed."""
-    users: list[dict[str, Any]] = [{"user": "operator", "password": admin_password}]  # this server's operator
+    the test that shows why the restriction is needed. ``tls``: every connection of this server (clients,
+    leaf connections, cluster routes) is TLS with the deployment CA; server to server, both sides show
+    a certificate. A city server whose leaf secret is a seed includes ``leaf_seed_file(city)``."""
+    users: list[dict[str, Any]] = [_user("operator", admin_password)]  # this server's operator
     conf: dict[str, Any] = {
         "listen": plan.listen, "server_name": f"fedappraisal-{plan.name}", "max_payload": 8 * 1024 * 1024,
         "jetstream": {"store_dir": store_dir, "sync_interval": "always", "domain": plan.domain},
     }
+    if tls is not None:
+        conf["tls"] = tls.block(verify=False)
     if plan.leaf_listen:
-        users += [{"user": f"leaf-{c}", "password": leaf_passwords[c],
-                   **({"permissions": leaf_permissions()} if restrict_leaves else {})} for c in cities]
-        conf["leafnodes"] = {"listen": plan.leaf_listen}
+        users += [_user(f"leaf-{c}", leaf_passwords[c], **({"permissions": leaf_permissions()} if restrict_leaves else {}))
+                  for c in cities]
+        conf["leafnodes"] = {"listen": plan.leaf_listen, **({"tls": tls.block(verify=True)} if tls else {})}
     else:
-        conf["leafnodes"] = {"remotes": [{"url": plan.hub_leaf_url, "account": JS_ACCOUNT}]}
+        remote: dict[str, Any] = {"urls": list(plan.hub_leaf_urls or (plan.hub_leaf_url,)), "account": JS_ACCOUNT}
+        if tls is not None:
+            remote["tls"] = tls.client()
+        if is_nkey(leaf_passwords[plan.name]):
+            remote[_INCLUDE] = leaf_seed_file(plan.name)  # last: the directive takes no comma after it
+        conf["leafnodes"] = {"remotes": [remote]}
+    if plan.routes:
+        # The hub's servers form one JetStream cluster: its meta leader places each stream's replicas.
+        conf["cluster"] = {"name": "fedappraisal-hub", "listen": plan.cluster_listen, "routes": list(plan.routes),
+                           **({"tls": tls.block(verify=True)} if tls else {})}
     conf["accounts"] = accounts(plan.nodes, passwords, users)
-    return json.dumps(conf, ensure_ascii=False, indent=2) + "\n"
+    return _dump(conf)
 
 
 def stream_plan(plan: ServerPlan, province: str, cities: Sequence[str],
                 limits: Limits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
-    """The streams an operator creates on one server (nats-py StreamConfig fields), each with the limits."""
+    """The streams an operator creates on one server (nats-py StreamConfig fields), each with the limits;
+    on a hub cluster, with one replica on each of its servers."""
     bounds = stream_limits(limits)
-    if plan.domain == HUB_DOMAIN:
+    if plan.is_hub:
+        replicas = {"num_replicas": plan.replicas} if plan.replicas > 1 else {}
         return [
-            {"name": "FA_CASCADE", "subjects": [f"casc.{province}"], **bounds},
-            {"name": "FA_RESULTS", "subjects": [], **bounds,
+            {"name": "FA_CASCADE", "subjects": [f"casc.{province}"], **bounds, **replicas},
+            {"name": "FA_RESULTS", "subjects": [], **bounds, **replicas,
              "sources": [{"name": "FA_RESULTS", "filter_subject": f"res.{province}.{c}",
                           "external": {"api": f"$JS.{city_domain(c)}.API"}} for c in cities]},
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -50,7 +51,27 @@ BATCH = DEFAULT_LIMITS.fetch_batch
 
 
 DUPLICATE_WINDOW = 120.0  # seconds; the server wants it no longer than max_age
-LIMIT_FIELDS = ("max_msgs", "max_bytes", "max_age", "max_msgs_per_subject", "discard", "discard_new_per_subject")
+LIMIT_FIELDS = ("max_msgs", "max_bytes", "max_age", "max_msgs_per_subject", "max_msg_size", "discard",
+                "discard_new_per_subject")
+
+
+def servers(url: str) -> list[str]:
+    """``url``: one server, or several comma separated (a hub cluster: the client fails over between them)."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
+def connect_options(seed_file: str | None = None, ca_file: str | None = None) -> dict[str, Any]:
+    """nats-py options for a node's or an operator's connection: sign in with the nkey seed in
+    ``seed_file`` (the seed stays in its file: nats-py reads it to sign the server's challenge, and it
+    is never put in a URL, a log line or a status page), and speak TLS checking the server's certificate
+    against the deployment CA ``ca_file`` (a server with another certificate is refused)."""
+    opts: dict[str, Any] = {}
+    if seed_file:
+        opts["nkeys_seed"] = seed_file
+    if ca_file:
+        # The servers' certificates name the addresses they are reached by (issue_node_cert hosts).
+        opts["tls"] = ssl.create_default_context(cafile=ca_file)
+    return opts
 
 
 def stream_limits(limits: Limits) -> dict[str, Any]:
@@ -61,6 +82,9 @@ def stream_limits(limits: Limits) -> dict[str, Any]:
     may not have consumed yet."""
     return {"max_msgs": limits.stream_max_msgs, "max_bytes": limits.stream_max_bytes,
             "max_age": float(limits.stream_max_age_seconds), "max_msgs_per_subject": limits.stream_max_msgs_per_subject,
+            # a message larger than any a node may send (Limits.message_bytes) is refused by the stream
+            # itself, below the server's max_payload
+            "max_msg_size": limits.message_bytes,
             "discard": DiscardPolicy.NEW.value, "discard_new_per_subject": True}
 
 
@@ -76,13 +100,15 @@ def stream_config(spec: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> S
                         storage=StorageType.FILE, duplicate_window=min(DUPLICATE_WINDOW, max_age or DUPLICATE_WINDOW),
                         max_msgs=int(bounds["max_msgs"]), max_bytes=int(bounds["max_bytes"]), max_age=max_age,
                         max_msgs_per_subject=int(bounds["max_msgs_per_subject"]),
+                        max_msg_size=int(bounds["max_msg_size"]), num_replicas=int(spec.get("num_replicas", 1)),
                         discard=DiscardPolicy(bounds["discard"]),
                         discard_new_per_subject=bool(bounds["discard_new_per_subject"]))
 
 
 def unbounded(cfg: StreamConfig) -> list[str]:
     """The limits a stream lacks (one made by an older version has none)."""
-    lacking = [name for name in ("max_msgs", "max_bytes", "max_msgs_per_subject") if (getattr(cfg, name) or -1) <= 0]
+    lacking = [name for name in ("max_msgs", "max_bytes", "max_msgs_per_subject", "max_msg_size")
+               if (getattr(cfg, name) or -1) <= 0]
     if not cfg.max_age:
         lacking.append("max_age")
     if cfg.discard != DiscardPolicy.NEW:
@@ -90,10 +116,12 @@ def unbounded(cfg: StreamConfig) -> list[str]:
     return lacking
 
 
-async def create_streams(url: str, streams: list[dict[str, Any]], limits: Limits = DEFAULT_LIMITS) -> None:
+async def create_streams(url: str, streams: list[dict[str, Any]], limits: Limits = DEFAULT_LIMITS, *,
+                         seed_file: str | None = None, ca_file: str | None = None) -> None:
     """An operator creates the streams of one server (nodes.natsconf ``stream_plan``,
-    ``single_stream_plan``), or updates existing ones to the plan and its limits without losing a message."""
-    nc = await nats.connect(url, connect_timeout=5)
+    ``single_stream_plan``), or updates existing ones to the plan and its limits without losing a message.
+    ``seed_file``/``ca_file``: the operator's nkey and the deployment CA (``connect_options``)."""
+    nc = await nats.connect(servers(url), connect_timeout=5, **connect_options(seed_file, ca_file))
     try:
         js = nc.jetstream()
         for spec in streams:
@@ -144,11 +172,15 @@ class NatsTransport:
 
     @classmethod
     async def connect(cls, url: str, name: str, inbox_prefix: str = "_INBOX", *, retry: RetryPolicy | None = None,
-                      limits: Limits = DEFAULT_LIMITS) -> NatsTransport:
+                      limits: Limits = DEFAULT_LIMITS, seed_file: str | None = None,
+                      ca_file: str | None = None) -> NatsTransport:
         """``inbox_prefix``: where replies and pull deliveries come; the server lets a node subscribe
-        only under its own (nodes.natsconf.inbox_prefix)."""
-        nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                connect_timeout=5, allow_reconnect=True, inbox_prefix=inbox_prefix)
+        only under its own (nodes.natsconf.inbox_prefix). ``url``: one server or several (``servers``).
+        ``seed_file``, ``ca_file``: the
+        node's nkey and the deployment CA (``connect_options``); without them, a password in the URL."""
+        nc = await nats.connect(servers(url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                connect_timeout=5, allow_reconnect=True, inbox_prefix=inbox_prefix,
+                                **connect_options(seed_file, ca_file))
         return cls(nc, name, retry, limits)
 
     @property
