@@ -18,6 +18,7 @@ from nodes.yamlfile import FileError
 
 if TYPE_CHECKING:
     from nodes.natsconf import NodeAccess
+    from nodes.natsdeploy import TlsPlan
 
 app = typer.Typer(help="fedappraisal：联邦式多层级政府绩效考评 (federated government performance appraisal)",
                   no_args_is_help=True, add_completion=False)
@@ -322,88 +323,89 @@ def _topology_access(topology: Path | None) -> list[NodeAccess]:
     return [NodeAccess(s.code, node_path(s.code), s.parent is not None, bool(s.children)) for s in specs]
 
 
+def _nats_tls(ca_dir: Path | None, tls_dir: str) -> TlsPlan | None:
+    """The deployment CA (``appraise deploy tls-ca``) the NATS servers' certificates are issued from."""
+    from nodes.natsdeploy import TlsPlan
+
+    if ca_dir is None:
+        return None
+    try:
+        return TlsPlan((ca_dir / "ca.key").read_bytes(), (ca_dir / "ca.pem").read_bytes(), tls_dir)
+    except OSError as exc:
+        raise fail(f"{exc.filename}: 无法读取部署 CA，请先运行 appraise deploy tls-ca (cannot read the deployment CA): "
+                   f"{exc.strerror}") from None
+
+
+_NO_TLS = ("未给 --ca-dir：NATS 连接不加密，只可用于一台机器或隔离网络 "
+           "(no --ca-dir: NATS without TLS, for one machine or an isolated network only)")
+
+
 @deploy_app.command("nats-config")
 def deploy_nats_config(
     out: Annotated[Path, typer.Option("--out", help="nats-server 配置文件")],
-    credentials: Annotated[Path, typer.Option("--credentials", help="各节点连接地址（含口令），分发给各节点")],
+    credentials: Annotated[Path, typer.Option("--credentials", help="各节点的 nats: 设置；种子写入同目录 seeds/")],
     topology: Annotated[Path | None, typer.Option(help="拓扑 JSON（默认：演示拓扑）")] = None,
     host: Annotated[str, typer.Option(help="节点连接 NATS 所用的主机名")] = "nats.example",
     port: int = 4222,
     store_dir: str = "/var/lib/nats/jetstream",
     streams: Annotated[Path | None, typer.Option(help="流计划与运维地址（默认：与 --credentials 同目录的 streams.json）")] = None,
+    ca_dir: Annotated[Path | None, typer.Option("--ca-dir", help="appraise deploy tls-ca 的目录：为服务器签发 TLS 证书")] = None,
+    tls_dir: Annotated[str, typer.Option(help="服务器上 TLS 文件所在目录（写入配置）")] = "/etc/nats/tls",
 ) -> None:
-    """生成 NATS 服务器配置：每个节点一个账户，只能发布自己的主题、只能用自己的消费者；流由运维用
-    appraise deploy nats-streams --server single 创建 (server config with one account per node, allowed only
-    its own subjects and consumers; the operator creates the streams)."""
-    import json
-    import os
-    import secrets
-
-    from nodes.natsconf import render, single_stream_plan
+    """生成 NATS 服务器配置：每个节点一个账户、一把 nkey，只能发布自己的主题、只能用自己的消费者；
+    有 --ca-dir 时所有连接走 TLS；流由运维用 appraise deploy nats-streams --server single 创建
+    (server config with one account and one nkey per node; TLS with --ca-dir; the operator creates the streams)."""
+    from nodes.natsdeploy import write_single
 
     streams = streams or credentials.with_name("streams.json")
     for path in (out, credentials, streams):
         if path.exists():
             raise fail(f"{path} 已存在，不覆盖 (exists; not overwritten)")
     access = _topology_access(topology)
-    passwords = {a.code: secrets.token_urlsafe(18) for a in access}
-    operator = secrets.token_urlsafe(18)
-    out.write_text(render(access, passwords, operator, listen=f"0.0.0.0:{port}", store_dir=store_dir), encoding="utf-8")
-    creds = {code: f"nats://node-{code}:{pw}@{host}:{port}" for code, pw in passwords.items()}
-    credentials.write_text(json.dumps(creds, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    plan = {"single": {"operator_url": f"nats://operator:{operator}@{host}:{port}", "streams": single_stream_plan()}}
-    streams.write_text(json.dumps(plan, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    for path in (out, credentials, streams):
-        os.chmod(path, 0o600)
-    typer.echo(f"已生成 {len(access)} 个节点的 NATS 配置 (config for {len(access)} nodes): {out}; 各节点地址: {credentials}; "
+    write_single(out, credentials, streams, access, host=host, port=port, store_dir=store_dir,
+                 tls=_nats_tls(ca_dir, tls_dir))
+    seeds = credentials.parent / "seeds"
+    typer.echo(f"已生成 {len(access)} 个节点的 NATS 配置 (config for {len(access)} nodes): {out}; 各节点 nats: 设置: "
+               f"{credentials}; 各节点种子 (nkey seeds, 0600): {seeds}/<代码>.nk; "
                f"启动后用 appraise deploy nats-streams --plan {streams} --server single 创建流 (then create the streams)")
+    if ca_dir is None:
+        err.print(_NO_TLS, highlight=False)
 
 
 @deploy_app.command("nats-hierarchy")
 def deploy_nats_hierarchy(
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="写入 hub.conf、各市 <代码>.conf、credentials.json、streams.json")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="写入 hub.conf（或 hub-1.conf…）、各市 <代码>.conf、"
+                                                           "seeds/、tls/、credentials.json、streams.json")],
     topology: Annotated[Path | None, typer.Option(help="拓扑 JSON（默认：演示拓扑）")] = None,
-    hub_host: Annotated[str, typer.Option(help="省级 NATS 主机名")] = "nats.sc.example",
+    hub_host: Annotated[list[str] | None, typer.Option(help="省级 NATS 主机名；给三个即三台服务器的集群 (repeat for a cluster)")]
+    = None,
     city_host: Annotated[str, typer.Option(help="市级 NATS 主机名模板，{city} 为市代码")] = "nats-{city}.sc.example",
     port: int = 4222,
     leaf_port: int = 7422,
+    cluster_port: int = 6222,
     store_dir: str = "/var/lib/nats/jetstream",
+    ca_dir: Annotated[Path | None, typer.Option("--ca-dir", help="appraise deploy tls-ca 的目录：签发服务器证书")] = None,
+    tls_dir: Annotated[str, typer.Option(help="服务器上 TLS 文件所在目录（写入配置）")] = "/etc/nats/tls",
 ) -> None:
-    """生成分级 NATS 配置：省级枢纽 + 每市一个叶节点服务器，各有 JetStream 域，跨域按 filter_subject 汇流
-    (a hub for the province and a leaf server per city, each with its own JetStream domain)."""
-    import json
-    import os
-    import secrets
-
-    from nodes.natsconf import plan_hierarchy, render_server, stream_plan
+    """生成分级 NATS 配置：省级枢纽（一台，或三台组成集群、流三副本）+ 每市一个叶节点服务器，各有 JetStream 域，
+    跨域按 filter_subject 汇流；用户一律 nkey (a hub, one server or a cluster with three replicas, and a leaf
+    server per city, each with its own JetStream domain; every user an nkey)."""
+    from nodes.natsdeploy import write_hierarchy
 
     if out_dir.exists() and any(out_dir.iterdir()):
         raise fail(f"{out_dir} 已存在且非空，不覆盖 (exists and is not empty; not overwritten)")
+    hubs = hub_host or ["nats.sc.example"]
+    if len(hubs) == 2:
+        raise fail("--hub-host 给了 2 个：集群需要 3 台（或 1 台）才能在失去一台时仍有多数 "
+                   "(a hub cluster needs 3 servers, or 1: with 2, losing one loses the majority)")
     access = _topology_access(topology)
-    province = next(a.code for a in access if not a.has_parent)
-    cities = [a.code for a in access if len(a.path) == 2]
-    passwords = {a.code: secrets.token_urlsafe(18) for a in access}
-    leaf_passwords = {c: secrets.token_urlsafe(18) for c in cities}
-    operators = {name: secrets.token_urlsafe(18) for name in ["hub", *cities]}
-    plans = plan_hierarchy(access, f"0.0.0.0:{port}", f"0.0.0.0:{leaf_port}", dict.fromkeys(cities, f"0.0.0.0:{port}"),
-                           hub_host, leaf_passwords)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    hosts = {"hub": hub_host, **{c: city_host.format(city=c) for c in cities}}
-    streams = {}
-    creds = {}
-    for plan in plans:
-        conf = out_dir / f"{plan.name}.conf"
-        conf.write_text(render_server(plan, cities, passwords, leaf_passwords, operators[plan.name], store_dir),
-                        encoding="utf-8")
-        os.chmod(conf, 0o600)
-        streams[plan.name] = {"operator_url": f"nats://operator:{operators[plan.name]}@{hosts[plan.name]}:{port}",
-                              "streams": stream_plan(plan, province, cities)}
-        creds.update({n.code: f"nats://node-{n.code}:{passwords[n.code]}@{hosts[plan.name]}:{port}" for n in plan.nodes})
-    for name, data in (("credentials.json", creds), ("streams.json", streams)):
-        (out_dir / name).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        os.chmod(out_dir / name, 0o600)
-    typer.echo(f"已生成 1 个省级枢纽与 {len(cities)} 个市级服务器配置：{out_dir}；"
+    written = write_hierarchy(out_dir, access, hub_hosts=hubs, city_host=city_host, port=port, leaf_port=leaf_port,
+                              cluster_port=cluster_port, store_dir=store_dir, tls=_nats_tls(ca_dir, tls_dir))
+    typer.echo(f"已生成 {len(written)} 个服务器配置 (server configs): {', '.join(p.name for p in written)}，于 {out_dir}；"
+               "seeds/ 与 *-leaf.nkey 为私密文件 (secret, 0600)；"
                "启动后用 appraise deploy nats-streams 创建流 (then create the streams)")
+    if ca_dir is None:
+        err.print(_NO_TLS, highlight=False)
 
 
 @deploy_app.command("nats-streams")
@@ -412,7 +414,7 @@ def deploy_nats_streams(
     server: Annotated[str, typer.Option(help="single（单台服务器）、hub 或市代码")],
     url: Annotated[str | None, typer.Option(help="运维连接地址（默认取 streams.json 中的）")] = None,
 ) -> None:
-    """在一台 NATS 服务器上创建其所需的流（带限额），或把已有的流更新到限额而不丢消息
+    """在一台 NATS 服务器（或省级集群）上创建其所需的流（带限额），或把已有的流更新到限额而不丢消息
     (create the streams one server needs, with their limits, or update existing ones without losing a message)."""
     import json
 
@@ -422,8 +424,11 @@ def deploy_nats_streams(
         entry = json.loads(plan.read_text(encoding="utf-8"))[server]
     except (OSError, ValueError, KeyError) as exc:
         raise fail(f"{plan}: 没有服务器 {server!r} 的流计划 (no stream plan for that server): {exc}") from None
+    # The operator's nkey seed and the CA, relative to streams.json (older plans: a password in the URL).
+    seed = str(plan.parent / entry["seed_file"]) if entry.get("seed_file") else None
+    ca = str(plan.parent / entry["ca"]) if entry.get("ca") else None
     try:
-        asyncio.run(create_streams(url or entry["operator_url"], entry["streams"]))
+        asyncio.run(create_streams(url or entry["operator_url"], entry["streams"], seed_file=seed, ca_file=ca))
     except Exception as exc:
         raise fail(f"{server}: 创建流失败 (could not create the streams): {exc}") from None
     typer.echo(f"{server}: 已创建 {', '.join(s['name'] for s in entry['streams'])}")

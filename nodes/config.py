@@ -63,7 +63,7 @@ class NodeConfig:
     key: Ed25519PrivateKey
     chain: tuple[bytes, ...]
     store_url: str
-    nats_url: str
+    nats_url: str  # one URL or several, comma separated; never a seed (that stays in nats_seed_file)
     grpc_listen: str
     http_listen: str
     admin_token: str
@@ -77,6 +77,8 @@ class NodeConfig:
     oidc: OidcSettings | None = None  # sign-in through an OpenID Connect provider; None: passwords only
     results_use: tuple[Rule, ...] | None = None  # 结果运用 rules; None: nodes/results_use.py DEFAULT_RULES
     log: LogSettings = DEFAULT_LOG  # log: {format: text|json, level}; the environment may override (nodes/logs.py)
+    nats_seed_file: str = ""  # nats: {seed_file}: the node's nkey seed (absolute path); "": a password URL
+    nats_ca_file: str = ""    # nats: {ca}: the deployment CA the NATS server's certificate is checked against
 
 
 INVALID = "config.invalid"
@@ -136,6 +138,16 @@ class TlsSection(_Section):
     key: str
 
 
+class NatsSection(_Section):
+    """``nats: {url, seed_file, ca}``: the node signs in with the nkey seed in ``seed_file`` (made by
+    appraise deploy nats-config / nats-hierarchy) and checks the server against ``ca`` over TLS. The
+    older string form (a URL, perhaps with a password) stays valid."""
+
+    url: str
+    seed_file: str = ""
+    ca: str = ""
+
+
 class OidcSection(_Section):
     issuer: str
     client_id: str
@@ -170,7 +182,7 @@ class ConfigFile(_Section):
     trust_root: TrustRootSection
     keys: KeysSection
     store: str
-    nats: str
+    nats: str | NatsSection
     listen: ListenSection
     admin_token_file: str
     parent: PeerSection | None = None  # every node but the province
@@ -328,9 +340,7 @@ def load_config(path: Path, *, now: int | None = None) -> NodeConfig:
         check_url(store_url)
     except StoreError as exc:
         raise doc.error(("store",), str(exc)) from None
-    nats_url = str(_get(doc, ("nats",), (str,), "如 nats: nats://127.0.0.1:4222"))
-    if not nats_url.startswith(("nats://", "tls://")):
-        raise doc.error(("nats",), f"NATS 地址应以 nats:// 或 tls:// 开头，实为 {nats_url!r}")
+    nats_url, nats_seed, nats_ca = _load_nats(doc, base)
     token_file = base / str(_get(doc, ("admin_token_file",), (str,), "管理令牌文件路径"))
     try:
         token = token_file.read_text(encoding="utf-8").strip()
@@ -354,8 +364,43 @@ def load_config(path: Path, *, now: int | None = None) -> NodeConfig:
         http_listen=_addr(doc, ("listen", "http"), "如 http: 127.0.0.1:8001"),
         admin_token=token, node_path=node_path, heartbeat_seconds=heartbeat, tls=tls, review=review,
         limits=_load_limits(doc), web=_load_web(doc), oidc=_load_oidc(doc, base),
-        results_use=_load_results_use(doc), log=_load_log(doc),
+        results_use=_load_results_use(doc), log=_load_log(doc), nats_seed_file=nats_seed, nats_ca_file=nats_ca,
     )
+
+
+def _load_nats(doc: Located, base: Path) -> tuple[str, str, str]:
+    """``nats:``: a URL (older form, perhaps with a password), or {url, seed_file, ca}. Returns the URL
+    and the seed file's and CA's absolute paths ("" when not given)."""
+    raw = doc.data.get("nats")
+    where: tuple[str, ...] = ("nats",)
+    if isinstance(raw, dict):
+        where = ("nats", "url")
+    url = str(_get(doc, where, (str,), "如 nats: {url: tls://nats.example:4222, seed_file: nats.nk, ca: ca.pem}"))
+    for part in url.split(","):
+        if not part.strip().startswith(("nats://", "tls://")):
+            raise doc.error(where, f"NATS 地址应以 nats:// 或 tls:// 开头，实为 {part.strip()!r}")
+    if not isinstance(raw, dict):
+        return url, "", ""
+    seed = ""
+    if "seed_file" in raw:
+        path = base / str(_get(doc, ("nats", "seed_file"), (str,), "nkey 种子文件，由 appraise deploy nats-config 生成"))
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            raise doc.error(("nats", "seed_file"), f"无法读取 nkey 种子文件 {path} (cannot read the nkey seed file); "
+                            "请用 appraise deploy nats-config 或 nats-hierarchy 生成", code="config.nats_seed") from None
+        if not (text.startswith("SU") and len(text) == 58):  # the seed itself is never put in a message
+            raise doc.error(("nats", "seed_file"), f"{path} 不是 NATS 用户 nkey 种子 (not a NATS user nkey seed, SU…)",
+                            code="config.nats_seed")
+        seed = str(path.resolve())
+    ca = ""
+    if "ca" in raw:
+        ca_path = base / str(_get(doc, ("nats", "ca"), (str,), "部署 CA 证书 (PEM)，由 appraise deploy tls-ca 生成"))
+        if not ca_path.is_file():
+            raise doc.error(("nats", "ca"), f"无法读取 CA 证书 {ca_path} (cannot read the CA certificate)",
+                            code="config.nats_ca")
+        ca = str(ca_path.resolve())
+    return url, seed, ca
 
 
 def _load_log(doc: Located) -> LogSettings:

@@ -257,13 +257,30 @@ def city_domain(city: str) -> str:
     return f"c{city}"
 
 
-def leaf_permissions() -> dict[str, dict[str, list[str]]]:
-    """What a city's leaf server may send into the hub (publish, from the leaf's side)."""
+def source_deliver(direction: str, city: str) -> str:
+    """The deliver prefix of a cross-domain source (``external.deliver``): ``down`` the hub's cascade
+    into city ``city``'s stream, ``up`` that city's results into the hub's. Without one, every source
+    delivers on ``$JS.S.<random>``, which a leaf user must then be allowed wholesale: any city's server
+    could subscribe to another city's roll-up on its way to the hub, or publish into its deliveries."""
+    return f"fa.{direction}.{city}"
+
+
+def leaf_permissions(city: str = "") -> dict[str, dict[str, list[str]]]:
+    """What city ``city``'s leaf server may send into the hub (publish) and have the hub send it
+    (subscribe), from the leaf's side. Only its own: its results' source deliveries (``up``), its
+    domain's API (the hub sourcing from it), its cascade source's deliveries (``down``), the province's
+    heartbeat; replies and flow control (random subjects, nothing stored). No application subject of
+    another city, nor the province's ``casc.``/``res.`` (those reach it only through its stream's source).
+    ``city`` "": the older set-up with ``$JS.S.>`` deliveries (sources without a deliver prefix)."""
     hub_api = f"$JS.{HUB_DOMAIN}.API"
-    allow = ["$JS.S.>", "$JS.FC.>", "$JSC.R.>", "_INBOX.>", "$LDS.>",
-             f"{hub_api}.CONSUMER.CREATE.FA_CASCADE.>", f"{hub_api}.CONSUMER.DELETE.FA_CASCADE.>",
-             f"{hub_api}.CONSUMER.INFO.FA_CASCADE.>", f"{hub_api}.STREAM.INFO.FA_CASCADE", "$JS.ACK.FA_CASCADE.>"]
-    return {"publish": {"allow": allow}}
+    replies = ["$JS.FC.>", "$JSC.R.>", "_INBOX.>", "$LDS.>"]
+    consumers = [f"{hub_api}.CONSUMER.CREATE.FA_CASCADE.>", f"{hub_api}.CONSUMER.DELETE.FA_CASCADE.>",
+                 f"{hub_api}.CONSUMER.INFO.FA_CASCADE.>", f"{hub_api}.STREAM.INFO.FA_CASCADE", "$JS.ACK.FA_CASCADE.>"]
+    if not city:
+        return {"publish": {"allow": ["$JS.S.>", *replies, *consumers]}}
+    return {"publish": {"allow": [f"{source_deliver('up', city)}.>", *replies, *consumers]},
+            "subscribe": {"allow": [f"{source_deliver('down', city)}.>", f"$JS.{city_domain(city)}.API.>", *replies,
+                                    "hb.*"]}}
 
 
 @dataclass(frozen=True)
@@ -331,7 +348,7 @@ def plan_hierarchy(nodes: Sequence[NodeAccess], hub_listen: str, leaf_listen: st
 def leaf_seed_file(city: str) -> str:
     """The file, beside the city server's configuration, holding the seed its leaf connection signs in
     with (``leaf_seed_conf``); the configuration includes it by this name."""
-    return f"{city}.leaf-seed.conf"
+    return f"{city}-leaf.nkey"
 
 
 def leaf_seed_conf(seed: str) -> str:
@@ -353,7 +370,7 @@ def render_server(plan: ServerPlan, cities: Sequence[str], passwords: Mapping[st
     if tls is not None:
         conf["tls"] = tls.block(verify=False)
     if plan.leaf_listen:
-        users += [_user(f"leaf-{c}", leaf_passwords[c], **({"permissions": leaf_permissions()} if restrict_leaves else {}))
+        users += [_user(f"leaf-{c}", leaf_passwords[c], **({"permissions": leaf_permissions(c)} if restrict_leaves else {}))
                   for c in cities]
         conf["leafnodes"] = {"listen": plan.leaf_listen, **({"tls": tls.block(verify=True)} if tls else {})}
     else:
@@ -382,12 +399,13 @@ def stream_plan(plan: ServerPlan, province: str, cities: Sequence[str],
             {"name": "FA_CASCADE", "subjects": [f"casc.{province}"], **bounds, **replicas},
             {"name": "FA_RESULTS", "subjects": [], **bounds, **replicas,
              "sources": [{"name": "FA_RESULTS", "filter_subject": f"res.{province}.{c}",
-                          "external": {"api": f"$JS.{city_domain(c)}.API"}} for c in cities]},
+                          "external": {"api": f"$JS.{city_domain(c)}.API", "deliver": source_deliver("up", c)}}
+                         for c in cities]},
         ]
     c = plan.name
     return [
         {"name": "FA_CASCADE", "subjects": [f"casc.{province}.{c}", f"casc.{province}.{c}.>"], **bounds,
          "sources": [{"name": "FA_CASCADE", "filter_subject": f"casc.{province}",
-                      "external": {"api": f"$JS.{HUB_DOMAIN}.API"}}]},
+                      "external": {"api": f"$JS.{HUB_DOMAIN}.API", "deliver": source_deliver("down", c)}}]},
         {"name": "FA_RESULTS", "subjects": [f"res.{province}.{c}", f"res.{province}.{c}.>"], **bounds},
     ]

@@ -252,7 +252,8 @@ class NodeRuntime:
         ctx.readiness.trust_loaded = True
         retry = RetryPolicy.from_limits(limits)
         self.nats = await NatsTransport.connect(self.cfg.nats_url, f"fedappraisal-{me.code}", inbox_prefix(me.code),
-                                                retry=retry, limits=limits)
+                                                retry=retry, limits=limits, seed_file=self.cfg.nats_seed_file or None,
+                                                ca_file=self.cfg.nats_ca_file or None)
         self._transport.nats = self.nats
         await self.nats.ensure_streams()
         if me.parent is not None:

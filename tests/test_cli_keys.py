@@ -61,7 +61,7 @@ def test_deploy_nats_config_is_accepted_by_nats_server(tmp_path: Path) -> None:
                  "--store-dir", str(tmp_path / "js"))
     assert r.returncode == 0, r.stderr
     urls = json.loads(creds.read_text(encoding="utf-8"))
-    assert len(urls) == 15 and urls["5101"].startswith("nats://node-5101:")
+    assert len(urls) == 15 and urls["5101"]["nats"] == {"url": "nats://nats.example:4222", "seed_file": "nats.nk"}
     text = conf.read_text(encoding="utf-8")
     assert '"res.51.5101"' in text and '"casc.51.5101"' in text and '"hb.51.5101"' in text
     checked = subprocess.run([nats_server_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,

@@ -145,7 +145,8 @@ def test_deploy_nats_hierarchy_writes_configs_the_server_accepts(tmp_path: Path)
                                  timeout=30, check=False)
         assert checked.returncode == 0, checked.stdout + checked.stderr
     creds = json.loads((out / "credentials.json").read_text(encoding="utf-8"))
-    assert creds["51"].endswith("@nats.sc.example:4222") and creds["510104017"].endswith("@nats-5101.sc.example:4222")
+    assert creds["51"]["nats"]["url"] == "nats://nats.sc.example:4222"  # nkeys: no secret in the URL
+    assert creds["510104017"]["nats"]["url"] == "nats://nats-5101.sc.example:4222"
     streams = json.loads((out / "streams.json").read_text(encoding="utf-8"))
     assert [s["filter_subject"] for s in streams["hub"]["streams"][1]["sources"]] == ["res.51.5101", "res.51.5107"]
     again = subprocess.run([sys.executable, "-m", "nodes.cli", "deploy", "nats-hierarchy", "--out-dir", str(out)],

@@ -181,7 +181,7 @@ def test_deploy_streams_plan_carries_the_limits(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     plan = json.loads(out.read_text(encoding="utf-8"))
-    assert plan["single"]["operator_url"].startswith("nats://operator:")
+    assert plan["single"]["operator_url"] == "nats://nats.example:4222" and plan["single"]["seed_file"].endswith("operator.nk")
     assert [s["name"] for s in plan["single"]["streams"]] == ["FA_CASCADE", "FA_RESULTS"]
     assert all(s["max_bytes"] == DEFAULT_LIMITS.stream_max_bytes for s in plan["single"]["streams"])
 

@@ -93,7 +93,8 @@ def stream_config(spec: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> S
     older version states none) is taken from ``limits``."""
     bounds = {**stream_limits(limits), **{k: spec[k] for k in LIMIT_FIELDS if k in spec}}
     sources = [StreamSource(name=s["name"], filter_subject=s.get("filter_subject"),
-                            external=ExternalStream(api=s["external"]["api"]) if "external" in s else None)
+                            external=ExternalStream(api=s["external"]["api"], deliver=s["external"].get("deliver"))
+                            if "external" in s else None)
                for s in spec.get("sources", [])]
     max_age = float(bounds["max_age"])
     return StreamConfig(name=spec["name"], subjects=list(spec.get("subjects", [])), sources=sources or None,
