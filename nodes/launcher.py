@@ -272,6 +272,11 @@ class NatsServer:
     def operator_options(self) -> dict[str, Any]:
         return self._secrets.options("operator", self.operator_password)
 
+    @property
+    def ca_file(self) -> str:
+        """With ``secure``: the CA the servers' certificates are issued from."""
+        return str(self._secrets.ca_file)
+
     def options_for(self, code: str) -> dict[str, Any]:
         return self._secrets.options(f"node-{code}", self.passwords[code])
 
@@ -357,6 +362,11 @@ class NatsHierarchy:
     def operator_options(self) -> dict[str, Any]:
         return self._secrets.options("operator", self.operator_password)
 
+    @property
+    def ca_file(self) -> str:
+        """With ``secure``: the CA the servers' certificates are issued from."""
+        return str(self._secrets.ca_file)
+
     def options_for(self, code: str) -> dict[str, Any]:
         return self._secrets.options(f"node-{code}", self.passwords[code])
 
@@ -387,13 +397,18 @@ class NatsHierarchy:
             self.start_server(plan.name)
 
         async def streams() -> None:
+            # The hub's cascade, then each city's streams (sourcing it), then the hub's results (sourcing
+            # theirs): a source whose stream is not there yet backs off for about ten seconds.
+            hub = next(p for p in self.plans if p.is_hub)
+            hub_streams = stream_plan(hub, self.province, self.cities)
+            steps = [("hub", [s for s in hub_streams if s["name"] == "FA_CASCADE"])]
+            steps += [(p.name, stream_plan(p, self.province, self.cities)) for p in self.plans if not p.is_hub]
+            steps.append(("hub", [s for s in hub_streams if s["name"] != "FA_CASCADE"]))
             deadline = time.monotonic() + 30
-            plans = [p for p in self.plans if not p.is_hub or p.name == self.hubs[0]]  # a cluster's streams once
-            for plan in plans:
+            for server, plan in steps:
                 while True:  # a leaf's sources need its leaf-node connection to the hub; replicas a meta leader
                     try:
-                        await self._secrets.create_streams(self.operator_url("hub" if plan.is_hub else plan.name),
-                                                           stream_plan(plan, self.province, self.cities))
+                        await self._secrets.create_streams(self.operator_url(server), plan)
                         break
                     except Exception:
                         if time.monotonic() > deadline:
