@@ -178,6 +178,8 @@ class _NatsSecrets:
         self.tls_dir = workdir / "nats" / "tls"
         self.seed_dir = workdir / "nats" / "seeds"
         self._ca: tuple[bytes, bytes] | None = None
+        # What the servers' certificates name: add the address nodes in network namespaces dial.
+        self.tls_hosts: list[str] = ["127.0.0.1", "localhost"]
 
     def secret(self) -> str:
         return new_seed() if self.secure else secrets.token_urlsafe(18)
@@ -199,7 +201,7 @@ class _NatsSecrets:
         return self.tls_dir / "ca.pem"
 
     def server_tls(self, name: str) -> ServerTls | None:
-        """A certificate for server ``name`` (reached at 127.0.0.1, and at 0.0.0.0's addresses by name)."""
+        """A certificate for server ``name``, naming ``tls_hosts``."""
         if not self.secure:
             return None
         if self._ca is None:
@@ -207,7 +209,7 @@ class _NatsSecrets:
             self._ca = create_ca("fedappraisal NATS (demo)")
             _write_private(self.tls_dir / "ca.key", self._ca[0])
             self.ca_file.write_bytes(self._ca[1])
-        key, cert = issue_node_cert(*self._ca, f"nats-{name}", hosts=("127.0.0.1", "localhost"))
+        key, cert = issue_node_cert(*self._ca, f"nats-{name}", hosts=tuple(self.tls_hosts))
         _write_private(self.tls_dir / f"{name}.key", key)
         (self.tls_dir / f"{name}.pem").write_bytes(cert)
         return ServerTls(str(self.tls_dir / f"{name}.pem"), str(self.tls_dir / f"{name}.key"), str(self.ca_file))
@@ -276,6 +278,11 @@ class NatsServer:
     def ca_file(self) -> str:
         """With ``secure``: the CA the servers' certificates are issued from."""
         return str(self._secrets.ca_file)
+
+    @property
+    def tls_hosts(self) -> list[str]:
+        """With ``secure``: the addresses the servers' certificates name (append before ``start``)."""
+        return self._secrets.tls_hosts
 
     def options_for(self, code: str) -> dict[str, Any]:
         return self._secrets.options(f"node-{code}", self.passwords[code])
@@ -366,6 +373,11 @@ class NatsHierarchy:
     def ca_file(self) -> str:
         """With ``secure``: the CA the servers' certificates are issued from."""
         return str(self._secrets.ca_file)
+
+    @property
+    def tls_hosts(self) -> list[str]:
+        """With ``secure``: the addresses the servers' certificates name (append before ``start``)."""
+        return self._secrets.tls_hosts
 
     def options_for(self, code: str) -> dict[str, Any]:
         return self._secrets.options(f"node-{code}", self.passwords[code])
