@@ -163,9 +163,23 @@ class NatsTransport:
         is created, with this node's limits. A stream without limits (made by an older version) is
         reported, not changed: the operator's ``appraise deploy nats-streams`` updates it."""
         for stream, subject in STREAMS.items():
-            try:
-                info = await self.js.stream_info(stream)
-            except NotFoundError:
+            attempt = 0
+            while True:
+                try:
+                    info = await self.js.stream_info(stream)
+                    break
+                except NotFoundError:
+                    info = None
+                    break
+                except (NatsTimeoutError, TimeoutError) as exc:
+                    # A server answering thousands of nodes starting at once (a province's hosts) may be
+                    # slow to answer: wait and ask again rather than fail the node's start.
+                    attempt += 1
+                    if attempt >= self.limits.catch_up_attempts:
+                        raise
+                    self.last_error = f"stream info {stream}: {type(exc).__name__}"
+                    await self.retry.pause(attempt)
+            if info is None:
                 await self._create(stream, subject)
                 continue
             lacking = unbounded(info.config)
