@@ -16,6 +16,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import AuthorizationError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import (
     AckPolicy,
@@ -147,8 +149,22 @@ class NatsTransport:
                       limits: Limits = DEFAULT_LIMITS) -> NatsTransport:
         """``inbox_prefix``: where replies and pull deliveries come; the server lets a node subscribe
         only under its own (nodes.natsconf.inbox_prefix)."""
-        nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                connect_timeout=5, allow_reconnect=True, inbox_prefix=inbox_prefix)
+        policy = retry or RetryPolicy.from_limits(limits)
+        attempt = 0
+        while True:
+            try:
+                nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                        connect_timeout=5, allow_reconnect=True, inbox_prefix=inbox_prefix)
+                break
+            except AuthorizationError:
+                raise  # wrong credentials: no wait makes them right
+            except (NatsError, OSError, TimeoutError):
+                # The server is not up yet, or too busy to finish the handshake in time (a province's hosts
+                # connecting thousands of nodes at once: "Authentication Timeout"): wait and try again.
+                attempt += 1
+                if attempt >= limits.catch_up_attempts:
+                    raise
+                await policy.pause(attempt)
         return cls(nc, name, retry, limits)
 
     @property
