@@ -267,7 +267,7 @@ class Lineage:
             self._check_code(code, where)
             self._check_name(name, where)
             if code in self._by_code:
-                raise DivisionChangeError(f"{where}：代码重复 (code listed twice)", code="division.code_in_use")
+                raise DivisionChangeError(f"{where}：代码重复 (code listed twice)", code="division.duplicate_code")
             self._create(code, name, since)
         self._at = since
         for i, change in enumerate(self.changes):
@@ -289,7 +289,7 @@ class Lineage:
         """The tree a cycle is appraised and rolled up over: the one in force on its last day."""
         if cycle_end < cycle_start:
             raise DivisionChangeError(f"考评周期结束日 {cycle_end} 早于开始日 {cycle_start} (cycle ends before it starts)",
-                                      code="division.bad_cycle")
+                                      code="division.cycle_reversed")
         self._not_before_base(cycle_start)
         return self.tree_at(cycle_end)
 
@@ -427,7 +427,7 @@ class Lineage:
             self._check_code(ch.code, where)
             if level_of(ch.code) != level_of(ch.unit) or parent_code(ch.code) != parent_code(ch.unit):
                 raise DivisionChangeError(f"{where}：新代码 {ch.code} 应与 {ch.unit} 同级、同上级（换上级请用 move）"
-                                          "(a recode keeps the level and the parent; use a move)", code="division.bad_code")
+                                          "(a recode keeps the level and the parent; use a move)", code="division.recode_parent")
             self._free(ch.code, where)
             if ch.name:
                 self._check_name(ch.name, where)
@@ -439,7 +439,7 @@ class Lineage:
         elif isinstance(ch, Split):
             self._split(ch, where)
         else:
-            raise DivisionChangeError(f"{where}：未知的变更类型 (unknown kind of change)", code="division.bad_kind")
+            raise DivisionChangeError(f"{where}：未知的变更类型 (unknown kind of change)", code="division.unknown_change")
 
     def _move(self, ch: Move, where: str) -> None:
         uid = self._in_force(ch.unit, where)
@@ -454,17 +454,17 @@ class Lineage:
         old_parent = parent_code(ch.unit)
         if old_parent == ch.parent:
             raise DivisionChangeError(f"{where}：上级未变（只改代码请用 recode）(same parent: use a recode)",
-                                      code="division.bad_parent")
+                                      code="division.same_parent")
         # A move touches two parents: only the level above both may issue it.
         for p in (old_parent, ch.parent):
             if parent_code(p) != ch.issuer:
                 raise DivisionChangeError(f"{where}：{ch.issuer} 无权调整 {p} 的下级（应由 {parent_code(p) or '国家'} 发布）"
-                                          "(the issuer must be the parent of both the old and the new parent)",
+                                          f"(only the parent level {parent_code(p) or '国家'} may change this unit)",
                                           code="division.not_issuer")
         self._check_code(ch.code, where)
         if level_of(ch.code) != level or parent_code(ch.code) != ch.parent:
             raise DivisionChangeError(f"{where}：新代码 {ch.code} 应为 {ch.parent} 的下一级代码 (the new code must extend the "
-                                      "new parent's)", code="division.bad_code")
+                                      "new parent's)", code="division.move_code")
         self._free(ch.code, where)
         if ch.name:
             self._check_name(ch.name, where)
@@ -479,13 +479,13 @@ class Lineage:
             self._issuer(ch, u, where)
             if level_of(u) != level:
                 raise DivisionChangeError(f"{where}：{u} 与 {ch.units[0]} 不同级 (merged units must be of one level)",
-                                          code="division.bad_merge")
+                                          code="division.merge_levels")
         self._check_name(ch.name, where)
         self._check_code(ch.code, where)
         if level_of(ch.code) != level or parent_code(ch.code) != ch.issuer:
             raise DivisionChangeError(f"{where}：合并后代码 {ch.code} 应为 {ch.issuer} 的下一级、与被合并单位同级 "
                                       "(the result's code must be a child of the issuer at the merged units' level)",
-                                      code="division.bad_code")
+                                      code="division.merge_code")
         if ch.survivor:
             survivor = self._in_force(ch.code, where)
             ending = [u for u, code in zip(uids, ch.units, strict=True) if code != ch.code]
@@ -496,7 +496,7 @@ class Lineage:
             ending, participants = uids, uids
         if len(participants) < 2 or not ending:
             raise DivisionChangeError(f"{where}：合并至少涉及两个单位且至少撤销一个 (a merge joins two units or more; use a "
-                                      "rename or recode for one)", code="division.bad_merge")
+                                      "rename or recode for one)", code="division.merge_too_small")
         ending_codes = {self._current[u][0] for u in ending}
         for u in ending:
             self._end(u, ch.effective)
@@ -524,7 +524,7 @@ class Lineage:
             self._check_code(p.code, where)
             if level_of(p.code) != level_of(ch.unit) or parent_code(p.code) != ch.issuer:
                 raise DivisionChangeError(f"{where}：拆分后代码 {p.code} 应为 {ch.issuer} 的下一级 (a part's code must be a "
-                                          "child of the issuer at the unit's level)", code="division.bad_code")
+                                          "child of the issuer at the unit's level)", code="division.part_code")
             if p.code != ch.unit:
                 self._free(p.code, where)
         if not survives:
@@ -551,16 +551,16 @@ class Lineage:
         named = set()
         for r in children:
             if r.code in named:
-                raise DivisionChangeError(f"{where}：下级 {r.code} 重复安置 (child placed twice)", code="division.bad_children")
+                raise DivisionChangeError(f"{where}：下级 {r.code} 重复安置 (child placed twice)", code="division.child_twice")
             named.add(r.code)
             uid = self._in_force(r.code, where)
             if parent_code(r.code) not in ending and parent_code(r.code) != optional_from:
                 raise DivisionChangeError(f"{where}：{r.code} 不是被调整单位的下级 (not a child of a changed unit)",
-                                          code="division.bad_children")
+                                          code="division.not_a_child")
             self._check_code(r.new_code, where)
             if level_of(r.new_code) != level_of(r.code) or parent_code(r.new_code) not in results:
                 raise DivisionChangeError(f"{where}：下级新代码 {r.new_code} 应在调整后的单位之下 (the child's new code must "
-                                          "extend a result's code)", code="division.bad_children")
+                                          "extend a result's code)", code="division.child_code")
             if r.name:
                 self._check_name(r.name, where)
             if r.new_code != r.code:
@@ -581,7 +581,7 @@ class Lineage:
             new = code + c[len(old):]
             if new in self._by_code and new not in moving:
                 raise DivisionChangeError(f"{where}：下级代码 {new} 已被占用 (a descendant's new code is in use)",
-                                          code="division.code_in_use")
+                                          code="division.descendant_code_in_use")
         renamed = [(self._by_code[c], code + c[len(old):], self._current[self._by_code[c]][1]) for c in subtree]
         for c in moving:
             del self._by_code[c]
@@ -620,7 +620,7 @@ class Lineage:
     def _in_force(self, code: str, where: str) -> str:
         uid = self._by_code.get(code)
         if uid is None:
-            raise DivisionChangeError(f"{where}：单位 {code[:16]} 在 {self._at} 不在册 (the unit is not in force then)",
+            raise DivisionChangeError(f"{where}：单位 {code[:16]} 在 {self._at} 不在册 (no unit holds this code on that date)",
                                       code="division.unknown_unit")
         return uid
 
@@ -656,7 +656,7 @@ class Lineage:
     def _hist(self, uid: str) -> list[tuple[date, tuple[str, str] | None]]:
         hist = self._history.get(uid)
         if hist is None:
-            raise DivisionChangeError(f"未知的区划单位 {uid[:40]} (unknown unit id)", code="division.unknown_unit")
+            raise DivisionChangeError(f"未知的区划单位 {uid[:40]} (unknown unit id)", code="division.unknown_uid")
         return hist
 
     def _state(self, uid: str, on: date) -> tuple[str, str]:
@@ -683,7 +683,7 @@ def _check_shares(parts: Sequence[Part], where: str) -> None:
         for s in (p.share, *p.shares.values()):
             if not s.is_finite() or s < 0 or s > 1:
                 raise DivisionChangeError(f"{where}：{p.code} 的分配比例 {s} 应在 0 与 1 之间 (shares lie in [0, 1])",
-                                          code="division.shares_not_one")
+                                          code="division.share_range")
     for ind in ("", *indicators):
         total = sum((p.share_for(ind) if ind else p.share for p in parts), Decimal(0))
         if total != ONE:

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from google.protobuf.message import DecodeError
 
 from aggregator.errors import AppraisalError
+from aggregator.framework import parent_code
 from aggregator.lineage import (
     DivisionChange,
     DivisionChangeError,
@@ -78,8 +79,8 @@ class Equivocation(DivisionListError):
 
     default_code = "division.equivocation"
 
-    def __init__(self, message: str, *, first: bytes, second: bytes) -> None:
-        super().__init__(message, code="division.equivocation")
+    def __init__(self, message: str = "", *, first: bytes = b"", second: bytes = b"", code: str | None = None) -> None:
+        super().__init__(message, code=code or "division.equivocation")
         self.first = first
         self.second = second
 
@@ -125,7 +126,7 @@ def encode(issuer: str, seq: int, previous: str, issued_at: int, changes: Sequen
                 for ind, s in p.shares.items():
                     part.shares[ind] = to_text(s)
         else:
-            raise DivisionListError(f"未知的变更类型 {type(ch).__name__} (unknown kind of change)", code="division.malformed")
+            raise DivisionListError(f"未知的变更类型 {type(ch).__name__} (unknown kind of change)", code="division.unknown_change")
         if isinstance(ch, Merge | Split):
             for r in ch.children:
                 m.children.add(code=r.code, new_code=r.new_code, name=r.name)
@@ -158,7 +159,7 @@ def _change(m: pb.DivisionChange, i: int) -> DivisionChange:
     one = units[0] if len(units) == 1 else ""
     children = tuple(Relocation(code=r.code, new_code=r.new_code, name=r.name) for r in m.children)
     if m.kind in ("rename", "recode", "move", "split") and not one:
-        raise DivisionListError(f"{where}：应恰好指明一个单位 (name exactly one unit)", code="division.malformed")
+        raise DivisionListError(f"{where}：应恰好指明一个单位 (name exactly one unit)", code="division.unit_count")
     if m.kind == "rename":
         return Rename(effective=effective, issuer=issuer, ref=ref, unit=one, name=m.name)
     if m.kind == "recode":
@@ -166,12 +167,13 @@ def _change(m: pb.DivisionChange, i: int) -> DivisionChange:
     if m.kind == "move":
         return Move(effective=effective, issuer=issuer, ref=ref, unit=one, parent=m.parent, code=m.code, name=m.name)
     if m.kind == "merge":
-        return Merge(effective=effective, issuer=issuer, ref=ref, units=units, code=m.code, name=m.name, survivor=m.survivor, children=children)
+        return Merge(effective=effective, issuer=issuer, ref=ref, units=units, code=m.code, name=m.name,
+                     survivor=m.survivor, children=children)
     if m.kind == "split":
         parts = tuple(Part(code=p.code, name=p.name, share=_share(p.share, where),
                            shares={k: _share(v, where) for k, v in sorted(p.shares.items())}) for p in m.parts)
         return Split(effective=effective, issuer=issuer, ref=ref, unit=one, parts=parts, rule=m.rule[:100], children=children)
-    raise DivisionListError(f"{where}：未知的变更类型 {m.kind[:20]!r} (unknown kind of change)", code="division.malformed")
+    raise DivisionListError(f"{where}：未知的变更类型 {m.kind[:20]!r} (unknown kind of change)", code="division.unknown_change")
 
 
 def _share(text: str, where: str) -> Decimal:
@@ -179,7 +181,7 @@ def _share(text: str, where: str) -> Decimal:
         return parse_decimal(text, where)
     except AppraisalError:
         raise DivisionListError(f"{where}：分配比例 {text[:20]!r} 不是数值 (share is not a number)",
-                                code="division.shares_not_one") from None
+                                code="division.share_number") from None
 
 
 def sign_change_list(key: Ed25519PrivateKey, issuer: str, seq: int, previous: str, issued_at: int,
@@ -207,15 +209,16 @@ def verify_change_list(data: bytes, chain: Sequence[bytes], root: Identity, now:
         raise DivisionListError(f"清单声明的发布者 {cl.issuer[:12]} 不是签名者 {signer.code} (the issuer is not the signer)",
                                 code="division.signer")
     if cl.issued_at > now + CLOCK_SKEW:
-        raise DivisionListError(f"{cl.issuer} 的清单签发时间晚于当前时间 (issued in the future)", code="division.bad_header")
+        raise DivisionListError(f"{cl.issuer} 的清单签发时间晚于当前时间 (issued in the future)", code="division.future")
     for i, ch in enumerate(cl.changes, 1):
         if ch.issuer != cl.issuer:
             raise DivisionListError(f"第 {i} 条变更的发布者 {ch.issuer[:12]} 不是清单的发布者 {cl.issuer} "
-                                    "(a change names another issuer)", code="division.not_issuer")
+                                    "(a change names another issuer)", code="division.issuer_mismatch")
         outside = [c for c in _codes(ch) if not (c.startswith(cl.issuer) and len(c) > len(cl.issuer))]
         if outside:
-            raise DivisionListError(f"第 {i} 条变更涉及 {cl.issuer} 管辖范围外的单位 {outside[0][:16]} (a change outside the "
-                                    "issuer's scope)", code="division.not_issuer")
+            raise DivisionListError(f"第 {i} 条变更涉及 {cl.issuer} 管辖范围外的单位 {outside[0][:16]}，无权调整 "
+                                    f"(only the parent level {parent_code(outside[0]) or '国家'} may change this unit)",
+                                    code="division.not_issuer")
     return ChangeList(cl.issuer, cl.seq, cl.previous, cl.issued_at, cl.changes, cl.digest, data)
 
 
@@ -302,7 +305,8 @@ class ChangeLog:
                                     "(back-dated before the previous list)", code="division.backdated")
         if self.closed_until is not None and first <= self.closed_until:
             raise DivisionListError(f"{cl.issuer} 的清单 {cl.seq} 含生效于 {first} 的变更，该日已属已结束的考评周期 "
-                                    f"（截至 {self.closed_until}）(back-dated into a closed cycle)", code="division.backdated")
+                                    f"（截至 {self.closed_until}）(back-dated into a closed cycle)",
+                                    code="division.backdated_closed")
         try:
             lineage = Lineage(self.base, self.since, self.events(cl))
         except DivisionChangeError as exc:
