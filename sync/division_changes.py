@@ -126,7 +126,8 @@ def encode(issuer: str, seq: int, previous: str, issued_at: int, changes: Sequen
                 for ind, s in p.shares.items():
                     part.shares[ind] = to_text(s)
         else:
-            raise DivisionListError(f"未知的变更类型 {type(ch).__name__} (unknown kind of change)", code="division.unknown_change")
+            raise DivisionListError(f"未知的变更类型 {type(ch).__name__} (unknown kind of change)",
+                                    code="division.unknown_change")
         if isinstance(ch, Merge | Split):
             for r in ch.children:
                 m.children.add(code=r.code, new_code=r.new_code, name=r.name)
