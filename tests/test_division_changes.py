@@ -26,6 +26,7 @@ Values (populations, GDP) in these tests are made up; the codes, names and dates
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from datetime import date, timedelta
@@ -556,3 +557,16 @@ def test_codes_in_errors_are_stable() -> None:
     assert exc.value.code == "division.kind_missing"
     with pytest.raises(DivisionListError):
         decode(b"\xff\xff")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_decode_refuses_any_bytes_with_its_own_error(data: bytes) -> None:
+    with contextlib.suppress(DivisionListError):  # anything else (a KeyError, a ValueError) fails the test
+        decode(data)
+
+
+def test_unknown_fields_from_a_newer_issuer_are_kept_and_ignored() -> None:
+    payload = encode("5118", 1, "", 0, [MINGSHAN]) + b"\xf8\x07\x01"  # field 127, varint 1: not in our schema
+    assert decode(payload).changes == (MINGSHAN,)
+    assert pb.DivisionChangeList.FromString(payload).SerializeToString() == payload
