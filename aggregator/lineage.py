@@ -262,6 +262,7 @@ class Lineage:
         self._steps: list[_Step] = []
         self._current: dict[str, tuple[str, str]] = {}  # uid → (code, name), during replay
         self._by_code: dict[str, str] = {}  # code → uid, during replay
+        self._kids: dict[str, set[str]] = {}  # parent code → codes in force under it, during replay
         for code, name in base:
             where = f"基础区划 (base tree) {code[:16]}"
             self._check_code(code, where)
@@ -547,7 +548,7 @@ class Lineage:
         """Place the children of ending units (all of them) or of a surviving split unit (those named)
         under the results. Children of an ending unit whose code a result reuses stay where they are
         (the new 上城区 330102 keeps the 街道 330102xxx of the old one) unless named."""
-        orphans = {c for c in self._by_code if parent_code(c) in ending and parent_code(c) not in results}
+        orphans = {c for e in ending - results for c in self._kids.get(e, ())}
         named = set()
         for r in children:
             if r.code in named:
@@ -575,7 +576,7 @@ class Lineage:
 
     def _recode(self, uid: str, code: str, name: str, on: date, where: str) -> None:
         old = self._current[uid][0]
-        subtree = sorted(c for c in self._by_code if c.startswith(old) and c != old)
+        subtree = sorted(self._descendants(old))
         moving = {old, *subtree}
         for c in subtree:
             new = code + c[len(old):]
@@ -585,6 +586,7 @@ class Lineage:
         renamed = [(self._by_code[c], code + c[len(old):], self._current[self._by_code[c]][1]) for c in subtree]
         for c in moving:
             del self._by_code[c]
+            self._kids.get(parent_code(c), set()).discard(c)
         self._set(uid, code, name or self._current[uid][1], on)
         for u, new, n in renamed:
             self._set(u, new, n, on)
@@ -608,14 +610,25 @@ class Lineage:
         old = self._current.get(uid)
         if old is not None and self._by_code.get(old[0]) == uid:
             del self._by_code[old[0]]
+            self._kids.get(parent_code(old[0]), set()).discard(old[0])
         self._current[uid] = (code, name)
         self._by_code[code] = uid
+        self._kids.setdefault(parent_code(code), set()).add(code)
 
     def _end(self, uid: str, on: date) -> None:
         code = self._current.pop(uid)[0]
         if self._by_code.get(code) == uid:
             del self._by_code[code]
+            self._kids.get(parent_code(code), set()).discard(code)
         self._history[uid].append((on, None))
+
+    def _descendants(self, code: str) -> list[str]:
+        out, todo = [], list(self._kids.get(code, ()))
+        while todo:
+            c = todo.pop()
+            out.append(c)
+            todo.extend(self._kids.get(c, ()))
+        return out
 
     def _in_force(self, code: str, where: str) -> str:
         uid = self._by_code.get(code)
