@@ -763,6 +763,9 @@ def demo(
             console.print(f"OpenAPI: {prov.url}/schema/openapi.json · 数据目录 (data): {workdir}")
             console.print(f"管理令牌 (admin tokens, 0600): {d.fed.node_dir(prov.code) / 'admin.token'} "
                           f"(各节点: {workdir}/nodes/<code>/admin.token)")
+            if not topology:
+                console.print("整省真实区划、节点主机 (the whole province on node hosts): "
+                              "./dev demo --topology 51 [--nodes 146]")
             console.print("按 Ctrl-C 停止 (press Ctrl-C to stop)")
             await stop.wait()
             return 0
