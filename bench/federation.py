@@ -45,7 +45,7 @@ import psutil
 from aggregator.framework import compose
 from aggregator.numbers import round_value
 from nodes.demo import CYCLE, PERIOD, framework_for, sample_value
-from nodes.launcher import DATA, Federation, NodeSpec, load_topology, loopback_client
+from nodes.launcher import DATA, Federation, NodeSpec, hosts_by_city, load_topology, loopback_client, specs_of
 
 FRAMEWORK = DATA / "sample-framework.yaml"
 CONCURRENCY = 16  # the benchmark's own requests in flight: it measures the federation, not itself
@@ -55,54 +55,15 @@ def specs_for(nodes: int) -> list[NodeSpec]:
     """``nodes`` of 四川's hierarchy: the demo's 15, or the real tree cut to about that many nodes."""
     if nodes == 15:
         return load_topology()
-    specs = [NodeSpec(n["code"], n["name"], n["level"], n["parent"]) for n in cut(full_tree("51"), nodes)]
-    by = {s.code: s for s in specs}
-    for s in specs:
-        if s.parent is not None:
-            by[s.parent].children.append(s.code)
-    return specs
+    from nodes.divisions import cut
+
+    return specs_of(cut(full_tree("51"), nodes))
 
 
 def full_tree(province: str) -> list[dict[str, Any]]:
     from nodes.divisions import topology
 
     return topology(province)
-
-
-def cut(tree: list[dict[str, Any]], nodes: int) -> list[dict[str, Any]]:
-    """The first ``nodes`` of a tree in depth-first order (parents first): whole cities, then whole
-    counties of the last city, then as many townships of the last county as fit. Every kept node's
-    parent is kept, so each size is a real piece of the hierarchy."""
-    children: dict[str | None, list[dict[str, Any]]] = {}
-    for n in tree:
-        children.setdefault(n["parent"], []).append(n)
-    out: list[dict[str, Any]] = []
-
-    def walk(n: dict[str, Any]) -> None:
-        if len(out) >= nodes:
-            return
-        out.append(n)
-        for c in children.get(n["code"], []):
-            walk(c)
-
-    for root in children[None]:
-        walk(root)
-    order = {n["code"]: i for i, n in enumerate(tree)}
-    return sorted(out, key=lambda n: (len(n["code"]), order[n["code"]]))  # parents before children
-
-
-def hosts_for(specs: list[NodeSpec]) -> dict[str, list[str]]:
-    """One host per city (the city, its counties, their townships); the province runs alone."""
-    hosts: dict[str, list[str]] = {}
-    city_of: dict[str, str] = {}
-    for s in specs:  # parents before children
-        if s.level == "city":
-            city_of[s.code] = s.code
-            hosts[f"h{s.code}"] = [s.code]
-        elif s.parent is not None and s.parent in city_of:
-            city_of[s.code] = city_of[s.parent]
-            hosts[f"h{city_of[s.code]}"].append(s.code)
-    return hosts
 
 
 class RssSampler(threading.Thread):
@@ -144,7 +105,7 @@ async def _gather_limited(coros: list[Any], limit: int = CONCURRENCY) -> list[An
 
 async def run_once(workdir: Path, nodes: int, hosted: bool) -> dict[str, Any]:
     specs = specs_for(nodes)
-    fed = Federation(workdir, specs, hosts=hosts_for(specs) if hosted else None)
+    fed = Federation(workdir, specs, hosts=hosts_by_city(specs) if hosted else None)
     fed.heartbeat_seconds = 30
     by = fed.by_code
     townships = [s for s in specs if s.level == "township"]

@@ -717,21 +717,38 @@ def status(gateway: Annotated[str, typer.Option(help="节点网关地址，如 h
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="演示数据目录 (demo data directory)")] = Path(".demo"),
     check: Annotated[bool, typer.Option("--check", help="无人值守运行并核验 (run unattended and verify)")] = False,
+    topology: Annotated[str, typer.Option(
+        "--topology", help="按真实区划运行某省（或其一部分），如 51 或 5101：每市一个节点主机 "
+                           "(run a province's real hierarchy, or a part of it, on node hosts)")] = "",
+    nodes: Annotated[int, typer.Option("--nodes", help="只取前 N 个节点（先整市、再整县）(keep the first N nodes)")] = 0,
 ) -> None:
-    """启动演示联邦：四川省→2市→4县→8乡镇，共15个节点 (start the demo federation)."""
+    """启动演示联邦：四川省→2市→4县→8乡镇，共15个节点；--topology 51 运行四川全省 3,316 个节点 (start the demo federation)."""
     from nodes.demo import Demo
     from nodes.launcher import DATA
 
     console = Console(soft_wrap=True)  # long paths and URLs stay on one line, piped or not
     workdir = directory.resolve()
-    d = Demo(workdir, console)
+    if topology:
+        from nodes.divisions import DivisionError, cut
+        from nodes.divisions import topology as division_topology
+        from nodes.launcher import hosts_by_city, specs_of
+
+        try:
+            tree = division_topology(topology)
+        except DivisionError as exc:
+            raise fail(str(exc)) from None
+        specs = specs_of(cut(tree, nodes) if nodes else tree)
+        d = Demo(workdir, console, specs, hosts=hosts_by_city(specs))
+    else:
+        d = Demo(workdir, console)
 
     async def flow() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        steps = asyncio.create_task(_steps(d, DATA / "sample-framework.yaml", check))
+        steps = asyncio.create_task(_steps(d, DATA / "sample-framework.yaml", check) if not topology
+                                    else _topology_steps(d, DATA / "sample-framework.yaml"))
         stopper = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({steps, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -751,6 +768,9 @@ def demo(
             console.print(f"OpenAPI: {prov.url}/schema/openapi.json · 数据目录 (data): {workdir}")
             console.print(f"管理令牌 (admin tokens, 0600): {d.fed.node_dir(prov.code) / 'admin.token'} "
                           f"(各节点: {workdir}/nodes/<code>/admin.token)")
+            if not topology:
+                console.print("整省真实区划、节点主机 (the whole province on node hosts): "
+                              "./dev demo --topology 51 [--nodes 146]")
             console.print("按 Ctrl-C 停止 (press Ctrl-C to stop)")
             await stop.wait()
             return 0
@@ -765,6 +785,18 @@ def demo(
     if check:
         print(d.summary.as_json())
     sys.exit(code)
+
+
+async def _topology_steps(d: object, framework: Path) -> None:
+    """A real hierarchy on node hosts: start, cascade, every township's values rolled up to the
+    province, and the demo's check (each level's roll-up recomputed, every chain verified)."""
+    from nodes.demo import Demo, framework_for
+
+    assert isinstance(d, Demo)
+    await d.start()
+    await d.cascade(framework, framework_for(framework, set(d.fed.by_code)))
+    await d.report_by_office()
+    await d.check()
 
 
 async def _steps(d: object, framework: Path, check: bool) -> None:

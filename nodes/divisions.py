@@ -491,3 +491,25 @@ def topology(root: str, *, only: Sequence[str] = (), depth: int = 4, max_childre
              year: int | None = None) -> list[dict[str, Any]]:
     """:meth:`DivisionTable.topology` of the newest year on hand (or ``year``)."""
     return load(year).topology(root, only=only, depth=depth, max_children=max_children)
+
+
+def cut(tree: list[dict[str, Any]], nodes: int) -> list[dict[str, Any]]:
+    """The first ``nodes`` of a tree in depth-first order (parents first): whole cities, then whole
+    counties of the last city, then as many townships of the last county as fit. Every kept node's
+    parent is kept, so each size is a real piece of the hierarchy."""
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for n in tree:
+        children.setdefault(n["parent"], []).append(n)
+    out: list[dict[str, Any]] = []
+
+    def walk(n: dict[str, Any]) -> None:
+        if len(out) >= nodes:
+            return
+        out.append(n)
+        for c in children.get(n["code"], []):
+            walk(c)
+
+    for root in children[None]:
+        walk(root)
+    order = {n["code"]: i for i, n in enumerate(tree)}
+    return sorted(out, key=lambda n: (len(n["code"]), order[n["code"]]))  # parents before children

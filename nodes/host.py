@@ -306,16 +306,19 @@ class NodeHost:
         """Per hosted node: who it is, how many frameworks it holds, whether NATS is connected (for
         operators and benchmarks: no node's gateway is involved). A node's store is read again only
         after a write, so polling a host of thousands costs next to nothing."""
-        out = []
-        for code, n in self.nodes.items():
+        async def held(code: str, n: NodeRuntime) -> int:
             generation = n.store.generation
             cached = self._held.get(code)
             if cached is None or cached[0] != generation:
                 async with n.store.read() as r:
                     cached = self._held[code] = (generation, await r.frameworks.count())
-            out.append({"code": code, "name": n.cfg.name, "level": n.cfg.level, "frameworks": cached[1],
-                        "nats_connected": n.nats is not None and n.nats.connected})
-        return out
+            return cached[1]
+
+        # At once, not one after another: a node busy with its own writes delays only its own line.
+        counts = await asyncio.gather(*(held(code, n) for code, n in self.nodes.items()))
+        return [{"code": code, "name": n.cfg.name, "level": n.cfg.level, "frameworks": count,
+                 "nats_connected": n.nats is not None and n.nats.connected}
+                for (code, n), count in zip(self.nodes.items(), counts, strict=True)]
 
     async def failing(self) -> list[dict[str, Any]]:
         """Every check of every hosted node that fails (nodes/services/readiness.py)."""

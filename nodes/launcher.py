@@ -153,15 +153,35 @@ class HostSpec:
     http_port: int = 0
 
 
-def load_topology(path: Path | None = None) -> list[NodeSpec]:
-    data = json.loads((path or DATA / "demo-topology.json").read_text(encoding="utf-8"))
+def specs_of(nodes: list[dict[str, Any]]) -> list[NodeSpec]:
+    """NodeSpecs, children linked, from topology entries (code, name, level, parent; parents first)."""
     specs = [NodeSpec(n["code"], n["name"], n["level"], n["parent"], departments=list(n.get("departments", [])))
-             for n in data["nodes"]]
+             for n in nodes]
     by = {s.code: s for s in specs}
     for s in specs:
         if s.parent is not None:
             by[s.parent].children.append(s.code)
     return specs
+
+
+def hosts_by_city(specs: list[NodeSpec]) -> dict[str, list[str]]:
+    """One node host per city (the city, its counties and their townships), as a city's 政务云 would
+    run them; the province runs alone in its own process."""
+    hosts: dict[str, list[str]] = {}
+    city_of: dict[str, str] = {}
+    for s in specs:  # parents before children
+        if s.level == "city":
+            city_of[s.code] = s.code
+            hosts[f"h{s.code}"] = [s.code]
+        elif s.parent is not None and s.parent in city_of:
+            city_of[s.code] = city_of[s.parent]
+            hosts[f"h{city_of[s.code]}"].append(s.code)
+    return hosts
+
+
+def load_topology(path: Path | None = None) -> list[NodeSpec]:
+    data = json.loads((path or DATA / "demo-topology.json").read_text(encoding="utf-8"))
+    return specs_of(data["nodes"])
 
 
 class _NatsSecrets:

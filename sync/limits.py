@@ -52,6 +52,9 @@ class Limits:
     """Longest pause of a retry loop; the pause doubles up to it, with jitter."""
     catch_up_attempts: int = 20
     """Attempts to reach the parent for frameworks missed before the loop gives up (audited)."""
+    catch_up_grace_seconds: float = 2.0
+    """How long a framework a heartbeat names may take to come by its stream before the node asks its
+    parent for it over gRPC."""
 
     # --- queries
     query_rate: float = 20.0

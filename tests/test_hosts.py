@@ -11,6 +11,10 @@ carry is refused rather than answered by a neighbour.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -152,3 +156,26 @@ def test_host_file_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     bad({"nodes": []}, "host.no_nodes")
     bad({"listen": {"http": "8443", "grpc": "127.0.0.1:7443"}}, "host.bad_address")
     bad({"port": 1}, "host.unknown_key")
+
+
+def test_demo_runs_a_real_hierarchy_on_node_hosts(tmp_path: Path) -> None:
+    """`appraise demo --topology 51 --nodes 25`: the first 25 nodes of 四川's 2023 division list (成都市,
+    锦江区 and the rest, as the data names them) on one host per city, passing the demo's check."""
+    out = subprocess.run([sys.executable, "-m", "nodes.cli", "demo", "--topology", "51", "--nodes", "25", "--check",
+                          "--dir", str(tmp_path / "topo")], check=False, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["ok"] and summary["nodes"] == 25 and summary["descendants_current"] == 24
+    assert "成都市" in out.stdout and "节点主机" in out.stdout
+    hosts = sorted(p.name for p in (tmp_path / "topo" / "hosts").iterdir())
+    assert hosts == ["h5101"]  # 25 nodes: the province alone, then 成都市's first 24 on its host
+
+
+def test_host_run_refuses_a_bad_host_file_with_its_place(tmp_path: Path) -> None:
+    bad = tmp_path / "host.yaml"
+    bad.write_text("listen: {http: 127.0.0.1:1, grpc: 127.0.0.1:2}\nnodes: [missing/node.yaml]\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "nodes", "--host", str(bad)], check=False, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "host not started" in out.stderr and "node file not found" in out.stderr

@@ -107,7 +107,15 @@ class ParentWatch:
         if catch_up and missing:
             # Ask once per framework: one issued to a sibling class is named but never addressed to us.
             self._asked |= missing
-            self.ctx.tasks.spawn(self.catch_up(), name="catch-up")
+            self.ctx.tasks.spawn(self._catch_up_unless_delivered(missing), name="catch-up")
+
+    async def _catch_up_unless_delivered(self, missing: set[str]) -> None:
+        """A heartbeat naming a new framework usually beats the framework's own stream message by
+        moments; ask the parent over gRPC only if the stream has not delivered it within the grace (a
+        county's townships would otherwise each fetch and verify every framework twice)."""
+        await asyncio.sleep(self.ctx.limits.catch_up_grace_seconds)
+        if missing & set(await self.missing_frameworks()):
+            await self.catch_up()
 
     async def missing_frameworks(self) -> list[str]:
         """Frameworks the parent's last heartbeat names that this node does not hold."""

@@ -17,6 +17,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import AuthorizationError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import (
     AckPolicy,
@@ -177,11 +179,25 @@ class NatsTransport:
                       ca_file: str | None = None) -> NatsTransport:
         """``inbox_prefix``: where replies and pull deliveries come; the server lets a node subscribe
         only under its own (nodes.natsconf.inbox_prefix). ``url``: one server or several (``servers``).
-        ``seed_file``, ``ca_file``: the
-        node's nkey and the deployment CA (``connect_options``); without them, a password in the URL."""
-        nc = await nats.connect(servers(url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                connect_timeout=5, allow_reconnect=True, inbox_prefix=inbox_prefix,
-                                **connect_options(seed_file, ca_file))
+        ``seed_file``, ``ca_file``: the node's nkey and the deployment CA (``connect_options``); without
+        them, a password in the URL."""
+        policy = retry or RetryPolicy.from_limits(limits)
+        attempt = 0
+        while True:
+            try:
+                nc = await nats.connect(servers(url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                        connect_timeout=5, allow_reconnect=True, inbox_prefix=inbox_prefix,
+                                        **connect_options(seed_file, ca_file))
+                break
+            except (AuthorizationError, ssl.SSLCertVerificationError):
+                raise  # wrong credentials, or a server the CA did not certify: no wait makes them right
+            except (NatsError, OSError, TimeoutError):
+                # The server is not up yet, or too busy to finish the handshake in time (a province's hosts
+                # connecting thousands of nodes at once: "Authentication Timeout"): wait and try again.
+                attempt += 1
+                if attempt >= limits.catch_up_attempts:
+                    raise
+                await policy.pause(attempt)
         return cls(nc, name, retry, limits)
 
     @property
@@ -196,9 +212,23 @@ class NatsTransport:
         is created, with this node's limits. A stream without limits (made by an older version) is
         reported, not changed: the operator's ``appraise deploy nats-streams`` updates it."""
         for stream, subject in STREAMS.items():
-            try:
-                info = await self.js.stream_info(stream)
-            except NotFoundError:
+            attempt = 0
+            while True:
+                try:
+                    info = await self.js.stream_info(stream)
+                    break
+                except NotFoundError:
+                    info = None
+                    break
+                except (NatsTimeoutError, TimeoutError) as exc:
+                    # A server answering thousands of nodes starting at once (a province's hosts) may be
+                    # slow to answer: wait and ask again rather than fail the node's start.
+                    attempt += 1
+                    if attempt >= self.limits.catch_up_attempts:
+                        raise
+                    self.last_error = f"stream info {stream}: {type(exc).__name__}"
+                    await self.retry.pause(attempt)
+            if info is None:
                 await self._create(stream, subject)
                 continue
             lacking = unbounded(info.config)

@@ -1873,3 +1873,194 @@ class QueryReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueryReply: _TypeAlias = QueryReply  # noqa: Y015
+
+@_typing.final
+class DivisionPart(_message.Message):
+    """------------------------------------------------------- 区划调整 (division changes)
+    A list of changes to the division tree, signed by the issuing level (sync/division_changes.py,
+    docs/parts/changes.md). Dates are ISO days (YYYY-MM-DD); shares are decimal strings.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SharesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
+    SHARES_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    name: _builtins.str
+    share: _builtins.str
+    """the default share (as by the split's rule)"""
+    @_builtins.property
+    def shares(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """indicator code → its own share"""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        share: _builtins.str = ...,
+        shares: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "name", b"name", "share", b"share", "shares", b"shares"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DivisionPart: _TypeAlias = DivisionPart  # noqa: Y015
+
+@_typing.final
+class DivisionRelocation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NEW_CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """a child of a unit that ends"""
+    new_code: _builtins.str
+    """its code under the result"""
+    name: _builtins.str
+    """empty: unchanged"""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        new_code: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "name", b"name", "new_code", b"new_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DivisionRelocation: _TypeAlias = DivisionRelocation  # noqa: Y015
+
+@_typing.final
+class DivisionChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    REF_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
+    SURVIVOR_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    CHILDREN_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """rename | recode | move | merge | split"""
+    effective: _builtins.str
+    """YYYY-MM-DD, in force from that day"""
+    issuer: _builtins.str
+    """the node code of the level that issues it"""
+    ref: _builtins.str
+    """the approval it carries out (批复文号), for people"""
+    code: _builtins.str
+    """recode/move: the new code; merge: the result's code"""
+    name: _builtins.str
+    """rename/merge: the new name; recode/move: empty for unchanged"""
+    parent: _builtins.str
+    """move: the new parent"""
+    survivor: _builtins.bool
+    """merge: `code` is a unit in force that absorbs the others"""
+    rule: _builtins.str
+    """split: what the default shares measure (population …)"""
+    @_builtins.property
+    def units(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the unit changed (one), or the merged units"""
+
+    @_builtins.property
+    def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DivisionPart]:
+        """split"""
+
+    @_builtins.property
+    def children(self) -> _containers.RepeatedCompositeFieldContainer[Global___DivisionRelocation]:
+        """merge/split: children placed under the results"""
+
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        effective: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        ref: _builtins.str = ...,
+        units: _abc.Iterable[_builtins.str] | None = ...,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        parent: _builtins.str = ...,
+        survivor: _builtins.bool = ...,
+        parts: _abc.Iterable[Global___DivisionPart] | None = ...,
+        rule: _builtins.str = ...,
+        children: _abc.Iterable[Global___DivisionRelocation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["children", b"children", "code", b"code", "effective", b"effective", "issuer", b"issuer", "kind", b"kind", "name", b"name", "parent", b"parent", "parts", b"parts", "ref", b"ref", "rule", b"rule", "survivor", b"survivor", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DivisionChange: _TypeAlias = DivisionChange  # noqa: Y015
+
+@_typing.final
+class DivisionChangeList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    issuer: _builtins.str
+    """the signer's node code; every change names it too"""
+    seq: _builtins.int
+    """1, 2, 3 … per issuer"""
+    previous: _builtins.str
+    """hex sha256 of the payload of list seq-1; empty for seq 1"""
+    issued_at: _builtins.int
+    """unix seconds"""
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DivisionChange]: ...
+    def __init__(
+        self,
+        *,
+        issuer: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        previous: _builtins.str = ...,
+        issued_at: _builtins.int = ...,
+        changes: _abc.Iterable[Global___DivisionChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "issued_at", b"issued_at", "issuer", b"issuer", "previous", b"previous", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DivisionChangeList: _TypeAlias = DivisionChangeList  # noqa: Y015
