@@ -77,3 +77,42 @@ def test_the_example_is_what_the_cli_generates_and_nats_server_accepts_it(tmp_pa
         checked = subprocess.run([nats_server_binary(), "-t", "-c", str(conf)], capture_output=True, text=True,
                                  timeout=30, check=False)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_generated_single_server_runs_and_the_operator_makes_its_streams_with_its_nkey(tmp_path: Path) -> None:
+    """nats-config with --ca-dir, the server started from what it wrote, nats-streams signing in with the
+    operator's seed over TLS; then a node with its seed and the CA, as credentials.json says."""
+    import asyncio
+
+    from nodes.launcher import free_port, stop_process, wait_port
+    from sync.transport.nats import NatsTransport
+
+    port = free_port()
+    assert appraise("deploy", "tls-ca", "--out-dir", str(tmp_path / "ca")).exit_code == 0
+    out = tmp_path / "out"
+    r = appraise("deploy", "nats-config", "--out", str(out / "nats.conf"), "--credentials", str(out / "nodes.json"),
+                 "--host", "127.0.0.1", "--port", str(port), "--store-dir", str(tmp_path / "js"),
+                 "--ca-dir", str(tmp_path / "ca"), "--tls-dir", str(out / "tls"))
+    assert r.exit_code == 0, r.output
+    conf = (out / "nats.conf").read_text(encoding="utf-8")
+    (out / "nats.conf").write_text(conf.replace("0.0.0.0:", "127.0.0.1:"), encoding="utf-8")
+    proc = subprocess.Popen([nats_server_binary(), "-c", str(out / "nats.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_port(port, 15, proc)
+        made = appraise("deploy", "nats-streams", "--plan", str(out / "streams.json"), "--server", "single")
+        assert made.exit_code == 0 and "FA_CASCADE, FA_RESULTS" in made.output, made.output
+        given = json.loads((out / "nodes.json").read_text(encoding="utf-8"))["510104"]
+        assert given["nats"]["url"] == f"tls://127.0.0.1:{port}" and given["copy"]["seeds/510104.nk"] == "nats.nk"
+
+        async def publish() -> str:
+            t = await NatsTransport.connect(given["nats"]["url"], "510104", "_INBOX.510104",
+                                            seed_file=str(out / "seeds" / "510104.nk"), ca_file=str(out / "tls" / "ca.pem"))
+            try:
+                return (await t.publish("res.51.5101.510104", b"genuine", "m-1")).stream
+            finally:
+                await t.close()
+
+        assert asyncio.run(publish()) == "FA_RESULTS"
+    finally:
+        stop_process(proc)
