@@ -265,7 +265,7 @@ def source_deliver(direction: str, city: str) -> str:
     return f"fa.{direction}.{city}"
 
 
-def leaf_permissions(city: str = "") -> dict[str, dict[str, list[str]]]:
+def leaf_permissions(city: str = "", province: str = "") -> dict[str, dict[str, list[str]]]:
     """What city ``city``'s leaf server may send into the hub (publish) and have the hub send it
     (subscribe), from the leaf's side. Only its own: its results' source deliveries (``up``), its
     domain's API (the hub sourcing from it), its cascade source's deliveries (``down``), the province's
@@ -280,7 +280,7 @@ def leaf_permissions(city: str = "") -> dict[str, dict[str, list[str]]]:
         return {"publish": {"allow": ["$JS.S.>", *replies, *consumers]}}
     return {"publish": {"allow": [f"{source_deliver('up', city)}.>", *replies, *consumers]},
             "subscribe": {"allow": [f"{source_deliver('down', city)}.>", f"$JS.{city_domain(city)}.API.>", *replies,
-                                    "hb.*"]}}
+                                    f"hb.{province or '*'}"]}}
 
 
 @dataclass(frozen=True)
@@ -370,8 +370,9 @@ def render_server(plan: ServerPlan, cities: Sequence[str], passwords: Mapping[st
     if tls is not None:
         conf["tls"] = tls.block(verify=False)
     if plan.leaf_listen:
-        users += [_user(f"leaf-{c}", leaf_passwords[c], **({"permissions": leaf_permissions(c)} if restrict_leaves else {}))
-                  for c in cities]
+        province = plan.nodes[0].code  # the hub's only node
+        users += [_user(f"leaf-{c}", leaf_passwords[c],
+                        **({"permissions": leaf_permissions(c, province)} if restrict_leaves else {})) for c in cities]
         conf["leafnodes"] = {"listen": plan.leaf_listen, **({"tls": tls.block(verify=True)} if tls else {})}
     else:
         remote: dict[str, Any] = {"urls": list(plan.hub_leaf_urls or (plan.hub_leaf_url,)), "account": JS_ACCOUNT}

@@ -254,3 +254,31 @@ def test_tls_context_checks_the_server_against_the_ca(tmp_path: Path) -> None:
     opts = connect_options(None, str(ca))
     assert isinstance(opts["tls"], ssl.SSLContext) and opts["tls"].verify_mode == ssl.CERT_REQUIRED
     assert "nkeys_seed" not in opts
+
+
+def test_the_provinces_heartbeat_still_reaches_a_city_through_the_restricted_leaf(hierarchy: NatsHierarchy) -> None:
+    """The control for the isolation above: what a city does need from the hub, the province's heartbeat
+    (core NATS, hub → leaf, subscribe-allowed as ``hb.51`` only), gets to 绵阳市's node."""
+    h = hierarchy
+
+    async def listen() -> list[bytes]:
+        got: list[bytes] = []
+        city = await nats.connect(h.url_for("5107"), inbox_prefix=inbox_prefix("5107"), **h.options_for("5107"))
+
+        async def on_message(msg: Msg) -> None:
+            got.append(msg.data)
+
+        await city.subscribe("hb.51", cb=on_message)
+        await city.flush()
+        province = await nats.connect(h.url_for("51"), inbox_prefix=inbox_prefix("51"), **h.options_for("51"))
+        for _ in range(50):  # until the subscription's interest has reached the hub
+            await province.publish("hb.51", b"province heartbeat")
+            await province.flush()
+            await asyncio.sleep(0.1)
+            if got:
+                break
+        await province.close()
+        await city.close()
+        return got
+
+    assert b"province heartbeat" in asyncio.run(listen())
