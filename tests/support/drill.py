@@ -25,7 +25,7 @@ from gateway.app import create_app
 from nodes.config import load_config
 from nodes.framework_file import load_framework
 from nodes.launcher import Federation, load_topology
-from nodes.runtime import FederationHandlers, _QuietServer, build_services, gateway_services
+from nodes.runtime import FederationHandlers, QuietServer, build_services, gateway_services
 from nodes.runtime import NodeServices as Node
 from nodes.store import Store
 from proto.appraisal.v1 import appraisal_pb2 as pb
@@ -108,7 +108,7 @@ class Rig:
         """The city's gateway served by uvicorn in this event loop (as the node serves it), so that the
         county's gRPC server, in the same loop, answers while the gateway waits for it."""
         host, _, port = self.city.context.cfg.http_listen.rpartition(":")
-        server = _QuietServer(uvicorn.Config(create_app(gateway_services(self.city)), host=host, port=int(port),
+        server = QuietServer(uvicorn.Config(create_app(gateway_services(self.city)), host=host, port=int(port),
                                              log_level="warning"))
         task = asyncio.create_task(server.serve())
         while not server.started:
