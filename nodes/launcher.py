@@ -261,7 +261,39 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-class NatsServer:
+class _NodeCredentials:
+    """What a federation's NATS servers (one, or a hierarchy) give the nodes and the operator: the same
+    for both, given ``url_for`` (which differs: one port, or each node's city server)."""
+
+    _secrets: _NatsSecrets
+    passwords: dict[str, str]
+    operator_password: str
+
+    def url_for(self, code: str, host: str = "127.0.0.1") -> str:
+        raise NotImplementedError
+
+    def operator_options(self) -> dict[str, Any]:
+        return self._secrets.options("operator", self.operator_password)
+
+    @property
+    def ca_file(self) -> str:
+        """With ``secure``: the CA the servers' certificates are issued from."""
+        return str(self._secrets.ca_file)
+
+    @property
+    def tls_hosts(self) -> list[str]:
+        """With ``secure``: the addresses the servers' certificates name (append before ``start``)."""
+        return self._secrets.tls_hosts
+
+    def options_for(self, code: str) -> dict[str, Any]:
+        return self._secrets.options(f"node-{code}", self.passwords[code])
+
+    def nats_section(self, code: str, host: str = "127.0.0.1") -> str | dict[str, str]:
+        """Node ``code``'s ``nats:`` setting (nodes/config.py): its URL, seed file and the CA."""
+        return self._secrets.section(f"node-{code}", self.passwords[code], self.url_for(code, host))
+
+
+class NatsServer(_NodeCredentials):
     """An embedded nats-server whose users are the federation's nodes (see :mod:`nodes.natsconf`).
 
     ``secure``: nkeys instead of passwords and TLS on every connection; then ``url``/``url_for`` carry
@@ -291,25 +323,6 @@ class NatsServer:
             return f"tls://{host}:{self.port}"
         return f"nats://node-{code}:{self.passwords[code]}@{host}:{self.port}"
 
-    def operator_options(self) -> dict[str, Any]:
-        return self._secrets.options("operator", self.operator_password)
-
-    @property
-    def ca_file(self) -> str:
-        """With ``secure``: the CA the servers' certificates are issued from."""
-        return str(self._secrets.ca_file)
-
-    @property
-    def tls_hosts(self) -> list[str]:
-        """With ``secure``: the addresses the servers' certificates name (append before ``start``)."""
-        return self._secrets.tls_hosts
-
-    def options_for(self, code: str) -> dict[str, Any]:
-        return self._secrets.options(f"node-{code}", self.passwords[code])
-
-    def nats_section(self, code: str, host: str = "127.0.0.1") -> str | dict[str, str]:
-        """Node ``code``'s ``nats:`` setting (nodes/config.py): its URL, seed file and the CA."""
-        return self._secrets.section(f"node-{code}", self.passwords[code], self.url_for(code, host))
 
     def add_nodes(self, access: list[NodeAccess]) -> None:
         self.access = access
@@ -336,7 +349,7 @@ class NatsServer:
         self.proc = None
 
 
-class NatsHierarchy:
+class NatsHierarchy(_NodeCredentials):
     """The province's hub and one leaf server per city, each with its own JetStream domain
     (:func:`nodes.natsconf.plan_hierarchy`); the same interface as :class:`NatsServer`.
 
@@ -386,24 +399,6 @@ class NatsHierarchy:
             return ",".join(f"tls://{host}:{self.ports[s]}" for s in servers)
         return ",".join(f"nats://node-{code}:{self.passwords[code]}@{host}:{self.ports[s]}" for s in servers)
 
-    def operator_options(self) -> dict[str, Any]:
-        return self._secrets.options("operator", self.operator_password)
-
-    @property
-    def ca_file(self) -> str:
-        """With ``secure``: the CA the servers' certificates are issued from."""
-        return str(self._secrets.ca_file)
-
-    @property
-    def tls_hosts(self) -> list[str]:
-        """With ``secure``: the addresses the servers' certificates name (append before ``start``)."""
-        return self._secrets.tls_hosts
-
-    def options_for(self, code: str) -> dict[str, Any]:
-        return self._secrets.options(f"node-{code}", self.passwords[code])
-
-    def nats_section(self, code: str, host: str = "127.0.0.1") -> str | dict[str, str]:
-        return self._secrets.section(f"node-{code}", self.passwords[code], self.url_for(code, host))
 
     def leaf_seed(self, city: str) -> str:
         """City ``city``'s leaf secret (with ``secure``, the seed its server signs in to the hub with)."""

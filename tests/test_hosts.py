@@ -27,6 +27,7 @@ from gateway.deps import NODE_SCOPE
 from nodes.demo import Demo
 from nodes.host import HostConfigError, HostRouter, load_host_config, node_of_host
 from nodes.launcher import DATA, Federation, load_topology
+from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.transport.grpc import FederationClient
 from sync.transport.tls import TlsFiles
 
@@ -83,6 +84,17 @@ def test_demo_federation_on_node_hosts_passes_the_demo_check(tmp_path: Path) -> 
                 assert await client.fetch_bundles(county.code, 0)
             finally:
                 await client.close()
+            # A certified township naming its own parent in the call's metadata (its SNI still names a
+            # sibling on the same host) reaches the county's servicer, which decides as it does alone:
+            # a township may not query the level above it.
+            sneaky = FederationClient(f"127.0.0.1:{town.grpc_port}", tls_of(fed, "510104018"), peer=town.code)
+            sneaky._md = (("fa-node", county.code),)
+            try:
+                with pytest.raises(grpc.aio.AioRpcError) as denied:
+                    await sneaky.query(pb.QueryRequest(), timeout=3)
+                assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            finally:
+                await sneaky.close()
             # A client expecting a node this host does not carry fails the TLS handshake (SNI picks no
             # certificate naming it), whatever the call's metadata says.
             stray = FederationClient(f"127.0.0.1:{town.grpc_port}", tls_of(fed, "5107"), peer=other.code)
