@@ -70,59 +70,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _create_private(url: str, fresh_schema: bool = True) -> None:
+def _create_private(url: str) -> None:
     """A new SQLite store file is created readable by the node's user only (0600, like its keys):
     it holds every value, bundle and audit entry. SQLite gives its -wal and -shm files the same mode.
-    An existing file keeps the mode its operator gave it.
-
-    ``fresh_schema``: a new (or empty) file gets the declared schema, stamped at the head, as bytes
-    (:func:`_sqlite_template`): building it costs about 70 ms of CPU per store, which a host starting a
-    province's 3,316 new nodes would otherwise spend 3,316 times."""
+    An existing file keeps the mode its operator gave it."""
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite") and parsed.database and parsed.database != ":memory:":
         with contextlib.suppress(FileExistsError):
             os.close(os.open(parsed.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        if fresh_schema and os.path.getsize(parsed.database) == 0 and not _journal_beside(parsed.database):
-            with open(parsed.database, "r+b") as f:
-                f.write(_sqlite_template())
-
-
-def _journal_beside(path: str) -> bool:
-    # An empty main file beside a WAL or journal holds data SQLite has not checkpointed: not ours to fill.
-    return any(os.path.exists(path + suffix) for suffix in ("-wal", "-journal"))
-
-
-_TEMPLATE: list[bytes] = []
-
-
-def _sqlite_template() -> bytes:
-    """An SQLite database holding exactly what :func:`_upgrade` builds in an empty one (the declared
-    schema, stamped at the head), made once per process in memory and copied out with VACUUM INTO."""
-    if not _TEMPLATE:
-        import sqlite3
-        import tempfile
-
-        from sqlalchemy import create_engine
-
-        engine = create_engine("sqlite://")
-        with engine.begin() as conn:
-            _upgrade(conn, True)
-        with tempfile.TemporaryDirectory() as tmp:
-            target = os.path.join(tmp, "template.db")
-            raw = engine.raw_connection()
-            try:
-                raw.driver_connection.execute("VACUUM INTO ?", (target,))  # type: ignore[union-attr]
-            finally:
-                raw.close()
-            engine.dispose()
-            check = sqlite3.connect(target)  # a bad template would be copied into every new store
-            try:
-                if check.execute("PRAGMA integrity_check").fetchone() != ("ok",):
-                    raise StoreFailure("存储模板损坏 (the schema template failed its integrity check)")
-            finally:
-                check.close()
-            _TEMPLATE.append(Path(target).read_bytes())
-    return _TEMPLATE[0]
 
 
 def _schema_head() -> str:
@@ -184,7 +139,7 @@ class Store:
         """``connections``: limits.store_connections, the pool's fixed size (no overflow).
         ``fresh_schema`` False: an empty database is built by the migrations too (their test)."""
         check_url(url)
-        _create_private(url, fresh_schema)
+        _create_private(url)
         engine = create_async_engine(url, pool_pre_ping=False, pool_size=connections, max_overflow=0)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -62,25 +62,3 @@ async def test_a_new_store_gets_the_same_schema_at_once_stamped_at_the_head(two:
     """A new database is built from the declared tables and stamped (Store.open's shortcut): the same
     schema and head the migrations give, so later migrations apply to it as to any other."""
     assert await _schema(two[1]) == await _schema(two[0])
-
-
-async def test_a_new_sqlite_store_is_written_from_the_template_and_stays_private(tmp_path: Path) -> None:
-    """A new SQLite file gets the template's bytes (the declared schema, built once per process) and
-    mode 0600; an empty file beside a WAL, which SQLite may still fill from it, is left alone."""
-    from nodes.store import _create_private, _sqlite_template
-
-    path = tmp_path / "new.db"
-    _create_private(f"sqlite+aiosqlite:///{path}")
-    assert path.read_bytes() == _sqlite_template()
-    assert path.stat().st_mode & 0o777 == 0o600
-    store = await Store.open(f"sqlite+aiosqlite:///{path}")
-    try:
-        diff, names, _ = await _schema(store)
-        assert diff == [] and names - {"alembic_version"} == set(metadata.tables)
-    finally:
-        await store.close()
-    pending = tmp_path / "pending.db"
-    pending.touch()
-    (tmp_path / "pending.db-wal").write_bytes(b"not checkpointed")
-    _create_private(f"sqlite+aiosqlite:///{pending}")
-    assert pending.stat().st_size == 0
