@@ -19,7 +19,8 @@ its counties and their townships (nodes/host.py). Then it measures:
 
 ``--nats hierarchy`` puts the province's hub and one leaf nats-server per city (each city its own
 JetStream domain, nodes/natsconf.py ``plan_hierarchy``) in place of the one server, so that no single
-server's JetStream API carries every node's consumers.
+server's JetStream API carries every node's consumers. The baseline (one process per node) always
+runs on one server.
 
 Beside it, ``--baseline N`` runs the same N-node federation with one process per node (what every
 deployment did before node hosts) and prints the per-node memory and the times side by side with the
