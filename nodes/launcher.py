@@ -96,6 +96,20 @@ def nats_server_binary() -> str:
     return found
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a node or host process started from this code.
+
+    A child runs in its own directory, so a relative entry of PYTHONPATH would name another tree (or
+    none) and the child would import whatever installed copy it finds: the code that started it goes
+    first, and every other entry is made absolute.
+    """
+    here = str(Path(__file__).resolve().parents[1])
+    rest = [str(Path(e).resolve()) for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    path = os.pathsep.join(dict.fromkeys([here, *rest]))
+    # Two malloc arenas: gRPC's threads otherwise each get their own, several MB of RSS for nothing.
+    return dict(os.environ, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2", PYTHONPATH=path)
+
+
 @dataclass
 class NodeSpec:
     code: str
@@ -657,7 +671,7 @@ class Federation:
 
     def start_host(self, name: str) -> None:
         d = self.host_dir(name)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2")
+        env = child_env()
         with (d / "host.log").open("ab") as log:
             self.procs[f"host:{name}"] = subprocess.Popen(
                 [sys.executable, "-m", "nodes", "--host", str(d / "host.yaml")],
@@ -667,8 +681,7 @@ class Federation:
         if self.by_code[code].hosted:
             raise ValueError(f"node {code} runs on host {self.by_code[code].hosted}: start_host")
         d = self.node_dir(code)
-        # Two malloc arenas: gRPC's threads otherwise each get their own, several MB of RSS for nothing.
-        env = dict(os.environ, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2")
+        env = child_env()
         with (d / "node.log").open("ab") as log:
             spec = self.by_code[code]
             netns = ["ip", "netns", "exec", spec.netns] if spec.netns else []  # execs: the pid stays the node's

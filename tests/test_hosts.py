@@ -26,7 +26,7 @@ from rich.console import Console
 from gateway.deps import NODE_SCOPE
 from nodes.demo import Demo
 from nodes.host import HostConfigError, HostRouter, load_host_config, node_of_host
-from nodes.launcher import DATA, Federation, load_topology
+from nodes.launcher import DATA, Federation, child_env, load_topology
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.transport.grpc import FederationClient
 from sync.transport.tls import TlsFiles
@@ -191,3 +191,15 @@ def test_host_run_refuses_a_bad_host_file_with_its_place(tmp_path: Path) -> None
                          timeout=60)
     assert out.returncode == 2, out.stderr
     assert "host not started" in out.stderr and "node file not found" in out.stderr
+
+
+def test_node_processes_import_the_code_that_started_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A child runs in its own folder: a relative PYTHONPATH must not send it to another copy of the code."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "elsewhere")
+    entries = child_env()["PYTHONPATH"].split(os.pathsep)
+    root = Path(__file__).resolve().parents[1]
+    assert entries == [str(root), str(tmp_path / "elsewhere")]
+    out = subprocess.run([sys.executable, "-c", "import nodes; print(nodes.__file__)"], env=child_env(),
+                         cwd="/", capture_output=True, text=True, check=True).stdout
+    assert Path(out.strip()).is_relative_to(root)
