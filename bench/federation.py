@@ -99,6 +99,25 @@ class RssSampler(threading.Thread):
         self.join()
 
 
+def cpu_seconds(fed: Federation) -> dict[str, float]:
+    """CPU time (user + system) used so far by the federation's processes and by its nats-servers:
+    what a phase cost, whatever else the machine was doing while it ran."""
+    nats = getattr(fed.nats, "procs", None) or [getattr(fed.nats, "proc", None)]
+    out = {"nodes": 0.0, "nats": 0.0}
+    for kind, procs in (("nodes", list(fed.procs.values())), ("nats", [p for p in nats if p is not None])):
+        for p in procs:
+            try:
+                t = psutil.Process(p.pid).cpu_times()
+            except psutil.Error:
+                continue
+            out[kind] += t.user + t.system + t.children_user + t.children_system
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before[k], 2) for k in before}
+
+
 async def _gather_limited(coros: list[Any], limit: int = CONCURRENCY) -> list[Any]:
     gate = asyncio.Semaphore(limit)
 
@@ -170,7 +189,7 @@ async def run_once(workdir: Path, nodes: int, hosted: bool, hierarchy: bool = Fa
                             json={"yaml": framework_for(FRAMEWORK, set(by)), "filename": FRAMEWORK.name})
         if r.status_code != 201:
             raise RuntimeError(f"publish: HTTP {r.status_code} {r.text[:500]}")
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), cpu_seconds(fed)
         while len(done) < len(specs):
             for code, n in (await held()).items():
                 s = by[code]
@@ -181,7 +200,10 @@ async def run_once(workdir: Path, nodes: int, hosted: bool, hierarchy: bool = Fa
             if len(done) < len(specs):
                 await asyncio.sleep(0.25)
         result["cascade_s"] = round(time.monotonic() - t0, 2)
-        print(f"cascade: {result['cascade_s']} s (every township holds its verified framework)", flush=True)
+        result["cascade_cpu_s"] = cpu_delta(cpu0, cpu_seconds(fed))
+        print(f"cascade: {result['cascade_s']} s (every township holds its verified framework; CPU "
+              f"{result['cascade_cpu_s']['nodes']} s in the nodes, {result['cascade_cpu_s']['nats']} s in NATS)",
+              flush=True)
 
         # Roll-up: every township's office enters its values; the province must hold their composition.
         leaves: dict[str, dict[str, Any]] = {}
@@ -205,7 +227,7 @@ async def run_once(workdir: Path, nodes: int, hosted: bool, hierarchy: bool = Fa
             return {ind: round_value(compose(rule, [k[ind] for k in kids])) for ind, rule in rules.items()}
 
         want = expected(prov.code)
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), cpu_seconds(fed)
 
         async def enter(s: NodeSpec) -> None:
             r = await http.post(s.url + "/api/v1/admin/values", headers=auth[s.code], json={
@@ -215,6 +237,7 @@ async def run_once(workdir: Path, nodes: int, hosted: bool, hierarchy: bool = Fa
 
         await _gather_limited([enter(s) for s in townships])
         entered_s = time.monotonic() - t0
+        cpu1 = cpu_seconds(fed)
         got: dict[str, Decimal] = {}
         while True:
             vals = (await http.get(prov.url + "/api/v1/values", params={"cycle": CYCLE},
@@ -229,6 +252,8 @@ async def run_once(workdir: Path, nodes: int, hosted: bool, hierarchy: bool = Fa
         result["entry_s"] = round(entered_s, 2)
         result["entry_rollup_s"] = round(time.monotonic() - t0, 2)
         result["rollup_s"] = round(result["entry_rollup_s"] - entered_s, 2)
+        result["entry_cpu_s"] = cpu_delta(cpu0, cpu1)
+        result["rollup_cpu_s"] = cpu_delta(cpu1, cpu_seconds(fed))
         print(f"roll-up: {result['rollup_s']} s after the last township's values were signed "
               f"({len(townships)} townships entered theirs through their offices' API in {entered_s:.1f} s, "
               f"{result['entry_rollup_s']} s from the first entry; the province's {len(want)} values equal "
@@ -270,11 +295,13 @@ def main() -> None:
     finally:
         if args.dir is None:
             shutil.rmtree(base, ignore_errors=True)
-    print("\nnodes  mode        start-up  cascade  entry  roll-up  RSS MB  MB/node  ok")
+    print("\nnodes  mode        start-up  cascade  (CPU s)  entry  roll-up  (CPU s)  RSS MB  MB/node  ok")
     for r in runs:
         mode = "hosted" if r["hosted"] else "alone"
+        cpu = {k: round(sum(r[k].values()), 1) if k in r else "-" for k in ("cascade_cpu_s", "rollup_cpu_s")}
         print(f"{r['nodes']:>5}  {mode:<10}  {r.get('startup_s', '-'):>8}  {r.get('cascade_s', '-'):>7}  "
-              f"{r.get('entry_s', '-'):>5}  {r.get('rollup_s', '-'):>7}  {r['rss_mb']:>6}  {r['rss_per_node_mb']:>7}  {r['ok']}")
+              f"{cpu['cascade_cpu_s']:>7}  {r.get('entry_s', '-'):>5}  {r.get('rollup_s', '-'):>7}  "
+              f"{cpu['rollup_cpu_s']:>7}  {r['rss_mb']:>6}  {r['rss_per_node_mb']:>7}  {r['ok']}")
     for n in args.baseline:
         alone = next((r for r in runs if r["nodes"] >= n and not r["hosted"]), None)
         hosted = next((r for r in runs if r["nodes"] == (alone or {}).get("nodes") and r["hosted"]), None)

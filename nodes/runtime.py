@@ -92,6 +92,9 @@ class NatsLink:
     def connected(self) -> bool:
         return self.nats is not None and self.nats.connected
 
+    def consuming(self, durable: str) -> bool:
+        return self.nats is not None and self.nats.consuming(durable)
+
 
 @dataclass
 class NodeServices:
@@ -157,7 +160,8 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     retry = RetryPolicy.from_limits(cfg.limits)
     heartbeat = HeartbeatService(ctx, late.announce)
     cascade = CascadeService(ctx, heartbeat.trust_update)
-    watch = ParentWatch(ctx, cascade.take, RetryPolicy.from_limits(cfg.limits, attempts=cfg.limits.catch_up_attempts))
+    watch = ParentWatch(ctx, cascade.take, RetryPolicy.from_limits(cfg.limits, attempts=cfg.limits.catch_up_attempts),
+                        stream_live=lambda: late.consuming(f"casc-{me.code}"))
     scoring = ScoringService(ctx)
     results = ResultsService(ctx, scoring)
     reports = ReportService(ctx, behind=results.pull)

@@ -124,6 +124,38 @@ def _migrations() -> asyncio.Lock:
     return lock
 
 
+# One per kind of server: (dialect, compiled-statement cache), see _adopt_shared.
+_SHARED: dict[tuple[str, str | None, int | None], tuple[Any, Any]] = {}
+QUERY_CACHE_SIZE = 1200  # distinct statements the whole application issues, with room: shared by a host's stores
+
+
+def _server_kind(engine: AsyncEngine) -> tuple[str, str | None, int | None]:
+    url = engine.sync_engine.url
+    return (url.drivername, url.host, url.port)
+
+
+def _adopt_shared(engine: AsyncEngine) -> None:
+    """Let every store of this process on the same kind of server share one dialect and one
+    compiled-statement cache.
+
+    SQLAlchemy keys compiled statements (and its type adaptations) by dialect instance, and every
+    store has an engine of its own: on a node host each of a county's townships would compile every
+    statement again, the largest single cost of a township taking the cascade. A dialect holds what
+    it learnt from the server on its first connection (version, features), the same for every
+    database of one server, and no per-connection state. Only a dialect that has been initialised is
+    shared (_offer_shared runs after the engine's first connection)."""
+    shared = _SHARED.get(_server_kind(engine))
+    if shared is not None:
+        sync = engine.sync_engine
+        sync.dialect, sync._compiled_cache = shared
+        sync.pool._dialect = shared[0]
+
+
+def _offer_shared(engine: AsyncEngine) -> None:
+    sync = engine.sync_engine
+    _SHARED.setdefault(_server_kind(engine), (sync.dialect, sync._compiled_cache))
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -140,11 +172,14 @@ class Store:
         ``fresh_schema`` False: an empty database is built by the migrations too (their test)."""
         check_url(url)
         _create_private(url)
-        engine = create_async_engine(url, pool_pre_ping=False, pool_size=connections, max_overflow=0)
+        engine = create_async_engine(url, pool_pre_ping=False, pool_size=connections, max_overflow=0,
+                                     query_cache_size=QUERY_CACHE_SIZE)
+        _adopt_shared(engine)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         async with _migrations(), engine.begin() as conn:
             await conn.run_sync(_upgrade, fresh_schema)
+        _offer_shared(engine)
         return cls(engine)
 
     async def close(self) -> None:

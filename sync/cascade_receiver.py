@@ -89,7 +89,7 @@ def verify_framework_chain(data: bytes, root: Identity, now: int, state: TrustSt
         fw = decode_framework(payload)
         fw_digest = sha(payload)
         last = depth == len(msg.frameworks) - 1
-        check_issued(fw, signer, prev, now, limits, departments=internal and last)
+        check_issued(fw, signer, prev, now, limits, departments=internal and last, digest=fw_digest)
         prev = (fw, fw_digest)
     assert prev is not None
     return prev[0], prev[1], msg

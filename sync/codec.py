@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -84,6 +85,15 @@ def encode_framework(fw: Framework) -> bytes:
 
 
 def decode_framework(payload: bytes) -> Framework:
+    """The framework a payload encodes; raises EnvelopeError.
+
+    A pure function of the bytes, and a framework is immutable: the frameworks of one process (a
+    node host's nodes all decoding their county's framework) share the result for the same bytes."""
+    return _decode_framework(bytes(payload))
+
+
+@functools.lru_cache(maxsize=64)
+def _decode_framework(payload: bytes) -> Framework:
     msg = pb.Framework()
     try:
         msg.ParseFromString(payload)

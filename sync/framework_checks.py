@@ -11,9 +11,15 @@ from sync.envelope import EnvelopeError
 from sync.limits import DEFAULT_LIMITS, Limits
 from sync.trust import Identity, valid_code
 
+_PASSED_MAX = 256
+# What passed the checks that depend on the frameworks alone (not on the time), by
+# (framework digest, parent digest, signer, level, departments, unit limit): the townships of one county
+# on one node host each check the same county framework against the same city framework.
+_passed: dict[tuple[str, str, str, str, bool, int], None] = {}
+
 
 def check_issued(fw: Framework, signer: Identity, parent: tuple[Framework, str] | None, now: int | None,
-                 limits: Limits = DEFAULT_LIMITS, *, departments: bool = False) -> None:
+                 limits: Limits = DEFAULT_LIMITS, *, departments: bool = False, digest: str = "") -> None:
     """What a receiver checks of one framework its signer issued: units within the signer's scope,
     structure, expiry (``now`` None: not checked, for a framework judged as of an earlier time) and,
     under ``parent`` (framework, digest), the linkage. Cascade receivers and roll-up checks share it,
@@ -21,7 +27,29 @@ def check_issued(fw: Framework, signer: Identity, parent: tuple[Framework, str] 
 
     ``departments``: a framework the signer keeps for its own departments (分类考评; never cascaded):
     its units are the signer's departments (``<signer>-<suffix>``), and it need not decompose every
-    must-cascade indicator of the parent's (the governments below do)."""
+    must-cascade indicator of the parent's (the governments below do).
+
+    ``digest``: the digest of ``fw``'s payload, which lets a repeat of checks already passed by this
+    process skip all but the time check."""
+    key = (digest, parent[1] if parent else "", signer.code, signer.level, departments, limits.units)
+    if digest and key in _passed:
+        _check_time(fw, now)
+        return
+    _check_static(fw, signer, parent, now, limits, departments)
+    if digest:
+        if len(_passed) >= _PASSED_MAX:
+            _passed.clear()
+        _passed[key] = None
+
+
+def _check_time(fw: Framework, now: int | None) -> None:
+    if now is not None and fw.expires_at < now:
+        raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)",
+                            code="cascade.expired")
+
+
+def _check_static(fw: Framework, signer: Identity, parent: tuple[Framework, str] | None, now: int | None,
+                  limits: Limits, departments: bool) -> None:
     if fw.issuer != signer.code:
         raise EnvelopeError(f"指标体系发布者 {fw.issuer} 与签名者 {signer.code} 不符 (issuer is not the signer)",
                             code="cascade.issuer_not_signer")
@@ -41,9 +69,7 @@ def check_issued(fw: Framework, signer: Identity, parent: tuple[Framework, str] 
     if structure:
         raise EnvelopeError(f"指标体系 {fw.issuer} v{fw.version} 结构检查未通过 (structure check failed): "
                             + "; ".join(map(str, structure[:5])), code="cascade.structure")
-    if now is not None and fw.expires_at < now:
-        raise EnvelopeError(f"指标体系 {fw.issuer}/{fw.cycle} v{fw.version} 已过期 (framework expired)",
-                            code="cascade.expired")
+    _check_time(fw, now)
     if parent is None:
         if fw.parent is not None:
             raise EnvelopeError("根指标体系不应钉住上级 (root framework pins a parent)", code="cascade.root_pins_parent")

@@ -114,3 +114,20 @@ async def test_the_genuine_message_is_accepted(store: Store, h: Hierarchy) -> No
     """The control: the same construction, unmodified, passes (so each attack above fails for its own reason)."""
     outcome = await receive_cascade(store, h.me("510104"), county_message(h), NOW, no_follow_up)
     assert outcome.accepted, outcome.reason
+
+
+def test_checks_passed_once_are_not_a_pass_for_later_or_for_another_signer(h: Hierarchy) -> None:
+    """A node host's townships share what one of them checked of the same bytes (sync/framework_checks.py),
+    but never the time check, and never across signers: the genuine message, accepted once, is refused
+    once expired, and the same payload signed by 绵阳市 is refused as before."""
+    from sync.cascade_receiver import verify_framework_chain
+    from sync.envelope import EnvelopeError
+
+    genuine = county_message(h, lambda fw, _: replace(fw, expires_at=NOW + 60))
+    verify_framework_chain(genuine, h.root, NOW)
+    with pytest.raises(EnvelopeError) as late:
+        verify_framework_chain(genuine, h.root, NOW + 61)
+    assert late.value.code == "cascade.expired"
+    with pytest.raises(EnvelopeError) as forged:
+        verify_framework_chain(county_message(h, chain=h.chains["5107"], signer="5107"), h.root, NOW)
+    assert forged.value.code == "cascade.issuer_not_signer"

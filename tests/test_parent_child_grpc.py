@@ -60,6 +60,38 @@ async def test_a_catch_up_that_gave_up_recovers_when_the_parent_answers(tmp_path
         await node.context.store.close()
 
 
+async def test_a_live_cascade_consumer_postpones_catch_up_until_a_heartbeat_period_has_passed(tmp_path: Path) -> None:
+    """A heartbeat names a framework the stream has not delivered yet. While the node's cascade
+    consumer is live the node waits (the grace doubling) up to one heartbeat period before it asks
+    the parent over gRPC; with the consumer down it asks after the first grace."""
+    import asyncio
+    import time
+
+    from sync.trust_updates import Pulse
+
+    node, fed = await make_county(tmp_path, heartbeat_seconds=2,
+                                  limits={"catch_up_grace_seconds": 0.05, "rpc_timeout_seconds": 2})
+    parent = Peer()
+    server, _ = await start_server(node.context.cfg.parent_grpc, FederationServicer(parent, authenticated=True,
+                                                                                     me="5101"),
+                                   tls_of(fed.workdir, "5101"))
+    now = int(time.time())
+    try:
+        asked_after = {}
+        for live in (True, False):
+            node.watch.stream_live = lambda live=live: live
+            node.watch.pulse = Pulse(now, now + 60, (("2026", "乡镇街道", 1, "ab" * 32),), 0)
+            parent.fetched.clear()
+            t0 = time.monotonic()
+            await asyncio.wait_for(node.watch._catch_up_unless_delivered({"ab" * 32}), 10)
+            asked_after[live] = time.monotonic() - t0
+            assert parent.fetched == ["510104"], live
+    finally:
+        await server.stop(grace=0)
+        await node.context.store.close()
+    assert asked_after[True] >= 2.0 and asked_after[False] < 1.5, asked_after
+
+
 async def test_a_drill_down_descends_no_deeper_than_the_nodes_limit(tmp_path: Path) -> None:
     for limit, forwarded in ((3, 2), (1, 0)):
         node, fed = await make_county(tmp_path / str(limit), limits={"query_depth": limit})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -142,3 +144,37 @@ async def test_reopen_skips_current_migrations(store: Store) -> None:
             assert await r.inbox.seen("51", "kept")
     finally:
         await again.close()
+
+
+async def test_stores_of_one_process_share_compiled_statements_and_keep_their_own_rows(
+        store: Store, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """A node host's stores compile each statement once between them (nodes/store.py _adopt_shared),
+    and sharing the dialect shares nothing else: each store still reads and writes its own database."""
+    from sqlalchemy import select
+
+    from nodes.tables import inbox
+    from tests.support.pg import PgDatabases
+
+    dbs = None
+    if store.engine.dialect.name == "sqlite":
+        other_url = f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
+    else:
+        dbs = PgDatabases(request.getfixturevalue("pg_admin_dsn"))
+        other_url = await dbs.create()
+    other = await Store.open(other_url)
+    try:
+        assert other.engine.sync_engine.dialect is store.engine.sync_engine.dialect
+        async with store.tx() as tx:
+            await tx.inbox.remember("51", "only-here", 1)
+        stmt = select(inbox.c.msg_id).where(inbox.c.origin == "51")
+        async with store.read() as r:
+            first = await r.conn.execute(stmt)
+            assert first.scalars().all() == ["only-here"]
+        async with other.read() as r:
+            second = await r.conn.execute(stmt)
+            assert second.scalars().all() == []
+        assert second.context.compiled is first.context.compiled
+    finally:
+        await other.close()
+        if dbs is not None:
+            await dbs.drop_all()

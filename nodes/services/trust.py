@@ -77,10 +77,13 @@ class HeartbeatService:
 
 
 class ParentWatch:
-    def __init__(self, ctx: NodeContext, take_cascade: TakeCascade, retry: RetryPolicy) -> None:
+    def __init__(self, ctx: NodeContext, take_cascade: TakeCascade, retry: RetryPolicy,
+                 stream_live: Callable[[], bool] = lambda: False) -> None:
+        """``stream_live()``: this node's cascade consumer is subscribed and being answered."""
         self.ctx = ctx
         self.take_cascade = take_cascade
         self.retry = retry
+        self.stream_live = stream_live
         self.pulse: Pulse | None = None  # the parent's last good heartbeat
         self.pulse_error = ""
         self._catching_up = False
@@ -112,10 +115,24 @@ class ParentWatch:
     async def _catch_up_unless_delivered(self, missing: set[str]) -> None:
         """A heartbeat naming a new framework usually beats the framework's own stream message by
         moments; ask the parent over gRPC only if the stream has not delivered it within the grace (a
-        county's townships would otherwise each fetch and verify every framework twice)."""
-        await asyncio.sleep(self.ctx.limits.catch_up_grace_seconds)
-        if missing & set(await self.missing_frameworks()):
-            await self.catch_up()
+        county's townships would otherwise each fetch and verify every framework twice).
+
+        While this node's cascade consumer is live the stream will deliver, however busy the host:
+        the grace doubles, up to a heartbeat period, before the node asks. A host taking a
+        province's cascade is slow for exactly as long as it is busy, and catch-ups then would only
+        add to the load (every township asking its county at once)."""
+        grace = self.ctx.limits.catch_up_grace_seconds
+        patience = max(grace, float(self.ctx.cfg.heartbeat_seconds))
+        waited = 0.0
+        while True:
+            await asyncio.sleep(grace)
+            waited += grace
+            if not missing & set(await self.missing_frameworks()):
+                return
+            if waited >= patience or not self.stream_live():
+                break
+            grace = min(2 * grace, patience - waited)
+        await self.catch_up()
 
     async def missing_frameworks(self) -> list[str]:
         """Frameworks the parent's last heartbeat names that this node does not hold."""

@@ -171,6 +171,7 @@ class NatsTransport:
         self.retry = retry or RetryPolicy.from_limits(limits)
         self.limits = limits
         self._tasks: list[asyncio.Task[None]] = []
+        self._fetching: set[str] = set()  # durable consumers whose last pull the server answered
         self.last_error = ""
 
     @classmethod
@@ -203,6 +204,11 @@ class NatsTransport:
     @property
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
+
+    def consuming(self, durable: str) -> bool:
+        """The durable consumer is subscribed and its last pull was answered (messages, or none yet):
+        what it is owed is on its way."""
+        return self.connected and durable in self._fetching
 
     async def ensure_streams(self) -> None:
         """Check that the two streams exist before publishing or consuming.
@@ -302,19 +308,24 @@ class NatsTransport:
                 self.last_error = f"subscribe {durable}: {exc}"
                 await self.retry.pause(attempt)
         failures = 0
+        self._fetching.add(durable)
         while True:
             try:
                 # Returns at once with what is there (up to ``batch``), or waits for the next one.
                 msgs = await sub.fetch(batch=batch, timeout=5)
             except (TimeoutError, NatsTimeoutError, FetchTimeoutError):
+                self._fetching.add(durable)
                 continue
             except asyncio.CancelledError:
+                self._fetching.discard(durable)
                 raise
             except Exception as exc:
+                self._fetching.discard(durable)
                 failures += 1
                 self.last_error = f"fetch {durable}: {exc}"
                 await self.retry.pause(failures)
                 continue
+            self._fetching.add(durable)
             failures = 0
             try:
                 await self._settle(msgs, handler, give_up)
