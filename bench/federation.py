@@ -15,7 +15,9 @@ its counties and their townships (nodes/host.py). Then it measures:
   16 requests in flight) → the province holds the roll-up (``rollup_s`` from the last entry's answer,
   ``entry_rollup_s`` from the first request), equal to the townships' values composed by each indicator's rule
   (the check the demo makes), every level recomputing what it received from its children;
-* peak RSS of all processes together (sampled every 0.5 s) and per node.
+* peak RSS of all processes together (sampled every 0.5 s) and per node;
+* the CPU seconds each phase cost the node processes and the nats-servers (``cascade_cpu_s``,
+  ``entry_cpu_s``, ``rollup_cpu_s``): what a phase needs, whatever else the machine was running.
 
 ``--nats hierarchy`` puts the province's hub and one leaf nats-server per city (each city its own
 JetStream domain, nodes/natsconf.py ``plan_hierarchy``) in place of the one server, so that no single

@@ -161,6 +161,7 @@ class Store:
         self.engine = engine
         self._write = asyncio.Lock()
         self.generation = 0  # committed write transactions so far: what read caches are valid against
+        self.writes = 0  # committed write transactions, the quiet ones too: whether anything at all changed
         # Called after each committed non-quiet write: how the outbox relay learns of new rows without
         # polling (a node host carries thousands of idle nodes).
         self.on_commit: list[Callable[[], None]] = []
@@ -192,6 +193,7 @@ class Store:
         async with self._write:
             async with self.engine.begin() as conn:
                 yield Tx(conn)
+            self.writes += 1
             if not quiet:
                 self.generation += 1  # after the commit: a read that saw the old data is never served again
                 for hook in self.on_commit:

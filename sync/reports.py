@@ -22,8 +22,9 @@ node whose report carried it. A nested report that fails is dropped and named, t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from hashlib import sha256
 
 from google.protobuf.message import DecodeError
 
@@ -107,9 +108,16 @@ def content_key(data: bytes) -> bytes:
     return report.SerializeToString(deterministic=True)
 
 
-def verify_report(me: Me, data: bytes, now: int, caller: str | None = None) -> tuple[list[Report], list[str]]:
+def verify_report(me: Me, data: bytes, now: int, caller: str | None = None,
+                  held: Container[bytes] = frozenset()) -> tuple[list[Report], list[str]]:
     """The child's own report, then every descendant's inside it; and what was dropped, and why.
-    Raises EnvelopeError when the child's own report fails."""
+    Raises EnvelopeError when the child's own report fails.
+
+    ``held``: the SHA-256 digests of the reports this node already holds (each verified when it was
+    taken). A forwarded report with exactly those bytes is left out, with everything nested in it: it
+    says nothing new, and a city forwarding its whole subtree every time one township changes would
+    otherwise have the province verify every descendant's signature again, for as long as a cascade
+    lasts. The child's own report is always verified."""
     if len(data) > me.limits.message_bytes:
         raise EnvelopeError(f"状态报告 {len(data)} 字节，超过上限 (status report too large)", code="report.too_large")
     signer, report, published = _open(data, me.root, now, me)
@@ -121,7 +129,7 @@ def verify_report(me: Me, data: bytes, now: int, caller: str | None = None) -> t
                             "than the caller)", code="report.not_caller")
     out = [_report(report, data, "", published)]
     dropped: list[str] = []
-    _nested(me, report, signer, now, 1, out, dropped)
+    _nested(me, report, signer, now, 1, out, dropped, held)
     return out, dropped
 
 
@@ -169,13 +177,15 @@ def _open(data: bytes, root: Identity, now: int,
 
 
 def _nested(me: Me, report: pb.NodeReport, signer: Identity, now: int, depth: int, out: list[Report],
-            dropped: list[str]) -> None:
+            dropped: list[str], held: Container[bytes]) -> None:
     if depth >= MAX_DEPTH or signer.level == "township":
         if report.descendants:
             dropped.append(f"{signer.code}: 层级过深的下级报告被忽略 (reports nested too deep ignored)")
         return
     below = LEVELS[LEVELS.index(signer.level) + 1]
     for data in report.descendants:
+        if held and sha256(data).digest() in held:
+            continue
         try:
             child, inner, inner_published = _open(data, me.root, now, me)
             if child.path[:-1] != signer.path or not valid_code(child.code, below):
@@ -185,7 +195,7 @@ def _nested(me: Me, report: pb.NodeReport, signer: Identity, now: int, depth: in
             dropped.append(f"{signer.code} 转来的下级报告 (a report forwarded by {signer.code}): {exc}"[:300])
             continue
         out.append(_report(inner, data, signer.code, inner_published))
-        _nested(me, inner, child, now, depth + 1, out, dropped)
+        _nested(me, inner, child, now, depth + 1, out, dropped, held)
 
 
 def _report(r: pb.NodeReport, data: bytes, via: str, published: tuple[publication.Published, ...] = ()) -> Report:

@@ -57,6 +57,26 @@ def test_a_parent_takes_its_childs_report_and_the_grandchildren_inside(h: Hierar
     assert states == {"510104": "current", "510104017": "current", "510104018": "current"}
 
 
+def test_forwarded_reports_already_held_byte_for_byte_are_not_taken_again(h: Hierarchy) -> None:
+    """A parent passes the digests of the reports it holds: a forwarded report with exactly those bytes
+    is left out (it was verified when taken); a new one, or a forged one, is judged as ever, and the
+    child's own report is always verified."""
+    from hashlib import sha256
+
+    old, new = town_report(h, "510104017"), town_report(h, "510104018", at=NOW - 5)
+    msg = pb.ReportMessage.FromString(town_report(h, "510104017", at=NOW - 1))
+    payload = pb.NodeReport.FromString(open_envelope(msg.report, PAYLOAD_REPORT).payload)
+    forged = pb.ReportMessage(report=sign(PAYLOAD_REPORT, payload.SerializeToString(), h.keys["510104"]),
+                              certificate_chain=list(h.chains["510104"])).SerializeToString()
+    county = county_report(h, descendants=(old, new, forged))
+    held = {sha256(old).digest(), sha256(county).digest()}
+    reports, dropped = verify_report(h.me("5101"), county, NOW, held=held)
+    assert [r.node for r in reports] == ["510104", "510104018"]
+    assert len(dropped) == 1 and "510104" in dropped[0]
+    with pytest.raises(EnvelopeError):
+        verify_report(h.me("5107"), county, NOW, held=held)  # the sender's own report: never skipped
+
+
 def test_a_report_from_anyone_but_a_child_or_the_caller_is_refused(h: Hierarchy) -> None:
     with pytest.raises(EnvelopeError) as exc:
         verify_report(h.me("5107"), county_report(h), NOW)  # 绵阳市 is not 锦江区's parent
@@ -143,3 +163,41 @@ async def test_reports_made_within_one_second_are_told_apart(tmp_path: Path) -> 
     assert second.received and not first.received
     assert second.reported_at > first.reported_at
     await node.context.store.close()
+
+
+async def test_an_idle_node_builds_no_report_until_something_is_written(tmp_path: Path) -> None:
+    """The report loop wakes every heartbeat; with nothing written since the last report it builds
+    none (thousands of idle nodes on one host), and the first write is reported at once."""
+    import asyncio
+
+    node, fed = await county_node(tmp_path, heartbeat_seconds=1)
+    builds: list[bytes] = []
+    sent: list[bytes] = []
+    real_build = node.reports.build
+
+    async def build() -> bytes:
+        builds.append(data := await real_build())
+        return data
+
+    async def send(data: bytes) -> tuple[bool, str]:
+        sent.append(data)
+        return True, ""
+
+    node.reports.build = build  # type: ignore[method-assign]
+    node.reports._send = send  # type: ignore[method-assign]
+    loop = asyncio.create_task(node.reports.run())
+    try:
+        await asyncio.sleep(3.5)  # three heartbeats, nothing written
+        assert (len(builds), len(sent)) == (1, 1)
+        message, _ = city_cascade(fed, tmp_path)
+        await node.cascade.take(None, message)
+        node.context.wakeups.report.set()
+        for _ in range(40):
+            if len(sent) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(builds) == 2 and parse_stored(sent[-1]).received
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        await node.context.store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from hashlib import sha256
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,16 +17,21 @@ class ReportRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def put_newer(self, reports: Sequence[Report], now: int) -> int:
+    async def put_newer(self, reports: Sequence[Report], now: int) -> list[Report]:
         """Keep each report unless one at least as new is held (an older one forwarded again
-        must not turn a descendant's state back); returns how many were kept."""
+        must not turn a descendant's state back); returns those kept."""
         held = await self.reported_at([r.node for r in reports])
+        kept = [r for r in reports if r.reported_at > held.get(r.node, 0)]
         rows = [{"node": r.node, "via": r.via, "reported_at": r.reported_at, "audit_seq": r.audit_seq,
-                 "audit_hash": r.audit_hash, "message": r.message, "received_at": now}
-                for r in reports if r.reported_at > held.get(r.node, 0)]
+                 "audit_hash": r.audit_hash, "message": r.message, "received_at": now} for r in kept]
         await upsert(self.conn, node_reports, rows, ["node"],
                      ["via", "reported_at", "audit_seq", "audit_hash", "message", "received_at"])
-        return len(rows)
+        return kept
+
+    async def digests(self) -> dict[str, bytes]:
+        """Per descendant, the SHA-256 of the report held."""
+        q = select(node_reports.c.node, node_reports.c.message)
+        return {str(n): sha256(bytes(m)).digest() for n, m in await self.conn.execute(q)}
 
     async def reported_at(self, nodes: Sequence[str]) -> dict[str, int]:
         q = select(node_reports.c.node, node_reports.c.reported_at).where(node_reports.c.node.in_(list(nodes)))

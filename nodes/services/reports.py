@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from hashlib import sha256
 
 from aggregator.errors import AppraisalError
 from nodes.repositories.publications import PublicationRecord
@@ -54,6 +55,9 @@ class ReportService:
         self.last_sent_at = 0
         self._last_at = 0  # the time of the last report built
         self._client: FederationClient | None = None
+        # Per descendant, the SHA-256 of the report held: loaded at the first report taken, kept
+        # with every commit. Forwarded reports with these bytes were verified when they were taken.
+        self._held: dict[str, bytes] | None = None
 
     async def build(self) -> bytes:
         ctx = self.ctx
@@ -95,23 +99,31 @@ class ReportService:
         if ctx.me.parent is None or not ctx.cfg.parent_grpc:
             return
         said, quiet = b"", 0
+        built_at = -1  # the store's write count when the last report was built
         while True:
             started = time.monotonic()
-            try:
-                data = await self.build()
-                key = content_key(data)
-                if key != said or quiet >= RESEND_EVERY:
-                    ok, reason = await self._send(data)
-                    self.last_error = "" if ok else f"上级拒收状态报告 (parent refused the report): {reason}"[:300]
-                    if ok:
-                        said, quiet, self.last_sent_at = key, 0, ctx.clock()
-                else:
-                    quiet += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the parent is down or unreachable: try again next time
-                self.last_error = f"状态报告未送达 (report not delivered): {exc}"[:300]
-                await self._close()
+            writes = ctx.store.writes
+            if writes == built_at and said and quiet < RESEND_EVERY:
+                # Nothing written since the last report, which this one would repeat: an idle node
+                # (thousands of them on one host) builds a report every RESEND_EVERY heartbeats only.
+                quiet += 1
+            else:
+                try:
+                    data = await self.build()
+                    built_at = writes
+                    key = content_key(data)
+                    if key != said or quiet >= RESEND_EVERY:
+                        ok, reason = await self._send(data)
+                        self.last_error = "" if ok else f"上级拒收状态报告 (parent refused the report): {reason}"[:300]
+                        if ok:
+                            said, quiet, self.last_sent_at = key, 0, ctx.clock()
+                    else:
+                        quiet += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the parent is down or unreachable: try again next time
+                    self.last_error = f"状态报告未送达 (report not delivered): {exc}"[:300]
+                    await self._close()
             wakeup = ctx.wakeups.report
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout=ctx.cfg.heartbeat_seconds * (0.95 + random.random() / 10))
@@ -136,8 +148,12 @@ class ReportService:
         """gRPC Report: a child's report, its descendants' inside."""
         ctx = self.ctx
         now = ctx.clock()
+        if self._held is None:
+            async with ctx.store.read() as r:
+                self._held = await r.reports.digests()
+        known = self._held
         try:
-            reports, dropped = verify_report(ctx.me, data, now, caller)
+            reports, dropped = verify_report(ctx.me, data, now, caller, set(known.values()))
         except (AppraisalError, ValueError, ArithmeticError) as exc:
             code = code_of(exc, "report.unchecked")  # counted per sender, like every refusal (sync/refusals.py)
             await record_alone(ctx.store, ctx.me, [Occurrence(
@@ -152,6 +168,8 @@ class ReportService:
                     ctx.me.code, "reject.report", reports[0].node, from_grpc(caller or ""), "report.descendant_dropped",
                     {"reason": "; ".join(dropped)[:500], "code": "report.descendant_dropped", "caller": caller or "",
                      "dropped": len(dropped)})], now)
+        for rep in kept:
+            known[rep.node] = sha256(rep.message).digest()
         taken = await self._take_publications(reports, now)
         if kept or taken:
             ctx.wakeups.report.set()  # our own report now carries news from below
