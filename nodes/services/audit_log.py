@@ -105,11 +105,15 @@ class AuditService:
             await asyncio.sleep(period * (1 + random.random() / 10))
             self.changed.clear()
             try:
-                await self.fold()
-                await self.verify()
                 async with self.ctx.store.read() as r:
-                    if await r.audit.open_windows():
-                        self.changed.set()  # a window still counting: fold it when it is over
+                    counting = await r.audit.open_windows()
+                if counting:  # a write transaction only when there is something to fold
+                    await self.fold()
+                await self.verify()
+                if counting:
+                    async with self.ctx.store.read() as r:
+                        if await r.audit.open_windows():
+                            self.changed.set()  # a window still counting: fold it when it is over
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store may be away for a while; the next round tries again
