@@ -43,7 +43,10 @@ from sync.transport.grpc import FederationClient
 log = logging.getLogger("fedappraisal.reports")
 
 RESEND_EVERY = 6  # heartbeats between reports that say nothing new
-MIN_GAP = 1.0  # seconds between two reports, however often the node is woken
+# Seconds between two reports, however often the node is woken. A report carries the node's whole
+# subtree, and during a cascade a county is woken by each township's report: the higher the node, the
+# larger the report and the fewer of them (a province hears of a township's change within ~7 s).
+MIN_GAP = {"township": 1.0, "county": 2.0, "city": 4.0}
 
 
 class ReportService:
@@ -128,7 +131,7 @@ class ReportService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout=ctx.cfg.heartbeat_seconds * (0.95 + random.random() / 10))
             wakeup.clear()
-            await asyncio.sleep(max(0.0, MIN_GAP - (time.monotonic() - started)))
+            await asyncio.sleep(max(0.0, MIN_GAP.get(ctx.me.level, 1.0) - (time.monotonic() - started)))
 
     async def _send(self, data: bytes) -> tuple[bool, str]:
         ctx = self.ctx
