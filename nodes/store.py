@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from aggregator.errors import StoreFailure
 from nodes.repositories.appeals import AppealRepository
@@ -169,7 +169,10 @@ def _schema_script(dialect: Any) -> str:
                      for index in sorted(table.indexes, key=lambda i: i.name or ""))
     parts.append("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
                  "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
-    parts.append(f"INSERT INTO alembic_version (version_num) VALUES ('{_schema_head()}')")
+    head = _schema_head()
+    if not head.isalnum():
+        raise StoreError(f"迁移版本号异常：{head!r} (unexpected migration revision)")
+    parts.append(f"INSERT INTO alembic_version (version_num) VALUES ('{head}')")  # noqa: S608 - our own file name, checked
     return "BEGIN;\n" + ";\n".join(parts) + ";\nCOMMIT;\n"
 
 
