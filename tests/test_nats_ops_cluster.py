@@ -5,8 +5,8 @@ The killed server comes back, and the leader of the hub's results is SIGKILLed a
 report; the province still takes every city's roll-up, verified, equal to the townships' values
 composed by the framework's rules.
 
-Seven node processes (two cities, a county and a township under each), so that both cities' leaf
-servers carry the cascade down and the roll-up up through the hub.
+Seven nodes (two cities, a county and a township under each), so that both cities' leaf servers carry
+the cascade down and the roll-up up through the hub; each city's on a node host.
 """
 
 from __future__ import annotations
@@ -22,15 +22,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from nats.errors import Error as NatsError
 
 from aggregator.framework import compose
 from aggregator.numbers import round_value
 from nodes.demo import framework_for
-from nodes.launcher import DATA, Federation, NatsHierarchy, NodeSpec, load_topology
+from nodes.launcher import DATA, Federation, NatsHierarchy, NodeSpec, hosts_by_city, load_topology
 from sync.transport.nats import STREAM_CASCADE, STREAM_RESULTS
-from tests.support.federation import CYCLE, PERIOD, Client, serving
+from tests.support.federation import CYCLE, PERIOD, Client, healthy, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -54,12 +56,43 @@ def small_topology() -> list[NodeSpec]:
     return specs
 
 
+class LoopbackTransport(httpx.BaseTransport):
+    """nodes.launcher.LoopbackTransport for a blocking client: ``<code>.localhost`` (a hosted node) is
+    dialled at 127.0.0.1, its Host header kept to name the node."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host.endswith(".localhost"):
+            request = httpx.Request(request.method, request.url.copy_with(host="127.0.0.1"), headers=request.headers,
+                                    stream=request.stream, extensions=request.extensions)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[Federation, Client]]:
-    fed = Federation(tmp_path / "fed", small_topology(), nats_secure=True, nats_hub_cluster=3)
+    # Each city's nodes on a node host of their own, as a city's 政务云 runs them: three Python processes
+    # start much sooner than seven on a small machine; every node still has its own NATS user and connection.
+    specs = small_topology()
+    fed = Federation(tmp_path / "fed", specs, nats_secure=True, nats_hub_cluster=3, hosts=hosts_by_city(specs))
     fed.heartbeat_seconds = 2
-    with serving(fed) as client:
+    fed.prepare()
+    fed.start_nats()
+    client = Client(fed)
+    client.http.close()
+    client.http = httpx.Client(timeout=10, transport=LoopbackTransport())
+    try:
+        fed.start()
+        for s in fed.specs:
+            wait_until(f"{s.code} healthy", partial(healthy, fed, client, s.code), 90)
         yield fed, client
+    finally:
+        client.http.close()
+        fed.stop_all()
 
 
 def poll(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
@@ -87,8 +120,8 @@ class Hub:
     def url(self) -> str:
         return ",".join(f"tls://127.0.0.1:{self.h.ports[n]}" for n in self.h.hubs if n not in self.down)
 
-    async def _request(self, subject: str, body: dict[str, Any], url: str = "") -> dict[str, Any]:
-        nc = await self.h.operator_connect(url or self.url(), allow_reconnect=False, connect_timeout=3)
+    async def _request(self, subject: str, body: dict[str, Any], url: str) -> dict[str, Any]:
+        nc = await self.h.operator_connect(url, allow_reconnect=False, connect_timeout=3)
         try:
             reply = await nc.request(subject, json.dumps(body).encode(), timeout=3)
         finally:
@@ -98,6 +131,18 @@ class Hub:
             raise RuntimeError(f"{subject}: {answer['error']}")
         return answer
 
+    def call(self, subject: str, body: dict[str, Any], url: str = "") -> dict[str, Any]:
+        """One JetStream API request. While members elect leaders (a member just killed or started)
+        the API may not answer in time: asked again, until a deadline."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return asyncio.run(self._request(subject, body, url or self.url()))
+            except (NatsError, OSError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     @staticmethod
     def _api(what: str) -> str:
         """``what``: a stream ("FA_RESULTS") or a stream's durable consumer ("FA_RESULTS.res-51")."""
@@ -105,7 +150,7 @@ class Hub:
 
     def leader(self, what: str) -> str:
         """The member leading ``what``, once every other member that is up is a current replica; else ""."""
-        info = asyncio.run(self._request(f"$JS.API.{self._api(what)}.INFO.{what}", {}))
+        info = self.call(f"$JS.API.{self._api(what)}.INFO.{what}", {})
         c = info.get("cluster", {})
         leader = str(c.get("leader", "")).removeprefix(PREFIX)
         current = {str(r["name"]).removeprefix(PREFIX) for r in c.get("replicas", []) if r.get("current")}
@@ -117,23 +162,24 @@ class Hub:
         """Whether ``member`` leads ``what``; if not, a real step-down asks the replicas to elect it."""
         if self.leader(what) == member:
             return True
+        # not asked again here: a step-down that timed out may still have happened (poll asks leader() again)
         asyncio.run(self._request(f"$JS.API.{self._api(what)}.LEADER.STEPDOWN.{what}",
-                                  {"placement": {"preferred": PREFIX + member}}))
+                                  {"placement": {"preferred": PREFIX + member}}, self.url()))
         return False
 
     def stored_at(self, stream: str, subject: str) -> float:
         """When the hub stored ``subject``'s last message in ``stream`` (Unix time)."""
-        msg = asyncio.run(self._request(f"$JS.API.STREAM.MSG.GET.{stream}", {"last_by_subj": subject}))["message"]
+        msg = self.call(f"$JS.API.STREAM.MSG.GET.{stream}", {"last_by_subj": subject})["message"]
         return unix(msg["time"])
 
     def leader_since(self, what: str) -> float:
         """When ``what``'s leader took over (Unix time)."""
-        return unix(asyncio.run(self._request(f"$JS.API.{self._api(what)}.INFO.{what}", {}))["cluster"]["leader_since"])
+        return unix(self.call(f"$JS.API.{self._api(what)}.INFO.{what}", {})["cluster"]["leader_since"])
 
     def holds(self, server: str, stream: str) -> dict[str, int]:
         """How many messages ``stream`` on ``server`` ("hub" or a city) holds, by subject."""
         url = self.url() if server == "hub" else self.h.operator_url(server)
-        info = asyncio.run(self._request(f"$JS.API.STREAM.INFO.{stream}", {"subjects_filter": ">"}, url))
+        info = self.call(f"$JS.API.STREAM.INFO.{stream}", {"subjects_filter": ">"}, url)
         return dict(info["state"].get("subjects") or {})
 
     def count(self, server: str, stream: str, subject: str) -> int:
@@ -142,7 +188,7 @@ class Hub:
     def drained(self, server: str, stream: str, durable: str) -> bool:
         """Whether node durable ``durable`` has been handed, and has acknowledged, all it filters."""
         url = self.url() if server == "hub" else self.h.operator_url(server)
-        info = asyncio.run(self._request(f"$JS.API.CONSUMER.INFO.{stream}.{durable}", {}, url))
+        info = self.call(f"$JS.API.CONSUMER.INFO.{stream}.{durable}", {}, url)
         return bool(info["num_pending"] == 0 and info["num_ack_pending"] == 0 and info["delivered"]["stream_seq"] > 0)
 
     def kill(self, member: str) -> None:
