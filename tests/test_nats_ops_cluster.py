@@ -81,11 +81,11 @@ def running(tmp_path: Path) -> Iterator[tuple[Federation, Client]]:
     fed = Federation(tmp_path / "fed", specs, nats_secure=True, nats_hub_cluster=3, hosts=hosts_by_city(specs))
     fed.heartbeat_seconds = 2
     fed.prepare()
-    fed.start_nats()
     client = Client(fed)
     client.http.close()
     client.http = httpx.Client(timeout=10, transport=LoopbackTransport())
     try:
+        fed.start_nats()
         fed.start()
         for s in fed.specs:
             wait_until(f"{s.code} healthy", partial(healthy, fed, client, s.code), 90)
