@@ -758,8 +758,10 @@ def demo(
                 return 130
             exc = steps.exception()
             if exc is not None:
-                console.print(f"[red]演示失败 (demo failed):[/] {exc}")
-                d.summary.problems.append(str(exc).splitlines()[0])
+                # Some exceptions say nothing (an httpx.ReadTimeout may have no message): then their type.
+                why = str(exc).strip() or type(exc).__name__
+                console.print(f"[red]演示失败 (demo failed):[/] {why}")
+                d.summary.problems.append(why.splitlines()[0])
                 return 1
             if check:
                 return 0 if d.summary.ok else 1

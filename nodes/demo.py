@@ -135,9 +135,11 @@ WINDOW = 12  # seconds: the demo's publicity window (公示期); an office's las
 
 class Demo:
     def __init__(self, workdir: Path, console: Console, specs: list[NodeSpec] | None = None,
-                 store_url_for: Any = None, hosts: dict[str, list[str]] | None = None) -> None:
+                 store_url_for: Any = None, hosts: dict[str, list[str]] | None = None, *,
+                 nats_secure: bool = True) -> None:
+        """``nats_secure``: NATS as a province runs it (issue 12), nkeys and TLS on every connection."""
         self.console = console
-        self.fed = Federation(workdir, specs or load_topology(), store_url_for, hosts=hosts)
+        self.fed = Federation(workdir, specs or load_topology(), store_url_for, hosts=hosts, nats_secure=nats_secure)
         self.http = loopback_client(timeout=10)
         self.summary = Summary(nodes=len(self.fed.specs))
         self.entered: dict[str, dict[str, Decimal]] = {}
@@ -195,8 +197,10 @@ class Demo:
         await asyncio.to_thread(self.fed.prepare)
         c.print(f"已为 {len(self.fed.specs)} 个节点生成密钥与证书 (keys and certificates issued)")
         await asyncio.to_thread(self.fed.start_nats)
-        # Never the operator's URL: it carries the unrestricted password (it stays in the server's config file).
-        c.print("NATS JetStream 已启动，每个节点只能用自己的账号 (nats-server up; each node has its own account)")
+        # Never the operator's URL or seed: it is unrestricted (it stays in the server's files).
+        how = "，nkey 登录、全程 TLS" if self.fed.nats_secure else ""
+        c.print(f"NATS JetStream 已启动，每个节点只能用自己的账号{how} (nats-server up; each node has its own account"
+                f"{', nkeys and TLS' if how else ''})")
         t0 = time.monotonic()
         self.fed.start()
         pending = {s.code for s in self.fed.specs}

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import yaml
+from nats.aio.client import Client as NatsClient
 
 from nodes.natsconf import (
     HubMember,
@@ -42,7 +44,7 @@ from nodes.natsconf import (
 )
 from sync import keys
 from sync.codec import write_chain
-from sync.transport.nats import connect_options, create_streams
+from sync.transport.nats import connect_options, create_streams, servers
 from sync.transport.tls import create_ca, issue_node_cert
 from sync.trust import issue_certificate
 
@@ -299,6 +301,15 @@ class _NodeCredentials:
         """With ``secure``: the addresses the servers' certificates name (append before ``start``)."""
         return self._secrets.tls_hosts
 
+    def operator_servers(self) -> str:
+        """Where the operator connects: the one server, or the hub (every member of a cluster)."""
+        raise NotImplementedError
+
+    async def operator_connect(self, url: str | None = None, **options: Any) -> NatsClient:
+        """A nats-py connection as the operator (unrestricted), to ``url`` (default: the hub or the one
+        server), with its password in the URL or, with ``secure``, its nkey over TLS."""
+        return await nats.connect(servers(url or self.operator_servers()), **self.operator_options(), **options)
+
     def options_for(self, code: str) -> dict[str, Any]:
         return self._secrets.options(f"node-{code}", self.passwords[code])
 
@@ -330,6 +341,9 @@ class NatsServer(_NodeCredentials):
         if self._secrets.secure:
             return f"tls://127.0.0.1:{self.port}"
         return f"nats://operator:{self.operator_password}@127.0.0.1:{self.port}"
+
+    def operator_servers(self) -> str:
+        return self.url
 
     def url_for(self, code: str, host: str = "127.0.0.1") -> str:
         """What node ``code`` connects with: its own user, allowed only its own subjects."""
@@ -405,6 +419,9 @@ class NatsHierarchy(_NodeCredentials):
         if self._secrets.secure:
             return ",".join(f"tls://127.0.0.1:{self.ports[n]}" for n in names)
         return ",".join(f"nats://operator:{self.operator_password}@127.0.0.1:{self.ports[n]}" for n in names)
+
+    def operator_servers(self) -> str:
+        return self.operator_url("hub")
 
     def url_for(self, code: str, host: str = "127.0.0.1") -> str:
         server = self.server_of[code]
@@ -517,9 +534,16 @@ class Federation:
     """A province-to-township federation of real node processes under ``workdir``."""
 
     def __init__(self, workdir: Path, specs: list[NodeSpec], store_url_for: Any = None, *,
-                 nats_hierarchy: bool = False, hosts: dict[str, list[str]] | None = None) -> None:
+                 nats_hierarchy: bool = False, hosts: dict[str, list[str]] | None = None,
+                 nats_secure: bool = False, nats_hub_cluster: int = 1) -> None:
         """``hosts``: node hosts by name and the codes each carries (nodes/host.py); a node in none
-        runs in a process of its own."""
+        runs in a process of its own.
+
+        ``nats_secure``: every NATS user an nkey and every NATS connection TLS (issue 12); each node's
+        node.yaml then names its seed file (``nats.nk``, 0600) and the NATS CA instead of a password
+        URL, and the operator connects with ``nats.operator_connect()``. Off by default: older tests
+        connect to ``nats.url`` as the operator, which then carries the operator's password.
+        ``nats_hub_cluster``: the hierarchy's hub as a JetStream cluster of that many servers."""
         self.workdir = workdir
         self.specs = specs
         self.by_code = {s.code: s for s in specs}
@@ -529,7 +553,12 @@ class Federation:
                 if self.by_code[code].hosted:
                     raise ValueError(f"node {code} is on two hosts")
                 self.by_code[code].hosted = h.name
-        self.nats: NatsServer | NatsHierarchy = NatsHierarchy(workdir) if nats_hierarchy else NatsServer(workdir)
+        self.nats_secure = nats_secure
+        self.nats: NatsServer | NatsHierarchy
+        if nats_hierarchy or nats_hub_cluster > 1:
+            self.nats = NatsHierarchy(workdir, secure=nats_secure, hub_cluster=nats_hub_cluster)
+        else:
+            self.nats = NatsServer(workdir, secure=nats_secure)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.root_public = ""
         self.store_url_for = store_url_for
@@ -635,7 +664,7 @@ class Federation:
             "trust_root": {"code": prov.code, "name": prov.name, "public_key": self.root_public},
             "keys": {"private_key": "key.pem"},
             "store": store,
-            "nats": self.nats.url_for(s.code, self.host_gateway if s.netns else "127.0.0.1"),
+            "nats": self._nats_section(s),
             "listen": {"grpc": f"{self.listen_host(s)}:{s.grpc_port}", "http": f"{self.listen_host(s)}:{s.http_port}"},
             "admin_token_file": "admin.token",
             "heartbeat_seconds": self.heartbeat_seconds,
@@ -653,12 +682,24 @@ class Federation:
                                for c in s.children]
         if s.departments:
             cfg["departments"] = [dict(dep) for dep in s.departments]
-        # It holds the node's NATS password: readable by the node's user only, like its keys.
+        # It may hold the node's NATS password (without nats_secure): readable by the node's user only, like its keys.
         self._write_secret(d / "node.yaml", yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False).encode())
+
+    def _nats_section(self, s: NodeSpec) -> str | dict[str, str]:
+        url = self.nats.url_for(s.code, self.host_gateway if s.netns else "127.0.0.1")
+        if not self.nats_secure:
+            return url
+        # The seed beside the node's key.pem, as a deployment puts it on the node's own machine; the
+        # CA is written when the first server's certificate is issued (start_nats), before any node starts.
+        d = self.node_dir(s.code)
+        self._write_secret(d / "nats.nk", self.nats.passwords[s.code].encode())
+        return {"url": url, "seed_file": "nats.nk", "ca": os.path.relpath(self.nats.ca_file, d)}
 
     def start_nats(self) -> None:
         if self.host_gateway:
             self.nats.listen_host = "0.0.0.0"  # nodes in network namespaces dial the host's veth address
+            if self.host_gateway not in self.nats.tls_hosts:  # and the servers' certificates must name it
+                self.nats.tls_hosts.append(self.host_gateway)
         self.nats.start()
 
     def start(self) -> None:

@@ -13,6 +13,7 @@ import json
 import queue
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from aggregator.framework import compose
 from aggregator.numbers import round_value
 from nodes.launcher import DATA, Federation, load_topology
+from nodes.natsconf import public_key
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync import keys
 from sync.envelope import PAYLOAD_RESULTS, sign
@@ -498,11 +500,20 @@ def test_demo_runs_until_ctrl_c_then_check_reruns_cleanly(tmp_path: Path) -> Non
     output = "".join(seen)
     assert "省级网关 (province gateway)" in output and "成都市（5101）" in output, output[-3000:]
     assert "锦官驿街道" in output  # progress names the real units
-    # Where the office's admin token is, and never the NATS operator's unrestricted password.
+    # Where the office's admin token is, and never a NATS secret. The demo's NATS runs as a province's
+    # does (issue 12): every user an nkey, the server holding public keys only, each seed in a 0600 file.
     assert f"{workdir}/nodes/51/admin.token" in output.replace("\n", "")
     conf = json.loads((workdir / "nats" / "nats-server.conf").read_text(encoding="utf-8"))
-    operator = [u["password"] for account in conf["accounts"].values() for u in account["users"] if u["user"] == "operator"]
-    assert len(operator) == 1 and operator[0] not in output and "operator:" not in output
+    users = [u for account in conf["accounts"].values() for u in account["users"]]
+    assert users and all(set(u) <= {"nkey", "permissions"} for u in users)  # no password anywhere
+    assert conf["tls"]["cert_file"]  # and TLS on every client connection
+    seeds = [workdir / "nats" / "seeds" / "operator.nk", *(workdir / "nodes").glob("*/nats.nk")]
+    assert len(seeds) == 16
+    for seed_file in seeds:
+        seed = seed_file.read_text(encoding="ascii").strip()
+        assert stat.S_IMODE(seed_file.stat().st_mode) == 0o600 and seed not in output
+        assert public_key(seed) in {u["nkey"] for u in users}
+    assert "operator:" not in output
     ports = _ports_of(workdir)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)

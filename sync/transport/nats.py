@@ -39,6 +39,21 @@ from sync.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
+TLS_EOF_NOISE = "returning true from eof_received() has no effect when using ssl"
+
+
+class _TlsEofNoise(logging.Filter):
+    """Drops asyncio's one warning about nats-py's TLS connections closing: nats-py opens a plain stream
+    and upgrades it with ``start_tls``, so its stream protocol still answers end-of-file as over plain
+    TCP, which asyncio's SSL layer ignores but logs each time a server closes the connection (a server
+    stopped, a node's connection cut). Only that record: every other asyncio warning is still shown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != TLS_EOF_NOISE
+
+
+logging.getLogger("asyncio").addFilter(_TlsEofNoise())
+
 STREAM_CASCADE = "FA_CASCADE"
 STREAM_RESULTS = "FA_RESULTS"
 STREAMS = {STREAM_CASCADE: "casc.>", STREAM_RESULTS: "res.>"}
