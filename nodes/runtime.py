@@ -13,7 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from nodes.services.appeals import AppealService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import Health, NodeContext, Tasks, Wakeups
+from nodes.services.divisions import DivisionBase, DivisionChangeService, table_base
 from nodes.services.entry import EntryService
 from nodes.services.feedback import FeedbackService
 from nodes.services.intake import IntakeService
@@ -100,6 +101,7 @@ class NodeServices:
     heartbeat: HeartbeatService
     watch: ParentWatch
     cascade: CascadeService
+    divisions: DivisionChangeService
     scoring: ScoringService
     results: ResultsService
     entry: EntryService
@@ -145,8 +147,9 @@ class FederationHandlers:
 
 
 def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
-                   transport: NatsLink | None = None) -> NodeServices:
-    """Every service of one node, wired; no I/O happens here."""
+                   transport: NatsLink | None = None, divisions_base: Callable[[], DivisionBase] | None = None) -> NodeServices:
+    """Every service of one node, wired; no I/O happens here. ``divisions_base``: the tree the node's
+    division lineage starts from (default: the newest division table on hand, nodes/divisions.py)."""
     me = Me(code=cfg.code, name=cfg.name, level=cfg.level, path=cfg.node_path, key=cfg.key, chain=cfg.chain,
             root=cfg.root, parent=cfg.parent.code if cfg.parent else None,
             children={c.code: c.name for c in cfg.children}, limits=cfg.limits)
@@ -156,7 +159,10 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     store.on_commit.append(ctx.wakeups.outbox.set)
     retry = RetryPolicy.from_limits(cfg.limits)
     heartbeat = HeartbeatService(ctx, late.announce)
-    cascade = CascadeService(ctx, heartbeat.trust_update)
+    known = [(cfg.code, cfg.name), *((p.code, p.name) for p in (cfg.parent,) if p is not None),
+             *((c.code, c.name) for c in cfg.children)]
+    divisions = DivisionChangeService(store, me, clock, divisions_base or table_base(me, known))
+    cascade = CascadeService(ctx, heartbeat.trust_update, divisions)
     watch = ParentWatch(ctx, cascade.take, RetryPolicy.from_limits(cfg.limits, attempts=cfg.limits.catch_up_attempts))
     scoring = ScoringService(ctx)
     results = ResultsService(ctx, scoring)
@@ -166,6 +172,7 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     publication = PublicationService(ctx, on_publish=[appeals.on_published])
     return NodeServices(
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
+        divisions=divisions,
         scoring=scoring, results=results, entry=entry,
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
         reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx, reports=reports, transport=late),
