@@ -191,7 +191,7 @@ def gateway_services(s: NodeServices) -> Services:
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
                     accounts=s.accounts, intake=s.intake, publication=s.publication,
                     results_use=s.results_use, appeals=s.appeals, rectification=s.rectification,
-                    public_site=s.public_site, feedback=s.feedback)
+                    public_site=s.public_site, feedback=s.feedback, divisions=s.divisions)
 
 
 class NodeRuntime:
