@@ -233,6 +233,24 @@ async def test_a_framework_naming_a_unit_off_the_cycles_tree_is_refused(sichuan:
     assert [r["code"] for r in refused] == ["cascade.unit_not_on_tree"]
     assert "512081" in str(refused[0]["reason"]) and "2017-12-31" in str(refused[0]["reason"])
 
+    # 资阳's own node still has 简阳市 among its configured children: it takes the province's 2017
+    # framework (资阳 is on the tree) but refuses to derive one for 简阳市, and so does its office's file.
+    ziyang = p.nodes["5120"]
+    pfw = load_framework(_province_file(tmp_path, "2017"), units=(Unit("5101", "成都市", "市州"), Unit("5120", "资阳市", "市州")),
+                         now=int(time.time()))
+    msg = pb.CascadeMessage(frameworks=[sign(PAYLOAD_FRAMEWORK, encode_framework(pfw), p.key("51"))]).SerializeToString()
+    assert await ziyang.cascade.take("casc.51", msg)
+    async with p.stores["5120"].read() as r:
+        assert await r.frameworks.list(role="received", cycle="2017") and not await r.frameworks.list(role="issued")
+    failed = await _audit(p, "5120", "derive.failed")
+    assert [f["code"] for f in failed] == ["cascade.unit_not_on_tree"] and "512081" in str(failed[0]["reason"])
+    own = tmp_path / "ziyang-2017.yaml"
+    own.write_text('issuer: "5120"\nissuer_name: 资阳市\ncycle: "2017"\nclass: 县市区\nindicators:\n'
+                   "  - {code: A1, name: 地区生产总值, weight: 100, unit: 亿元, target: 100}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="512081") as publish:
+        await ziyang.cascade.publish_file(own)
+    assert getattr(publish.value, "code", "") == "cascade.unit_not_on_tree"
+
 
 # ------------------------------------------------------------------ dishonest certified peers
 
