@@ -13,7 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from nodes.services.appeals import AppealService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import Health, NodeContext, Tasks, Wakeups
-from nodes.services.divisions import DivisionBase, DivisionChangeService, table_base
+from nodes.services.divisions import BaseSource, DivisionChangeService, table_base
 from nodes.services.entry import EntryService
 from nodes.services.feedback import FeedbackService
 from nodes.services.intake import IntakeService
@@ -147,7 +147,7 @@ class FederationHandlers:
 
 
 def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
-                   transport: NatsLink | None = None, divisions_base: Callable[[], DivisionBase] | None = None) -> NodeServices:
+                   transport: NatsLink | None = None, divisions_base: BaseSource | None = None) -> NodeServices:
     """Every service of one node, wired; no I/O happens here. ``divisions_base``: the tree the node's
     division lineage starts from (default: the newest division table on hand, nodes/divisions.py)."""
     me = Me(code=cfg.code, name=cfg.name, level=cfg.level, path=cfg.node_path, key=cfg.key, chain=cfg.chain,

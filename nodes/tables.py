@@ -445,5 +445,8 @@ division_changes = Table(
     Column("envelope", LargeBinary, nullable=False),
     Column("sender", String(128), nullable=False),  # who handed it over ("self" for a list this node issued)
     Column("accepted_at", BigInteger, nullable=False),
+    # the base tree the lineage was replayed from when it was accepted (e.g. "nbs-2023"): a restart
+    # replays from the same one, even after a newer division table was loaded
+    Column("base", String(32), nullable=False),
     UniqueConstraint("issuer", "seq", name="uq_division_change_seq"),
 )

@@ -72,9 +72,14 @@ class Province:
     def chain(self, code: str) -> list[bytes]:
         return list(self.cfg(code).chain)
 
-    async def reopen(self, code: str) -> NodeServices:
-        """The node restarted on the same store: what it holds is replayed from there."""
-        node = build_services(self.cfg(code), self.stores[code], divisions_base=lambda: self.base)
+    async def reopen(self, code: str, asked: list[str | None]) -> NodeServices:
+        """The node restarted on the same store: what it holds is replayed from there (``asked``: the
+        base trees it asks for)."""
+        def base(label: str | None) -> DivisionBase:
+            asked.append(label)
+            return self.base
+
+        node = build_services(self.cfg(code), self.stores[code], divisions_base=base)
         self.nodes[code] = node
         return node
 
@@ -85,12 +90,12 @@ async def _province(tmp_path: Path, units: list[tuple[str, str, str | None]], ba
                                                  for c, n, p in units]))
     fed.tls = False  # nothing here goes over gRPC between processes
     fed.prepare()
-    division_base = DivisionBase(base, since)
+    division_base = DivisionBase(base, since, f"test-{since.year}")
     stores, nodes = {}, {}
     for code, *_ in units:
         stores[code] = await Store.open(f"sqlite+aiosqlite:///{tmp_path / (code + '.db')}")
         nodes[code] = build_services(load_config(fed.node_dir(code) / "node.yaml"), stores[code],
-                                     divisions_base=lambda: division_base)
+                                     divisions_base=lambda _label: division_base)
     return Province(fed, nodes, stores, division_base)
 
 
@@ -204,8 +209,10 @@ async def test_real_changes_go_down_the_cascade_and_the_tree_follows_across_cycl
     tq.check_units("2020", ["511825102", "511825100"])
 
     # A restart replays the stored lists in acceptance order and gives the same tree.
-    again = await p.reopen("511825")
+    asked: list[str | None] = []
+    again = await p.reopen("511825", asked)
     await again.divisions.load()
+    assert asked == ["test-2010"]  # the base the lists were judged on, stored with them, not whatever is newest
     tree = again.divisions.tree_at(date(2020, 1, 1))
     assert tree is not None and tree.units == after.units
     assert [(h.changes.issuer, h.sender) for h in again.divisions.held()] == [
@@ -366,7 +373,7 @@ async def test_lists_travel_over_real_nats_and_an_offline_child_gets_them_when_i
         def runtime(code: str) -> NodeRuntime:
             cfg = replace(p.cfg(code), nats_url=nats_url)
             rt = NodeRuntime(cfg, p.stores[code])
-            rt.services = build_services(cfg, p.stores[code], transport=rt.transport, divisions_base=lambda: p.base)
+            rt.services = build_services(cfg, p.stores[code], transport=rt.transport, divisions_base=lambda _label: p.base)
             runtimes.append(rt)
             return rt
 
@@ -506,6 +513,15 @@ def test_cli_signs_lists_shows_and_verifies(tmp_path: Path) -> None:
     assert "5118" in r.output and "rename" in r.output and envelope.stat().st_size > 0
     r = runner.invoke(app, ["divisions", "changes", "list", "--config", config, "--date", "2024-03-01"])
     assert r.exit_code == 0 and "self" in r.output and "511803" in r.output, r.output
+    async def stored_base() -> list[str]:
+        store = await Store.open(load_config(Path(config)).store_url)
+        try:
+            async with store.read() as r:
+                return [h.base for h in await r.division_changes.all()]
+        finally:
+            await store.close()
+
+    assert asyncio.run(stored_base()) == ["nbs-2023"]  # the shipped table, pinned for every restart
     r = runner.invoke(app, ["divisions", "changes", "show", str(envelope)])
     assert r.exit_code == 0 and "示例" in r.output
     child = str(fed.node_dir("511803") / "node.yaml")

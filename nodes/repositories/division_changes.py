@@ -19,17 +19,19 @@ class DivisionChangeRecord:
     envelope: bytes
     sender: str
     accepted_at: int
+    base: str  # the base tree it was judged on
 
 
 class DivisionChangeRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def put(self, *, issuer: str, seq: int, digest: str, envelope: bytes, sender: str, now: int) -> int:
+    async def put(self, *, issuer: str, seq: int, digest: str, envelope: bytes, sender: str, now: int,
+                  base: str) -> int:
         """Keep one accepted list; returns its position. (issuer, seq) is unique: the service refuses a
         second list under one number before it gets here, and the constraint stops one that slipped by."""
         result = await self.conn.execute(division_changes.insert().values(
-            issuer=issuer, seq=seq, digest=digest, envelope=envelope, sender=sender, accepted_at=now))
+            issuer=issuer, seq=seq, digest=digest, envelope=envelope, sender=sender, accepted_at=now, base=base))
         key = result.inserted_primary_key
         return int(key[0]) if key is not None else 0
 

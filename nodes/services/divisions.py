@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Protocol
 
+from aggregator.errors import AppraisalError
 from aggregator.lineage import DivisionChange, Lineage, Tree, cycle_bounds
 from nodes.repositories.division_changes import DivisionChangeRecord
 from proto.appraisal.v1 import appraisal_pb2 as pb
@@ -51,7 +53,8 @@ SELF = "self"  # the sender of a list this node issued
 
 
 class DivisionChangeRepo(Protocol):
-    async def put(self, *, issuer: str, seq: int, digest: str, envelope: bytes, sender: str, now: int) -> int: ...
+    async def put(self, *, issuer: str, seq: int, digest: str, envelope: bytes, sender: str, now: int,
+                  base: str) -> int: ...
     async def all(self) -> list[DivisionChangeRecord]: ...
 
 
@@ -73,10 +76,16 @@ class DivisionStore(Protocol):
 
 @dataclass(frozen=True)
 class DivisionBase:
-    """The tree the lineage starts from: (code, name) of every unit in force on ``since``."""
+    """The tree the lineage starts from: (code, name) of every unit in force on ``since``; ``label``
+    names it (``nbs-2023``), stored with every list so that a restart replays from the same tree."""
 
     rows: tuple[tuple[str, str], ...]
     since: date
+    label: str
+
+
+# base(label): the base named ``label``, or (None) the one to start from when no list is held yet.
+BaseSource = Callable[[str | None], DivisionBase]
 
 
 @dataclass(frozen=True)
@@ -89,27 +98,31 @@ class HeldList:
     changes: ChangeList
 
 
-def table_base(me: Me, units: Sequence[tuple[str, str]]) -> Callable[[], DivisionBase]:
-    """The default base: the province's units in the newest division table on hand
-    (nodes/divisions.py), from the first day of its year, and the units this node's configuration
-    names (``units``) where the table lacks them."""
+def table_base(me: Me, units: Sequence[tuple[str, str]]) -> BaseSource:
+    """The default base: the province's units in a division table (nodes/divisions.py), from the first
+    day of its year, and the units this node's configuration names (``units``) where the table lacks
+    them. The first list held takes the newest table on hand; later the year the lists were judged on."""
 
-    def base() -> DivisionBase:
+    def base(label: str | None) -> DivisionBase:
         from nodes.divisions import load  # only when a list is first held: most nodes never pay for the table
 
-        table = load()
+        if label is not None and not re.fullmatch(r"nbs-[0-9]{4}", label):
+            raise DivisionListError(f"已存清单所依据的区划 {label[:32]!r} 不是区划表年份 (the stored lists were judged "
+                                    "on a base tree this node cannot load)", code="division.base_unknown")
+        table = load(None if label is None else int(label[4:]))
         rows = {d.code: d.name for d in table.subtree(me.path[0])} if me.path[0] in table else {}
         for code, name in units:
             rows.setdefault(code, name)
-        return DivisionBase(tuple(sorted(rows.items())), date(table.year, 1, 1))
+        return DivisionBase(tuple(sorted(rows.items())), date(table.year, 1, 1), f"nbs-{table.year}")
 
     return base
 
 
 class DivisionChangeService:
     def __init__(self, store: DivisionStore, me: Me, clock: Callable[[], int],
-                 base: Callable[[], DivisionBase]) -> None:
-        """``base``: called once, when the first list is held (it may load a division table)."""
+                 base: BaseSource) -> None:
+        """``base``: called once, when the first list is held or the stored ones are replayed (it may
+        load a division table)."""
         self.store = store
         self.me = me
         self.clock = clock
@@ -117,6 +130,7 @@ class DivisionChangeService:
         self._lock = asyncio.Lock()  # lists are judged one at a time: the log is the order
         self._log: ChangeLog | None = None
         self._held: list[HeldList] | None = None
+        self._base = ""  # the label of the base the log was built on
 
     # ------------------------------------------------------------------ the log
 
@@ -129,13 +143,14 @@ class DivisionChangeService:
         held = [HeldList(row.position, row.sender, row.accepted_at, read(row.envelope)) for row in rows]
         log = None
         if held:
-            log = self._new_log()
+            log = self._new_log(rows[0].base)
             for h in held:
                 log.offer(h.changes)  # verified when it came; replayed to rebuild the lineage
         self._log, self._held = log, held
 
-    def _new_log(self) -> ChangeLog:
-        base = self.base()
+    def _new_log(self, label: str | None = None) -> ChangeLog:
+        base = self.base(label)
+        self._base = base.label
         return ChangeLog(base.rows, base.since)
 
     @property
@@ -205,7 +220,7 @@ class DivisionChangeService:
             await self._refused(exc, issuer, seq, claimed, sender, now, env, {
                 "first": base64.b64encode(exc.first).decode(), "second": base64.b64encode(exc.second).decode()})
             return Outcome(False, False, str(exc), issuer, claimed, code=exc.code)
-        except (EnvelopeError, ArithmeticError) as exc:
+        except (AppraisalError, ArithmeticError) as exc:  # EnvelopeError, and a base tree that cannot be built
             await self._refused(exc, issuer, seq, claimed, sender, now, env, {})
             return Outcome(False, False, str(exc), issuer, claimed, code=code_of(exc, "division.refused"))
         await self._keep(log, cl, sender, now, "accept.division_changes")
@@ -226,7 +241,8 @@ class DivisionChangeService:
         try:
             async with self.store.tx() as tx:
                 position = await tx.division_changes.put(issuer=cl.issuer, seq=cl.seq, digest=cl.digest,
-                                                         envelope=cl.envelope, sender=sender, now=now)
+                                                         envelope=cl.envelope, sender=sender, now=now,
+                                                         base=self._base)
                 await tx.audit.append(actor or self.me.code, action, cl.digest,
                                       {"issuer": cl.issuer, "seq": cl.seq, "sender": sender, "changes": len(cl.changes),
                                        "kinds": sorted({c.kind for c in cl.changes})}, now)

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column('envelope', sa.LargeBinary(), nullable=False),
         sa.Column('sender', sa.String(length=128), nullable=False),
         sa.Column('accepted_at', sa.BigInteger(), nullable=False),
+        sa.Column('base', sa.String(length=32), nullable=False),
         sa.UniqueConstraint('issuer', 'seq', name='uq_division_change_seq'),
     )
 
