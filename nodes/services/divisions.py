@@ -138,6 +138,12 @@ class DivisionChangeService:
         """Replay the stored lists in acceptance order (once; again after a failed write)."""
         if self._held is not None:
             return
+        async with self._lock:  # not beside a list being kept: the replay would miss it
+            await self._load()
+
+    async def _load(self) -> None:
+        if self._held is not None:
+            return
         async with self.store.read() as r:
             rows = await r.division_changes.all()
         held = [HeldList(row.position, row.sender, row.accepted_at, read(row.envelope)) for row in rows]
@@ -194,7 +200,7 @@ class DivisionChangeService:
         sender's own chain). One outcome per list; a refusal is audited and changes nothing else."""
         out = []
         async with self._lock:
-            await self.load()
+            await self._load()
             for env in envelopes:
                 out.append(await self._take_one(bytes(env), chain, sender))
         return out
@@ -267,7 +273,7 @@ class DivisionChangeService:
         """Sign and keep this node's next list (for units below it) and pass it down. It is checked
         exactly as the children will check it first, so nothing is sent that they would refuse."""
         async with self._lock:
-            await self.load()
+            await self._load()
             own = [h.changes for h in self.held() if h.changes.issuer == self.me.code]
             seq = len(own) + 1
             previous = own[-1].digest if own else ""
