@@ -21,6 +21,7 @@ from gateway.controllers.admin import AdminController
 from gateway.controllers.appeals import AppealsApiController, AppealsPageController
 from gateway.controllers.audit import AuditController
 from gateway.controllers.dashboard import DashboardController
+from gateway.controllers.divisions import DivisionController
 from gateway.controllers.entries_api import EntriesApiController
 from gateway.controllers.feedback import FeedbackApiController, FeedbackController
 from gateway.controllers.frameworks import FrameworkController
@@ -71,7 +72,8 @@ def create_app(services: Services | None, *, title: str = "") -> Litestar:
     if services is not None:
         title = services.node.me.name
     return Litestar(
-        route_handlers=[NodeController, FrameworkController, ResultsController, ReviewController, AdminController,
+        route_handlers=[NodeController, FrameworkController, DivisionController, ResultsController, ReviewController,
+                        AdminController,
                         AuditController, MetricsController, DashboardController, SessionController, HomeController,
                         UserController, IntakeController, EntriesApiController, OidcController,
                         ViewsController, PublicationApiController, PublicationPageController, ResultsUseController,

@@ -17,6 +17,7 @@ from nodes.services.appeals import AppealService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import NodeContext
+from nodes.services.divisions import DivisionChangeService
 from nodes.services.entry import EntryService
 from nodes.services.feedback import FeedbackService
 from nodes.services.intake import IntakeService
@@ -50,6 +51,7 @@ class Services:
     appeals: AppealService
     rectification: RectificationService
     public_site: PublicSite
+    divisions: DivisionChangeService  # 区划调整
 
 
 # Where a node host's shared application finds the node a request is for (set by nodes/host.py's
@@ -61,7 +63,8 @@ _PROVIDED = {"node_context": "node", "read": "read", "cascade": "cascade", "entr
              "review_service": "review", "heartbeat": "heartbeat", "query_service": "query", "audit_log": "audit",
              "metrics": "metrics", "accounts": "accounts", "intake": "intake", "publication": "publication",
              "results_use": "results_use", "appeals": "appeals", "rectification": "rectification",
-             "public_site": "public_site", "feedback_service": "feedback"}
+             "public_site": "public_site", "feedback_service": "feedback",
+             "divisions": "divisions"}
 
 
 def node_state(connection: ASGIConnection[Any, Any, Any, Any]) -> Mapping[str, Any]:

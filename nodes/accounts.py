@@ -56,6 +56,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "comments.answer": frozenset({"office", "unit"}),  # 公众评议: the unit answers each comment
     "use.manage": frozenset({"office"}),  # 结果运用: produce the signed lists
     "use.view": frozenset({"office", "auditor"}),
+    "divisions.manage": frozenset({"office"}),  # 区划调整: sign and issue change lists for units below the node
 }
 
 SYSTEM_LOGIN = "admin"  # the bearer token (machines, scripts): every capability, on the whole node

@@ -13,8 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from aggregator.errors import AppraisalError, NotFound
+from nodes.cli_division_changes import changes_app
 
 divisions_app = typer.Typer(help="区划代码：国家统计局统计用区划代码 (NBS division codes)", no_args_is_help=True)
+divisions_app.add_typer(changes_app, name="changes")  # 区划调整: a node's signed change lists
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 YearOpt = Annotated[int | None, typer.Option("--year", help="年份，默认最新 (NBS year; default: the newest on hand)")]

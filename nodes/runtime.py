@@ -30,6 +30,7 @@ from nodes.services.appeals import AppealService
 from nodes.services.audit_log import AuditService
 from nodes.services.cascade import CascadeService
 from nodes.services.context import Health, NodeContext, Tasks, Wakeups
+from nodes.services.divisions import BaseSource, DivisionChangeService, table_base
 from nodes.services.entry import EntryService
 from nodes.services.feedback import FeedbackService
 from nodes.services.intake import IntakeService
@@ -103,6 +104,7 @@ class NodeServices:
     heartbeat: HeartbeatService
     watch: ParentWatch
     cascade: CascadeService
+    divisions: DivisionChangeService
     scoring: ScoringService
     results: ResultsService
     entry: EntryService
@@ -148,8 +150,9 @@ class FederationHandlers:
 
 
 def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
-                   transport: NatsLink | None = None) -> NodeServices:
-    """Every service of one node, wired; no I/O happens here."""
+                   transport: NatsLink | None = None, divisions_base: BaseSource | None = None) -> NodeServices:
+    """Every service of one node, wired; no I/O happens here. ``divisions_base``: the tree the node's
+    division lineage starts from (default: the newest division table on hand, nodes/divisions.py)."""
     me = Me(code=cfg.code, name=cfg.name, level=cfg.level, path=cfg.node_path, key=cfg.key, chain=cfg.chain,
             root=cfg.root, parent=cfg.parent.code if cfg.parent else None,
             children={c.code: c.name for c in cfg.children}, limits=cfg.limits)
@@ -159,7 +162,10 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     store.on_commit.append(ctx.wakeups.outbox.set)
     retry = RetryPolicy.from_limits(cfg.limits)
     heartbeat = HeartbeatService(ctx, late.announce)
-    cascade = CascadeService(ctx, heartbeat.trust_update)
+    known = [(cfg.code, cfg.name), *((p.code, p.name) for p in (cfg.parent,) if p is not None),
+             *((c.code, c.name) for c in cfg.children)]
+    divisions = DivisionChangeService(store, me, clock, divisions_base or table_base(me, known))
+    cascade = CascadeService(ctx, heartbeat.trust_update, divisions)
     watch = ParentWatch(ctx, cascade.take, RetryPolicy.from_limits(cfg.limits, attempts=cfg.limits.catch_up_attempts),
                         stream_live=lambda: late.consuming(f"casc-{me.code}"))
     scoring = ScoringService(ctx)
@@ -170,6 +176,7 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     publication = PublicationService(ctx, on_publish=[appeals.on_published])
     return NodeServices(
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
+        divisions=divisions,
         scoring=scoring, results=results, entry=entry,
         review=ReviewService(ctx, scoring), query=QueryService(ctx), read=ReadModels(ctx, watch, late, reports),
         reports=reports, audit=AuditService(ctx), metrics=NodeMetrics(ctx, reports=reports, transport=late),
@@ -188,7 +195,7 @@ def gateway_services(s: NodeServices) -> Services:
                     heartbeat=s.heartbeat, query=s.query, audit=s.audit, metrics=s.metrics,
                     accounts=s.accounts, intake=s.intake, publication=s.publication,
                     results_use=s.results_use, appeals=s.appeals, rectification=s.rectification,
-                    public_site=s.public_site, feedback=s.feedback)
+                    public_site=s.public_site, feedback=s.feedback, divisions=s.divisions)
 
 
 class NodeRuntime:

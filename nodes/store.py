@@ -29,6 +29,7 @@ from nodes.repositories.appeals import AppealRepository
 from nodes.repositories.assessments import AssessmentRepository
 from nodes.repositories.audit import AuditRepository
 from nodes.repositories.bundles import BundleRepository
+from nodes.repositories.division_changes import DivisionChangeRepository
 from nodes.repositories.feedback import FeedbackRepository
 from nodes.repositories.frameworks import FrameworkRepository
 from nodes.repositories.inbox import InboxRepository
@@ -265,6 +266,7 @@ class Tx:
         self.feedback = FeedbackRepository(conn)  # 绩效报告 (and what they read of appeals, rectification)
         self.appeals = AppealRepository(conn)
         self.rectification = RectificationRepository(conn)
+        self.division_changes = DivisionChangeRepository(conn)  # 区划调整: signed change lists held
 
     async def counts(self) -> dict[str, int]:
         return {"frameworks": await self.frameworks.count(), "results": await self.results.count(),

@@ -432,3 +432,21 @@ feedback_reports = Table(
     Column("generated_by", String(64), nullable=False),
     PrimaryKeyConstraint("cycle", "period", "unit", name="pk_feedback_reports"),
 )
+
+# 区划调整: every signed change list this node accepted (from its ancestors, or issued itself), exactly
+# as signed. ``position`` is the acceptance order, which the node replays at start: it is the order the
+# lists were judged in, so a restart judges them the same way.
+division_changes = Table(
+    "division_changes", metadata,
+    Column("position", Integer, primary_key=True, autoincrement=True),
+    Column("issuer", String(12), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("sender", String(128), nullable=False),  # who handed it over ("self" for a list this node issued)
+    Column("accepted_at", BigInteger, nullable=False),
+    # the base tree the lineage was replayed from when it was accepted (e.g. "nbs-2023"): a restart
+    # replays from the same one, even after a newer division table was loaded
+    Column("base", String(32), nullable=False),
+    UniqueConstraint("issuer", "seq", name="uq_division_change_seq"),
+)

@@ -43,6 +43,9 @@ MAX_UNITS = DEFAULT_LIMITS.units
 
 # on_accept(tx, framework, digest, upstream): upstream are the envelopes from the root down to it.
 Accepted = Callable[[TxT, Framework, str, list[bytes]], Awaitable[None]]
+# check(framework): the node's own rule on a verified framework (its units on the division tree in
+# force for the cycle); raises EnvelopeError to refuse it.
+Check = Callable[[Framework], None]
 
 
 def verify_cascade(me: Me, data: bytes, now: int) -> tuple[Framework, str, pb.CascadeMessage]:
@@ -96,7 +99,7 @@ def verify_framework_chain(data: bytes, root: Identity, now: int, state: TrustSt
 
 
 async def receive_cascade(store: ProtocolStore[TxT], me: Me, data: bytes, now: int, on_accept: Accepted[TxT],
-                          transport_subject: str | None = None, *, peer: str = "") -> Outcome:
+                          transport_subject: str | None = None, *, peer: str = "", check: Check | None = None) -> Outcome:
     """``peer``: who handed the message over without a NATS subject (the gRPC peer: for catch-up,
     the parent this node called). Refusals are recorded per sender (sync/refusals.py)."""
     problems: list[EnvelopeError] = []  # bad revocation lists: audited and skipped, the framework judged on its own
@@ -107,6 +110,8 @@ async def receive_cascade(store: ProtocolStore[TxT], me: Me, data: bytes, now: i
                                 code="cascade.wrong_subject")
         _revocations(me, data, now, problems)
         fw, fw_digest, msg = verify_cascade(me, data, now)
+        if check is not None:
+            check(fw)
     except (EnvelopeError, ArithmeticError) as exc:
         code = code_of(exc, "cascade.arithmetic")
         await _reject(store, me, (code, str(exc)), data, now, "", problems, sender, getattr(exc, "signer", ""))

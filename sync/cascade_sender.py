@@ -6,6 +6,8 @@ and marks the row sent only after JetStream acknowledges it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aggregator.framework import Framework
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.codec import encode_framework
@@ -16,17 +18,19 @@ from sync.ports import ProtocolTx
 
 
 async def issue_framework(tx: ProtocolTx, me: Me, fw: Framework, upstream: list[bytes], now: int, *,
-                          authored: bool = False, internal: bool = False) -> str:
+                          authored: bool = False, internal: bool = False, division_changes: Sequence[bytes] = ()) -> str:
     """Sign ``fw`` as ``me``; ``upstream`` are the framework envelopes it decomposes, root first.
 
     ``authored``: the office wrote it (rather than the node deriving it from the parent's).
     ``internal``: a framework for ``me``'s own departments (分类考评): stored signed, with the chain it
-    decomposes, under role ``internal``, and queued for no one (no node receives it)."""
+    decomposes, under role ``internal``, and queued for no one (no node receives it).
+    ``division_changes``: the signed change lists (区划调整) this node holds, carried down with it."""
     payload = encode_framework(fw)
     envelope = sign(PAYLOAD_FRAMEWORK, payload, me.key)
     fw_digest = digest(payload)
     cascade = pb.CascadeMessage(frameworks=[*upstream, envelope], certificate_chain=list(me.chain),
-                                revocations=[] if internal else me.trust.envelopes(me.path)).SerializeToString()
+                                revocations=[] if internal else me.trust.envelopes(me.path),
+                                division_changes=[] if internal else list(division_changes)).SerializeToString()
     if len(cascade) > me.limits.message_bytes:
         raise EnvelopeError(f"下发消息 {len(cascade)} 字节，超过上限 {me.limits.message_bytes} (cascade message too large)",
                             code="cascade.too_large")

@@ -178,3 +178,26 @@ async def test_stores_of_one_process_share_compiled_statements_and_keep_their_ow
         await other.close()
         if dbs is not None:
             await dbs.drop_all()
+
+
+async def test_division_change_lists_keep_their_bytes_and_acceptance_order(store: Store) -> None:
+    """区划调整: a list is kept exactly as signed with its issuer, number and sender, and read back in
+    the order it was accepted (a province's list taken after a city's stays after it), not by issuer;
+    a second list under one (issuer, seq) is refused by the store itself."""
+    async with store.tx() as tx:
+        await tx.division_changes.put(issuer="5118", seq=1, digest="a" * 64, envelope=b"\x00city\xff",
+                                      sender="nats:casc.51.5118", now=5, base="nbs-2023")
+        await tx.division_changes.put(issuer="51", seq=1, digest="b" * 64, envelope=b"prov", sender="grpc:5118", now=6,
+                                      base="nbs-2023")
+    with pytest.raises(IntegrityError):
+        async with store.tx() as tx:
+            await tx.division_changes.put(issuer="51", seq=1, digest="c" * 64, envelope=b"other", sender="x", now=7,
+                                          base="nbs-2023")
+    async with store.read() as r:
+        held = await r.division_changes.all()
+        assert [(h.issuer, h.seq, h.envelope, h.sender, h.accepted_at) for h in held] == [
+            ("5118", 1, b"\x00city\xff", "nats:casc.51.5118", 5), ("51", 1, b"prov", "grpc:5118", 6)]
+        assert held[0].position < held[1].position and held[0].base == "nbs-2023"
+        assert await r.division_changes.last_seq("51") == 1 and await r.division_changes.last_seq("5107") == 0
+        got = await r.division_changes.get("5118", 1)
+        assert got is not None and got.digest == "a" * 64 and await r.division_changes.get("5118", 2) is None

@@ -6,21 +6,34 @@ catch-up with the frameworks addressed to it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from aggregator.errors import AppraisalError, BadInput, Conflict
 from aggregator.framework import Framework, Unit, check_links, derive_child_framework
 from nodes.framework_file import load_document, load_framework, pin_to_parent
 from nodes.services.context import NodeContext, framework_of
 from nodes.store import Tx
-from sync.cascade_receiver import receive_cascade
+from sync.cascade_receiver import parse_cascade, receive_cascade
 from sync.cascade_sender import issue_framework
 from sync.codec import cascade_envelopes
 from sync.envelope import EnvelopeError, code_of
 from sync.framework_checks import check_issued
+from sync.identity import Outcome
+from sync.refusals import sender_of
 
 TrustUpdate = Callable[[], Awaitable[bytes]]
+
+
+class DivisionLists(Protocol):
+    """What the cascade needs of the node's division change lists (nodes/services/divisions.py)."""
+
+    async def load(self) -> None: ...
+    async def take(self, envelopes: Sequence[bytes], chain: Sequence[bytes], sender: str) -> list[Outcome]: ...
+    def check_units(self, cycle: str, units: Sequence[str]) -> None: ...
+    def envelopes(self) -> list[bytes]: ...
+    def message(self, envelopes: Sequence[bytes]) -> bytes: ...
 
 
 def _class_of(path: Path) -> str:
@@ -34,9 +47,10 @@ def _class_of(path: Path) -> str:
 
 
 class CascadeService:
-    def __init__(self, ctx: NodeContext, trust_update: TrustUpdate) -> None:
+    def __init__(self, ctx: NodeContext, trust_update: TrustUpdate, divisions: DivisionLists) -> None:
         self.ctx = ctx
         self.trust_update = trust_update
+        self.divisions = divisions
 
     def _units(self) -> tuple[Unit, ...]:
         return tuple(Unit(c.code, c.name, self.ctx.cfg.child_class) for c in self.ctx.cfg.children)
@@ -48,11 +62,30 @@ class CascadeService:
         return [await self.take(subject, data) for subject, data in msgs]
 
     async def take(self, subject: str | None, data: bytes) -> bool:
-        """One cascade message (``subject`` None: it came over gRPC); False: deliver it again later."""
-        outcome = await receive_cascade(self.ctx.store, self.ctx.me, data, self.ctx.clock(), self._after_framework,
-                                        subject, peer=self.ctx.me.parent or "")  # over gRPC only from the parent called
+        """One cascade message (``subject`` None: it came over gRPC); False: deliver it again later.
+        The division change lists it carries are judged first, each on its own: the framework may name
+        a unit that only a list it carries puts on the tree. A message of lists alone ends there."""
+        me = self.ctx.me
+        peer = me.parent or ""  # over gRPC only from the parent called
+        await self.divisions.load()
+        if subject is None or subject == me.parent_cascade_subject():
+            try:
+                msg = parse_cascade(data)
+            except EnvelopeError:
+                msg = None  # receive_cascade says so, and audits it
+            if msg is not None and msg.division_changes:
+                for outcome in await self.divisions.take(list(msg.division_changes), list(msg.certificate_chain),
+                                                         sender_of(subject, peer)):
+                    self.ctx.log_outcome("division changes", outcome)
+                if not msg.frameworks:
+                    return True
+        outcome = await receive_cascade(self.ctx.store, me, data, self.ctx.clock(), self._after_framework,
+                                        subject, peer=peer, check=self._on_tree)
         self.ctx.log_outcome("framework", outcome)
         return not outcome.retry
+
+    def _on_tree(self, fw: Framework) -> None:
+        self.divisions.check_units(fw.cycle, [u.code for u in fw.units])
 
     async def _after_framework(self, tx: Tx, fw: Framework, fw_digest: str, upstream: list[bytes]) -> None:
         ctx = self.ctx
@@ -70,6 +103,7 @@ class CascadeService:
                                    "problems": [str(p) for p in problems[:20]]}, now)
             return
         try:
+            self.divisions.check_units(fw.cycle, [u.code for u in self._units()])
             child = derive_child_framework(
                 fw, fw_digest, ctx.me.name, ctx.me.code, self._units(), unit_class=child_class,
                 issued_at=now, expires_at=fw.expires_at, version=(latest.version + 1) if latest is not None else 1,
@@ -84,7 +118,7 @@ class CascadeService:
                                    "version": fw.version, "issuer": fw.issuer}, now)
             ctx.wakeups.report.set()
             return
-        await issue_framework(tx, ctx.me, child, upstream, now)
+        await issue_framework(tx, ctx.me, child, upstream, now, division_changes=self.divisions.envelopes())
 
     async def publish_file(self, path: Path, label: str | None = None, actor: str = "admin") -> str:
         """Publish a framework file for this node's children: the province's starting move, or an
@@ -99,6 +133,9 @@ class CascadeService:
         if fw.issuer != ctx.me.code:
             raise BadInput(f"{shown}: issuer 为 {fw.issuer}，本节点是 {ctx.me.code} (a node publishes only its own frameworks)",
                            code="framework.not_own")
+        if not departments:
+            await self.divisions.load()
+            self.divisions.check_units(fw.cycle, [u.code for u in fw.units])
         allowed = {u.code for u in departments} if departments else set(ctx.me.children)
         unknown = [u.code for u in fw.units if u.code not in allowed]
         if unknown:
@@ -134,7 +171,8 @@ class CascadeService:
                 except EnvelopeError as exc:
                     raise BadInput(f"{shown}: 下级将拒收此指标体系 (the children would refuse it): {exc}",
                                    code="framework.children_would_refuse") from None
-                digest = await issue_framework(tx, ctx.me, fw, upstream, ctx.clock(), authored=True)
+                digest = await issue_framework(tx, ctx.me, fw, upstream, ctx.clock(), authored=True,
+                                               division_changes=self.divisions.envelopes())
             await tx.audit.append(actor, "framework.publish", digest,
                                   {"cycle": fw.cycle, "class": fw.unit_class, "version": fw.version, "file": shown},
                                   ctx.clock())
@@ -148,4 +186,8 @@ class CascadeService:
         async with self.ctx.store.read() as r:
             rows = await r.frameworks.list(role="issued", cycle=cycle or None)
         messages = [row.cascade for row in rows if requester in {u.code for u in framework_of(row).units}]
+        await self.divisions.load()
+        held = self.divisions.envelopes()
+        if held:  # a child that was away gets every list, before the frameworks that may name their units
+            messages.insert(0, self.divisions.message(held))
         return messages, await self.trust_update()

@@ -741,6 +741,7 @@ class CascadeMessage(_message.Message):
     FRAMEWORKS_FIELD_NUMBER: _builtins.int
     CERTIFICATE_CHAIN_FIELD_NUMBER: _builtins.int
     REVOCATIONS_FIELD_NUMBER: _builtins.int
+    DIVISION_CHANGES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def frameworks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     @_builtins.property
@@ -751,16 +752,23 @@ class CascadeMessage(_message.Message):
     def revocations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """Envelope(RevocationList) of issuers on the chain"""
 
+    @_builtins.property
+    def division_changes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Envelope(DivisionChangeList) of issuers on the path (区划调整), each judged on its own; a message
+        with no frameworks carries lists only (a new list, or catch-up)
+        """
+
     def __init__(
         self,
         *,
         frameworks: _abc.Iterable[_builtins.bytes] | None = ...,
         certificate_chain: _abc.Iterable[_builtins.bytes] | None = ...,
         revocations: _abc.Iterable[_builtins.bytes] | None = ...,
+        division_changes: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_chain", b"certificate_chain", "frameworks", b"frameworks", "revocations", b"revocations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_chain", b"certificate_chain", "division_changes", b"division_changes", "frameworks", b"frameworks", "revocations", b"revocations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
