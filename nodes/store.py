@@ -215,10 +215,14 @@ class Store:
         _adopt_shared(engine)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        if fresh_schema and engine.dialect.name == "sqlite":
-            await _new_sqlite_schema(engine)
-        async with _migrations(), engine.begin() as conn:
-            await conn.run_sync(_upgrade, fresh_schema)
+        try:
+            if fresh_schema and engine.dialect.name == "sqlite":
+                await _new_sqlite_schema(engine)
+            async with _migrations(), engine.begin() as conn:
+                await conn.run_sync(_upgrade, fresh_schema)
+        except BaseException:
+            await engine.dispose()  # a store that failed to open leaves no pooled connection behind
+            raise
         _offer_shared(engine)
         return cls(engine)
 
