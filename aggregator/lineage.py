@@ -332,15 +332,20 @@ class Lineage:
     # -------------------------------------------------------------- carrying values
 
     def carry(self, values: Mapping[str, Mapping[str, Decimal]], at: date, to: date, kinds: Mapping[str, str],
-              weights: Mapping[str, str] | None = None) -> dict[str, dict[str, Decimal]]:
+              weights: Mapping[str, str] | None = None, *,
+              unweighted: str = "raise") -> dict[str, dict[str, Decimal]]:
         """Map per-unit values keyed by the codes in force on ``at`` onto the tree in force on ``to``.
 
         ``kinds`` says for every indicator whether it is ``additive`` (summed on a merge, apportioned on
         a split) or ``intensive`` (a rate: weighted mean on a merge, unchanged on a split); ``weights``
         names, for an intensive indicator, the additive indicator that weighs it (常住人口 for a per-capita
         figure). A carried unit lacks an indicator when any of the units it comes from lacked it: a
-        partial sum would pass for a fall."""
+        partial sum would pass for a fall. ``unweighted``: what a merge does with an intensive
+        indicator that has no weight: ``raise`` (``division.missing_weight``) or ``drop`` (the merged
+        unit lacks it, and whoever needs it enters it: nothing is guessed)."""
         weights = dict(weights or {})
+        if unweighted not in ("raise", "drop"):
+            raise ValueError(f"unweighted must be raise or drop, not {unweighted!r}")
         if to < at:
             raise DivisionChangeError(f"只能向后映射：{at} → {to} (values are carried forward in time only)",
                                       code="division.carry_backwards")
@@ -365,9 +370,26 @@ class Lineage:
             ctx.prec = 60  # shares times values stay exact for the bounded inputs of aggregator.numbers
             for step in self._steps:
                 if at < step.effective <= to:
-                    self._carry_step(step, cur, kinds, weights)
+                    self._carry_step(step, cur, kinds, weights, unweighted == "drop")
         end = self.tree_at(to)
         return {u.code: cur[u.uid] for u in end.units.values() if u.uid in cur}
+
+    def origins(self, at: date, to: date) -> dict[str, tuple[str, ...]]:
+        """For every unit in force on ``to``, the codes in force on ``at`` its values come from (itself
+        under its old code after a rename, recode or move; the merged units; the unit a part was split
+        from): what a carried value names as its source. Units with no origin on ``at`` are left out."""
+        if to < at:
+            raise DivisionChangeError(f"只能向后映射：{at} → {to} (values are carried forward in time only)",
+                                      code="division.carry_backwards")
+        cur: dict[str, set[str]] = {u.uid: {u.code} for u in self.tree_at(at).units.values()}
+        for step in self._steps:
+            if at < step.effective <= to:
+                found = [cur.pop(u) for u in step.sources if u in cur]
+                if found:
+                    for uid, _part in step.targets:
+                        cur[uid] = set().union(*found)
+        end = self.tree_at(to)
+        return {u.code: tuple(sorted(cur[u.uid])) for u in end.units.values() if u.uid in cur}
 
     def carry_cycle(self, values: Mapping[str, Mapping[str, Decimal]], previous_end: date, cycle_end: date,
                     kinds: Mapping[str, str], weights: Mapping[str, str] | None = None) -> dict[str, dict[str, Decimal]]:
@@ -376,7 +398,7 @@ class Lineage:
 
     @staticmethod
     def _carry_step(step: _Step, cur: dict[str, dict[str, Decimal]], kinds: Mapping[str, str],
-                    weights: Mapping[str, str]) -> None:
+                    weights: Mapping[str, str], drop_unweighted: bool = False) -> None:
         if step.kind == "merge":
             rows = [cur.get(u) for u in step.sources]
             target = step.targets[0][0]
@@ -392,6 +414,8 @@ class Lineage:
                     out[ind] = sum((r[ind] for r in present), Decimal(0))
                     continue
                 w = weights.get(ind, "")
+                if not w and drop_unweighted:
+                    continue
                 if not w:
                     raise DivisionChangeError(f"强度指标 {ind[:40]} 在合并时需要权重指标 (an intensive indicator needs a "
                                               "weight when units merge: name one in weights)", code="division.missing_weight")

@@ -200,8 +200,10 @@ def growth(ind: Indicator, unit: str, inputs: UnitInputs, peers: Peers, as_of: d
     if goal <= 0:
         raise BadInput(f"指标 {ind.code}: target_growth 应为正数 (must be positive)", code="method.bad_growth")
     f, capped = _clamp(change / goal, ZERO, ind.cap)
-    return Earned(f, {"value": to_text(x), "previous": to_text(prev), "change": to_text(change),
-                      "target_growth": to_text(goal)}, capped)
+    detail = {"value": to_text(x), "previous": to_text(prev), "change": to_text(change), "target_growth": to_text(goal)}
+    if ind.code in inputs.previous_from:  # carried across 区划调整 from the units it names
+        detail["previous_from"] = inputs.previous_from[ind.code]
+    return Earned(f, detail, capped)
 
 
 def versus_peers(ind: Indicator, unit: str, inputs: UnitInputs, peers: Peers, as_of: date) -> Earned:

@@ -119,7 +119,10 @@ def normalise(body: Mapping[str, Any], most: int = MAX_ITEMS) -> dict[str, Any]:
 
 
 def merge(old: str | None, new: Mapping[str, Any]) -> str:
-    """Each kind entered replaces that kind; the others stay."""
+    """Each kind entered replaces that kind; the others stay. Entering ``previous`` replaces the
+    carried bases too (nodes/services/baseline.py carries again what it then lacks)."""
     doc = json.loads(old) if old else {}
+    if "previous" in new:
+        doc.pop("carried", None)
     doc.update(new)
     return json.dumps(doc, ensure_ascii=False, sort_keys=True)

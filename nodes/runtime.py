@@ -28,6 +28,7 @@ from nodes.natsconf import inbox_prefix
 from nodes.services.accounts import AccountService
 from nodes.services.appeals import AppealService
 from nodes.services.audit_log import AuditService
+from nodes.services.baseline import GrowthBaseline
 from nodes.services.cascade import CascadeService
 from nodes.services.context import Health, NodeContext, Tasks, Wakeups
 from nodes.services.divisions import BaseSource, DivisionChangeService, table_base
@@ -168,7 +169,7 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     cascade = CascadeService(ctx, heartbeat.trust_update, divisions)
     watch = ParentWatch(ctx, cascade.take, RetryPolicy.from_limits(cfg.limits, attempts=cfg.limits.catch_up_attempts),
                         stream_live=lambda: late.consuming(f"casc-{me.code}"))
-    scoring = ScoringService(ctx)
+    scoring = ScoringService(ctx, GrowthBaseline(me.code, divisions))
     results = ResultsService(ctx, scoring)
     reports = ReportService(ctx, behind=results.pull)
     entry = EntryService(ctx, scoring)

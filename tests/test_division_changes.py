@@ -36,8 +36,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aggregator.baseline import Carried, growth_baseline
 from aggregator.errors import NotFound
-from aggregator.framework import Indicator
+from aggregator.framework import Framework, Indicator
+from aggregator.framework import Unit as FUnit
 from aggregator.inputs import UnitInputs
 from aggregator.lineage import (
     DivisionChange,
@@ -241,6 +243,56 @@ def test_a_city_merged_into_another_laiwu_into_jinan() -> None:
 
 
 # ------------------------------------------------------------------ splits
+
+def test_origins_and_an_unweighted_rate_on_a_merge() -> None:
+    """What a carried value names as its sources: both 乡 for 思经镇, the unit split from for each part,
+    the unit itself under its old code after a recode. A rate with no weight is not averaged on a
+    merge: ``unweighted="drop"`` leaves it out (the office enters it), the default refuses."""
+    lin = Lineage(SICHUAN, BASE_DAY, [
+        Split(effective=date(2015, 1, 1), issuer="5118", unit="511802", parts=(
+            Part(code="511802", name="雨城区", share=D("0.6")), Part(code="511804", name="新区", share=D("0.4")))),
+        Merge(effective=date(2020, 1, 1), issuer="511825", units=("511825201", "511825202"), code="511825102",
+              name="思经镇"),
+        Recode(effective=date(2020, 6, 1), issuer="5101", unit="510132", code="510118", name="新津区"),
+    ])
+    origins = lin.origins(date(2014, 12, 31), date(2020, 12, 31))
+    assert origins["511825102"] == ("511825201", "511825202")
+    assert origins["511802"] == origins["511804"] == ("511802",) and origins["510118"] == ("510132",)
+    assert lin.origins(date(2019, 12, 31), date(2019, 12, 31))["511825201"] == ("511825201",)
+    with pytest.raises(DivisionChangeError) as backwards:
+        lin.origins(date(2020, 12, 31), date(2019, 12, 31))
+    assert backwards.value.code == "division.carry_backwards"
+    v2019 = {"511825201": {"gdp": D(40), "rate": D("0.5")}, "511825202": {"gdp": D(60), "rate": D("0.9")}}
+    kinds = {"gdp": "additive", "rate": "intensive"}
+    out = lin.carry(v2019, date(2019, 12, 31), date(2020, 12, 31), kinds, unweighted="drop")
+    assert out["511825102"] == {"gdp": D(100)}
+    with pytest.raises(DivisionChangeError) as refused:
+        lin.carry(v2019, date(2019, 12, 31), date(2020, 12, 31), kinds)
+    assert refused.value.code == "division.missing_weight"
+
+
+def test_growth_baseline_takes_each_indicators_kind_from_its_roll_up() -> None:
+    """aggregator/baseline.py: a ``sum`` indicator is summed over a merge, a ``weighted_mean:W`` one is
+    weighted by W, a ``mean`` one is left for the office; without a lineage a unit keeps its own."""
+    lin = Lineage(SICHUAN, BASE_DAY, [Merge(effective=date(2020, 1, 1), issuer="511825",
+                                            units=("511825201", "511825202"), code="511825102", name="思经镇")])
+    growth = {"method": "growth", "params": {"target_growth": "0.1"}, "leaf": True}
+    fw = Framework(issuer="511825", issuer_name="天全县", cycle="2020", unit_class="乡镇", version=1, title="", issued_at=0,
+                   expires_at=1, units=(FUnit("511825102", "思经镇"), FUnit("511825100", "城厢镇")), indicators=(
+                       Indicator("G", "地区生产总值", D(40), **growth),  # type: ignore[arg-type]
+                       Indicator("I", "人均收入", D(30), rollup="weighted_mean:P", **growth),  # type: ignore[arg-type]
+                       Indicator("M", "平均得分", D(20), rollup="mean", **growth),  # type: ignore[arg-type]
+                       Indicator("P", "常住人口", D(10), leaf=True, target=D(1))))
+    prev = {"511825201": {"G": D(40), "I": D(10000), "M": D(80), "P": D(2)},
+            "511825202": {"G": D(60), "I": D(20000), "M": D(90), "P": D(3)},
+            "511825100": {"G": D(200), "I": D(30000), "M": D(70), "P": D(10)}, "999999999": {"G": D(1)}}
+    base = growth_baseline(fw, "2019-Y", prev, lin)
+    assert {k: v.value for k, v in base["511825102"].items()} == {"G": D(100), "I": D(16000)}
+    assert base["511825102"]["G"].sources == ("511825201", "511825202") and base["511825102"]["G"].period == "2019-Y"
+    assert {k: v.value for k, v in base["511825100"].items()} == {"G": D(200), "I": D(30000), "M": D(70)}
+    same = growth_baseline(replace(fw, cycle="2019"), "2018-Y", prev, None)
+    assert same["511825100"]["M"] == Carried(D(70), "2018-Y", ("511825100",)) and "511825102" not in same
+
 
 def test_split_apportions_by_shares_per_indicator() -> None:
     """A split (synthetic: 雨城区 into two, by population, GDP by its own shares): values apportioned,
@@ -539,6 +591,8 @@ def test_additive_totals_survive_any_valid_history(changes: list[DivisionChange]
     for ind in ADD:
         assert sum(v[ind] for v in out.values()) == sum(v[ind] for v in values.values())
     assert set(out) == set(lin.tree_at(end).units)  # every unit in force has its carried values
+    origins = lin.origins(BASE_DAY, end)  # and names where they come from: every base unit, somewhere
+    assert set(origins) == set(out) and set().union(*origins.values()) == set(values)
     for day in {BASE_DAY, end, *(c.effective for c in changes), *(c.effective - timedelta(days=1) for c in changes)}:
         tree = lin.tree_at(day)
         uids = [u.uid for u in tree.units.values()]

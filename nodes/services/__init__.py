@@ -9,6 +9,7 @@ root (``nodes/runtime.py``) and none imports the gateway or the runtime.
 | ``cascade`` | frameworks: receive and derive (down the cascade), publish an office's own |
 | ``results`` | children's bundles over NATS and gRPC, gap repair, our bundles for the parent |
 | ``scoring`` | score, rank, grade, roll up, and report upwards when complete |
+| ``baseline`` | growth's 上年数值: last cycle's values carried onto this cycle's tree (区划调整), in the assessment documents |
 | ``entry`` | values and assessments entered at this node |
 | ``review`` | 审核: approve or return a child's bundle held for review |
 | ``query`` | the federated drill-down (gRPC Query) |

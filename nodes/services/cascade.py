@@ -12,6 +12,7 @@ from typing import Protocol
 
 from aggregator.errors import AppraisalError, BadInput, Conflict
 from aggregator.framework import Framework, Unit, check_links, derive_child_framework
+from aggregator.lineage import Tree
 from nodes.framework_file import load_document, load_framework, pin_to_parent
 from nodes.services.context import NodeContext, framework_of
 from nodes.store import Tx
@@ -32,6 +33,7 @@ class DivisionLists(Protocol):
     async def load(self) -> None: ...
     async def take(self, envelopes: Sequence[bytes], chain: Sequence[bytes], sender: str) -> list[Outcome]: ...
     def check_units(self, cycle: str, units: Sequence[str]) -> None: ...
+    def cycle_tree(self, cycle: str) -> Tree | None: ...
     def envelopes(self) -> list[bytes]: ...
     def message(self, envelopes: Sequence[bytes]) -> bytes: ...
 
@@ -54,6 +56,18 @@ class CascadeService:
 
     def _units(self) -> tuple[Unit, ...]:
         return tuple(Unit(c.code, c.name, self.ctx.cfg.child_class) for c in self.ctx.cfg.children)
+
+    def _units_of_cycle(self, cycle: str) -> tuple[tuple[Unit, ...], list[str]]:
+        """The configured children on the tree in force for ``cycle``, under their names of that time,
+        and the configured children it does not hold (a 乡 merged away, a county moved to another city):
+        a derived framework names only units that exist when the cycle is judged. Without lists held
+        the configured children stand."""
+        tree = self.divisions.cycle_tree(cycle)
+        if tree is None:
+            return self._units(), []
+        cls = self.ctx.cfg.child_class
+        on = tuple(Unit(c.code, tree.units[c.code].name, cls) for c in self.ctx.cfg.children if c.code in tree.units)
+        return on, [c.code for c in self.ctx.cfg.children if c.code not in tree.units]
 
     def _department_units(self, unit_class: str) -> tuple[Unit, ...]:
         return tuple(Unit(d.code, d.name, d.unit_class) for d in self.ctx.cfg.departments if d.unit_class == unit_class)
@@ -102,10 +116,15 @@ class CascadeService:
                                   {"parent": fw_digest, "parent_version": fw.version, "still_fits": not problems,
                                    "problems": [str(p) for p in problems[:20]]}, now)
             return
+        units, off_tree = self._units_of_cycle(fw.cycle)
+        if off_tree:  # said where the office sees it: those children get no framework for this cycle
+            await tx.audit.append(ctx.me.code, "derive.off_tree", fw_digest,
+                                  {"cycle": fw.cycle, "units": off_tree, "version": fw.version}, now)
+        if not units:
+            return
         try:
-            self.divisions.check_units(fw.cycle, [u.code for u in self._units()])
             child = derive_child_framework(
-                fw, fw_digest, ctx.me.name, ctx.me.code, self._units(), unit_class=child_class,
+                fw, fw_digest, ctx.me.name, ctx.me.code, units, unit_class=child_class,
                 issued_at=now, expires_at=fw.expires_at, version=(latest.version + 1) if latest is not None else 1,
             )
             # Exactly the checks the children will make on receiving it: never issue what they refuse.

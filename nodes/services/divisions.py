@@ -178,6 +178,14 @@ class DivisionChangeService:
         lineage = self.lineage()
         return lineage.tree_at(day) if lineage is not None else None
 
+    def cycle_tree(self, cycle: str) -> Tree | None:
+        """The tree ``cycle`` is appraised over (its last day's); None while no list is held."""
+        lineage = self.lineage()
+        if lineage is None:
+            return None
+        start, end = cycle_bounds(cycle)
+        return lineage.tree_for_cycle(start, end)
+
     def check_units(self, cycle: str, units: Sequence[str]) -> None:
         """Every unit a framework for ``cycle`` names must be on the tree in force for that cycle (the
         tree on its last day, docs/parts/changes.md "The cycle rule"). Without lists held the

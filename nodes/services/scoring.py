@@ -17,6 +17,7 @@ from aggregator.inputs import to_inputs
 from aggregator.numbers import parse_decimal, to_text
 from aggregator.rollup import RollupIncompleteError, roll_up
 from aggregator.scoring import appraise
+from nodes.services.baseline import GrowthBaseline
 from nodes.services.context import NodeContext, framework_of
 from nodes.store import Tx
 from sync.codec import bundle_from_message
@@ -26,8 +27,9 @@ log = logging.getLogger("fedappraisal.scoring")
 
 
 class ScoringService:
-    def __init__(self, ctx: NodeContext) -> None:
+    def __init__(self, ctx: NodeContext, baseline: GrowthBaseline | None = None) -> None:
         self.ctx = ctx
+        self.baseline = baseline
 
     async def recompute(self, tx: Tx, cycle: str, period: str, fw_digest: str, *, cause: str,
                         actor: str = "") -> None:
@@ -41,6 +43,8 @@ class ScoringService:
         raw = await tx.results.values(cycle, period, fw_digest, nodes=[u.code for u in fw.units])
         values = {unit: {k: parse_decimal(v, k) for k, v in vals.items()} for unit, vals in raw.items()}
         recorded = await tx.assessments.for_period(cycle, period)
+        if self.baseline is not None:  # growth's 上年数值, carried across 区划调整 where the office gave none
+            recorded = await self.baseline.refresh(tx, fw, row, period, recorded, now)
         inputs = {u.code: to_inputs(values.get(u.code, {}), recorded.get(u.code)) for u in fw.units}
         try:
             # The period decides the targets (an interim one is scored against its interim targets) and
