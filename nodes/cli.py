@@ -763,13 +763,13 @@ def demo(
                 console.print(f"[red]演示失败 (demo failed):[/] {why}")
                 d.summary.problems.append(why.splitlines()[0])
                 return 1
-            if check:
-                return 0 if d.summary.ok else 1
             prov = d.fed.province
             console.print(f"\n[bold]省级网关 (province gateway):[/] {prov.url}/")
             console.print(f"OpenAPI: {prov.url}/schema/openapi.json · 数据目录 (data): {workdir}")
             console.print(f"管理令牌 (admin tokens, 0600): {d.fed.node_dir(prov.code) / 'admin.token'} "
                           f"(各节点: {workdir}/nodes/<code>/admin.token)")
+            if check:
+                return 0 if d.summary.ok else 1
             if not topology:
                 console.print("整省真实区划、节点主机 (the whole province on node hosts): "
                               "./dev demo --topology 51 [--nodes 146]")
