@@ -249,6 +249,22 @@ class Entry:
     name: str
 
 
+@dataclass(frozen=True)
+class Story:
+    """One unit's 沿革 (``Lineage.story``): its codes and names with their dates, when it ended, and the
+    links to the units it came from and became, each with that unit's code and name of the time."""
+
+    uid: str
+    entries: tuple[Entry, ...]
+    ended: date | None
+    came_from: tuple[tuple[Link, Entry], ...]
+    became: tuple[tuple[Link, Entry], ...]
+
+    def former(self, code: str) -> list[Entry]:
+        """The unit's entries under codes other than ``code`` (新津县 510132 for 新津区 510118)."""
+        return [e for e in self.entries if e.code != code]
+
+
 # ------------------------------------------------------------------ the lineage
 
 class Lineage:
@@ -328,6 +344,25 @@ class Lineage:
     def successors(self, uid: str) -> list[Link]:
         self._hist(uid)
         return [link for link in self._links if link.source == uid]
+
+    def story(self, code: str, on: date) -> Story:
+        """沿革 of the unit holding ``code`` on ``on``: every code and name it had, when it ended, the
+        units it came from (merged into it or split from) and what it became, each under its code and
+        name of the time: what a unit's page shows beside its results of earlier years."""
+        uid = self.uid_at(code, on)
+        came = [(link, self._entry_before(link.source, link.effective)) for link in self.predecessors(uid)]
+        went = [(link, self._entry_on(link.target, link.effective)) for link in self.successors(uid)]
+        return Story(uid, tuple(self.history(uid)), self.ended(uid),
+                     tuple((lk, e) for lk, e in came if lk.source != uid),
+                     tuple((lk, e) for lk, e in went if lk.target != uid))
+
+    def _entry_before(self, uid: str, day: date) -> Entry:
+        entries = [e for e in self.history(uid) if e.since < day]
+        return entries[-1] if entries else self.history(uid)[0]
+
+    def _entry_on(self, uid: str, day: date) -> Entry:
+        entries = [e for e in self.history(uid) if e.since <= day]
+        return entries[-1] if entries else self.history(uid)[0]
 
     # -------------------------------------------------------------- carrying values
 

@@ -22,6 +22,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Template
 
 from aggregator.errors import NotFound
+from aggregator.lineage import Story
 from aggregator.numbers import to_text
 from gateway.controllers.intake import cst_date
 from gateway.pages import page_now
@@ -30,6 +31,7 @@ from gateway.problems import documented
 from gateway.schemas import PublicPublication, PublicPublicationSummary
 from nodes import public_data
 from nodes.services.context import NodeContext
+from nodes.services.divisions import DivisionChangeService
 from nodes.services.public_site import PublicSite, Shown, Snapshot, current_path
 from nodes.services.rectification import RectificationService
 from sync.publication import FINAL
@@ -71,6 +73,20 @@ def _rows(s: Shown, limit: int | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def _story_view(story: Story, snap: Snapshot) -> dict[str, Any]:
+    """沿革 for the page: the codes and names the unit had, and the units it came from and became, each
+    linked to its own page where this site shows results for it."""
+    def unit(code: str, name: str) -> dict[str, str]:
+        return {"code": code, "name": name, "href": f"/public/units/{quote(code)}" if snap.unit(code) else ""}
+
+    return {"entries": [{"since": e.since.isoformat(), **unit(e.code, e.name)} for e in story.entries],
+            "ended": story.ended.isoformat() if story.ended else "",
+            "came_from": [{"on": lk.effective.isoformat(), "kind": lk.kind, "share": to_text(lk.share),
+                           **unit(e.code, e.name)} for lk, e in story.came_from],
+            "became": [{"on": lk.effective.isoformat(), "kind": lk.kind, "share": to_text(lk.share),
+                        **unit(e.code, e.name)} for lk, e in story.became]}
+
+
 def _page(request: Request[Any, Any, Any], node: NodeContext, template: str, snap: Snapshot, status: int = 200,
           **context: Any) -> Template:
     return page_now(request, template, node, status, verify_key=snap.root_key_hex, **context)
@@ -110,15 +126,23 @@ class PublicController(Controller):
     @get("/public/units/{code:str}", cache=PAGE_SECONDS)
     async def unit(self, request: Request[Any, Any, Any], node_context: NamedDependency[NodeContext],
                    public_site: NamedDependency[PublicSite], rectification: NamedDependency[RectificationService],
-                   code: UnitPath) -> Template:
+                   divisions: NamedDependency[DivisionChangeService], code: UnitPath) -> Template:
         snap = await public_site.snapshot()
         rows = snap.unit(code)
         if not rows:
             raise NotFound(f"没有单位 {code} 的公布结果 (no published result for unit {code})", code="public.no_unit")
+        await divisions.load()
+        story = divisions.story(code, rows[-1].shown.doc.cycle)
+        # 区划调整: the same unit's results under its former codes belong to its history, each shown
+        # under the code and name it had then (新津县 510132's 2019 beside 新津区 510118's 2020).
+        former = {e.code for e in story.former(code)} if story is not None else set()
+        rows = sorted([*rows, *(r for old in sorted(former) for r in snap.unit(old))],
+                      key=lambda r: (r.shown.doc.cycle, r.shown.doc.period, r.shown.doc.published_at))
         history = [{**_pub_view(r.shown), "rank": r.figure.rank, "score": to_text(r.figure.score),
                     "grade": r.figure.grade, "assessed": public_data.assessed(r.figure),
-                    "of": len(r.shown.doc.units)} for r in rows]
-        latest = rows[-1]
+                    "of": len(r.shown.doc.units), "as_then": "" if r.figure.unit == code else
+                    f"{r.figure.name}（{r.figure.unit}）"} for r in rows if r.figure.unit == code or r.figure.unit in former]
+        latest = next(r for r in reversed(rows) if r.figure.unit == code)
         groups = [g.__dict__ for g in public_data.groups(latest.shown.framework, latest.figure)]
         names = public_data.indicator_names(latest.shown.framework)
         values = [{"indicator": v.indicator, "name": names.get(v.indicator, ""), "value": to_text(v.value),
@@ -130,7 +154,9 @@ class PublicController(Controller):
                     for c in await rectification.answered(cycle, code)]
         return _page(request, node_context, "public_unit.html.j2", snap, code=code, name=latest.figure.name,
                      history=history, comments=comments, comment_href=f"/public/comment/{quote(code)}",
-                     latest={**history[-1], "groups": groups, "values": values},
+                     story=_story_view(story, snap) if story is not None else None,
+                     latest={**next(h for h in reversed(history) if not h["as_then"]), "groups": groups,
+                             "values": values},
                      trend_chart={"title": "", "labels": [f"{h['cycle']} {h['period']}" for h in trend],
                                   "scores": [h["score"] for h in trend], "ranks": [h["rank"] for h in trend],
                                   "of": max((h["of"] for h in trend), default=1)},

@@ -29,7 +29,7 @@ from datetime import date
 from typing import Protocol
 
 from aggregator.errors import AppraisalError
-from aggregator.lineage import DivisionChange, Lineage, Tree, cycle_bounds
+from aggregator.lineage import DivisionChange, DivisionChangeError, Lineage, Story, Tree, cycle_bounds
 from nodes.repositories.division_changes import DivisionChangeRecord
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.division_changes import (
@@ -177,6 +177,20 @@ class DivisionChangeService:
         """The tree in force on ``day``; None while no list is held (the configured tree stands)."""
         lineage = self.lineage()
         return lineage.tree_at(day) if lineage is not None else None
+
+    def story(self, code: str, cycle: str) -> Story | None:
+        """沿革 of the unit that held ``code`` at the end of ``cycle``, when a list held changed it
+        (renamed, recoded, moved, merged, split or created); None otherwise."""
+        lineage = self.lineage()
+        if lineage is None:
+            return None
+        try:
+            told = lineage.story(code, cycle_bounds(cycle)[1])
+        except DivisionChangeError:
+            return None  # before the base tree, or a code the lineage never held
+        if len(told.entries) < 2 and told.ended is None and not told.came_from and not told.became:
+            return None
+        return told
 
     def cycle_tree(self, cycle: str) -> Tree | None:
         """The tree ``cycle`` is appraised over (its last day's); None while no list is held."""
