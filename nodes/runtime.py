@@ -167,6 +167,7 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
              *((c.code, c.name) for c in cfg.children)]
     divisions = DivisionChangeService(store, me, clock, divisions_base or table_base(me, known))
     cascade = CascadeService(ctx, heartbeat.trust_update, divisions)
+    divisions.on_change.append(cascade.follow_tree)
     watch = ParentWatch(ctx, cascade.take, RetryPolicy.from_limits(cfg.limits, attempts=cfg.limits.catch_up_attempts),
                         stream_live=lambda: late.consuming(f"casc-{me.code}"))
     scoring = ScoringService(ctx, GrowthBaseline(me.code, divisions))

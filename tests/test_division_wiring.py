@@ -544,7 +544,7 @@ def test_cli_signs_lists_shows_and_verifies(tmp_path: Path) -> None:
 TIANQUAN = [("51", "四川省", None), ("5118", "雅安市", "51"), ("511825", "天全县", "5118"),
             ("511825100", "城厢镇", "511825"), ("511825201", "思经乡", "511825"), ("511825202", "鱼泉乡", "511825"),
             ("511825102", "思经镇", "511825")]
-BASE_TIANQUAN = (("51", "四川省"), ("5118", "雅安市"), ("511825", "天全县"), ("511825100", "城厢镇"),
+BASE_TIANQUAN = (("51", "四川省"), ("5118", "雅安市"), ("511821", "名山县"), ("511825", "天全县"), ("511825100", "城厢镇"),
                  ("511825201", "思经乡"), ("511825202", "鱼泉乡"))
 GROWTH = ('indicators:\n  - code: A\n    name: 经济发展\n    weight: 100\n    children:\n'
           "      - {code: A1, name: 地区生产总值, weight: 50, unit: 亿元, method: growth, params: {target_growth: 0.1}}\n"
@@ -667,6 +667,46 @@ async def test_growth_compares_a_merged_township_with_its_predecessors_and_a_cit
             parts = {s.unit: _parts(s.explanation) for s in await r.scores.list("2020", "2020-Y")}["511825102"]
         assert doc["previous"] == {"A1": "100", "A2": "16000"} and set(doc["carried"]) == {"A2"}
         assert "previous_from" not in parts["A1"]["steps"] and parts["A2"]["steps"]["previous_from"].startswith("2019-Y")
+    finally:
+        for s in p.stores.values():
+            await s.close()
+
+
+async def test_a_merger_inside_a_cycle_gives_the_townships_a_new_framework_version_over_the_new_tree(
+        tmp_path: Path) -> None:
+    """天全县 has derived its 2019 and 2020 frameworks (城厢镇, 思经乡, 鱼泉乡; 雅安's 名山 recode of 2012 is the
+    list it holds). Then it merges 思经乡 + 鱼泉乡 into 思经镇 from 2020-07-01, inside the 2020 cycle: 2020
+    is now judged on the new tree, so the node derives 2020 v2 for 城厢镇 and 思经镇 and sends it down, and
+    思经镇's node takes it. 2019 is untouched, and a list that changes no tree derives nothing."""
+    p = await _province(tmp_path, TIANQUAN, BASE_TIANQUAN, date(2010, 1, 1))
+    try:
+        tq = p.nodes["511825"]
+        await p.nodes["5118"].divisions.issue([Recode(effective=date(2012, 11, 1), issuer="5118", unit="511821",
+                                                      code="511803", name="名山区")], actor="office-5118")
+        await _deliver(p, "5118")
+        assert await _held(p, "511825") == [("5118", 1)]
+        for cycle in ("2019", "2020"):
+            assert await tq.cascade.take(*_growth_cascade(p, tmp_path, cycle, "511825"))
+        await _deliver(p, "511825")
+
+        async def issued() -> dict[tuple[str, int], list[str]]:
+            async with p.stores["511825"].read() as r:
+                return {(row.cycle, row.version): [u.code for u in framework_of(row).units]
+                        for row in await r.frameworks.list(role="issued")}
+
+        old = ["511825100", "511825201", "511825202"]
+        assert await issued() == {("2019", 1): old, ("2020", 1): old}
+        await tq.divisions.issue([Merge(effective=date(2020, 7, 1), issuer="511825", units=("511825201", "511825202"),
+                                        code="511825102", name="思经镇")], actor="office-511825")
+        assert await issued() == {("2019", 1): old, ("2020", 1): old, ("2020", 2): ["511825100", "511825102"]}
+        assert await _deliver(p, "511825") == 2  # the list, then 2020 v2 (which carries it too)
+        async with p.stores["511825102"].read() as r:
+            [held] = await r.frameworks.list(role="received", cycle="2020")
+        assert held.version == 2 and held.issuer == "511825"
+        # A rename in 2021 changes neither cycle's tree: nothing is derived again.
+        await tq.divisions.issue([Rename(effective=date(2021, 3, 1), issuer="511825", unit="511825100", name="城厢镇新")],
+                                 actor="office-511825")
+        assert len(await issued()) == 3
     finally:
         for s in p.stores.values():
             await s.close()

@@ -22,6 +22,7 @@ from sync.codec import cascade_envelopes
 from sync.envelope import EnvelopeError, code_of
 from sync.framework_checks import check_issued
 from sync.identity import Outcome
+from sync.ports import FrameworkRecord
 from sync.refusals import sender_of
 
 TrustUpdate = Callable[[], Awaitable[bytes]]
@@ -97,6 +98,32 @@ class CascadeService:
                                         subject, peer=peer, check=self._on_tree)
         self.ctx.log_outcome("framework", outcome)
         return not outcome.retry
+
+    async def follow_tree(self) -> None:
+        """After a division change list is kept: every framework this node derived for a cycle whose
+        tree the list changed (a unit merged, split, renamed or moved in the middle of the cycle) is
+        derived again, as a new version over the new tree, from the newest framework of its parent. An
+        office's own decomposition is not replaced: the office is told (``needs.redecomposition``)."""
+        ctx = self.ctx
+        if not ctx.me.children:
+            return
+        async with ctx.store.tx() as tx:
+            newest: dict[tuple[str, str, str], FrameworkRecord] = {}
+            for row in await tx.frameworks.list(role="received"):
+                key = (row.issuer, row.cycle, row.unit_class)
+                if key not in newest or row.version > newest[key].version:
+                    newest[key] = row
+            for row in newest.values():
+                fw = framework_of(row)
+                if ctx.me.code not in {u.code for u in fw.units}:
+                    continue
+                mine = await tx.frameworks.latest(ctx.me.code, fw.cycle, ctx.cfg.child_class or fw.unit_class)
+                if mine is None:
+                    continue  # none derived yet: the next framework from the parent derives over the tree
+                units, _off = self._units_of_cycle(fw.cycle)
+                if [(u.code, u.name) for u in framework_of(mine).units] == [(u.code, u.name) for u in units]:
+                    continue
+                await self._after_framework(tx, fw, row.digest, list(parse_cascade(row.cascade).frameworks))
 
     def _on_tree(self, fw: Framework) -> None:
         self.divisions.check_units(fw.cycle, [u.code for u in fw.units])

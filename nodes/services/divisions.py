@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import date
@@ -131,6 +131,9 @@ class DivisionChangeService:
         self._log: ChangeLog | None = None
         self._held: list[HeldList] | None = None
         self._base = ""  # the label of the base the log was built on
+        # Called after a list is kept (taken or issued), outside the lock: the cascade re-derives the
+        # frameworks whose cycle's tree it changed (nodes/services/cascade.CascadeService.follow_tree).
+        self.on_change: list[Callable[[], Awaitable[None]]] = []
 
     # ------------------------------------------------------------------ the log
 
@@ -225,7 +228,13 @@ class DivisionChangeService:
             await self._load()
             for env in envelopes:
                 out.append(await self._take_one(bytes(env), chain, sender))
+        if any(o.accepted and not o.duplicate for o in out):
+            await self._changed()
         return out
+
+    async def _changed(self) -> None:
+        for hook in self.on_change:
+            await hook()
 
     async def _take_one(self, env: bytes, chain: Sequence[bytes], sender: str) -> Outcome:
         now = self.clock()
@@ -306,4 +315,5 @@ class DivisionChangeService:
             log = self._log if self._log is not None else self._new_log()
             log.offer(cl)
             await self._keep(log, cl, SELF, now, "issue.division_changes", actor)
+        await self._changed()
         return cl
