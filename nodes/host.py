@@ -334,20 +334,23 @@ class NodeHost:
     async def start(self) -> None:
         limit = asyncio.Semaphore(self.cfg.start_concurrency)
 
-        async def one(node: NodeRuntime) -> None:
-            async with limit:
-                with node_context(node.cfg.code):  # its tasks' log records name it
-                    await node.start_core()
-
-        await asyncio.gather(*(one(n) for n in self.nodes.values()))
+        # Listening first: a node's children (here or in other processes) call as soon as they start,
+        # and a refused connection would hold their process's channel to this host in back-off.
         tls = [n.cfg.tls for n in self.nodes.values() if n.cfg.tls is not None]
-        routing = RoutingServicer({code: n.servicer() for code, n in self.nodes.items()})
+        routing = RoutingServicer({}, starting=self.nodes)
         max_message = max(n.cfg.limits.grpc_message_bytes for n in self.nodes.values())
         self.grpc_server, self.grpc_port = await start_server(
             self.cfg.grpc_listen, routing, tls or None, max_message=max_message,
             interceptors=[interceptor(self.registry, nodes=set(self.nodes))])
-        for n in self.nodes.values():
-            n.ctx.readiness.grpc_serving = True
+
+        async def one(code: str, node: NodeRuntime) -> None:
+            async with limit:
+                with node_context(node.cfg.code):  # its tasks' log records name it
+                    await node.start_core()
+            routing.add(code, node.servicer())
+            node.ctx.readiness.grpc_serving = True
+
+        await asyncio.gather(*(one(code, n) for code, n in self.nodes.items()))
         host, _, port = self.cfg.http_listen.rpartition(":")
         config = uvicorn.Config(self.router, host=host, port=int(port), log_level="warning", lifespan="on",
                                 access_log=False)

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -51,6 +52,18 @@ def test_demo_federation_on_node_hosts_passes_the_demo_check(tmp_path: Path) -> 
             await demo.start()
             fed = demo.fed
             assert sorted(fed.procs) == ["51", "host:h5101", "host:h5107"]  # 15 nodes, 3 processes
+            # Every node's first status report reaches its parent at once, on its host or beyond: the
+            # host listens before its nodes start, and a parent still starting is asked again within a
+            # second or two. (A refused connection used to leave the report for the next heartbeat,
+            # 10 s on, with the host's channel in back-off.)
+            hosted = [c for c in fed.by_code if c != "51"]
+            deadline = time.monotonic() + 6
+            while True:
+                told = {c: (await demo.get(c, "/api/v1/sync"))["report_to_parent"] for c in hosted}
+                if all(t["last_sent_at"] and not t["last_error"] for t in told.values()) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.25)
+            assert all(t["last_sent_at"] and not t["last_error"] for t in told.values()), told
             await demo.accounts()
             await demo.cascade(DATA / "sample-framework.yaml")
             await demo.report()

@@ -139,6 +139,34 @@ async def test_a_host_renders_all_its_nodes_once_with_a_node_label(tmp_path: Pat
         await city.context.store.close()
 
 
+async def test_a_host_listens_before_its_nodes_start_and_says_try_again_for_one_starting(tmp_path: Path) -> None:
+    """A host's gRPC listener is up before its nodes start (nodes/host.py): a call for a node still
+    starting gets UNAVAILABLE, an answer on an open connection, and the same client's next call, once
+    the node is added, goes through at once (a refused connection would hold the caller's channel in
+    reconnect back-off); a node the host does not carry stays NOT_FOUND."""
+    node, _fed = await make_county(tmp_path)
+    routing = RoutingServicer({}, starting=["510104"])
+    server, port = await start_server("127.0.0.1:0", routing)
+    client = FederationClient(f"127.0.0.1:{port}", peer="510104")
+    stranger = FederationClient(f"127.0.0.1:{port}", peer="999999999")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as starting:
+            await client.fetch_anchor("510104017")
+        assert starting.value.code() == grpc.StatusCode.UNAVAILABLE and "starting" in str(starting.value.details())
+        routing.add("510104", FederationServicer(FederationHandlers(node), me="510104"))
+        began = time.monotonic()
+        assert await client.fetch_anchor("510104017") == b""
+        assert time.monotonic() - began < 1
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stranger.fetch_anchor("510104017")
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        await client.close()
+        await stranger.close()
+        await server.stop(None)
+        await node.context.store.close()
+
+
 async def test_grpc_latency_per_method_and_status_through_a_real_server(tmp_path: Path) -> None:
     node, _fed = await make_county(tmp_path)
     registry = CollectorRegistry(auto_describe=False)

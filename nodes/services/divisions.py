@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -51,6 +52,8 @@ from sync.ports import AuditRepo, Occurrence, OutboxRepo
 
 SELF = "self"  # the sender of a list this node issued
 
+
+log = logging.getLogger("fedappraisal.divisions")
 
 class DivisionChangeRepo(Protocol):
     async def put(self, *, issuer: str, seq: int, digest: str, envelope: bytes, sender: str, now: int,
@@ -196,12 +199,16 @@ class DivisionChangeService:
         return told
 
     def cycle_tree(self, cycle: str) -> Tree | None:
-        """The tree ``cycle`` is appraised over (its last day's); None while no list is held."""
+        """The tree ``cycle`` is appraised over (its last day's); None while no list is held, or for a
+        cycle before the lineage's base (it cannot say: the configured tree stands)."""
         lineage = self.lineage()
         if lineage is None:
             return None
         start, end = cycle_bounds(cycle)
-        return lineage.tree_for_cycle(start, end)
+        try:
+            return lineage.tree_for_cycle(start, end)
+        except DivisionChangeError:
+            return None
 
     def check_units(self, cycle: str, units: Sequence[str]) -> None:
         """Every unit a framework for ``cycle`` names must be on the tree in force for that cycle (the
@@ -234,7 +241,10 @@ class DivisionChangeService:
 
     async def _changed(self) -> None:
         for hook in self.on_change:
-            await hook()
+            try:
+                await hook()
+            except Exception:  # the list is kept either way; the next list or parent framework derives again
+                log.exception("after a division change list")
 
     async def _take_one(self, env: bytes, chain: Sequence[bytes], sender: str) -> Outcome:
         now = self.clock()

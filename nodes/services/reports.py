@@ -103,6 +103,7 @@ class ReportService:
             return
         said, quiet = b"", 0
         built_at = -1  # the store's write count when the last report was built
+        retry_in = 0.0  # after a failed send: seconds until the next try, doubling up to a heartbeat
         while True:
             started = time.monotonic()
             writes = ctx.store.writes
@@ -118,6 +119,7 @@ class ReportService:
                     if key != said or quiet >= RESEND_EVERY:
                         ok, reason = await self._send(data)
                         self.last_error = "" if ok else f"上级拒收状态报告 (parent refused the report): {reason}"[:300]
+                        retry_in = 0.0
                         if ok:
                             said, quiet, self.last_sent_at = key, 0, ctx.clock()
                     else:
@@ -127,9 +129,12 @@ class ReportService:
                 except Exception as exc:  # the parent is down or unreachable: try again next time
                     self.last_error = f"状态报告未送达 (report not delivered): {exc}"[:300]
                     await self._close()
+                    # Soon, not a heartbeat later: the parent may only be starting (on a host, beside us).
+                    retry_in = min(max(2 * retry_in, 1.0), float(ctx.cfg.heartbeat_seconds))
             wakeup = ctx.wakeups.report
+            period = retry_in or ctx.cfg.heartbeat_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout=ctx.cfg.heartbeat_seconds * (0.95 + random.random() / 10))
+                await asyncio.wait_for(wakeup.wait(), timeout=period * (0.95 + random.random() / 10))
             wakeup.clear()
             await asyncio.sleep(max(0.0, MIN_GAP.get(ctx.me.level, 1.0) - (time.monotonic() - started)))
 

@@ -9,7 +9,7 @@ field is taken at its word; the node's status says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import grpc
@@ -139,16 +139,29 @@ class RoutingServicer(pb_grpc.FederationServicer):
     (the caller is still the node its TLS certificate names). With TLS the host presents the named
     node's own certificate (chosen by the client's SNI, node-<code>.nodes.fedappraisal), so a client
     that reached a host not carrying its peer fails the handshake instead of talking to a stranger.
-    A call naming no node goes to the only node, or is refused when there are several."""
+    A call naming no node goes to the only node, or is refused when there are several.
 
-    def __init__(self, nodes: dict[str, FederationServicer]) -> None:
-        self._nodes = nodes
+    ``starting``: nodes the host carries whose servicer is not added yet (``add``). The host listens
+    before its nodes start, so that their children's first calls reach it: a call for one of these is
+    answered UNAVAILABLE (try again), where a refused connection would put the caller's whole
+    subchannel to the host into gRPC's reconnect back-off, shared by every node of the calling process."""
+
+    def __init__(self, nodes: dict[str, FederationServicer], starting: Iterable[str] = ()) -> None:
+        self._nodes = dict(nodes)
+        self._starting = set(starting) - set(nodes)
+
+    def add(self, code: str, servicer: FederationServicer) -> None:
+        self._nodes[code] = servicer
+        self._starting.discard(code)
 
     async def _route(self, context: Context) -> FederationServicer:
         target = next((str(v) for k, v in (context.invocation_metadata() or ()) if k == TARGET_HEADER), "")
         if not target and len(self._nodes) == 1:
             return next(iter(self._nodes.values()))
         servicer = self._nodes.get(target)
+        if servicer is None and target in self._starting:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"节点 {target[:12]} 正在启动，请稍后重试 (the node is starting)")
+            raise AssertionError("abort returned")  # pragma: no cover - abort always raises
         if servicer is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"本主机不承载节点 {target[:12] or '(未指明)'} (this host does not carry that node)")
