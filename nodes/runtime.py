@@ -175,7 +175,7 @@ def build_services(cfg: NodeConfig, store: Store, clock: Clock = system_clock,
     reports = ReportService(ctx, behind=results.pull)
     entry = EntryService(ctx, scoring)
     appeals = AppealService(ctx)
-    publication = PublicationService(ctx, on_publish=[appeals.on_published])
+    publication = PublicationService(ctx, on_publish=[appeals.on_published, divisions.on_published])
     return NodeServices(
         context=ctx, outbox=OutboxRelay(ctx, late.publish, retry), heartbeat=heartbeat, watch=watch, cascade=cascade,
         divisions=divisions,

@@ -571,7 +571,8 @@ def _growth_cascade(p: Province, tmp: Path, cycle: str, node: str) -> tuple[str,
     return "casc.51.5118", pb.CascadeMessage(frameworks=frameworks, certificate_chain=p.chain("5118")).SerializeToString()
 
 
-async def _two_cycles(p: Province, tmp: Path, node: str, entered: dict[str, dict[str, tuple[str, str, str]]]) -> None:
+async def _two_cycles(p: Province, tmp: Path, node: str, entered: dict[str, dict[str, tuple[str, str, str]]],
+                      window: int = 86400) -> None:
     """For each cycle: ``node`` takes its framework and derives its units' (only those on the cycle's
     tree), its units take that, enter their values (GDP, income per head, population) and report up,
     and ``node`` publishes the cycle's results (公示, public)."""
@@ -589,7 +590,7 @@ async def _two_cycles(p: Province, tmp: Path, node: str, entered: dict[str, dict
         async with p.stores[node].tx() as tx:
             await p.nodes[node].publication.publicise(tx, SYSTEM, cycle=cycle, period=f"{cycle}-Y",
                                                       unit_class=issued[0].unit_class, opens_at=int(time.time()),
-                                                      closes_at=int(time.time()) + 86400, public=True)
+                                                      closes_at=int(time.time()) + window, public=True)
 
 
 async def _report_up(p: Province, child: str, parent: str) -> None:
@@ -707,6 +708,49 @@ async def test_a_merger_inside_a_cycle_gives_the_townships_a_new_framework_versi
         await tq.divisions.issue([Rename(effective=date(2021, 3, 1), issuer="511825", unit="511825100", name="城厢镇新")],
                                  actor="office-511825")
         assert len(await issued()) == 3
+    finally:
+        for s in p.stores.values():
+            await s.close()
+
+
+async def test_a_cycle_published_final_is_closed_to_changes_from_the_office_and_from_above(tmp_path: Path) -> None:
+    """天全县 publishes its 2019 results final. From then on no list may change the 2019 tree at 天全县:
+    its own office's back-dated merger is refused, and so is 雅安's back-dated
+    rename of 天全县, which 雅安 itself took (its own 2019 is not final): refused and audited with its
+    sender, nothing kept. After a restart the final publication still closes 2019; a 2020 change is taken."""
+    p = await _province(tmp_path, TIANQUAN, BASE_TIANQUAN, date(2010, 1, 1))
+    try:
+        tq = p.nodes["511825"]
+        await p.nodes["5118"].divisions.issue([Recode(effective=date(2012, 11, 1), issuer="5118", unit="511821",
+                                                      code="511803", name="名山区")], actor="office-5118")
+        await _deliver(p, "5118")  # 天全县 holds a list: its frameworks follow the tree (思经镇 not yet on it)
+        await _two_cycles(p, tmp_path, "511825", {"2019": {"511825100": ("200", "30000", "10"),
+                                                           "511825201": ("40", "10000", "2"),
+                                                           "511825202": ("60", "20000", "3")}}, window=1)
+        await asyncio.sleep(1.1)
+        async with p.stores["511825"].tx() as tx:
+            [row] = await tx.frameworks.list(role="issued", cycle="2019")
+            final = await tq.publication.finalise(tx, SYSTEM, cycle="2019", period="2019-Y", unit_class=row.unit_class)
+        assert final.state == "final"
+        merge = Merge(effective=date(2019, 7, 1), issuer="511825", units=("511825201", "511825202"), code="511825102",
+                      name="思经镇")
+        with pytest.raises(ValueError, match="2019") as closed:
+            await tq.divisions.issue([merge], actor="office-511825")
+        assert getattr(closed.value, "code", "") == "division.backdated_closed"
+        await p.nodes["5118"].divisions.issue([Rename(effective=date(2019, 5, 1), issuer="5118", unit="511825",
+                                                      name="天全新县")], actor="office-5118")
+        assert await _held(p, "5118") == [("5118", 1), ("5118", 2)]
+        await _deliver(p, "5118")
+        assert await _held(p, "511825") == [("5118", 1)]
+        [refused] = await _audit(p, "511825", "reject.division_changes")
+        assert refused["code"] == "division.backdated_closed" and refused["sender"] == "nats:casc.51.5118"
+
+        again = await p.reopen("511825", [])
+        with pytest.raises(ValueError, match="2019") as still:
+            await again.divisions.issue([merge], actor="office-511825")
+        assert getattr(still.value, "code", "") == "division.backdated_closed"
+        await again.divisions.issue([replace(merge, effective=date(2020, 1, 1))], actor="office-511825")
+        assert await _held(p, "511825") == [("5118", 1), ("511825", 1)]
     finally:
         for s in p.stores.values():
             await s.close()

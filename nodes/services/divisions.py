@@ -32,6 +32,7 @@ from typing import Protocol
 from aggregator.errors import AppraisalError
 from aggregator.lineage import DivisionChange, DivisionChangeError, Lineage, Story, Tree, cycle_bounds
 from nodes.repositories.division_changes import DivisionChangeRecord
+from nodes.repositories.publications import PublicationRecord
 from proto.appraisal.v1 import appraisal_pb2 as pb
 from sync.division_changes import (
     PAYLOAD_DIVISION_CHANGES,
@@ -61,9 +62,15 @@ class DivisionChangeRepo(Protocol):
     async def all(self) -> list[DivisionChangeRecord]: ...
 
 
+class PublicationRepo(Protocol):
+    async def current(self, node: str, *, cycle: str | None = None) -> list[PublicationRecord]: ...
+
+
 class DivisionTx(Protocol):
     """What a transaction offers this service: nothing else of the store."""
 
+    @property
+    def publications(self) -> PublicationRepo: ...
     @property
     def division_changes(self) -> DivisionChangeRepo: ...
     @property
@@ -134,6 +141,7 @@ class DivisionChangeService:
         self._log: ChangeLog | None = None
         self._held: list[HeldList] | None = None
         self._base = ""  # the label of the base the log was built on
+        self._closed: date | None = None  # the last day of the last cycle this node published final
         # Called after a list is kept (taken or issued), outside the lock: the cascade re-derives the
         # frameworks whose cycle's tree it changed (nodes/services/cascade.CascadeService.follow_tree).
         self.on_change: list[Callable[[], Awaitable[None]]] = []
@@ -152,13 +160,36 @@ class DivisionChangeService:
             return
         async with self.store.read() as r:
             rows = await r.division_changes.all()
+            finals = [p.cycle for p in await r.publications.current(self.me.code) if p.state == "final"]
         held = [HeldList(row.position, row.sender, row.accepted_at, read(row.envelope)) for row in rows]
+        for cycle in finals:
+            self._close_day(cycle_bounds(cycle)[1])
         log = None
         if held:
             log = self._new_log(rows[0].base)
             for h in held:
                 log.offer(h.changes)  # verified when it came; replayed to rebuild the lineage
+            self._closed_log(log)  # after the replay: lists taken before a cycle closed stand
         self._log, self._held = log, held
+
+    def _close_day(self, day: date) -> None:
+        if self._closed is None or day > self._closed:
+            self._closed = day
+
+    def _closed_log(self, log: ChangeLog) -> ChangeLog:
+        if self._closed is not None:
+            log.close(self._closed)
+        return log
+
+    async def on_published(self, _tx: object, _who: object, rec: PublicationRecord) -> None:
+        """A publication hook (nodes/services/publication.py): once this node's results of a cycle are
+        final, no list may change that cycle's tree (``division.backdated_closed``): not a list it
+        issues, and not one a certified ancestor sends to rewrite a year already judged."""
+        if rec.state != "final" or rec.node != self.me.code:
+            return
+        self._close_day(cycle_bounds(rec.cycle)[1])
+        if self._log is not None:
+            self._log.close(self._closed or cycle_bounds(rec.cycle)[1])
 
     def _new_log(self, label: str | None = None) -> ChangeLog:
         base = self.base(label)
@@ -260,7 +291,7 @@ class DivisionChangeService:
             given = list(chain)
             cl = verify_change_list(env, given[:depth] if len(given) >= depth else list(self.me.chain[:depth]),
                                     self.me.root, now, self.me.trust)
-            log = self._log if self._log is not None else self._new_log()
+            log = self._log if self._log is not None else self._closed_log(self._new_log())
             if not log.offer(cl):
                 return Outcome(True, True, "重复的区划变更清单 (duplicate)", issuer, cl.digest)
         except Equivocation as exc:
@@ -322,7 +353,7 @@ class DivisionChangeService:
             events = [replace(c, issuer=self.me.code) for c in changes]
             env = sign_change_list(self.me.key, self.me.code, seq, previous, now, events)
             cl = verify_change_list(env, self.me.chain, self.me.root, now, self.me.trust)
-            log = self._log if self._log is not None else self._new_log()
+            log = self._log if self._log is not None else self._closed_log(self._new_log())
             log.offer(cl)
             await self._keep(log, cl, SELF, now, "issue.division_changes", actor)
         await self._changed()
