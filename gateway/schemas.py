@@ -177,9 +177,19 @@ class CascadeRefusal(Struct, kw_only=True):
     refused_at: int
 
 
+class ListBehind(Struct, kw_only=True):
+    """A 区划调整 change list issuer whose lists the descendant's parent holds up to ``expected_seq``
+    and the descendant only up to ``held_seq`` (0: none)."""
+
+    issuer: str
+    expected_seq: int
+    held_seq: int
+
+
 class DescendantCascade(Struct, kw_only=True):
     """One descendant's cascade state, from the signed report it sent (sync/reports.py): current when
-    it holds the latest framework its parent issued to it, per cycle and class."""
+    it holds the latest framework its parent issued to it, per cycle and class; and the change lists
+    its parent holds that it has not taken."""
 
     node: str
     parent: str
@@ -190,6 +200,7 @@ class DescendantCascade(Struct, kw_only=True):
     expected: list[HeldRef]
     held: list[HeldRef]
     refusals: list[CascadeRefusal]
+    division_lists_behind: list[ListBehind]
 
 
 class SyncStatus(Struct, kw_only=True):

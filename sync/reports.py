@@ -10,6 +10,8 @@ every few heartbeats, and at once when it changes. It carries:
 - the head (sequence, hash) of its hash-chained audit log: the parent keeps it, so an operator who
   rewrites the node's own history and recomputes every hash is caught by ``appraise audit verify``,
   which compares the local chain with the last head the parent holds (``FetchAnchor``);
+- the 区划调整 change lists it holds (issuer, sequence number, digest), so an ancestor sees which
+  descendant has not taken a list its parent holds (:attr:`DescendantState.lists_behind`);
 - its children's latest reports, each exactly as its own node signed it, so the province sees every
   descendant's state without trusting the nodes in between: a node can withhold a child's report, or
   forward an older one, but cannot alter one.
@@ -38,6 +40,7 @@ from sync.trust import Identity, valid_code, verify_signed_by
 MAX_REFS = 200  # frameworks held or issued, per report
 MAX_REFUSALS = 20
 MAX_PUBLICATIONS = 64  # latest final results per (cycle, period, class) a report carries
+MAX_LISTS = 500  # division change lists held, per report
 MAX_DEPTH = 3  # a province sees cities, counties and townships
 CLOCK_SKEW = 300  # seconds a report's time may run ahead of the receiver's clock
 
@@ -50,6 +53,24 @@ class Ref:
     version: int
     digest: str
     units: tuple[str, ...] = ()  # issued frameworks: whom it addresses
+
+
+@dataclass(frozen=True)
+class ListRef:
+    """A division change list held: its issuer, sequence number and payload digest."""
+
+    issuer: str
+    seq: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class ListBehind:
+    """A descendant holds ``issuer``'s lists up to ``held`` (0: none); its parent holds up to ``expected``."""
+
+    issuer: str
+    expected: int
+    held: int
 
 
 @dataclass(frozen=True)
@@ -78,15 +99,19 @@ class Report:
     # and the same decoded (by _open, once)
     publications: tuple[bytes, ...] = field(default=(), repr=False)
     published: tuple[publication.Published, ...] = field(default=(), repr=False)
+    division_lists: tuple[ListRef, ...] = ()
 
 
 def make_report(me: Me, *, received: Sequence[Ref], issued: Sequence[Ref], refusals: Sequence[Refusal],
                 audit_head: tuple[int, str], descendants: Sequence[bytes], now: int, bundle_seq: int = 0,
-                publications: Sequence[bytes] = ()) -> bytes:
-    """This node's ReportMessage, signed (``publications``: its latest final results, sent up)."""
+                publications: Sequence[bytes] = (), division_lists: Sequence[ListRef] = ()) -> bytes:
+    """This node's ReportMessage, signed (``publications``: its latest final results, sent up;
+    ``division_lists``: the change lists it holds, in the order taken)."""
     report = pb.NodeReport(node=me.code, reported_at=now, audit_seq=audit_head[0], audit_hash=audit_head[1],
                            descendants=list(descendants), bundle_seq=bundle_seq,
-                           publications=list(publications)[:MAX_PUBLICATIONS])
+                           publications=list(publications)[:MAX_PUBLICATIONS],
+                           division_lists=[pb.DivisionListRef(issuer=x.issuer, seq=x.seq, digest=x.digest)
+                                           for x in list(division_lists)[-MAX_LISTS:]])
     for r in list(received)[:MAX_REFS]:
         report.received.add(issuer=r.issuer, cycle=r.cycle, unit_class=r.unit_class, version=r.version, digest=r.digest)
     for r in list(issued)[:MAX_REFS]:
@@ -152,8 +177,14 @@ def _open(data: bytes, root: Identity, now: int,
     if not 0 < report.reported_at <= now + CLOCK_SKEW:
         raise EnvelopeError("状态报告时间无效或在未来 (report time invalid or in the future)", code="report.bad_time")
     if (len(report.received) > MAX_REFS or len(report.issued) > MAX_REFS or len(report.refusals) > MAX_REFUSALS
-            or len(report.descendants) > me.limits.units or len(report.publications) > MAX_PUBLICATIONS):
+            or len(report.descendants) > me.limits.units or len(report.publications) > MAX_PUBLICATIONS
+            or len(report.division_lists) > MAX_LISTS):
         raise EnvelopeError("状态报告条目过多 (status report too long)", code="report.too_long")
+    for x in report.division_lists:
+        # the issuer of a list this node holds is the node or one of its ancestors: its code is a prefix
+        if not (x.issuer and signer.code.startswith(x.issuer) and 0 < x.seq < 2**32 and len(x.digest) == 64):
+            raise EnvelopeError(f"{signer.code} 报告中的区划变更清单引用无效 (a division list reference names an issuer "
+                                "not on the node's path, or a bad number or digest)", code="report.bad_division_list")
     published = []
     for envelope in report.publications:
         # final results travel up as their publisher signed them: each one checked here, so a child
@@ -207,7 +238,8 @@ def _report(r: pb.NodeReport, data: bytes, via: str, published: tuple[publicatio
         refusals=tuple(Refusal(x.framework_digest, x.issuer, x.version, x.code, x.reason, x.refused_at)
                        for x in r.refusals),
         audit_seq=r.audit_seq, audit_hash=r.audit_hash, message=data, via=via, bundle_seq=r.bundle_seq,
-        publications=tuple(r.publications), published=published)
+        publications=tuple(r.publications), published=published,
+        division_lists=tuple(ListRef(x.issuer, x.seq, x.digest) for x in r.division_lists))
 
 
 def parse_stored(data: bytes, via: str = "") -> Report:
@@ -226,21 +258,39 @@ class DescendantState:
     expected: tuple[Ref, ...]  # what its parent issued to it last, per cycle and class
     held: tuple[Ref, ...]
     refusals: tuple[Refusal, ...]  # refusals of what it was expected to hold
+    lists_behind: tuple[ListBehind, ...] = ()  # change lists its parent holds and it does not
 
     @property
     def ok(self) -> bool:
         return self.state == "current"
 
 
+def lists_behind(parent_lists: Iterable[ListRef], node: str, held: Iterable[ListRef]) -> tuple[ListBehind, ...]:
+    """The issuers on ``node``'s path whose lists its parent holds beyond what ``node`` holds."""
+    def last(refs: Iterable[ListRef]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in refs:
+            out[r.issuer] = max(out.get(r.issuer, 0), r.seq)
+        return out
+
+    mine = last(held)
+    return tuple(ListBehind(issuer, seq, mine.get(issuer, 0)) for issuer, seq in sorted(last(parent_lists).items())
+                 if node.startswith(issuer) and node != issuer and mine.get(issuer, 0) < seq)
+
+
 def cascade_states(me_code: str, my_issued: Iterable[Ref], children: Iterable[str],
-                   reports: Mapping[str, Report]) -> list[DescendantState]:
-    """One state per descendant this node knows of: its configured children, and every unit a
-    reported framework addresses below them. A descendant is current when it holds the latest
-    framework its parent issued to it for each cycle and class; refused when it refused one of those;
-    lagging when it holds an older one or none; unreported when no report of it is held."""
+                   reports: Mapping[str, Report], my_lists: Iterable[ListRef] = ()) -> list[DescendantState]:
+    """One state per descendant this node knows of: its configured children, every unit a reported
+    framework addresses below them, and every node whose report one of them forwarded. A descendant
+    is current when it holds the latest framework its parent issued to it for each cycle and class;
+    refused when it refused one of those; lagging when it holds an older one or none; unreported
+    when no report of it is held. Beside the state: the division change lists its parent holds
+    (``my_lists`` for this node's own children) that it has not taken."""
     issued_by: dict[str, list[Ref]] = {me_code: list(my_issued)}
+    lists_of: dict[str, tuple[ListRef, ...]] = {me_code: tuple(my_lists)}
     for code, r in reports.items():
         issued_by[code] = list(r.issued)
+        lists_of[code] = r.division_lists
     known: dict[str, str] = dict.fromkeys(children, me_code)
     queue = list(known)
     while queue:
@@ -250,6 +300,9 @@ def cascade_states(me_code: str, my_issued: Iterable[Ref], children: Iterable[st
                 if unit not in known and unit.startswith(code) and len(known) < 100_000:
                     known[unit] = code
                     queue.append(unit)
+    for code, r in sorted(reports.items(), key=lambda kv: len(kv[0])):  # reported, if no framework names it yet
+        if code not in known and r.via in known and len(known) < 100_000:
+            known[code] = r.via
     out = []
     for node, parent in sorted(known.items()):
         expected = tuple(ref for ref in issued_by.get(parent, []) if node in ref.units)
@@ -262,7 +315,8 @@ def cascade_states(me_code: str, my_issued: Iterable[Ref], children: Iterable[st
         missing = [e for e in expected if e.digest not in held]
         state = "refused" if refused else ("lagging" if missing else "current")
         out.append(DescendantState(node, parent, state, report.reported_at, report.audit_seq, expected,
-                                   report.received, refused))
+                                   report.received, refused,
+                                   lists_behind(lists_of.get(parent, ()), node, report.division_lists)))
     return out
 
 

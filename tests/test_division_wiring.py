@@ -756,6 +756,42 @@ async def test_a_cycle_published_final_is_closed_to_changes_from_the_office_and_
             await s.close()
 
 
+async def test_ancestors_see_from_signed_reports_which_descendant_has_not_taken_a_list(tmp_path: Path) -> None:
+    """天全县 issues the 思经镇 merger; 思经乡's node takes it, 鱼泉乡's never receives it. Their signed status
+    reports name the lists each holds, so 天全县, and 雅安 from the reports 天全县 forwards, see 鱼泉乡 behind on
+    天全县's lists (held 0 of 1) and 思经乡 current; 鱼泉乡's refusal of a forged list rides up too."""
+    p = await _province(tmp_path, TIANQUAN, BASE_TIANQUAN, date(2010, 1, 1))
+    try:
+        tq = p.nodes["511825"]
+        cl = await tq.divisions.issue([Merge(effective=date(2020, 1, 1), issuer="511825",
+                                             units=("511825201", "511825202"), code="511825102", name="思经镇")],
+                                      actor="office-511825")
+        message = tq.divisions.message([cl.envelope])
+        assert await p.nodes["511825201"].cascade.take("casc.51.5118.511825", message)
+        forged = sign_change_list(Ed25519PrivateKey.generate(), "511825", 1, "", int(time.time()), cl.changes)
+        assert await p.nodes["511825202"].cascade.take("casc.51.5118.511825", tq.divisions.message([forged]))
+        for town in ("511825201", "511825202"):
+            ok, why = await tq.reports.take(await p.nodes[town].reports.build(), town)
+            assert ok, why
+        ok, why = await p.nodes["5118"].reports.take(await tq.reports.build(), "511825")
+        assert ok, why
+        for observer in ("511825", "5118"):
+            states = {d.node: d for d in await p.nodes[observer].reports.states()}
+            assert [(b.issuer, b.expected, b.held) for b in states["511825202"].lists_behind] == [("511825", 1, 0)]
+            assert states["511825201"].lists_behind == ()
+            assert [f.code for f in states["511825202"].refusals] == []  # a framework refusal only, as before
+        async with AsyncTestClient(app=create_app(gateway_services(p.nodes["5118"]))) as client:
+            sync = (await client.get("/api/v1/sync", headers={"Authorization": f"Bearer {p.fed.tokens['5118']}"})).json()
+        below = {d["node"]: d for d in sync["descendants"]}
+        assert below["511825202"]["division_lists_behind"] == [{"issuer": "511825", "expected_seq": 1, "held_seq": 0}]
+        async with p.stores["5118"].read() as r:
+            held = (await r.reports.all())["511825202"]
+        assert held.division_lists == () and [x.code for x in held.refusals] == ["envelope.wrong_key"]
+    finally:
+        for s in p.stores.values():
+            await s.close()
+
+
 YA_AN = [("51", "四川省", None), ("5118", "雅安市", "51"), ("511802", "雨城区", "5118"), ("511821", "名山县", "5118"),
          ("511803", "名山区", "5118")]
 BASE_YA_AN = (("51", "四川省"), ("5118", "雅安市"), ("511802", "雨城区"), ("511821", "名山县"))

@@ -210,7 +210,9 @@ class ReadModels:
                  "fresh": bool(d.reported_at and now - d.reported_at <= stale_after), "audit_seq": d.audit_seq,
                  "expected": [_ref(r) for r in d.expected], "held": [_ref(r) for r in d.held],
                  "refusals": [{"framework_digest": f.framework_digest, "code": f.code, "reason": f.reason,
-                               "refused_at": f.refused_at} for f in d.refusals]}
+                               "refused_at": f.refused_at} for f in d.refusals],
+                 "division_lists_behind": [{"issuer": b.issuer, "expected_seq": b.expected, "held_seq": b.held}
+                                           for b in d.lists_behind]}
                 for d in await self.reports.states()]
 
     async def heartbeat_status(self) -> dict[str, Any] | None:

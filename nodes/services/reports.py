@@ -30,6 +30,7 @@ from sync.ports import Occurrence
 from sync.refusals import from_grpc, record, record_alone
 from sync.reports import (
     DescendantState,
+    ListRef,
     Ref,
     Refusal,
     Report,
@@ -73,6 +74,8 @@ class ReportService:
             children = await r.reports.direct()
             last = await r.bundles.last(ctx.me.code)
             finals = [p for p in await r.publications.current(ctx.me.code) if p.state == "final" and p.role == "own"]
+            lists = [ListRef(x.issuer, x.seq, x.digest) for x in await r.division_changes.all()]
+            refused_lists = await r.audit.latest("reject.division_changes", 10)
         received = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest) for f in received_rows])
         issued_fws = {f.digest: framework_of(f) for f in issued_rows}
         issued = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest,
@@ -89,12 +92,18 @@ class ReportService:
                 d = _detail(e.detail)
                 refusals.append(Refusal(e.subject, str(d.get("issuer", "")), int(str(d.get("version", 0) or 0)),
                                         str(d.get("code", "derive.failed")), str(d.get("reason", "")), e.at))
+        taken = {x.digest for x in lists}
+        for e in refused_lists:  # a change list refused and not taken since: the ancestors see why
+            if e.subject not in taken and len(refusals) < 20:
+                d = _detail(e.detail)
+                refusals.append(Refusal(e.subject, str(d.get("issuer", "")), int(str(d.get("seq", 0) or 0)),
+                                        str(d.get("code", "division.refused")), str(d.get("reason", "")), e.at))
         # Strictly increasing times: the parent keeps a report only if it is newer than the one it holds, and
         # two reports within one second (before and after a framework arrived) must not look the same age.
         self._last_at = max(ctx.clock(), self._last_at + 1)
         return make_report(ctx.me, received=received, issued=issued, refusals=refusals, audit_head=head,
                            descendants=children, now=self._last_at, bundle_seq=last.seq if last is not None else 0,
-                           publications=_carried(finals, ctx.me))
+                           publications=_carried(finals, ctx.me), division_lists=lists)
 
     async def run(self) -> None:
         """As a child: keep the parent told."""
@@ -236,9 +245,10 @@ class ReportService:
         async with ctx.store.read() as r:
             issued_rows = await r.frameworks.list(role="issued")
             reports = await r.reports.all()
+            lists = [ListRef(x.issuer, x.seq, x.digest) for x in await r.division_changes.all()]
         mine = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest,
                             tuple(u.code for u in framework_of(f).units)) for f in issued_rows])
-        return cascade_states(ctx.me.code, mine, [c.code for c in ctx.cfg.children], reports)
+        return cascade_states(ctx.me.code, mine, [c.code for c in ctx.cfg.children], reports, lists)
 
 
 def _latest(refs: list[Ref]) -> list[Ref]:

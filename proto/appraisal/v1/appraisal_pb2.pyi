@@ -1039,6 +1039,7 @@ class NodeReport(_message.Message):
     DESCENDANTS_FIELD_NUMBER: _builtins.int
     BUNDLE_SEQ_FIELD_NUMBER: _builtins.int
     PUBLICATIONS_FIELD_NUMBER: _builtins.int
+    DIVISION_LISTS_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     reported_at: _builtins.int
     audit_seq: _builtins.int
@@ -1068,6 +1069,12 @@ class NodeReport(_message.Message):
         Envelope(Publication): this node's latest final results per
         """
 
+    @_builtins.property
+    def division_lists(self) -> _containers.RepeatedCompositeFieldContainer[Global___DivisionListRef]:
+        """(cycle, period, class), as signed (sent up: 终审结果上报)
+        the 区划调整 change lists held, in the order taken
+        """
+
     def __init__(
         self,
         *,
@@ -1081,14 +1088,41 @@ class NodeReport(_message.Message):
         descendants: _abc.Iterable[_builtins.bytes] | None = ...,
         bundle_seq: _builtins.int = ...,
         publications: _abc.Iterable[_builtins.bytes] | None = ...,
+        division_lists: _abc.Iterable[Global___DivisionListRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_hash", b"audit_hash", "audit_seq", b"audit_seq", "bundle_seq", b"bundle_seq", "descendants", b"descendants", "issued", b"issued", "node", b"node", "publications", b"publications", "received", b"received", "refusals", b"refusals", "reported_at", b"reported_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_hash", b"audit_hash", "audit_seq", b"audit_seq", "bundle_seq", b"bundle_seq", "descendants", b"descendants", "division_lists", b"division_lists", "issued", b"issued", "node", b"node", "publications", b"publications", "received", b"received", "refusals", b"refusals", "reported_at", b"reported_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeReport: _TypeAlias = NodeReport  # noqa: Y015
+
+@_typing.final
+class DivisionListRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    issuer: _builtins.str
+    seq: _builtins.int
+    digest: _builtins.str
+    """hex sha256 of the list's payload"""
+    def __init__(
+        self,
+        *,
+        issuer: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        digest: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "issuer", b"issuer", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DivisionListRef: _TypeAlias = DivisionListRef  # noqa: Y015
 
 @_typing.final
 class IssuedRef(_message.Message):
