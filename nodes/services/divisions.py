@@ -52,9 +52,8 @@ from sync.message_ids import message_id
 from sync.ports import AuditRepo, Occurrence, OutboxRepo
 
 SELF = "self"  # the sender of a list this node issued
-
-
 log = logging.getLogger("fedappraisal.divisions")
+
 
 class DivisionChangeRepo(Protocol):
     async def put(self, *, issuer: str, seq: int, digest: str, envelope: bytes, sender: str, now: int,
@@ -189,7 +188,7 @@ class DivisionChangeService:
             return
         self._close_day(cycle_bounds(rec.cycle)[1])
         if self._log is not None:
-            self._log.close(self._closed or cycle_bounds(rec.cycle)[1])
+            self._closed_log(self._log)
 
     def _new_log(self, label: str | None = None) -> ChangeLog:
         base = self.base(label)
