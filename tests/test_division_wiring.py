@@ -46,6 +46,7 @@ from sync.codec import encode_framework
 from sync.division_changes import equivocation_holds, sign_change_list
 from sync.envelope import PAYLOAD_FRAMEWORK, digest, sign
 from sync.publication import verify_proof
+from sync.reports import ListRef, make_report
 
 SICHUAN = [("51", "四川省", None), ("5101", "成都市", "51"), ("5118", "雅安市", "51"), ("511821", "名山县", "5118"),
            ("511825", "天全县", "5118"), ("5120", "资阳市", "51"), ("512081", "简阳市", "5120")]
@@ -787,6 +788,27 @@ async def test_ancestors_see_from_signed_reports_which_descendant_has_not_taken_
         async with p.stores["5118"].read() as r:
             held = (await r.reports.all())["511825202"]
         assert held.division_lists == () and [x.code for x in held.refusals] == ["envelope.wrong_key"]
+    finally:
+        for s in p.stores.values():
+            await s.close()
+
+
+@pytest.mark.parametrize("claimed", [ListRef("511802", 1, "a" * 64),  # 雨城区: not on 思经乡's path
+                                     ListRef("511825", 0, "a" * 64), ListRef("511825", 1, "short")])
+async def test_a_certified_child_cannot_claim_lists_off_its_path_in_its_report(tmp_path: Path, claimed: ListRef) -> None:
+    """思经乡's node signs a report naming a list of 雨城区 (a county not above it), or a bad number or digest:
+    天全县 refuses the whole report (report.bad_division_list), audits it with the caller, keeps nothing."""
+    p = await _province(tmp_path, TIANQUAN, BASE_TIANQUAN, date(2010, 1, 1))
+    try:
+        me = p.nodes["511825201"].context.me
+        forged = make_report(me, received=(), issued=(), refusals=(), audit_head=(0, ""), descendants=(),
+                             now=int(time.time()), division_lists=[claimed])
+        ok, why = await p.nodes["511825"].reports.take(forged, "511825201")
+        assert not ok and "区划变更清单" in why
+        [refused] = await _audit(p, "511825", "reject.report")
+        assert refused["code"] == "report.bad_division_list" and refused["caller"] == "511825201"
+        async with p.stores["511825"].read() as r:
+            assert await r.reports.all() == {}
     finally:
         for s in p.stores.values():
             await s.close()

@@ -198,6 +198,8 @@ async def test_division_change_lists_keep_their_bytes_and_acceptance_order(store
         assert [(h.issuer, h.seq, h.envelope, h.sender, h.accepted_at) for h in held] == [
             ("5118", 1, b"\x00city\xff", "nats:casc.51.5118", 5), ("51", 1, b"prov", "grpc:5118", 6)]
         assert held[0].position < held[1].position and held[0].base == "nbs-2023"
+        assert [(x.issuer, x.seq, x.digest) for x in await r.division_changes.refs()] == [
+            ("5118", 1, "a" * 64), ("51", 1, "b" * 64)]
         assert await r.division_changes.last_seq("51") == 1 and await r.division_changes.last_seq("5107") == 0
         got = await r.division_changes.get("5118", 1)
         assert got is not None and got.digest == "a" * 64 and await r.division_changes.get("5118", 2) is None

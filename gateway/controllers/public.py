@@ -141,7 +141,7 @@ class PublicController(Controller):
         history = [{**_pub_view(r.shown), "rank": r.figure.rank, "score": to_text(r.figure.score),
                     "grade": r.figure.grade, "assessed": public_data.assessed(r.figure),
                     "of": len(r.shown.doc.units), "as_then": "" if r.figure.unit == code else
-                    f"{r.figure.name}（{r.figure.unit}）"} for r in rows if r.figure.unit == code or r.figure.unit in former]
+                    f"{r.figure.name}（{r.figure.unit}）"} for r in rows]
         latest = next(r for r in reversed(rows) if r.figure.unit == code)
         groups = [g.__dict__ for g in public_data.groups(latest.shown.framework, latest.figure)]
         names = public_data.indicator_names(latest.shown.framework)

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nodes.tables import division_changes
+from sync.reports import ListRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,13 @@ class DivisionChangeRepository:
         """Every list held, in the order it was accepted (the order a restart replays)."""
         rows = await self.conn.execute(select(division_changes).order_by(division_changes.c.position))
         return [DivisionChangeRecord(*row) for row in rows]
+
+    async def refs(self) -> list[ListRef]:
+        """(issuer, seq, digest) of every list held, in the order accepted: what a status report names,
+        without reading the envelopes."""
+        rows = await self.conn.execute(select(division_changes.c.issuer, division_changes.c.seq,
+                                              division_changes.c.digest).order_by(division_changes.c.position))
+        return [ListRef(str(i), int(n), str(d)) for i, n, d in rows]
 
     async def get(self, issuer: str, seq: int) -> DivisionChangeRecord | None:
         row = (await self.conn.execute(select(division_changes).where(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from aggregator.lineage import DivisionChangeError, Lineage
 from aggregator.numbers import parse_decimal, to_text
 from nodes.intake import same_period_last_year
 from nodes.services.context import framework_of
-from sync.ports import FrameworkRecord
+from sync.ports import AuditRepo, FrameworkRecord
 
 log = logging.getLogger("fedappraisal.baseline")
 
@@ -55,10 +55,6 @@ class _Assessments(Protocol):
     async def put(self, unit: str, cycle: str, period: str, document: str, now: int) -> None: ...
 
 
-class _Audit(Protocol):
-    async def append(self, actor: str, action: str, subject: str, detail: Mapping[str, Any], now: int) -> None: ...
-
-
 class BaselineTx(Protocol):
     @property
     def frameworks(self) -> _Frameworks: ...
@@ -67,7 +63,7 @@ class BaselineTx(Protocol):
     @property
     def assessments(self) -> _Assessments: ...
     @property
-    def audit(self) -> _Audit: ...
+    def audit(self) -> AuditRepo: ...
 
 
 class GrowthBaseline:

@@ -30,7 +30,6 @@ from sync.ports import Occurrence
 from sync.refusals import from_grpc, record, record_alone
 from sync.reports import (
     DescendantState,
-    ListRef,
     Ref,
     Refusal,
     Report,
@@ -74,7 +73,7 @@ class ReportService:
             children = await r.reports.direct()
             last = await r.bundles.last(ctx.me.code)
             finals = [p for p in await r.publications.current(ctx.me.code) if p.state == "final" and p.role == "own"]
-            lists = [ListRef(x.issuer, x.seq, x.digest) for x in await r.division_changes.all()]
+            lists = await r.division_changes.refs()
             refused_lists = await r.audit.latest("reject.division_changes", 10)
         received = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest) for f in received_rows])
         issued_fws = {f.digest: framework_of(f) for f in issued_rows}
@@ -245,7 +244,7 @@ class ReportService:
         async with ctx.store.read() as r:
             issued_rows = await r.frameworks.list(role="issued")
             reports = await r.reports.all()
-            lists = [ListRef(x.issuer, x.seq, x.digest) for x in await r.division_changes.all()]
+            lists = await r.division_changes.refs()
         mine = _latest([Ref(f.issuer, f.cycle, f.unit_class, f.version, f.digest,
                             tuple(u.code for u in framework_of(f).units)) for f in issued_rows])
         return cascade_states(ctx.me.code, mine, [c.code for c in ctx.cfg.children], reports, lists)

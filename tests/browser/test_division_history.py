@@ -10,9 +10,7 @@ anywhere but the gateway, and the console stays free of errors (conftest.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import VENDOR_STAMP, context_maker
-from tests.browser.harness import VIEWPORT, Guard, InThread
+from tests.browser.harness import VIEWPORT, Guard, InThread, served
 
 Shoot = Callable[[Any, str], Path]
 
@@ -36,8 +34,6 @@ class MergedTownships(InThread):
         super().__init__()
 
     async def _serve(self) -> None:
-        import uvicorn
-
         from aggregator.lineage import Merge
         from gateway.app import create_app
         from nodes.runtime import gateway_services
@@ -55,22 +51,10 @@ class MergedTownships(InThread):
                 "2019": {"511825100": ("200", "30000", "10"), "511825201": ("40", "10000", "2"),
                          "511825202": ("60", "20000", "3")},
                 "2020": {"511825100": ("210", "31000", "10"), "511825102": ("110", "17600", "5")}})
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            server = uvicorn.Server(uvicorn.Config(create_app(gateway_services(tq)), host="127.0.0.1", port=port,
-                                                   log_level="warning"))
-            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-            task = asyncio.create_task(server.serve())
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-            self.url = f"http://127.0.0.1:{port}"
-            self._ready.set()
-            await self._stop.wait()
-            server.should_exit = True
-            await task
+            async with served(create_app(gateway_services(tq))) as url:
+                self.url = url
+                self._ready.set()
+                await self._stop.wait()
         finally:
             for store in p.stores.values():
                 await store.close()

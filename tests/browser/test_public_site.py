@@ -8,10 +8,8 @@ gateway and the console stays free of errors (conftest.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,7 +24,7 @@ from aggregator.numbers import to_text
 from sync import publication as pubs
 from sync.trust import Identity
 from tests.browser.conftest import VENDOR_STAMP, context_maker
-from tests.browser.harness import VIEWPORT, Guard, InThread
+from tests.browser.harness import VIEWPORT, Guard, InThread, served
 
 Shoot = Callable[[Any, str], Path]
 
@@ -42,8 +40,6 @@ class PublishedCounty(InThread):
         super().__init__()
 
     async def _serve(self) -> None:
-        import uvicorn
-
         from gateway.app import create_app
         from nodes.runtime import gateway_services
         from tests.support.closing import county_with_results, finalise, publicise, root_of
@@ -54,22 +50,10 @@ class PublishedCounty(InThread):
             await publicise(node, public=True)
             self.final = pubs.read((await finalise(node)).envelope)
             self.root = root_of(fed)
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            server = uvicorn.Server(uvicorn.Config(create_app(gateway_services(node)), host="127.0.0.1", port=port,
-                                                   log_level="warning"))
-            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-            task = asyncio.create_task(server.serve())
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-            self.url = f"http://127.0.0.1:{port}"
-            self._ready.set()
-            await self._stop.wait()
-            server.should_exit = True
-            await task
+            async with served(create_app(gateway_services(node))) as url:
+                self.url = url
+                self._ready.set()
+                await self._stop.wait()
         finally:
             await node.context.store.close()
 
